@@ -1,0 +1,136 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "cocoon",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cocoond", targets: ["cocoond"]),
+        .executable(name: "cocoonctl", targets: ["cocoonctl"]),
+        .executable(name: "cocoon-agent", targets: ["cocoon-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        // No default traits: keeps full Foundation out of SwiftProtobuf, so the guest agent stays small.
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // Generated CRI v1 messages and gRPC stubs (scripts/gen-proto).
+        .target(
+            name: "CRIAPI",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            swiftSettings: strict
+        ),
+        // The host<->guest agent protocol: generated messages plus the frame codec. Shared by host and guest.
+        .target(
+            name: "AgentAPI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: strict
+        ),
+        // Host side of the agent channel (virtio-serial socket or vsock) with per-call deadlines.
+        .target(
+            name: "AgentClient",
+            dependencies: [
+                "AgentAPI",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // VM drivers behind one protocol: QEMU (direct) and libvirt.
+        .target(
+            name: "Hypervisor",
+            dependencies: [
+                "CLibvirt",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Daemon configuration (TOML).
+        .target(
+            name: "Config",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strict
+        ),
+        // Pod sandbox lifecycle, persisted state and recovery.
+        .target(
+            name: "Sandboxes",
+            dependencies: [
+                "Config", "Hypervisor", "AgentClient", "AgentAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // CRI v1 RuntimeService/ImageService: one file per call.
+        .target(
+            name: "CRI",
+            dependencies: [
+                "CRIAPI", "Sandboxes", "Config",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // cocoonctl commands (a library so the parsing is unit-testable).
+        .target(
+            name: "CLI",
+            dependencies: [
+                "CRIAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "cocoond",
+            dependencies: [
+                "CRI", "Config", "Sandboxes", "Hypervisor", "CRIAPI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "cocoonctl", dependencies: ["CLI"], swiftSettings: strict),
+        // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
+        .executableTarget(
+            name: "cocoon-agent",
+            dependencies: ["AgentAPI", "CAgentSys"],
+            path: "guest-agent/Sources/cocoon-agent",
+            swiftSettings: strict
+        ),
+        .target(name: "CAgentSys", path: "guest-agent/Sources/CAgentSys"),
+        .testTarget(
+            name: "UnitTests",
+            dependencies: ["Config", "Sandboxes", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "CRIAPI", "CLI",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,19 @@
+// System calls the guest agent needs that Swift cannot reach directly (variadic or macro-only APIs).
+#pragma once
+
+/// finit_module(2) on an open .ko file. Returns 0 or -1 with errno.
+int cocoon_finit_module(int fd);
+/// A listening AF_VSOCK stream socket on VMADDR_CID_ANY:port, or -1 with errno.
+int cocoon_vsock_listen(unsigned int port, int backlog);
+/// Accepts a connection as non-blocking and close-on-exec, or -1 with errno.
+int cocoon_accept(int listen_fd);
+/// Blocks SIGCHLD and returns a non-blocking signalfd that reports it, or -1.
+int cocoon_sigchld_fd(void);
+/// Drains a signalfd.
+void cocoon_drain_signalfd(int fd);
+/// CLOCK_BOOTTIME in nanoseconds: time since the guest kernel started.
+unsigned long long cocoon_boottime_ns(void);
+/// reboot(RB_POWER_OFF).
+int cocoon_poweroff(void);
+/// The kernel release (uname -r) into buf.
+void cocoon_kernel_release(char *buf, int size);

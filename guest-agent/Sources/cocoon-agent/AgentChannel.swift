@@ -1,0 +1,58 @@
+import CAgentSys
+import Glibc
+
+/// The agent's end of the host link: a virtio-serial port (one byte stream that the host may
+/// drop and reopen) or a vsock listener (one connection per host session).
+enum AgentChannel {
+    case serial(fd: Int32)
+    case vsock(listenFD: Int32)
+
+    static func open(_ cmdline: KernelCommandLine) throws -> AgentChannel {
+        switch cmdline.transport {
+        case .vsock:
+            let fd = cocoon_vsock_listen(cmdline.vsockPort, 4)
+            guard fd >= 0 else { throw SystemError("vsock listen on port \(cmdline.vsockPort)") }
+            return .vsock(listenFD: fd)
+        case .serial:
+            let device = try waitForPort(named: cmdline.portName, timeoutMs: 20_000)
+            // A port opens once: open it read-write a single time.
+            let fd = Glibc.open(device, O_RDWR | O_NONBLOCK | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemError("open \(device)") }
+            return .serial(fd: fd)
+        }
+    }
+
+    /// Finds /dev/vportNpM whose sysfs name matches, waiting for the driver to probe it.
+    private static func waitForPort(named name: String, timeoutMs: Int) throws -> String {
+        var waited = 0
+        while waited <= timeoutMs {
+            if let dir = opendir("/sys/class/virtio-ports") {
+                defer { closedir(dir) }
+                while let entry = readdir(dir) {
+                    let port = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+                    }
+                    guard port.hasPrefix("vport") else { continue }
+                    let portName = readSmallFile("/sys/class/virtio-ports/\(port)/name")?
+                        .trimmingCharacters(in: "\n ")
+                    if portName == name, access("/dev/\(port)", F_OK) == 0 {
+                        return "/dev/\(port)"
+                    }
+                }
+            }
+            usleep(2_000)
+            waited += 2
+        }
+        throw SystemError("virtio-serial port \(name) did not appear", ENODEV)
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s.removeFirst() }
+        while let l = s.last, chars.contains(l) { s.removeLast() }
+        return String(s)
+    }
+}

@@ -1,0 +1,184 @@
+import AgentAPI
+import CAgentSys
+import Glibc
+
+/// Serves the agent protocol on the channel: one host session at a time, a fresh frame decoder
+/// per session, a Hello at the start of each session, and zombie reaping between requests.
+struct AgentServer {
+    private let channel: AgentChannel
+    private let boot: Cocoon_Agent_V1_BootReport
+    private var decoder = AgentFrameDecoder()
+    private let childFD: Int32
+    /// The fd of the current host session (the port itself for serial), or -1.
+    private var sessionFD: Int32 = -1
+    private var shutdownRequested = false
+
+    init(channel: AgentChannel, boot: Cocoon_Agent_V1_BootReport) {
+        self.channel = channel
+        self.boot = boot
+        self.childFD = cocoon_sigchld_fd()
+    }
+
+    mutating func run() {
+        while !shutdownRequested {
+            switch channel {
+            case .serial(let fd): pollSerial(fd)
+            case .vsock(let listenFD): pollVsock(listenFD)
+            }
+        }
+    }
+
+    // MARK: transports
+
+    private mutating func pollSerial(_ fd: Int32) {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
+        let rc = poll(&fds, nfds_t(fds.count), -1)
+        guard rc > 0 else { return }
+        if fds[1].revents != 0 { reapChildren() }
+        let revents = Int32(fds[0].revents)
+        if revents & Int32(POLLHUP) != 0 {
+            // No host is connected: wait for one (reads would return EOF meanwhile).
+            if sessionFD >= 0 { log("host disconnected") }
+            sessionFD = -1
+            decoder.reset()
+            usleep(20_000)
+            return
+        }
+        if sessionFD < 0 {
+            sessionFD = fd
+            decoder.reset()
+            sendHello()
+        }
+        if revents & Int32(POLLIN) != 0 {
+            if !readAvailable(fd) {
+                usleep(20_000)
+            }
+        }
+    }
+
+    private mutating func pollVsock(_ listenFD: Int32) {
+        var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
+        if sessionFD >= 0 { fds.append(pollfd(fd: sessionFD, events: Int16(POLLIN), revents: 0)) }
+        let rc = poll(&fds, nfds_t(fds.count), -1)
+        guard rc > 0 else { return }
+        if fds[1].revents != 0 { reapChildren() }
+        if fds[0].revents != 0 {
+            let conn = cocoon_accept(listenFD)
+            if conn >= 0 {
+                // The newest host session wins (a restarted daemon reconnecting).
+                if sessionFD >= 0 { close(sessionFD) }
+                sessionFD = conn
+                decoder.reset()
+                sendHello()
+            }
+        }
+        if fds.count > 2, fds[2].revents != 0, sessionFD >= 0 {
+            if !readAvailable(sessionFD) {
+                close(sessionFD)
+                sessionFD = -1
+                decoder.reset()
+            }
+        }
+    }
+
+    /// Reads what is there and serves every whole frame. False on EOF or a broken stream.
+    private mutating func readAvailable(_ fd: Int32) -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { return errno == EAGAIN || errno == EINTR }
+        if n == 0 { return false }
+        decoder.append(chunk[0..<n])
+        while true {
+            do {
+                guard let envelope = try decoder.next() else { return true }
+                handle(envelope)
+            } catch {
+                log("dropping session: \(error)")
+                decoder.reset()
+                return false
+            }
+        }
+    }
+
+    // MARK: requests
+
+    private mutating func handle(_ envelope: Cocoon_Agent_V1_Envelope) {
+        guard case .request(let request)? = envelope.body else { return }
+        var response = Cocoon_Agent_V1_Response()
+        var powerOffAfterReply = false
+        switch request.call {
+        case .health?:
+            response.health = health()
+        case .shutdown?:
+            response.shutdown = Cocoon_Agent_V1_ShutdownResponse()
+            powerOffAfterReply = true
+        case nil:
+            var error = Cocoon_Agent_V1_AgentError()
+            error.code = .unimplemented
+            error.message = "request kind not known to agent API v\(agentAPIVersion)"
+            response.error = error
+        }
+        var reply = Cocoon_Agent_V1_Envelope()
+        reply.id = envelope.id
+        reply.response = response
+        send(reply)
+        if powerOffAfterReply {
+            shutdownRequested = true
+        }
+    }
+
+    private func health() -> Cocoon_Agent_V1_HealthResponse {
+        var h = Cocoon_Agent_V1_HealthResponse()
+        h.apiVersion = agentAPIVersion
+        h.agentVersion = agentVersion
+        var release = [CChar](repeating: 0, count: 256)
+        cocoon_kernel_release(&release, Int32(release.count))
+        h.kernelRelease = String(decoding: release.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        h.uptimeNs = cocoon_boottime_ns()
+        h.boot = boot
+        if let meminfo = readSmallFile("/proc/meminfo") {
+            for line in meminfo.split(separator: "\n") {
+                let words = line.split(separator: " ")
+                guard words.count >= 2, let kib = UInt64(words[1]) else { continue }
+                if words[0] == "MemTotal:" { h.memTotalKib = kib }
+                if words[0] == "MemAvailable:" { h.memAvailableKib = kib }
+            }
+        }
+        return h
+    }
+
+    private func sendHello() {
+        var hello = Cocoon_Agent_V1_Hello()
+        hello.apiVersion = agentAPIVersion
+        hello.agentVersion = agentVersion
+        hello.boot = boot
+        var event = Cocoon_Agent_V1_Event()
+        event.hello = hello
+        var envelope = Cocoon_Agent_V1_Envelope()
+        envelope.event = event
+        send(envelope)
+    }
+
+    private func send(_ envelope: Cocoon_Agent_V1_Envelope) {
+        guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { write(sessionFD, $0.baseAddress! + offset, bytes.count - offset) }
+            if n > 0 {
+                offset += n
+            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                var p = pollfd(fd: sessionFD, events: Int16(POLLOUT), revents: 0)
+                if poll(&p, 1, 1000) <= 0 { log("host not reading; reply dropped"); return }
+            } else {
+                log("write to host: \(SystemError("write"))")
+                return
+            }
+        }
+    }
+
+    private func reapChildren() {
+        cocoon_drain_signalfd(childFD)
+        var status: Int32 = 0
+        while waitpid(-1, &status, WNOHANG) > 0 {}
+    }
+}

@@ -1,0 +1,43 @@
+import CAgentSys
+import Glibc
+
+/// What PID 1 owns in the guest: the base mounts and the final power-off.
+enum GuestSetup {
+    static func mountBaseFilesystems() {
+        let mounts: [(String, String, String, UInt, String?)] = [
+            ("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil),
+            ("sysfs", "/sys", "sysfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil),
+            ("devtmpfs", "/dev", "devtmpfs", UInt(MS_NOSUID), "mode=0755"),
+            ("tmpfs", "/run", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=0755"),
+            ("cgroup2", "/sys/fs/cgroup", "cgroup2", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil),
+        ]
+        for (source, target, type, flags, data) in mounts {
+            mkdir(target, 0o755)
+            let rc: Int32
+            if let data {
+                rc = data.withCString { mount(source, target, type, flags, $0) }
+            } else {
+                rc = mount(source, target, type, flags, nil)
+            }
+            if rc != 0 && errno != EBUSY {
+                log("mount \(target): \(SystemError("mount"))")
+            }
+        }
+        for dir in ["/dev/pts", "/dev/shm"] { mkdir(dir, 0o755) }
+        _ = mount("devpts", "/dev/pts", "devpts", UInt(MS_NOSUID | MS_NOEXEC), "newinstance,ptmxmode=0666")
+        _ = mount("shm", "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777")
+    }
+
+    /// Stops every other process, flushes, and powers the VM off. Never returns.
+    static func powerOff() -> Never {
+        log("powering off")
+        kill(-1, SIGTERM)
+        usleep(100_000)
+        kill(-1, SIGKILL)
+        sync()
+        if getpid() == 1 {
+            _ = cocoon_poweroff()
+        }
+        exit(0)
+    }
+}

@@ -1,0 +1,45 @@
+import Glibc
+
+/// The agent's settings, passed by the host on the kernel command line (`cocoon.*=`).
+struct KernelCommandLine {
+    enum Transport: String { case serial, vsock }
+    var transport: Transport = .serial
+    /// virtio-serial port name the host created.
+    var portName = "cocoon.agent"
+    var vsockPort: UInt32 = 1024
+    /// `mmio` (microvm) or `pci` (q35): which virtio transport modules to load.
+    var bus = "mmio"
+
+    static func read() -> KernelCommandLine {
+        var result = KernelCommandLine()
+        guard let text = readSmallFile("/proc/cmdline") else { return result }
+        for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+            let parts = word.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { continue }
+            switch parts[0] {
+            case "cocoon.transport": result.transport = Transport(rawValue: parts[1]) ?? .serial
+            case "cocoon.port": result.portName = parts[1]
+            case "cocoon.vsock_port": result.vsockPort = UInt32(parts[1]) ?? 1024
+            case "cocoon.bus": result.bus = parts[1]
+            default: break
+            }
+        }
+        return result
+    }
+}
+
+/// Reads a small text file (procfs, sysfs) whole; nil when it cannot be read.
+func readSmallFile(_ path: String, limit: Int = 1 << 20) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while bytes.count < limit {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { break }
+        bytes.append(contentsOf: chunk[0..<n])
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}

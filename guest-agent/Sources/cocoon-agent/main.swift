@@ -1,0 +1,33 @@
+// cocoon-agent: PID 1 of every pod VM. Sets up the guest, loads the kernel modules the
+// channel needs, then serves the agent protocol until asked to power off.
+import AgentAPI
+import CAgentSys
+import Glibc
+
+let startedNs = cocoon_boottime_ns()
+let cmdline = KernelCommandLine.read()
+log("cocoon-agent \(agentVersion) starting (pid \(getpid()))")
+
+if getpid() == 1 {
+    GuestSetup.mountBaseFilesystems()
+}
+let modules = ModuleLoader.loadAll(transport: cmdline.transport, bus: cmdline.bus)
+let modulesLoadedNs = cocoon_boottime_ns()
+
+var boot = Cocoon_Agent_V1_BootReport()
+boot.agentStartedNs = startedNs
+boot.modulesLoadedNs = modulesLoadedNs
+boot.modules = modules
+boot.transport = cmdline.transport.rawValue
+
+do {
+    let channel = try AgentChannel.open(cmdline)
+    boot.channelOpenNs = cocoon_boottime_ns()
+    log("channel \(cmdline.transport.rawValue) open after \((boot.channelOpenNs - startedNs) / 1_000_000) ms")
+    var server = AgentServer(channel: channel, boot: boot)
+    server.run()
+} catch {
+    log("fatal: \(error)")
+}
+// PID 1 must not exit: the kernel would panic. Power off instead.
+GuestSetup.powerOff()
