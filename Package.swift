@@ -44,7 +44,7 @@ let package = Package(
         .target(
             name: "AgentClient",
             dependencies: [
-                "AgentAPI",
+                "AgentAPI", "Hypervisor",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -79,8 +79,9 @@ let package = Package(
         .target(
             name: "CRI",
             dependencies: [
-                "CRIAPI", "Sandboxes", "Config",
+                "CRIAPI", "Sandboxes", "Config", "Hypervisor", "AgentClient",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -109,7 +110,7 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "cocoonctl", dependencies: ["CLI"], swiftSettings: strict),
+        .executableTarget(name: "cocoonctl", dependencies: ["CLI", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
         // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
         .executableTarget(
             name: "cocoon-agent",

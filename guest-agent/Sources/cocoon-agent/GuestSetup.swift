@@ -12,6 +12,7 @@ enum GuestSetup {
             ("cgroup2", "/sys/fs/cgroup", "cgroup2", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil),
         ]
         for (source, target, type, flags, data) in mounts {
+            if target == "/proc" && access("/proc/self/stat", F_OK) == 0 { continue }  // mounted by /init
             mkdir(target, 0o755)
             let rc: Int32
             if let data {

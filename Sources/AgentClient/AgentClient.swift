@@ -1,0 +1,193 @@
+import AgentAPI
+import Hypervisor
+import NIOCore
+import NIOPosix
+
+/// A connection to one VM's guest agent. Owns the channel and the calls in flight on it: each call
+/// has an id and a deadline; when the channel drops, every pending call fails at once, so a dead
+/// guest shows up as an error, never a hang.
+public final class AgentClient: Sendable {
+    private let channel: Channel
+    private let handler: NIOLoopBound<AgentClientHandler>
+    public let endpoint: AgentEndpoint
+
+    private init(channel: Channel, handler: NIOLoopBound<AgentClientHandler>, endpoint: AgentEndpoint) {
+        self.channel = channel
+        self.handler = handler
+        self.endpoint = endpoint
+    }
+
+    /// Opens the channel (the hypervisor's socket, or vsock). The guest need not be up yet:
+    /// requests wait in the virtio-serial socket until the agent opens its port.
+    public static func connect(
+        _ endpoint: AgentEndpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        timeout: Duration = .seconds(5)
+    ) async throws(AgentClientError) -> AgentClient {
+        let loop = group.next()
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AgentClientHandler())
+                }
+            }
+        do {
+            let channel: Channel
+            switch endpoint {
+            case .serial(let path):
+                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+            case .vsock(let cid, let port):
+                channel = try await bootstrap.connect(to: VsockAddress(cid: .init(rawValue: cid), port: .init(rawValue: port))).get()
+            }
+            let handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: AgentClientHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+            return AgentClient(channel: channel, handler: handler, endpoint: endpoint)
+        } catch {
+            throw .connectFailed("\(endpoint): \(error)")
+        }
+    }
+
+    /// Sends one request and waits for its response, at most `timeout`.
+    public func call(_ request: Cocoon_Agent_V1_Request, name: String, timeout: Duration) async throws(AgentClientError) -> Cocoon_Agent_V1_Response {
+        let loop = channel.eventLoop
+        let promise = loop.makePromise(of: Cocoon_Agent_V1_Response.self)
+        let handler = self.handler
+        loop.execute {
+            handler.value.send(request, name: name, timeout: timeout, promise: promise)
+        }
+        let response: Cocoon_Agent_V1_Response
+        do {
+            response = try await promise.futureResult.get()
+        } catch let error as AgentClientError {
+            throw error
+        } catch {
+            throw .disconnected("\(error)")
+        }
+        if response.hasError {
+            throw .agent(code: "\(response.error.code)", message: response.error.message)
+        }
+        return response
+    }
+
+    public func health(timeout: Duration) async throws(AgentClientError) -> Cocoon_Agent_V1_HealthResponse {
+        var request = Cocoon_Agent_V1_Request()
+        request.health = Cocoon_Agent_V1_HealthRequest()
+        let response = try await call(request, name: "Health", timeout: timeout)
+        guard case .health(let health)? = response.result else { throw .protocolViolation("Health answered with \(String(describing: response.result))") }
+        return health
+    }
+
+    /// Asks the guest to power off; the VM process ends shortly after the reply.
+    public func shutdown(timeout: Duration) async throws(AgentClientError) {
+        var request = Cocoon_Agent_V1_Request()
+        request.shutdown = Cocoon_Agent_V1_ShutdownRequest()
+        _ = try await call(request, name: "Shutdown", timeout: timeout)
+    }
+
+    /// The Hello the agent sent when this session started, if it has arrived.
+    public func hello() async -> Cocoon_Agent_V1_Hello? {
+        let handler = self.handler
+        return try? await channel.eventLoop.submit { handler.value.hello }.get()
+    }
+
+    public func close() async {
+        try? await channel.close().get()
+    }
+}
+
+/// Lives on the channel's event loop: frames requests, matches responses to calls by id, enforces
+/// deadlines, and fails everything pending when the channel goes inactive.
+final class AgentClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private struct Pending {
+        let promise: EventLoopPromise<Cocoon_Agent_V1_Response>
+        let deadline: Scheduled<Void>
+    }
+
+    private var context: ChannelHandlerContext?
+    private var decoder = AgentFrameDecoder()
+    private var pending: [UInt64: Pending] = [:]
+    private var nextID: UInt64 = 1
+    private var closedReason: String?
+    private(set) var hello: Cocoon_Agent_V1_Hello?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func send(_ request: Cocoon_Agent_V1_Request, name: String, timeout: Duration, promise: EventLoopPromise<Cocoon_Agent_V1_Response>) {
+        guard let context, closedReason == nil else {
+            promise.fail(AgentClientError.disconnected(closedReason ?? "no channel"))
+            return
+        }
+        let id = nextID
+        nextID += 1
+        var envelope = Cocoon_Agent_V1_Envelope()
+        envelope.id = id
+        envelope.request = request
+        let bytes: [UInt8]
+        do {
+            bytes = try AgentFrame.encode(envelope)
+        } catch {
+            promise.fail(AgentClientError.protocolViolation("cannot encode \(name): \(error)"))
+            return
+        }
+        let nanos = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanos)) { [weak self] () -> Void in
+            guard let self, let call = self.pending.removeValue(forKey: id) else { return }
+            call.promise.fail(AgentClientError.deadlineExceeded(call: name, after: timeout))
+        }
+        pending[id] = Pending(promise: promise, deadline: deadline)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if let bytes = buffer.readBytes(length: buffer.readableBytes) {
+            decoder.append(bytes)
+        }
+        do {
+            while let envelope = try decoder.next() {
+                dispatch(envelope)
+            }
+        } catch {
+            failAll("\(error)")
+            context.close(promise: nil)
+        }
+    }
+
+    private func dispatch(_ envelope: Cocoon_Agent_V1_Envelope) {
+        switch envelope.body {
+        case .response(let response)?:
+            guard let call = pending.removeValue(forKey: envelope.id) else { return }  // late reply after its deadline
+            call.deadline.cancel()
+            call.promise.succeed(response)
+        case .event(let event)?:
+            if case .hello(let h)? = event.kind { hello = h }
+        default:
+            break
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll("the VM or its channel went away")
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        failAll("\(error)")
+        context.close(promise: nil)
+    }
+
+    private func failAll(_ reason: String) {
+        closedReason = closedReason ?? reason
+        let calls = pending
+        pending.removeAll()
+        for (_, call) in calls {
+            call.deadline.cancel()
+            call.promise.fail(AgentClientError.disconnected(reason))
+        }
+    }
+}

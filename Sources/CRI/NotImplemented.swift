@@ -1,0 +1,111 @@
+import CRIAPI
+import GRPCCore
+
+// CRI calls not built yet. Each answers UNIMPLEMENTED naming the call, as the CRI contract asks,
+// so a kubelet or crictl sees a clear status instead of a fake success. A call moves out of this
+// file into its own file when it is built.
+
+extension RuntimeService {
+    public func streamPodSandboxes(request: Runtime_V1_StreamPodSandboxesRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxesResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("StreamPodSandboxes").rpcError
+    }
+    public func createContainer(request: Runtime_V1_CreateContainerRequest, context: ServerContext) async throws -> Runtime_V1_CreateContainerResponse {
+        throw CRIError.unimplemented("CreateContainer").rpcError
+    }
+    public func startContainer(request: Runtime_V1_StartContainerRequest, context: ServerContext) async throws -> Runtime_V1_StartContainerResponse {
+        throw CRIError.unimplemented("StartContainer").rpcError
+    }
+    public func stopContainer(request: Runtime_V1_StopContainerRequest, context: ServerContext) async throws -> Runtime_V1_StopContainerResponse {
+        throw CRIError.unimplemented("StopContainer").rpcError
+    }
+    public func removeContainer(request: Runtime_V1_RemoveContainerRequest, context: ServerContext) async throws -> Runtime_V1_RemoveContainerResponse {
+        throw CRIError.unimplemented("RemoveContainer").rpcError
+    }
+    public func listContainers(request: Runtime_V1_ListContainersRequest, context: ServerContext) async throws -> Runtime_V1_ListContainersResponse {
+        throw CRIError.unimplemented("ListContainers").rpcError
+    }
+    public func streamContainers(request: Runtime_V1_StreamContainersRequest, response: RPCWriter<Runtime_V1_StreamContainersResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("StreamContainers").rpcError
+    }
+    public func containerStatus(request: Runtime_V1_ContainerStatusRequest, context: ServerContext) async throws -> Runtime_V1_ContainerStatusResponse {
+        throw CRIError.unimplemented("ContainerStatus").rpcError
+    }
+    public func updateContainerResources(request: Runtime_V1_UpdateContainerResourcesRequest, context: ServerContext) async throws -> Runtime_V1_UpdateContainerResourcesResponse {
+        throw CRIError.unimplemented("UpdateContainerResources").rpcError
+    }
+    public func reopenContainerLog(request: Runtime_V1_ReopenContainerLogRequest, context: ServerContext) async throws -> Runtime_V1_ReopenContainerLogResponse {
+        throw CRIError.unimplemented("ReopenContainerLog").rpcError
+    }
+    public func execSync(request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws -> Runtime_V1_ExecSyncResponse {
+        throw CRIError.unimplemented("ExecSync").rpcError
+    }
+    public func exec(request: Runtime_V1_ExecRequest, context: ServerContext) async throws -> Runtime_V1_ExecResponse {
+        throw CRIError.unimplemented("Exec").rpcError
+    }
+    public func attach(request: Runtime_V1_AttachRequest, context: ServerContext) async throws -> Runtime_V1_AttachResponse {
+        throw CRIError.unimplemented("Attach").rpcError
+    }
+    public func portForward(request: Runtime_V1_PortForwardRequest, context: ServerContext) async throws -> Runtime_V1_PortForwardResponse {
+        throw CRIError.unimplemented("PortForward").rpcError
+    }
+    public func containerStats(request: Runtime_V1_ContainerStatsRequest, context: ServerContext) async throws -> Runtime_V1_ContainerStatsResponse {
+        throw CRIError.unimplemented("ContainerStats").rpcError
+    }
+    public func listContainerStats(request: Runtime_V1_ListContainerStatsRequest, context: ServerContext) async throws -> Runtime_V1_ListContainerStatsResponse {
+        throw CRIError.unimplemented("ListContainerStats").rpcError
+    }
+    public func streamContainerStats(request: Runtime_V1_StreamContainerStatsRequest, response: RPCWriter<Runtime_V1_StreamContainerStatsResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("StreamContainerStats").rpcError
+    }
+    public func podSandboxStats(request: Runtime_V1_PodSandboxStatsRequest, context: ServerContext) async throws -> Runtime_V1_PodSandboxStatsResponse {
+        throw CRIError.unimplemented("PodSandboxStats").rpcError
+    }
+    public func listPodSandboxStats(request: Runtime_V1_ListPodSandboxStatsRequest, context: ServerContext) async throws -> Runtime_V1_ListPodSandboxStatsResponse {
+        throw CRIError.unimplemented("ListPodSandboxStats").rpcError
+    }
+    public func streamPodSandboxStats(request: Runtime_V1_StreamPodSandboxStatsRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxStatsResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("StreamPodSandboxStats").rpcError
+    }
+    public func updateRuntimeConfig(request: Runtime_V1_UpdateRuntimeConfigRequest, context: ServerContext) async throws -> Runtime_V1_UpdateRuntimeConfigResponse {
+        throw CRIError.unimplemented("UpdateRuntimeConfig").rpcError
+    }
+    public func checkpointContainer(request: Runtime_V1_CheckpointContainerRequest, context: ServerContext) async throws -> Runtime_V1_CheckpointContainerResponse {
+        throw CRIError.unimplemented("CheckpointContainer").rpcError
+    }
+    public func getContainerEvents(request: Runtime_V1_GetEventsRequest, response: RPCWriter<Runtime_V1_ContainerEventResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("GetContainerEvents").rpcError
+    }
+    public func listMetricDescriptors(request: Runtime_V1_ListMetricDescriptorsRequest, context: ServerContext) async throws -> Runtime_V1_ListMetricDescriptorsResponse {
+        throw CRIError.unimplemented("ListMetricDescriptors").rpcError
+    }
+    public func listPodSandboxMetrics(request: Runtime_V1_ListPodSandboxMetricsRequest, context: ServerContext) async throws -> Runtime_V1_ListPodSandboxMetricsResponse {
+        throw CRIError.unimplemented("ListPodSandboxMetrics").rpcError
+    }
+    public func streamPodSandboxMetrics(request: Runtime_V1_StreamPodSandboxMetricsRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxMetricsResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("StreamPodSandboxMetrics").rpcError
+    }
+    public func updatePodSandboxResources(request: Runtime_V1_UpdatePodSandboxResourcesRequest, context: ServerContext) async throws -> Runtime_V1_UpdatePodSandboxResourcesResponse {
+        throw CRIError.unimplemented("UpdatePodSandboxResources").rpcError
+    }
+}
+
+extension ImageService {
+    public func listImages(request: Runtime_V1_ListImagesRequest, context: ServerContext) async throws -> Runtime_V1_ListImagesResponse {
+        throw CRIError.unimplemented("ListImages").rpcError
+    }
+    public func streamImages(request: Runtime_V1_StreamImagesRequest, response: RPCWriter<Runtime_V1_StreamImagesResponse>, context: ServerContext) async throws {
+        throw CRIError.unimplemented("StreamImages").rpcError
+    }
+    public func imageStatus(request: Runtime_V1_ImageStatusRequest, context: ServerContext) async throws -> Runtime_V1_ImageStatusResponse {
+        throw CRIError.unimplemented("ImageStatus").rpcError
+    }
+    public func pullImage(request: Runtime_V1_PullImageRequest, context: ServerContext) async throws -> Runtime_V1_PullImageResponse {
+        throw CRIError.unimplemented("PullImage").rpcError
+    }
+    public func removeImage(request: Runtime_V1_RemoveImageRequest, context: ServerContext) async throws -> Runtime_V1_RemoveImageResponse {
+        throw CRIError.unimplemented("RemoveImage").rpcError
+    }
+    public func imageFsInfo(request: Runtime_V1_ImageFsInfoRequest, context: ServerContext) async throws -> Runtime_V1_ImageFsInfoResponse {
+        throw CRIError.unimplemented("ImageFsInfo").rpcError
+    }
+}

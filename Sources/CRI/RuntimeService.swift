@@ -1,0 +1,27 @@
+import CRIAPI
+import Config
+import GRPCCore
+import Sandboxes
+
+/// The CRI v1 RuntimeService. Each call lives in its own file (`RunPodSandbox.swift`, …); calls not
+/// built yet are in `NotImplemented.swift` and answer UNIMPLEMENTED.
+public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
+    public static let runtimeName = "cocoon"
+    public static let runtimeVersion = "0.1.0"
+    public static let runtimeAPIVersion = "v1"
+
+    let config: CocoonConfig
+    let sandboxes: SandboxManager
+    let qemuBinary: String
+
+    public init(config: CocoonConfig, sandboxes: SandboxManager, qemuBinary: String = "/usr/bin/qemu-system-x86_64") {
+        self.config = config
+        self.sandboxes = sandboxes
+        self.qemuBinary = qemuBinary
+    }
+}
+
+/// The CRI v1 ImageService (images arrive with their own issue; every call answers UNIMPLEMENTED).
+public struct ImageService: Runtime_V1_ImageService.SimpleServiceProtocol {
+    public init() {}
+}

@@ -1,0 +1,54 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+
+extension RuntimeService {
+    /// RuntimeReady is true when the hypervisors the handlers need can run. NetworkReady is false
+    /// until CNI networking is built, with the reason kubelet knows from containerd.
+    public func status(request: Runtime_V1_StatusRequest, context: ServerContext) async throws -> Runtime_V1_StatusResponse {
+        var runtime = Runtime_V1_RuntimeCondition()
+        runtime.type = "RuntimeReady"
+        let missing = missingParts()
+        runtime.status = missing.isEmpty
+        if !missing.isEmpty {
+            runtime.reason = "HypervisorNotReady"
+            runtime.message = missing.joined(separator: "; ")
+        }
+        var network = Runtime_V1_RuntimeCondition()
+        network.type = "NetworkReady"
+        network.status = false
+        network.reason = "NetworkPluginNotReady"
+        network.message = "cocoon: CNI networking is not implemented yet"
+
+        var response = Runtime_V1_StatusResponse()
+        response.status.conditions = [runtime, network]
+        var names = [""]
+        names += config.handlers.keys.sorted()
+        response.runtimeHandlers = names.map { name in
+            var h = Runtime_V1_RuntimeHandler()
+            h.name = name
+            h.features = Runtime_V1_RuntimeHandlerFeatures()
+            return h
+        }
+        if request.verbose {
+            let handlers = config.handlers.sorted { $0.key < $1.key }.map { name, h in
+                "{\"name\":\"\(name)\",\"backend\":\"\(h.backend.rawValue)\",\"kernel\":\"\(h.kernel)\",\"initrd\":\"\(h.initrd)\",\"vcpus\":\(h.vcpus),\"memory_mib\":\(h.memoryMiB),\"accel\":\"\(h.accel.rawValue)\"}"
+            }
+            response.info["config"] = "{\"state_root\":\"\(config.stateRoot)\",\"run_dir\":\"\(config.runDir)\",\"socket\":\"\(config.socket)\",\"default_handler\":\"\(config.defaultHandler)\",\"handlers\":[\(handlers.joined(separator: ","))]}"
+        }
+        return response
+    }
+
+    private func missingParts() -> [String] {
+        var missing: [String] = []
+        for (name, handler) in config.handlers.sorted(by: { $0.key < $1.key }) {
+            if handler.backend == .qemu, !FileManager.default.isExecutableFile(atPath: qemuBinary) {
+                missing.append("handler \(name): \(qemuBinary) not found")
+            }
+            for path in [handler.kernel, handler.initrd] where !FileManager.default.fileExists(atPath: path) {
+                missing.append("handler \(name): \(path) not found (run images/build-guest)")
+            }
+        }
+        return missing
+    }
+}

@@ -1,0 +1,68 @@
+import TOMLKit
+
+/// Owns the daemon's configuration: where state, sockets and logs live, and the runtime handlers
+/// (one per RuntimeClass) that say which hypervisor boots a pod and with which guest image and size.
+public struct CocoonConfig: Sendable, Equatable {
+    public static let defaultPath = "/etc/cocoon/config.toml"
+    public static let defaultHandlerName = "cocoon"
+
+    public var stateRoot: String = "/var/lib/cocoon"
+    public var runDir: String = "/run/cocoon"
+    public var socket: String = "/run/cocoon/cocoon.sock"
+    public var logLevel: LogLevel = .info
+    /// The handler used when a request names none (`runtime_handler: ""`).
+    public var defaultHandler: String = CocoonConfig.defaultHandlerName
+    public var handlers: [String: RuntimeHandler] = [:]
+
+    public init() {
+        handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)
+    }
+
+    /// The handler a request names, resolving "" to the default one.
+    public func handler(named name: String) -> (name: String, handler: RuntimeHandler)? {
+        let resolved = name.isEmpty ? defaultHandler : name
+        return handlers[resolved].map { (resolved, $0) }
+    }
+}
+
+/// One runtime handler: a hypervisor backend plus the guest image and default VM size it boots.
+public struct RuntimeHandler: Sendable, Equatable {
+    public enum Backend: String, Sendable, CaseIterable { case qemu, libvirt }
+    /// Which accelerator to use: KVM if usable (`auto`), or forced.
+    public enum Accel: String, Sendable, CaseIterable { case auto, kvm, tcg }
+
+    public var backend: Backend
+    public var kernel: String
+    public var initrd: String
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var accel: Accel
+    /// Extra guest kernel arguments appended after Cocoon's own.
+    public var kernelArgs: String
+
+    public init(
+        backend: Backend, kernel: String = "/var/lib/cocoon/guest/vmlinuz",
+        initrd: String = "/var/lib/cocoon/guest/initrd.cpio", vcpus: Int = 1, memoryMiB: Int = 256,
+        accel: Accel = .auto, kernelArgs: String = ""
+    ) {
+        self.backend = backend
+        self.kernel = kernel
+        self.initrd = initrd
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.accel = accel
+        self.kernelArgs = kernelArgs
+    }
+
+    /// Limits for a VM's size, from a handler or a pod's resources.
+    public static let vcpuRange = 1...64
+    public static let memoryRangeMiB = 64...(256 * 1024)
+}
+
+public enum LogLevel: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
+
+/// A configuration problem, naming the key and the file.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,124 @@
+import Glibc
+import TOMLKit
+
+/// Parses and validates the TOML configuration file. Unknown keys are errors, so a typo never
+/// silently falls back to a default.
+public enum ConfigLoader {
+    public static func parse(_ text: String, source: String = "config") throws -> CocoonConfig {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError("\(source):\(error.source.begin.line): invalid TOML: \(error.description)")
+        } catch {
+            throw ConfigError("\(source): invalid TOML: \(error)")
+        }
+        var config = CocoonConfig()
+        let topKeys: Set = ["state_root", "run_dir", "socket", "log_level", "default_handler", "handlers"]
+        try rejectUnknown(table, allowed: topKeys, at: source)
+        config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
+        config.runDir = try path(table, "run_dir", source) ?? config.runDir
+        config.socket = try path(table, "socket", source) ?? (config.runDir + "/cocoon.sock")
+        if let level = try string(table, "log_level", source) {
+            guard let parsed = LogLevel(rawValue: level) else {
+                throw ConfigError("\(source): log_level \"\(level)\" is not one of \(LogLevel.allCases.map(\.rawValue))")
+            }
+            config.logLevel = parsed
+        }
+        if let handlers = table["handlers"] {
+            guard let handlersTable = handlers.table else { throw ConfigError("\(source): handlers must be a table") }
+            config.handlers = [:]
+            for name in handlersTable.keys {
+                guard let h = handlersTable[name]?.table else {
+                    throw ConfigError("\(source): handlers.\(name) must be a table")
+                }
+                config.handlers[name] = try handler(h, at: "\(source): handlers.\(name)")
+            }
+        }
+        config.defaultHandler = try string(table, "default_handler", source)
+            ?? (config.handlers[CocoonConfig.defaultHandlerName] != nil ? CocoonConfig.defaultHandlerName : config.handlers.keys.sorted().first ?? "")
+        guard !config.handlers.isEmpty else { throw ConfigError("\(source): at least one [handlers.NAME] is needed") }
+        guard config.handlers[config.defaultHandler] != nil else {
+            throw ConfigError("\(source): default_handler \"\(config.defaultHandler)\" is not a configured handler")
+        }
+        return config
+    }
+
+    /// Reads the file at `path`; a missing default file means the built-in defaults.
+    public static func load(path: String, required: Bool) throws -> CocoonConfig {
+        guard let text = try readTextFile(path) else {
+            if required { throw ConfigError("config file \(path) does not exist") }
+            return CocoonConfig()
+        }
+        return try parse(text, source: path)
+    }
+
+    private static func handler(_ t: TOMLTable, at where_: String) throws -> RuntimeHandler {
+        try rejectUnknown(t, allowed: ["backend", "kernel", "initrd", "vcpus", "memory_mib", "accel", "kernel_args"], at: where_)
+        guard let backendName = try string(t, "backend", where_) else { throw ConfigError("\(where_): backend is required (qemu or libvirt)") }
+        guard let backend = RuntimeHandler.Backend(rawValue: backendName) else {
+            throw ConfigError("\(where_): backend \"\(backendName)\" is not one of qemu, libvirt")
+        }
+        var h = RuntimeHandler(backend: backend)
+        h.kernel = try path(t, "kernel", where_) ?? h.kernel
+        h.initrd = try path(t, "initrd", where_) ?? h.initrd
+        if let v = try int(t, "vcpus", where_) {
+            guard RuntimeHandler.vcpuRange.contains(v) else { throw ConfigError("\(where_): vcpus \(v) is outside \(RuntimeHandler.vcpuRange)") }
+            h.vcpus = v
+        }
+        if let m = try int(t, "memory_mib", where_) {
+            guard RuntimeHandler.memoryRangeMiB.contains(m) else {
+                throw ConfigError("\(where_): memory_mib \(m) is outside \(RuntimeHandler.memoryRangeMiB)")
+            }
+            h.memoryMiB = m
+        }
+        if let a = try string(t, "accel", where_) {
+            guard let accel = RuntimeHandler.Accel(rawValue: a) else { throw ConfigError("\(where_): accel \"\(a)\" is not one of auto, kvm, tcg") }
+            h.accel = accel
+        }
+        h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
+        return h
+    }
+
+    private static func rejectUnknown(_ t: TOMLTable, allowed: Set<String>, at where_: String) throws {
+        for key in t.keys where !allowed.contains(key) {
+            throw ConfigError("\(where_): unknown key \"\(key)\" (known: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    private static func string(_ t: TOMLTable, _ key: String, _ where_: String) throws -> String? {
+        guard let v = t[key] else { return nil }
+        guard let s = v.string else { throw ConfigError("\(where_): \(key) must be a string") }
+        return s
+    }
+
+    private static func path(_ t: TOMLTable, _ key: String, _ where_: String) throws -> String? {
+        guard let s = try string(t, key, where_) else { return nil }
+        guard s.hasPrefix("/") else { throw ConfigError("\(where_): \(key) must be an absolute path, got \"\(s)\"") }
+        return s
+    }
+
+    private static func int(_ t: TOMLTable, _ key: String, _ where_: String) throws -> Int? {
+        guard let v = t[key] else { return nil }
+        guard let i = v.int else { throw ConfigError("\(where_): \(key) must be an integer") }
+        return i
+    }
+}
+
+/// Reads a whole text file, or nil when it does not exist.
+func readTextFile(_ path: String) throws -> String? {
+    guard let f = fopen(path, "r") else {
+        if errno == ENOENT { return nil }
+        throw ConfigError("cannot read \(path): errno \(errno)")
+    }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, f)
+        if n <= 0 { break }
+        bytes.append(contentsOf: chunk[0..<n])
+        if bytes.count > 1 << 20 { throw ConfigError("\(path) is larger than 1 MiB") }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}

@@ -1,0 +1,112 @@
+/// The seam between pod sandboxes and whatever runs their VMs. One implementation per backend
+/// (`QEMUHypervisor`, `LibvirtHypervisor`); callers never see command lines or domain XML.
+public protocol Hypervisor: Sendable {
+    /// The backend's name as written in the config (`qemu`, `libvirt`).
+    var backend: String { get }
+    /// Starts a VM and returns once the hypervisor runs it (not once the guest is up).
+    func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle
+    /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
+    /// then asks the hypervisor to quit, then kills it. Releases the VM's runtime files.
+    func stop(_ vm: VMHandle, timeout: Duration) async
+    /// Ends the VM at once.
+    func kill(_ vm: VMHandle) async
+    /// True when the VM has ended within `timeout`.
+    func wait(_ vm: VMHandle, timeout: Duration) async -> Bool
+    /// What the VM is doing now.
+    func describe(_ vm: VMHandle) async -> VMStatus
+}
+
+/// What to boot: identity, guest image, size and where the VM's files go.
+public struct VMSpec: Sendable, Equatable {
+    /// Unique per VM (the sandbox id); the hypervisor names the VM `cocoon-<id prefix>`.
+    public var id: String
+    public var kernel: String
+    public var initrd: String
+    public var vcpus: Int
+    public var memoryMiB: Int
+    public var accel: AccelRequest
+    public var extraKernelArgs: String
+    /// Persistent per-VM directory (console log).
+    public var stateDir: String
+    /// Per-VM directory for sockets and pid files.
+    public var runDir: String
+
+    public init(
+        id: String, kernel: String, initrd: String, vcpus: Int, memoryMiB: Int, accel: AccelRequest,
+        extraKernelArgs: String = "", stateDir: String, runDir: String
+    ) {
+        self.id = id
+        self.kernel = kernel
+        self.initrd = initrd
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.accel = accel
+        self.extraKernelArgs = extraKernelArgs
+        self.stateDir = stateDir
+        self.runDir = runDir
+    }
+
+    public var vmName: String { "cocoon-" + String(id.prefix(12)) }
+}
+
+public enum AccelRequest: String, Sendable, Codable { case auto, kvm, tcg }
+
+/// How the host reaches the guest agent of one VM.
+public enum AgentEndpoint: Sendable, Codable, Equatable {
+    /// A virtio-serial port whose host side is this Unix socket.
+    case serial(path: String)
+    /// An AF_VSOCK address (vhost-vsock).
+    case vsock(cid: UInt32, port: UInt32)
+}
+
+/// A running (or once running) VM, as persisted with its sandbox: enough to find it again after
+/// a daemon restart.
+public struct VMHandle: Sendable, Codable, Equatable {
+    public var backend: String
+    public var name: String
+    public var pid: Int32
+    /// `kvm` or `tcg`.
+    public var accel: String
+    public var agent: AgentEndpoint
+    /// QMP socket (qemu backend).
+    public var controlSocket: String?
+    public var consoleLog: String
+    public var runDir: String
+    /// Unix time (ns) when the hypervisor was asked to boot.
+    public var launchedAtNs: Int64
+
+    public init(
+        backend: String, name: String, pid: Int32, accel: String, agent: AgentEndpoint, controlSocket: String?,
+        consoleLog: String, runDir: String, launchedAtNs: Int64
+    ) {
+        self.backend = backend
+        self.name = name
+        self.pid = pid
+        self.accel = accel
+        self.agent = agent
+        self.controlSocket = controlSocket
+        self.consoleLog = consoleLog
+        self.runDir = runDir
+        self.launchedAtNs = launchedAtNs
+    }
+}
+
+public enum VMStatus: Sendable, Equatable {
+    case running(pid: Int32)
+    case exited
+}
+
+/// Why a VM could not be booted or controlled. The message names the VM and the cause.
+public enum HypervisorError: Error, CustomStringConvertible, Equatable {
+    case bootFailed(String)
+    case unavailable(String)
+    case invalidSpec(String)
+
+    public var description: String {
+        switch self {
+        case .bootFailed(let m): "VM boot failed: \(m)"
+        case .unavailable(let m): "hypervisor unavailable: \(m)"
+        case .invalidSpec(let m): "invalid VM spec: \(m)"
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import CLibvirt
+import Foundation
+import Logging
+
+/// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`
+/// otherwise): q35 with direct kernel boot, file-backed serial console, the agent channel as a
+/// virtio-serial port bound to a Unix socket. QEMU runs as root for these domains (a per-domain
+/// DAC label), so it can use the daemon's files without libvirt relabelling them.
+public struct LibvirtHypervisor: Hypervisor {
+    public let backend = "libvirt"
+    public let uri: String
+    private let logger: Logger
+
+    public init(uri: String = "qemu:///system", logger: Logger = Logger(label: "cocoon.libvirt")) {
+        self.uri = uri
+        self.logger = logger
+    }
+
+    public func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {
+        for (what, path) in [("kernel", spec.kernel), ("initrd", spec.initrd)] where !FileManager.default.fileExists(atPath: path) {
+            throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
+        }
+        let accel = try await Accelerator.shared.resolve(spec.accel, qemu: "/usr/bin/qemu-system-x86_64")
+        do {
+            try FileManager.default.createDirectory(atPath: spec.runDir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: spec.stateDir, withIntermediateDirectories: true)
+        } catch {
+            throw .bootFailed("cannot create VM directories: \(error)")
+        }
+        let agentSocket = spec.runDir + "/agent.sock"
+        let console = spec.stateDir + "/console.log"
+        let xml = LibvirtDomainXML.make(spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console)
+        let launched = HostProcess.nowNs()
+        let uri = self.uri
+        let pid: Int32 = try await Libvirt.blocking { () throws(HypervisorError) -> Int32 in
+            let conn = try Libvirt.open(uri)
+            defer { virConnectClose(conn) }
+            guard let dom = virDomainCreateXML(conn, xml, 0) else {
+                throw .bootFailed("\(spec.vmName): virDomainCreateXML: \(Libvirt.lastError())")
+            }
+            virDomainFree(dom)
+            return Libvirt.qemuPid(name: spec.vmName) ?? 0
+        }
+        return VMHandle(
+            backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: .serial(path: agentSocket),
+            controlSocket: nil, consoleLog: console, runDir: spec.runDir, launchedAtNs: launched)
+    }
+
+    public func stop(_ vm: VMHandle, timeout: Duration) async {
+        if !(await wait(vm, timeout: timeout)) {
+            await kill(vm)
+        }
+        try? FileManager.default.removeItem(atPath: vm.runDir)
+    }
+
+    public func kill(_ vm: VMHandle) async {
+        let uri = self.uri
+        let name = vm.name
+        _ = try? await Libvirt.blocking { () throws(HypervisorError) -> Void in
+            let conn = try Libvirt.open(uri)
+            defer { virConnectClose(conn) }
+            guard let dom = virDomainLookupByName(conn, name) else { return }
+            defer { virDomainFree(dom) }
+            virDomainDestroy(dom)
+        }
+        _ = await wait(vm, timeout: .seconds(5))
+    }
+
+    public func wait(_ vm: VMHandle, timeout: Duration) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while await describe(vm) != .exited {
+            if clock.now >= end { return false }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return true
+    }
+
+    public func describe(_ vm: VMHandle) async -> VMStatus {
+        let uri = self.uri
+        let name = vm.name
+        let running = (try? await Libvirt.blocking { () throws(HypervisorError) -> Bool in
+            let conn = try Libvirt.open(uri)
+            defer { virConnectClose(conn) }
+            guard let dom = virDomainLookupByName(conn, name) else { return false }
+            defer { virDomainFree(dom) }
+            return virDomainIsActive(dom) == 1
+        }) ?? HostProcess.isAlive(pid: vm.pid, marker: vm.name)
+        // A domain whose QEMU was killed from outside can linger as active for a moment; trust the process.
+        if running, vm.pid > 0, !HostProcess.isAlive(pid: vm.pid, marker: vm.name) { return .exited }
+        return running ? .running(pid: vm.pid) : .exited
+    }
+}
+
+/// libvirt C API helpers: connections, errors, and running blocking calls off the cooperative pool.
+enum Libvirt {
+    static func open(_ uri: String) throws(HypervisorError) -> virConnectPtr {
+        guard let conn = virConnectOpen(uri) else {
+            throw .unavailable("cannot connect to \(uri): \(lastError()) (is libvirtd running?)")
+        }
+        return conn
+    }
+
+    static func lastError() -> String {
+        guard let msg = virGetLastErrorMessage() else { return "unknown libvirt error" }
+        return String(cString: msg)
+    }
+
+    /// QEMU's pid for a running domain, from the pid file libvirt keeps.
+    static func qemuPid(name: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: "/run/libvirt/qemu/\(name).pid", encoding: .utf8) else { return nil }
+        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(HypervisorError) -> T) async throws(HypervisorError) -> T {
+        let result: Result<T, HypervisorError> = await withCheckedContinuation { cont in
+            DispatchQueue.global().async {
+                do throws(HypervisorError) {
+                    cont.resume(returning: .success(try body()))
+                } catch {
+                    cont.resume(returning: .failure(error))
+                }
+            }
+        }
+        return try result.get()
+    }
+}
+
+/// The domain definition for one pod VM (a pure function, unit-tested).
+enum LibvirtDomainXML {
+    static func make(spec: VMSpec, accel: String, agentSocket: String, consoleLog: String) -> String {
+        let cmdline = GuestKernelArgs.make(transport: .serial(path: agentSocket), bus: "pci", pciOff: false, extra: spec.extraKernelArgs)
+        return """
+            <domain type='\(accel == "kvm" ? "kvm" : "qemu")'>
+              <name>\(escape(spec.vmName))</name>
+              <memory unit='MiB'>\(spec.memoryMiB)</memory>
+              <vcpu>\(spec.vcpus)</vcpu>
+              <os>
+                <type arch='x86_64' machine='q35'>hvm</type>
+                <kernel>\(escape(spec.kernel))</kernel>
+                <initrd>\(escape(spec.initrd))</initrd>
+                <cmdline>\(escape(cmdline))</cmdline>
+              </os>
+              <cpu mode='\(accel == "kvm" ? "host-passthrough" : "maximum")'/>
+              <on_poweroff>destroy</on_poweroff>
+              <on_reboot>destroy</on_reboot>
+              <on_crash>destroy</on_crash>
+              <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+              <devices>
+                <serial type='file'><source path='\(escape(consoleLog))'/><target port='0'/></serial>
+                <channel type='unix'>
+                  <source mode='bind' path='\(escape(agentSocket))'/>
+                  <target type='virtio' name='\(GuestKernelArgs.agentPortName)'/>
+                </channel>
+                <memballoon model='none'/>
+              </devices>
+            </domain>
+            """
+    }
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "'", with: "&apos;")
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// A minimal QMP (QEMU Machine Protocol) client: connect, negotiate capabilities, run one command.
+/// Every socket operation has a timeout so a wedged QEMU cannot hang the daemon.
+enum QMPClient {
+    /// Runs `command` (e.g. `quit`) and returns QEMU's reply line, or nil if QEMU did not answer.
+    static func execute(_ command: String, socketPath: String, timeout: Duration = .seconds(2)) async -> String? {
+        await withCheckedContinuation { (cont: CheckedContinuation<String?, Never>) in
+            DispatchQueue.global().async {
+                cont.resume(returning: executeBlocking(command, socketPath: socketPath, timeout: timeout))
+            }
+        }
+    }
+
+    private static func executeBlocking(_ command: String, socketPath: String, timeout: Duration) -> String? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard UnixSocketAddress.connect(fd, path: socketPath) else { return nil }
+        var reader = LineReader(fd: fd)
+        guard reader.next() != nil else { return nil }  // greeting
+        guard send(fd, "{\"execute\":\"qmp_capabilities\"}\n"), reader.nextReply() != nil else { return nil }
+        guard send(fd, "{\"execute\":\"\(command)\"}\n") else { return nil }
+        return reader.nextReply()
+    }
+
+    private static func send(_ fd: Int32, _ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Splits the QMP stream into lines; `nextReply` skips asynchronous events.
+    private struct LineReader {
+        let fd: Int32
+        var buffer: [UInt8] = []
+
+        mutating func next() -> String? {
+            while true {
+                if let nl = buffer.firstIndex(of: 0x0A) {
+                    let line = String(decoding: buffer[..<nl], as: UTF8.self)
+                    buffer.removeFirst(nl + 1)
+                    return line
+                }
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                guard n > 0 else { return nil }
+                buffer.append(contentsOf: chunk[0..<n])
+                if buffer.count > 1 << 20 { return nil }
+            }
+        }
+
+        mutating func nextReply() -> String? {
+            while let line = next() {
+                if line.contains("\"return\"") || line.contains("\"error\"") { return line }
+            }
+            return nil
+        }
+    }
+}
+
+/// Connects a socket to a Unix path (paths longer than sun_path are refused).
+enum UnixSocketAddress {
+    static func connect(_ fd: Int32, path: String) -> Bool {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+            }
+        }
+    }
+}

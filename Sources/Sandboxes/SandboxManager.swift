@@ -1,0 +1,350 @@
+import AgentAPI
+import AgentClient
+import Config
+import Foundation
+import Hypervisor
+import Logging
+
+/// Owns the pod sandboxes: their records, their VMs and the agent connections to them. Every
+/// state change is persisted before the call returns; on start it finds the VMs of a previous
+/// daemon again (`recover`). Operations on one sandbox are serialized; different sandboxes proceed
+/// concurrently.
+public actor SandboxManager {
+    public struct Timeouts: Sendable {
+        /// From launching the VM to the agent answering Health.
+        public var boot: Duration = .seconds(120)
+        public var agentCall: Duration = .seconds(5)
+        /// How long a guest gets to power off after the agent's Shutdown before it is killed.
+        public var shutdown: Duration = .seconds(10)
+        public init() {}
+    }
+
+    private let config: CocoonConfig
+    private let store: SandboxStore
+    private let hypervisors: [String: any Hypervisor]
+    private let timeouts: Timeouts
+    private let logger: Logger
+    private var records: [String: SandboxRecord] = [:]
+    /// reserved pod name -> sandbox id, including sandboxes still booting.
+    private var names: [String: String] = [:]
+    private var agents: [String: AgentClient] = [:]
+    private var locks = KeyedLock()
+
+    public init(
+        config: CocoonConfig, store: SandboxStore, hypervisors: [String: any Hypervisor], timeouts: Timeouts = Timeouts(),
+        logger: Logger = Logger(label: "cocoon.sandboxes")
+    ) {
+        self.config = config
+        self.store = store
+        self.hypervisors = hypervisors
+        self.timeouts = timeouts
+        self.logger = logger
+    }
+
+    // MARK: recovery
+
+    /// Loads persisted sandboxes. A sandbox whose VM is gone becomes NOTREADY; one left booting by a
+    /// crash is stopped and marked NOTREADY (its VM, if any, is ended so nothing leaks).
+    public func recover() async {
+        for var record in await store.loadAll() {
+            if record.state == .creating {
+                if let vm = record.vm, let hv = hypervisors[vm.backend] { await hv.stop(vm, timeout: .zero) }
+                record.state = .notReady
+                record.reason = "daemon restarted while the VM was booting"
+                try? await store.save(record)
+            } else if record.state == .ready {
+                await refresh(&record)
+            }
+            records[record.id] = record
+            names[record.reservedName] = record.id
+        }
+        logger.info("recovered sandboxes", metadata: ["count": "\(records.count)", "ready": "\(records.values.filter { $0.state == .ready }.count)"])
+    }
+
+    // MARK: CRI operations
+
+    public func run(_ request: RunRequest) async throws(SandboxError) -> String {
+        guard let (handlerName, handler) = config.handler(named: request.runtimeHandler) else {
+            throw .notFound("runtime handler \"\(request.runtimeHandler)\" is not configured (configured: \(config.handlers.keys.sorted().joined(separator: ", ")))")
+        }
+        guard let hypervisor = hypervisors[handler.backend.rawValue] else {
+            throw .unavailable("hypervisor backend \(handler.backend.rawValue) of handler \(handlerName) is not available")
+        }
+        let name = request.metadata.reservedName
+        if let owner = names[name] {
+            throw .alreadyExists("failed to reserve sandbox name \"\(name)\": name \"\(name)\" is reserved for \"\(owner)\"")
+        }
+        let memory = request.memoryMiBOverride ?? (handler.memoryMiB + request.extraMemoryMiB)
+        guard RuntimeHandler.memoryRangeMiB.contains(memory) else {
+            throw .invalidArgument("VM memory of \(memory) MiB is outside \(RuntimeHandler.memoryRangeMiB.lowerBound)...\(RuntimeHandler.memoryRangeMiB.upperBound) MiB")
+        }
+        if let hostMiB = HostMemory.totalMiB(), memory > hostMiB {
+            throw .invalidArgument("VM memory of \(memory) MiB exceeds the host's \(hostMiB) MiB")
+        }
+        let vcpus = request.vcpus ?? handler.vcpus
+        let id = SandboxID.make { candidate in records.keys.contains { $0.hasPrefix(candidate.prefix(16)) } }
+        names[name] = id
+        acquireImmediately(id)
+        defer { locks.release(id) }
+
+        let started = ContinuousClock.now
+        var record = SandboxRecord(
+            id: id, metadata: request.metadata, labels: request.labels, annotations: request.annotations,
+            runtimeHandler: handlerName, createdAtNs: HostProcess.nowNs(), state: .creating, vcpus: vcpus,
+            memoryMiB: memory, configJSON: request.configJSON)
+        records[id] = record
+        do throws(SandboxError) {
+            try await persist(record)
+            let spec = VMSpec(
+                id: id, kernel: handler.kernel, initrd: handler.initrd, vcpus: vcpus, memoryMiB: memory,
+                accel: AccelRequest(rawValue: handler.accel.rawValue) ?? .auto, extraKernelArgs: handler.kernelArgs,
+                stateDir: store.directory(for: id), runDir: config.runDir + "/vms/" + String(id.prefix(16)))
+            let vm: VMHandle
+            do {
+                vm = try await hypervisor.boot(spec)
+            } catch {
+                throw SandboxError.from(error, vm: spec.vmName)
+            }
+            record.vm = vm
+            records[id] = record
+            try await persist(record)
+
+            let health = try await waitForAgent(vm, hypervisor: hypervisor, id: id)
+            record.state = .ready
+            record.bootMs = Double((ContinuousClock.now - started).components.attoseconds) / 1e15
+                + Double((ContinuousClock.now - started).components.seconds) * 1000
+            record.guest = GuestInfo(
+                agentVersion: health.agentVersion, apiVersion: health.apiVersion, kernelRelease: health.kernelRelease,
+                transport: health.boot.transport, agentStartedMs: Double(health.boot.agentStartedNs) / 1e6,
+                channelOpenMs: Double(health.boot.channelOpenNs) / 1e6, memTotalKiB: health.memTotalKib)
+            records[id] = record
+            try await persist(record)
+            logger.info("sandbox ready", metadata: ["id": "\(id)", "pod": "\(name)", "boot_ms": "\(Int(record.bootMs ?? 0))", "accel": "\(vm.accel)"])
+            return id
+        } catch {
+            // Roll back completely: no VM, no files, no name left behind.
+            if let vm = records[id]?.vm { await hypervisor.stop(vm, timeout: .zero) }
+            if let agent = agents.removeValue(forKey: id) { await agent.close() }
+            try? await store.delete(id)
+            records[id] = nil
+            names[name] = nil
+            logger.warning("RunPodSandbox failed", metadata: ["pod": "\(name)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    public func stop(_ idOrPrefix: String) async throws(SandboxError) {
+        let id = try resolve(idOrPrefix)
+        await lock(id)
+        defer { locks.release(id) }
+        guard var record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
+        try await stopVM(&record, reason: "stopped")
+    }
+
+    /// Removing an unknown sandbox succeeds (idempotent, as containerd does).
+    public func remove(_ idOrPrefix: String) async throws(SandboxError) {
+        guard let id = try? resolve(idOrPrefix) else { return }
+        await lock(id)
+        defer { locks.release(id) }
+        guard var record = records[id] else { return }
+        try await stopVM(&record, reason: "removed")
+        do {
+            try await store.delete(id)
+        } catch {
+            throw .internalError("cannot remove state of sandbox \(id): \(error)")
+        }
+        records[id] = nil
+        if names[record.reservedName] == id { names[record.reservedName] = nil }
+        logger.info("sandbox removed", metadata: ["id": "\(id)"])
+    }
+
+    public func status(_ idOrPrefix: String) async throws(SandboxError) -> SandboxRecord {
+        let id = try resolve(idOrPrefix)
+        guard var record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
+        if record.state == .ready {
+            await refresh(&record)
+            records[id] = record
+        }
+        return record
+    }
+
+    public func list(_ filter: SandboxFilter) async -> [SandboxRecord] {
+        var result: [SandboxRecord] = []
+        for id in records.keys.sorted() {
+            guard var record = records[id] else { continue }
+            if record.state == .ready {
+                await refresh(&record)
+                records[id] = record
+            }
+            if filter.matches(record) { result.append(record) }
+        }
+        return result.sorted { $0.createdAtNs < $1.createdAtNs }
+    }
+
+    /// Closes agent connections; VMs keep running (a restarted daemon finds them again).
+    public func detachAll() async {
+        for (_, agent) in agents { await agent.close() }
+        agents.removeAll()
+    }
+
+    // MARK: internals
+
+    private func waitForAgent(_ vm: VMHandle, hypervisor: any Hypervisor, id: String) async throws(SandboxError) -> Cocoon_Agent_V1_HealthResponse {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeouts.boot
+        var lastError = "no answer"
+        while clock.now < deadline {
+            if await hypervisor.describe(vm) == .exited {
+                throw .internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
+            }
+            do {
+                let agent = try await AgentClient.connect(vm.agent, timeout: .seconds(2))
+                let remaining = deadline - clock.now
+                // The agent answers once the guest has booted and opened its port; QEMU holds the
+                // request meanwhile. Check the VM now and then so a dead guest fails fast.
+                let health = try await healthWhileAlive(agent, vm: vm, hypervisor: hypervisor, within: remaining)
+                guard health.apiVersion == agentAPIVersion else {
+                    await agent.close()
+                    throw SandboxError.failedPrecondition("guest agent speaks API v\(health.apiVersion), cocoond v\(agentAPIVersion): rebuild the guest image (images/build-guest)")
+                }
+                agents[id] = agent
+                return health
+            } catch let error as SandboxError {
+                throw error
+            } catch {
+                lastError = "\(error)"
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        throw .deadlineExceeded("guest agent of \(vm.name) not ready within \(timeouts.boot) (\(lastError)); console: \(ConsoleLog.tail(vm.consoleLog))")
+    }
+
+    private func healthWhileAlive(_ agent: AgentClient, vm: VMHandle, hypervisor: any Hypervisor, within: Duration) async throws -> Cocoon_Agent_V1_HealthResponse {
+        try await withThrowingTaskGroup(of: Cocoon_Agent_V1_HealthResponse?.self) { group in
+            group.addTask { try await agent.health(timeout: within) }
+            group.addTask {
+                while await hypervisor.describe(vm) != .exited {
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let health = first else {
+                await agent.close()
+                throw SandboxError.internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
+            }
+            return health
+        }
+    }
+
+    /// Shuts the guest down through its agent, then lets the hypervisor end the VM. Idempotent.
+    private func stopVM(_ record: inout SandboxRecord, reason: String) async throws(SandboxError) {
+        if let vm = record.vm, let hypervisor = hypervisors[vm.backend] {
+            if await hypervisor.describe(vm) != .exited {
+                var agent = agents.removeValue(forKey: record.id)
+                if agent == nil { agent = try? await AgentClient.connect(vm.agent, timeout: .seconds(1)) }
+                var graceful = false
+                if let agent {
+                    graceful = (try? await agent.shutdown(timeout: timeouts.agentCall)) != nil
+                    await agent.close()
+                }
+                await hypervisor.stop(vm, timeout: graceful ? timeouts.shutdown : .zero)
+            } else {
+                await hypervisor.stop(vm, timeout: .zero)  // releases the run dir
+            }
+        }
+        if let agent = agents.removeValue(forKey: record.id) { await agent.close() }
+        if record.state != .notReady || record.stoppedAtNs == nil {
+            record.state = .notReady
+            record.stoppedAtNs = record.stoppedAtNs ?? HostProcess.nowNs()
+            record.reason = record.reason ?? reason
+            records[record.id] = record
+            try await persist(record)
+        }
+    }
+
+    /// Marks a READY sandbox NOTREADY when its VM has died.
+    private func refresh(_ record: inout SandboxRecord) async {
+        guard let vm = record.vm, let hypervisor = hypervisors[vm.backend] else { return }
+        if await hypervisor.describe(vm) == .exited {
+            record.state = .notReady
+            record.reason = "VM exited unexpectedly"
+            record.stoppedAtNs = HostProcess.nowNs()
+            if let agent = agents.removeValue(forKey: record.id) { await agent.close() }
+            logger.warning("sandbox VM is gone", metadata: ["id": "\(record.id)", "vm": "\(vm.name)"])
+            try? await store.save(record)
+        }
+    }
+
+    private func persist(_ record: SandboxRecord) async throws(SandboxError) {
+        do {
+            try await store.save(record)
+        } catch {
+            throw .internalError("cannot persist sandbox \(record.id): \(error)")
+        }
+    }
+
+    private func resolve(_ idOrPrefix: String) throws(SandboxError) -> String {
+        guard !idOrPrefix.isEmpty else { throw .invalidArgument("pod_sandbox_id must not be empty") }
+        if records[idOrPrefix] != nil { return idOrPrefix }
+        let matches = records.keys.filter { $0.hasPrefix(idOrPrefix) }
+        if matches.count == 1, let only = matches.first { return only }
+        if matches.count > 1 { throw .invalidArgument("pod sandbox id prefix \"\(idOrPrefix)\" is ambiguous") }
+        throw .notFound("pod sandbox \"\(idOrPrefix)\" not found")
+    }
+
+    private func acquireImmediately(_ id: String) {
+        _ = locks.tryAcquire(id)
+    }
+
+    private func lock(_ id: String) async {
+        if locks.tryAcquire(id) { return }
+        await withCheckedContinuation { locks.enqueue(id, $0) }
+    }
+}
+
+extension SandboxError {
+    static func from(_ error: HypervisorError, vm: String) -> SandboxError {
+        switch error {
+        case .invalidSpec(let m): .failedPrecondition(m)
+        case .unavailable(let m): .unavailable(m)
+        case .bootFailed(let m): .internalError(m)
+        }
+    }
+}
+
+/// New sandbox ids: 64 hex characters, like containerd's, unique in their first 16 (the run dir name).
+enum SandboxID {
+    static func make(taken: (String) -> Bool) -> String {
+        var rng = SystemRandomNumberGenerator()
+        while true {
+            var id = ""
+            for _ in 0..<4 { id += String(rng.next() as UInt64, radix: 16).leftPadded(to: 16) }
+            if !taken(id) { return id }
+        }
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { count >= width ? self : String(repeating: "0", count: width - count) + self }
+}
+
+/// Reads the end of a VM's console log for error messages.
+public enum ConsoleLog {
+    public static func tail(_ path: String, bytes: Int = 600) -> String {
+        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return "(empty)" }
+        return String(decoding: data.suffix(bytes), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// The host's memory, to refuse VMs that could never fit.
+enum HostMemory {
+    static func totalMiB() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+            let parts = line.split(separator: " ")
+            if parts.count >= 2, let kib = Int(parts[1]) { return kib / 1024 }
+        }
+        return nil
+    }
+}
