@@ -121,7 +121,11 @@ let package = Package(
         .target(name: "CAgentSys", path: "guest-agent/Sources/CAgentSys"),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["Config", "Sandboxes", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI"],
+            dependencies: [
+                "Config", "Sandboxes", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -29,6 +29,23 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     /// The CRI PodSandboxConfig as JSON, kept for the container calls that need it later.
     public var configJSON: String?
 
+    public init(
+        id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String], runtimeHandler: String,
+        createdAtNs: Int64, state: State, vcpus: Int, memoryMiB: Int, vm: VMHandle? = nil, configJSON: String? = nil
+    ) {
+        self.id = id
+        self.metadata = metadata
+        self.labels = labels
+        self.annotations = annotations
+        self.runtimeHandler = runtimeHandler
+        self.createdAtNs = createdAtNs
+        self.state = state
+        self.vcpus = vcpus
+        self.memoryMiB = memoryMiB
+        self.vm = vm
+        self.configJSON = configJSON
+    }
+
     /// The name containerd reserves per pod: name_namespace_uid_attempt.
     public var reservedName: String { metadata.reservedName }
 }

@@ -1,0 +1,130 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+
+/// Starts a real cocoond (the built binary) on a private socket, state root and run dir, with one
+/// handler per backend pointing at the guest image in $COCOON_GUEST_DIR. Tests talk real CRI to it.
+final class DaemonHarness: @unchecked Sendable {
+    static var guestDir: String? { ProcessInfo.processInfo.environment["COCOON_GUEST_DIR"] }
+    /// VM tests run when the guest image exists (scripts/test builds it and sets COCOON_GUEST_DIR).
+    static var enabled: Bool {
+        guard let dir = guestDir else { return false }
+        return FileManager.default.fileExists(atPath: dir + "/initrd.cpio")
+    }
+
+    let root: String
+    var socket: String { root + "/run/cocoon.sock" }
+    var stateRoot: String { root + "/state" }
+    var runDir: String { root + "/run" }
+    private var process: Process?
+
+    init() throws {
+        root = "/tmp/cocoon-it-" + String(UUID().uuidString.prefix(8))
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let guest = Self.guestDir ?? "/var/lib/cocoon/guest"
+        let config = """
+            state_root = "\(stateRoot)"
+            run_dir = "\(runDir)"
+            log_level = "debug"
+            [handlers.cocoon]
+            backend = "qemu"
+            kernel = "\(guest)/vmlinuz"
+            initrd = "\(guest)/initrd.cpio"
+            [handlers.libvirt]
+            backend = "libvirt"
+            kernel = "\(guest)/vmlinuz"
+            initrd = "\(guest)/initrd.cpio"
+            """
+        try config.write(toFile: root + "/config.toml", atomically: true, encoding: .utf8)
+    }
+
+    static var binary: String {
+        if let dir = ProcessInfo.processInfo.environment["COCOON_BIN_DIR"] { return dir + "/cocoond" }
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        return repo.path + "/.build/debug/cocoond"
+    }
+
+    func start() async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = ["--config", root + "/config.toml"]
+        let log = FileHandle(forWritingAtPath: root + "/daemon.log") ?? {
+            FileManager.default.createFile(atPath: root + "/daemon.log", contents: nil)
+            return FileHandle(forWritingAtPath: root + "/daemon.log")!
+        }()
+        log.seekToEndOfFile()
+        p.standardOutput = log
+        p.standardError = log
+        try p.run()
+        process = p
+        for _ in 0..<200 {
+            if FileManager.default.fileExists(atPath: socket) { return }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        throw HarnessError("cocoond did not create \(socket); log: \(daemonLog())")
+    }
+
+    /// SIGTERM, as an operator restarting the daemon would; VMs keep running.
+    func stop() async {
+        guard let p = process else { return }
+        p.terminate()
+        for _ in 0..<200 where p.isRunning { try? await Task.sleep(for: .milliseconds(25)) }
+        process = nil
+    }
+
+    func daemonLog() -> String { (try? String(contentsOfFile: root + "/daemon.log", encoding: .utf8)) ?? "" }
+
+    func withRuntime<R: Sendable>(_ body: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+        return try await withGRPCClient(transport: transport) { client in
+            try await body(Runtime_V1_RuntimeService.Client(wrapping: client))
+        }
+    }
+
+    func cleanup() async {
+        await stop()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    /// Every file left under the daemon's sandbox state and VM run directories.
+    func leftoverFiles() -> [String] {
+        var out: [String] = []
+        for dir in [stateRoot + "/sandboxes", runDir + "/vms"] {
+            if let e = FileManager.default.enumerator(atPath: dir) { while let f = e.nextObject() as? String { out.append(dir + "/" + f) } }
+        }
+        return out
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A pod config as the kubelet would send it.
+func podConfig(_ name: String, labels: [String: String] = [:]) -> Runtime_V1_RunPodSandboxRequest {
+    var r = Runtime_V1_RunPodSandboxRequest()
+    r.config.metadata.name = name
+    r.config.metadata.namespace = "it"
+    r.config.metadata.uid = "uid-" + name
+    r.config.labels = labels
+    r.config.logDirectory = "/tmp/cocoon-it-logs/" + name
+    return r
+}
+
+/// True while a process with this pid exists and is not a zombie.
+func processAlive(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
+    return state != "Z" && state != "X"
+}
+
+func vmPid(_ status: Runtime_V1_PodSandboxStatusResponse) throws -> Int32 {
+    guard let text = status.info["info"],
+        let info = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+        let vm = info["vm"] as? [String: Any], let pid = vm["pid"] as? Int
+    else { throw HarnessError("no VM pid in verbose info: \(status.info)") }
+    return Int32(pid)
+}

@@ -1,0 +1,63 @@
+import Config
+import Testing
+
+@Suite struct ConfigTests {
+    @Test func defaultsWithoutFile() throws {
+        let config = try ConfigLoader.load(path: "/nonexistent/cocoon.toml", required: false)
+        #expect(config.stateRoot == "/var/lib/cocoon")
+        #expect(config.socket == "/run/cocoon/cocoon.sock")
+        #expect(config.handlers["cocoon"]?.backend == .qemu)
+        #expect(config.handler(named: "")?.name == "cocoon")
+    }
+
+    @Test func missingRequiredFileIsAnError() {
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(path: "/nonexistent/cocoon.toml", required: true) }
+    }
+
+    @Test func parsesHandlers() throws {
+        let config = try ConfigLoader.parse("""
+            state_root = "/srv/cocoon"
+            run_dir = "/run/c"
+            log_level = "debug"
+            default_handler = "fast"
+            [handlers.fast]
+            backend = "qemu"
+            kernel = "/k"
+            initrd = "/i"
+            vcpus = 2
+            memory_mib = 512
+            accel = "tcg"
+            [handlers.lv]
+            backend = "libvirt"
+            """)
+        #expect(config.stateRoot == "/srv/cocoon")
+        #expect(config.socket == "/run/c/cocoon.sock")
+        #expect(config.logLevel == .debug)
+        #expect(config.handlers.count == 2)
+        let fast = try #require(config.handlers["fast"])
+        #expect(fast.vcpus == 2 && fast.memoryMiB == 512 && fast.accel == .tcg && fast.kernel == "/k")
+        #expect(config.handlers["lv"]?.backend == .libvirt)
+        #expect(config.handler(named: "")?.name == "fast")
+        #expect(config.handler(named: "nope") == nil)
+    }
+
+    @Test(arguments: [
+        ("sokcet = \"/x\"", "unknown key \"sokcet\""),
+        ("state_root = \"relative\"", "absolute path"),
+        ("log_level = \"loud\"", "log_level"),
+        ("[handlers.a]\nbackend = \"xen\"", "backend \"xen\""),
+        ("[handlers.a]\nbackend = \"qemu\"\nmemory_mib = 99999999", "memory_mib"),
+        ("[handlers.a]\nbackend = \"qemu\"\nvcpus = 0", "vcpus"),
+        ("[handlers.a]\nkernel = \"/k\"", "backend is required"),
+        ("default_handler = \"b\"\n[handlers.a]\nbackend = \"qemu\"", "default_handler"),
+        ("state_root = ", "invalid TOML"),
+    ])
+    func rejectsBadConfig(text: String, expected: String) {
+        do {
+            _ = try ConfigLoader.parse(text, source: "test.toml")
+            Issue.record("accepted bad config: \(text)")
+        } catch {
+            #expect("\(error)".contains(expected), "\(error)")
+        }
+    }
+}

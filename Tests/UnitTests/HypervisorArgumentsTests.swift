@@ -1,0 +1,46 @@
+@testable import Hypervisor
+import Testing
+
+@Suite struct HypervisorArgumentsTests {
+    let spec = VMSpec(
+        id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", vcpus: 2, memoryMiB: 384, accel: .auto,
+        extraKernelArgs: "loglevel=7", stateDir: "/s/x", runDir: "/r/x")
+
+    @Test func qemuMicrovmUnderTCG() {
+        let args = QEMUArguments.make(spec: spec, layout: QEMULayout(spec: spec), accel: "tcg", agent: .serial(path: "/r/x/agent.sock"))
+        let line = args.joined(separator: " ")
+        #expect(line.contains("-M microvm,accel=tcg,rtc=on -cpu max"))
+        #expect(line.contains("-smp 2 -m 384M"))
+        #expect(line.contains("-name cocoon-0123456789ab,process=cocoon-0123456789ab"))
+        #expect(line.contains("tsc_early_khz=2000000 tsc=reliable"))
+        #expect(line.contains("cocoon.transport=serial cocoon.bus=mmio loglevel=7"))
+        #expect(line.contains("-chardev socket,id=agent,path=/r/x/agent.sock,server=on,wait=off"))
+        #expect(line.contains("-serial file:/s/x/console.log"))
+        #expect(line.contains("-qmp unix:/r/x/qmp.sock,server=on,wait=off"))
+        #expect(args.contains("-daemonize") && args.contains("-no-reboot"))
+    }
+
+    @Test func qemuWithKVMAndVsock() {
+        let args = QEMUArguments.make(spec: spec, layout: QEMULayout(spec: spec), accel: "kvm", agent: .vsock(cid: 77, port: 1024))
+        let line = args.joined(separator: " ")
+        #expect(line.contains("-M microvm,accel=kvm,rtc=on -cpu host"))
+        #expect(line.contains("vhost-vsock-device,guest-cid=77"))
+        #expect(line.contains("cocoon.transport=vsock cocoon.vsock_port=1024"))
+        #expect(!line.contains("virtserialport"))
+    }
+
+    @Test func libvirtDomain() {
+        let xml = LibvirtDomainXML.make(spec: spec, accel: "tcg", agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log")
+        #expect(xml.contains("<domain type='qemu'>"))
+        #expect(xml.contains("<memory unit='MiB'>384</memory>") && xml.contains("<vcpu>2</vcpu>"))
+        #expect(xml.contains("cocoon.bus=pci") && !xml.contains("pci=off"))
+        #expect(xml.contains("<source mode='bind' path='/r/x/agent.sock'/>"))
+        #expect(LibvirtDomainXML.make(spec: spec, accel: "kvm", agentSocket: "/a", consoleLog: "/c").contains("<domain type='kvm'>"))
+        #expect(LibvirtDomainXML.escape("a'<&>") == "a&apos;&lt;&amp;&gt;")
+    }
+
+    @Test func vsockContextIDsAreStableAndValid() {
+        let a = VsockSupport.cid(for: "abc"), b = VsockSupport.cid(for: "abd")
+        #expect(a == VsockSupport.cid(for: "abc") && a != b && a >= 3)
+    }
+}
