@@ -1,0 +1,98 @@
+"""scripts/bench sandbox: RunPodSandbox and idle-pod memory against a bare QEMU boot of the same kernel.
+
+The floor boots the same kernel with the same QEMU flags and a busybox initramfs whose init prints a
+marker and powers off; Cocoon's figure is the wall time of `cocoonctl runp` (call to return, agent
+ready). Memory is PSS from /proc/PID/smaps_rollup after the guest settles, for an idle pod VM and
+for the bare guest held up (cocoon.bare=hold). Medians over RUNS runs.
+"""
+import json, os, statistics, subprocess, sys, tempfile, time
+
+runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
+guest = os.environ["COCOON_GUEST_DIR"]
+bindir = os.environ["COCOON_BIN"]
+QEMU = "/usr/bin/qemu-system-x86_64"
+APPEND = "console=ttyS0 quiet tsc_early_khz=2000000 tsc=reliable panic=-1 pci=off"
+SETTLE = 3.0
+
+
+def pss_kib(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def bare_boot(hold):
+    argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max", "-smp", "1", "-m", "256M", "-nodefaults",
+            "-no-user-config", "-display", "none", "-no-reboot", "-kernel", f"{guest}/vmlinuz",
+            "-initrd", f"{guest}/bare.cpio", "-append", APPEND + (" cocoon.bare=hold" if hold else ""),
+            "-serial", "stdio"]
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    buf = b""
+    while b"COCOON-BARE-READY" not in buf:
+        chunk = p.stdout.read1(4096)
+        if not chunk:
+            raise SystemExit("bare boot ended without its marker")
+        buf += chunk
+    ready = time.monotonic() - t0
+    pss = None
+    if hold:
+        time.sleep(SETTLE)
+        pss = pss_kib(p.pid)
+        p.kill()
+    p.wait()
+    return ready, pss
+
+
+def ctl(*args):
+    return subprocess.run([f"{bindir}/cocoonctl", "-r", f"unix://{sock}", *args], check=True, capture_output=True, text=True).stdout
+
+
+root = tempfile.mkdtemp(prefix="cocoon-bench-")
+sock = f"{root}/run/cocoon.sock"
+with open(f"{root}/config.toml", "w") as f:
+    f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[handlers.cocoon]\nbackend = "qemu"\n'
+            f'kernel = "{guest}/vmlinuz"\ninitrd = "{guest}/initrd.cpio"\nmemory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
+daemon = subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"])
+for _ in range(200):
+    if os.path.exists(sock):
+        break
+    time.sleep(0.02)
+
+floor, run_s, stoprm_s, bare_pss, pod_pss, daemon_boot = [], [], [], [], [], []
+try:
+    for i in range(runs):
+        floor.append(bare_boot(hold=False)[0])
+        pod = f"{root}/pod{i}.json"
+        with open(pod, "w") as f:
+            json.dump({"metadata": {"name": f"bench{i}", "namespace": "bench", "uid": f"u{i}"}}, f)
+        t0 = time.monotonic()
+        pid_ = ctl("runp", pod).strip()
+        run_s.append(time.monotonic() - t0)
+        info = json.loads(ctl("inspectp", pid_))["info"]["info"]["vm"]
+        daemon_boot.append(info["boot_ms"] / 1000)
+        time.sleep(SETTLE)
+        pod_pss.append(pss_kib(info["pid"]))
+        t0 = time.monotonic()
+        ctl("stopp", pid_)
+        ctl("rmp", pid_)
+        stoprm_s.append(time.monotonic() - t0)
+        bare_pss.append(bare_boot(hold=True)[1])
+finally:
+    daemon.terminate()
+    daemon.wait()
+    subprocess.run(["rm", "-rf", root])
+
+med = statistics.median
+f_floor, f_run = med(floor), med(run_s)
+print(f"\nscripts/bench sandbox: {runs} runs, medians (TCG, 1 vCPU, 256 MiB, kernel {os.path.basename(guest)}/vmlinuz)")
+print(f"{'figure':44} {'cocoon':>10} {'reference':>10} {'ratio':>7}")
+print(f"{'RunPodSandbox (cocoonctl runp, agent ready)':44} {f_run:9.2f}s {f_floor:9.2f}s {f_run / f_floor:6.2f}x   (reference: bare QEMU boot to init marker)")
+print(f"{'  of which inside cocoond (call to ready)':44} {med(daemon_boot):9.2f}s {f_floor:9.2f}s {med(daemon_boot) / f_floor:6.2f}x")
+print(f"{'StopPodSandbox + RemovePodSandbox':44} {med(stoprm_s):9.2f}s {'-':>10} {'':>7}")
+bp, pp = med(bare_pss) / 1024, med(pod_pss) / 1024
+print(f"{'idle pod VM PSS':44} {pp:8.1f}Mi {bp:8.1f}Mi {pp / bp:6.2f}x   (+{pp - bp:.1f} MiB over the bare guest)")
+print(f"targets: RunPodSandbox <= 1.25x floor; PSS <= bare + 10 MiB")
+print("raw:", json.dumps({"floor_s": floor, "runp_s": run_s, "stop_rm_s": stoprm_s, "bare_pss_kib": bare_pss, "pod_pss_kib": pod_pss}))
