@@ -102,6 +102,19 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ d: String) { description = d }
 }
 
+/// Runs `body` against a fresh daemon and always stops it and deletes its directories afterwards.
+func withDaemon(_ body: (DaemonHarness) async throws -> Void) async throws {
+    let daemon = try DaemonHarness()
+    do {
+        try await daemon.start()
+        try await body(daemon)
+    } catch {
+        await daemon.cleanup()
+        throw error
+    }
+    await daemon.cleanup()
+}
+
 /// A pod config as the kubelet would send it.
 func podConfig(_ name: String, labels: [String: String] = [:]) -> Runtime_V1_RunPodSandboxRequest {
     var r = Runtime_V1_RunPodSandboxRequest()
