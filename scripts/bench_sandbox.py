@@ -47,7 +47,7 @@ def bare_boot(hold):
 
 
 def ctl(*args):
-    return subprocess.run([f"{bindir}/cocoonctl", "-r", f"unix://{sock}", *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run([f"{bindir}/cocoonctl", args[0], "-r", f"unix://{sock}", *args[1:]], check=True, capture_output=True, text=True).stdout
 
 
 root = tempfile.mkdtemp(prefix="cocoon-bench-")
