@@ -1,3 +1,5 @@
+import Foundation
+
 /// The seam between pod sandboxes and whatever runs their VMs. One implementation per backend
 /// (`QEMUHypervisor`, `LibvirtHypervisor`); callers never see command lines or domain XML.
 public protocol Hypervisor: Sendable {
@@ -47,6 +49,20 @@ public struct VMSpec: Sendable, Equatable {
     }
 
     public var vmName: String { "cocoon-" + String(id.prefix(12)) }
+
+    /// What every driver checks and creates before launching: the guest image exists, and the VM's
+    /// state and run directories are there.
+    func prepareFiles() throws(HypervisorError) {
+        for (what, path) in [("kernel", kernel), ("initrd", initrd)] where !FileManager.default.fileExists(atPath: path) {
+            throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        } catch {
+            throw .bootFailed("cannot create VM directories: \(error)")
+        }
+    }
 }
 
 public enum AccelRequest: String, Sendable, Codable { case auto, kvm, tcg }

@@ -17,16 +17,8 @@ public struct LibvirtHypervisor: Hypervisor {
     }
 
     public func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {
-        for (what, path) in [("kernel", spec.kernel), ("initrd", spec.initrd)] where !FileManager.default.fileExists(atPath: path) {
-            throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
-        }
+        try spec.prepareFiles()
         let accel = try await Accelerator.shared.resolve(spec.accel, qemu: "/usr/bin/qemu-system-x86_64")
-        do {
-            try FileManager.default.createDirectory(atPath: spec.runDir, withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: spec.stateDir, withIntermediateDirectories: true)
-        } catch {
-            throw .bootFailed("cannot create VM directories: \(error)")
-        }
         let agentSocket = spec.runDir + "/agent.sock"
         let console = spec.stateDir + "/console.log"
         let xml = LibvirtDomainXML.make(spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console)

@@ -18,16 +18,8 @@ public struct QEMUHypervisor: Hypervisor {
         guard FileManager.default.isExecutableFile(atPath: qemuBinary) else {
             throw .unavailable("\(qemuBinary) not found (apt-get install qemu-system-x86)")
         }
-        for (what, path) in [("kernel", spec.kernel), ("initrd", spec.initrd)] where !FileManager.default.fileExists(atPath: path) {
-            throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
-        }
+        try spec.prepareFiles()
         let accel = try await Accelerator.shared.resolve(spec.accel, qemu: qemuBinary)
-        do {
-            try FileManager.default.createDirectory(atPath: spec.runDir, withIntermediateDirectories: true)
-            try FileManager.default.createDirectory(atPath: spec.stateDir, withIntermediateDirectories: true)
-        } catch {
-            throw .bootFailed("cannot create VM directories: \(error)")
-        }
         let launched = HostProcess.nowNs()
         let layout = QEMULayout(spec: spec)
         let endpoint = VsockSupport.available ? AgentEndpoint.vsock(cid: VsockSupport.cid(for: spec.id), port: GuestKernelArgs.agentVsockPort) : .serial(path: layout.agentSocket)

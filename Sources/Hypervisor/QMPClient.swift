@@ -62,8 +62,8 @@ enum QMPClient {
 }
 
 /// Connects a socket to a Unix path (paths longer than sun_path are refused).
-enum UnixSocketAddress {
-    static func connect(_ fd: Int32, path: String) -> Bool {
+public enum UnixSocketAddress {
+    public static func connect(_ fd: Int32, path: String) -> Bool {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)

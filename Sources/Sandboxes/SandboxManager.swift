@@ -111,8 +111,8 @@ public actor SandboxManager {
 
             let health = try await waitForAgent(vm, hypervisor: hypervisor, id: id)
             record.state = .ready
-            record.bootMs = Double((ContinuousClock.now - started).components.attoseconds) / 1e15
-                + Double((ContinuousClock.now - started).components.seconds) * 1000
+            let elapsed = ContinuousClock.now - started
+            record.bootMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
             record.guest = GuestInfo(
                 agentVersion: health.agentVersion, apiVersion: health.apiVersion, kernelRelease: health.kernelRelease,
                 transport: health.boot.transport, agentStartedMs: Double(health.boot.agentStartedNs) / 1e6,

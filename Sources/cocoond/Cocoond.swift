@@ -86,16 +86,10 @@ struct Cocoond: AsyncParsableCommand {
 enum SocketGuard {
     static func claim(_ path: String) throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
+        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else { throw ValidationError("socket path \(path) is too long") }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ValidationError("socket path \(path) is too long") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
-        }
+        let connected = UnixSocketAddress.connect(fd, path: path)
         if connected { throw ValidationError("another daemon is already serving \(path)") }
         unlink(path)
     }
