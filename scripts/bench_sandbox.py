@@ -93,6 +93,6 @@ print(f"{'RunPodSandbox (cocoonctl runp, agent ready)':44} {f_run:9.2f}s {f_floo
 print(f"{'  of which inside cocoond (call to ready)':44} {med(daemon_boot):9.2f}s {f_floor:9.2f}s {med(daemon_boot) / f_floor:6.2f}x")
 print(f"{'StopPodSandbox + RemovePodSandbox':44} {med(stoprm_s):9.2f}s {'-':>10} {'':>7}")
 bp, pp = med(bare_pss) / 1024, med(pod_pss) / 1024
-print(f"{'idle pod VM PSS':44} {pp:8.1f}Mi {bp:8.1f}Mi {pp / bp:6.2f}x   (+{pp - bp:.1f} MiB over the bare guest)")
+print(f"{'idle pod VM PSS':44} {pp:8.1f}Mi {bp:8.1f}Mi {pp / bp:6.2f}x   ({pp - bp:+.1f} MiB vs the bare guest)")
 print(f"targets: RunPodSandbox <= 1.25x floor; PSS <= bare + 10 MiB")
 print("raw:", json.dumps({"floor_s": floor, "runp_s": run_s, "stop_rm_s": stoprm_s, "bare_pss_kib": bare_pss, "pod_pss_kib": pod_pss}))

@@ -32,7 +32,7 @@ extension RuntimeService {
         }
         if request.verbose {
             let handlers = config.handlers.sorted { $0.key < $1.key }.map { name, h in
-                "{\"name\":\"\(name)\",\"backend\":\"\(h.backend.rawValue)\",\"kernel\":\"\(h.kernel)\",\"initrd\":\"\(h.initrd)\",\"vcpus\":\(h.vcpus),\"memory_mib\":\(h.memoryMiB),\"accel\":\"\(h.accel.rawValue)\"}"
+                "{\"name\":\"\(name)\",\"backend\":\"\(h.backend.rawValue)\",\"kernel\":\"\(h.kernel)\",\"initrd\":\"\(h.initrd)\",\"agent_image\":\"\(h.agentImage)\",\"vcpus\":\(h.vcpus),\"memory_mib\":\(h.memoryMiB),\"accel\":\"\(h.accel.rawValue)\"}"
             }
             response.info["config"] = "{\"state_root\":\"\(config.stateRoot)\",\"run_dir\":\"\(config.runDir)\",\"socket\":\"\(config.socket)\",\"default_handler\":\"\(config.defaultHandler)\",\"handlers\":[\(handlers.joined(separator: ","))]}"
         }
@@ -45,7 +45,7 @@ extension RuntimeService {
             if handler.backend == .qemu, !FileManager.default.isExecutableFile(atPath: qemuBinary) {
                 missing.append("handler \(name): \(qemuBinary) not found")
             }
-            for path in [handler.kernel, handler.initrd] where !FileManager.default.fileExists(atPath: path) {
+            for path in [handler.kernel, handler.initrd, handler.agentImage] where !FileManager.default.fileExists(atPath: path) {
                 missing.append("handler \(name): \(path) not found (run images/build-guest)")
             }
         }

@@ -34,6 +34,8 @@ public struct RuntimeHandler: Sendable, Equatable {
     public var backend: Backend
     public var kernel: String
     public var initrd: String
+    /// Read-only disk image holding the guest agent (default: `agent.img` beside the initrd).
+    public var agentImage: String
     public var vcpus: Int
     public var memoryMiB: Int
     public var accel: Accel
@@ -42,16 +44,23 @@ public struct RuntimeHandler: Sendable, Equatable {
 
     public init(
         backend: Backend, kernel: String = "/var/lib/cocoon/guest/vmlinuz",
-        initrd: String = "/var/lib/cocoon/guest/initrd.cpio", vcpus: Int = 1, memoryMiB: Int = 256,
-        accel: Accel = .auto, kernelArgs: String = ""
+        initrd: String = "/var/lib/cocoon/guest/initrd.cpio", agentImage: String? = nil, vcpus: Int = 1,
+        memoryMiB: Int = 256, accel: Accel = .auto, kernelArgs: String = ""
     ) {
         self.backend = backend
         self.kernel = kernel
         self.initrd = initrd
+        self.agentImage = agentImage ?? Self.agentImage(besideInitrd: initrd)
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
         self.accel = accel
         self.kernelArgs = kernelArgs
+    }
+
+    /// The agent image the image builder writes next to an initrd.
+    public static func agentImage(besideInitrd initrd: String) -> String {
+        guard let slash = initrd.lastIndex(of: "/") else { return "agent.img" }
+        return initrd[..<slash] + "/agent.img"
     }
 
     /// Limits for a VM's size, from a handler or a pod's resources.

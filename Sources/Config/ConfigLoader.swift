@@ -54,7 +54,7 @@ public enum ConfigLoader {
     }
 
     private static func handler(_ t: TOMLTable, at where_: String) throws -> RuntimeHandler {
-        try rejectUnknown(t, allowed: ["backend", "kernel", "initrd", "vcpus", "memory_mib", "accel", "kernel_args"], at: where_)
+        try rejectUnknown(t, allowed: ["backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args"], at: where_)
         guard let backendName = try string(t, "backend", where_) else { throw ConfigError("\(where_): backend is required (qemu or libvirt)") }
         guard let backend = RuntimeHandler.Backend(rawValue: backendName) else {
             throw ConfigError("\(where_): backend \"\(backendName)\" is not one of qemu, libvirt")
@@ -62,6 +62,7 @@ public enum ConfigLoader {
         var h = RuntimeHandler(backend: backend)
         h.kernel = try path(t, "kernel", where_) ?? h.kernel
         h.initrd = try path(t, "initrd", where_) ?? h.initrd
+        h.agentImage = try path(t, "agent_image", where_) ?? RuntimeHandler.agentImage(besideInitrd: h.initrd)
         if let v = try int(t, "vcpus", where_) {
             guard RuntimeHandler.vcpuRange.contains(v) else { throw ConfigError("\(where_): vcpus \(v) is outside \(RuntimeHandler.vcpuRange)") }
             h.vcpus = v

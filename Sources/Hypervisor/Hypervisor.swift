@@ -24,6 +24,8 @@ public struct VMSpec: Sendable, Equatable {
     public var id: String
     public var kernel: String
     public var initrd: String
+    /// Read-only ext4 image with the guest agent, attached as the first virtio-blk disk (/dev/vda).
+    public var agentImage: String
     public var vcpus: Int
     public var memoryMiB: Int
     public var accel: AccelRequest
@@ -34,12 +36,13 @@ public struct VMSpec: Sendable, Equatable {
     public var runDir: String
 
     public init(
-        id: String, kernel: String, initrd: String, vcpus: Int, memoryMiB: Int, accel: AccelRequest,
+        id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: AccelRequest,
         extraKernelArgs: String = "", stateDir: String, runDir: String
     ) {
         self.id = id
         self.kernel = kernel
         self.initrd = initrd
+        self.agentImage = agentImage
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
         self.accel = accel
@@ -53,7 +56,7 @@ public struct VMSpec: Sendable, Equatable {
     /// What every driver checks and creates before launching: the guest image exists, and the VM's
     /// state and run directories are there.
     func prepareFiles() throws(HypervisorError) {
-        for (what, path) in [("kernel", kernel), ("initrd", initrd)] where !FileManager.default.fileExists(atPath: path) {
+        for (what, path) in [("kernel", kernel), ("initrd", initrd), ("agent image", agentImage)] where !FileManager.default.fileExists(atPath: path) {
             throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
         }
         do {

@@ -144,7 +144,13 @@ enum LibvirtDomainXML {
                   <source mode='bind' path='\(escape(agentSocket))'/>
                   <target type='virtio' name='\(GuestKernelArgs.agentPortName)'/>
                 </channel>
-                <memballoon model='none'/>
+                <disk type='file' device='disk'>
+                  <driver name='qemu' type='raw'/>
+                  <source file='\(escape(spec.agentImage))'/>
+                  <target dev='vda' bus='virtio'/>
+                  <readonly/>
+                </disk>
+                <memballoon model='virtio' freePageReporting='on'/>
               </devices>
             </domain>
             """

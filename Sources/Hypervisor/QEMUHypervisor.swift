@@ -101,6 +101,9 @@ enum QEMUArguments {
             "-append", GuestKernelArgs.make(transport: agent, bus: "mmio", pciOff: true, extra: spec.extraKernelArgs),
             "-serial", "file:\(layout.consoleLog)",
             "-qmp", "unix:\(layout.qmpSocket),server=on,wait=off",
+            "-drive", "file=\(spec.agentImage.replacingOccurrences(of: ",", with: ",,")),if=none,id=agent-disk,format=raw,readonly=on",
+            "-device", "virtio-blk-device,drive=agent-disk",
+            "-device", "virtio-balloon-device,free-page-reporting=on",
             "-pidfile", layout.pidFile,
             "-daemonize",
         ]

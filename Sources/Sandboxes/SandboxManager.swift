@@ -96,7 +96,7 @@ public actor SandboxManager {
         do throws(SandboxError) {
             try await persist(record)
             let spec = VMSpec(
-                id: id, kernel: handler.kernel, initrd: handler.initrd, vcpus: vcpus, memoryMiB: memory,
+                id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage, vcpus: vcpus, memoryMiB: memory,
                 accel: AccelRequest(rawValue: handler.accel.rawValue) ?? .auto, extraKernelArgs: handler.kernelArgs,
                 stateDir: store.directory(for: id), runDir: config.runDir + "/vms/" + String(id.prefix(16)))
             let vm: VMHandle

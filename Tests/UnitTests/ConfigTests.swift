@@ -36,6 +36,8 @@ import Testing
         #expect(config.handlers.count == 2)
         let fast = try #require(config.handlers["fast"])
         #expect(fast.vcpus == 2 && fast.memoryMiB == 512 && fast.accel == .tcg && fast.kernel == "/k")
+        #expect(fast.agentImage == "/agent.img")
+        #expect(config.handlers["lv"]?.agentImage == "/var/lib/cocoon/guest/agent.img")
         #expect(config.handlers["lv"]?.backend == .libvirt)
         #expect(config.handler(named: "")?.name == "fast")
         #expect(config.handler(named: "nope") == nil)

@@ -3,7 +3,7 @@ import Testing
 
 @Suite struct HypervisorArgumentsTests {
     let spec = VMSpec(
-        id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", vcpus: 2, memoryMiB: 384, accel: .auto,
+        id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", agentImage: "/g/agent,1.img", vcpus: 2, memoryMiB: 384, accel: .auto,
         extraKernelArgs: "loglevel=7", stateDir: "/s/x", runDir: "/r/x")
 
     @Test func qemuMicrovmUnderTCG() {
@@ -18,6 +18,8 @@ import Testing
         #expect(line.contains("-serial file:/s/x/console.log"))
         #expect(line.contains("-qmp unix:/r/x/qmp.sock,server=on,wait=off"))
         #expect(args.contains("-daemonize") && args.contains("-no-reboot"))
+        #expect(line.contains("-drive file=/g/agent,,1.img,if=none,id=agent-disk,format=raw,readonly=on -device virtio-blk-device,drive=agent-disk"))
+        #expect(line.contains("virtio-balloon-device,free-page-reporting=on"))
     }
 
     @Test func qemuWithKVMAndVsock() {
@@ -35,6 +37,8 @@ import Testing
         #expect(xml.contains("<memory unit='MiB'>384</memory>") && xml.contains("<vcpu>2</vcpu>"))
         #expect(xml.contains("cocoon.bus=pci") && !xml.contains("pci=off"))
         #expect(xml.contains("<source mode='bind' path='/r/x/agent.sock'/>"))
+        #expect(xml.contains("<source file='/g/agent,1.img'/>") && xml.contains("<readonly/>"))
+        #expect(xml.contains("<memballoon model='virtio' freePageReporting='on'/>"))
         #expect(LibvirtDomainXML.make(spec: spec, accel: "kvm", agentSocket: "/a", consoleLog: "/c").contains("<domain type='kvm'>"))
         #expect(LibvirtDomainXML.escape("a'<&>") == "a&apos;&lt;&amp;&gt;")
     }
