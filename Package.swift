@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // Generated CRI v1 messages and gRPC stubs (scripts/gen-proto).
@@ -60,6 +62,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Atomic writes of persisted state files, shared by the sandbox and image stores.
+        .target(name: "StateFiles", swiftSettings: strict),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        // OCI images: registry client, content store, safe layer unpacking, image metadata.
+        .target(
+            name: "Images",
+            dependencies: [
+                "CArchive", "Config", "StateFiles",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // Daemon configuration (TOML).
         .target(
             name: "Config",
@@ -70,7 +88,7 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Hypervisor", "AgentClient", "AgentAPI",
+                "Config", "Hypervisor", "AgentClient", "AgentAPI", "StateFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -79,7 +97,7 @@ let package = Package(
         .target(
             name: "CRI",
             dependencies: [
-                "CRIAPI", "Sandboxes", "Config", "Hypervisor", "AgentClient",
+                "CRIAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -102,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "cocoond",
             dependencies: [
-                "CRI", "Config", "Sandboxes", "Hypervisor", "CRIAPI",
+                "CRI", "Config", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -122,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "Config", "Sandboxes", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI",
+                "Config", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],

@@ -8,7 +8,8 @@ public struct CocoonCtl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "cocoonctl",
         abstract: "A CRI client for Cocoon (and any CRI runtime).",
-        subcommands: [Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self])
+        subcommands: [Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self,
+                      Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self])
 
     public init() {}
 }

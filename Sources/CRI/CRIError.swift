@@ -1,6 +1,7 @@
 import AgentClient
 import GRPCCore
 import Hypervisor
+import Images
 import Sandboxes
 
 /// The one place where Cocoon's errors become gRPC statuses. Every CRI handler runs its body
@@ -38,6 +39,22 @@ extension SandboxError {
     }
 }
 
+extension ImageError {
+    public var rpcError: RPCError {
+        switch self {
+        case .invalidArgument(let m): RPCError(code: .invalidArgument, message: m)
+        case .notFound(let m): RPCError(code: .notFound, message: m)
+        case .unauthenticated(let m): RPCError(code: .unauthenticated, message: m)
+        case .permissionDenied(let m): RPCError(code: .permissionDenied, message: m)
+        case .integrity(let m): RPCError(code: .dataLoss, message: m)
+        case .hostileLayer(let m): RPCError(code: .invalidArgument, message: m)
+        case .unavailable(let m): RPCError(code: .unavailable, message: m)
+        case .failedPrecondition(let m): RPCError(code: .failedPrecondition, message: m)
+        case .internalError(let m): RPCError(code: .internalError, message: m)
+        }
+    }
+}
+
 /// Runs a handler body and converts any Cocoon error into its gRPC status.
 func mapErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
     do {
@@ -47,6 +64,8 @@ func mapErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
     } catch let e as CRIError {
         throw e.rpcError
     } catch let e as SandboxError {
+        throw e.rpcError
+    } catch let e as ImageError {
         throw e.rpcError
     } catch let e as HypervisorError {
         throw RPCError(code: .unavailable, message: e.description)

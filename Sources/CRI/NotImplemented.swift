@@ -90,22 +90,7 @@ extension RuntimeService {
 }
 
 extension ImageService {
-    public func listImages(request: Runtime_V1_ListImagesRequest, context: ServerContext) async throws -> Runtime_V1_ListImagesResponse {
-        throw CRIError.unimplemented("ListImages").rpcError
-    }
     public func streamImages(request: Runtime_V1_StreamImagesRequest, response: RPCWriter<Runtime_V1_StreamImagesResponse>, context: ServerContext) async throws {
         throw CRIError.unimplemented("StreamImages").rpcError
-    }
-    public func imageStatus(request: Runtime_V1_ImageStatusRequest, context: ServerContext) async throws -> Runtime_V1_ImageStatusResponse {
-        throw CRIError.unimplemented("ImageStatus").rpcError
-    }
-    public func pullImage(request: Runtime_V1_PullImageRequest, context: ServerContext) async throws -> Runtime_V1_PullImageResponse {
-        throw CRIError.unimplemented("PullImage").rpcError
-    }
-    public func removeImage(request: Runtime_V1_RemoveImageRequest, context: ServerContext) async throws -> Runtime_V1_RemoveImageResponse {
-        throw CRIError.unimplemented("RemoveImage").rpcError
-    }
-    public func imageFsInfo(request: Runtime_V1_ImageFsInfoRequest, context: ServerContext) async throws -> Runtime_V1_ImageFsInfoResponse {
-        throw CRIError.unimplemented("ImageFsInfo").rpcError
     }
 }

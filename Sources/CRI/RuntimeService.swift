@@ -20,8 +20,3 @@ public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
         self.qemuBinary = qemuBinary
     }
 }
-
-/// The CRI v1 ImageService (images arrive with their own issue; every call answers UNIMPLEMENTED).
-public struct ImageService: Runtime_V1_ImageService.SimpleServiceProtocol {
-    public init() {}
-}

@@ -13,6 +13,8 @@ public struct CocoonConfig: Sendable, Equatable {
     /// The handler used when a request names none (`runtime_handler: ""`).
     public var defaultHandler: String = CocoonConfig.defaultHandlerName
     public var handlers: [String: RuntimeHandler] = [:]
+    /// How images are fetched: insecure registries, mirrors, download concurrency.
+    public var registry = RegistrySettings()
 
     public init() {
         handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)
@@ -66,6 +68,18 @@ public struct RuntimeHandler: Sendable, Equatable {
     /// Limits for a VM's size, from a handler or a pod's resources.
     public static let vcpuRange = 1...64
     public static let memoryRangeMiB = 64...(256 * 1024)
+}
+
+/// Registry access settings (`[registry]`): which hosts may be reached over plain HTTP (loopback
+/// always may), mirrors tried before a registry itself, and how many layers download at once.
+public struct RegistrySettings: Sendable, Equatable {
+    /// Registry hosts (`host[:port]`) reached over plain HTTP.
+    public var insecure: [String] = []
+    /// Registry host → endpoint URLs (`https://mirror.example`), tried in order before the registry.
+    public var mirrors: [String: [String]] = [:]
+    public var maxConcurrentDownloads: Int = 3
+    public static let concurrencyRange = 1...16
+    public init() {}
 }
 
 public enum LogLevel: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }

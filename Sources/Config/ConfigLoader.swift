@@ -14,7 +14,7 @@ public enum ConfigLoader {
             throw ConfigError("\(source): invalid TOML: \(error)")
         }
         var config = CocoonConfig()
-        let topKeys: Set = ["state_root", "run_dir", "socket", "log_level", "default_handler", "handlers"]
+        let topKeys: Set = ["state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry"]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
         config.runDir = try path(table, "run_dir", source) ?? config.runDir
@@ -34,6 +34,10 @@ public enum ConfigLoader {
                 }
                 config.handlers[name] = try handler(h, at: "\(source): handlers.\(name)")
             }
+        }
+        if let reg = table["registry"] {
+            guard let t = reg.table else { throw ConfigError("\(source): registry must be a table") }
+            config.registry = try registry(t, at: "\(source): registry")
         }
         config.defaultHandler = try string(table, "default_handler", source)
             ?? (config.handlers[CocoonConfig.defaultHandlerName] != nil ? CocoonConfig.defaultHandlerName : config.handlers.keys.sorted().first ?? "")
@@ -79,6 +83,38 @@ public enum ConfigLoader {
         }
         h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
         return h
+    }
+
+    private static func registry(_ t: TOMLTable, at where_: String) throws -> RegistrySettings {
+        try rejectUnknown(t, allowed: ["insecure", "mirrors", "max_concurrent_downloads"], at: where_)
+        var r = RegistrySettings()
+        r.insecure = try strings(t, "insecure", where_) ?? []
+        if let m = t["mirrors"] {
+            guard let mt = m.table else { throw ConfigError("\(where_): mirrors must be a table of host = [urls]") }
+            for host in mt.keys {
+                let urls = try strings(mt, host, "\(where_).mirrors") ?? []
+                for u in urls where !(u.hasPrefix("http://") || u.hasPrefix("https://")) {
+                    throw ConfigError("\(where_).mirrors.\(host): \"\(u)\" must start with http:// or https://")
+                }
+                r.mirrors[host] = urls
+            }
+        }
+        if let n = try int(t, "max_concurrent_downloads", where_) {
+            guard RegistrySettings.concurrencyRange.contains(n) else {
+                throw ConfigError("\(where_): max_concurrent_downloads \(n) is outside \(RegistrySettings.concurrencyRange)")
+            }
+            r.maxConcurrentDownloads = n
+        }
+        return r
+    }
+
+    private static func strings(_ t: TOMLTable, _ key: String, _ where_: String) throws -> [String]? {
+        guard let v = t[key] else { return nil }
+        guard let a = v.array else { throw ConfigError("\(where_): \(key) must be an array of strings") }
+        return try a.map { e in
+            guard let s = e.string else { throw ConfigError("\(where_): \(key) must be an array of strings") }
+            return s
+        }
     }
 
     private static func rejectUnknown(_ t: TOMLTable, allowed: Set<String>, at where_: String) throws {

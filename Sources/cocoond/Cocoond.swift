@@ -6,6 +6,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hypervisor
+import Images
 import Logging
 import Sandboxes
 
@@ -55,10 +56,16 @@ struct Cocoond: AsyncParsableCommand {
         let hypervisors: [String: any Hypervisor] = ["qemu": QEMUHypervisor(), "libvirt": LibvirtHypervisor()]
         let manager = SandboxManager(config: cfg, store: SandboxStore(stateRoot: cfg.stateRoot), hypervisors: hypervisors)
         await manager.recover()
+        let images: ImageManager
+        do {
+            images = try ImageManager(stateRoot: cfg.stateRoot, registry: cfg.registry)
+        } catch {
+            throw ValidationError("image store: \(error)")
+        }
 
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
-            services: [RuntimeService(config: cfg, sandboxes: manager), ImageService()])
+            services: [RuntimeService(config: cfg, sandboxes: manager), ImageService(images: images)])
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let stateRootPath = cfg.stateRoot
         try await withThrowingDiscardingTaskGroup { group in
@@ -78,6 +85,7 @@ struct Cocoond: AsyncParsableCommand {
         }
         signals.cancel()
         await manager.detachAll()
+        await images.shutdown()
         unlink(cfg.socket)
     }
 }

@@ -19,7 +19,7 @@ final class DaemonHarness: @unchecked Sendable {
     var runDir: String { root + "/run" }
     private var process: Process?
 
-    init() throws {
+    init(extraConfig: String = "") throws {
         root = "/tmp/cocoon-it-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         let guest = Self.guestDir ?? "/var/lib/cocoon/guest"
@@ -35,6 +35,7 @@ final class DaemonHarness: @unchecked Sendable {
             backend = "libvirt"
             kernel = "\(guest)/vmlinuz"
             initrd = "\(guest)/initrd.cpio"
+            \(extraConfig)
             """
         try config.write(toFile: root + "/config.toml", atomically: true, encoding: .utf8)
     }
@@ -82,6 +83,13 @@ final class DaemonHarness: @unchecked Sendable {
         }
     }
 
+    func withImages<R: Sendable>(_ body: (Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+        return try await withGRPCClient(transport: transport) { client in
+            try await body(Runtime_V1_ImageService.Client(wrapping: client))
+        }
+    }
+
     func cleanup() async {
         await stop()
         try? FileManager.default.removeItem(atPath: root)
@@ -103,8 +111,8 @@ struct HarnessError: Error, CustomStringConvertible {
 }
 
 /// Runs `body` against a fresh daemon and always stops it and deletes its directories afterwards.
-func withDaemon(_ body: (DaemonHarness) async throws -> Void) async throws {
-    let daemon = try DaemonHarness()
+func withDaemon(extraConfig: String = "", _ body: (DaemonHarness) async throws -> Void) async throws {
+    let daemon = try DaemonHarness(extraConfig: extraConfig)
     do {
         try await daemon.start()
         try await body(daemon)

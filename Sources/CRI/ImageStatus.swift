@@ -1,0 +1,45 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+import Images
+
+extension ImageService {
+    /// The image, or no image (not an error) when it is not stored. Verbose adds `info`: the image
+    /// config and pull timings, or for an image still being pulled, its live progress
+    /// (`pullProgress`, what `cocoonctl pull` draws).
+    public func imageStatus(request: Runtime_V1_ImageStatusRequest, context: ServerContext) async throws -> Runtime_V1_ImageStatusResponse {
+        try await mapErrors {
+            let name = try Self.imageName(request.image, hasSpec: request.hasImage, field: "image")
+            var response = Runtime_V1_ImageStatusResponse()
+            guard let record = await images.find(name) else {
+                if request.verbose, let ref = try? ImageReference(parsing: name), let live = images.progress.snapshot(ref.description) {
+                    response.info["pullProgress"] = Self.json(live)
+                }
+                return response
+            }
+            response.image = record.cri
+            if request.verbose {
+                let configDigest = record.id
+                if let config = try? images.content.read(configDigest, limit: MediaTypes.maxConfigBytes) {
+                    response.info["imageConfig"] = String(decoding: config, as: UTF8.self)
+                }
+                struct Info: Encodable {
+                    var manifestDigest: String; var layers: [String]; var rootfs: String
+                    var fetchSeconds: Double; var unpackSeconds: Double; var pulledAt: Date
+                }
+                response.info["info"] = Self.json(Info(
+                    manifestDigest: record.manifestDigest.description, layers: record.layers.map(\.digest.description),
+                    rootfs: record.rootfs, fetchSeconds: record.fetchSeconds, unpackSeconds: record.unpackSeconds,
+                    pulledAt: record.pulledAt))
+            }
+            return response
+        }
+    }
+
+    static func json<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}

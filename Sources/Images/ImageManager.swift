@@ -1,0 +1,357 @@
+import Config
+import Foundation
+import Glibc
+import Logging
+import StateFiles
+import Synchronization
+
+/// Owns the node's images: their persisted records, the content store, the unpacked root
+/// filesystems, and the pulls in flight (two clients pulling the same reference share one pull).
+/// Layout under `<state_root>/images/`: `blobs/sha256/`, `ingest/`, `metadata/<id>.json`,
+/// `rootfs/<id>/` (the unpacked image), `tmp/` (unpacks in progress).
+public actor ImageManager {
+    public nonisolated let root: String
+    public nonisolated let content: ContentStore
+    public nonisolated let progress = PullProgress()
+    nonisolated let client: RegistryClient
+    nonisolated let maxConcurrentDownloads: Int
+    nonisolated let logger: Logger
+    private var records: [Digest: ImageRecord] = [:]
+    private var pulls: [String: Task<ImageRecord, Error>] = [:]
+    private var unpacks: [Digest: Task<(String, Double), Error>] = [:]
+
+    public init(stateRoot: String, registry: RegistrySettings, logger: Logger = Logger(label: "cocoon.images")) throws(ImageError) {
+        let root = stateRoot + "/images"
+        self.root = root
+        self.logger = logger
+        self.content = try ContentStore(root: root)
+        self.client = RegistryClient(settings: registry, logger: logger)
+        self.maxConcurrentDownloads = registry.maxConcurrentDownloads
+        for dir in ["metadata", "rootfs", "tmp"] {
+            do { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) } catch {
+                throw .internalError("cannot create \(root)/\(dir): \(error)")
+            }
+        }
+        // An unpack cut off by a restart is discarded; the blobs it read are still in the store.
+        for leftover in (try? FileManager.default.contentsOfDirectory(atPath: root + "/tmp")) ?? [] {
+            try? FileManager.default.removeItem(atPath: root + "/tmp/" + leftover)
+        }
+        self.records = Self.loadRecords(root + "/metadata", logger: logger)
+        Self.sweep(records: records, content: content, rootfsDir: root + "/rootfs", logger: logger)
+    }
+
+    public func shutdown() async {
+        for task in pulls.values { task.cancel() }
+        await client.shutdown()
+    }
+
+    // MARK: - Queries
+
+    public func list() -> [ImageRecord] {
+        records.values.sorted { ($0.repoTags.first ?? $0.idString) < ($1.repoTags.first ?? $1.idString) }
+    }
+
+    /// The image a CRI client names: a tag or digest reference (`busybox`, `name@sha256:…`), the
+    /// image id (`sha256:…`, or its hex), or a unique id prefix of at least 6 hex digits.
+    public func find(_ text: String) -> ImageRecord? {
+        let t = text.trimmingSpaces
+        if let d = try? Digest(parsing: t.hasPrefix("sha256:") ? t : "sha256:" + t), let r = records[d] { return r }
+        if let ref = try? ImageReference(parsing: t) {
+            let name = ref.description
+            if let r = records.values.first(where: { $0.repoTags.contains(name) || $0.repoDigests.contains(name) }) { return r }
+        }
+        let hex = t.hasPrefix("sha256:") ? String(t.dropFirst(7)) : t
+        if hex.count >= 6, hex.allSatisfy(\.isHexDigit) {
+            let matches = records.values.filter { $0.id.hex.hasPrefix(hex.lowercased()) }
+            if matches.count == 1 { return matches[0] }
+        }
+        return nil
+    }
+
+    /// Bytes and inodes used under the image store (for kubelet's image GC).
+    public nonisolated func usage() -> (bytes: UInt64, inodes: UInt64) {
+        DiskUsage.measure(root)
+    }
+
+    // MARK: - Pull
+
+    /// Pulls `text` (normalized) from its registry; concurrent pulls of the same reference share
+    /// one download. Returns the stored image.
+    public func pull(_ text: String, credentials: RegistryCredentials = RegistryCredentials()) async throws(ImageError) -> ImageRecord {
+        let ref = try ImageReference(parsing: text)
+        let key = ref.description
+        let task: Task<ImageRecord, Error>
+        if let running = pulls[key] {
+            task = running
+        } else {
+            task = Task { try await self.performPull(ref, credentials: credentials) }
+            pulls[key] = task
+        }
+        defer { if pulls[key] == task { pulls[key] = nil } }
+        do {
+            return try await task.value
+        } catch let e as ImageError {
+            throw e
+        } catch is CancellationError {
+            throw .unavailable("pull of \(key) was cancelled")
+        } catch {
+            throw .internalError("pull of \(key): \(error)")
+        }
+    }
+
+    private nonisolated func performPull(_ ref: ImageReference, credentials: RegistryCredentials) async throws -> ImageRecord {
+        let key = ref.description
+        progress.begin(key)
+        defer { progress.end(key) }
+        let touched = BlobList()
+        logger.info("pull started", metadata: ["image": "\(key)"])
+        do {
+            let record = try await fetchAndStore(ref, credentials: credentials, touched: touched)
+            logger.info("pull done", metadata: ["image": "\(key)", "id": "\(record.id)",
+                "fetch_s": "\(record.fetchSeconds)", "unpack_s": "\(record.unpackSeconds)"])
+            return record
+        } catch {
+            logger.warning("pull failed", metadata: ["image": "\(key)", "error": "\(error)"])
+            // Nothing half-stored: blobs this failed pull brought in that no image uses go again.
+            await dropUnreferenced(touched.digests)
+            throw error
+        }
+    }
+
+    private nonisolated func fetchAndStore(_ ref: ImageReference, credentials: RegistryCredentials, touched: BlobList) async throws -> ImageRecord {
+        let key = ref.description
+        let started = ContinuousClock.now
+        let repo = RegistryRepository(client: client, reference: ref, credentials: credentials)
+
+        let top = try await repo.manifest(ref.manifestReference)
+        touched.add(top.digest)
+        try content.put(top.bytes, digest: top.digest)
+        var blobs = [top.digest]
+        var manifestBytes = top.bytes
+        var manifestDigest = top.digest
+        if MediaTypes.indexTypes.contains(top.mediaType) {
+            let index = try DocumentDecoder.decode(ImageIndex.self, from: top.bytes, what: "index of \(key)")
+            guard let chosen = index.manifest(for: .node) else {
+                let offered = index.manifests.compactMap { $0.platform.map { "\($0.os)/\($0.architecture)" } }
+                throw ImageError.notFound("image \(key) has no linux/amd64 variant (it offers: \(offered.joined(separator: ", ")))")
+            }
+            let m = try await repo.manifest(chosen.digest.description)
+            guard MediaTypes.manifestTypes.contains(m.mediaType) else {
+                throw ImageError.integrity("image \(key): index entry \(chosen.digest) is not an image manifest")
+            }
+            touched.add(m.digest)
+            try content.put(m.bytes, digest: m.digest)
+            blobs.append(m.digest)
+            manifestBytes = m.bytes
+            manifestDigest = m.digest
+        }
+        let manifest = try DocumentDecoder.decode(Manifest.self, from: manifestBytes, what: "manifest of \(key)")
+        guard manifest.schemaVersion == 2 else { throw ImageError.integrity("image \(key): manifest schemaVersion \(manifest.schemaVersion) is not 2") }
+        for layer in manifest.layers {
+            guard MediaTypes.layerTypes.contains(layer.mediaType ?? MediaTypes.ociLayer + "+gzip") else {
+                throw ImageError.invalidArgument("image \(key): layer \(layer.digest) has unsupported media type \(layer.mediaType ?? "")")
+            }
+            guard layer.size >= 0 else { throw ImageError.integrity("image \(key): layer \(layer.digest) has a negative size") }
+        }
+        touched.add(manifest.config.digest)
+        for layer in manifest.layers { touched.add(layer.digest) }
+        let configBytes = try await repo.blobBytes(manifest.config, into: content, limit: MediaTypes.maxConfigBytes)
+        let config = try DocumentDecoder.decode(ImageConfig.self, from: configBytes, what: "config of \(key)")
+        guard (config.os ?? "linux") == "linux", (config.architecture ?? "amd64") == "amd64" else {
+            throw ImageError.failedPrecondition("image \(key) is built for \(config.os ?? "?")/\(config.architecture ?? "?"); this node runs linux/amd64")
+        }
+        guard config.rootfs.diff_ids.count == manifest.layers.count else {
+            throw ImageError.integrity("image \(key): config lists \(config.rootfs.diff_ids.count) layers, the manifest \(manifest.layers.count)")
+        }
+        let id = manifest.config.digest
+        blobs.append(id)
+        blobs += manifest.layers.map(\.digest)
+
+        progress.setLayers(key, manifest.layers)
+        try await downloadLayers(manifest.layers, repo: repo, key: key)
+        let fetchSeconds = Self.seconds(since: started)
+        progress.phase(key, "unpacking")
+        let (rootfs, unpackSeconds) = try await unpackOnce(id: id, layers: manifest.layers)
+
+        var record = ImageRecord(
+            id: id, repoTags: [], repoDigests: [], manifestDigest: manifestDigest, layers: manifest.layers,
+            blobs: blobs, size: 0, user: config.config?.User ?? "", pinned: false, pulledAt: Date(),
+            rootfs: rootfs, fetchSeconds: fetchSeconds, unpackSeconds: unpackSeconds)
+        record.size = blobs.reduce(0) { $0 + (content.size($1) ?? 0) }
+        if ref.tag != nil { record.repoTags = [ref.description] }
+        record.repoDigests = [ref.with(digest: top.digest).description]
+        return try await register(record)
+    }
+
+    private func dropUnreferenced(_ digests: [Digest]) {
+        let used = Set(records.values.flatMap(\.blobs))
+        for d in digests where !used.contains(d) { content.delete(d) }
+    }
+
+    private nonisolated func downloadLayers(_ layers: [Descriptor], repo: RegistryRepository, key: String) async throws {
+        let limit = maxConcurrentDownloads
+        let progress = self.progress
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            var next = 0
+            func startNext() {
+                let index = next
+                let layer = layers[index]
+                next += 1
+                group.addTask {
+                    try await repo.fetchBlob(layer, into: self.content) { n in progress.add(key, layer: index, bytes: n) }
+                }
+            }
+            while next < min(limit, layers.count) { startNext() }
+            while try await group.next() != nil {
+                if next < layers.count { startNext() }
+            }
+        }
+    }
+
+    /// Unpacks an image's layers once, however many references pull it at the same time.
+    private func unpackOnce(id: Digest, layers: [Descriptor]) async throws -> (String, Double) {
+        let final = root + "/rootfs/" + id.hex
+        if let existing = records[id], existing.rootfs == final, FileManager.default.fileExists(atPath: final) {
+            return (final, existing.unpackSeconds)
+        }
+        if let running = unpacks[id] { return try await running.value }
+        let task = Task { try self.unpack(id: id, layers: layers, into: final) }
+        unpacks[id] = task
+        defer { unpacks[id] = nil }
+        return try await task.value
+    }
+
+    private nonisolated func unpack(id: Digest, layers: [Descriptor], into final: String) throws -> (String, Double) {
+        let started = ContinuousClock.now
+        let scratch = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false)
+            chmod(scratch, 0o755)
+            let unpacker = LayerUnpacker(root: scratch)
+            for layer in layers {
+                try unpacker.apply(layerAt: content.path(layer.digest), name: layer.digest.description)
+            }
+            if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
+            guard rename(scratch, final) == 0 else {
+                throw ImageError.internalError("cannot move the unpacked image to \(final): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            try? FileManager.default.removeItem(atPath: scratch)
+            throw error
+        }
+        return (final, Self.seconds(since: started))
+    }
+
+    /// Stores a pulled image: merges names into an existing record of the same id and moves a tag
+    /// away from the image that held it before.
+    private func register(_ pulled: ImageRecord) throws(ImageError) -> ImageRecord {
+        var record = records[pulled.id] ?? pulled
+        if records[pulled.id] != nil {
+            record.rootfs = pulled.rootfs
+            record.blobs = Array(Set(record.blobs + pulled.blobs)).sorted()
+            record.size = pulled.size
+            record.pulledAt = pulled.pulledAt
+            record.fetchSeconds = pulled.fetchSeconds
+        }
+        for tag in pulled.repoTags where !record.repoTags.contains(tag) { record.repoTags.append(tag) }
+        for d in pulled.repoDigests where !record.repoDigests.contains(d) { record.repoDigests.append(d) }
+        for (otherID, var other) in records where otherID != record.id {
+            let before = other.repoTags.count
+            other.repoTags.removeAll { pulled.repoTags.contains($0) }
+            guard other.repoTags.count != before else { continue }
+            if other.repoTags.isEmpty && !other.pinned {
+                try delete(otherID)
+            } else {
+                try save(other)
+            }
+        }
+        try save(record)
+        return record
+    }
+
+    // MARK: - Remove
+
+    /// Removes by tag (only that tag while others remain), by digest reference or by id (the whole
+    /// image). Removing an image that is not there succeeds (idempotent).
+    public func remove(_ text: String) throws(ImageError) {
+        guard var record = find(text) else { return }
+        let t = text.trimmingSpaces
+        if let ref = try? ImageReference(parsing: t), ref.tag != nil, record.repoTags.contains(ref.description),
+           !(t.hasPrefix("sha256:") || (t.count == 64 && t.allSatisfy(\.isHexDigit))) {
+            record.repoTags.removeAll { $0 == ref.description }
+            if !record.repoTags.isEmpty {
+                try save(record)
+                return
+            }
+        }
+        try delete(record.id)
+    }
+
+    public func setPinned(_ id: Digest, _ pinned: Bool) throws(ImageError) {
+        guard var r = records[id] else { throw .notFound("image \(id) not found") }
+        r.pinned = pinned
+        try save(r)
+    }
+
+    private func delete(_ id: Digest) throws(ImageError) {
+        guard let gone = records.removeValue(forKey: id) else { return }
+        unlink(root + "/metadata/\(id.hex).json")
+        let stillUsed = Set(records.values.flatMap(\.blobs))
+        for blob in gone.blobs where !stillUsed.contains(blob) { content.delete(blob) }
+        try? FileManager.default.removeItem(atPath: gone.rootfs)
+        logger.info("image removed", metadata: ["id": "\(id)", "tags": "\(gone.repoTags)"])
+    }
+
+    private func save(_ r: ImageRecord) throws(ImageError) {
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            encoder.dateEncodingStrategy = .iso8601
+            try AtomicFile.write(try encoder.encode(r), to: root + "/metadata/\(r.id.hex).json")
+        } catch {
+            throw .internalError("cannot persist image \(r.id): \(error)")
+        }
+        records[r.id] = r
+    }
+
+    private static func loadRecords(_ dir: String, logger: Logger) -> [Digest: ImageRecord] {
+        var result: [Digest: ImageRecord] = [:]
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".json") {
+            let path = dir + "/" + name
+            guard let data = FileManager.default.contents(atPath: path) else { continue }
+            do {
+                let r = try decoder.decode(ImageRecord.self, from: data)
+                result[r.id] = r
+            } catch {
+                logger.error("unreadable image record, moved aside", metadata: ["file": "\(path)", "error": "\(error)"])
+                rename(path, path + ".corrupt")
+            }
+        }
+        return result
+    }
+
+    /// Deletes blobs and unpacked trees no image refers to (left by a crash between steps).
+    private static func sweep(records: [Digest: ImageRecord], content: ContentStore, rootfsDir: String, logger: Logger) {
+        let used = Set(records.values.flatMap(\.blobs))
+        for blob in content.all() where !used.contains(blob) { content.delete(blob) }
+        let trees = Set(records.values.map(\.rootfs))
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: rootfsDir)) ?? [] where !trees.contains(rootfsDir + "/" + name) {
+            logger.info("removing an unpacked image no record refers to", metadata: ["dir": "\(name)"])
+            try? FileManager.default.removeItem(atPath: rootfsDir + "/" + name)
+        }
+    }
+
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
+        let d = ContinuousClock.now - start
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+/// The blobs one pull has touched so far (for cleanup when it fails).
+final class BlobList: Sendable {
+    private let list = Mutex<[Digest]>([])
+    func add(_ d: Digest) { list.withLock { $0.append(d) } }
+    var digests: [Digest] { list.withLock { $0 } }
+}

@@ -1,0 +1,39 @@
+import Foundation
+
+/// What Cocoon knows about one stored image, persisted as `<images>/metadata/<id hex>.json`.
+/// The id is the config digest, as in containerd and Docker.
+public struct ImageRecord: Codable, Sendable, Equatable {
+    public var id: Digest
+    /// `domain/path:tag` names pointing at this image.
+    public var repoTags: [String]
+    /// `domain/path@sha256:…` names (digest of the manifest or index that was pulled).
+    public var repoDigests: [String]
+    public var manifestDigest: Digest
+    public var layers: [Descriptor]
+    /// Every blob this image holds on to in the content store (index, manifest, config, layers).
+    public var blobs: [Digest]
+    /// Sum of the stored blob sizes.
+    public var size: Int64
+    /// `User` from the image config (`uid`, `uid:gid`, `name` or `name:group`).
+    public var user: String
+    public var pinned: Bool
+    public var pulledAt: Date
+    /// The unpacked root filesystem (directory) handed to containers.
+    public var rootfs: String
+    public var fetchSeconds: Double
+    public var unpackSeconds: Double
+
+    public var idString: String { id.description }
+
+    /// The numeric uid of `user`, when the user part is a number.
+    public var uid: Int64? {
+        let name = user.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+        return Int64(name)
+    }
+
+    /// The user name, when `user` names the user rather than a uid.
+    public var username: String {
+        let name = user.split(separator: ":", maxSplits: 1).first.map(String.init) ?? ""
+        return Int64(name) == nil ? name : ""
+    }
+}

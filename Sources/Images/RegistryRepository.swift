@@ -1,0 +1,107 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// One repository as seen by one pull: reads manifests and blobs of `reference` with the pull's
+/// credentials, trying each endpoint (mirrors, then the registry) until one answers.
+struct RegistryRepository: Sendable {
+    let client: RegistryClient
+    let reference: ImageReference
+    let credentials: RegistryCredentials
+    var scope: String { "repository:\(reference.path):pull" }
+
+    /// A manifest or index, verified against `digest` when pulled by digest.
+    func manifest(_ tagOrDigest: String) async throws(ImageError) -> (bytes: [UInt8], mediaType: String, digest: Digest) {
+        try await failover { base throws(ImageError) in
+            let url = "\(base)/v2/\(reference.path)/manifests/\(tagOrDigest)"
+            let response = try await client.send(url, accept: MediaTypes.acceptedManifests, scope: scope,
+                                                 credentials: credentials, timeout: .seconds(60))
+            let body: ByteBuffer
+            do { body = try await response.body.collect(upTo: MediaTypes.maxManifestBytes) } catch {
+                throw .integrity("manifest of \(reference) from \(base): larger than \(MediaTypes.maxManifestBytes) bytes or cut off (\(error))")
+            }
+            switch response.status.code {
+            case 200: break
+            case 404: throw .notFound("image \"\(reference)\" not found: \(base) has no manifest \(tagOrDigest) for \(reference.path)")
+            default: throw .unavailable("manifest of \(reference) from \(base): HTTP \(response.status.code)")
+            }
+            let bytes = [UInt8](buffer: body)
+            let digest = Digest.of(bytes)
+            if tagOrDigest.hasPrefix("sha256:"), digest.description != tagOrDigest {
+                throw .integrity("manifest digest mismatch for \(reference): asked for \(tagOrDigest), got \(digest)")
+            }
+            let declared = response.headers.first(name: "Content-Type").map { String($0.split(separator: ";")[0]).trimmingSpaces }
+            let type = DocumentDecoder.mediaType(of: bytes) ?? declared ?? ""
+            guard MediaTypes.indexTypes.contains(type) || MediaTypes.manifestTypes.contains(type) else {
+                throw .invalidArgument("image \(reference): unsupported manifest type \"\(type)\" (schema1 and artifacts are not images Cocoon runs)")
+            }
+            return (bytes, type, digest)
+        }
+    }
+
+    /// Downloads a blob into the content store, verifying size and digest while streaming.
+    func fetchBlob(_ d: Descriptor, into store: ContentStore, progress: @Sendable (Int64) -> Void) async throws(ImageError) {
+        if store.has(d.digest, size: d.size) { progress(d.size); return }
+        try await failover { base throws(ImageError) in
+            var lastError: ImageError = .unavailable("blob \(d.digest): no attempt made")
+            for attempt in 1...RegistryClient.attempts {
+                let writer = try store.writer(digest: d.digest, expectedSize: d.size)
+                var reported: Int64 = 0
+                do {
+                    let url = "\(base)/v2/\(reference.path)/blobs/\(d.digest)"
+                    let response = try await client.send(url, scope: scope, credentials: credentials, timeout: .hours(2))
+                    switch response.status.code {
+                    case 200: break
+                    case 404: throw ImageError.notFound("image \(reference): \(base) has no blob \(d.digest)")
+                    default: throw ImageError.unavailable("blob \(d.digest) from \(base): HTTP \(response.status.code)")
+                    }
+                    for try await chunk in response.body {
+                        try writer.append(chunk)
+                        reported += Int64(chunk.readableBytes)
+                        progress(Int64(chunk.readableBytes))
+                    }
+                    try writer.commit()
+                    return
+                } catch let e as ImageError {
+                    writer.abort()
+                    progress(-reported)
+                    if case .unavailable = e, attempt < RegistryClient.attempts { lastError = e; continue }
+                    throw e
+                } catch {
+                    writer.abort()
+                    progress(-reported)
+                    lastError = .unavailable("blob \(d.digest) from \(base): \(error)")
+                    if attempt < RegistryClient.attempts { try? await Task.sleep(for: .milliseconds(200 << attempt)); continue }
+                }
+            }
+            throw lastError
+        }
+    }
+
+    /// Small blobs (config) read into memory and stored.
+    func blobBytes(_ d: Descriptor, into store: ContentStore, limit: Int) async throws(ImageError) -> [UInt8] {
+        guard d.size >= 0, d.size <= Int64(limit) else {
+            throw .integrity("image \(reference): blob \(d.digest) declares \(d.size) bytes (limit \(limit))")
+        }
+        try await fetchBlob(d, into: store, progress: { _ in })
+        return try store.read(d.digest, limit: limit)
+    }
+
+    /// Runs `body` against each endpoint in turn; the last endpoint's error is the one reported.
+    private func failover<T>(_ body: (String) async throws(ImageError) -> T) async throws(ImageError) -> T {
+        let endpoints = client.endpoints(for: reference.domain)
+        var lastError: ImageError = .unavailable("no endpoint for \(reference.domain)")
+        for (i, base) in endpoints.enumerated() {
+            do {
+                return try await body(base)
+            } catch {
+                lastError = error
+                if i < endpoints.count - 1 {
+                    client.logger.info("mirror failed, trying the next endpoint", metadata: ["mirror": "\(base)", "error": "\(error)"])
+                }
+            }
+        }
+        throw lastError
+    }
+}
