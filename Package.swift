@@ -78,6 +78,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Cocoon's own gRPC extension beside CRI (image import), JSON-coded.
+        .target(
+            name: "CocoonAPI",
+            dependencies: [.product(name: "GRPCCore", package: "grpc-swift-2")],
+            swiftSettings: strict
+        ),
         // Daemon configuration (TOML).
         .target(
             name: "Config",
@@ -97,7 +103,7 @@ let package = Package(
         .target(
             name: "CRI",
             dependencies: [
-                "CRIAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient",
+                "CRIAPI", "CocoonAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -108,7 +114,7 @@ let package = Package(
         .target(
             name: "CLI",
             dependencies: [
-                "CRIAPI",
+                "CRIAPI", "CocoonAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -149,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRIAPI", "CLI",
+                "CRIAPI", "CLI", "CocoonAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -9,7 +9,7 @@ public struct CocoonCtl: AsyncParsableCommand {
         commandName: "cocoonctl",
         abstract: "A CRI client for Cocoon (and any CRI runtime).",
         subcommands: [Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self,
-                      Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self])
+                      Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self, ImageGroup.self])
 
     public init() {}
 }

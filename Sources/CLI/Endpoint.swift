@@ -1,4 +1,5 @@
 import CRIAPI
+import CocoonAPI
 import GRPCCore
 import GRPCNIOTransportHTTP2
 
@@ -25,6 +26,19 @@ public struct Endpoint: Equatable, Sendable {
         let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { client in
             try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
+        }
+    }
+}
+
+extension Endpoint {
+    /// Cocoon's image import extension (`cocoon.v1.Images/Import`); other runtimes answer UNIMPLEMENTED.
+    public func importImage(_ request: ImageImportAPI.Request, options: CallOptions) async throws -> ImageImportAPI.Response {
+        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+        return try await withGRPCClient(transport: transport) { client in
+            try await client.unary(
+                request: ClientRequest(message: request), descriptor: ImageImportAPI.method,
+                serializer: JSONMessageCoder<ImageImportAPI.Request>(), deserializer: JSONMessageCoder<ImageImportAPI.Response>(),
+                options: options) { try $0.message }
         }
     }
 }

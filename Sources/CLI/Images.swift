@@ -1,5 +1,6 @@
 import ArgumentParser
 import CRIAPI
+import CocoonAPI
 import Foundation
 import GRPCCore
 
@@ -222,6 +223,29 @@ struct InspectImage: AsyncParsableCommand {
                     guard status.hasImage else { throw CLIError("no such image: \(name)") }
                     print(output == "yaml" ? try Render.yaml(status) : try Render.json(status))
                 }
+            }
+        }
+    }
+}
+
+/// `cocoonctl image import FILE`: load an OCI layout (directory or tar) or a `docker save` tarball
+/// into cocoond's image store, for nodes without registry access.
+struct ImageGroup: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "image", abstract: "Image archive commands.", subcommands: [ImportImage.self])
+}
+
+struct ImportImage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "import", abstract: "Import an OCI layout or docker save tarball on this node.")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Name (REPO[:TAG]) for images the archive does not name fully.") var name: String?
+    @Argument(help: "OCI image layout directory, a tar of one, or a docker save tarball.") var file: String
+
+    func run() async throws {
+        let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
+        try await runCLI {
+            let response = try await global.endpoint().importImage(.init(path: path, name: name), options: global.callOptions())
+            for image in response.images {
+                print("Imported \(image.names.first ?? "") \(image.id)")
             }
         }
     }

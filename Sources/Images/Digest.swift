@@ -44,3 +44,10 @@ public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comp
         try c.encode(description)
     }
 }
+
+/// Incremental sha256 for callers outside this file.
+struct SHA256Stream {
+    private var hasher = SHA256()
+    mutating func update(_ raw: UnsafeRawBufferPointer) { hasher.update(bufferPointer: raw) }
+    func finalize() -> Digest { Digest(hasher: hasher) }
+}

@@ -84,7 +84,8 @@ public actor ImageManager {
         if let running = pulls[key] {
             task = running
         } else {
-            task = Task { try await self.performPull(ref, credentials: credentials) }
+            let source = RegistryRepository(client: client, reference: ref, credentials: credentials)
+            task = Task { try await self.performPull(ref, from: source) }
             pulls[key] = task
         }
         defer { if pulls[key] == task { pulls[key] = nil } }
@@ -99,14 +100,35 @@ public actor ImageManager {
         }
     }
 
-    private nonisolated func performPull(_ ref: ImageReference, credentials: RegistryCredentials) async throws -> ImageRecord {
+    /// Imports every image of an OCI layout (directory or tar) or `docker save` tarball on this
+    /// node; `name` names images whose archive gives no full name. Blobs are verified like a pull's.
+    public nonisolated func importImage(path: String, name: String?) async throws(ImageError) -> [ImageRecord] {
+        guard path.hasPrefix("/") else { throw .invalidArgument("import: path \"\(path)\" must be absolute") }
+        if let name { _ = try ImageReference(parsing: name) }
+        let scratch = root + "/tmp/import-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let archive = try ImportArchive(path: path, name: name, scratch: scratch)
+        var imported: [ImageRecord] = []
+        for entry in archive.entries {
+            do {
+                imported.append(try await performPull(entry.name, from: OCILayoutSource(dir: archive.layoutDir, top: entry.top)))
+            } catch let e as ImageError {
+                throw e
+            } catch {
+                throw .internalError("import of \(entry.name): \(error)")
+            }
+        }
+        return imported
+    }
+
+    nonisolated func performPull(_ ref: ImageReference, from source: any ImageSource) async throws -> ImageRecord {
         let key = ref.description
         progress.begin(key)
         defer { progress.end(key) }
         let touched = BlobList()
         logger.info("pull started", metadata: ["image": "\(key)"])
         do {
-            let record = try await fetchAndStore(ref, credentials: credentials, touched: touched)
+            let record = try await fetchAndStore(ref, from: source, touched: touched)
             logger.info("pull done", metadata: ["image": "\(key)", "id": "\(record.id)",
                 "fetch_s": "\(record.fetchSeconds)", "unpack_s": "\(record.unpackSeconds)"])
             return record
@@ -118,10 +140,9 @@ public actor ImageManager {
         }
     }
 
-    private nonisolated func fetchAndStore(_ ref: ImageReference, credentials: RegistryCredentials, touched: BlobList) async throws -> ImageRecord {
+    private nonisolated func fetchAndStore(_ ref: ImageReference, from repo: any ImageSource, touched: BlobList) async throws -> ImageRecord {
         let key = ref.description
         let started = ContinuousClock.now
-        let repo = RegistryRepository(client: client, reference: ref, credentials: credentials)
 
         let top = try await repo.manifest(ref.manifestReference)
         touched.add(top.digest)
@@ -188,7 +209,7 @@ public actor ImageManager {
         for d in digests where !used.contains(d) { content.delete(d) }
     }
 
-    private nonisolated func downloadLayers(_ layers: [Descriptor], repo: RegistryRepository, key: String) async throws {
+    private nonisolated func downloadLayers(_ layers: [Descriptor], repo: any ImageSource, key: String) async throws {
         let limit = maxConcurrentDownloads
         let progress = self.progress
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -5,7 +5,7 @@ import NIOHTTP1
 
 /// One repository as seen by one pull: reads manifests and blobs of `reference` with the pull's
 /// credentials, trying each endpoint (mirrors, then the registry) until one answers.
-struct RegistryRepository: Sendable {
+struct RegistryRepository: ImageSource {
     let client: RegistryClient
     let reference: ImageReference
     let credentials: RegistryCredentials
@@ -77,15 +77,6 @@ struct RegistryRepository: Sendable {
             }
             throw lastError
         }
-    }
-
-    /// Small blobs (config) read into memory and stored.
-    func blobBytes(_ d: Descriptor, into store: ContentStore, limit: Int) async throws(ImageError) -> [UInt8] {
-        guard d.size >= 0, d.size <= Int64(limit) else {
-            throw .integrity("image \(reference): blob \(d.digest) declares \(d.size) bytes (limit \(limit))")
-        }
-        try await fetchBlob(d, into: store, progress: { _ in })
-        return try store.read(d.digest, limit: limit)
     }
 
     /// Runs `body` against each endpoint in turn; the last endpoint's error is the one reported.

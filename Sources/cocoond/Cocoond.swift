@@ -65,7 +65,7 @@ struct Cocoond: AsyncParsableCommand {
 
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
-            services: [RuntimeService(config: cfg, sandboxes: manager), ImageService(images: images)])
+            services: [RuntimeService(config: cfg, sandboxes: manager), ImageService(images: images), ImageImportService(images: images)])
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let stateRootPath = cfg.stateRoot
         try await withThrowingDiscardingTaskGroup { group in
