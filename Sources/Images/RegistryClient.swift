@@ -6,6 +6,7 @@ import Glibc
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// Owns HTTP access to OCI distribution (v2) registries: which endpoints serve a registry (mirrors
 /// first, plain HTTP only for insecure or loopback hosts), the Basic/Bearer challenge flow with a
@@ -21,7 +22,7 @@ public final class RegistryClient: Sendable {
     public init(settings: RegistrySettings, logger: Logger = Logger(label: "cocoon.registry")) {
         var config = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .seconds(10), read: .seconds(60)))
+            timeout: .init(connect: .seconds(5), read: .seconds(60)))
         config.decompression = .disabled
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         self.settings = settings
@@ -77,7 +78,8 @@ public final class RegistryClient: Sendable {
                 throw e
             } catch {
                 lastError = .unavailable("\(method) \(Self.redacted(url)): \(error)")
-                if attempt == Self.attempts { break }
+                // The HTTP client already retried connecting until its connect timeout.
+                if attempt == Self.attempts || Self.isUnreachable(error) { break }
             }
             logger.debug("retrying registry request", metadata: ["url": "\(url)", "attempt": "\(attempt)"])
             try? await Task.sleep(for: .milliseconds(200 << attempt))
@@ -188,6 +190,14 @@ public final class RegistryClient: Sendable {
             await tokens.store("Bearer " + token, for: cacheKey, lifetime: .seconds(lifetime))
             return "Bearer " + token
         }
+    }
+
+    /// Connection refused, unknown host, connect timeout: the endpoint is not there.
+    static func isUnreachable(_ error: Error) -> Bool {
+        if let io = error as? IOError, io.errnoCode == ECONNREFUSED || io.errnoCode == EHOSTUNREACH || io.errnoCode == ENETUNREACH { return true }
+        if error is SocketAddressError || error is NIOConnectionError { return true }
+        if let h = error as? HTTPClientError, h == .connectTimeout { return true }
+        return false
     }
 
     static func redacted(_ url: String) -> String {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// One repository as seen by one pull: reads manifests and blobs of `reference` with the pull's
 /// credentials, trying each endpoint (mirrors, then the registry) until one answers.
@@ -9,6 +10,8 @@ struct RegistryRepository: ImageSource {
     let client: RegistryClient
     let reference: ImageReference
     let credentials: RegistryCredentials
+    /// Endpoints that could not be reached during this pull: skipped for its remaining requests.
+    let unreachable = UnreachableEndpoints()
     var scope: String { "repository:\(reference.path):pull" }
 
     /// A manifest or index, verified against `digest` when pulled by digest.
@@ -48,9 +51,11 @@ struct RegistryRepository: ImageSource {
             for attempt in 1...RegistryClient.attempts {
                 let writer = try store.writer(digest: d.digest, expectedSize: d.size)
                 var reported: Int64 = 0
+                var streaming = false
                 do {
                     let url = "\(base)/v2/\(reference.path)/blobs/\(d.digest)"
                     let response = try await client.send(url, scope: scope, credentials: credentials, timeout: .hours(2))
+                    streaming = true
                     switch response.status.code {
                     case 200: break
                     case 404: throw ImageError.notFound("image \(reference): \(base) has no blob \(d.digest)")
@@ -66,7 +71,8 @@ struct RegistryRepository: ImageSource {
                 } catch let e as ImageError {
                     writer.abort()
                     progress(-reported)
-                    if case .unavailable = e, attempt < RegistryClient.attempts { lastError = e; continue }
+                    // `send` already retried getting a response; only a cut-off body is retried here.
+                    if case .unavailable = e, streaming, attempt < RegistryClient.attempts { lastError = e; continue }
                     throw e
                 } catch {
                     writer.abort()
@@ -81,13 +87,21 @@ struct RegistryRepository: ImageSource {
 
     /// Runs `body` against each endpoint in turn; the last endpoint's error is the one reported.
     private func failover<T>(_ body: (String) async throws(ImageError) -> T) async throws(ImageError) -> T {
-        let endpoints = client.endpoints(for: reference.domain)
+        let all = client.endpoints(for: reference.domain)
+        let live = all.filter { !unreachable.contains($0) }
+        let endpoints = live.isEmpty ? [all[all.count - 1]] : live
         var lastError: ImageError = .unavailable("no endpoint for \(reference.domain)")
         for (i, base) in endpoints.enumerated() {
             do {
                 return try await body(base)
             } catch {
-                lastError = error
+                // An endpoint that answered (not found, auth) says more than one that was unreachable.
+                if case .unavailable = error {
+                    unreachable.insert(base)
+                    if case .unavailable = lastError { lastError = error } else if i == 0 { lastError = error }
+                } else {
+                    lastError = error
+                }
                 if i < endpoints.count - 1 {
                     client.logger.info("mirror failed, trying the next endpoint", metadata: ["mirror": "\(base)", "error": "\(error)"])
                 }
@@ -95,4 +109,11 @@ struct RegistryRepository: ImageSource {
         }
         throw lastError
     }
+}
+
+/// The endpoints one pull found unreachable (shared by its concurrent layer downloads).
+final class UnreachableEndpoints: Sendable {
+    private let set = Mutex<Set<String>>([])
+    func insert(_ e: String) { _ = set.withLock { $0.insert(e) } }
+    func contains(_ e: String) -> Bool { set.withLock { $0.contains(e) } }
 }

@@ -181,6 +181,22 @@ struct ImageServiceTests {
         }
     }
 
+    /// Mirrors are tried in order before the registry itself: a dead mirror is skipped, a live one
+    /// serves the image of a registry that does not exist.
+    @Test func mirrorsServeARegistry() async throws {
+        let mirrors = "[registry.mirrors]\n\"registry.invalid:5000\" = [\"http://127.0.0.1:1\", \"http://\(Self.plain)\"]\n"
+        try await withDaemon(extraConfig: mirrors) { daemon in
+            try await daemon.withImages { img in
+                let id = try await pull(img, "registry.invalid:5000/busybox:latest")
+                #expect(id == (try TestImages.entry("busybox"))["config"] as? String)
+                let s = try #require(try await imageStatus(img, "registry.invalid:5000/busybox").image_)
+                #expect(s.repoTags == ["registry.invalid:5000/busybox:latest"])
+                let none = await #expect(throws: RPCError.self) { try await pull(img, "registry.invalid:5000/absent") }
+                #expect(none?.code == .notFound, "the mirror's answer beats the unreachable registry: \(none?.message ?? "")")
+            }
+        }
+    }
+
     @Test func imagesSurviveADaemonRestart() async throws {
         try await withDaemon { daemon in
             let id = try await daemon.withImages { img in try await pull(img, "\(Self.plain)/nonroot") }

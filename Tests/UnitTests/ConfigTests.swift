@@ -43,6 +43,20 @@ import Testing
         #expect(config.handler(named: "nope") == nil)
     }
 
+    @Test func parsesRegistrySettings() throws {
+        let config = try ConfigLoader.parse("""
+            [registry]
+            insecure = ["reg.lan:5000"]
+            max_concurrent_downloads = 5
+            [registry.mirrors]
+            "docker.io" = ["https://mirror.example", "http://127.0.0.1:5000"]
+            """)
+        #expect(config.registry.insecure == ["reg.lan:5000"])
+        #expect(config.registry.maxConcurrentDownloads == 5)
+        #expect(config.registry.mirrors["docker.io"] == ["https://mirror.example", "http://127.0.0.1:5000"])
+        #expect(CocoonConfig().registry.maxConcurrentDownloads == 3)
+    }
+
     @Test(arguments: [
         ("sokcet = \"/x\"", "unknown key \"sokcet\""),
         ("state_root = \"relative\"", "absolute path"),
@@ -53,6 +67,9 @@ import Testing
         ("[handlers.a]\nkernel = \"/k\"", "backend is required"),
         ("default_handler = \"b\"\n[handlers.a]\nbackend = \"qemu\"", "default_handler"),
         ("state_root = ", "invalid TOML"),
+        ("[registry]\nmax_concurrent_downloads = 0", "max_concurrent_downloads"),
+        ("[registry.mirrors]\n\"docker.io\" = [\"ftp://x\"]", "http:// or https://"),
+        ("[registry]\ninsecure = \"x\"", "array of strings"),
     ])
     func rejectsBadConfig(text: String, expected: String) {
         do {
