@@ -24,12 +24,12 @@ extension ImageService {
                     response.info["imageConfig"] = String(decoding: config, as: UTF8.self)
                 }
                 struct Info: Encodable {
-                    var manifestDigest: String; var layers: [String]; var rootfs: String
-                    var fetchSeconds: Double; var unpackSeconds: Double; var pulledAt: Date
+                    var manifestDigest: String; var layers: [String]; var rootfs: String; var rootfsImage: String
+                    var fetchSeconds: Double; var unpackSeconds: Double; var blockImageSeconds: Double?; var pulledAt: Date
                 }
                 response.info["info"] = Self.json(Info(
                     manifestDigest: record.manifestDigest.description, layers: record.layers.map(\.digest.description),
-                    rootfs: record.rootfs, fetchSeconds: record.fetchSeconds, unpackSeconds: record.unpackSeconds,
+                    rootfs: record.rootfs, rootfsImage: record.rootfsImage, fetchSeconds: record.fetchSeconds, unpackSeconds: record.unpackSeconds, blockImageSeconds: record.blockImageSeconds,
                     pulledAt: record.pulledAt))
             }
             return response

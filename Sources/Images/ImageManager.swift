@@ -18,7 +18,8 @@ public actor ImageManager {
     nonisolated let logger: Logger
     private var records: [Digest: ImageRecord] = [:]
     private var pulls: [String: Task<ImageRecord, Error>] = [:]
-    private var unpacks: [Digest: Task<(String, Double), Error>] = [:]
+    private var unpacks: [Digest: Task<UnpackTiming, Error>] = [:]
+    private var blockBuilds: [Digest: Task<String, Error>] = [:]
 
     public init(stateRoot: String, registry: RegistrySettings, logger: Logger = Logger(label: "cocoon.images")) throws(ImageError) {
         let root = stateRoot + "/images"
@@ -42,6 +43,7 @@ public actor ImageManager {
 
     public func shutdown() async {
         for task in pulls.values { task.cancel() }
+        for task in blockBuilds.values { task.cancel() }
         await client.shutdown()
     }
 
@@ -127,10 +129,12 @@ public actor ImageManager {
         defer { progress.end(key) }
         let touched = BlobList()
         logger.info("pull started", metadata: ["image": "\(key)"])
+        let pullStarted = ContinuousClock.now
         do {
             let record = try await fetchAndStore(ref, from: source, touched: touched)
             logger.info("pull done", metadata: ["image": "\(key)", "id": "\(record.id)",
-                "fetch_s": "\(record.fetchSeconds)", "unpack_s": "\(record.unpackSeconds)"])
+                "fetch_s": "\(record.fetchSeconds)", "unpack_s": "\(record.unpackSeconds)",
+                "total_s": "\(Self.seconds(since: pullStarted))"])
             return record
         } catch {
             logger.warning("pull failed", metadata: ["image": "\(key)", "error": "\(error)"])
@@ -189,19 +193,23 @@ public actor ImageManager {
         blobs += manifest.layers.map(\.digest)
 
         progress.setLayers(key, manifest.layers)
-        try await downloadLayers(manifest.layers, repo: repo, key: key)
-        let fetchSeconds = Self.seconds(since: started)
-        progress.phase(key, "unpacking")
-        let (rootfs, unpackSeconds) = try await unpackOnce(id: id, layers: manifest.layers)
+        let layers = manifest.layers
+        logger.debug("layers start", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
+        let timing = try await unpackOnce(id: id) {
+            try await self.downloadAndUnpack(layers, from: repo, key: key, id: id)
+        }
 
         var record = ImageRecord(
             id: id, repoTags: [], repoDigests: [], manifestDigest: manifestDigest, layers: manifest.layers,
             blobs: blobs, size: 0, user: config.config?.User ?? "", pinned: false, pulledAt: Date(),
-            rootfs: rootfs, fetchSeconds: fetchSeconds, unpackSeconds: unpackSeconds)
+            rootfs: timing.rootfs, fetchSeconds: timing.fetchSeconds, unpackSeconds: timing.unpackSeconds)
+        logger.debug("layers done", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
         record.size = blobs.reduce(0) { $0 + (content.size($1) ?? 0) }
         if ref.tag != nil { record.repoTags = [ref.description] }
         record.repoDigests = [ref.with(digest: top.digest).description]
-        return try await register(record)
+        let stored = try await register(record)
+        await ensureBlockImage(stored.id)
+        return stored
     }
 
     private func dropUnreferenced(_ digests: [Digest]) {
@@ -209,50 +217,81 @@ public actor ImageManager {
         for d in digests where !used.contains(d) { content.delete(d) }
     }
 
-    private nonisolated func downloadLayers(_ layers: [Descriptor], repo: any ImageSource, key: String) async throws {
-        let limit = maxConcurrentDownloads
-        let progress = self.progress
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            var next = 0
-            func startNext() {
-                let index = next
-                let layer = layers[index]
-                next += 1
-                group.addTask {
-                    try await repo.fetchBlob(layer, into: self.content) { n in progress.add(key, layer: index, bytes: n) }
-                }
-            }
-            while next < min(limit, layers.count) { startNext() }
-            while try await group.next() != nil {
-                if next < layers.count { startNext() }
-            }
-        }
+    /// Where an image was unpacked and what it cost: download wall time, and the time spent applying
+    /// layers (overlapping the downloads).
+    struct UnpackTiming: Sendable {
+        var rootfs: String
+        var fetchSeconds: Double
+        var unpackSeconds: Double
     }
 
-    /// Unpacks an image's layers once, however many references pull it at the same time.
-    private func unpackOnce(id: Digest, layers: [Descriptor]) async throws -> (String, Double) {
+    /// Unpacks an image once, however many references pull it at the same time; an image already
+    /// unpacked is not unpacked again.
+    private func unpackOnce(id: Digest, work: @escaping @Sendable () async throws -> UnpackTiming) async throws -> UnpackTiming {
         let final = root + "/rootfs/" + id.hex
         if let existing = records[id], existing.rootfs == final, FileManager.default.fileExists(atPath: final) {
-            return (final, existing.unpackSeconds)
+            return UnpackTiming(rootfs: final, fetchSeconds: 0, unpackSeconds: existing.unpackSeconds)
         }
         if let running = unpacks[id] { return try await running.value }
-        let task = Task { try self.unpack(id: id, layers: layers, into: final) }
+        let task = Task { try await work() }
         unpacks[id] = task
         defer { unpacks[id] = nil }
         return try await task.value
     }
 
-    private nonisolated func unpack(id: Digest, layers: [Descriptor], into final: String) throws -> (String, Double) {
+    /// Downloads the layers (bounded concurrency) while applying each one, in order, as soon as it
+    /// and all below it are stored; then moves the tree into place.
+    private nonisolated func downloadAndUnpack(_ layers: [Descriptor], from repo: any ImageSource, key: String, id: Digest) async throws -> UnpackTiming {
         let started = ContinuousClock.now
+        let final = root + "/rootfs/" + id.hex
         let scratch = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max))"
+        let content = self.content, progress = self.progress, limit = maxConcurrentDownloads
+        let busy = SecondsBox(), fetched = SecondsBox()
         do {
             try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: false)
             chmod(scratch, 0o755)
-            let unpacker = LayerUnpacker(root: scratch)
-            for layer in layers {
-                try unpacker.apply(layerAt: content.path(layer.digest), name: layer.digest.description)
+            let (stored, storedSink) = AsyncStream<Int>.makeStream()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {  // downloads
+                    defer { storedSink.finish() }
+                    try await withThrowingTaskGroup(of: Int.self) { downloads in
+                        var next = 0
+                        func startNext() {
+                            let index = next
+                            next += 1
+                            downloads.addTask {
+                                try await repo.fetchBlob(layers[index], into: content) { n in progress.add(key, layer: index, bytes: n) }
+                                return index
+                            }
+                        }
+                        while next < min(limit, layers.count) { startNext() }
+                        while let done = try await downloads.next() {
+                            storedSink.yield(done)
+                            if next < layers.count { startNext() }
+                        }
+                    }
+                    fetched.set(Self.seconds(since: started))
+                    progress.phase(key, "unpacking")
+                }
+                group.addTask {  // unpacking, in layer order
+                    let unpacker = LayerUnpacker(root: scratch)
+                    var ready = Set<Int>()
+                    var next = 0
+                    for await index in stored {
+                        ready.insert(index)
+                        while ready.contains(next) {
+                            let t0 = ContinuousClock.now
+                            try unpacker.apply(layerAt: content.path(layers[next].digest), name: layers[next].digest.description)
+                            busy.add(Self.seconds(since: t0))
+                            next += 1
+                        }
+                    }
+                    guard next == layers.count else { throw CancellationError() }
+                }
+                try await group.waitForAll()
             }
             if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
+            unlink(final + ".erofs")
             guard rename(scratch, final) == 0 else {
                 throw ImageError.internalError("cannot move the unpacked image to \(final): \(String(cString: strerror(errno)))")
             }
@@ -260,7 +299,64 @@ public actor ImageManager {
             try? FileManager.default.removeItem(atPath: scratch)
             throw error
         }
-        return (final, Self.seconds(since: started))
+        return UnpackTiming(rootfs: final, fetchSeconds: fetched.value, unpackSeconds: busy.value)
+    }
+
+    // MARK: - Block images
+
+    /// The image's EROFS block image (what a pod VM attaches), waiting for its build if it is still
+    /// running. Built right after the pull, off the PullImage path.
+    public func blockImage(for id: Digest) async throws(ImageError) -> String {
+        guard let record = records[id] else { throw .notFound("image \(id) not found") }
+        if FileManager.default.fileExists(atPath: record.rootfsImage) { return record.rootfsImage }
+        ensureBlockImage(id)
+        guard let task = blockBuilds[id] else { throw .internalError("no block image build for \(id)") }
+        do { return try await task.value } catch let e as ImageError { throw e } catch { throw .internalError("block image of \(id): \(error)") }
+    }
+
+    /// Starts building the block images that are missing (after a restart, say).
+    public func resumeBlockImages() {
+        for (id, r) in records where !FileManager.default.fileExists(atPath: r.rootfsImage) { ensureBlockImage(id) }
+    }
+
+    /// Starts the block-image build of an image unless it exists or is running. The task is owned
+    /// here (`blockBuilds`): awaited by `blockImage(for:)` and `remove`, cancelled by `shutdown`.
+    func ensureBlockImage(_ id: Digest) {
+        guard let record = records[id], blockBuilds[id] == nil,
+              !FileManager.default.fileExists(atPath: record.rootfsImage) else { return }
+        let tmp = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max)).erofs"
+        let directory = record.rootfs
+        blockBuilds[id] = Task {
+            let started = ContinuousClock.now
+            do {
+                try await RootfsImageBuilder.buildOffPool(directory: directory, image: tmp)
+            } catch {
+                unlink(tmp)
+                _ = try? await self.finishBlockImage(id, tmp: nil, seconds: 0)
+                self.logger.error("building the block image failed", metadata: ["id": "\(id)", "error": "\(error)"])
+                throw error
+            }
+            return try await self.finishBlockImage(id, tmp: tmp, seconds: Self.seconds(since: started))
+        }
+    }
+
+    /// Moves a built block image into place, unless its image was removed meanwhile.
+    @discardableResult
+    private func finishBlockImage(_ id: Digest, tmp: String?, seconds: Double) throws(ImageError) -> String {
+        blockBuilds[id] = nil
+        guard let tmp else { return "" }
+        guard var record = records[id] else {
+            unlink(tmp)
+            throw .notFound("image \(id) was removed while its block image was built")
+        }
+        guard rename(tmp, record.rootfsImage) == 0 else {
+            unlink(tmp)
+            throw .internalError("cannot place \(record.rootfsImage): \(String(cString: strerror(errno)))")
+        }
+        record.blockImageSeconds = seconds
+        try save(record)
+        logger.info("block image ready", metadata: ["id": "\(id)", "seconds": "\(seconds)"])
+        return record.rootfsImage
     }
 
     /// Stores a pulled image: merges names into an existing record of the same id and moves a tag
@@ -294,7 +390,7 @@ public actor ImageManager {
 
     /// Removes by tag (only that tag while others remain), by digest reference or by id (the whole
     /// image). Removing an image that is not there succeeds (idempotent).
-    public func remove(_ text: String) throws(ImageError) {
+    public func remove(_ text: String) async throws(ImageError) {
         guard var record = find(text) else { return }
         let t = text.trimmingSpaces
         if let ref = try? ImageReference(parsing: t), ref.tag != nil, record.repoTags.contains(ref.description),
@@ -305,6 +401,8 @@ public actor ImageManager {
                 return
             }
         }
+        // A block image still being built reads the tree about to go: let it finish first.
+        if let build = blockBuilds[record.id] { _ = try? await build.value }
         try delete(record.id)
     }
 
@@ -316,10 +414,12 @@ public actor ImageManager {
 
     private func delete(_ id: Digest) throws(ImageError) {
         guard let gone = records.removeValue(forKey: id) else { return }
+        blockBuilds[id]?.cancel()  // its result is discarded by finishBlockImage
         unlink(root + "/metadata/\(id.hex).json")
         let stillUsed = Set(records.values.flatMap(\.blobs))
         for blob in gone.blobs where !stillUsed.contains(blob) { content.delete(blob) }
         try? FileManager.default.removeItem(atPath: gone.rootfs)
+        unlink(gone.rootfsImage)
         logger.info("image removed", metadata: ["id": "\(id)", "tags": "\(gone.repoTags)"])
     }
 
@@ -357,7 +457,7 @@ public actor ImageManager {
     private static func sweep(records: [Digest: ImageRecord], content: ContentStore, rootfsDir: String, logger: Logger) {
         let used = Set(records.values.flatMap(\.blobs))
         for blob in content.all() where !used.contains(blob) { content.delete(blob) }
-        let trees = Set(records.values.map(\.rootfs))
+        let trees = Set(records.values.flatMap { [$0.rootfs, $0.rootfsImage] })
         for name in (try? FileManager.default.contentsOfDirectory(atPath: rootfsDir)) ?? [] where !trees.contains(rootfsDir + "/" + name) {
             logger.info("removing an unpacked image no record refers to", metadata: ["dir": "\(name)"])
             try? FileManager.default.removeItem(atPath: rootfsDir + "/" + name)
@@ -375,4 +475,12 @@ final class BlobList: Sendable {
     private let list = Mutex<[Digest]>([])
     func add(_ d: Digest) { list.withLock { $0.append(d) } }
     var digests: [Digest] { list.withLock { $0 } }
+}
+
+/// A duration shared between the tasks of one pull.
+final class SecondsBox: Sendable {
+    private let seconds = Mutex<Double>(0)
+    func add(_ s: Double) { seconds.withLock { $0 += s } }
+    func set(_ s: Double) { seconds.withLock { $0 = s } }
+    var value: Double { seconds.withLock { $0 } }
 }

@@ -18,10 +18,14 @@ public struct ImageRecord: Codable, Sendable, Equatable {
     public var user: String
     public var pinned: Bool
     public var pulledAt: Date
-    /// The unpacked root filesystem (directory) handed to containers.
+    /// The unpacked root filesystem (directory).
     public var rootfs: String
+    /// The same tree as a read-only EROFS block image, what a pod VM attaches (`<rootfs>.erofs`).
+    public var rootfsImage: String { rootfs + ".erofs" }
     public var fetchSeconds: Double
     public var unpackSeconds: Double
+    /// Time the block image took to build (nil until it is built).
+    public var blockImageSeconds: Double?
 
     public var idString: String { id.description }
 

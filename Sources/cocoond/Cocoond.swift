@@ -62,6 +62,7 @@ struct Cocoond: AsyncParsableCommand {
         } catch {
             throw ValidationError("image store: \(error)")
         }
+        await images.resumeBlockImages()
 
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),

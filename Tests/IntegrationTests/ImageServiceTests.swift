@@ -50,6 +50,11 @@ struct ImageServiceTests {
                 let info = try #require(status.info["info"])
                 let rootfs = try #require((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfs"] as? String)
                 #expect(status.info["imageConfig"]?.contains("\"diff_ids\"") == true)
+                // The block image a pod VM attaches: EROFS (magic e0f5e1e2 at offset 1024).
+                let image = try #require((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfsImage"] as? String)
+                #expect(await waitForFile(image), "the block image is built right after the pull")
+                let head = try #require(FileManager.default.contents(atPath: image)?.prefix(1028))
+                #expect(head.count == 1028 && Array(head.suffix(4)) == [0xE2, 0xE1, 0xF5, 0xE0])
                 for case let e as [String: Any] in expect["must_exist"] as? [Any] ?? [] {
                     let path = rootfs + (e["path"] as? String ?? "")
                     var st = stat()
@@ -108,6 +113,7 @@ struct ImageServiceTests {
                 #expect(ia == ib)
                 let starts = daemon.daemonLog().components(separatedBy: "pull started").count - 1
                 #expect(starts == 1, "the second pull should join the first")
+                #expect(await waitForFile(daemon.stateRoot + "/images/rootfs/\(ia.dropFirst(7)).erofs"))
                 #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/ingest").isEmpty)
                 #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/tmp").isEmpty)
             }
@@ -231,6 +237,15 @@ struct ImageServiceTests {
 }
 
 // MARK: - helpers
+
+/// Polls for a file the daemon produces in the background (the block image), up to 30 s.
+func waitForFile(_ path: String) async -> Bool {
+    for _ in 0..<300 {
+        if FileManager.default.fileExists(atPath: path) { return true }
+        try? await Task.sleep(for: .milliseconds(100))
+    }
+    return false
+}
 
 func pull(_ img: Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>, _ name: String, user: String = "", password: String = "") async throws -> String {
     var r = Runtime_V1_PullImageRequest()
