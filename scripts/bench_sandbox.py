@@ -11,7 +11,15 @@ runs = int(sys.argv[1]) if len(sys.argv) > 1 else 7
 guest = os.environ["COCOON_GUEST_DIR"]
 bindir = os.environ["COCOON_BIN"]
 QEMU = "/usr/bin/qemu-system-x86_64"
-APPEND = "console=ttyS0 quiet tsc_early_khz=2000000 tsc=reliable panic=-1 pci=off"
+def host_tsc_khz():  # as cocoond's HostTSC: the guest must be told the host's real TSC rate
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("cpu MHz"):
+            khz = round(float(line.split(":")[1]) * 1000)
+            return khz if 500_000 <= khz <= 10_000_000 else 2_000_000
+    return 2_000_000
+
+
+APPEND = f"console=ttyS0 quiet tsc_early_khz={host_tsc_khz()} tsc=reliable panic=-1 pci=off"
 SETTLE = 3.0
 
 

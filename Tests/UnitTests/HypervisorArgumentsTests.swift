@@ -12,7 +12,7 @@ import Testing
         #expect(line.contains("-M microvm,accel=tcg,rtc=on -cpu max"))
         #expect(line.contains("-smp 2 -m 384M"))
         #expect(line.contains("-name cocoon-0123456789ab,process=cocoon-0123456789ab"))
-        #expect(line.contains("tsc_early_khz=2000000 tsc=reliable"))
+        #expect(line.contains("tsc_early_khz=\(HostTSC.khz) tsc=reliable"))
         #expect(line.contains("cocoon.transport=serial cocoon.bus=mmio loglevel=7"))
         #expect(line.contains("-chardev socket,id=agent,path=/r/x/agent.sock,server=on,wait=off"))
         #expect(line.contains("-serial file:/s/x/console.log"))
@@ -20,6 +20,12 @@ import Testing
         #expect(args.contains("-daemonize") && args.contains("-no-reboot"))
         #expect(line.contains("-drive file=/g/agent,,1.img,if=none,id=agent-disk,format=raw,readonly=on -device virtio-blk-device,drive=agent-disk"))
         #expect(line.contains("virtio-balloon-device,free-page-reporting=on"))
+    }
+
+    @Test func hostTSCRateFromCpuinfo() {
+        #expect(HostTSC.parse(cpuinfo: "processor\t: 0\ncpu MHz\t\t: 2445.404\ncache size\t: 1 KB\n") == 2_445_404)
+        #expect(HostTSC.parse(cpuinfo: "cpu MHz : 0.1\n") == nil)
+        #expect(HostTSC.parse(cpuinfo: "nothing here") == nil)
     }
 
     @Test func qemuWithKVMAndVsock() {
