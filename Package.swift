@@ -85,6 +85,11 @@ let package = Package(
             dependencies: [.product(name: "GRPCCore", package: "grpc-swift-2")],
             swiftSettings: strict
         ),
+        // The clone-to-execve part of container creation, in C (no allocation after clone).
+        .target(name: "CContainerCore"),
+        // Containers from an OCI-like description: namespaces, mounts, pivot_root, identity,
+        // capabilities, cgroup v2. Used by the guest agent and tested directly on the host.
+        .target(name: "ContainerCore", dependencies: ["CContainerCore"], swiftSettings: strict),
         // Daemon configuration (TOML).
         .target(
             name: "Config",
@@ -147,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "Config", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI",
+                "Config", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI", "ContainerCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],

@@ -1,0 +1,62 @@
+// The part of container creation that runs in the new process between clone() and execve().
+// Everything is prepared by the caller (ContainerCore, in Swift) into flat C data, so the child
+// needs no allocation and is safe to start from a multi-threaded process.
+#pragma once
+#include <stdint.h>
+#include <sys/types.h>
+
+/// One mount made inside the container before pivot_root. `target` is an absolute host path
+/// already resolved inside the root filesystem.
+struct ccore_mount {
+    const char *source;
+    const char *target;
+    const char *fstype;   // NULL for a bind mount
+    const char *data;
+    unsigned long flags;
+    int bind;             // 1: bind mount (MS_BIND|MS_REC), remounted read-only when `readonly`
+    int readonly;
+    int target_is_file;   // create the target as an empty file (bind of a file) instead of a dir
+};
+
+/// What the new process does. `join_pid` > 0 means "exec into that container": join its mount,
+/// UTS, IPC and PID namespaces and skip all filesystem setup.
+struct ccore_spawn {
+    int new_namespaces;              // 1: new mount, PID, IPC and UTS namespaces (network is shared)
+    pid_t join_pid;
+    const char *rootfs;              // absolute path (create mode)
+    int readonly_rootfs;
+    int setup_dev;                   // mount a tmpfs /dev with the standard nodes, pts, shm, mqueue
+    int mount_proc_sys;              // mount /proc and a read-only /sys
+    const char *hostname;            // NULL: keep
+    const struct ccore_mount *mounts;
+    int n_mounts;
+    const char *const *masked_paths;   // inside the container, after pivot_root
+    int n_masked;
+    const char *const *readonly_paths;
+    int n_readonly;
+    const char *cwd;
+    const char *const *argv;         // NULL-terminated
+    const char *const *envp;         // NULL-terminated
+    const char *path_env;            // PATH used to find argv[0] when it has no '/'
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int n_groups;
+    uint64_t capabilities;           // bounding/permitted/effective/inheritable set (bit = cap number)
+    int no_new_privs;
+    const void *seccomp_filter;      // struct sock_fprog*, or NULL
+    int stdio[3];                    // -1: /dev/null
+    int sync_fd;                     // child reads one byte before setup (parent placed it in its cgroup)
+    int error_fd;                    // child writes "step: strerror" here on failure (close-on-exec)
+    int last_cap;                    // highest capability number the kernel knows
+};
+
+/// Starts the process described by `spec`. Returns its pid (in the caller's PID namespace), or -1
+/// with errno set when clone itself failed. Setup errors are reported on `error_fd` by the child.
+pid_t ccore_spawn(const struct ccore_spawn *spec);
+
+/// pipe2(fds, O_CLOEXEC).
+int ccore_pipe(int fds[2]);
+
+/// pivot_root(2), which glibc does not wrap.
+int ccore_pivot_root(const char *new_root, const char *put_old);

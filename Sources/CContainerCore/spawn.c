@@ -1,0 +1,251 @@
+#define _GNU_SOURCE
+#include "ccore.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+enum { NS_MNT, NS_UTS, NS_IPC, NS_PID, NS_COUNT };
+static const char *const ns_names[NS_COUNT] = {"mnt", "uts", "ipc", "pid"};
+static const int ns_types[NS_COUNT] = {CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID};
+
+int ccore_pipe(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int ccore_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+/* --- child side: no allocation, no locks, async-signal-safe calls only --- */
+
+static size_t slen(const char *s) { size_t n = 0; while (s[n]) n++; return n; }
+
+/// Reports "<step>\n<errno>" to the parent and exits.
+static void __attribute__((noreturn)) fail(const struct ccore_spawn *s, const char *step, const char *detail) {
+    int e = errno;
+    char buf[600];
+    size_t n = 0;
+    for (const char *p = step; *p && n < 200; p++) buf[n++] = *p;
+    if (detail) { buf[n++] = ' '; for (const char *p = detail; *p && n < 500; p++) buf[n++] = *p; }
+    buf[n++] = '\n';
+    char digits[16]; int d = 0; unsigned v = (unsigned)e;
+    do { digits[d++] = (char)('0' + v % 10); v /= 10; } while (v && d < 15);
+    while (d > 0) buf[n++] = digits[--d];
+    if (s->error_fd >= 0) { ssize_t w = write(s->error_fd, buf, n); (void)w; }
+    _exit(127);
+}
+
+static int join(char *out, size_t cap, const char *a, const char *b) {
+    size_t la = slen(a), lb = slen(b);
+    if (la + lb + 2 > cap) return -1;
+    memcpy(out, a, la);
+    size_t n = la;
+    if (n == 0 || out[n - 1] != '/') out[n++] = '/';
+    while (*b == '/') { b++; lb--; }
+    memcpy(out + n, b, lb + 1);
+    return 0;
+}
+
+static void setup_dev(const struct ccore_spawn *s) {
+    char path[4096];
+    if (join(path, sizeof path, s->rootfs, "dev") < 0) { errno = ENAMETOOLONG; fail(s, "mount /dev", NULL); }
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0) fail(s, "mount /dev", NULL);
+    static const struct { const char *name; unsigned maj, min; } nodes[] = {
+        {"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0},
+    };
+    for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+        char node[4096], host[64];
+        join(node, sizeof node, path, nodes[i].name);
+        if (mknod(node, S_IFCHR | 0666, makedev(nodes[i].maj, nodes[i].min)) == 0) { chmod(node, 0666); continue; }
+        // Without CAP_MKNOD: bind the host's node, as runc does for rootless containers.
+        int fd = open(node, O_CREAT | O_WRONLY | O_CLOEXEC, 0666);
+        if (fd < 0) fail(s, "create /dev node", nodes[i].name);
+        close(fd);
+        join(host, sizeof host, "/dev", nodes[i].name);
+        if (mount(host, node, NULL, MS_BIND, NULL) < 0) fail(s, "bind /dev node", nodes[i].name);
+    }
+    static const struct { const char *name, *target; } links[] = {
+        {"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+        {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"}, {"core", "/proc/kcore"},
+    };
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        char link[4096];
+        join(link, sizeof link, path, links[i].name);
+        if (symlink(links[i].target, link) < 0) fail(s, "symlink /dev", links[i].name);
+    }
+    static const struct { const char *dir, *type, *data; unsigned long flags; } subs[] = {
+        {"pts", "devpts", "newinstance,ptmxmode=0666,mode=0620,gid=5", MS_NOSUID | MS_NOEXEC},
+        {"shm", "tmpfs", "mode=1777,size=65536k", MS_NOSUID | MS_NODEV | MS_NOEXEC},
+        {"mqueue", "mqueue", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC},
+    };
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
+        char dir[4096];
+        join(dir, sizeof dir, path, subs[i].dir);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST) fail(s, "mkdir /dev", subs[i].dir);
+        if (mount(subs[i].type, dir, subs[i].type, subs[i].flags, subs[i].data) < 0) fail(s, "mount /dev", subs[i].dir);
+    }
+}
+
+static void setup_filesystem(const struct ccore_spawn *s) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(s, "make / private", NULL);
+    if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail(s, "bind rootfs", s->rootfs);
+    char path[4096];
+    if (s->mount_proc_sys) {
+        if (join(path, sizeof path, s->rootfs, "proc") < 0 || mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            fail(s, "mount /proc", NULL);
+        if (join(path, sizeof path, s->rootfs, "sys") < 0 ||
+            mount("sysfs", path, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0)
+            fail(s, "mount /sys", NULL);
+    }
+    if (s->setup_dev) setup_dev(s);
+    for (int i = 0; i < s->n_mounts; i++) {
+        const struct ccore_mount *m = &s->mounts[i];
+        if (m->bind) {
+            if (mount(m->source, m->target, NULL, MS_BIND | MS_REC, NULL) < 0) fail(s, "bind mount", m->target);
+            if (m->readonly && mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | m->flags, NULL) < 0)
+                fail(s, "remount read-only", m->target);
+        } else if (mount(m->source, m->target, m->fstype, m->flags | (m->readonly ? MS_RDONLY : 0), m->data) < 0) {
+            fail(s, "mount", m->target);
+        }
+    }
+    if (chdir(s->rootfs) < 0) fail(s, "chdir rootfs", s->rootfs);
+    if (ccore_pivot_root(".", ".") < 0) fail(s, "pivot_root", s->rootfs);
+    if (umount2(".", MNT_DETACH) < 0) fail(s, "detach old root", NULL);
+    if (chdir("/") < 0) fail(s, "chdir /", NULL);
+    for (int i = 0; i < s->n_masked; i++) {
+        struct stat st;
+        if (stat(s->masked_paths[i], &st) < 0) continue;
+        int rc = S_ISDIR(st.st_mode) ? mount("tmpfs", s->masked_paths[i], "tmpfs", MS_RDONLY, NULL)
+                                     : mount("/dev/null", s->masked_paths[i], NULL, MS_BIND, NULL);
+        if (rc < 0) fail(s, "mask", s->masked_paths[i]);
+    }
+    for (int i = 0; i < s->n_readonly; i++) {
+        const char *p = s->readonly_paths[i];
+        if (access(p, F_OK) < 0) continue;
+        if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            fail(s, "read-only path", p);
+    }
+    if (s->readonly_rootfs && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+        fail(s, "remount rootfs read-only", NULL);
+}
+
+static void set_capabilities(const struct ccore_spawn *s) {
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    for (int i = 0; i < 2; i++) {
+        uint32_t word = (uint32_t)(s->capabilities >> (32 * i));
+        data[i].effective = data[i].permitted = data[i].inheritable = word;
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0) fail(s, "capset", NULL);
+}
+
+static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const int *nsfds) {
+    char byte;
+    if (s->sync_fd >= 0 && read(s->sync_fd, &byte, 1) != 1) _exit(126);  // parent gave up
+    if (s->join_pid > 0) {
+        for (int i = NS_MNT; i < NS_PID; i++)
+            if (setns(nsfds[i], ns_types[i]) < 0) fail(s, "join namespace", ns_names[i]);
+    } else {
+        setup_filesystem(s);
+        if (s->hostname && sethostname(s->hostname, slen(s->hostname)) < 0) fail(s, "sethostname", NULL);
+    }
+    for (int cap = 0; cap <= s->last_cap; cap++) {
+        if (!(s->capabilities & (1ull << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            fail(s, "drop capability from bounding set", NULL);
+    }
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (s->seccomp_filter && !s->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, s->seccomp_filter) < 0)
+        fail(s, "load seccomp filter", NULL);
+    if (setgroups((size_t)s->n_groups, s->groups) < 0) fail(s, "setgroups", NULL);
+    if (setresgid(s->gid, s->gid, s->gid) < 0) fail(s, "setgid", NULL);
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(s, "keep capabilities", NULL);
+    if (setresuid(s->uid, s->uid, s->uid) < 0) fail(s, "setuid", NULL);
+    set_capabilities(s);
+    if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(s, "no_new_privs", NULL);
+    if (s->cwd && chdir(s->cwd) < 0) fail(s, "chdir to working directory", s->cwd);
+    for (int i = 0; i < 3; i++) {
+        int fd = s->stdio[i];
+        if (fd < 0) {
+            fd = open("/dev/null", O_RDWR);
+            if (fd < 0) fail(s, "open /dev/null", NULL);
+        }
+        if (fd != i && dup2(fd, i) < 0) fail(s, "dup2 stdio", NULL);
+    }
+    if (syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) < 0) {
+        for (int fd = 3; fd < 4096; fd++) if (fd != s->error_fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (s->seccomp_filter && s->no_new_privs && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, s->seccomp_filter) < 0)
+        fail(s, "load seccomp filter", NULL);
+    const char *file = s->argv[0];
+    if (!file || !*file) { errno = ENOENT; fail(s, "exec", "(empty)"); }
+    char *const *argv = (char *const *)s->argv;
+    char *const *envp = (char *const *)s->envp;
+    if (strchr(file, '/')) {
+        execve(file, argv, envp);
+        fail(s, "exec", file);
+    }
+    const char *p = s->path_env ? s->path_env : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    int saw_eacces = 0;
+    while (*p) {
+        const char *end = strchr(p, ':');
+        size_t len = end ? (size_t)(end - p) : slen(p);
+        char candidate[4096];
+        size_t flen = slen(file);
+        if (len + flen + 2 < sizeof candidate) {
+            memcpy(candidate, len ? p : ".", len ? len : 1);
+            size_t n = len ? len : 1;
+            candidate[n++] = '/';
+            memcpy(candidate + n, file, flen + 1);
+            execve(candidate, argv, envp);
+            if (errno == EACCES) saw_eacces = 1;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    errno = saw_eacces ? EACCES : ENOENT;
+    fail(s, "exec: executable file not found in $PATH:", file);
+}
+
+pid_t ccore_spawn(const struct ccore_spawn *s) {
+    int nsfds[NS_COUNT] = {-1, -1, -1, -1};
+    int own_pidns = -1;
+    int flags = s->new_namespaces ? (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) : 0;
+    if (s->join_pid > 0) {
+        for (int i = 0; i < NS_COUNT; i++) {
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)s->join_pid, ns_names[i]);
+            nsfds[i] = open(path, O_RDONLY | O_CLOEXEC);
+            if (nsfds[i] < 0) goto fail;
+        }
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        // The PID namespace of a process is fixed at its creation: this thread's children join it.
+        if (own_pidns < 0 || setns(nsfds[NS_PID], CLONE_NEWPID) < 0) goto fail;
+        flags = 0;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0);
+    if (pid == 0) child(s, nsfds);
+    int saved = errno;
+    if (own_pidns >= 0) { setns(own_pidns, CLONE_NEWPID); close(own_pidns); }
+    for (int i = 0; i < NS_COUNT; i++) if (nsfds[i] >= 0) close(nsfds[i]);
+    errno = saved;
+    return pid;
+fail:
+    saved = errno;
+    if (own_pidns >= 0) close(own_pidns);
+    for (int i = 0; i < NS_COUNT; i++) if (nsfds[i] >= 0) close(nsfds[i]);
+    errno = saved;
+    return -1;
+}

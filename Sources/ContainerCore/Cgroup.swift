@@ -1,0 +1,105 @@
+import Glibc
+
+/// One cgroup v2 directory: created with the cpu, memory and pids controllers enabled above it,
+/// limited from `Resources`, read for stats and OOM kills, and removed when its processes are gone.
+public struct Cgroup: Sendable, Equatable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// Creates the directory (and its parents), enabling the controllers on the way down from `root`.
+    public static func create(_ path: String, root: String = "/sys/fs/cgroup", resources: Resources) throws(ContainerCoreError) -> Cgroup {
+        guard path.hasPrefix(root + "/") else { throw .invalidSpec("cgroup path \(path) is not under \(root)") }
+        var current = root
+        for component in path.dropFirst(root.count + 1).split(separator: "/") {
+            // Best effort: a controller the kernel lacks simply stays off.
+            for controller in ["+cpu", "+memory", "+pids"] { _ = write(controller, to: current + "/cgroup.subtree_control") }
+            current += "/" + component
+            if mkdir(current, 0o755) != 0 && errno != EEXIST { throw .errno("create cgroup \(current)") }
+        }
+        let cgroup = Cgroup(path: path)
+        try cgroup.apply(resources)
+        return cgroup
+    }
+
+    public func apply(_ r: Resources) throws(ContainerCoreError) {
+        if let memory = r.memoryLimitBytes, memory > 0 {
+            try set("memory.max", "\(memory)")
+            _ = Cgroup.write("0", to: path + "/memory.swap.max")
+        }
+        if let pids = r.pidsLimit, pids > 0 { try set("pids.max", "\(pids)") }
+        if let quota = r.cpuQuotaMicros, quota > 0 {
+            try set("cpu.max", "\(quota) \(r.cpuPeriodMicros.flatMap { $0 > 0 ? $0 : nil } ?? 100_000)")
+        }
+        if let shares = r.cpuShares, shares > 0 {
+            let clamped = min(max(shares, 2), 262_144)
+            try set("cpu.weight", "\(1 + ((clamped - 2) * 9999) / 262_142)")
+        }
+    }
+
+    public func add(pid: Int32) throws(ContainerCoreError) { try set("cgroup.procs", "\(pid)") }
+
+    /// Usage figures for CRI stats.
+    public struct Stats: Sendable, Equatable {
+        public var cpuUsageNanos: UInt64 = 0
+        public var memoryBytes: UInt64 = 0
+        public var memoryWorkingSetBytes: UInt64 = 0
+        public var pids: UInt64 = 0
+        public var oomKills: UInt64 = 0
+    }
+
+    public func stats() -> Stats {
+        var s = Stats()
+        s.cpuUsageNanos = (keyed("cpu.stat")["usage_usec"] ?? 0) * 1000
+        s.memoryBytes = number("memory.current") ?? 0
+        let inactive = keyed("memory.stat")["inactive_file"] ?? 0
+        s.memoryWorkingSetBytes = s.memoryBytes > inactive ? s.memoryBytes - inactive : 0
+        s.pids = number("pids.current") ?? 0
+        s.oomKills = keyed("memory.events")["oom_kill"] ?? 0
+        return s
+    }
+
+    /// Kills every process in the cgroup (cgroup.kill, Linux 5.14+).
+    public func killAll() { _ = Cgroup.write("1", to: path + "/cgroup.kill") }
+
+    /// Removes the directory; fails while processes remain.
+    public func remove() throws(ContainerCoreError) {
+        if rmdir(path) != 0 && errno != ENOENT { throw .errno("remove cgroup \(path)") }
+    }
+
+    private func set(_ file: String, _ value: String) throws(ContainerCoreError) {
+        let code = Cgroup.write(value, to: path + "/" + file)
+        if code != 0 { throw .errno("write \(value) to \(path)/\(file)", code) }
+    }
+
+    private func number(_ file: String) -> UInt64? {
+        Cgroup.read(path + "/" + file).flatMap { UInt64($0.split(separator: "\n").first ?? "") }
+    }
+
+    private func keyed(_ file: String) -> [String: UInt64] {
+        var result: [String: UInt64] = [:]
+        for line in (Cgroup.read(path + "/" + file) ?? "").split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let v = UInt64(parts[1]) { result[String(parts[0])] = v }
+        }
+        return result
+    }
+
+    /// Writes a control file; returns 0 or the errno.
+    static func write(_ value: String, to file: String) -> Int32 {
+        let fd = open(file, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errno }
+        defer { close(fd) }
+        let n = value.withCString { Glibc.write(fd, $0, strlen($0)) }
+        return n < 0 ? errno : 0
+    }
+
+    static func read(_ file: String) -> String? {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        return n < 0 ? nil : String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+}

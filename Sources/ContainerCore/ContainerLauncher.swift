@@ -1,0 +1,196 @@
+import CContainerCore
+import Glibc
+
+/// Starts container processes: the first process of a container (new mount, PID, IPC and UTS
+/// namespaces; the network namespace is shared with the pod), and processes exec'd into a running
+/// container (joining its namespaces). The work between clone and execve is `ccore_spawn` (C);
+/// this side prepares the root filesystem's mount points, the identity and the cgroup, and turns a
+/// failure reported by the new process into a `ContainerCoreError`.
+public enum ContainerLauncher {
+    /// Standard streams for the new process: fds the caller owns (they stay open here), -1 for /dev/null.
+    public struct Stdio: Sendable {
+        public var input: Int32, output: Int32, error: Int32
+        public init(input: Int32 = -1, output: Int32 = -1, error: Int32 = -1) {
+            self.input = input
+            self.output = output
+            self.error = error
+        }
+    }
+
+    /// Starts the container's first process; returns its pid.
+    public static func start(_ spec: ContainerSpec, stdio: Stdio, cgroup: Cgroup?) throws(ContainerCoreError) -> Int32 {
+        guard spec.rootfs.hasPrefix("/") else { throw .invalidSpec("rootfs must be an absolute path, got \"\(spec.rootfs)\"") }
+        var st = stat()
+        guard stat(spec.rootfs, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { throw .notFound("root filesystem \(spec.rootfs) is not a directory") }
+        let user = try UserResolver.resolve(spec.process.user, rootfs: spec.rootfs)
+        for dir in ["/proc", "/sys", "/dev"] { _ = try SafePath.makeDirectories(root: spec.rootfs, dir) }
+        var mounts: [(Mount, String, Bool)] = []
+        for mount in spec.mounts {
+            guard mount.destination.hasPrefix("/") else { throw .invalidSpec("mount destination must be absolute, got \"\(mount.destination)\"") }
+            var isFile = false
+            if mount.type == nil {
+                var source = stat()
+                guard stat(mount.source, &source) == 0 else { throw .notFound("mount source \(mount.source) does not exist") }
+                isFile = (source.st_mode & S_IFMT) != S_IFDIR
+            }
+            let target = isFile ? try SafePath.makeFile(root: spec.rootfs, mount.destination)
+                                : try SafePath.makeDirectories(root: spec.rootfs, mount.destination)
+            mounts.append((mount, target, isFile))
+        }
+        let workingDir = spec.process.workingDir.isEmpty ? "/" : spec.process.workingDir
+        _ = try? SafePath.makeDirectories(root: spec.rootfs, workingDir)
+        return try launch(spec.process, user: user, cgroup: cgroup) { arena, c in
+            c.new_namespaces = 1
+            c.rootfs = arena.string(spec.rootfs)
+            c.readonly_rootfs = spec.readOnlyRootfs ? 1 : 0
+            c.setup_dev = 1
+            c.mount_proc_sys = 1
+            c.hostname = spec.hostname.map { arena.string($0) }
+            let cMounts = arena.allocate(ccore_mount.self, count: mounts.count)
+            for (i, (mount, target, isFile)) in mounts.enumerated() {
+                var m = ccore_mount()
+                m.source = arena.string(mount.source)
+                m.target = arena.string(target)
+                m.fstype = mount.type.map { arena.string($0) }
+                m.data = mount.data.map { arena.string($0) }
+                m.bind = mount.type == nil ? 1 : 0
+                m.readonly = mount.readOnly ? 1 : 0
+                m.target_is_file = isFile ? 1 : 0
+                cMounts[i] = m
+            }
+            c.mounts = UnsafePointer(cMounts)
+            c.n_mounts = Int32(mounts.count)
+            c.masked_paths = arena.strings(spec.maskedPaths)
+            c.n_masked = Int32(spec.maskedPaths.count)
+            c.readonly_paths = arena.strings(spec.readonlyPaths)
+            c.n_readonly = Int32(spec.readonlyPaths.count)
+            c.cwd = arena.string(workingDir)
+            c.stdio = (stdio.input, stdio.output, stdio.error)
+        }
+    }
+
+    /// Starts `process` inside the running container whose first process is `containerPid`.
+    public static func exec(_ process: ProcessSpec, into containerPid: Int32, rootfs: String, stdio: Stdio, cgroup: Cgroup?) throws(ContainerCoreError) -> Int32 {
+        guard kill(containerPid, 0) == 0 else { throw .notFound("the container's process \(containerPid) is not running") }
+        let user = try UserResolver.resolve(process.user, rootfs: rootfs)
+        return try launch(process, user: user, cgroup: cgroup) { arena, c in
+            c.join_pid = containerPid
+            c.cwd = arena.string(process.workingDir.isEmpty ? "/" : process.workingDir)
+            c.stdio = (stdio.input, stdio.output, stdio.error)
+        }
+    }
+
+    private static func launch(
+        _ process: ProcessSpec, user: ResolvedUser, cgroup: Cgroup?, configure: (CArena, inout ccore_spawn) -> Void
+    ) throws(ContainerCoreError) -> Int32 {
+        guard !process.args.isEmpty, !process.args[0].isEmpty else { throw .invalidSpec("process args are empty") }
+        var env = process.env
+        if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
+        let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) }
+
+        var sync: [Int32] = [-1, -1]
+        var report: [Int32] = [-1, -1]
+        guard ccore_pipe(&sync) == 0 else { throw .errno("pipe") }
+        guard ccore_pipe(&report) == 0 else { close(sync[0]); close(sync[1]); throw .errno("pipe") }
+        let arena = CArena()
+        var c = ccore_spawn()
+        c.stdio = (-1, -1, -1)
+        configure(arena, &c)
+        c.argv = arena.strings(process.args)
+        c.envp = arena.strings(env)
+        c.path_env = pathEnv.map { arena.string($0) }
+        c.uid = user.uid
+        c.gid = user.gid
+        let groups = arena.allocate(gid_t.self, count: user.groups.count)
+        for (i, g) in user.groups.enumerated() { groups[i] = g }
+        c.groups = UnsafePointer(groups)
+        c.n_groups = Int32(user.groups.count)
+        c.capabilities = Capability.mask(process.capabilities)
+        c.no_new_privs = process.noNewPrivileges ? 1 : 0
+        c.sync_fd = sync[0]
+        c.error_fd = report[1]
+        c.last_cap = Int32(lastCapability())
+
+        let pid = withUnsafePointer(to: &c) { ccore_spawn($0) }
+        let spawnErrno = errno
+        close(sync[0])
+        close(report[1])
+        guard pid > 0 else {
+            close(sync[1]); close(report[0])
+            throw .errno("clone", spawnErrno)
+        }
+        if let cgroup {
+            do {
+                try cgroup.add(pid: pid)
+            } catch {
+                close(sync[1]); close(report[0])
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                throw error
+            }
+        }
+        var go: UInt8 = 1
+        _ = write(sync[1], &go, 1)
+        close(sync[1])
+        let message = readAll(report[0])
+        close(report[0])
+        if !message.isEmpty {
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            let lines = message.split(separator: "\n", omittingEmptySubsequences: false)
+            let step = String(lines.first ?? "setup")
+            let code = lines.count > 1 ? Int32(lines[1]) ?? 0 : 0
+            if code == ENOENT && step.hasPrefix("exec") { throw .notFound("\(step): \(String(cString: strerror(code)))") }
+            throw .setupFailed(step: step, errno: code)
+        }
+        return pid
+    }
+
+    private static func readAll(_ fd: Int32) -> String {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func lastCapability() -> Int {
+        Cgroup.read("/proc/sys/kernel/cap_last_cap").flatMap { Int($0.split(separator: "\n").first ?? "") } ?? 40
+    }
+}
+
+/// Owns the C strings and arrays handed to `ccore_spawn` and frees them when done.
+final class CArena {
+    private var blocks: [UnsafeMutableRawPointer] = []
+
+    func string(_ s: String) -> UnsafePointer<CChar> {
+        let bytes = Array(s.utf8CString)
+        let p = allocate(CChar.self, count: bytes.count)
+        p.initialize(from: bytes, count: bytes.count)
+        return UnsafePointer(p)
+    }
+
+    /// A NULL-terminated array of C strings.
+    func strings(_ list: [String]) -> UnsafePointer<UnsafePointer<CChar>?> {
+        let array = allocate(UnsafePointer<CChar>?.self, count: list.count + 1)
+        for (i, s) in list.enumerated() { array[i] = string(s) }
+        array[list.count] = nil
+        return UnsafePointer(array)
+    }
+
+    func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+        let p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
+        blocks.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    deinit {
+        for block in blocks { block.deallocate() }
+    }
+}

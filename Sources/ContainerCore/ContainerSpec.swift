@@ -1,0 +1,100 @@
+/// Everything ContainerCore needs to start a container's first process: a prepared root filesystem,
+/// the process, its identity and privileges, extra mounts and the cgroup. Built by the guest agent
+/// from the agent API (or by a test), independent of CRI and protobuf.
+public struct ContainerSpec: Sendable, Equatable {
+    public var id: String
+    /// An absolute directory holding the container's root filesystem (e.g. an overlay mount).
+    public var rootfs: String
+    public var process: ProcessSpec
+    public var hostname: String?
+    public var mounts: [Mount] = []
+    public var readOnlyRootfs = false
+    public var maskedPaths: [String] = DefaultPaths.masked
+    public var readonlyPaths: [String] = DefaultPaths.readonly
+    /// Absolute cgroup v2 directory for the container (created, limited and removed by `Cgroup`), or nil.
+    public var cgroupPath: String?
+    public var resources = Resources()
+
+    public init(id: String, rootfs: String, process: ProcessSpec) {
+        self.id = id
+        self.rootfs = rootfs
+        self.process = process
+    }
+}
+
+/// One process: the container's own or an exec into it.
+public struct ProcessSpec: Sendable, Equatable {
+    public var args: [String]
+    public var env: [String] = []
+    public var workingDir: String = "/"
+    public var user = UserSpec()
+    /// The capabilities the process keeps (bounding, permitted, effective and inheritable sets).
+    public var capabilities: Set<Capability> = Capability.defaultSet
+    public var noNewPrivileges = false
+
+    public init(args: [String]) { self.args = args }
+}
+
+/// Who the process runs as: a numeric uid, or a name looked up in the container's /etc/passwd;
+/// a group likewise (default: the user's primary group), plus supplementary groups.
+public struct UserSpec: Sendable, Equatable {
+    public var uid: UInt32?
+    public var username: String?
+    public var gid: UInt32?
+    public var groupname: String?
+    public var supplementaryGroups: [UInt32] = []
+
+    public init(uid: UInt32? = nil, username: String? = nil, gid: UInt32? = nil, groupname: String? = nil, supplementaryGroups: [UInt32] = []) {
+        self.uid = uid
+        self.username = username
+        self.gid = gid
+        self.groupname = groupname
+        self.supplementaryGroups = supplementaryGroups
+    }
+}
+
+/// A mount inside the container: a bind of `source` (a file or directory) or a filesystem of `type`.
+public struct Mount: Sendable, Equatable {
+    public var source: String
+    public var destination: String
+    /// nil for a bind mount.
+    public var type: String?
+    public var data: String?
+    public var readOnly: Bool
+
+    public init(source: String, destination: String, type: String? = nil, data: String? = nil, readOnly: Bool = false) {
+        self.source = source
+        self.destination = destination
+        self.type = type
+        self.data = data
+        self.readOnly = readOnly
+    }
+}
+
+/// cgroup v2 limits; nil means unlimited.
+public struct Resources: Sendable, Equatable {
+    public var memoryLimitBytes: Int64?
+    public var pidsLimit: Int64?
+    /// CFS quota and period in microseconds.
+    public var cpuQuotaMicros: Int64?
+    public var cpuPeriodMicros: Int64?
+    /// CRI cpu_shares (2...262144), converted to cpu.weight.
+    public var cpuShares: Int64?
+
+    public init(memoryLimitBytes: Int64? = nil, pidsLimit: Int64? = nil, cpuQuotaMicros: Int64? = nil, cpuPeriodMicros: Int64? = nil, cpuShares: Int64? = nil) {
+        self.memoryLimitBytes = memoryLimitBytes
+        self.pidsLimit = pidsLimit
+        self.cpuQuotaMicros = cpuQuotaMicros
+        self.cpuPeriodMicros = cpuPeriodMicros
+        self.cpuShares = cpuShares
+    }
+}
+
+/// The paths runc and containerd mask and make read-only by default.
+public enum DefaultPaths {
+    public static let masked = [
+        "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    ]
+    public static let readonly = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+}
