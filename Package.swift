@@ -109,7 +109,7 @@ let package = Package(
         .target(
             name: "CRI",
             dependencies: [
-                "CRIAPI", "CocoonAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient",
+                "CRIAPI", "CocoonAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "AgentAPI", "ContainerCore",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -144,7 +144,7 @@ let package = Package(
         // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
         .executableTarget(
             name: "cocoon-agent",
-            dependencies: ["AgentAPI", "CAgentSys"],
+            dependencies: ["AgentAPI", "CAgentSys", "ContainerCore"],
             path: "guest-agent/Sources/cocoon-agent",
             swiftSettings: strict
         ),

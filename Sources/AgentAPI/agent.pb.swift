@@ -14,6 +14,11 @@
 /// big-endian length followed by one serialized Envelope. Requests carry an id; the response
 /// echoes it. The agent sends an unsolicited Hello event whenever a new host session starts.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -94,11 +99,74 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     set {call = .shutdown(newValue)}
   }
 
+  public var createContainer: Cocoon_Agent_V1_CreateContainerRequest {
+    get {
+      if case .createContainer(let v)? = call {return v}
+      return Cocoon_Agent_V1_CreateContainerRequest()
+    }
+    set {call = .createContainer(newValue)}
+  }
+
+  public var startContainer: Cocoon_Agent_V1_StartContainerRequest {
+    get {
+      if case .startContainer(let v)? = call {return v}
+      return Cocoon_Agent_V1_StartContainerRequest()
+    }
+    set {call = .startContainer(newValue)}
+  }
+
+  public var signal: Cocoon_Agent_V1_SignalRequest {
+    get {
+      if case .signal(let v)? = call {return v}
+      return Cocoon_Agent_V1_SignalRequest()
+    }
+    set {call = .signal(newValue)}
+  }
+
+  public var exec: Cocoon_Agent_V1_ExecRequest {
+    get {
+      if case .exec(let v)? = call {return v}
+      return Cocoon_Agent_V1_ExecRequest()
+    }
+    set {call = .exec(newValue)}
+  }
+
+  public var containerStatus: Cocoon_Agent_V1_ContainerStatusRequest {
+    get {
+      if case .containerStatus(let v)? = call {return v}
+      return Cocoon_Agent_V1_ContainerStatusRequest()
+    }
+    set {call = .containerStatus(newValue)}
+  }
+
+  public var removeContainer: Cocoon_Agent_V1_RemoveContainerRequest {
+    get {
+      if case .removeContainer(let v)? = call {return v}
+      return Cocoon_Agent_V1_RemoveContainerRequest()
+    }
+    set {call = .removeContainer(newValue)}
+  }
+
+  public var unmountDisk: Cocoon_Agent_V1_UnmountDiskRequest {
+    get {
+      if case .unmountDisk(let v)? = call {return v}
+      return Cocoon_Agent_V1_UnmountDiskRequest()
+    }
+    set {call = .unmountDisk(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
     case health(Cocoon_Agent_V1_HealthRequest)
     case shutdown(Cocoon_Agent_V1_ShutdownRequest)
+    case createContainer(Cocoon_Agent_V1_CreateContainerRequest)
+    case startContainer(Cocoon_Agent_V1_StartContainerRequest)
+    case signal(Cocoon_Agent_V1_SignalRequest)
+    case exec(Cocoon_Agent_V1_ExecRequest)
+    case containerStatus(Cocoon_Agent_V1_ContainerStatusRequest)
+    case removeContainer(Cocoon_Agent_V1_RemoveContainerRequest)
+    case unmountDisk(Cocoon_Agent_V1_UnmountDiskRequest)
 
   }
 
@@ -138,11 +206,74 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     set {result = .shutdown(newValue)}
   }
 
+  public var createContainer: Cocoon_Agent_V1_CreateContainerResponse {
+    get {
+      if case .createContainer(let v)? = result {return v}
+      return Cocoon_Agent_V1_CreateContainerResponse()
+    }
+    set {result = .createContainer(newValue)}
+  }
+
+  public var startContainer: Cocoon_Agent_V1_StartContainerResponse {
+    get {
+      if case .startContainer(let v)? = result {return v}
+      return Cocoon_Agent_V1_StartContainerResponse()
+    }
+    set {result = .startContainer(newValue)}
+  }
+
+  public var signal: Cocoon_Agent_V1_SignalResponse {
+    get {
+      if case .signal(let v)? = result {return v}
+      return Cocoon_Agent_V1_SignalResponse()
+    }
+    set {result = .signal(newValue)}
+  }
+
+  public var exec: Cocoon_Agent_V1_ExecResponse {
+    get {
+      if case .exec(let v)? = result {return v}
+      return Cocoon_Agent_V1_ExecResponse()
+    }
+    set {result = .exec(newValue)}
+  }
+
+  public var containerStatus: Cocoon_Agent_V1_ContainerStatusResponse {
+    get {
+      if case .containerStatus(let v)? = result {return v}
+      return Cocoon_Agent_V1_ContainerStatusResponse()
+    }
+    set {result = .containerStatus(newValue)}
+  }
+
+  public var removeContainer: Cocoon_Agent_V1_RemoveContainerResponse {
+    get {
+      if case .removeContainer(let v)? = result {return v}
+      return Cocoon_Agent_V1_RemoveContainerResponse()
+    }
+    set {result = .removeContainer(newValue)}
+  }
+
+  public var unmountDisk: Cocoon_Agent_V1_UnmountDiskResponse {
+    get {
+      if case .unmountDisk(let v)? = result {return v}
+      return Cocoon_Agent_V1_UnmountDiskResponse()
+    }
+    set {result = .unmountDisk(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
     case health(Cocoon_Agent_V1_HealthResponse)
     case shutdown(Cocoon_Agent_V1_ShutdownResponse)
+    case createContainer(Cocoon_Agent_V1_CreateContainerResponse)
+    case startContainer(Cocoon_Agent_V1_StartContainerResponse)
+    case signal(Cocoon_Agent_V1_SignalResponse)
+    case exec(Cocoon_Agent_V1_ExecResponse)
+    case containerStatus(Cocoon_Agent_V1_ContainerStatusResponse)
+    case removeContainer(Cocoon_Agent_V1_RemoveContainerResponse)
+    case unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse)
 
   }
 
@@ -166,10 +297,28 @@ public nonisolated struct Cocoon_Agent_V1_Event: Sendable {
     set {kind = .hello(newValue)}
   }
 
+  public var output: Cocoon_Agent_V1_ProcessOutput {
+    get {
+      if case .output(let v)? = kind {return v}
+      return Cocoon_Agent_V1_ProcessOutput()
+    }
+    set {kind = .output(newValue)}
+  }
+
+  public var exit: Cocoon_Agent_V1_ProcessExit {
+    get {
+      if case .exit(let v)? = kind {return v}
+      return Cocoon_Agent_V1_ProcessExit()
+    }
+    set {kind = .exit(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
     case hello(Cocoon_Agent_V1_Hello)
+    case output(Cocoon_Agent_V1_ProcessOutput)
+    case exit(Cocoon_Agent_V1_ProcessExit)
 
   }
 
@@ -350,6 +499,479 @@ public nonisolated struct Cocoon_Agent_V1_ShutdownResponse: Sendable {
   public init() {}
 }
 
+/// Who a process runs as: numeric ids or names looked up in the container's /etc/passwd and /etc/group.
+public nonisolated struct Cocoon_Agent_V1_User: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var uid: UInt32 {
+    get {_uid ?? 0}
+    set {_uid = newValue}
+  }
+  /// Returns true if `uid` has been explicitly set.
+  public var hasUid: Bool {self._uid != nil}
+  /// Clears the value of `uid`. Subsequent reads from it will return its default value.
+  public mutating func clearUid() {self._uid = nil}
+
+  public var username: String = String()
+
+  public var gid: UInt32 {
+    get {_gid ?? 0}
+    set {_gid = newValue}
+  }
+  /// Returns true if `gid` has been explicitly set.
+  public var hasGid: Bool {self._gid != nil}
+  /// Clears the value of `gid`. Subsequent reads from it will return its default value.
+  public mutating func clearGid() {self._gid = nil}
+
+  public var groupname: String = String()
+
+  public var supplementaryGroups: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _uid: UInt32? = nil
+  fileprivate var _gid: UInt32? = nil
+}
+
+public nonisolated struct Cocoon_Agent_V1_Process: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var args: [String] = []
+
+  public var env: [String] = []
+
+  public var workingDir: String = String()
+
+  public var user: Cocoon_Agent_V1_User {
+    get {_user ?? Cocoon_Agent_V1_User()}
+    set {_user = newValue}
+  }
+  /// Returns true if `user` has been explicitly set.
+  public var hasUser: Bool {self._user != nil}
+  /// Clears the value of `user`. Subsequent reads from it will return its default value.
+  public mutating func clearUser() {self._user = nil}
+
+  /// Capability names the process keeps (CAP_ prefix optional).
+  public var capabilities: [String] = []
+
+  public var noNewPrivileges: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _user: Cocoon_Agent_V1_User? = nil
+}
+
+/// A host file or directory copied into the guest and mounted at `destination`.
+public nonisolated struct Cocoon_Agent_V1_FileMount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var destination: String = String()
+
+  public var readOnly: Bool = false
+
+  public var entries: [Cocoon_Agent_V1_FileEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One entry of a copied tree; `path` is relative to the mount's root ("" is the root itself).
+public nonisolated struct Cocoon_Agent_V1_FileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var path: String = String()
+
+  /// st_mode: type and permission bits
+  public var mode: UInt32 = 0
+
+  /// file contents, or the link target of a symlink
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_Resources: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var memoryLimitBytes: Int64 = 0
+
+  public var pidsLimit: Int64 = 0
+
+  public var cpuQuotaMicros: Int64 = 0
+
+  public var cpuPeriodMicros: Int64 = 0
+
+  public var cpuShares: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_CreateContainerRequest: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String {
+    get {_storage._id}
+    set {_uniqueStorage()._id = newValue}
+  }
+
+  /// Serial of the hot-plugged SCSI disk holding the image's root filesystem (EROFS).
+  public var imageDiskSerial: String {
+    get {_storage._imageDiskSerial}
+    set {_uniqueStorage()._imageDiskSerial = newValue}
+  }
+
+  public var process: Cocoon_Agent_V1_Process {
+    get {_storage._process ?? Cocoon_Agent_V1_Process()}
+    set {_uniqueStorage()._process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {_storage._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {_uniqueStorage()._process = nil}
+
+  public var hostname: String {
+    get {_storage._hostname}
+    set {_uniqueStorage()._hostname = newValue}
+  }
+
+  public var readOnlyRootfs: Bool {
+    get {_storage._readOnlyRootfs}
+    set {_uniqueStorage()._readOnlyRootfs = newValue}
+  }
+
+  public var mounts: [Cocoon_Agent_V1_FileMount] {
+    get {_storage._mounts}
+    set {_uniqueStorage()._mounts = newValue}
+  }
+
+  public var resources: Cocoon_Agent_V1_Resources {
+    get {_storage._resources ?? Cocoon_Agent_V1_Resources()}
+    set {_uniqueStorage()._resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {_storage._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {_uniqueStorage()._resources = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Cocoon_Agent_V1_CreateContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_StartContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_StartContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pid: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Sends a signal to a container's first process (exec_id empty) or to one of its execs.
+public nonisolated struct Cocoon_Agent_V1_SignalRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var signal: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_SignalResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ExecRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var process: Cocoon_Agent_V1_Process {
+    get {_process ?? Cocoon_Agent_V1_Process()}
+    set {_process = newValue}
+  }
+  /// Returns true if `process` has been explicitly set.
+  public var hasProcess: Bool {self._process != nil}
+  /// Clears the value of `process`. Subsequent reads from it will return its default value.
+  public mutating func clearProcess() {self._process = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _process: Cocoon_Agent_V1_Process? = nil
+}
+
+public nonisolated struct Cocoon_Agent_V1_ExecResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pid: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ContainerStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ContainerStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var state: Cocoon_Agent_V1_ContainerStatusResponse.State = .created
+
+  public var pid: Int32 = 0
+
+  public var exitCode: Int32 = 0
+
+  public var oomKilled: Bool = false
+
+  public var cpuUsageNs: UInt64 = 0
+
+  public var memoryBytes: UInt64 = 0
+
+  public var memoryWorkingSetBytes: UInt64 = 0
+
+  public var pids: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case created // = 0
+    case running // = 1
+    case exited // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .created
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .created
+      case 1: self = .running
+      case 2: self = .exited
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .created: return 0
+      case .running: return 1
+      case .exited: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Cocoon_Agent_V1_ContainerStatusResponse.State] = [
+      .created,
+      .running,
+      .exited,
+    ]
+
+  }
+
+  public init() {}
+}
+
+/// Kills what still runs, unmounts the container's root filesystem and removes its cgroup.
+public nonisolated struct Cocoon_Agent_V1_RemoveContainerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_RemoveContainerResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Unmounts a hot-plugged disk before the host unplugs it.
+public nonisolated struct Cocoon_Agent_V1_UnmountDiskRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var serial: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_UnmountDiskResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ProcessOutput: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var stream: Cocoon_Agent_V1_ProcessOutput.Stream = .stdout
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Stream: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case stdout // = 0
+    case stderr // = 1
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .stdout
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .stdout
+      case 1: self = .stderr
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .stdout: return 0
+      case .stderr: return 1
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Cocoon_Agent_V1_ProcessOutput.Stream] = [
+      .stdout,
+      .stderr,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ProcessExit: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  /// The exit status, or 128 + signal when a signal ended the process.
+  public var exitCode: Int32 = 0
+
+  public var oomKilled: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "cocoon.agent.v1"
@@ -445,7 +1067,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -479,6 +1101,97 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
           self.call = .shutdown(v)
         }
       }()
+      case 3: try {
+        var v: Cocoon_Agent_V1_CreateContainerRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .createContainer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .createContainer(v)
+        }
+      }()
+      case 4: try {
+        var v: Cocoon_Agent_V1_StartContainerRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .startContainer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .startContainer(v)
+        }
+      }()
+      case 5: try {
+        var v: Cocoon_Agent_V1_SignalRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .signal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .signal(v)
+        }
+      }()
+      case 6: try {
+        var v: Cocoon_Agent_V1_ExecRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .exec(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .exec(v)
+        }
+      }()
+      case 7: try {
+        var v: Cocoon_Agent_V1_ContainerStatusRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .containerStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .containerStatus(v)
+        }
+      }()
+      case 8: try {
+        var v: Cocoon_Agent_V1_RemoveContainerRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .removeContainer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .removeContainer(v)
+        }
+      }()
+      case 9: try {
+        var v: Cocoon_Agent_V1_UnmountDiskRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .unmountDisk(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .unmountDisk(v)
+        }
+      }()
       default: break
       }
     }
@@ -498,6 +1211,34 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
       guard case .shutdown(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
     }()
+    case .createContainer?: try {
+      guard case .createContainer(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .startContainer?: try {
+      guard case .startContainer(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .signal?: try {
+      guard case .signal(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .exec?: try {
+      guard case .exec(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .containerStatus?: try {
+      guard case .containerStatus(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .removeContainer?: try {
+      guard case .removeContainer(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .unmountDisk?: try {
+      guard case .unmountDisk(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -512,7 +1253,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -547,6 +1288,97 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
           self.result = .shutdown(v)
         }
       }()
+      case 4: try {
+        var v: Cocoon_Agent_V1_CreateContainerResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .createContainer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .createContainer(v)
+        }
+      }()
+      case 5: try {
+        var v: Cocoon_Agent_V1_StartContainerResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .startContainer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .startContainer(v)
+        }
+      }()
+      case 6: try {
+        var v: Cocoon_Agent_V1_SignalResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .signal(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .signal(v)
+        }
+      }()
+      case 7: try {
+        var v: Cocoon_Agent_V1_ExecResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .exec(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .exec(v)
+        }
+      }()
+      case 8: try {
+        var v: Cocoon_Agent_V1_ContainerStatusResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .containerStatus(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .containerStatus(v)
+        }
+      }()
+      case 9: try {
+        var v: Cocoon_Agent_V1_RemoveContainerResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .removeContainer(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .removeContainer(v)
+        }
+      }()
+      case 10: try {
+        var v: Cocoon_Agent_V1_UnmountDiskResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .unmountDisk(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .unmountDisk(v)
+        }
+      }()
       default: break
       }
     }
@@ -569,6 +1401,34 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
       guard case .shutdown(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     }()
+    case .createContainer?: try {
+      guard case .createContainer(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .startContainer?: try {
+      guard case .startContainer(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
+    case .signal?: try {
+      guard case .signal(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .exec?: try {
+      guard case .exec(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .containerStatus?: try {
+      guard case .containerStatus(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    }()
+    case .removeContainer?: try {
+      guard case .removeContainer(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    }()
+    case .unmountDisk?: try {
+      guard case .unmountDisk(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -584,7 +1444,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{1}output\0\u{1}exit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -605,6 +1465,32 @@ nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobu
           self.kind = .hello(v)
         }
       }()
+      case 2: try {
+        var v: Cocoon_Agent_V1_ProcessOutput?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .output(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .output(v)
+        }
+      }()
+      case 3: try {
+        var v: Cocoon_Agent_V1_ProcessExit?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .exit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .exit(v)
+        }
+      }()
       default: break
       }
     }
@@ -615,9 +1501,21 @@ nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobu
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
     // https://github.com/apple/swift-protobuf/issues/1182
-    try { if case .hello(let v)? = self.kind {
+    switch self.kind {
+    case .hello?: try {
+      guard case .hello(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
+    }()
+    case .output?: try {
+      guard case .output(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .exit?: try {
+      guard case .exit(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -877,6 +1775,864 @@ nonisolated extension Cocoon_Agent_V1_ShutdownResponse: SwiftProtobuf.Message, S
   }
 
   public static func ==(lhs: Cocoon_Agent_V1_ShutdownResponse, rhs: Cocoon_Agent_V1_ShutdownResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".User"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}username\0\u{1}gid\0\u{1}groupname\0\u{3}supplementary_groups\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._uid) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.username) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._gid) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.groupname) }()
+      case 5: try { try decoder.decodeRepeatedUInt32Field(value: &self.supplementaryGroups) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._uid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    if !self.username.isEmpty {
+      try visitor.visitSingularStringField(value: self.username, fieldNumber: 2)
+    }
+    try { if let v = self._gid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    if !self.groupname.isEmpty {
+      try visitor.visitSingularStringField(value: self.groupname, fieldNumber: 4)
+    }
+    if !self.supplementaryGroups.isEmpty {
+      try visitor.visitPackedUInt32Field(value: self.supplementaryGroups, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_User, rhs: Cocoon_Agent_V1_User) -> Bool {
+    if lhs._uid != rhs._uid {return false}
+    if lhs.username != rhs.username {return false}
+    if lhs._gid != rhs._gid {return false}
+    if lhs.groupname != rhs.groupname {return false}
+    if lhs.supplementaryGroups != rhs.supplementaryGroups {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Process"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{3}working_dir\0\u{1}user\0\u{1}capabilities\0\u{3}no_new_privileges\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.args) }()
+      case 2: try { try decoder.decodeRepeatedStringField(value: &self.env) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.workingDir) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._user) }()
+      case 5: try { try decoder.decodeRepeatedStringField(value: &self.capabilities) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivileges) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.args.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.args, fieldNumber: 1)
+    }
+    if !self.env.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.env, fieldNumber: 2)
+    }
+    if !self.workingDir.isEmpty {
+      try visitor.visitSingularStringField(value: self.workingDir, fieldNumber: 3)
+    }
+    try { if let v = self._user {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.capabilities.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.capabilities, fieldNumber: 5)
+    }
+    if self.noNewPrivileges != false {
+      try visitor.visitSingularBoolField(value: self.noNewPrivileges, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_Process, rhs: Cocoon_Agent_V1_Process) -> Bool {
+    if lhs.args != rhs.args {return false}
+    if lhs.env != rhs.env {return false}
+    if lhs.workingDir != rhs.workingDir {return false}
+    if lhs._user != rhs._user {return false}
+    if lhs.capabilities != rhs.capabilities {return false}
+    if lhs.noNewPrivileges != rhs.noNewPrivileges {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_FileMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileMount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}destination\0\u{3}read_only\0\u{1}entries\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.readOnly) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.entries) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 1)
+    }
+    if self.readOnly != false {
+      try visitor.visitSingularBoolField(value: self.readOnly, fieldNumber: 2)
+    }
+    if !self.entries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.entries, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_FileMount, rhs: Cocoon_Agent_V1_FileMount) -> Bool {
+    if lhs.destination != rhs.destination {return false}
+    if lhs.readOnly != rhs.readOnly {return false}
+    if lhs.entries != rhs.entries {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}mode\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.path) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.mode) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.path.isEmpty {
+      try visitor.visitSingularStringField(value: self.path, fieldNumber: 1)
+    }
+    if self.mode != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mode, fieldNumber: 2)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_FileEntry, rhs: Cocoon_Agent_V1_FileEntry) -> Bool {
+    if lhs.path != rhs.path {return false}
+    if lhs.mode != rhs.mode {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Resources"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_limit_bytes\0\u{3}pids_limit\0\u{3}cpu_quota_micros\0\u{3}cpu_period_micros\0\u{3}cpu_shares\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.memoryLimitBytes) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.pidsLimit) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.cpuQuotaMicros) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.cpuPeriodMicros) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.cpuShares) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.memoryLimitBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.memoryLimitBytes, fieldNumber: 1)
+    }
+    if self.pidsLimit != 0 {
+      try visitor.visitSingularInt64Field(value: self.pidsLimit, fieldNumber: 2)
+    }
+    if self.cpuQuotaMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuQuotaMicros, fieldNumber: 3)
+    }
+    if self.cpuPeriodMicros != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuPeriodMicros, fieldNumber: 4)
+    }
+    if self.cpuShares != 0 {
+      try visitor.visitSingularInt64Field(value: self.cpuShares, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_Resources, rhs: Cocoon_Agent_V1_Resources) -> Bool {
+    if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
+    if lhs.pidsLimit != rhs.pidsLimit {return false}
+    if lhs.cpuQuotaMicros != rhs.cpuQuotaMicros {return false}
+    if lhs.cpuPeriodMicros != rhs.cpuPeriodMicros {return false}
+    if lhs.cpuShares != rhs.cpuShares {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0")
+
+  fileprivate class _StorageClass {
+    var _id: String = String()
+    var _imageDiskSerial: String = String()
+    var _process: Cocoon_Agent_V1_Process? = nil
+    var _hostname: String = String()
+    var _readOnlyRootfs: Bool = false
+    var _mounts: [Cocoon_Agent_V1_FileMount] = []
+    var _resources: Cocoon_Agent_V1_Resources? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _imageDiskSerial = source._imageDiskSerial
+      _process = source._process
+      _hostname = source._hostname
+      _readOnlyRootfs = source._readOnlyRootfs
+      _mounts = source._mounts
+      _resources = source._resources
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._imageDiskSerial) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._process) }()
+        case 4: try { try decoder.decodeSingularStringField(value: &_storage._hostname) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._readOnlyRootfs) }()
+        case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._mounts) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._id.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
+      }
+      if !_storage._imageDiskSerial.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._imageDiskSerial, fieldNumber: 2)
+      }
+      try { if let v = _storage._process {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if !_storage._hostname.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._hostname, fieldNumber: 4)
+      }
+      if _storage._readOnlyRootfs != false {
+        try visitor.visitSingularBoolField(value: _storage._readOnlyRootfs, fieldNumber: 5)
+      }
+      if !_storage._mounts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._mounts, fieldNumber: 6)
+      }
+      try { if let v = _storage._resources {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_CreateContainerRequest, rhs: Cocoon_Agent_V1_CreateContainerRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._imageDiskSerial != rhs_storage._imageDiskSerial {return false}
+        if _storage._process != rhs_storage._process {return false}
+        if _storage._hostname != rhs_storage._hostname {return false}
+        if _storage._readOnlyRootfs != rhs_storage._readOnlyRootfs {return false}
+        if _storage._mounts != rhs_storage._mounts {return false}
+        if _storage._resources != rhs_storage._resources {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CreateContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_CreateContainerResponse, rhs: Cocoon_Agent_V1_CreateContainerResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_StartContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_StartContainerRequest, rhs: Cocoon_Agent_V1_StartContainerRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_StartContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StartContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_StartContainerResponse, rhs: Cocoon_Agent_V1_StartContainerResponse) -> Bool {
+    if lhs.pid != rhs.pid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_SignalRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}signal\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.signal) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    if self.signal != 0 {
+      try visitor.visitSingularInt32Field(value: self.signal, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_SignalRequest, rhs: Cocoon_Agent_V1_SignalRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.signal != rhs.signal {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_SignalResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_SignalResponse, rhs: Cocoon_Agent_V1_SignalResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ExecRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._process) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    try { if let v = self._process {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ExecRequest, rhs: Cocoon_Agent_V1_ExecRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs._process != rhs._process {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ExecResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ExecResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ExecResponse, rhs: Cocoon_Agent_V1_ExecResponse) -> Bool {
+    if lhs.pid != rhs.pid {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ContainerStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerStatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ContainerStatusRequest, rhs: Cocoon_Agent_V1_ContainerStatusRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ContainerStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ContainerStatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}pid\0\u{3}exit_code\0\u{3}oom_killed\0\u{3}cpu_usage_ns\0\u{3}memory_bytes\0\u{3}memory_working_set_bytes\0\u{1}pids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.oomKilled) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.cpuUsageNs) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.memoryBytes) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.memoryWorkingSetBytes) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.pids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.state != .created {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 1)
+    }
+    if self.pid != 0 {
+      try visitor.visitSingularInt32Field(value: self.pid, fieldNumber: 2)
+    }
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 3)
+    }
+    if self.oomKilled != false {
+      try visitor.visitSingularBoolField(value: self.oomKilled, fieldNumber: 4)
+    }
+    if self.cpuUsageNs != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cpuUsageNs, fieldNumber: 5)
+    }
+    if self.memoryBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryBytes, fieldNumber: 6)
+    }
+    if self.memoryWorkingSetBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.memoryWorkingSetBytes, fieldNumber: 7)
+    }
+    if self.pids != 0 {
+      try visitor.visitSingularUInt64Field(value: self.pids, fieldNumber: 8)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ContainerStatusResponse, rhs: Cocoon_Agent_V1_ContainerStatusResponse) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.pid != rhs.pid {return false}
+    if lhs.exitCode != rhs.exitCode {return false}
+    if lhs.oomKilled != rhs.oomKilled {return false}
+    if lhs.cpuUsageNs != rhs.cpuUsageNs {return false}
+    if lhs.memoryBytes != rhs.memoryBytes {return false}
+    if lhs.memoryWorkingSetBytes != rhs.memoryWorkingSetBytes {return false}
+    if lhs.pids != rhs.pids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ContainerStatusResponse.State: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CREATED\0\u{1}RUNNING\0\u{1}EXITED\0")
+}
+
+nonisolated extension Cocoon_Agent_V1_RemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveContainerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_RemoveContainerRequest, rhs: Cocoon_Agent_V1_RemoveContainerRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_RemoveContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RemoveContainerResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_RemoveContainerResponse, rhs: Cocoon_Agent_V1_RemoveContainerResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_UnmountDiskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnmountDiskRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}serial\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.serial) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.serial.isEmpty {
+      try visitor.visitSingularStringField(value: self.serial, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_UnmountDiskRequest, rhs: Cocoon_Agent_V1_UnmountDiskRequest) -> Bool {
+    if lhs.serial != rhs.serial {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_UnmountDiskResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnmountDiskResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_UnmountDiskResponse, rhs: Cocoon_Agent_V1_UnmountDiskResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ProcessOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProcessOutput"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}stream\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.stream) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    if self.stream != .stdout {
+      try visitor.visitSingularEnumField(value: self.stream, fieldNumber: 3)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ProcessOutput, rhs: Cocoon_Agent_V1_ProcessOutput) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.stream != rhs.stream {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ProcessOutput.Stream: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STDOUT\0\u{1}STDERR\0")
+}
+
+nonisolated extension Cocoon_Agent_V1_ProcessExit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ProcessExit"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{3}exit_code\0\u{3}oom_killed\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.oomKilled) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    if self.exitCode != 0 {
+      try visitor.visitSingularInt32Field(value: self.exitCode, fieldNumber: 3)
+    }
+    if self.oomKilled != false {
+      try visitor.visitSingularBoolField(value: self.oomKilled, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ProcessExit, rhs: Cocoon_Agent_V1_ProcessExit) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.exitCode != rhs.exitCode {return false}
+    if lhs.oomKilled != rhs.oomKilled {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -19,16 +19,17 @@ public final class AgentClient: Sendable {
 
     /// Opens the channel (the hypervisor's socket, or vsock). The guest need not be up yet:
     /// requests wait in the virtio-serial socket until the agent opens its port.
+    /// `onEvent` receives the agent's process output and exit events, in the order they arrive.
     public static func connect(
         _ endpoint: AgentEndpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        timeout: Duration = .seconds(5)
+        timeout: Duration = .seconds(5), onEvent: (@Sendable (Cocoon_Agent_V1_Event) -> Void)? = nil
     ) async throws(AgentClientError) -> AgentClient {
         let loop = group.next()
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AgentClientHandler())
+                    try channel.pipeline.syncOperations.addHandler(AgentClientHandler(onEvent: onEvent))
                 }
             }
         do {
@@ -113,6 +114,9 @@ final class AgentClientHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     private var closedReason: String?
     private(set) var hello: Cocoon_Agent_V1_Hello?
+    private let onEvent: (@Sendable (Cocoon_Agent_V1_Event) -> Void)?
+
+    init(onEvent: (@Sendable (Cocoon_Agent_V1_Event) -> Void)?) { self.onEvent = onEvent }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
@@ -165,7 +169,7 @@ final class AgentClientHandler: ChannelInboundHandler {
             call.deadline.cancel()
             call.promise.succeed(response)
         case .event(let event)?:
-            if case .hello(let h)? = event.kind { hello = h }
+            if case .hello(let h)? = event.kind { hello = h } else { onEvent?(event) }
         default:
             break
         }

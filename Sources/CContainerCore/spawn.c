@@ -120,8 +120,16 @@ static void setup_filesystem(const struct ccore_spawn *s) {
         }
     }
     if (chdir(s->rootfs) < 0) fail(s, "chdir rootfs", s->rootfs);
-    if (ccore_pivot_root(".", ".") < 0) fail(s, "pivot_root", s->rootfs);
-    if (umount2(".", MNT_DETACH) < 0) fail(s, "detach old root", NULL);
+    if (ccore_pivot_root(".", ".") == 0) {
+        if (umount2(".", MNT_DETACH) < 0) fail(s, "detach old root", NULL);
+    } else if (errno == EINVAL) {
+        // The current root is the initramfs, which pivot_root refuses (runc --no-pivot does the same):
+        // move the new root over / in this private mount namespace and chroot into it.
+        if (mount(s->rootfs, "/", NULL, MS_MOVE, NULL) < 0) fail(s, "move rootfs to /", s->rootfs);
+        if (chroot(".") < 0) fail(s, "chroot", s->rootfs);
+    } else {
+        fail(s, "pivot_root", s->rootfs);
+    }
     if (chdir("/") < 0) fail(s, "chdir /", NULL);
     for (int i = 0; i < s->n_masked; i++) {
         struct stat st;

@@ -70,6 +70,7 @@ func mapErrors<T: Sendable>(_ body: () async throws -> T) async throws -> T {
     } catch let e as HypervisorError {
         throw RPCError(code: .unavailable, message: e.description)
     } catch let e as AgentClientError {
+        if case .deadlineExceeded = e { throw RPCError(code: .deadlineExceeded, message: e.description) }
         throw RPCError(code: .unavailable, message: e.description)
     } catch {
         throw RPCError(code: .internalError, message: "\(error)")

@@ -9,35 +9,11 @@ extension RuntimeService {
     public func streamPodSandboxes(request: Runtime_V1_StreamPodSandboxesRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxesResponse>, context: ServerContext) async throws {
         throw CRIError.unimplemented("StreamPodSandboxes").rpcError
     }
-    public func createContainer(request: Runtime_V1_CreateContainerRequest, context: ServerContext) async throws -> Runtime_V1_CreateContainerResponse {
-        throw CRIError.unimplemented("CreateContainer").rpcError
-    }
-    public func startContainer(request: Runtime_V1_StartContainerRequest, context: ServerContext) async throws -> Runtime_V1_StartContainerResponse {
-        throw CRIError.unimplemented("StartContainer").rpcError
-    }
-    public func stopContainer(request: Runtime_V1_StopContainerRequest, context: ServerContext) async throws -> Runtime_V1_StopContainerResponse {
-        throw CRIError.unimplemented("StopContainer").rpcError
-    }
-    public func removeContainer(request: Runtime_V1_RemoveContainerRequest, context: ServerContext) async throws -> Runtime_V1_RemoveContainerResponse {
-        throw CRIError.unimplemented("RemoveContainer").rpcError
-    }
-    public func listContainers(request: Runtime_V1_ListContainersRequest, context: ServerContext) async throws -> Runtime_V1_ListContainersResponse {
-        throw CRIError.unimplemented("ListContainers").rpcError
-    }
     public func streamContainers(request: Runtime_V1_StreamContainersRequest, response: RPCWriter<Runtime_V1_StreamContainersResponse>, context: ServerContext) async throws {
         throw CRIError.unimplemented("StreamContainers").rpcError
     }
-    public func containerStatus(request: Runtime_V1_ContainerStatusRequest, context: ServerContext) async throws -> Runtime_V1_ContainerStatusResponse {
-        throw CRIError.unimplemented("ContainerStatus").rpcError
-    }
     public func updateContainerResources(request: Runtime_V1_UpdateContainerResourcesRequest, context: ServerContext) async throws -> Runtime_V1_UpdateContainerResourcesResponse {
         throw CRIError.unimplemented("UpdateContainerResources").rpcError
-    }
-    public func reopenContainerLog(request: Runtime_V1_ReopenContainerLogRequest, context: ServerContext) async throws -> Runtime_V1_ReopenContainerLogResponse {
-        throw CRIError.unimplemented("ReopenContainerLog").rpcError
-    }
-    public func execSync(request: Runtime_V1_ExecSyncRequest, context: ServerContext) async throws -> Runtime_V1_ExecSyncResponse {
-        throw CRIError.unimplemented("ExecSync").rpcError
     }
     public func exec(request: Runtime_V1_ExecRequest, context: ServerContext) async throws -> Runtime_V1_ExecResponse {
         throw CRIError.unimplemented("Exec").rpcError

@@ -1,6 +1,7 @@
 import CRIAPI
 import Config
 import GRPCCore
+import Images
 import Sandboxes
 
 /// The CRI v1 RuntimeService. Each call lives in its own file (`RunPodSandbox.swift`, …); calls not
@@ -12,11 +13,18 @@ public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
 
     let config: CocoonConfig
     let sandboxes: SandboxManager
+    let containers: ContainerManager
+    let images: ImageManager
     let qemuBinary: String
 
-    public init(config: CocoonConfig, sandboxes: SandboxManager, qemuBinary: String = "/usr/bin/qemu-system-x86_64") {
+    public init(
+        config: CocoonConfig, sandboxes: SandboxManager, containers: ContainerManager, images: ImageManager,
+        qemuBinary: String = "/usr/bin/qemu-system-x86_64"
+    ) {
         self.config = config
         self.sandboxes = sandboxes
+        self.containers = containers
+        self.images = images
         self.qemuBinary = qemuBinary
     }
 }

@@ -16,6 +16,11 @@ public protocol Hypervisor: Sendable {
     func wait(_ vm: VMHandle, timeout: Duration) async -> Bool
     /// What the VM is doing now.
     func describe(_ vm: VMHandle) async -> VMStatus
+    /// Hot-plugs a read-only disk image onto the VM's SCSI bus at `slot` (0-255); the guest finds
+    /// it by `serial` (letters, digits, '-'; at most 20 characters).
+    func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError)
+    /// Unplugs a disk attached by `attachDisk` (the guest must have unmounted it).
+    func detachDisk(_ vm: VMHandle, serial: String, slot: Int) async throws(HypervisorError)
 }
 
 /// What to boot: identity, guest image, size and where the VM's files go.
@@ -120,12 +125,14 @@ public enum HypervisorError: Error, CustomStringConvertible, Equatable {
     case bootFailed(String)
     case unavailable(String)
     case invalidSpec(String)
+    case deviceFailed(String)
 
     public var description: String {
         switch self {
         case .bootFailed(let m): "VM boot failed: \(m)"
         case .unavailable(let m): "hypervisor unavailable: \(m)"
         case .invalidSpec(let m): "invalid VM spec: \(m)"
+        case .deviceFailed(let m): "VM device change failed: \(m)"
         }
     }
 }

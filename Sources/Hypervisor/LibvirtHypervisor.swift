@@ -68,6 +68,28 @@ public struct LibvirtHypervisor: Hypervisor {
         return true
     }
 
+    public func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError) {
+        try await changeDevice(vm, LibvirtDomainXML.disk(path: path, serial: serial, slot: slot), attach: true)
+    }
+
+    public func detachDisk(_ vm: VMHandle, serial: String, slot: Int) async throws(HypervisorError) {
+        try await changeDevice(vm, LibvirtDomainXML.disk(path: "", serial: serial, slot: slot), attach: false)
+    }
+
+    private func changeDevice(_ vm: VMHandle, _ xml: String, attach: Bool) async throws(HypervisorError) {
+        let uri = self.uri
+        let name = vm.name
+        try await Libvirt.blocking { () throws(HypervisorError) -> Void in
+            let conn = try Libvirt.open(uri)
+            defer { virConnectClose(conn) }
+            guard let dom = virDomainLookupByName(conn, name) else { throw .deviceFailed("domain \(name) not found") }
+            defer { virDomainFree(dom) }
+            let flags = UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue)
+            let rc = attach ? virDomainAttachDeviceFlags(dom, xml, flags) : virDomainDetachDeviceFlags(dom, xml, flags)
+            if rc != 0 { throw .deviceFailed("\(attach ? "attach" : "detach") disk on \(name): \(Libvirt.lastError())") }
+        }
+    }
+
     public func describe(_ vm: VMHandle) async -> VMStatus {
         let uri = self.uri
         let name = vm.name
@@ -150,10 +172,31 @@ enum LibvirtDomainXML {
                   <target dev='vda' bus='virtio'/>
                   <readonly/>
                 </disk>
+                <controller type='scsi' index='0' model='virtio-scsi'/>
                 <memballoon model='virtio' freePageReporting='on'/>
               </devices>
             </domain>
             """
+    }
+
+    /// A read-only image disk on the SCSI controller, at unit `slot`, found in the guest by serial.
+    static func disk(path: String, serial: String, slot: Int) -> String {
+        """
+        <disk type='file' device='disk'>
+          <driver name='qemu' type='raw'/>
+          \(path.isEmpty ? "" : "<source file='\(escape(path))'/>")
+          <target dev='sd\(driveLetters(slot))' bus='scsi'/>
+          <address type='drive' controller='0' bus='0' target='0' unit='\(slot)'/>
+          <serial>\(escape(serial))</serial>
+          <readonly/>
+        </disk>
+        """
+    }
+
+    /// 0 → "a", 25 → "z", 26 → "aa": libvirt's disk target naming.
+    static func driveLetters(_ index: Int) -> String {
+        let letters = Array("abcdefghijklmnopqrstuvwxyz")
+        return index < 26 ? String(letters[index]) : String(letters[index / 26 - 1]) + String(letters[index % 26])
     }
 
     static func escape(_ s: String) -> String {

@@ -67,6 +67,37 @@ public struct QEMUHypervisor: Hypervisor {
         await HostProcess.waitGone(pid: vm.pid, marker: vm.name, timeout: timeout)
     }
 
+    public func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError) {
+        guard let qmp = vm.controlSocket else { throw .deviceFailed("\(vm.name) has no QMP socket") }
+        let replies = await QMPClient.run([
+            QMPClient.command("blockdev-add", [
+                "driver": "raw", "node-name": "n" + serial, "read-only": true,
+                "file": ["driver": "file", "filename": path, "read-only": true] as [String: Any],
+            ]),
+            QMPClient.command("device_add", [
+                "driver": "scsi-hd", "bus": "scsi0.0", "drive": "n" + serial, "scsi-id": 0, "lun": slot,
+                "id": "d" + serial, "serial": serial,
+            ]),
+        ], socketPath: qmp)
+        for reply in replies where reply == nil || reply?.contains("\"error\"") == true {
+            _ = await QMPClient.run([QMPClient.command("blockdev-del", ["node-name": "n" + serial])], socketPath: qmp)
+            throw .deviceFailed("attach \(path) to \(vm.name): \(reply ?? "no answer from QEMU")")
+        }
+    }
+
+    public func detachDisk(_ vm: VMHandle, serial: String, slot: Int) async throws(HypervisorError) {
+        guard let qmp = vm.controlSocket else { throw .deviceFailed("\(vm.name) has no QMP socket") }
+        _ = await QMPClient.run([QMPClient.command("device_del", ["id": "d" + serial])], socketPath: qmp)
+        // The node stays in use until the guest has released the device.
+        for _ in 0..<100 {
+            let reply = await QMPClient.run([QMPClient.command("blockdev-del", ["node-name": "n" + serial])], socketPath: qmp).first ?? nil
+            guard let reply else { return }  // QEMU gone: nothing left to detach
+            if !reply.contains("\"error\"") || reply.contains("Failed to find node") { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        throw .deviceFailed("detach \(serial) from \(vm.name): the disk is still in use")
+    }
+
     public func describe(_ vm: VMHandle) async -> VMStatus {
         HostProcess.isAlive(pid: vm.pid, marker: vm.name) ? .running(pid: vm.pid) : .exited
     }
@@ -104,6 +135,8 @@ enum QEMUArguments {
             "-drive", "file=\(spec.agentImage.replacingOccurrences(of: ",", with: ",,")),if=none,id=agent-disk,format=raw,readonly=on",
             "-device", "virtio-blk-device,drive=agent-disk",
             "-device", "virtio-balloon-device,free-page-reporting=on",
+            // Image disks are hot-plugged onto this bus (virtio-mmio devices cannot be hot-plugged).
+            "-device", "virtio-scsi-device,id=scsi0",
             "-pidfile", layout.pidFile,
             "-daemonize",
         ]

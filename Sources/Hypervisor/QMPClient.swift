@@ -5,26 +5,43 @@ import Foundation
 enum QMPClient {
     /// Runs `command` (e.g. `quit`) and returns QEMU's reply line, or nil if QEMU did not answer.
     static func execute(_ command: String, socketPath: String, timeout: Duration = .seconds(2)) async -> String? {
-        await withCheckedContinuation { (cont: CheckedContinuation<String?, Never>) in
+        await run(["{\"execute\":\"\(command)\"}"], socketPath: socketPath, timeout: timeout).first ?? nil
+    }
+
+    /// Runs commands given as whole QMP JSON objects, in order, on one session; returns each reply
+    /// (nil where QEMU did not answer, and for every command after that).
+    static func run(_ commands: [String], socketPath: String, timeout: Duration = .seconds(5)) async -> [String?] {
+        await withCheckedContinuation { (cont: CheckedContinuation<[String?], Never>) in
             DispatchQueue.global().async {
-                cont.resume(returning: executeBlocking(command, socketPath: socketPath, timeout: timeout))
+                cont.resume(returning: runBlocking(commands, socketPath: socketPath, timeout: timeout))
             }
         }
     }
 
-    private static func executeBlocking(_ command: String, socketPath: String, timeout: Duration) -> String? {
+    private static func runBlocking(_ commands: [String], socketPath: String, timeout: Duration) -> [String?] {
+        var replies = [String?](repeating: nil, count: commands.count)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
+        guard fd >= 0 else { return replies }
         defer { close(fd) }
         var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard UnixSocketAddress.connect(fd, path: socketPath) else { return nil }
+        guard UnixSocketAddress.connect(fd, path: socketPath) else { return replies }
         var reader = LineReader(fd: fd)
-        guard reader.next() != nil else { return nil }  // greeting
-        guard send(fd, "{\"execute\":\"qmp_capabilities\"}\n"), reader.nextReply() != nil else { return nil }
-        guard send(fd, "{\"execute\":\"\(command)\"}\n") else { return nil }
-        return reader.nextReply()
+        guard reader.next() != nil else { return replies }
+        guard send(fd, "{\"execute\":\"qmp_capabilities\"}\n"), reader.nextReply() != nil else { return replies }
+        for (i, command) in commands.enumerated() {
+            guard send(fd, command + "\n"), let reply = reader.nextReply() else { break }
+            replies[i] = reply
+        }
+        return replies
+    }
+
+    /// A QMP command as JSON text.
+    static func command(_ name: String, _ arguments: [String: Any]) -> String {
+        let object: [String: Any] = ["execute": name, "arguments": arguments]
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        return String(decoding: data, as: UTF8.self)
     }
 
     private static func send(_ fd: Int32, _ text: String) -> Bool {

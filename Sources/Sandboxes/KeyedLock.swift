@@ -26,3 +26,15 @@ struct KeyedLock {
         }
     }
 }
+
+/// Finds a record id from a full id or a unique prefix, as crictl lets users type them.
+enum IDPrefix {
+    static func resolve(_ idOrPrefix: String, in keys: Dictionary<String, some Any>.Keys, what: String, field: String) throws(SandboxError) -> String {
+        guard !idOrPrefix.isEmpty else { throw .invalidArgument("\(field) must not be empty") }
+        if keys.contains(idOrPrefix) { return idOrPrefix }
+        let matches = keys.filter { $0.hasPrefix(idOrPrefix) }
+        if matches.count == 1, let only = matches.first { return only }
+        if matches.count > 1 { throw .invalidArgument("\(what) id prefix \"\(idOrPrefix)\" is ambiguous") }
+        throw .notFound("\(what) \"\(idOrPrefix)\" not found")
+    }
+}

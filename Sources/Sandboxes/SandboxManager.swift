@@ -29,6 +29,7 @@ public actor SandboxManager {
     private var names: [String: String] = [:]
     private var agents: [String: AgentClient] = [:]
     private var locks = KeyedLock()
+    private var eventSink: (@Sendable (String, Cocoon_Agent_V1_Event) -> Void)?
 
     public init(
         config: CocoonConfig, store: SandboxStore, hypervisors: [String: any Hypervisor], timeouts: Timeouts = Timeouts(),
@@ -187,6 +188,77 @@ public actor SandboxManager {
         agents.removeAll()
     }
 
+    // MARK: what containers need of their sandbox
+
+    /// Where process output and exit events of every sandbox's agent go (sandbox id, event).
+    public func setEventSink(_ sink: @escaping @Sendable (String, Cocoon_Agent_V1_Event) -> Void) {
+        eventSink = sink
+    }
+
+    private func eventForwarder(_ id: String) -> (@Sendable (Cocoon_Agent_V1_Event) -> Void)? {
+        guard let sink = eventSink else { return nil }
+        return { sink(id, $0) }
+    }
+
+    /// The full id and the agent of a READY sandbox (connecting again after a daemon restart).
+    public func readyAgent(_ idOrPrefix: String) async throws(SandboxError) -> (id: String, agent: AgentClient) {
+        let id = try resolve(idOrPrefix)
+        guard var record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
+        await refresh(&record)
+        records[id] = record
+        guard record.state == .ready, let vm = record.vm else {
+            throw .failedPrecondition("pod sandbox \(id) is not ready (\(record.reason ?? record.state.rawValue))")
+        }
+        if let agent = agents[id] { return (id, agent) }
+        do {
+            let agent = try await AgentClient.connect(vm.agent, timeout: .seconds(2), onEvent: eventForwarder(id))
+            agents[id] = agent
+            return (id, agent)
+        } catch {
+            throw .unavailable("cannot reach the agent of pod sandbox \(id): \(error)")
+        }
+    }
+
+    /// Hot-plugs a read-only image disk into a READY sandbox's VM once; later calls are no-ops.
+    public func attachDisk(_ id: String, path: String, serial: String) async throws(SandboxError) {
+        await lock(id)
+        defer { locks.release(id) }
+        guard var record = records[id], record.state == .ready, let vm = record.vm, let hypervisor = hypervisors[vm.backend] else {
+            throw .failedPrecondition("pod sandbox \(id) is not ready")
+        }
+        var disks = record.disks ?? [:]
+        if disks[serial] != nil { return }
+        let used = Set(disks.values)
+        guard let slot = (0..<256).first(where: { !used.contains($0) }) else { throw .failedPrecondition("pod sandbox \(id) has 256 image disks attached") }
+        do {
+            try await hypervisor.attachDisk(vm, path: path, serial: serial, slot: slot)
+        } catch {
+            throw .internalError("\(error)")
+        }
+        disks[serial] = slot
+        record.disks = disks
+        records[id] = record
+        try await persist(record)
+    }
+
+    /// Unmounts (in the guest) and unplugs an image disk no container uses any more.
+    public func detachDisk(_ id: String, serial: String) async throws(SandboxError) {
+        await lock(id)
+        defer { locks.release(id) }
+        guard var record = records[id], let slot = record.disks?[serial] else { return }
+        if record.state == .ready, let vm = record.vm, let hypervisor = hypervisors[vm.backend], let agent = agents[id] {
+            do {
+                try await agent.unmountDisk(serial, timeout: timeouts.agentCall)
+                try await hypervisor.detachDisk(vm, serial: serial, slot: slot)
+            } catch {
+                throw .internalError("detach image disk \(serial) from \(id): \(error)")
+            }
+        }
+        record.disks?[serial] = nil
+        records[id] = record
+        try await persist(record)
+    }
+
     // MARK: internals
 
     private func waitForAgent(_ vm: VMHandle, hypervisor: any Hypervisor, id: String) async throws(SandboxError) -> Cocoon_Agent_V1_HealthResponse {
@@ -198,7 +270,7 @@ public actor SandboxManager {
                 throw .internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
             }
             do {
-                let agent = try await AgentClient.connect(vm.agent, timeout: .seconds(2))
+                let agent = try await AgentClient.connect(vm.agent, timeout: .seconds(2), onEvent: eventForwarder(id))
                 let remaining = deadline - clock.now
                 // The agent answers once the guest has booted and opened its port; QEMU holds the
                 // request meanwhile. Check the VM now and then so a dead guest fails fast.
@@ -285,12 +357,7 @@ public actor SandboxManager {
     }
 
     private func resolve(_ idOrPrefix: String) throws(SandboxError) -> String {
-        guard !idOrPrefix.isEmpty else { throw .invalidArgument("pod_sandbox_id must not be empty") }
-        if records[idOrPrefix] != nil { return idOrPrefix }
-        let matches = records.keys.filter { $0.hasPrefix(idOrPrefix) }
-        if matches.count == 1, let only = matches.first { return only }
-        if matches.count > 1 { throw .invalidArgument("pod sandbox id prefix \"\(idOrPrefix)\" is ambiguous") }
-        throw .notFound("pod sandbox \"\(idOrPrefix)\" not found")
+        try IDPrefix.resolve(idOrPrefix, in: records.keys, what: "pod sandbox", field: "pod_sandbox_id")
     }
 
     private func acquireImmediately(_ id: String) {
@@ -308,7 +375,7 @@ extension SandboxError {
         switch error {
         case .invalidSpec(let m): .failedPrecondition(m)
         case .unavailable(let m): .unavailable(m)
-        case .bootFailed(let m): .internalError(m)
+        case .bootFailed(let m), .deviceFailed(let m): .internalError(m)
         }
     }
 }

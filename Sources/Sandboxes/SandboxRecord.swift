@@ -28,6 +28,8 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var reason: String?
     /// The CRI PodSandboxConfig as JSON, kept for the container calls that need it later.
     public var configJSON: String?
+    /// Image disks hot-plugged into the VM: serial -> SCSI slot.
+    public var disks: [String: Int]?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String], runtimeHandler: String,

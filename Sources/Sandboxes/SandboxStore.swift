@@ -2,29 +2,33 @@ import Foundation
 import Logging
 import StateFiles
 
-/// Owns the on-disk sandbox state: one directory per sandbox under `<state_root>/sandboxes/`,
-/// holding `sandbox.json` (written atomically: temp file, fsync, rename) and the VM's console log.
-public actor SandboxStore {
+/// Owns one kind of persisted record on disk: one directory per record under `root`, holding the
+/// record as JSON (written atomically: temp file, fsync, rename) beside the record's other files
+/// (a VM's console log).
+public actor JSONRecordStore<Record: Codable & Sendable> {
     public let root: String
+    private let fileName: String
+    private let idOf: @Sendable (Record) -> String
     private let logger: Logger
 
-    public init(stateRoot: String, logger: Logger = Logger(label: "cocoon.store")) {
-        self.root = stateRoot + "/sandboxes"
+    public init(root: String, fileName: String, id: @escaping @Sendable (Record) -> String, logger: Logger) {
+        self.root = root
+        self.fileName = fileName
+        self.idOf = id
         self.logger = logger
     }
 
     public nonisolated func directory(for id: String) -> String { root + "/" + id }
 
-    public func save(_ record: SandboxRecord) throws {
-        let dir = directory(for: record.id)
+    public func save(_ record: Record) throws {
+        let dir = directory(for: idOf(record))
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = try encoder.encode(record)
-        try AtomicFile.write(data, to: dir + "/sandbox.json")
+        try AtomicFile.write(try encoder.encode(record), to: dir + "/" + fileName)
     }
 
-    /// Deletes the sandbox's directory and everything in it.
+    /// Deletes the record's directory and everything in it.
     public func delete(_ id: String) throws {
         let dir = directory(for: id)
         if FileManager.default.fileExists(atPath: dir) {
@@ -32,20 +36,38 @@ public actor SandboxStore {
         }
     }
 
-    /// Every persisted sandbox. A file that does not parse is moved aside (never deleted) and logged.
-    public func loadAll() -> [SandboxRecord] {
+    /// Every persisted record. A file that does not parse is moved aside (never deleted) and logged.
+    public func loadAll() -> [Record] {
         guard let ids = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
-        var records: [SandboxRecord] = []
+        var records: [Record] = []
         for id in ids.sorted() where !id.hasPrefix(".") {
-            let file = directory(for: id) + "/sandbox.json"
+            let file = directory(for: id) + "/" + fileName
             guard let data = FileManager.default.contents(atPath: file) else { continue }
             do {
-                records.append(try JSONDecoder().decode(SandboxRecord.self, from: data))
+                records.append(try JSONDecoder().decode(Record.self, from: data))
             } catch {
-                logger.error("unreadable sandbox state, moved aside", metadata: ["file": "\(file)", "error": "\(error)"])
+                logger.error("unreadable state file, moved aside", metadata: ["file": "\(file)", "error": "\(error)"])
                 try? FileManager.default.moveItem(atPath: file, toPath: file + ".corrupt")
             }
         }
         return records
+    }
+}
+
+/// Sandboxes under `<state_root>/sandboxes/<id>/sandbox.json`.
+public typealias SandboxStore = JSONRecordStore<SandboxRecord>
+
+extension JSONRecordStore where Record == SandboxRecord {
+    public init(stateRoot: String, logger: Logger = Logger(label: "cocoon.store")) {
+        self.init(root: stateRoot + "/sandboxes", fileName: "sandbox.json", id: { $0.id }, logger: logger)
+    }
+}
+
+/// Containers under `<state_root>/containers/<id>/container.json`.
+public typealias ContainerStore = JSONRecordStore<ContainerRecord>
+
+extension JSONRecordStore where Record == ContainerRecord {
+    public init(stateRoot: String, logger: Logger = Logger(label: "cocoon.store")) {
+        self.init(root: stateRoot + "/containers", fileName: "container.json", id: { $0.id }, logger: logger)
     }
 }

@@ -63,14 +63,20 @@ struct Cocoond: AsyncParsableCommand {
             throw ValidationError("image store: \(error)")
         }
         await images.resumeBlockImages()
+        let containers = ContainerManager(sandboxes: manager, stateRoot: cfg.stateRoot)
+        await containers.recover()
 
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
-            services: [RuntimeService(config: cfg, sandboxes: manager), ImageService(images: images), ImageImportService(images: images)])
+            services: [RuntimeService(config: cfg, sandboxes: manager, containers: containers, images: images), ImageService(images: images), ImageImportService(images: images)])
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let stateRootPath = cfg.stateRoot
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await server.serve() }
+            group.addTask {
+                try await server.serve()
+                containers.stopEvents()
+            }
+            group.addTask { await containers.processEvents() }
             group.addTask {
                 if let address = try await server.listeningAddress {
                     logger.info("cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])

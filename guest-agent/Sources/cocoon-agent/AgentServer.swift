@@ -12,6 +12,7 @@ struct AgentServer {
     /// The fd of the current host session (the port itself for serial), or -1.
     private var sessionFD: Int32 = -1
     private var shutdownRequested = false
+    private var containers = GuestContainers()
 
     init(channel: AgentChannel, boot: Cocoon_Agent_V1_BootReport) {
         self.channel = channel
@@ -32,8 +33,11 @@ struct AgentServer {
 
     private mutating func pollSerial(_ fd: Int32) {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
+        let outputs = containers.pipeFDs
+        fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         let rc = poll(&fds, nfds_t(fds.count), -1)
         guard rc > 0 else { return }
+        forwardOutput(fds.suffix(outputs.count))
         if fds[1].revents != 0 { reapChildren() }
         let revents = Int32(fds[0].revents)
         if revents & Int32(POLLHUP) != 0 {
@@ -58,9 +62,12 @@ struct AgentServer {
 
     private mutating func pollVsock(_ listenFD: Int32) {
         var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
-        if sessionFD >= 0 { fds.append(pollfd(fd: sessionFD, events: Int16(POLLIN), revents: 0)) }
+        fds.append(pollfd(fd: sessionFD, events: Int16(sessionFD >= 0 ? POLLIN : 0), revents: 0))
+        let outputs = containers.pipeFDs
+        fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         let rc = poll(&fds, nfds_t(fds.count), -1)
         guard rc > 0 else { return }
+        forwardOutput(fds.suffix(outputs.count))
         if fds[1].revents != 0 { reapChildren() }
         if fds[0].revents != 0 {
             let conn = cocoon_accept(listenFD)
@@ -72,7 +79,7 @@ struct AgentServer {
                 sendHello()
             }
         }
-        if fds.count > 2, fds[2].revents != 0, sessionFD >= 0 {
+        if fds[2].revents != 0, sessionFD >= 0 {
             if !readAvailable(sessionFD) {
                 close(sessionFD)
                 sessionFD = -1
@@ -112,6 +119,38 @@ struct AgentServer {
         case .shutdown?:
             response.shutdown = Cocoon_Agent_V1_ShutdownResponse()
             powerOffAfterReply = true
+        case .createContainer(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                try s.containers.create(r)
+                return .createContainer(Cocoon_Agent_V1_CreateContainerResponse())
+            }
+        case .startContainer(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                var reply = Cocoon_Agent_V1_StartContainerResponse()
+                reply.pid = try s.containers.start(r.id)
+                return .startContainer(reply)
+            }
+        case .exec(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                var reply = Cocoon_Agent_V1_ExecResponse()
+                reply.pid = try s.containers.exec(r)
+                return .exec(reply)
+            }
+        case .signal(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                try s.containers.signal(r)
+                return .signal(Cocoon_Agent_V1_SignalResponse())
+            }
+        case .containerStatus(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in .containerStatus(try s.containers.status(r.id)) }
+        case .removeContainer(let r)?:
+            pendingEvents += containers.remove(r.id)
+            response.removeContainer = Cocoon_Agent_V1_RemoveContainerResponse()
+        case .unmountDisk(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                try s.containers.unmountDisk(r.serial)
+                return .unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse())
+            }
         case nil:
             var error = Cocoon_Agent_V1_AgentError()
             error.code = .unimplemented
@@ -122,9 +161,41 @@ struct AgentServer {
         reply.id = envelope.id
         reply.response = response
         send(reply)
+        // Exit events a request caused (a removed container) follow its reply.
+        let events = pendingEvents
+        pendingEvents = []
+        for event in events { sendEvent(event) }
         if powerOffAfterReply {
             shutdownRequested = true
         }
+    }
+
+    private var pendingEvents: [Cocoon_Agent_V1_Event] = []
+
+    /// Runs one container call, turning a refusal into the response's error.
+    private mutating func serve(_ body: (inout AgentServer) throws(AgentFailure) -> Cocoon_Agent_V1_Response.OneOf_Result) -> Cocoon_Agent_V1_Response {
+        var response = Cocoon_Agent_V1_Response()
+        do {
+            response.result = try body(&self)
+        } catch {
+            var e = Cocoon_Agent_V1_AgentError()
+            e.code = error.code
+            e.message = error.message
+            response.error = e
+        }
+        return response
+    }
+
+    private mutating func forwardOutput(_ fds: ArraySlice<pollfd>) {
+        for p in fds where p.revents != 0 {
+            for event in containers.drain(p.fd) { sendEvent(event) }
+        }
+    }
+
+    private func sendEvent(_ event: Cocoon_Agent_V1_Event) {
+        var envelope = Cocoon_Agent_V1_Envelope()
+        envelope.event = event
+        send(envelope)
     }
 
     private func health() -> Cocoon_Agent_V1_HealthResponse {
@@ -176,9 +247,13 @@ struct AgentServer {
         }
     }
 
-    private func reapChildren() {
+    private mutating func reapChildren() {
         cocoon_drain_signalfd(childFD)
         var status: Int32 = 0
-        while waitpid(-1, &status, WNOHANG) > 0 {}
+        while true {
+            let pid = waitpid(-1, &status, WNOHANG)
+            guard pid > 0 else { break }
+            for event in containers.reaped(pid: pid, status: status) { sendEvent(event) }
+        }
     }
 }

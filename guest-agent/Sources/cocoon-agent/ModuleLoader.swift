@@ -20,6 +20,12 @@ enum ModuleLoader {
         return loaded
     }
 
+    /// Loads one extra set (e.g. "disks" on the first container); already loaded modules are skipped.
+    static func loadSet(_ name: String) {
+        guard let list = readSmallFile("/etc/cocoon/modules.\(name)") else { return }
+        for line in list.split(separator: "\n") where !line.isEmpty { _ = load(String(line)) }
+    }
+
     private static func load(_ path: String) -> Bool {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {

@@ -1,0 +1,60 @@
+import AgentAPI
+import CRIAPI
+import ContainerCore
+
+/// The kubelet's container settings merged with the image's, into the agent's process description.
+enum ContainerArgs {
+    static func merge(entrypoint: [String], cmd: [String], command: [String], args: [String]) throws -> [String] {
+        try ProcessArguments.merge(entrypoint: entrypoint, cmd: cmd, command: command, args: args)
+    }
+
+    static func mergeEnvironment(image: [String], container: [String]) -> [String] {
+        ProcessArguments.mergeEnvironment(image: image, container: container)
+    }
+
+    /// run_as_user / run_as_username / run_as_group win over the image's `User` ("uid[:gid]" or "name[:group]").
+    static func user(_ s: Runtime_V1_LinuxContainerSecurityContext, imageUser: String) throws -> Cocoon_Agent_V1_User {
+        var user = Cocoon_Agent_V1_User()
+        let parts = imageUser.split(separator: ":", maxSplits: 1).map(String.init)
+        if let first = parts.first, !first.isEmpty {
+            if let uid = UInt32(first) { user.uid = uid } else { user.username = first }
+        }
+        if parts.count == 2, !parts[1].isEmpty {
+            if let gid = UInt32(parts[1]) { user.gid = gid } else { user.groupname = parts[1] }
+        }
+        if s.hasRunAsUser {
+            guard s.runAsUser.value >= 0, s.runAsUser.value <= Int64(UInt32.max) else {
+                throw CRIError.invalidArgument("config.linux.security_context.run_as_user \(s.runAsUser.value) is out of range")
+            }
+            user.uid = UInt32(s.runAsUser.value)
+            user.username = ""
+        } else if !s.runAsUsername.isEmpty {
+            user.clearUid()
+            user.username = s.runAsUsername
+        }
+        if s.hasRunAsGroup {
+            guard s.runAsGroup.value >= 0, s.runAsGroup.value <= Int64(UInt32.max) else {
+                throw CRIError.invalidArgument("config.linux.security_context.run_as_group \(s.runAsGroup.value) is out of range")
+            }
+            user.gid = UInt32(s.runAsGroup.value)
+            user.groupname = ""
+        }
+        for g in s.supplementalGroups {
+            guard g >= 0, g <= Int64(UInt32.max) else { throw CRIError.invalidArgument("config.linux.security_context.supplemental_groups: \(g) is out of range") }
+            user.supplementaryGroups.append(UInt32(g))
+        }
+        return user
+    }
+
+    /// The default set with the request's add/drop applied (privileged: every capability).
+    static func capabilities(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> [String] {
+        let set: Set<Capability>
+        do {
+            set = s.privileged ? Capability.all
+                : try Capability.resolve(add: s.capabilities.addCapabilities, drop: s.capabilities.dropCapabilities)
+        } catch {
+            throw CRIError.invalidArgument("config.linux.security_context.\(error)")
+        }
+        return set.sorted().map(\.description)
+    }
+}

@@ -1,0 +1,174 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// Containers through cocoond and a real pod VM: busybox pulled from the local registry, its EROFS
+/// image hot-plugged into the VM, processes run by the guest agent with ContainerCore.
+@Suite(.serialized, .enabled(if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)"))
+struct ContainerLifecycleTests {
+    typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
+    static let busybox = "127.0.0.1:5000/busybox:latest"
+
+    func container(_ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String) -> Runtime_V1_CreateContainerRequest {
+        var r = Runtime_V1_CreateContainerRequest()
+        r.podSandboxID = podID
+        r.config.metadata.name = name
+        r.config.image.image = Self.busybox
+        r.config.command = command
+        r.config.logPath = name + ".log"
+        r.config.labels = ["app": name]
+        r.sandboxConfig = pod.config
+        return r
+    }
+
+    func waitUntilExited(_ rt: Runtime, _ id: String) async throws -> Runtime_V1_ContainerStatus {
+        for _ in 0..<300 {
+            let s = try await rt.containerStatus(.with { $0.containerID = id }).status
+            if s.state == .containerExited { return s }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestFailure(description: "container \(id) did not exit")
+    }
+
+    func exec(_ rt: Runtime, _ id: String, _ cmd: [String], timeout: Int64 = 0) async throws -> (String, String, Int32) {
+        let r = try await rt.execSync(.with { $0.containerID = id; $0.cmd = cmd; $0.timeout = timeout })
+        return (String(decoding: r.stdout, as: UTF8.self), String(decoding: r.stderr, as: UTF8.self), r.exitCode)
+    }
+
+    @Test func containersRunInThePodVM() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                var pod = podConfig("ctr-\(UInt32.random(in: 0...UInt32.max))")
+                pod.config.hostname = "cocoon-pod"
+                let logDir = pod.config.logDirectory
+                try? FileManager.default.removeItem(atPath: logDir)
+                try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: logDir) }
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+
+                // A host file bind-mounted read-only.
+                let shared = logDir + "/greeting"
+                try "hello from the host\n".write(toFile: shared, atomically: true, encoding: .utf8)
+                var serverReq = container("server", ["sh", "-c", "echo started; echo oops >&2; printf unterminated; exec sleep 1000"], pod: pod, podID: podID)
+                serverReq.config.mounts = [.with { $0.hostPath = shared; $0.containerPath = "/etc/greeting"; $0.readonly = true }]
+                serverReq.config.envs = [.with { $0.key = "GREETING"; $0.value = "hi" }]
+                let server = try await rt.createContainer(serverReq).containerID
+                var status = try await rt.containerStatus(.with { $0.containerID = server }).status
+                #expect(status.state == .containerCreated)
+                try await rt.startContainer(.with { $0.containerID = server })
+                status = try await rt.containerStatus(.with { $0.containerID = server }).status
+                #expect(status.state == .containerRunning)
+                #expect(status.startedAt > 0 && status.logPath == logDir + "/server.log")
+
+                // ExecSync: the guest kernel, exit codes, env, the mount, the rootfs is writable.
+                let (uname, _, code) = try await exec(rt, server, ["uname", "-r"])
+                #expect(code == 0 && uname.contains("cloud-amd64"), "\(uname)")
+                #expect(try await exec(rt, server, ["sh", "-c", "echo out; echo err >&2; exit 3"]) == ("out\n", "err\n", 3))
+                #expect(try await exec(rt, server, ["sh", "-c", "echo $GREETING; hostname; cat /etc/greeting"]).0 == "hi\ncocoon-pod\nhello from the host\n")
+                let (_, roErr, roCode) = try await exec(rt, server, ["sh", "-c", "echo x > /etc/greeting"])
+                #expect(roCode != 0 && roErr.contains("Read-only"), "\(roErr)")
+                #expect(try await exec(rt, server, ["sh", "-c", "touch /new && echo ok"]).0 == "ok\n")
+                // The timeout fires and the command is killed.
+                let started = ContinuousClock.now
+                await #expect(throws: RPCError.self) { _ = try await exec(rt, server, ["sleep", "30"], timeout: 1) }
+                #expect(ContinuousClock.now - started < .seconds(10))
+
+                // Logs in CRI format at the requested path.
+                var log = ""
+                for _ in 0..<50 {
+                    log = (try? String(contentsOfFile: logDir + "/server.log", encoding: .utf8)) ?? ""
+                    if log.contains(" stderr F oops") { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let lines = log.split(separator: "\n")
+                let started1 = try #require(lines.first { $0.hasSuffix(" stdout F started") })
+                #expect(started1.split(separator: " ")[0].count == 30, "RFC3339 with nanoseconds: \(started1)")
+                #expect(lines.contains { $0.hasSuffix(" stderr F oops") }, "\(log)")
+
+                // A second container: own PID namespace, exit code round-trips.
+                let worker = try await rt.createContainer(container("worker", ["sh", "-c", "ls /proc | grep -c '^[0-9]'; exit 7"], pod: pod, podID: podID)).containerID
+                try await rt.startContainer(.with { $0.containerID = worker })
+                let done = try await waitUntilExited(rt, worker)
+                #expect(done.exitCode == 7 && done.reason == "Error" && done.finishedAt >= done.startedAt)
+                let workerLog = (try? String(contentsOfFile: logDir + "/worker.log", encoding: .utf8)) ?? ""
+                #expect(workerLog.contains(" stdout F 3"), "the worker sees only its own processes: \(workerLog)")
+
+                // List with filters.
+                let all = try await rt.listContainers(.init()).containers
+                #expect(Set(all.map(\.id)) == [server, worker])
+                let running = try await rt.listContainers(.with { $0.filter.state.state = .containerRunning }).containers
+                #expect(running.map(\.id) == [server])
+                let labelled = try await rt.listContainers(.with { $0.filter.labelSelector = ["app": "worker"] }).containers
+                #expect(labelled.map(\.id) == [worker])
+
+                // Stop: the process ignores SIGTERM, so the timeout escalates to SIGKILL.
+                let stubborn = try await rt.createContainer(container("stubborn", ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"], pod: pod, podID: podID)).containerID
+                try await rt.startContainer(.with { $0.containerID = stubborn })
+                try await Task.sleep(for: .milliseconds(300))
+                let stopStart = ContinuousClock.now
+                try await rt.stopContainer(.with { $0.containerID = stubborn; $0.timeout = 2 })
+                #expect(ContinuousClock.now - stopStart >= .seconds(2))
+                let stopped = try await rt.containerStatus(.with { $0.containerID = stubborn }).status
+                #expect(stopped.state == .containerExited && stopped.exitCode == 137)
+                try await rt.stopContainer(.with { $0.containerID = stubborn; $0.timeout = 2 })  // idempotent
+
+                // Remove one container twice, then the pod takes the rest with it.
+                try await rt.removeContainer(.with { $0.containerID = worker })
+                try await rt.removeContainer(.with { $0.containerID = worker })
+                #expect(try await rt.listContainers(.init()).containers.count == 2)
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+                #expect(try await rt.containerStatus(.with { $0.containerID = server }).status.state == .containerExited)
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+                #expect(try await rt.listContainers(.init()).containers.isEmpty)
+            }
+        }
+    }
+
+    @Test func badContainerRequestsGetClearErrors() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("ctr-bad-\(UInt32.random(in: 0...UInt32.max))")
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                func code(_ r: Runtime_V1_CreateContainerRequest) async -> (RPCError.Code?, String) {
+                    do {
+                        _ = try await rt.createContainer(r)
+                        return (nil, "")
+                    } catch let e as RPCError {
+                        return (e.code, e.message)
+                    } catch {
+                        return (nil, "\(error)")
+                    }
+                }
+                var r = container("c", ["true"], pod: pod, podID: "0123456789abcdef")
+                #expect(await code(r).0 == .notFound)
+                r = container("c", ["true"], pod: pod, podID: podID)
+                r.config.image.image = "127.0.0.1:5000/never-pulled:1"
+                let missing = await code(r)
+                #expect(missing.0 == .notFound && missing.1.contains("never-pulled"), "\(missing)")
+                r = container("c", ["true"], pod: pod, podID: podID)
+                r.config.mounts = [.with { $0.hostPath = "/nonexistent/cocoon-src"; $0.containerPath = "/x" }]
+                let mount = await code(r)
+                #expect(mount.0 == .notFound && mount.1.contains("/nonexistent/cocoon-src"), "\(mount)")
+                r.config.mounts = [.with { $0.hostPath = daemon.stateRoot; $0.containerPath = "/x" }]
+                #expect(await code(r).0 == .invalidArgument)
+                r = container("c", ["true"], pod: pod, podID: podID)
+                r.config.linux.securityContext.capabilities.addCapabilities = ["CAP_FLY"]
+                #expect(await code(r).0 == .invalidArgument)
+                r = container("c", ["no-such-binary"], pod: pod, podID: podID)
+                let created = try await rt.createContainer(r).containerID
+                await #expect(throws: RPCError.self) { try await rt.startContainer(.with { $0.containerID = created }) }
+                #expect(try await rt.containerStatus(.with { $0.containerID = created }).status.reason == "StartError")
+                await #expect(throws: RPCError.self) { _ = try await rt.containerStatus(.with { $0.containerID = "nope" }) }
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+        }
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+}

@@ -1,0 +1,86 @@
+import CAgentSys
+import Glibc
+
+/// The image disks the host hot-plugs onto the VM's SCSI bus: found by serial (VPD page 0x80, no
+/// udev needed), mounted read-only once per pod under /run/cocoon/images/<serial>, unmounted when
+/// the host asks (before it unplugs the disk).
+struct DiskMounts {
+    private var mounted: [String: String] = [:]
+    private var modulesLoaded = false
+
+    /// Mounts the disk with `serial` (waiting for it to appear) and returns the mount point.
+    mutating func mount(serial: String, fstype: String = "erofs") throws(AgentFailure) -> String {
+        if let path = mounted[serial] { return path }
+        guard !serial.isEmpty, serial.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+            throw .invalid("disk serial \"\(serial)\" is not valid")
+        }
+        if !modulesLoaded {
+            ModuleLoader.loadSet("disks")
+            modulesLoaded = true
+        }
+        var device: String?
+        let deadline = cocoon_boottime_ns() + 20_000_000_000
+        while device == nil {
+            device = DiskMounts.findDevice(serial: serial)
+            if device != nil { break }
+            guard cocoon_boottime_ns() < deadline else { throw .notFound("no disk with serial \(serial) appeared in the guest within 20 s") }
+            usleep(10_000)
+        }
+        let target = "/run/cocoon/images/\(serial)"
+        mkdirs(target)
+        let rc = Glibc.mount("/dev/\(device ?? "")", target, fstype, UInt(MS_RDONLY | MS_NODEV | MS_NOSUID), nil)
+        guard rc == 0 else { throw .internal("mount /dev/\(device ?? "") (\(serial)) as \(fstype): \(SystemError("mount"))") }
+        mounted[serial] = target
+        return target
+    }
+
+    mutating func unmount(serial: String) throws(AgentFailure) {
+        guard let path = mounted[serial] else { return }
+        if umount2(path, 0) != 0 && errno != EINVAL && errno != ENOENT {
+            throw .precondition("unmount image disk \(serial): \(SystemError("umount"))")
+        }
+        rmdir(path)
+        mounted[serial] = nil
+    }
+
+    /// The block device (e.g. "sdb") whose SCSI serial is `serial`.
+    static func findDevice(serial: String) -> String? {
+        guard let dir = opendir("/sys/block") else { return nil }
+        defer { closedir(dir) }
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasPrefix("sd") else { continue }
+            guard let page = readBinary("/sys/block/\(name)/device/vpd_pg80"), page.count > 4 else { continue }
+            let found = String(decoding: page.dropFirst(4).prefix { $0 != 0 }, as: UTF8.self).trimmingSpaces()
+            if found == serial { return name }
+        }
+        return nil
+    }
+
+    private static func readBinary(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return n > 0 ? Array(buffer[0..<n]) : nil
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.last == " " { s.removeLast() }
+        while s.first == " " { s.removeFirst() }
+        return String(s)
+    }
+}
+
+/// mkdir -p.
+func mkdirs(_ path: String, mode: mode_t = 0o755) {
+    var prefix = ""
+    for component in path.split(separator: "/") {
+        prefix += "/" + component
+        mkdir(prefix, mode)
+    }
+}

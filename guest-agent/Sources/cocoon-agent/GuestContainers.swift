@@ -1,0 +1,295 @@
+import AgentAPI
+import CAgentSys
+import ContainerCore
+import FoundationEssentials
+import Glibc
+
+/// The pod's containers inside the guest: each one's root filesystem (an overlay of its image
+/// disk under a tmpfs upper), copied file mounts, cgroup and processes; the stdout/stderr pipes of
+/// every process, read by the agent's poll loop and sent to the host as events; and exit statuses.
+struct GuestContainers {
+    enum State { case created, running, exited }
+
+    struct Container {
+        var spec: ContainerSpec
+        var imageSerial: String
+        var dir: String
+        var cgroup: Cgroup?
+        var pid: Int32 = 0
+        var state = State.created
+        var exitCode: Int32 = 0
+        var oomKilled = false
+        var execs: [String: Int32] = [:]
+    }
+
+    /// Whose process a pid or pipe is; `execID` is empty for the container's own process.
+    struct Owner: Hashable {
+        var containerID: String
+        var execID: String
+    }
+
+    private(set) var containers: [String: Container] = [:]
+    private var processes: [Int32: Owner] = [:]
+    private var pipes: [Int32: (Owner, Cocoon_Agent_V1_ProcessOutput.Stream)] = [:]
+    private var disks = DiskMounts()
+    private static let cgroupRoot = "/sys/fs/cgroup/cocoon"
+
+    var pipeFDs: [Int32] { Array(pipes.keys) }
+
+    // MARK: requests
+
+    mutating func create(_ r: Cocoon_Agent_V1_CreateContainerRequest) throws(AgentFailure) {
+        try GuestContainers.validateID(r.id, field: "id")
+        guard containers[r.id] == nil else { throw AgentFailure(code: .failedPrecondition, message: "container \(r.id) already exists in the guest") }
+        let process = try GuestContainers.process(r.process)
+        let lower = try disks.mount(serial: r.imageDiskSerial)
+        let dir = "/run/cocoon/containers/\(r.id)"
+        for sub in ["upper", "work", "rootfs", "mounts"] { mkdirs(dir + "/" + sub) }
+        let options = "lowerdir=\(lower),upperdir=\(dir)/upper,workdir=\(dir)/work"
+        guard mount("overlay", dir + "/rootfs", "overlay", 0, options) == 0 else {
+            let error = SystemError("mount overlay")
+            GuestContainers.removeTree(dir)
+            throw .internal("root filesystem for \(r.id): \(error)")
+        }
+        var spec = ContainerSpec(id: r.id, rootfs: dir + "/rootfs", process: process)
+        spec.hostname = r.hostname.isEmpty ? nil : r.hostname
+        spec.readOnlyRootfs = r.readOnlyRootfs
+        spec.resources = Resources(
+            memoryLimitBytes: r.resources.memoryLimitBytes, pidsLimit: r.resources.pidsLimit,
+            cpuQuotaMicros: r.resources.cpuQuotaMicros, cpuPeriodMicros: r.resources.cpuPeriodMicros,
+            cpuShares: r.resources.cpuShares)
+        do {
+            for (index, fileMount) in r.mounts.enumerated() {
+                let source = try FileMountWriter.write(fileMount, into: "\(dir)/mounts/\(index)")
+                spec.mounts.append(Mount(source: source, destination: fileMount.destination, readOnly: fileMount.readOnly))
+            }
+        } catch {
+            umount2(dir + "/rootfs", Int32(MNT_DETACH))
+            GuestContainers.removeTree(dir)
+            throw error
+        }
+        spec.cgroupPath = "\(GuestContainers.cgroupRoot)/\(r.id)"
+        containers[r.id] = Container(spec: spec, imageSerial: r.imageDiskSerial, dir: dir)
+    }
+
+    mutating func start(_ id: String) throws(AgentFailure) -> Int32 {
+        guard var container = containers[id] else { throw .notFound("container \(id) not found in the guest") }
+        guard container.state == .created else { throw .precondition("container \(id) is \(container.state), not created") }
+        let cgroup: Cgroup
+        do {
+            cgroup = try Cgroup.create(container.spec.cgroupPath ?? "", resources: container.spec.resources)
+        } catch {
+            throw .internal("cgroup for \(id): \(error)")
+        }
+        container.cgroup = cgroup
+        let owner = Owner(containerID: id, execID: "")
+        let pid = try withPipes(owner) { stdio throws(ContainerCoreError) in
+            try ContainerLauncher.start(container.spec, stdio: stdio, cgroup: cgroup)
+        }
+        container.pid = pid
+        container.state = .running
+        containers[id] = container
+        processes[pid] = owner
+        return pid
+    }
+
+    mutating func exec(_ r: Cocoon_Agent_V1_ExecRequest) throws(AgentFailure) -> Int32 {
+        guard var container = containers[r.containerID] else { throw .notFound("container \(r.containerID) not found in the guest") }
+        guard container.state == .running else { throw .precondition("container \(r.containerID) is not running") }
+        try GuestContainers.validateID(r.execID, field: "exec_id")
+        guard container.execs[r.execID] == nil else { throw .precondition("exec \(r.execID) already exists") }
+        let process = try GuestContainers.process(r.process)
+        let owner = Owner(containerID: r.containerID, execID: r.execID)
+        let pid = try withPipes(owner) { stdio throws(ContainerCoreError) in
+            try ContainerLauncher.exec(process, into: container.pid, rootfs: container.spec.rootfs, stdio: stdio, cgroup: container.cgroup)
+        }
+        container.execs[r.execID] = pid
+        containers[r.containerID] = container
+        processes[pid] = owner
+        return pid
+    }
+
+    func signal(_ r: Cocoon_Agent_V1_SignalRequest) throws(AgentFailure) {
+        guard let container = containers[r.containerID] else { throw .notFound("container \(r.containerID) not found in the guest") }
+        let pid = r.execID.isEmpty ? container.pid : (container.execs[r.execID] ?? 0)
+        guard pid > 0, processes[pid] != nil else { return }  // already exited: nothing to signal
+        guard r.signal > 0, r.signal < 65 else { throw .invalid("signal \(r.signal) is not valid") }
+        if kill(pid, r.signal) != 0 && errno != ESRCH { throw .internal("kill \(pid): \(SystemError("kill"))") }
+    }
+
+    func status(_ id: String) throws(AgentFailure) -> Cocoon_Agent_V1_ContainerStatusResponse {
+        guard let c = containers[id] else { throw .notFound("container \(id) not found in the guest") }
+        var s = Cocoon_Agent_V1_ContainerStatusResponse()
+        switch c.state {
+        case .created: s.state = .created
+        case .running: s.state = .running
+        case .exited: s.state = .exited
+        }
+        s.pid = c.pid
+        s.exitCode = c.exitCode
+        s.oomKilled = c.oomKilled
+        if let stats = c.cgroup?.stats() {
+            s.cpuUsageNs = stats.cpuUsageNanos
+            s.memoryBytes = stats.memoryBytes
+            s.memoryWorkingSetBytes = stats.memoryWorkingSetBytes
+            s.pids = stats.pids
+        }
+        return s
+    }
+
+    /// Kills what runs, waits for the container's process, and removes its filesystem and cgroup.
+    mutating func remove(_ id: String) -> [Cocoon_Agent_V1_Event] {
+        guard let container = containers[id] else { return [] }
+        var events: [Cocoon_Agent_V1_Event] = []
+        if container.state == .running {
+            container.cgroup?.killAll()
+            kill(container.pid, SIGKILL)
+            var status: Int32 = 0
+            if waitpid(container.pid, &status, 0) == container.pid { events += reaped(pid: container.pid, status: status) }
+        }
+        for (_, pid) in container.execs where processes[pid] != nil { kill(pid, SIGKILL) }
+        umount2(container.dir + "/rootfs", Int32(MNT_DETACH))
+        GuestContainers.removeTree(container.dir)
+        if let cgroup = container.cgroup {
+            for _ in 0..<100 {
+                if (try? cgroup.remove()) != nil { break }
+                usleep(10_000)
+            }
+        }
+        containers[id] = nil
+        return events
+    }
+
+    mutating func unmountDisk(_ serial: String) throws(AgentFailure) {
+        if let user = containers.values.first(where: { $0.imageSerial == serial }) {
+            throw .precondition("disk \(serial) is still used by container \(user.spec.id)")
+        }
+        try disks.unmount(serial: serial)
+    }
+
+    // MARK: processes and output
+
+    /// A child ended: its remaining output, then its exit event.
+    mutating func reaped(pid: Int32, status: Int32) -> [Cocoon_Agent_V1_Event] {
+        guard let owner = processes.removeValue(forKey: pid) else { return [] }
+        var events: [Cocoon_Agent_V1_Event] = []
+        for fd in pipes.filter({ $0.value.0 == owner }).map(\.key) { events += drain(fd) }
+        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        var exit = Cocoon_Agent_V1_ProcessExit()
+        exit.containerID = owner.containerID
+        exit.execID = owner.execID
+        exit.exitCode = code
+        if var container = containers[owner.containerID] {
+            if owner.execID.isEmpty {
+                container.state = .exited
+                container.exitCode = code
+                container.oomKilled = (container.cgroup?.stats().oomKills ?? 0) > 0
+                exit.oomKilled = container.oomKilled
+            } else {
+                container.execs[owner.execID] = nil
+            }
+            containers[owner.containerID] = container
+        }
+        var event = Cocoon_Agent_V1_Event()
+        event.exit = exit
+        events.append(event)
+        return events
+    }
+
+    /// Reads what a pipe holds now; closes it at EOF.
+    mutating func drain(_ fd: Int32) -> [Cocoon_Agent_V1_Event] {
+        guard let (owner, stream) = pipes[fd] else { return [] }
+        var events: [Cocoon_Agent_V1_Event] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                var output = Cocoon_Agent_V1_ProcessOutput()
+                output.containerID = owner.containerID
+                output.execID = owner.execID
+                output.stream = stream
+                output.data = Data(buffer[0..<n])
+                var event = Cocoon_Agent_V1_Event()
+                event.output = output
+                events.append(event)
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
+                close(fd)
+                pipes[fd] = nil
+            }
+            return events
+        }
+    }
+
+    private mutating func withPipes(_ owner: Owner, _ body: (ContainerLauncher.Stdio) throws(ContainerCoreError) -> Int32) throws(AgentFailure) -> Int32 {
+        var out: [Int32] = [-1, -1]
+        var err: [Int32] = [-1, -1]
+        guard pipe(&out) == 0 else { throw .internal("pipe: \(SystemError("pipe"))") }
+        guard pipe(&err) == 0 else { close(out[0]); close(out[1]); throw .internal("pipe: \(SystemError("pipe"))") }
+        for fd in [out[0], err[0]] {
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        }
+        let pid: Int32
+        do {
+            pid = try body(ContainerLauncher.Stdio(input: -1, output: out[1], error: err[1]))
+        } catch {
+            for fd in out + err { close(fd) }
+            switch error {
+            case .invalidSpec(let m): throw .invalid(m)
+            case .notFound(let m): throw .notFound(m)
+            default: throw .internal("\(error)")
+            }
+        }
+        close(out[1])
+        close(err[1])
+        pipes[out[0]] = (owner, .stdout)
+        pipes[err[0]] = (owner, .stderr)
+        return pid
+    }
+
+    // MARK: helpers
+
+    static func validateID(_ id: String, field: String) throws(AgentFailure) {
+        guard !id.isEmpty, id.count <= 128, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }), id != ".", id != ".." else {
+            throw .invalid("\(field) \"\(id)\" must be 1-128 letters, digits, '-', '_' or '.'")
+        }
+    }
+
+    static func process(_ p: Cocoon_Agent_V1_Process) throws(AgentFailure) -> ProcessSpec {
+        guard !p.args.isEmpty else { throw .invalid("process.args is empty") }
+        var spec = ProcessSpec(args: p.args)
+        spec.env = p.env
+        spec.workingDir = p.workingDir.isEmpty ? "/" : p.workingDir
+        spec.user = UserSpec(
+            uid: p.user.hasUid ? p.user.uid : nil, username: p.user.username.isEmpty ? nil : p.user.username,
+            gid: p.user.hasGid ? p.user.gid : nil, groupname: p.user.groupname.isEmpty ? nil : p.user.groupname,
+            supplementaryGroups: p.user.supplementaryGroups)
+        var caps = Set<Capability>()
+        for name in p.capabilities {
+            guard let cap = Capability(name: name) else { throw .invalid("process.capabilities: unknown capability \"\(name)\"") }
+            caps.insert(cap)
+        }
+        spec.capabilities = caps
+        spec.noNewPrivileges = p.noNewPrivileges
+        return spec
+    }
+
+    static func removeTree(_ path: String) {
+        guard let dir = opendir(path) else { unlink(path); return }
+        var children: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { children.append(name) }
+        }
+        closedir(dir)
+        for child in children {
+            let full = path + "/" + child
+            var st = stat()
+            if lstat(full, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { removeTree(full) } else { unlink(full) }
+        }
+        rmdir(path)
+    }
+}
