@@ -86,7 +86,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The clone-to-execve part of container creation, in C (no allocation after clone).
-        .target(name: "CContainerCore"),
+        .target(name: "CContainerCore", linkerSettings: [.linkedLibrary("seccomp")]),
         // Containers from an OCI-like description: namespaces, mounts, pivot_root, identity,
         // capabilities, cgroup v2. Used by the guest agent and tested directly on the host.
         .target(name: "ContainerCore", dependencies: ["CContainerCore"], swiftSettings: strict),

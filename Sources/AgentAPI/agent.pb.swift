@@ -562,11 +562,76 @@ public nonisolated struct Cocoon_Agent_V1_Process: Sendable {
 
   public var noNewPrivileges: Bool = false
 
+  public var seccomp: Cocoon_Agent_V1_Seccomp {
+    get {_seccomp ?? Cocoon_Agent_V1_Seccomp()}
+    set {_seccomp = newValue}
+  }
+  /// Returns true if `seccomp` has been explicitly set.
+  public var hasSeccomp: Bool {self._seccomp != nil}
+  /// Clears the value of `seccomp`. Subsequent reads from it will return its default value.
+  public mutating func clearSeccomp() {self._seccomp = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _user: Cocoon_Agent_V1_User? = nil
+  fileprivate var _seccomp: Cocoon_Agent_V1_Seccomp? = nil
+}
+
+/// The system call filter of a process.
+public nonisolated struct Cocoon_Agent_V1_Seccomp: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Cocoon_Agent_V1_Seccomp.Kind = .unconfined
+
+  public var profile: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Kind: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case unconfined // = 0
+    case runtimeDefault // = 1
+
+    /// An OCI/Docker-format JSON profile, in `profile`.
+    case profile // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .unconfined
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .unconfined
+      case 1: self = .runtimeDefault
+      case 2: self = .profile
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .unconfined: return 0
+      case .runtimeDefault: return 1
+      case .profile: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Cocoon_Agent_V1_Seccomp.Kind] = [
+      .unconfined,
+      .runtimeDefault,
+      .profile,
+    ]
+
+  }
+
+  public init() {}
 }
 
 /// A host file or directory copied into the guest and mounted at `destination`.
@@ -1836,7 +1901,7 @@ nonisolated extension Cocoon_Agent_V1_User: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Process"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{3}working_dir\0\u{1}user\0\u{1}capabilities\0\u{3}no_new_privileges\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{3}working_dir\0\u{1}user\0\u{1}capabilities\0\u{3}no_new_privileges\0\u{1}seccomp\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1850,6 +1915,7 @@ nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProto
       case 4: try { try decoder.decodeSingularMessageField(value: &self._user) }()
       case 5: try { try decoder.decodeRepeatedStringField(value: &self.capabilities) }()
       case 6: try { try decoder.decodeSingularBoolField(value: &self.noNewPrivileges) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._seccomp) }()
       default: break
       }
     }
@@ -1878,6 +1944,9 @@ nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProto
     if self.noNewPrivileges != false {
       try visitor.visitSingularBoolField(value: self.noNewPrivileges, fieldNumber: 6)
     }
+    try { if let v = self._seccomp {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1888,9 +1957,49 @@ nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProto
     if lhs._user != rhs._user {return false}
     if lhs.capabilities != rhs.capabilities {return false}
     if lhs.noNewPrivileges != rhs.noNewPrivileges {return false}
+    if lhs._seccomp != rhs._seccomp {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension Cocoon_Agent_V1_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Seccomp"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}profile\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.kind) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.profile) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.kind != .unconfined {
+      try visitor.visitSingularEnumField(value: self.kind, fieldNumber: 1)
+    }
+    if !self.profile.isEmpty {
+      try visitor.visitSingularStringField(value: self.profile, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_Seccomp, rhs: Cocoon_Agent_V1_Seccomp) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.profile != rhs.profile {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_Seccomp.Kind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNCONFINED\0\u{1}RUNTIME_DEFAULT\0\u{1}PROFILE\0")
 }
 
 nonisolated extension Cocoon_Agent_V1_FileMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -256,4 +258,35 @@ fail:
     for (int i = 0; i < NS_COUNT; i++) if (nsfds[i] >= 0) close(nsfds[i]);
     errno = saved;
     return -1;
+}
+
+int ccore_seccomp_export(scmp_filter_ctx ctx, void **buf, size_t *len) {
+    int fd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = seccomp_export_bpf(ctx, fd);
+    if (rc < 0) { close(fd); return rc; }
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size <= 0 || lseek(fd, 0, SEEK_SET) < 0) { close(fd); return -EIO; }
+    char *out = malloc((size_t)size);
+    if (!out) { close(fd); return -ENOMEM; }
+    size_t done = 0;
+    while (done < (size_t)size) {
+        ssize_t n = read(fd, out + done, (size_t)size - done);
+        if (n <= 0) { free(out); close(fd); return -EIO; }
+        done += (size_t)n;
+    }
+    close(fd);
+    *buf = out;
+    *len = done;
+    return 0;
+}
+
+void *ccore_seccomp_program(const void *bpf, size_t len) {
+    struct sock_fprog *prog = malloc(sizeof *prog + len);
+    if (!prog) return NULL;
+    void *copy = (char *)prog + sizeof *prog;
+    memcpy(copy, bpf, len);
+    prog->len = (unsigned short)(len / sizeof(struct sock_filter));
+    prog->filter = copy;
+    return prog;
 }

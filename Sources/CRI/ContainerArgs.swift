@@ -1,6 +1,7 @@
 import AgentAPI
 import CRIAPI
 import ContainerCore
+import Foundation
 
 /// The kubelet's container settings merged with the image's, into the agent's process description.
 enum ContainerArgs {
@@ -44,6 +45,41 @@ enum ContainerArgs {
             user.supplementaryGroups.append(UInt32(g))
         }
         return user
+    }
+
+    /// CRI `seccomp` (or the deprecated `seccomp_profile_path`): unset means unconfined, as in
+    /// containerd; a Localhost profile is read from the host path it names.
+    static func seccomp(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> Cocoon_Agent_V1_Seccomp {
+        var result = Cocoon_Agent_V1_Seccomp()
+        var localhost = ""
+        if s.hasSeccomp {
+            switch s.seccomp.profileType {
+            case .runtimeDefault: result.kind = .runtimeDefault
+            case .unconfined: result.kind = .unconfined
+            case .localhost: localhost = s.seccomp.localhostRef
+            default: throw CRIError.invalidArgument("config.linux.security_context.seccomp: unknown profile type")
+            }
+        } else {
+            let path = s.seccompProfilePath
+            if path == "runtime/default" || path == "docker/default" { result.kind = .runtimeDefault }
+            else if path.hasPrefix("localhost/") { localhost = String(path.dropFirst("localhost".count)) }
+            else if !path.isEmpty && path != "unconfined" { throw CRIError.invalidArgument("config.linux.security_context.seccomp_profile_path \"\(path)\" is not known") }
+        }
+        if result.kind == .unconfined && !localhost.isEmpty {
+            guard localhost.hasPrefix("/") else { throw CRIError.invalidArgument("seccomp localhost_ref \"\(localhost)\" must be an absolute path") }
+            guard let data = FileManager.default.contents(atPath: localhost), data.count <= 1 << 20 else {
+                throw CRIError.notFound("seccomp profile \(localhost) does not exist or is larger than 1 MiB")
+            }
+            let text = String(decoding: data, as: UTF8.self)
+            do {
+                _ = try Seccomp.compile(.json(text))
+            } catch {
+                throw CRIError.invalidArgument("seccomp profile \(localhost): \(error)")
+            }
+            result.kind = .profile
+            result.profile = text
+        }
+        return result
     }
 
     /// The default set with the request's add/drop applied (privileged: every capability).

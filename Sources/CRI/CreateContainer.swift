@@ -35,6 +35,7 @@ extension RuntimeService {
             process.user = try ContainerArgs.user(security, imageUser: imageConfig?.User ?? "")
             process.capabilities = try ContainerArgs.capabilities(security)
             process.noNewPrivileges = security.noNewPrivs
+            process.seccomp = try ContainerArgs.seccomp(security)
 
             var create = ContainerManager.CreateRequest(
                 sandboxID: request.podSandboxID, name: config.metadata.name, attempt: config.metadata.attempt,

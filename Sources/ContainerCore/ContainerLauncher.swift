@@ -89,6 +89,7 @@ public enum ContainerLauncher {
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) }
 
+        let filter = try Seccomp.compile(process.seccomp)
         var sync: [Int32] = [-1, -1]
         var report: [Int32] = [-1, -1]
         guard ccore_pipe(&sync) == 0 else { throw .errno("pipe") }
@@ -111,6 +112,12 @@ public enum ContainerLauncher {
         c.sync_fd = sync[0]
         c.error_fd = report[1]
         c.last_cap = Int32(lastCapability())
+        if let filter {
+            let program = filter.withUnsafeBytes { ccore_seccomp_program($0.baseAddress, $0.count) }
+            guard let program else { throw .system("out of memory for the seccomp filter") }
+            arena.adopt(program)
+            c.seccomp_filter = UnsafeRawPointer(program)
+        }
 
         let pid = withUnsafePointer(to: &c) { ccore_spawn($0) }
         let spawnErrno = errno
@@ -168,6 +175,7 @@ public enum ContainerLauncher {
 /// Owns the C strings and arrays handed to `ccore_spawn` and frees them when done.
 final class CArena {
     private var blocks: [UnsafeMutableRawPointer] = []
+    private var cBlocks: [UnsafeMutableRawPointer] = []
 
     func string(_ s: String) -> UnsafePointer<CChar> {
         let bytes = Array(s.utf8CString)
@@ -184,6 +192,9 @@ final class CArena {
         return UnsafePointer(array)
     }
 
+    /// Takes ownership of memory allocated by C (malloc).
+    func adopt(_ pointer: UnsafeMutableRawPointer) { cBlocks.append(pointer) }
+
     func allocate<T>(_ type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         let p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
         blocks.append(UnsafeMutableRawPointer(p))
@@ -192,5 +203,6 @@ final class CArena {
 
     deinit {
         for block in blocks { block.deallocate() }
+        for block in cBlocks { free(block) }
     }
 }

@@ -31,6 +31,7 @@ public struct ProcessSpec: Sendable, Equatable {
     /// The capabilities the process keeps (bounding, permitted, effective and inheritable sets).
     public var capabilities: Set<Capability> = Capability.defaultSet
     public var noNewPrivileges = false
+    public var seccomp: SeccompProfile = .unconfined
 
     public init(args: [String]) { self.args = args }
 }

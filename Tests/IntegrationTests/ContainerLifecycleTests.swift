@@ -127,6 +127,51 @@ struct ContainerLifecycleTests {
         }
     }
 
+    @Test func limitsSecurityAndLocalhost() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("ctr-lim-\(UInt32.random(in: 0...UInt32.max))")
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                // A memory hog over its cgroup limit is OOM-killed and reported so.
+                var hog = container("hog", ["sh", "-c", "x=$(head -c 120000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod, podID: podID)
+                hog.config.logPath = ""
+                hog.config.linux.resources.memoryLimitInBytes = 32 << 20
+                let hogID = try await rt.createContainer(hog).containerID
+                try await rt.startContainer(.with { $0.containerID = hogID })
+                let hogStatus = try await waitUntilExited(rt, hogID)
+                #expect(hogStatus.reason == "OOMKilled" && hogStatus.exitCode == 137, "\(hogStatus.reason) \(hogStatus.exitCode)")
+
+                // RuntimeDefault seccomp refuses unshare, for the process and its execs alike; dropped capabilities stay dropped.
+                var web = container("web", ["sh", "-c", "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 8080 -h /www"], pod: pod, podID: podID)
+                web.config.logPath = ""
+                web.config.linux.securityContext.seccomp.profileType = .runtimeDefault
+                web.config.linux.securityContext.capabilities.dropCapabilities = ["NET_RAW"]
+                let webID = try await rt.createContainer(web).containerID
+                try await rt.startContainer(.with { $0.containerID = webID })
+                let (_, unshareErr, unshareCode) = try await exec(rt, webID, ["busybox", "unshare", "-U", "true"])
+                #expect(unshareCode != 0 && unshareErr.contains("Operation not permitted"), "\(unshareErr)")
+                let (capLine, _, _) = try await exec(rt, webID, ["sh", "-c", "grep CapBnd /proc/self/status"])
+                // containerd's default set (00000000a80425fb) without CAP_NET_RAW.
+                #expect(capLine.hasSuffix("00000000a80405fb\n"), "\(capLine)")
+
+                // A second container reaches the first over localhost.
+                var client = container("client", ["sleep", "1000"], pod: pod, podID: podID)
+                client.config.logPath = ""
+                let clientID = try await rt.createContainer(client).containerID
+                try await rt.startContainer(.with { $0.containerID = clientID })
+                var body = ""
+                for _ in 0..<30 {
+                    body = (try? await exec(rt, clientID, ["sh", "-c", "wget -qO- http://127.0.0.1:8080/"]))?.0 ?? ""
+                    if body == "pong\n" { break }
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(body == "pong\n")
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+        }
+    }
+
     @Test func badContainerRequestsGetClearErrors() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }

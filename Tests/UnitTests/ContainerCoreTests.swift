@@ -12,7 +12,7 @@ import Testing
         for dir in ["bin", "etc", "tmp", "home/app"] { try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true) }
         let busybox = ["/bin/busybox", "/usr/bin/busybox"].first { fm.fileExists(atPath: $0) } ?? "/bin/busybox"
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
-        for applet in ["sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink"] {
+        for applet in ["sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir"] {
             try fm.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
         }
         try "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".write(toFile: "\(root)/etc/passwd", atomically: true, encoding: .utf8)
@@ -134,6 +134,27 @@ import Testing
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         #expect(output.split(separator: "\n").map(String.init) == ["pod-host", "4", "0"], "\(output)")
+    }
+
+    @Test func seccompRuntimeDefaultRefusesBlockedSyscalls() throws {
+        let root = try Self.makeRootfs()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var s = spec("unshare -U true && echo unshared || echo refused", root: root)
+        #expect(try Self.run(s).output.contains("unshared"), "without a filter a user namespace can be created")
+        s.process.seccomp = .runtimeDefault
+        let result = try Self.run(s)
+        #expect(result.output.contains("refused") && result.output.contains("Operation not permitted"), "\(result.output)")
+    }
+
+    @Test func seccompLocalhostProfileApplies() throws {
+        let root = try Self.makeRootfs()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var s = spec("mkdir /tmp/d && echo made || echo refused", root: root)
+        s.process.seccomp = .json(#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#)
+        let result = try Self.run(s)
+        #expect(result.output.contains("refused") && result.output.contains("Permission denied"), "\(result.output)")
+        s.process.seccomp = .json(#"{"defaultAction":"SCMP_ACT_BOGUS"}"#)
+        #expect(throws: ContainerCoreError.self) { try Self.run(s) }
     }
 
     @Test func missingExecutableIsNotFound() throws {

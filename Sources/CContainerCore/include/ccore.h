@@ -4,6 +4,7 @@
 #pragma once
 #include <stdint.h>
 #include <sys/types.h>
+#include <seccomp.h>
 
 /// One mount made inside the container before pivot_root. `target` is an absolute host path
 /// already resolved inside the root filesystem.
@@ -60,3 +61,10 @@ int ccore_pipe(int fds[2]);
 
 /// pivot_root(2), which glibc does not wrap.
 int ccore_pivot_root(const char *new_root, const char *put_old);
+
+/// Writes the BPF program of a libseccomp filter into a malloc'd buffer (*buf, *len; free() it).
+/// Returns 0 or a negative errno.
+int ccore_seccomp_export(scmp_filter_ctx ctx, void **buf, size_t *len);
+
+/// Wraps a BPF program (from ccore_seccomp_export) as the struct sock_fprog prctl expects; malloc'd.
+void *ccore_seccomp_program(const void *bpf, size_t len);

@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "cagentsys.h"
 #include <linux/vm_sockets.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/reboot.h>
@@ -56,4 +58,19 @@ void cocoon_kernel_release(char *buf, int size) {
     if (size <= 0) return;
     buf[0] = 0;
     if (uname(&u) == 0) { strncpy(buf, u.release, (size_t)size - 1); buf[size - 1] = 0; }
+}
+
+int cocoon_loopback_up(void) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    }
+    close(fd);
+    return rc;
 }

@@ -274,6 +274,11 @@ struct GuestContainers {
         }
         spec.capabilities = caps
         spec.noNewPrivileges = p.noNewPrivileges
+        switch p.seccomp.kind {
+        case .runtimeDefault: spec.seccomp = .runtimeDefault
+        case .profile: spec.seccomp = .json(p.seccomp.profile)
+        default: spec.seccomp = .unconfined
+        }
         return spec
     }
 

@@ -27,6 +27,7 @@ enum GuestSetup {
         for dir in ["/dev/pts", "/dev/shm"] { mkdir(dir, 0o755) }
         _ = mount("devpts", "/dev/pts", "devpts", UInt(MS_NOSUID | MS_NOEXEC), "newinstance,ptmxmode=0666")
         _ = mount("shm", "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777")
+        if cocoon_loopback_up() != 0 { log("loopback: \(SystemError("ioctl"))") }
     }
 
     /// Stops every other process, flushes, and powers the VM off. Never returns.

@@ -17,3 +17,5 @@ unsigned long long cocoon_boottime_ns(void);
 int cocoon_poweroff(void);
 /// The kernel release (uname -r) into buf.
 void cocoon_kernel_release(char *buf, int size);
+/// Brings the loopback interface up (containers of a pod talk over localhost). 0 or -1 with errno.
+int cocoon_loopback_up(void);
