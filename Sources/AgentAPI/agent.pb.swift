@@ -155,6 +155,14 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     set {call = .unmountDisk(newValue)}
   }
 
+  public var updateResources: Cocoon_Agent_V1_UpdateResourcesRequest {
+    get {
+      if case .updateResources(let v)? = call {return v}
+      return Cocoon_Agent_V1_UpdateResourcesRequest()
+    }
+    set {call = .updateResources(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -167,6 +175,7 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     case containerStatus(Cocoon_Agent_V1_ContainerStatusRequest)
     case removeContainer(Cocoon_Agent_V1_RemoveContainerRequest)
     case unmountDisk(Cocoon_Agent_V1_UnmountDiskRequest)
+    case updateResources(Cocoon_Agent_V1_UpdateResourcesRequest)
 
   }
 
@@ -262,6 +271,14 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     set {result = .unmountDisk(newValue)}
   }
 
+  public var updateResources: Cocoon_Agent_V1_UpdateResourcesResponse {
+    get {
+      if case .updateResources(let v)? = result {return v}
+      return Cocoon_Agent_V1_UpdateResourcesResponse()
+    }
+    set {result = .updateResources(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -274,6 +291,7 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     case containerStatus(Cocoon_Agent_V1_ContainerStatusResponse)
     case removeContainer(Cocoon_Agent_V1_RemoveContainerResponse)
     case unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse)
+    case updateResources(Cocoon_Agent_V1_UpdateResourcesResponse)
 
   }
 
@@ -943,6 +961,40 @@ public nonisolated struct Cocoon_Agent_V1_RemoveContainerResponse: Sendable {
   public init() {}
 }
 
+/// Changes a container's cgroup limits (CRI UpdateContainerResources).
+public nonisolated struct Cocoon_Agent_V1_UpdateResourcesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: String = String()
+
+  public var resources: Cocoon_Agent_V1_Resources {
+    get {_resources ?? Cocoon_Agent_V1_Resources()}
+    set {_resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {self._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {self._resources = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _resources: Cocoon_Agent_V1_Resources? = nil
+}
+
+public nonisolated struct Cocoon_Agent_V1_UpdateResourcesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Unmounts a hot-plugged disk before the host unplugs it.
 public nonisolated struct Cocoon_Agent_V1_UnmountDiskRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1132,7 +1184,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1257,6 +1309,19 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
           self.call = .unmountDisk(v)
         }
       }()
+      case 10: try {
+        var v: Cocoon_Agent_V1_UpdateResourcesRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .updateResources(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .updateResources(v)
+        }
+      }()
       default: break
       }
     }
@@ -1304,6 +1369,10 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
       guard case .unmountDisk(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     }()
+    case .updateResources?: try {
+      guard case .updateResources(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1318,7 +1387,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1444,6 +1513,19 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
           self.result = .unmountDisk(v)
         }
       }()
+      case 11: try {
+        var v: Cocoon_Agent_V1_UpdateResourcesResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .updateResources(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .updateResources(v)
+        }
+      }()
       default: break
       }
     }
@@ -1493,6 +1575,10 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
     case .unmountDisk?: try {
       guard case .unmountDisk(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .updateResources?: try {
+      guard case .updateResources(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     }()
     case nil: break
     }
@@ -2599,6 +2685,64 @@ nonisolated extension Cocoon_Agent_V1_RemoveContainerResponse: SwiftProtobuf.Mes
   }
 
   public static func ==(lhs: Cocoon_Agent_V1_RemoveContainerResponse, rhs: Cocoon_Agent_V1_RemoveContainerResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_UpdateResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}resources\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._resources) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
+    }
+    try { if let v = self._resources {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_UpdateResourcesRequest, rhs: Cocoon_Agent_V1_UpdateResourcesRequest) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs._resources != rhs._resources {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_UpdateResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_UpdateResourcesResponse, rhs: Cocoon_Agent_V1_UpdateResourcesResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

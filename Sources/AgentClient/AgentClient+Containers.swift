@@ -51,6 +51,15 @@ extension AgentClient {
         _ = try await call(request, name: "RemoveContainer", timeout: timeout)
     }
 
+    public func updateResources(_ id: String, _ resources: Cocoon_Agent_V1_Resources, timeout: Duration) async throws(AgentClientError) {
+        var request = Cocoon_Agent_V1_Request()
+        request.updateResources = .with {
+            $0.id = id
+            $0.resources = resources
+        }
+        _ = try await call(request, name: "UpdateResources", timeout: timeout)
+    }
+
     public func unmountDisk(_ serial: String, timeout: Duration) async throws(AgentClientError) {
         var request = Cocoon_Agent_V1_Request()
         request.unmountDisk = .with { $0.serial = serial }

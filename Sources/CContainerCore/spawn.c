@@ -109,6 +109,9 @@ static void setup_filesystem(const struct ccore_spawn *s) {
         if (join(path, sizeof path, s->rootfs, "sys") < 0 ||
             mount("sysfs", path, "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL) < 0)
             fail(s, "mount /sys", NULL);
+        // The container's own cgroup (its cgroup namespace root), read-only, as runc mounts it.
+        if (join(path, sizeof path, s->rootfs, "sys/fs/cgroup") == 0)
+            mount("cgroup2", path, "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
     }
     if (s->setup_dev) setup_dev(s);
     for (int i = 0; i < s->n_mounts; i++) {
@@ -169,6 +172,8 @@ static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const i
         for (int i = NS_MNT; i < NS_PID; i++)
             if (setns(nsfds[i], ns_types[i]) < 0) fail(s, "join namespace", ns_names[i]);
     } else {
+        // Now that the parent has placed it in its cgroup, that cgroup becomes the namespace's root.
+        if (s->new_namespaces && unshare(CLONE_NEWCGROUP) < 0) fail(s, "new cgroup namespace", NULL);
         setup_filesystem(s);
         if (s->hostname && sethostname(s->hostname, slen(s->hostname)) < 0) fail(s, "sethostname", NULL);
     }

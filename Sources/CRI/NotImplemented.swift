@@ -12,9 +12,6 @@ extension RuntimeService {
     public func streamContainers(request: Runtime_V1_StreamContainersRequest, response: RPCWriter<Runtime_V1_StreamContainersResponse>, context: ServerContext) async throws {
         throw CRIError.unimplemented("StreamContainers").rpcError
     }
-    public func updateContainerResources(request: Runtime_V1_UpdateContainerResourcesRequest, context: ServerContext) async throws -> Runtime_V1_UpdateContainerResourcesResponse {
-        throw CRIError.unimplemented("UpdateContainerResources").rpcError
-    }
     public func exec(request: Runtime_V1_ExecRequest, context: ServerContext) async throws -> Runtime_V1_ExecResponse {
         throw CRIError.unimplemented("Exec").rpcError
     }
@@ -24,20 +21,8 @@ extension RuntimeService {
     public func portForward(request: Runtime_V1_PortForwardRequest, context: ServerContext) async throws -> Runtime_V1_PortForwardResponse {
         throw CRIError.unimplemented("PortForward").rpcError
     }
-    public func containerStats(request: Runtime_V1_ContainerStatsRequest, context: ServerContext) async throws -> Runtime_V1_ContainerStatsResponse {
-        throw CRIError.unimplemented("ContainerStats").rpcError
-    }
-    public func listContainerStats(request: Runtime_V1_ListContainerStatsRequest, context: ServerContext) async throws -> Runtime_V1_ListContainerStatsResponse {
-        throw CRIError.unimplemented("ListContainerStats").rpcError
-    }
     public func streamContainerStats(request: Runtime_V1_StreamContainerStatsRequest, response: RPCWriter<Runtime_V1_StreamContainerStatsResponse>, context: ServerContext) async throws {
         throw CRIError.unimplemented("StreamContainerStats").rpcError
-    }
-    public func podSandboxStats(request: Runtime_V1_PodSandboxStatsRequest, context: ServerContext) async throws -> Runtime_V1_PodSandboxStatsResponse {
-        throw CRIError.unimplemented("PodSandboxStats").rpcError
-    }
-    public func listPodSandboxStats(request: Runtime_V1_ListPodSandboxStatsRequest, context: ServerContext) async throws -> Runtime_V1_ListPodSandboxStatsResponse {
-        throw CRIError.unimplemented("ListPodSandboxStats").rpcError
     }
     public func streamPodSandboxStats(request: Runtime_V1_StreamPodSandboxStatsRequest, response: RPCWriter<Runtime_V1_StreamPodSandboxStatsResponse>, context: ServerContext) async throws {
         throw CRIError.unimplemented("StreamPodSandboxStats").rpcError

@@ -237,6 +237,33 @@ public actor ContainerManager {
         return records.values.sorted { $0.createdAtNs < $1.createdAtNs }
     }
 
+    /// Usage from the container's cgroup in the guest (zeros for a container that is not running).
+    public func stats(_ idOrPrefix: String) async throws(SandboxError) -> (record: ContainerRecord, usage: Cocoon_Agent_V1_ContainerStatusResponse) {
+        let id = try resolve(idOrPrefix)
+        await refresh(id)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        guard record.state == .running, let (_, agent) = try? await sandboxes.readyAgent(record.sandboxID) else {
+            return (record, Cocoon_Agent_V1_ContainerStatusResponse())
+        }
+        do {
+            return (record, try await agent.containerStatus(id, timeout: agentCall))
+        } catch {
+            throw Self.map(error, "stats of container \(id)")
+        }
+    }
+
+    public func updateResources(_ idOrPrefix: String, _ resources: Cocoon_Agent_V1_Resources) async throws(SandboxError) {
+        let id = try resolve(idOrPrefix)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        guard record.state == .created || record.state == .running else { throw .failedPrecondition("container \(id) has exited") }
+        let (_, agent) = try await sandboxes.readyAgent(record.sandboxID)
+        do {
+            try await agent.updateResources(id, resources, timeout: agentCall)
+        } catch {
+            throw Self.map(error, "update resources of container \(id)")
+        }
+    }
+
     public func reopenLog(_ idOrPrefix: String) throws(SandboxError) {
         let id = try resolve(idOrPrefix)
         guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }

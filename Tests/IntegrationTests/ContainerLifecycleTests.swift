@@ -155,6 +155,13 @@ struct ContainerLifecycleTests {
                 // containerd's default set (00000000a80425fb) without CAP_NET_RAW.
                 #expect(capLine.hasSuffix("00000000a80405fb\n"), "\(capLine)")
 
+                // Stats from the container's cgroup; limits updated in place.
+                let stats = try await rt.containerStats(.with { $0.containerID = webID }).stats
+                #expect(stats.memory.workingSetBytes.value > 0 && stats.cpu.usageCoreNanoSeconds.value > 0, "\(stats)")
+                #expect(try await exec(rt, webID, ["sh", "-c", "cat /sys/fs/cgroup/memory.max"]).0 == "max\n")
+                try await rt.updateContainerResources(.with { $0.containerID = webID; $0.linux.memoryLimitInBytes = 64 << 20 })
+                #expect(try await exec(rt, webID, ["sh", "-c", "cat /sys/fs/cgroup/memory.max"]).0 == "67108864\n")
+
                 // A second container reaches the first over localhost.
                 var client = container("client", ["sleep", "1000"], pod: pod, podID: podID)
                 client.config.logPath = ""
@@ -167,6 +174,10 @@ struct ContainerLifecycleTests {
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 #expect(body == "pong\n")
+                let podStats = try await rt.podSandboxStats(.with { $0.podSandboxID = podID }).stats
+                #expect(Set(podStats.linux.containers.map(\.attributes.id)).isSuperset(of: [webID, clientID]))
+                #expect(podStats.linux.memory.workingSetBytes.value >= stats.memory.workingSetBytes.value / 2)
+                #expect(try await rt.listPodSandboxStats(.init()).stats.map(\.attributes.id) == [podID])
                 try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
         }

@@ -146,6 +146,11 @@ struct AgentServer {
         case .removeContainer(let r)?:
             pendingEvents += containers.remove(r.id)
             response.removeContainer = Cocoon_Agent_V1_RemoveContainerResponse()
+        case .updateResources(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                try s.containers.updateResources(r)
+                return .updateResources(Cocoon_Agent_V1_UpdateResourcesResponse())
+            }
         case .unmountDisk(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.unmountDisk(r.serial)

@@ -54,10 +54,7 @@ struct GuestContainers {
         var spec = ContainerSpec(id: r.id, rootfs: dir + "/rootfs", process: process)
         spec.hostname = r.hostname.isEmpty ? nil : r.hostname
         spec.readOnlyRootfs = r.readOnlyRootfs
-        spec.resources = Resources(
-            memoryLimitBytes: r.resources.memoryLimitBytes, pidsLimit: r.resources.pidsLimit,
-            cpuQuotaMicros: r.resources.cpuQuotaMicros, cpuPeriodMicros: r.resources.cpuPeriodMicros,
-            cpuShares: r.resources.cpuShares)
+        spec.resources = GuestContainers.resources(r.resources)
         do {
             for (index, fileMount) in r.mounts.enumerated() {
                 let source = try FileMountWriter.write(fileMount, into: "\(dir)/mounts/\(index)")
@@ -158,6 +155,25 @@ struct GuestContainers {
         }
         containers[id] = nil
         return events
+    }
+
+    mutating func updateResources(_ r: Cocoon_Agent_V1_UpdateResourcesRequest) throws(AgentFailure) {
+        guard var container = containers[r.id] else { throw .notFound("container \(r.id) not found in the guest") }
+        container.spec.resources = GuestContainers.resources(r.resources)
+        if container.state == .running, let cgroup = container.cgroup {
+            do {
+                try cgroup.apply(container.spec.resources)
+            } catch {
+                throw .internal("update resources of \(r.id): \(error)")
+            }
+        }
+        containers[r.id] = container
+    }
+
+    static func resources(_ r: Cocoon_Agent_V1_Resources) -> Resources {
+        Resources(
+            memoryLimitBytes: r.memoryLimitBytes, pidsLimit: r.pidsLimit, cpuQuotaMicros: r.cpuQuotaMicros,
+            cpuPeriodMicros: r.cpuPeriodMicros, cpuShares: r.cpuShares)
     }
 
     mutating func unmountDisk(_ serial: String) throws(AgentFailure) {
