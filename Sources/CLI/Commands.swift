@@ -9,7 +9,9 @@ public struct CocoonCtl: AsyncParsableCommand {
         commandName: "cocoonctl",
         abstract: "A CRI client for Cocoon (and any CRI runtime).",
         subcommands: [Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self,
-                      Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self, ImageGroup.self])
+                      Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self, ImageGroup.self,
+                      CreateContainer.self, StartContainer.self, StopContainer.self, RemoveContainer.self, ListContainers.self,
+                      InspectContainer.self, ExecContainer.self, ContainerLogs.self, ContainerStatsCommand.self, RunContainer.self])
 
     public init() {}
 }

@@ -61,6 +61,15 @@ public enum Render {
         }
     }
 
+    /// Prints a list response as JSON or YAML, or as the table `table` builds.
+    static func emit<M: SwiftProtobuf.Message>(_ message: M, format: String, table: () -> String) throws {
+        switch OutputFormat(rawValue: format) ?? .table {
+        case .json: print(try json(message))
+        case .yaml: print(try yaml(message))
+        case .table: print(table())
+        }
+    }
+
     public static func table(_ header: [String], _ rows: [[String]]) -> String {
         var widths = header.map(\.count)
         for row in rows {

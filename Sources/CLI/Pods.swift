@@ -32,18 +32,15 @@ struct Pods: AsyncParsableCommand {
                 result.items.forEach { print($0.id) }
                 return
             }
-            switch OutputFormat(rawValue: output) ?? .table {
-            case .json: print(try Render.json(result))
-            case .yaml: print(try Render.yaml(result))
-            case .table:
+            try Render.emit(result, format: output) {
                 let now = Int64(Date().timeIntervalSince1970 * 1e9)
-                print(Render.table(
+                return Render.table(
                     ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"],
                     result.items.map { p in
                         [noTrunc ? p.id : String(p.id.prefix(13)), Render.age(sinceNs: p.createdAt, nowNs: now),
                          p.state == .sandboxReady ? "Ready" : "NotReady", p.metadata.name, p.metadata.namespace,
                          "\(p.metadata.attempt)", p.runtimeHandler.isEmpty ? "(default)" : p.runtimeHandler]
-                    }))
+                    })
             }
         }
     }
