@@ -49,6 +49,7 @@ extension RuntimeService {
                 $0.cpuQuotaMicros = r.cpuQuota
                 $0.cpuPeriodMicros = r.cpuPeriod
                 $0.cpuShares = r.cpuShares
+                $0.pidsLimit = self.config.containers.pidsLimit
             }
             create.labels = config.labels
             create.annotations = config.annotations

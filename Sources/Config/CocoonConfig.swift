@@ -15,6 +15,8 @@ public struct CocoonConfig: Sendable, Equatable {
     public var handlers: [String: RuntimeHandler] = [:]
     /// How images are fetched: insecure registries, mirrors, download concurrency.
     public var registry = RegistrySettings()
+    /// Settings every container gets.
+    public var containers = ContainerSettings()
 
     public init() {
         handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)
@@ -25,6 +27,13 @@ public struct CocoonConfig: Sendable, Equatable {
         let resolved = name.isEmpty ? defaultHandler : name
         return handlers[resolved].map { (resolved, $0) }
     }
+}
+
+/// `[containers]`: what applies to every container (CRI-O's `pids_limit` habit).
+public struct ContainerSettings: Sendable, Equatable {
+    /// pids.max of each container's cgroup in the VM; 0 means unlimited.
+    public var pidsLimit: Int64 = 0
+    public init(pidsLimit: Int64 = 0) { self.pidsLimit = pidsLimit }
 }
 
 /// One runtime handler: a hypervisor backend plus the guest image and default VM size it boots.

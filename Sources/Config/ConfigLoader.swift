@@ -14,7 +14,7 @@ public enum ConfigLoader {
             throw ConfigError("\(source): invalid TOML: \(error)")
         }
         var config = CocoonConfig()
-        let topKeys: Set = ["state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry"]
+        let topKeys: Set = ["state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers"]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
         config.runDir = try path(table, "run_dir", source) ?? config.runDir
@@ -38,6 +38,14 @@ public enum ConfigLoader {
         if let reg = table["registry"] {
             guard let t = reg.table else { throw ConfigError("\(source): registry must be a table") }
             config.registry = try registry(t, at: "\(source): registry")
+        }
+        if let ctr = table["containers"] {
+            guard let t = ctr.table else { throw ConfigError("\(source): containers must be a table") }
+            try rejectUnknown(t, allowed: ["pids_limit"], at: "\(source): containers")
+            if let limit = try int(t, "pids_limit", "\(source): containers") {
+                guard limit >= 0 else { throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more") }
+                config.containers.pidsLimit = Int64(limit)
+            }
         }
         config.defaultHandler = try string(table, "default_handler", source)
             ?? (config.handlers[CocoonConfig.defaultHandlerName] != nil ? CocoonConfig.defaultHandlerName : config.handlers.keys.sorted().first ?? "")

@@ -91,6 +91,11 @@ public actor ContainerManager {
             records[record.id] = record
             if !record.logPath.isEmpty { logs[record.id] = CRILogWriter(path: record.logPath) }
         }
+        // Reconnect to the pods whose containers run, so their output and exits (including what the
+        // agent kept while no daemon was there) flow again.
+        for sandboxID in Set(records.values.filter { $0.state == .running }.map(\.sandboxID)) {
+            _ = try? await sandboxes.readyAgent(sandboxID)
+        }
     }
 
     /// Applies agent events until `stopEvents`; run by the daemon for its whole life.

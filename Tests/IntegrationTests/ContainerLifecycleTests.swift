@@ -88,6 +88,17 @@ struct ContainerLifecycleTests {
                 #expect(started1.split(separator: " ")[0].count == 30, "RFC3339 with nanoseconds: \(started1)")
                 #expect(lines.contains { $0.hasSuffix(" stderr F oops") }, "\(log)")
 
+                // Log rotation: the kubelet renames the file and asks for a reopen; new output goes to a new file.
+                let ticker = try await rt.createContainer(container("ticker", ["sh", "-c", "while true; do echo tick; sleep 0.2; done"], pod: pod, podID: podID)).containerID
+                try await rt.startContainer(.with { $0.containerID = ticker })
+                try await Task.sleep(for: .seconds(1))
+                try FileManager.default.moveItem(atPath: logDir + "/ticker.log", toPath: logDir + "/ticker.log.1")
+                try await rt.reopenContainerLog(.with { $0.containerID = ticker })
+                try await Task.sleep(for: .seconds(1))
+                let rotated = (try? String(contentsOfFile: logDir + "/ticker.log", encoding: .utf8)) ?? ""
+                #expect(rotated.contains(" stdout F tick"), "new output lands in the reopened file: \(rotated)")
+                try await rt.removeContainer(.with { $0.containerID = ticker })
+
                 // A second container: own PID namespace, exit code round-trips.
                 let worker = try await rt.createContainer(container("worker", ["sh", "-c", "ls /proc | grep -c '^[0-9]'; exit 7"], pod: pod, podID: podID)).containerID
                 try await rt.startContainer(.with { $0.containerID = worker })
@@ -128,7 +139,7 @@ struct ContainerLifecycleTests {
     }
 
     @Test func limitsSecurityAndLocalhost() async throws {
-        try await withDaemon { daemon in
+        try await withDaemon(extraConfig: "[containers]\npids_limit = 32") { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
                 let pod = podConfig("ctr-lim-\(UInt32.random(in: 0...UInt32.max))")
@@ -174,10 +185,64 @@ struct ContainerLifecycleTests {
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 #expect(body == "pong\n")
+                // pids.max from [containers] pids_limit caps a fork bomb: the shell soon cannot fork.
+                #expect(try await exec(rt, clientID, ["sh", "-c", "cat /sys/fs/cgroup/pids.max"]).0 == "32\n")
+                let (_, forkErr, forkCode) = try await exec(rt, clientID, ["sh", "-c", "for i in $(seq 60); do sleep 3 & done; echo all-forked"])
+                #expect(forkCode != 0 && forkErr.contains("can't fork"), "\(forkErr)")
                 let podStats = try await rt.podSandboxStats(.with { $0.podSandboxID = podID }).stats
                 #expect(Set(podStats.linux.containers.map(\.attributes.id)).isSuperset(of: [webID, clientID]))
                 #expect(podStats.linux.memory.workingSetBytes.value >= stats.memory.workingSetBytes.value / 2)
                 #expect(try await rt.listPodSandboxStats(.init()).stats.map(\.attributes.id) == [podID])
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+        }
+    }
+
+    @Test func containersSurviveADaemonRestart() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let pod = podConfig("ctr-restart-\(UInt32.random(in: 0...UInt32.max))")
+            let logDir = pod.config.logDirectory
+            try? FileManager.default.removeItem(atPath: logDir)
+            defer { try? FileManager.default.removeItem(atPath: logDir) }
+            let (podID, counter, quitter) = try await daemon.withRuntime { rt in
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                let counter = try await rt.createContainer(container("counter", ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"], pod: pod, podID: podID)).containerID
+                try await rt.startContainer(.with { $0.containerID = counter })
+                let quitter = try await rt.createContainer(container("quitter", ["sh", "-c", "sleep 2; exit 5"], pod: pod, podID: podID)).containerID
+                try await rt.startContainer(.with { $0.containerID = quitter })
+                return (podID, counter, quitter)
+            }
+            await daemon.stop()
+            try await Task.sleep(for: .seconds(3))  // the quitter exits and the counter counts while no daemon listens
+            try await daemon.start()
+            try await daemon.withRuntime { rt in
+                #expect(try await rt.containerStatus(.with { $0.containerID = counter }).status.state == .containerRunning)
+                let quit = try await waitUntilExited(rt, quitter)
+                #expect(quit.exitCode == 5, "the exit seen while the daemon was down arrives after the restart")
+                #expect(try await exec(rt, counter, ["true"]).2 == 0)
+                try await Task.sleep(for: .seconds(1))
+                let log = (try? String(contentsOfFile: logDir + "/counter.log", encoding: .utf8)) ?? ""
+                let numbers = log.split(separator: "\n").compactMap { Int($0.split(separator: " ").last ?? "") }
+                #expect(numbers.count > 20 && numbers == Array(1...numbers.count), "no output lost across the restart: \(numbers)")
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+        }
+    }
+
+    @Test func containersRunInALibvirtPodToo() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                var pod = podConfig("ctr-lv-\(UInt32.random(in: 0...UInt32.max))")
+                pod.runtimeHandler = "libvirt"
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                var c = container("lv", ["sleep", "1000"], pod: pod, podID: podID)
+                c.config.logPath = ""
+                let id = try await rt.createContainer(c).containerID
+                try await rt.startContainer(.with { $0.containerID = id })
+                #expect(try await exec(rt, id, ["sh", "-c", "echo $((6 * 7))"]) == ("42\n", "", 0))
+                try await rt.removeContainer(.with { $0.containerID = id })
                 try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
         }

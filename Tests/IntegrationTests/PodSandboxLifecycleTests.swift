@@ -172,7 +172,13 @@ struct PodSandboxLifecycleTests {
                 container.podSandboxID = id
                 do {
                     _ = try await rt.createContainer(container)
-                    Issue.record("CreateContainer should be UNIMPLEMENTED")
+                    Issue.record("CreateContainer without a config must be refused")
+                } catch let e as RPCError {
+                    #expect(e.code == .invalidArgument && e.message.contains("config.metadata.name"))
+                }
+                do {
+                    _ = try await rt.attach(.with { $0.containerID = "x" })
+                    Issue.record("Attach should be UNIMPLEMENTED")
                 } catch let e as RPCError {
                     #expect(e.code == .unimplemented)
                 }

@@ -10,6 +10,13 @@ import Testing
         #expect(config.handler(named: "")?.name == "cocoon")
     }
 
+    @Test func containerSettings() throws {
+        #expect(try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n").containers.pidsLimit == 0)
+        #expect(try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npids_limit = 64\n").containers.pidsLimit == 64)
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npids_limit = -1\n") }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npid_limit = 5\n") }
+    }
+
     @Test func missingRequiredFileIsAnError() {
         #expect(throws: ConfigError.self) { try ConfigLoader.load(path: "/nonexistent/cocoon.toml", required: true) }
     }

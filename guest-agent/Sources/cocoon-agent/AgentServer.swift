@@ -51,7 +51,7 @@ struct AgentServer {
         if sessionFD < 0 {
             sessionFD = fd
             decoder.reset()
-            sendHello()
+            startSession()
         }
         if revents & Int32(POLLIN) != 0 {
             if !readAvailable(fd) {
@@ -76,7 +76,7 @@ struct AgentServer {
                 if sessionFD >= 0 { close(sessionFD) }
                 sessionFD = conn
                 decoder.reset()
-                sendHello()
+                startSession()
             }
         }
         if fds[2].revents != 0, sessionFD >= 0 {
@@ -197,7 +197,22 @@ struct AgentServer {
         }
     }
 
-    private func sendEvent(_ event: Cocoon_Agent_V1_Event) {
+    /// Events raised while no host is connected (a daemon restart), sent when the next session starts.
+    private var backlog: [Cocoon_Agent_V1_Event] = []
+    private var backlogBytes = 0
+    private static let backlogLimit = 4 << 20
+
+    private mutating func sendEvent(_ event: Cocoon_Agent_V1_Event) {
+        guard sessionFD >= 0 else {
+            backlog.append(event)
+            backlogBytes += event.output.data.count
+            // Over the limit, the oldest output goes first; exits are always kept.
+            while backlogBytes > Self.backlogLimit, let i = backlog.firstIndex(where: { $0.output.data.count > 0 }) {
+                backlogBytes -= backlog[i].output.data.count
+                backlog.remove(at: i)
+            }
+            return
+        }
         var envelope = Cocoon_Agent_V1_Envelope()
         envelope.event = event
         send(envelope)
@@ -221,6 +236,14 @@ struct AgentServer {
             }
         }
         return h
+    }
+
+    private mutating func startSession() {
+        sendHello()
+        let pending = backlog
+        backlog = []
+        backlogBytes = 0
+        for event in pending { sendEvent(event) }
     }
 
     private func sendHello() {
