@@ -49,6 +49,7 @@ for _ in range(200):
     time.sleep(0.02)
 
 cli, create_start, execsync, stop_remove = [], [], [], []
+pod = None
 try:
     ctl("image", "import", f"{images}/busybox", "--name", "cocoon.local/busybox:latest")
     pod = ctl("runp", f"{root}/pod.yaml")
@@ -63,8 +64,9 @@ try:
         t_rm, _ = timed("rm", cid)
         stop_remove.append(t_stop + t_rm)
         print(f"run {i + 1}/{runs}: create+start {create_start[-1]:.3f}s  exec {execsync[-1]:.3f}s  stop+rm {stop_remove[-1]:.3f}s", file=sys.stderr)
-    ctl("rmp", pod)
 finally:
+    if pod:  # pod VMs outlive the daemon by design: remove this one explicitly
+        ctl("rmp", pod)
     daemon.terminate()
     daemon.wait()
 

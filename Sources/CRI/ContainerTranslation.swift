@@ -19,7 +19,7 @@ enum ContainerTranslation {
         c.podSandboxID = r.sandboxID
         c.metadata = .with { $0.name = r.name; $0.attempt = r.attempt }
         c.image = .with { $0.image = r.image }
-        c.imageRef = r.imageID
+        c.imageRef = r.imageRef ?? r.imageID
         c.imageID = r.imageID
         c.state = state(r.state)
         c.createdAt = r.createdAtNs
@@ -38,7 +38,7 @@ enum ContainerTranslation {
         s.finishedAt = r.finishedAtNs ?? 0
         s.exitCode = r.exitCode ?? 0
         s.image = .with { $0.image = r.image }
-        s.imageRef = r.imageID
+        s.imageRef = r.imageRef ?? r.imageID
         s.imageID = r.imageID
         s.reason = r.reason ?? ""
         s.message = r.message ?? ""

@@ -40,6 +40,7 @@ extension RuntimeService {
             var create = ContainerManager.CreateRequest(
                 sandboxID: request.podSandboxID, name: config.metadata.name, attempt: config.metadata.attempt,
                 image: config.image.image, imageID: image.idString, rootfsImage: rootfsImage, process: process)
+            create.imageRef = image.repoDigests.first
             create.hostname = request.sandboxConfig.hostname
             create.readOnlyRootfs = security.readonlyRootfs
             create.mounts = config.mounts.map { .init(hostPath: $0.hostPath, containerPath: $0.containerPath, readOnly: $0.readonly) }

@@ -16,6 +16,7 @@ public actor ContainerManager {
         public var attempt: UInt32
         public var image: String
         public var imageID: String
+        public var imageRef: String?
         public var rootfsImage: String
         public var process: Cocoon_Agent_V1_Process
         public var hostname: String
@@ -132,7 +133,7 @@ public actor ContainerManager {
             throw Self.map(error, "create container \(r.name)")
         }
         let record = ContainerRecord(
-            id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID,
+            id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID, imageRef: r.imageRef,
             imageDiskSerial: serial, labels: r.labels, annotations: r.annotations, logPath: r.logPath, mounts: r.mounts,
             stopSignal: r.stopSignal, state: .created, createdAtNs: HostProcess.nowNs(),
             processJSON: try? r.process.jsonString(), configJSON: r.configJSON)

@@ -21,6 +21,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     /// The image as the client named it, and the image id it resolved to.
     public var image: String
     public var imageID: String
+    /// The image's repo digest (`name@sha256:…`) when it has one, as containerd reports image_ref.
+    public var imageRef: String?
     public var imageDiskSerial: String
     public var labels: [String: String]
     public var annotations: [String: String]

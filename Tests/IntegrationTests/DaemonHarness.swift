@@ -90,8 +90,16 @@ final class DaemonHarness: @unchecked Sendable {
         }
     }
 
+    /// Stops the daemon and kills the VMs of any pod a failed test left behind (pod VMs outlive the
+    /// daemon by design), then deletes the test's directory.
     func cleanup() async {
         await stop()
+        let names = Set(((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []).map { "cocoon-" + $0.prefix(12) })
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8) else { continue }
+            let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+            if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) { kill(pid, SIGKILL) }
+        }
         try? FileManager.default.removeItem(atPath: root)
     }
 

@@ -12,7 +12,7 @@ import Testing
         for dir in ["bin", "etc", "tmp", "home/app"] { try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true) }
         let busybox = ["/bin/busybox", "/usr/bin/busybox"].first { fm.fileExists(atPath: $0) } ?? "/bin/busybox"
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
-        for applet in ["sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir"] {
+        for applet in ["sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir", "seq", "head", "tr"] {
             try fm.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
         }
         try "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".write(toFile: "\(root)/etc/passwd", atomically: true, encoding: .utf8)
@@ -155,6 +155,44 @@ import Testing
         #expect(result.output.contains("refused") && result.output.contains("Permission denied"), "\(result.output)")
         s.process.seccomp = .json(#"{"defaultAction":"SCMP_ACT_BOGUS"}"#)
         #expect(throws: ContainerCoreError.self) { try Self.run(s) }
+    }
+
+    /// A cgroup v2 hierarchy with the memory and pids controllers, if this host has one (hybrid hosts
+    /// such as the CI machines bind those controllers to v1; the same code is tested in the pod VM).
+    static let cgroupRoot: String? = {
+        for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+            let controllers = (try? String(contentsOfFile: root + "/cgroup.controllers", encoding: .utf8)) ?? ""
+            if controllers.contains("memory") && controllers.contains("pids") { return root }
+        }
+        return nil
+    }()
+
+    @Test(.enabled(if: cgroupRoot != nil, "no cgroup v2 with memory and pids controllers on this host"))
+    func cgroupLimitsAreEnforced() throws {
+        let root = try Self.makeRootfs()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let base = try #require(Self.cgroupRoot)
+        let path = "\(base)/cocoon-test-\(UUID().uuidString.prefix(8))"
+        var s = spec("for i in $(seq 40); do sleep 1 & done; echo forked", root: root)
+        s.resources = Resources(memoryLimitBytes: 16 << 20, pidsLimit: 8)
+        let cgroup = try Cgroup.create(path + "/c", root: base, resources: s.resources)
+        defer { cgroup.killAll(); usleep(200_000); try? cgroup.remove(); rmdir(path) }
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let pid = try ContainerLauncher.start(s, stdio: .init(output: fds[1], error: fds[1]), cgroup: cgroup)
+        close(fds[1])
+        let output = String(decoding: FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        #expect(output.contains("can't fork") && !output.contains("forked"), "pids.max caps the fork bomb: \(output)")
+        cgroup.killAll()
+        var hog = spec("x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived", root: root)
+        hog.resources = s.resources
+        let hogGroup = try Cgroup.create(path + "/hog", root: base, resources: Resources(memoryLimitBytes: 16 << 20))
+        defer { hogGroup.killAll(); usleep(200_000); try? hogGroup.remove() }
+        let hogPid = try ContainerLauncher.start(hog, stdio: .init(), cgroup: hogGroup)
+        waitpid(hogPid, &status, 0)
+        #expect((status & 0x7f) == SIGKILL && hogGroup.stats().oomKills > 0, "the memory hog is OOM-killed")
     }
 
     @Test func missingExecutableIsNotFound() throws {
