@@ -23,8 +23,9 @@ struct ContainerLifecycleTests {
         return r
     }
 
+    /// Polls for up to 90 s: under emulation, with other suites booting VMs beside, a container can be slow.
     func waitUntilExited(_ rt: Runtime, _ id: String) async throws -> Runtime_V1_ContainerStatus {
-        for _ in 0..<300 {
+        for _ in 0..<900 {
             let s = try await rt.containerStatus(.with { $0.containerID = id }).status
             if s.state == .containerExited { return s }
             try await Task.sleep(for: .milliseconds(100))
@@ -145,9 +146,9 @@ struct ContainerLifecycleTests {
                 let pod = podConfig("ctr-lim-\(UInt32.random(in: 0...UInt32.max))")
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
                 // A memory hog over its cgroup limit is OOM-killed and reported so.
-                var hog = container("hog", ["sh", "-c", "x=$(head -c 120000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod, podID: podID)
+                var hog = container("hog", ["sh", "-c", "x=$(head -c 48000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod, podID: podID)
                 hog.config.logPath = ""
-                hog.config.linux.resources.memoryLimitInBytes = 32 << 20
+                hog.config.linux.resources.memoryLimitInBytes = 16 << 20
                 let hogID = try await rt.createContainer(hog).containerID
                 try await rt.startContainer(.with { $0.containerID = hogID })
                 let hogStatus = try await waitUntilExited(rt, hogID)
