@@ -102,15 +102,9 @@ struct StopPod: AsyncParsableCommand {
     func validate() throws { if ids.isEmpty { throw ValidationError("give at least one pod sandbox ID") } }
 
     func run() async throws {
-        try await runCLI {
-            try await global.endpoint().withClients { rt, _ in
-                for id in ids {
-                    var request = Runtime_V1_StopPodSandboxRequest()
-                    request.podSandboxID = id
-                    _ = try await rt.stopPodSandbox(request, options: global.callOptions())
-                    print("Stopped sandbox \(id)")
-                }
-            }
+        let options = global.callOptions()
+        try await forEachID(ids, global: global, done: { "Stopped sandbox \($0)" }) { rt, id in
+            _ = try await rt.stopPodSandbox(.with { $0.podSandboxID = id }, options: options)
         }
     }
 }

@@ -24,13 +24,16 @@ struct CreateContainer: AsyncParsableCommand {
     }
 }
 
-/// Runs one call per container id, printing each id as crictl does.
-func forEachContainer(_ ids: [String], global: GlobalOptions, _ call: @escaping @Sendable (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, String) async throws -> Void) async throws {
+/// Runs one call per id, printing what `done` says of each (crictl prints container ids as they go).
+func forEachID(
+    _ ids: [String], global: GlobalOptions, done: @escaping @Sendable (String) -> String = { $0 },
+    _ call: @escaping @Sendable (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, String) async throws -> Void
+) async throws {
     try await runCLI {
         try await global.endpoint().withClients { rt, _ in
             for id in ids {
                 try await call(rt, id)
-                print(id)
+                print(done(id))
             }
         }
     }
@@ -45,7 +48,7 @@ struct StartContainer: AsyncParsableCommand {
 
     func run() async throws {
         let options = global.callOptions()
-        try await forEachContainer(ids, global: global) { rt, id in _ = try await rt.startContainer(.with { $0.containerID = id }, options: options) }
+        try await forEachID(ids, global: global) { rt, id in _ = try await rt.startContainer(.with { $0.containerID = id }, options: options) }
     }
 }
 
@@ -63,7 +66,7 @@ struct StopContainer: AsyncParsableCommand {
     func run() async throws {
         let options = global.callOptions()
         let grace = self.grace
-        try await forEachContainer(ids, global: global) { rt, id in
+        try await forEachID(ids, global: global) { rt, id in
             _ = try await rt.stopContainer(.with { $0.containerID = id; $0.timeout = grace }, options: options)
         }
     }
@@ -78,7 +81,7 @@ struct RemoveContainer: AsyncParsableCommand {
 
     func run() async throws {
         let options = global.callOptions()
-        try await forEachContainer(ids, global: global) { rt, id in _ = try await rt.removeContainer(.with { $0.containerID = id }, options: options) }
+        try await forEachID(ids, global: global) { rt, id in _ = try await rt.removeContainer(.with { $0.containerID = id }, options: options) }
     }
 }
 

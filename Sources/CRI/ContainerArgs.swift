@@ -5,14 +5,6 @@ import Foundation
 
 /// The kubelet's container settings merged with the image's, into the agent's process description.
 enum ContainerArgs {
-    static func merge(entrypoint: [String], cmd: [String], command: [String], args: [String]) throws -> [String] {
-        try ProcessArguments.merge(entrypoint: entrypoint, cmd: cmd, command: command, args: args)
-    }
-
-    static func mergeEnvironment(image: [String], container: [String]) -> [String] {
-        ProcessArguments.mergeEnvironment(image: image, container: container)
-    }
-
     /// run_as_user / run_as_username / run_as_group win over the image's `User` ("uid[:gid]" or "name[:group]").
     static func user(_ s: Runtime_V1_LinuxContainerSecurityContext, imageUser: String) throws -> Cocoon_Agent_V1_User {
         var user = Cocoon_Agent_V1_User()

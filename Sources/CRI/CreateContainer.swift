@@ -1,5 +1,6 @@
 import AgentAPI
 import CRIAPI
+import ContainerCore
 import Foundation
 import GRPCCore
 import Images
@@ -22,14 +23,14 @@ extension RuntimeService {
                 .flatMap { try? JSONDecoder().decode(ImageConfig.self, from: Data($0)) }?.config
             let args: [String]
             do {
-                args = try ContainerArgs.merge(
+                args = try ProcessArguments.merge(
                     entrypoint: imageConfig?.Entrypoint ?? [], cmd: imageConfig?.Cmd ?? [], command: config.command, args: config.args)
             } catch {
                 throw CRIError.invalidArgument("\(error)")
             }
             var process = Cocoon_Agent_V1_Process()
             process.args = args
-            process.env = ContainerArgs.mergeEnvironment(image: imageConfig?.Env ?? [], container: config.envs.map { "\($0.key)=\($0.value)" })
+            process.env = ProcessArguments.mergeEnvironment(image: imageConfig?.Env ?? [], container: config.envs.map { "\($0.key)=\($0.value)" })
             process.workingDir = config.workingDir.isEmpty ? (imageConfig?.WorkingDir ?? "") : config.workingDir
             let security = config.linux.securityContext
             process.user = try ContainerArgs.user(security, imageUser: imageConfig?.User ?? "")

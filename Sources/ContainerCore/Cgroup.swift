@@ -73,12 +73,12 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     private func number(_ file: String) -> UInt64? {
-        Cgroup.read(path + "/" + file).flatMap { UInt64($0.split(separator: "\n").first ?? "") }
+        FileText.read(path + "/" + file).flatMap { UInt64($0.split(separator: "\n").first ?? "") }
     }
 
     private func keyed(_ file: String) -> [String: UInt64] {
         var result: [String: UInt64] = [:]
-        for line in (Cgroup.read(path + "/" + file) ?? "").split(separator: "\n") {
+        for line in (FileText.read(path + "/" + file) ?? "").split(separator: "\n") {
             let parts = line.split(separator: " ")
             if parts.count == 2, let v = UInt64(parts[1]) { result[String(parts[0])] = v }
         }
@@ -92,14 +92,5 @@ public struct Cgroup: Sendable, Equatable {
         defer { close(fd) }
         let n = value.withCString { Glibc.write(fd, $0, strlen($0)) }
         return n < 0 ? errno : 0
-    }
-
-    static func read(_ file: String) -> String? {
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        return n < 0 ? nil : String(decoding: buffer[0..<n], as: UTF8.self)
     }
 }

@@ -141,7 +141,7 @@ public enum ContainerLauncher {
         var go: UInt8 = 1
         _ = write(sync[1], &go, 1)
         close(sync[1])
-        let message = readAll(report[0])
+        let message = FileText.readAll(report[0])
         close(report[0])
         if !message.isEmpty {
             var status: Int32 = 0
@@ -155,20 +155,8 @@ public enum ContainerLauncher {
         return pid
     }
 
-    private static func readAll(_ fd: Int32) -> String {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
     static func lastCapability() -> Int {
-        Cgroup.read("/proc/sys/kernel/cap_last_cap").flatMap { Int($0.split(separator: "\n").first ?? "") } ?? 40
+        FileText.read("/proc/sys/kernel/cap_last_cap").flatMap { Int($0.split(separator: "\n").first ?? "") } ?? 40
     }
 }
 

@@ -66,17 +66,6 @@ public enum UserResolver {
 
     /// Reads a small file of the image, safely resolved; a missing file reads as empty.
     private static func readEtc(_ rootfs: String, _ path: String) throws(ContainerCoreError) -> String {
-        let resolved = try SafePath.resolve(root: rootfs, path)
-        let fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while bytes.count < 4 << 20 {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        FileText.read(try SafePath.resolve(root: rootfs, path), flags: O_NOFOLLOW) ?? ""
     }
 }

@@ -372,7 +372,6 @@ public actor ContainerManager {
     /// True when the container exited within `timeout`.
     private func waitForExit(_ id: String, timeout: Duration) async -> Bool {
         if records[id]?.state != .running { return true }
-        let token = UUID()
         return await withTaskGroup(of: Bool.self) { group -> Bool in
             group.addTask {
                 await self.waitExit(id)
@@ -385,7 +384,6 @@ public actor ContainerManager {
             let first = await group.next() ?? false
             group.cancelAll()
             if !first { self.wakeExitWaiters(id) }
-            _ = token
             return first && self.records[id]?.state != .running
         }
     }

@@ -254,6 +254,7 @@ struct ContainerLifecycleTests {
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
                 let pod = podConfig("ctr-bad-\(UInt32.random(in: 0...UInt32.max))")
+                defer { try? FileManager.default.removeItem(atPath: pod.config.logDirectory) }
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
                 func code(_ r: Runtime_V1_CreateContainerRequest) async -> (RPCError.Code?, String) {
                     do {

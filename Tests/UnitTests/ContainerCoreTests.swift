@@ -21,12 +21,12 @@ import Testing
     }
 
     /// Runs the container's first process to completion; returns its exit status and stdout+stderr.
-    static func run(_ spec: ContainerSpec) throws -> (status: Int32, output: String) {
+    static func run(_ spec: ContainerSpec, cgroup: Cgroup? = nil) throws -> (status: Int32, output: String) {
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
         let pid: Int32
         do {
-            pid = try ContainerLauncher.start(spec, stdio: .init(output: fds[1], error: fds[1]), cgroup: nil)
+            pid = try ContainerLauncher.start(spec, stdio: .init(output: fds[1], error: fds[1]), cgroup: cgroup)
         } catch {
             close(fds[0]); close(fds[1])
             throw error
@@ -177,13 +177,7 @@ import Testing
         s.resources = Resources(memoryLimitBytes: 16 << 20, pidsLimit: 8)
         let cgroup = try Cgroup.create(path + "/c", root: base, resources: s.resources)
         defer { cgroup.killAll(); usleep(200_000); try? cgroup.remove(); rmdir(path) }
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        let pid = try ContainerLauncher.start(s, stdio: .init(output: fds[1], error: fds[1]), cgroup: cgroup)
-        close(fds[1])
-        let output = String(decoding: FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        let output = try Self.run(s, cgroup: cgroup).output
         #expect(output.contains("can't fork") && !output.contains("forked"), "pids.max caps the fork bomb: \(output)")
         cgroup.killAll()
         var hog = spec("x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived", root: root)
@@ -191,6 +185,7 @@ import Testing
         let hogGroup = try Cgroup.create(path + "/hog", root: base, resources: Resources(memoryLimitBytes: 16 << 20))
         defer { hogGroup.killAll(); usleep(200_000); try? hogGroup.remove() }
         let hogPid = try ContainerLauncher.start(hog, stdio: .init(), cgroup: hogGroup)
+        var status: Int32 = 0
         waitpid(hogPid, &status, 0)
         #expect((status & 0x7f) == SIGKILL && hogGroup.stats().oomKills > 0, "the memory hog is OOM-killed")
     }

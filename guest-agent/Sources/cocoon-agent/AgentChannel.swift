@@ -26,18 +26,11 @@ enum AgentChannel {
     private static func waitForPort(named name: String, timeoutMs: Int) throws -> String {
         var waited = 0
         while waited <= timeoutMs {
-            if let dir = opendir("/sys/class/virtio-ports") {
-                defer { closedir(dir) }
-                while let entry = readdir(dir) {
-                    let port = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                        String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-                    }
-                    guard port.hasPrefix("vport") else { continue }
-                    let portName = readSmallFile("/sys/class/virtio-ports/\(port)/name")?
-                        .trimmingCharacters(in: "\n ")
-                    if portName == name, access("/dev/\(port)", F_OK) == 0 {
-                        return "/dev/\(port)"
-                    }
+            for port in directoryEntries("/sys/class/virtio-ports") ?? [] where port.hasPrefix("vport") {
+                let portName = readSmallFile("/sys/class/virtio-ports/\(port)/name")?
+                    .trimmingCharacters(in: "\n ")
+                if portName == name, access("/dev/\(port)", F_OK) == 0 {
+                    return "/dev/\(port)"
                 }
             }
             usleep(2_000)

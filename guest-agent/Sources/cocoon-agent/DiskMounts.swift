@@ -45,34 +45,12 @@ struct DiskMounts {
 
     /// The block device (e.g. "sdb") whose SCSI serial is `serial`.
     static func findDevice(serial: String) -> String? {
-        guard let dir = opendir("/sys/block") else { return nil }
-        defer { closedir(dir) }
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasPrefix("sd") else { continue }
-            guard let page = readBinary("/sys/block/\(name)/device/vpd_pg80"), page.count > 4 else { continue }
-            let found = String(decoding: page.dropFirst(4).prefix { $0 != 0 }, as: UTF8.self).trimmingSpaces()
+        for name in directoryEntries("/sys/block") ?? [] where name.hasPrefix("sd") {
+            guard let page = readSmallBytes("/sys/block/\(name)/device/vpd_pg80", limit: 512), page.count > 4 else { continue }
+            let found = String(decoding: page.dropFirst(4).prefix { $0 != 0 }, as: UTF8.self).trimmingCharacters(in: " ")
             if found == serial { return name }
         }
         return nil
-    }
-
-    private static func readBinary(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 512)
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        return n > 0 ? Array(buffer[0..<n]) : nil
-    }
-}
-
-extension String {
-    func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while s.last == " " { s.removeLast() }
-        while s.first == " " { s.removeFirst() }
-        return String(s)
     }
 }
 

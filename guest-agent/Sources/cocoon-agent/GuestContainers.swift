@@ -299,13 +299,7 @@ struct GuestContainers {
     }
 
     static func removeTree(_ path: String) {
-        guard let dir = opendir(path) else { unlink(path); return }
-        var children: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name != "." && name != ".." { children.append(name) }
-        }
-        closedir(dir)
+        guard let children = directoryEntries(path) else { unlink(path); return }
         for child in children {
             let full = path + "/" + child
             var st = stat()
