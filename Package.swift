@@ -161,7 +161,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRIAPI", "CLI", "CocoonAPI",
+                "CRIAPI", "CLI", "CocoonAPI", "Hypervisor",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

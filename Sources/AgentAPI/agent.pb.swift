@@ -8,7 +8,7 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The Cocoon host <-> guest agent protocol, version 1.
+/// The Cocoon host <-> guest agent protocol, version 2 (v2 added containers, image disks and process events).
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte
 /// big-endian length followed by one serialized Envelope. Requests carry an id; the response
@@ -163,6 +163,14 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     set {call = .updateResources(newValue)}
   }
 
+  public var detach: Cocoon_Agent_V1_DetachRequest {
+    get {
+      if case .detach(let v)? = call {return v}
+      return Cocoon_Agent_V1_DetachRequest()
+    }
+    set {call = .detach(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -176,6 +184,7 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     case removeContainer(Cocoon_Agent_V1_RemoveContainerRequest)
     case unmountDisk(Cocoon_Agent_V1_UnmountDiskRequest)
     case updateResources(Cocoon_Agent_V1_UpdateResourcesRequest)
+    case detach(Cocoon_Agent_V1_DetachRequest)
 
   }
 
@@ -279,6 +288,14 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     set {result = .updateResources(newValue)}
   }
 
+  public var detach: Cocoon_Agent_V1_DetachResponse {
+    get {
+      if case .detach(let v)? = result {return v}
+      return Cocoon_Agent_V1_DetachResponse()
+    }
+    set {result = .detach(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -292,6 +309,7 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     case removeContainer(Cocoon_Agent_V1_RemoveContainerResponse)
     case unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse)
     case updateResources(Cocoon_Agent_V1_UpdateResourcesResponse)
+    case detach(Cocoon_Agent_V1_DetachResponse)
 
   }
 
@@ -495,6 +513,28 @@ public nonisolated struct Cocoon_Agent_V1_HealthResponse: Sendable {
   public init() {}
 
   fileprivate var _boot: Cocoon_Agent_V1_BootReport? = nil
+}
+
+/// The host is going away (a daemon restart): after the reply the agent keeps events for the next
+/// session instead of writing them to a channel nobody reads.
+public nonisolated struct Cocoon_Agent_V1_DetachRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_DetachResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Cocoon_Agent_V1_ShutdownRequest: Sendable {
@@ -1184,7 +1224,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1322,6 +1362,19 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
           self.call = .updateResources(v)
         }
       }()
+      case 11: try {
+        var v: Cocoon_Agent_V1_DetachRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .detach(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .detach(v)
+        }
+      }()
       default: break
       }
     }
@@ -1373,6 +1426,10 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
       guard case .updateResources(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     }()
+    case .detach?: try {
+      guard case .detach(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1387,7 +1444,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1526,6 +1583,19 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
           self.result = .updateResources(v)
         }
       }()
+      case 12: try {
+        var v: Cocoon_Agent_V1_DetachResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .detach(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .detach(v)
+        }
+      }()
       default: break
       }
     }
@@ -1579,6 +1649,10 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
     case .updateResources?: try {
       guard case .updateResources(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .detach?: try {
+      guard case .detach(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
     }()
     case nil: break
     }
@@ -1888,6 +1962,44 @@ nonisolated extension Cocoon_Agent_V1_HealthResponse: SwiftProtobuf.Message, Swi
     if lhs._boot != rhs._boot {return false}
     if lhs.memTotalKib != rhs.memTotalKib {return false}
     if lhs.memAvailableKib != rhs.memAvailableKib {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_DetachRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DetachRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_DetachRequest, rhs: Cocoon_Agent_V1_DetachRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_DetachResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DetachResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_DetachResponse, rhs: Cocoon_Agent_V1_DetachResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -86,6 +86,13 @@ public final class AgentClient: Sendable {
         _ = try await call(request, name: "Shutdown", timeout: timeout)
     }
 
+    /// Tells the agent this host is leaving (a daemon restart): it keeps later events for the next session.
+    public func detach(timeout: Duration) async throws(AgentClientError) {
+        var request = Cocoon_Agent_V1_Request()
+        request.detach = Cocoon_Agent_V1_DetachRequest()
+        _ = try await call(request, name: "Detach", timeout: timeout)
+    }
+
     /// The Hello the agent sent when this session started, if it has arrived.
     public func hello() async -> Cocoon_Agent_V1_Hello? {
         let handler = self.handler

@@ -182,9 +182,13 @@ public actor SandboxManager {
         return result.sorted { $0.createdAtNs < $1.createdAtNs }
     }
 
-    /// Closes agent connections; VMs keep running (a restarted daemon finds them again).
+    /// Detaches from every agent (so the guests keep their events for the next daemon) and closes the
+    /// connections; VMs keep running (a restarted daemon finds them again).
     public func detachAll() async {
-        for (_, agent) in agents { await agent.close() }
+        for (_, agent) in agents {
+            try? await agent.detach(timeout: .seconds(2))
+            await agent.close()
+        }
         agents.removeAll()
     }
 
@@ -233,7 +237,7 @@ public actor SandboxManager {
         do {
             try await hypervisor.attachDisk(vm, path: path, serial: serial, slot: slot)
         } catch {
-            throw .internalError("\(error)")
+            throw SandboxError.from(error, vm: vm.name)
         }
         disks[serial] = slot
         record.disks = disks

@@ -74,6 +74,8 @@ struct Cocoond: AsyncParsableCommand {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await server.serve()
+                // Detach before the event stream ends, so nothing an agent sends meanwhile is dropped.
+                await manager.detachAll()
                 containers.stopEvents()
             }
             group.addTask { await containers.processEvents() }

@@ -2,6 +2,7 @@ import CRIAPI
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Hypervisor
 
 /// Starts a real cocoond (the built binary) on a private socket, state root and run dir, with one
 /// handler per backend pointing at the guest image in $COCOON_GUEST_DIR. Tests talk real CRI to it.
@@ -59,11 +60,19 @@ final class DaemonHarness: @unchecked Sendable {
         p.standardError = log
         try p.run()
         process = p
+        // Ready once the socket accepts a connection: the file exists a moment before listen().
         for _ in 0..<200 {
-            if FileManager.default.fileExists(atPath: socket) { return }
+            if Self.accepts(socket) { return }
             try await Task.sleep(for: .milliseconds(25))
         }
-        throw HarnessError("cocoond did not create \(socket); log: \(daemonLog())")
+        throw HarnessError("cocoond did not listen on \(socket); log: \(daemonLog())")
+    }
+
+    static func accepts(_ path: String) -> Bool {
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return UnixSocketAddress.connect(fd, path: path)
     }
 
     /// SIGTERM, as an operator restarting the daemon would; VMs keep running.

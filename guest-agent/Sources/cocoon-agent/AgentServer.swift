@@ -12,6 +12,8 @@ struct AgentServer {
     /// The fd of the current host session (the port itself for serial), or -1.
     private var sessionFD: Int32 = -1
     private var shutdownRequested = false
+    /// Set by Detach: the host is leaving, so no session until it has really disconnected.
+    private var detached = false
     private var containers = GuestContainers()
 
     init(channel: AgentChannel, boot: Cocoon_Agent_V1_BootReport) {
@@ -44,7 +46,14 @@ struct AgentServer {
             // No host is connected: wait for one (reads would return EOF meanwhile).
             if sessionFD >= 0 { log("host disconnected") }
             sessionFD = -1
+            detached = false
             decoder.reset()
+            usleep(20_000)
+            return
+        }
+        if detached {
+            // Still connected, but the host said it is leaving: wait for its hang-up.
+            if revents & Int32(POLLIN) != 0 { _ = readAvailable(fd) }
             usleep(20_000)
             return
         }
@@ -113,6 +122,7 @@ struct AgentServer {
         guard case .request(let request)? = envelope.body else { return }
         var response = Cocoon_Agent_V1_Response()
         var powerOffAfterReply = false
+        var detachAfterReply = false
         switch request.call {
         case .health?:
             response.health = health()
@@ -146,6 +156,9 @@ struct AgentServer {
         case .removeContainer(let r)?:
             pendingEvents += containers.remove(r.id)
             response.removeContainer = Cocoon_Agent_V1_RemoveContainerResponse()
+        case .detach?:
+            response.detach = Cocoon_Agent_V1_DetachResponse()
+            detachAfterReply = true
         case .updateResources(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.updateResources(r)
@@ -172,6 +185,12 @@ struct AgentServer {
         for event in events { sendEvent(event) }
         if powerOffAfterReply {
             shutdownRequested = true
+        }
+        if detachAfterReply {
+            log("host detaching; keeping events for the next session")
+            if case .vsock = channel, sessionFD >= 0 { close(sessionFD) } else { detached = true }
+            sessionFD = -1
+            decoder.reset()
         }
     }
 
