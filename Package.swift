@@ -52,12 +52,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Starting host helpers with only the descriptors they are meant to have (C: posix_spawn + closefrom).
+        .target(name: "CSpawn"),
+        // Host child processes: run to completion with a deadline, liveness by pid, wait statuses.
+        .target(name: "Spawn", dependencies: ["CSpawn"], swiftSettings: strict),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         // VM drivers behind one protocol: QEMU (direct) and libvirt.
         .target(
             name: "Hypervisor",
             dependencies: [
-                "CLibvirt",
+                "CLibvirt", "Spawn", "StateFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -69,7 +73,7 @@ let package = Package(
         .target(
             name: "Images",
             dependencies: [
-                "CArchive", "Config", "StateFiles",
+                "CArchive", "Config", "StateFiles", "Spawn",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -100,7 +104,7 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Hypervisor", "AgentClient", "AgentAPI", "StateFiles",
+                "Config", "Hypervisor", "AgentClient", "AgentAPI", "StateFiles", "Spawn",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -109,7 +113,7 @@ let package = Package(
         .target(
             name: "CRI",
             dependencies: [
-                "CRIAPI", "CocoonAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "AgentAPI", "ContainerCore",
+                "CRIAPI", "CocoonAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "AgentAPI", "ContainerCore", "Spawn",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -152,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "Config", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI", "ContainerCore",
+                "Config", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI", "ContainerCore", "Spawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
@@ -161,7 +165,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRIAPI", "CLI", "CocoonAPI", "Hypervisor",
+                "CRIAPI", "CLI", "CocoonAPI", "Hypervisor", "Spawn",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -8,7 +8,8 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The Cocoon host <-> guest agent protocol, version 2 (v2 added containers, image disks and process events).
+/// The Cocoon host <-> guest agent protocol, version 3 (v2 added containers, image disks and process
+/// events; v3 pod settings: sysctls and pod-wide resources, and a container's masked/read-only paths).
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte
 /// big-endian length followed by one serialized Envelope. Requests carry an id; the response
@@ -171,6 +172,22 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     set {call = .detach(newValue)}
   }
 
+  public var configurePod: Cocoon_Agent_V1_ConfigurePodRequest {
+    get {
+      if case .configurePod(let v)? = call {return v}
+      return Cocoon_Agent_V1_ConfigurePodRequest()
+    }
+    set {call = .configurePod(newValue)}
+  }
+
+  public var updatePodResources: Cocoon_Agent_V1_UpdatePodResourcesRequest {
+    get {
+      if case .updatePodResources(let v)? = call {return v}
+      return Cocoon_Agent_V1_UpdatePodResourcesRequest()
+    }
+    set {call = .updatePodResources(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -185,6 +202,8 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
     case unmountDisk(Cocoon_Agent_V1_UnmountDiskRequest)
     case updateResources(Cocoon_Agent_V1_UpdateResourcesRequest)
     case detach(Cocoon_Agent_V1_DetachRequest)
+    case configurePod(Cocoon_Agent_V1_ConfigurePodRequest)
+    case updatePodResources(Cocoon_Agent_V1_UpdatePodResourcesRequest)
 
   }
 
@@ -296,6 +315,22 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     set {result = .detach(newValue)}
   }
 
+  public var configurePod: Cocoon_Agent_V1_ConfigurePodResponse {
+    get {
+      if case .configurePod(let v)? = result {return v}
+      return Cocoon_Agent_V1_ConfigurePodResponse()
+    }
+    set {result = .configurePod(newValue)}
+  }
+
+  public var updatePodResources: Cocoon_Agent_V1_UpdatePodResourcesResponse {
+    get {
+      if case .updatePodResources(let v)? = result {return v}
+      return Cocoon_Agent_V1_UpdatePodResourcesResponse()
+    }
+    set {result = .updatePodResources(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -310,6 +345,8 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
     case unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse)
     case updateResources(Cocoon_Agent_V1_UpdateResourcesResponse)
     case detach(Cocoon_Agent_V1_DetachResponse)
+    case configurePod(Cocoon_Agent_V1_ConfigurePodResponse)
+    case updatePodResources(Cocoon_Agent_V1_UpdatePodResourcesResponse)
 
   }
 
@@ -797,6 +834,22 @@ public nonisolated struct Cocoon_Agent_V1_CreateContainerRequest: @unchecked Sen
   /// Clears the value of `resources`. Subsequent reads from it will return its default value.
   public mutating func clearResources() {_uniqueStorage()._resources = nil}
 
+  /// When set, `masked_paths` and `readonly_paths` replace the runtime's defaults (empty: none).
+  public var customPaths: Bool {
+    get {_storage._customPaths}
+    set {_uniqueStorage()._customPaths = newValue}
+  }
+
+  public var maskedPaths: [String] {
+    get {_storage._maskedPaths}
+    set {_uniqueStorage()._maskedPaths = newValue}
+  }
+
+  public var readonlyPaths: [String] {
+    get {_storage._readonlyPaths}
+    set {_uniqueStorage()._readonlyPaths = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1035,6 +1088,63 @@ public nonisolated struct Cocoon_Agent_V1_UpdateResourcesResponse: Sendable {
   public init() {}
 }
 
+/// Pod-wide settings applied before any container starts. The VM is the pod: its network and IPC
+/// namespaces are the pod's, so sysctls are written once, in the guest, and seen by every container.
+public nonisolated struct Cocoon_Agent_V1_ConfigurePodRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Namespaced sysctls (the host has checked the keys), "kernel.shm_rmid_forced" -> "1".
+  public var sysctls: Dictionary<String,String> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V1_ConfigurePodResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Limits for all the pod's containers together (the parent cgroup of theirs).
+public nonisolated struct Cocoon_Agent_V1_UpdatePodResourcesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var resources: Cocoon_Agent_V1_Resources {
+    get {_resources ?? Cocoon_Agent_V1_Resources()}
+    set {_resources = newValue}
+  }
+  /// Returns true if `resources` has been explicitly set.
+  public var hasResources: Bool {self._resources != nil}
+  /// Clears the value of `resources`. Subsequent reads from it will return its default value.
+  public mutating func clearResources() {self._resources = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _resources: Cocoon_Agent_V1_Resources? = nil
+}
+
+public nonisolated struct Cocoon_Agent_V1_UpdatePodResourcesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Unmounts a hot-plugged disk before the host unplugs it.
 public nonisolated struct Cocoon_Agent_V1_UnmountDiskRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1224,7 +1334,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1375,6 +1485,32 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
           self.call = .detach(v)
         }
       }()
+      case 12: try {
+        var v: Cocoon_Agent_V1_ConfigurePodRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .configurePod(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .configurePod(v)
+        }
+      }()
+      case 13: try {
+        var v: Cocoon_Agent_V1_UpdatePodResourcesRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .updatePodResources(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .updatePodResources(v)
+        }
+      }()
       default: break
       }
     }
@@ -1430,6 +1566,14 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
       guard case .detach(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
     }()
+    case .configurePod?: try {
+      guard case .configurePod(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .updatePodResources?: try {
+      guard case .updatePodResources(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -1444,7 +1588,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1596,6 +1740,32 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
           self.result = .detach(v)
         }
       }()
+      case 13: try {
+        var v: Cocoon_Agent_V1_ConfigurePodResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .configurePod(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .configurePod(v)
+        }
+      }()
+      case 14: try {
+        var v: Cocoon_Agent_V1_UpdatePodResourcesResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .updatePodResources(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .updatePodResources(v)
+        }
+      }()
       default: break
       }
     }
@@ -1653,6 +1823,14 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
     case .detach?: try {
       guard case .detach(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .configurePod?: try {
+      guard case .configurePod(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .updatePodResources?: try {
+      guard case .updatePodResources(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
     }()
     case nil: break
     }
@@ -2332,7 +2510,7 @@ nonisolated extension Cocoon_Agent_V1_Resources: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -2342,6 +2520,9 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
     var _readOnlyRootfs: Bool = false
     var _mounts: [Cocoon_Agent_V1_FileMount] = []
     var _resources: Cocoon_Agent_V1_Resources? = nil
+    var _customPaths: Bool = false
+    var _maskedPaths: [String] = []
+    var _readonlyPaths: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2359,6 +2540,9 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
       _readOnlyRootfs = source._readOnlyRootfs
       _mounts = source._mounts
       _resources = source._resources
+      _customPaths = source._customPaths
+      _maskedPaths = source._maskedPaths
+      _readonlyPaths = source._readonlyPaths
     }
   }
 
@@ -2384,6 +2568,9 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._readOnlyRootfs) }()
         case 6: try { try decoder.decodeRepeatedMessageField(value: &_storage._mounts) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._resources) }()
+        case 8: try { try decoder.decodeSingularBoolField(value: &_storage._customPaths) }()
+        case 9: try { try decoder.decodeRepeatedStringField(value: &_storage._maskedPaths) }()
+        case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._readonlyPaths) }()
         default: break
         }
       }
@@ -2417,6 +2604,15 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
       try { if let v = _storage._resources {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
       } }()
+      if _storage._customPaths != false {
+        try visitor.visitSingularBoolField(value: _storage._customPaths, fieldNumber: 8)
+      }
+      if !_storage._maskedPaths.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._maskedPaths, fieldNumber: 9)
+      }
+      if !_storage._readonlyPaths.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._readonlyPaths, fieldNumber: 10)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2433,6 +2629,9 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
         if _storage._readOnlyRootfs != rhs_storage._readOnlyRootfs {return false}
         if _storage._mounts != rhs_storage._mounts {return false}
         if _storage._resources != rhs_storage._resources {return false}
+        if _storage._customPaths != rhs_storage._customPaths {return false}
+        if _storage._maskedPaths != rhs_storage._maskedPaths {return false}
+        if _storage._readonlyPaths != rhs_storage._readonlyPaths {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2855,6 +3054,108 @@ nonisolated extension Cocoon_Agent_V1_UpdateResourcesResponse: SwiftProtobuf.Mes
   }
 
   public static func ==(lhs: Cocoon_Agent_V1_UpdateResourcesResponse, rhs: Cocoon_Agent_V1_UpdateResourcesResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConfigurePodRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.sysctls) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.sysctls.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.sysctls, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ConfigurePodRequest, rhs: Cocoon_Agent_V1_ConfigurePodRequest) -> Bool {
+    if lhs.sysctls != rhs.sysctls {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_ConfigurePodResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConfigurePodResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_ConfigurePodResponse, rhs: Cocoon_Agent_V1_ConfigurePodResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_UpdatePodResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdatePodResourcesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}resources\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._resources) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._resources {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_UpdatePodResourcesRequest, rhs: Cocoon_Agent_V1_UpdatePodResourcesRequest) -> Bool {
+    if lhs._resources != rhs._resources {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V1_UpdatePodResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdatePodResourcesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V1_UpdatePodResourcesResponse, rhs: Cocoon_Agent_V1_UpdatePodResourcesResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

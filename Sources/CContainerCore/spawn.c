@@ -165,7 +165,23 @@ static void set_capabilities(const struct ccore_spawn *s) {
     if (syscall(SYS_capset, &hdr, data) < 0) fail(s, "capset", NULL);
 }
 
+/// A container process starts as runc starts it: no signal blocked, every disposition the default
+/// (the caller may block SIGCHLD for a signalfd or ignore SIGPIPE; neither is the container's business).
+static void reset_signals(void) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < _NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &dfl, NULL);  // EINVAL for the few the C library reserves: fine
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const int *nsfds) {
+    reset_signals();
     char byte;
     if (s->sync_fd >= 0 && read(s->sync_fd, &byte, 1) != 1) _exit(126);  // parent gave up
     if (s->join_pid > 0) {
@@ -237,7 +253,7 @@ static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const i
 pid_t ccore_spawn(const struct ccore_spawn *s) {
     int nsfds[NS_COUNT] = {-1, -1, -1, -1};
     int own_pidns = -1;
-    int flags = s->new_namespaces ? (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) : 0;
+    int flags = s->new_namespaces ? (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | (s->share_ipc ? 0 : CLONE_NEWIPC)) : 0;
     if (s->join_pid > 0) {
         for (int i = 0; i < NS_COUNT; i++) {
             char path[64];

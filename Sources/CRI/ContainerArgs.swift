@@ -26,6 +26,11 @@ enum ContainerArgs {
             user.username = s.runAsUsername
         }
         if s.hasRunAsGroup {
+            // As containerd: a group alone would run as root with that group, which nobody means.
+            guard user.hasUid || !user.username.isEmpty else {
+                throw CRIError.invalidArgument(
+                    "config.linux.security_context.run_as_group \(s.runAsGroup.value) is set without run_as_user, run_as_username or an image user")
+            }
             guard s.runAsGroup.value >= 0, s.runAsGroup.value <= Int64(UInt32.max) else {
                 throw CRIError.invalidArgument("config.linux.security_context.run_as_group \(s.runAsGroup.value) is out of range")
             }
@@ -43,6 +48,8 @@ enum ContainerArgs {
     /// containerd; a Localhost profile is read from the host path it names.
     static func seccomp(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> Cocoon_Agent_V1_Seccomp {
         var result = Cocoon_Agent_V1_Seccomp()
+        // A privileged container runs unconfined whatever profile it names, as in containerd.
+        if s.privileged { return result }
         var localhost = ""
         if s.hasSeccomp {
             switch s.seccomp.profileType {
@@ -72,6 +79,20 @@ enum ContainerArgs {
             result.profile = text
         }
         return result
+    }
+
+    /// The paths to mask and make read-only inside the container, or nil for the runtime's defaults:
+    /// none for a privileged container; the kubelet's lists, when it sends them, replace the defaults.
+    static func paths(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> (masked: [String], readonly: [String])? {
+        if s.privileged { return ([], []) }
+        guard !s.maskedPaths.isEmpty || !s.readonlyPaths.isEmpty else { return nil }
+        for (field, list) in [("masked_paths", s.maskedPaths), ("readonly_paths", s.readonlyPaths)] {
+            guard list.count <= 256 else { throw CRIError.invalidArgument("config.linux.security_context.\(field) has more than 256 entries") }
+            for path in list where !path.hasPrefix("/") || path.split(separator: "/").contains("..") || path.contains("\0") {
+                throw CRIError.invalidArgument("config.linux.security_context.\(field): \"\(path)\" must be an absolute path without \"..\"")
+            }
+        }
+        return (s.maskedPaths, s.readonlyPaths)
     }
 
     /// The default set with the request's add/drop applied (privileged: every capability).

@@ -44,6 +44,7 @@ extension RuntimeService {
             create.imageRef = image.repoDigests.first
             create.hostname = request.sandboxConfig.hostname
             create.readOnlyRootfs = security.readonlyRootfs
+            create.paths = try ContainerArgs.paths(security)
             create.mounts = config.mounts.map { .init(hostPath: $0.hostPath, containerPath: $0.containerPath, readOnly: $0.readonly) }
             let r = config.linux.resources
             create.resources = .with {

@@ -1,5 +1,6 @@
 import CRIAPI
 import GRPCCore
+import Spawn
 import Hypervisor
 import Sandboxes
 

@@ -42,6 +42,9 @@ public enum PodSandboxRequest {
             // As Kata does: the pod's limit is added to the handler's base VM memory.
             run.extraMemoryMiB = Int((limit + (1 << 20) - 1) >> 20)
         }
+        if config.hasLinux {
+            run.sysctls = try Sysctls.validate(config.linux.sysctls)
+        }
         if let v = config.annotations[vcpusAnnotation] {
             guard let n = Int(v), (1...64).contains(n) else { throw .invalidArgument("annotation \(vcpusAnnotation)=\"\(v)\" must be an integer in 1...64") }
             run.vcpus = n

@@ -1,6 +1,7 @@
 import CRIAPI
 import Config
 import GRPCCore
+import Hypervisor
 import Images
 import Sandboxes
 
@@ -19,7 +20,7 @@ public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
 
     public init(
         config: CocoonConfig, sandboxes: SandboxManager, containers: ContainerManager, images: ImageManager,
-        qemuBinary: String = "/usr/bin/qemu-system-x86_64"
+        qemuBinary: String = QEMUHypervisor.defaultBinary
     ) {
         self.config = config
         self.sandboxes = sandboxes

@@ -1,6 +1,6 @@
 import AgentAPI
 import CRIAPI
-import Hypervisor
+import Spawn
 import Sandboxes
 
 /// Container and pod usage (cgroup figures from the guest) as CRI stats messages.

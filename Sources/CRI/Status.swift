@@ -1,6 +1,7 @@
 import CRIAPI
 import Foundation
 import GRPCCore
+import Hypervisor
 
 extension RuntimeService {
     /// RuntimeReady is true when the hypervisors the handlers need can run. NetworkReady is false
@@ -34,6 +35,13 @@ extension RuntimeService {
             let handlers = config.handlers.sorted { $0.key < $1.key }.map { name, h in
                 "{\"name\":\"\(name)\",\"backend\":\"\(h.backend.rawValue)\",\"kernel\":\"\(h.kernel)\",\"initrd\":\"\(h.initrd)\",\"agent_image\":\"\(h.agentImage)\",\"vcpus\":\(h.vcpus),\"memory_mib\":\(h.memoryMiB),\"accel\":\"\(h.accel.rawValue)\"}"
             }
+            // KVM or TCG for each guest, and why (decided by a real boot; see Accelerator).
+            let decisions = await Accelerator.shared.known().map {
+                AccelInfo(kernel: $0.kernel, qemu: $0.qemu, accel: $0.accel, reason: $0.reason, decidedAtNs: $0.decidedAtNs)
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            if let data = try? encoder.encode(decisions) { response.info["accelerator"] = String(decoding: data, as: UTF8.self) }
             response.info["config"] = "{\"state_root\":\"\(config.stateRoot)\",\"run_dir\":\"\(config.runDir)\",\"socket\":\"\(config.socket)\",\"default_handler\":\"\(config.defaultHandler)\",\"handlers\":[\(handlers.joined(separator: ","))]}"
         }
         return response
@@ -50,5 +58,18 @@ extension RuntimeService {
             }
         }
         return missing
+    }
+}
+
+/// One accelerator decision as `Status` (verbose) shows it.
+struct AccelInfo: Encodable {
+    var kernel: String
+    var qemu: String
+    var accel: String
+    var reason: String
+    var decidedAtNs: Int64
+    enum CodingKeys: String, CodingKey {
+        case kernel, qemu, accel, reason
+        case decidedAtNs = "decided_at_ns"
     }
 }

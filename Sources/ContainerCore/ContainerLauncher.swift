@@ -41,6 +41,7 @@ public enum ContainerLauncher {
         _ = try? SafePath.makeDirectories(root: spec.rootfs, workingDir)
         return try launch(spec.process, user: user, cgroup: cgroup) { arena, c in
             c.new_namespaces = 1
+            c.share_ipc = spec.newIPCNamespace ? 0 : 1
             c.rootfs = arena.string(spec.rootfs)
             c.readonly_rootfs = spec.readOnlyRootfs ? 1 : 0
             c.setup_dev = 1

@@ -11,6 +11,9 @@ public struct ContainerSpec: Sendable, Equatable {
     public var readOnlyRootfs = false
     public var maskedPaths: [String] = DefaultPaths.masked
     public var readonlyPaths: [String] = DefaultPaths.readonly
+    /// False: the container shares its creator's IPC namespace (in a pod VM, the pod's: SysV IPC,
+    /// POSIX message queues and their sysctls are common to the pod's containers, as in Kubernetes).
+    public var newIPCNamespace = true
     /// Absolute cgroup v2 directory for the container (created, limited and removed by `Cgroup`), or nil.
     public var cgroupPath: String?
     public var resources = Resources()

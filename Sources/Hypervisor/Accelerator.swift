@@ -1,35 +1,115 @@
 import Foundation
+import Logging
+import StateFiles
 
-/// Decides between KVM and TCG. `/dev/kvm` existing is not enough (nested or restricted KVM can
-/// refuse vCPU setup), so the probe starts a paused QEMU with KVM and asks it to quit over QMP;
-/// KVM counts as usable only if that works cleanly. The answer is cached for the daemon's life.
+/// Decides between KVM and TCG, once per guest kernel, initramfs and QEMU binary, by booting the
+/// real guest (`KVMProbe`). Each decision is kept with its reason in a JSON file under the state
+/// root, so a restarted daemon does not probe again, and is logged once. A pod whose KVM boot stalls
+/// anyway reports it here (`markUnusable`), and every later pod of that guest uses TCG.
 public actor Accelerator {
     public static let shared = Accelerator()
-    private var probed: Bool?
 
-    public func kvmUsable(qemu: String) async -> Bool {
-        if let probed { return probed }
-        let result = await Self.probe(qemu: qemu)
-        probed = result
-        return result
+    /// One decision: what it applies to, the answer and why.
+    public struct Decision: Codable, Sendable, Equatable {
+        public var key: String
+        public var kernel: String
+        public var qemu: String
+        public var accel: String
+        public var reason: String
+        public var decidedAtNs: Int64
     }
 
-    public func resolve(_ request: AccelRequest, qemu: String) async throws(HypervisorError) -> String {
-        switch request {
-        case .tcg: return "tcg"
-        case .kvm:
-            guard await kvmUsable(qemu: qemu) else { throw .unavailable("accel=kvm requested but /dev/kvm is not usable here") }
-            return "kvm"
-        case .auto: return await kvmUsable(qemu: qemu) ? "kvm" : "tcg"
+    private var cacheFile: String?
+    private var decisions: [String: Decision] = [:]
+    private var probes: [String: Task<Decision, Never>] = [:]
+    private var logger = Logger(label: "cocoon.accel")
+
+    /// Where decisions are kept (`<state_root>/accel.json`); loads what an earlier daemon decided.
+    public func configure(cacheFile: String, logger: Logger) {
+        self.cacheFile = cacheFile
+        self.logger = logger
+        if let data = FileManager.default.contents(atPath: cacheFile),
+            let saved = try? JSONDecoder().decode([Decision].self, from: data)
+        {
+            for d in saved { decisions[d.key] = d }
         }
     }
 
-    private static func probe(qemu: String) async -> Bool {
-        guard access("/dev/kvm", R_OK | W_OK) == 0 else { return false }
-        let script = "printf '%s' '{\"execute\":\"qmp_capabilities\"}{\"execute\":\"quit\"}' | "
-            + "\(qemu) -M microvm,accel=kvm -cpu host -m 64 -S -nodefaults -no-user-config -display none -qmp stdio"
-        guard let r = try? await HostProcess.run(["/bin/sh", "-c", script], timeout: .seconds(10)) else { return false }
-        let lower = r.output.lowercased()
-        return r.status == 0 && !lower.contains("error") && !lower.contains("assert") && lower.contains("return")
+    /// Every decision made or loaded, for `Status` (verbose).
+    public func known() -> [Decision] { decisions.values.sorted { $0.decidedAtNs < $1.decidedAtNs } }
+
+    /// The accelerator a VM of this guest gets: `tcg` and `kvm` as asked (kvm only when the probe
+    /// passed), `auto` as decided.
+    public func resolve(_ request: AccelRequest, qemu: String, kernel: String, initrd: String) async throws(HypervisorError) -> String {
+        switch request {
+        case .tcg: return "tcg"
+        case .kvm:
+            let d = await decide(qemu: qemu, kernel: kernel, initrd: initrd)
+            guard d.accel == "kvm" else { throw .unavailable("accel=kvm requested but KVM cannot run the guest here: \(d.reason)") }
+            return "kvm"
+        case .auto: return await decide(qemu: qemu, kernel: kernel, initrd: initrd).accel
+        }
+    }
+
+    /// The decision for this guest, probing (once, shared by concurrent callers) when there is none.
+    public func decide(qemu: String, kernel: String, initrd: String) async -> Decision {
+        let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
+        if let d = decisions[key] { return d }
+        if let running = probes[key] { return await running.value }
+        let workDir = cacheFile.map { ($0 as NSString).deletingLastPathComponent } ?? NSTemporaryDirectory()
+        let probe = Task { () -> Decision in
+            let outcome = await KVMProbe.run(qemu: qemu, kernel: kernel, initrd: initrd, workDir: workDir)
+            return Decision(
+                key: key, kernel: kernel, qemu: qemu, accel: outcome.usable ? "kvm" : "tcg", reason: outcome.reason,
+                decidedAtNs: Self.nowNs())
+        }
+        probes[key] = probe
+        let d = await probe.value
+        probes[key] = nil
+        record(d)
+        return d
+    }
+
+    /// A KVM pod boot of this guest failed after the probe had passed: use TCG from now on.
+    public func markUnusable(qemu: String, kernel: String, initrd: String, reason: String) {
+        let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
+        record(Decision(key: key, kernel: kernel, qemu: qemu, accel: "tcg", reason: reason, decidedAtNs: Self.nowNs()))
+    }
+
+    private func record(_ d: Decision) {
+        decisions[d.key] = d
+        if d.accel == "kvm" {
+            logger.info("KVM runs the guest; pod VMs use KVM", metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
+        } else {
+            logger.warning("KVM cannot run the guest; pod VMs use TCG (software emulation)", metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
+        }
+        guard let cacheFile else { return }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(try encoder.encode(known()), to: cacheFile)
+        } catch {
+            logger.warning("cannot save the accelerator decision", metadata: ["file": "\(cacheFile)", "error": "\(error)"])
+        }
+    }
+
+    /// Identifies the inputs a decision depends on: the guest kernel and initramfs, the QEMU binary
+    /// (path, size, modification time each) and the host kernel release. Any change means a new probe.
+    public static func key(qemu: String, kernel: String, initrd: String) -> String {
+        func id(_ path: String) -> String {
+            var st = stat()
+            guard stat(path, &st) == 0 else { return path + ":missing" }
+            return "\(path):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        }
+        var uts = utsname()
+        uname(&uts)
+        let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        return [id(kernel), id(initrd), id(qemu), "host:" + release].joined(separator: "|")
+    }
+
+    static func nowNs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }

@@ -10,6 +10,9 @@ public protocol Hypervisor: Sendable {
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
     /// then asks the hypervisor to quit, then kills it. Releases the VM's runtime files.
     func stop(_ vm: VMHandle, timeout: Duration) async
+    /// A VM of this spec booted under KVM never reached its guest: every later VM of this guest
+    /// kernel uses TCG (the caller boots this one again with `accel = .tcg`).
+    func kvmFailed(_ spec: VMSpec, reason: String) async
     /// Ends the VM at once.
     func kill(_ vm: VMHandle) async
     /// True when the VM has ended within `timeout`.

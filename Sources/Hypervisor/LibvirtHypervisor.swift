@@ -1,5 +1,6 @@
 import CLibvirt
 import Foundation
+import Spawn
 import Logging
 
 /// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`
@@ -18,7 +19,8 @@ public struct LibvirtHypervisor: Hypervisor {
 
     public func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {
         try spec.prepareFiles()
-        let accel = try await Accelerator.shared.resolve(spec.accel, qemu: "/usr/bin/qemu-system-x86_64")
+        let accel = try await Accelerator.shared.resolve(
+            spec.accel, qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd)
         let agentSocket = spec.runDir + "/agent.sock"
         let console = spec.stateDir + "/console.log"
         let xml = LibvirtDomainXML.make(spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console)
@@ -36,6 +38,10 @@ public struct LibvirtHypervisor: Hypervisor {
         return VMHandle(
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: .serial(path: agentSocket),
             controlSocket: nil, consoleLog: console, runDir: spec.runDir, launchedAtNs: launched)
+    }
+
+    public func kvmFailed(_ spec: VMSpec, reason: String) async {
+        await Accelerator.shared.markUnusable(qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd, reason: reason)
     }
 
     public func stop(_ vm: VMHandle, timeout: Duration) async {

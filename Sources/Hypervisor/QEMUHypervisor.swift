@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 import Logging
 
 /// Runs each VM as its own `qemu-system-x86_64` process: microvm machine, KVM when usable and TCG
@@ -9,7 +10,10 @@ public struct QEMUHypervisor: Hypervisor {
     public let qemuBinary: String
     private let logger: Logger
 
-    public init(qemuBinary: String = "/usr/bin/qemu-system-x86_64", logger: Logger = Logger(label: "cocoon.qemu")) {
+    /// Debian's QEMU (apt: qemu-system-x86).
+    public static let defaultBinary = "/usr/bin/qemu-system-x86_64"
+
+    public init(qemuBinary: String = QEMUHypervisor.defaultBinary, logger: Logger = Logger(label: "cocoon.qemu")) {
         self.qemuBinary = qemuBinary
         self.logger = logger
     }
@@ -19,7 +23,7 @@ public struct QEMUHypervisor: Hypervisor {
             throw .unavailable("\(qemuBinary) not found (apt-get install qemu-system-x86)")
         }
         try spec.prepareFiles()
-        let accel = try await Accelerator.shared.resolve(spec.accel, qemu: qemuBinary)
+        let accel = try await Accelerator.shared.resolve(spec.accel, qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd)
         let launched = HostProcess.nowNs()
         let layout = QEMULayout(spec: spec)
         let endpoint = VsockSupport.available ? AgentEndpoint.vsock(cid: VsockSupport.cid(for: spec.id), port: GuestKernelArgs.agentVsockPort) : .serial(path: layout.agentSocket)
@@ -42,6 +46,10 @@ public struct QEMUHypervisor: Hypervisor {
         return VMHandle(
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: endpoint,
             controlSocket: layout.qmpSocket, consoleLog: layout.consoleLog, runDir: spec.runDir, launchedAtNs: launched)
+    }
+
+    public func kvmFailed(_ spec: VMSpec, reason: String) async {
+        await Accelerator.shared.markUnusable(qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd, reason: reason)
     }
 
     public func stop(_ vm: VMHandle, timeout: Duration) async {

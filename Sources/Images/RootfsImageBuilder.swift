@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Spawn
 
 /// Turns an unpacked image root filesystem into the read-only block image a pod VM attaches
 /// (virtio-blk) as a container's lower layer: EROFS, uncompressed. Chosen by measurement under
@@ -26,18 +27,15 @@ public enum RootfsImageBuilder {
         }
         let tmp = image + ".tmp"
         unlink(tmp)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = ["--quiet", "-T0", tmp, directory]
-        let errPipe = Pipe()
-        p.standardError = errPipe
-        p.standardOutput = FileHandle.nullDevice
-        do { try p.run() } catch { throw .internalError("cannot run \(tool): \(error)") }
-        let errText = String(decoding: errPipe.fileHandleForReading.readDataToEndOfFile().prefix(2000), as: UTF8.self)
-        p.waitUntilExit()
-        guard p.terminationStatus == 0, rename(tmp, image) == 0 else {
+        let result: HostProcess.Result
+        do {
+            result = try HostProcess.runBlocking([tool, "--quiet", "-T0", tmp, directory], timeout: .seconds(1800))
+        } catch {
+            throw .internalError("cannot run \(tool): \(error)")
+        }
+        guard result.status == 0, rename(tmp, image) == 0 else {
             unlink(tmp)
-            throw .internalError("\(tool) failed (\(p.terminationStatus)) for \(directory): \(errText)")
+            throw .internalError("\(tool) failed (\(result.status)) for \(directory): \(result.output.prefix(2000))")
         }
     }
 }

@@ -1,6 +1,7 @@
 import AgentAPI
 import AgentClient
 import Foundation
+import Spawn
 import Hypervisor
 import Logging
 import SwiftProtobuf
@@ -21,6 +22,8 @@ public actor ContainerManager {
         public var process: Cocoon_Agent_V1_Process
         public var hostname: String
         public var readOnlyRootfs: Bool
+        /// Masked and read-only paths replacing the defaults; nil keeps the defaults.
+        public var paths: (masked: [String], readonly: [String])?
         public var mounts: [ContainerRecord.MountInfo]
         public var resources: Cocoon_Agent_V1_Resources
         public var labels: [String: String]
@@ -73,6 +76,7 @@ public actor ContainerManager {
     private var locks = KeyedLock()
     private let events: AsyncStream<(String, Cocoon_Agent_V1_Event)>
     private let eventInput: AsyncStream<(String, Cocoon_Agent_V1_Event)>.Continuation
+    private let eventHub = ContainerEventHub()
     static let maxExecOutput = 16 << 20
     static let maxCopiedMountBytes = 64 << 20
 
@@ -104,7 +108,20 @@ public actor ContainerManager {
         for await (_, event) in events { await apply(event) }
     }
 
-    public nonisolated func stopEvents() { eventInput.finish() }
+    public nonisolated func stopEvents() {
+        eventInput.finish()
+        eventHub.finish()
+    }
+
+    /// Ends every lifecycle event stream (the daemon is shutting down).
+    public nonisolated func endLifecycleEvents() { eventHub.finish() }
+
+    /// Container lifecycle events from now on, until the daemon stops (GetContainerEvents).
+    public nonisolated func lifecycleEvents() -> AsyncStream<ContainerEvent> { eventHub.subscribe() }
+
+    private func publish(_ kind: ContainerEvent.Kind, _ record: ContainerRecord) {
+        eventHub.publish(ContainerEvent(kind: kind, containerID: record.id, sandboxID: record.sandboxID, atNs: HostProcess.nowNs(), record: record))
+    }
 
     // MARK: CRI operations
 
@@ -124,6 +141,11 @@ public actor ContainerManager {
         request.process = r.process
         request.hostname = r.hostname
         request.readOnlyRootfs = r.readOnlyRootfs
+        if let paths = r.paths {
+            request.customPaths = true
+            request.maskedPaths = paths.masked
+            request.readonlyPaths = paths.readonly
+        }
         request.mounts = fileMounts
         request.resources = r.resources
         do {
@@ -140,6 +162,7 @@ public actor ContainerManager {
         records[id] = record
         if !r.logPath.isEmpty { logs[id] = CRILogWriter(path: r.logPath) }
         try await persist(record)
+        publish(.created, record)
         logger.info("container created", metadata: ["id": "\(id)", "sandbox": "\(sandboxID)", "image": "\(r.image)"])
         return id
     }
@@ -161,6 +184,7 @@ public actor ContainerManager {
             record.finishedAtNs = HostProcess.nowNs()
             records[id] = record
             try? await store.save(record)
+            publish(.stopped, record)
             throw Self.map(error, "start container \(id)")
         }
         // The exit event may already have been applied (a process that ends at once).
@@ -173,12 +197,16 @@ public actor ContainerManager {
             current.pid = record.pid
             records[id] = current
         }
-        if let current = records[id] { try await persist(current) }
+        if let current = records[id] {
+            try await persist(current)
+            publish(.started, current)
+        }
     }
 
-    /// Signals the container (its StopSignal, or SIGTERM), waits `timeout`, then SIGKILL. Idempotent.
+    /// Signals the container (its StopSignal, or SIGTERM), waits `timeout`, then SIGKILL. Idempotent:
+    /// stopping an exited or unknown (already removed) container succeeds.
     public func stop(_ idOrPrefix: String, timeout: Duration) async throws(SandboxError) {
-        let id = try resolve(idOrPrefix)
+        guard let id = try IDPrefix.resolveIfKnown(idOrPrefix, in: records.keys, what: "container", field: "container_id") else { return }
         await lock(id)
         defer { locks.release(id) }
         try await stopLocked(id, timeout: timeout)
@@ -202,7 +230,7 @@ public actor ContainerManager {
 
     /// Stops (at once) and removes the container; removing an unknown container succeeds.
     public func remove(_ idOrPrefix: String) async throws(SandboxError) {
-        guard let id = try? resolve(idOrPrefix) else { return }
+        guard let id = try IDPrefix.resolveIfKnown(idOrPrefix, in: records.keys, what: "container", field: "container_id") else { return }
         await lock(id)
         defer { locks.release(id) }
         guard let record = records[id] else { return }
@@ -223,6 +251,7 @@ public actor ContainerManager {
             throw .internalError("cannot remove state of container \(id): \(error)")
         }
         await releaseDisk(sandboxID: record.sandboxID, serial: record.imageDiskSerial, except: id)
+        publish(.deleted, record)
         logger.info("container removed", metadata: ["id": "\(id)"])
     }
 
@@ -355,6 +384,7 @@ public actor ContainerManager {
         record.finishedAtNs = HostProcess.nowNs()
         records[id] = record
         logs[id]?.finish()
+        publish(.stopped, record)
         for waiter in exitWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
     }
 
@@ -433,17 +463,5 @@ public actor ContainerManager {
         await withCheckedContinuation { locks.enqueue(id, $0) }
     }
 
-    static func map(_ error: AgentClientError, _ what: String) -> SandboxError {
-        switch error {
-        case .agent(let code, let message):
-            switch code {
-            case "invalidArgument": return .invalidArgument("\(what): \(message)")
-            case "notFound": return .notFound("\(what): \(message)")
-            case "failedPrecondition": return .failedPrecondition("\(what): \(message)")
-            default: return .internalError("\(what): \(message)")
-            }
-        case .deadlineExceeded: return .deadlineExceeded("\(what): \(error)")
-        default: return .unavailable("\(what): \(error)")
-        }
-    }
+    static func map(_ error: AgentClientError, _ what: String) -> SandboxError { SandboxError.from(error, what) }
 }

@@ -37,4 +37,14 @@ enum IDPrefix {
         if matches.count > 1 { throw .invalidArgument("\(what) id prefix \"\(idOrPrefix)\" is ambiguous") }
         throw .notFound("\(what) \"\(idOrPrefix)\" not found")
     }
+
+    /// Like `resolve`, but nil where the id matches nothing (idempotent stop and remove).
+    static func resolveIfKnown(_ idOrPrefix: String, in keys: Dictionary<String, some Any>.Keys, what: String, field: String) throws(SandboxError) -> String? {
+        do {
+            return try resolve(idOrPrefix, in: keys, what: what, field: field)
+        } catch {
+            if case .notFound = error { return nil }
+            throw error
+        }
+    }
 }

@@ -11,6 +11,8 @@ public struct RunRequest: Sendable {
     public var extraMemoryMiB: Int
     public var memoryMiBOverride: Int?
     public var configJSON: String?
+    /// Namespaced sysctls (already checked), applied in the guest before the pod is READY.
+    public var sysctls: [String: String] = [:]
 
     public init(
         metadata: PodMetadata, labels: [String: String] = [:], annotations: [String: String] = [:],

@@ -2,6 +2,7 @@ import AgentAPI
 import AgentClient
 import Config
 import Foundation
+import Spawn
 import Hypervisor
 import Logging
 
@@ -16,6 +17,8 @@ public actor SandboxManager {
         public var agentCall: Duration = .seconds(5)
         /// How long a guest gets to power off after the agent's Shutdown before it is killed.
         public var shutdown: Duration = .seconds(10)
+        /// A KVM guest prints on its console within a second; one silent this long is not running.
+        public var kvmConsole: Duration = .seconds(10)
         public init() {}
     }
 
@@ -28,6 +31,7 @@ public actor SandboxManager {
     /// reserved pod name -> sandbox id, including sandboxes still booting.
     private var names: [String: String] = [:]
     private var agents: [String: AgentClient] = [:]
+    private var connecting: [String: Task<AgentClient, any Error>] = [:]
     private var locks = KeyedLock()
     private var eventSink: (@Sendable (String, Cocoon_Agent_V1_Event) -> Void)?
 
@@ -45,19 +49,28 @@ public actor SandboxManager {
     // MARK: recovery
 
     /// Loads persisted sandboxes. A sandbox whose VM is gone becomes NOTREADY; one left booting by a
-    /// crash is stopped and marked NOTREADY (its VM, if any, is ended so nothing leaks).
+    /// crash is removed with its VM (found by name when the crash came before its handle was saved).
     public func recover() async {
         for var record in await store.loadAll() {
             if record.state == .creating {
+                // RunPodSandbox never answered for it: end its VM and forget it (the kubelet retries).
                 if let vm = record.vm, let hv = hypervisors[vm.backend] { await hv.stop(vm, timeout: .zero) }
-                record.state = .notReady
-                record.reason = "daemon restarted while the VM was booting"
-                try? await store.save(record)
-            } else if record.state == .ready {
-                await refresh(&record)
+                let vmName = "cocoon-" + String(record.id.prefix(12))
+                for pid in HostProcess.pids(withArgument: "process=" + vmName) { kill(pid, SIGKILL) }
+                try? FileManager.default.removeItem(atPath: config.runDir + "/vms/" + String(record.id.prefix(16)))
+                do {
+                    try await store.delete(record.id)
+                    logger.info("removed a pod sandbox left booting by a crash", metadata: ["id": "\(record.id)"])
+                    continue
+                } catch {
+                    record.state = .notReady
+                    record.reason = "daemon restarted while the VM was booting"
+                    try? await store.save(record)
+                }
             }
             records[record.id] = record
             names[record.reservedName] = record.id
+            await refresh(record.id)
         }
         logger.info("recovered sandboxes", metadata: ["count": "\(records.count)", "ready": "\(records.values.filter { $0.state == .ready }.count)"])
     }
@@ -100,17 +113,14 @@ public actor SandboxManager {
                 id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage, vcpus: vcpus, memoryMiB: memory,
                 accel: AccelRequest(rawValue: handler.accel.rawValue) ?? .auto, extraKernelArgs: handler.kernelArgs,
                 stateDir: store.directory(for: id), runDir: config.runDir + "/vms/" + String(id.prefix(16)))
-            let vm: VMHandle
-            do {
-                vm = try await hypervisor.boot(spec)
-            } catch {
-                throw SandboxError.from(error, vm: spec.vmName)
+            let (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
+            if !request.sysctls.isEmpty, let agent = agents[id] {
+                do {
+                    try await agent.configurePod(sysctls: request.sysctls, timeout: timeouts.agentCall)
+                } catch {
+                    throw SandboxError.from(error, "config.linux.sysctls")
+                }
             }
-            record.vm = vm
-            records[id] = record
-            try await persist(record)
-
-            let health = try await waitForAgent(vm, hypervisor: hypervisor, id: id)
             record.state = .ready
             let elapsed = ContinuousClock.now - started
             record.bootMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
@@ -134,17 +144,18 @@ public actor SandboxManager {
         }
     }
 
+    /// Stopping an unknown (already removed) sandbox succeeds, as the CRI contract asks.
     public func stop(_ idOrPrefix: String) async throws(SandboxError) {
-        let id = try resolve(idOrPrefix)
+        guard let id = try resolveIfKnown(idOrPrefix) else { return }
         await lock(id)
         defer { locks.release(id) }
-        guard var record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
+        guard var record = records[id] else { return }
         try await stopVM(&record, reason: "stopped")
     }
 
     /// Removing an unknown sandbox succeeds (idempotent, as containerd does).
     public func remove(_ idOrPrefix: String) async throws(SandboxError) {
-        guard let id = try? resolve(idOrPrefix) else { return }
+        guard let id = try resolveIfKnown(idOrPrefix) else { return }
         await lock(id)
         defer { locks.release(id) }
         guard var record = records[id] else { return }
@@ -161,22 +172,16 @@ public actor SandboxManager {
 
     public func status(_ idOrPrefix: String) async throws(SandboxError) -> SandboxRecord {
         let id = try resolve(idOrPrefix)
-        guard var record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
-        if record.state == .ready {
-            await refresh(&record)
-            records[id] = record
-        }
+        await refresh(id)
+        guard let record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
         return record
     }
 
     public func list(_ filter: SandboxFilter) async -> [SandboxRecord] {
         var result: [SandboxRecord] = []
         for id in records.keys.sorted() {
-            guard var record = records[id] else { continue }
-            if record.state == .ready {
-                await refresh(&record)
-                records[id] = record
-            }
+            await refresh(id)
+            guard let record = records[id] else { continue }
             if filter.matches(record) { result.append(record) }
         }
         return result.sorted { $0.createdAtNs < $1.createdAtNs }
@@ -207,19 +212,51 @@ public actor SandboxManager {
     /// The full id and the agent of a READY sandbox (connecting again after a daemon restart).
     public func readyAgent(_ idOrPrefix: String) async throws(SandboxError) -> (id: String, agent: AgentClient) {
         let id = try resolve(idOrPrefix)
-        guard var record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
-        await refresh(&record)
-        records[id] = record
+        await refresh(id)
+        guard let record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
         guard record.state == .ready, let vm = record.vm else {
             throw .failedPrecondition("pod sandbox \(id) is not ready (\(record.reason ?? record.state.rawValue))")
         }
         if let agent = agents[id] { return (id, agent) }
+        // One connection per sandbox, however many callers ask at once (after a daemon restart).
+        let connecting = self.connecting[id] ?? Task { [onEvent = eventForwarder(id)] in
+            try await AgentClient.connect(vm.agent, timeout: .seconds(2), onEvent: onEvent)
+        }
+        self.connecting[id] = connecting
         do {
-            let agent = try await AgentClient.connect(vm.agent, timeout: .seconds(2), onEvent: eventForwarder(id))
+            let agent = try await connecting.value
+            self.connecting[id] = nil
+            if let existing = agents[id] { return (id, existing) }
             agents[id] = agent
             return (id, agent)
         } catch {
+            self.connecting[id] = nil
             throw .unavailable("cannot reach the agent of pod sandbox \(id): \(error)")
+        }
+    }
+
+    /// Resizes what the pod's containers may use together, within the VM's boot size (memory and
+    /// vCPUs cannot grow past what the VM was booted with): the limits of their common cgroup in the guest.
+    public func updateResources(_ idOrPrefix: String, _ resources: Cocoon_Agent_V1_Resources) async throws(SandboxError) {
+        let (id, agent) = try await readyAgent(idOrPrefix)
+        guard let record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
+        let vmBytes = Int64(record.memoryMiB) << 20
+        if resources.memoryLimitBytes > vmBytes {
+            throw .failedPrecondition(
+                "resources.memory_limit_in_bytes \(resources.memoryLimitBytes) exceeds the VM of pod sandbox \(id), booted with \(record.memoryMiB) MiB; a VM's memory cannot grow")
+        }
+        if resources.cpuQuotaMicros > 0 {
+            let period = resources.cpuPeriodMicros > 0 ? resources.cpuPeriodMicros : 100_000
+            let cpus = Double(resources.cpuQuotaMicros) / Double(period)
+            if cpus > Double(record.vcpus) {
+                throw .failedPrecondition(
+                    "resources.cpu_quota \(resources.cpuQuotaMicros)/\(period) asks for \(cpus) CPUs; the VM of pod sandbox \(id) was booted with \(record.vcpus) vCPUs and cannot grow")
+            }
+        }
+        do {
+            try await agent.updatePodResources(resources, timeout: timeouts.agentCall)
+        } catch {
+            throw SandboxError.from(error, "update resources of pod sandbox \(id)")
         }
     }
 
@@ -227,10 +264,10 @@ public actor SandboxManager {
     public func attachDisk(_ id: String, path: String, serial: String) async throws(SandboxError) {
         await lock(id)
         defer { locks.release(id) }
-        guard var record = records[id], record.state == .ready, let vm = record.vm, let hypervisor = hypervisors[vm.backend] else {
+        guard let record = records[id], record.state == .ready, let vm = record.vm, let hypervisor = hypervisors[vm.backend] else {
             throw .failedPrecondition("pod sandbox \(id) is not ready")
         }
-        var disks = record.disks ?? [:]
+        let disks = record.disks ?? [:]
         if disks[serial] != nil { return }
         let used = Set(disks.values)
         guard let slot = (0..<256).first(where: { !used.contains($0) }) else { throw .failedPrecondition("pod sandbox \(id) has 256 image disks attached") }
@@ -239,17 +276,17 @@ public actor SandboxManager {
         } catch {
             throw SandboxError.from(error, vm: vm.name)
         }
-        disks[serial] = slot
-        record.disks = disks
-        records[id] = record
-        try await persist(record)
+        guard var current = records[id] else { return }
+        current.disks = (current.disks ?? [:]).merging([serial: slot]) { $1 }
+        records[id] = current
+        try await persist(current)
     }
 
     /// Unmounts (in the guest) and unplugs an image disk no container uses any more.
     public func detachDisk(_ id: String, serial: String) async throws(SandboxError) {
         await lock(id)
         defer { locks.release(id) }
-        guard var record = records[id], let slot = record.disks?[serial] else { return }
+        guard let record = records[id], let slot = record.disks?[serial] else { return }
         if record.state == .ready, let vm = record.vm, let hypervisor = hypervisors[vm.backend], let agent = agents[id] {
             do {
                 try await agent.unmountDisk(serial, timeout: timeouts.agentCall)
@@ -258,12 +295,58 @@ public actor SandboxManager {
                 throw .internalError("detach image disk \(serial) from \(id): \(error)")
             }
         }
-        record.disks?[serial] = nil
-        records[id] = record
-        try await persist(record)
+        guard var current = records[id] else { return }
+        current.disks?[serial] = nil
+        records[id] = current
+        try await persist(current)
     }
 
     // MARK: internals
+
+    /// Boots the VM and waits for its agent. Under `accel = auto`, a KVM boot whose guest prints
+    /// nothing on its console within `kvmConsole` (a /dev/kvm that cannot run the guest: the VM spins
+    /// and never boots) is ended and booted again under TCG, and the guest's KVM decision flips.
+    private func bootUntilAgent(
+        _ initial: VMSpec, hypervisor: any Hypervisor, record: inout SandboxRecord
+    ) async throws(SandboxError) -> (VMHandle, Cocoon_Agent_V1_HealthResponse) {
+        var spec = initial
+        while true {
+            let vm: VMHandle
+            do {
+                vm = try await hypervisor.boot(spec)
+            } catch {
+                throw SandboxError.from(error, vm: spec.vmName)
+            }
+            record.vm = vm
+            records[record.id] = record
+            try await persist(record)
+            if vm.accel == "kvm", spec.accel == .auto, let stall = await kvmStall(vm, hypervisor: hypervisor) {
+                logger.warning("KVM boot of the pod VM stalled; booting it again under TCG", metadata: ["vm": "\(vm.name)", "why": "\(stall)"])
+                await hypervisor.stop(vm, timeout: .zero)
+                await hypervisor.kvmFailed(spec, reason: "a pod VM booted under KVM \(stall)")
+                spec.accel = .tcg
+                continue
+            }
+            return (vm, try await waitForAgent(vm, hypervisor: hypervisor, id: record.id))
+        }
+    }
+
+    /// Nil once a KVM guest's agent has announced itself on the console (its first line, within a
+    /// second or two of a working KVM launch); otherwise why the boot is considered stalled.
+    private func kvmStall(_ vm: VMHandle, hypervisor: any Hypervisor) async -> String? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeouts.kvmConsole
+        while true {
+            if let head = FileManager.default.contents(atPath: vm.consoleLog)?.prefix(64 << 10),
+                String(decoding: head, as: UTF8.self).contains("cocoon-agent")
+            {
+                return nil
+            }
+            if await hypervisor.describe(vm) == .exited { return "exited before its guest agent started" }
+            if clock.now >= deadline { return "printed no guest agent start on its console within \(timeouts.kvmConsole)" }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
 
     private func waitForAgent(_ vm: VMHandle, hypervisor: any Hypervisor, id: String) async throws(SandboxError) -> Cocoon_Agent_V1_HealthResponse {
         let clock = ContinuousClock()
@@ -339,17 +422,18 @@ public actor SandboxManager {
         }
     }
 
-    /// Marks a READY sandbox NOTREADY when its VM has died.
-    private func refresh(_ record: inout SandboxRecord) async {
-        guard let vm = record.vm, let hypervisor = hypervisors[vm.backend] else { return }
-        if await hypervisor.describe(vm) == .exited {
-            record.state = .notReady
-            record.reason = "VM exited unexpectedly"
-            record.stoppedAtNs = HostProcess.nowNs()
-            if let agent = agents.removeValue(forKey: record.id) { await agent.close() }
-            logger.warning("sandbox VM is gone", metadata: ["id": "\(record.id)", "vm": "\(vm.name)"])
-            try? await store.save(record)
-        }
+    /// Marks a READY sandbox NOTREADY when its VM has died. Changes only the record as it is after
+    /// the check (other calls may have changed it meanwhile, e.g. attached a disk).
+    private func refresh(_ id: String) async {
+        guard let vm = records[id]?.vm, records[id]?.state == .ready, let hypervisor = hypervisors[vm.backend] else { return }
+        guard await hypervisor.describe(vm) == .exited, var record = records[id], record.state == .ready else { return }
+        record.state = .notReady
+        record.reason = "VM exited unexpectedly"
+        record.stoppedAtNs = HostProcess.nowNs()
+        records[id] = record
+        logger.warning("sandbox VM is gone", metadata: ["id": "\(id)", "vm": "\(vm.name)"])
+        if let agent = agents.removeValue(forKey: id) { await agent.close() }
+        try? await store.save(record)
     }
 
     private func persist(_ record: SandboxRecord) async throws(SandboxError) {
@@ -364,6 +448,11 @@ public actor SandboxManager {
         try IDPrefix.resolve(idOrPrefix, in: records.keys, what: "pod sandbox", field: "pod_sandbox_id")
     }
 
+    /// The full id, or nil for an id nobody knows (an empty or ambiguous one still fails).
+    private func resolveIfKnown(_ idOrPrefix: String) throws(SandboxError) -> String? {
+        try IDPrefix.resolveIfKnown(idOrPrefix, in: records.keys, what: "pod sandbox", field: "pod_sandbox_id")
+    }
+
     private func acquireImmediately(_ id: String) {
         _ = locks.tryAcquire(id)
     }
@@ -375,6 +464,21 @@ public actor SandboxManager {
 }
 
 extension SandboxError {
+    /// An agent's refusal with its code; a broken channel is UNAVAILABLE.
+    public static func from(_ error: AgentClientError, _ what: String) -> SandboxError {
+        switch error {
+        case .agent(let code, let message):
+            switch code {
+            case "invalidArgument": return .invalidArgument("\(what): \(message)")
+            case "notFound": return .notFound("\(what): \(message)")
+            case "failedPrecondition": return .failedPrecondition("\(what): \(message)")
+            default: return .internalError("\(what): \(message)")
+            }
+        case .deadlineExceeded: return .deadlineExceeded("\(what): \(error)")
+        default: return .unavailable("\(what): \(error)")
+        }
+    }
+
     static func from(_ error: HypervisorError, vm: String) -> SandboxError {
         switch error {
         case .invalidSpec(let m): .failedPrecondition(m)

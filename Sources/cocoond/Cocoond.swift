@@ -51,7 +51,8 @@ struct Cocoond: AsyncParsableCommand {
         for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
-        try SocketGuard.claim(cfg.socket)
+        try await SocketGuard.claim(cfg.socket)
+        await Accelerator.shared.configure(cacheFile: cfg.stateRoot + "/accel.json", logger: Logger(label: "cocoon.accel"))
 
         let hypervisors: [String: any Hypervisor] = ["qemu": QEMUHypervisor(), "libvirt": LibvirtHypervisor()]
         let manager = SandboxManager(config: cfg, store: SandboxStore(stateRoot: cfg.stateRoot), hypervisors: hypervisors)
@@ -71,6 +72,7 @@ struct Cocoond: AsyncParsableCommand {
             services: [RuntimeService(config: cfg, sandboxes: manager, containers: containers, images: images), ImageService(images: images), ImageImportService(images: images)])
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let stateRootPath = cfg.stateRoot
+        let handlers = cfg.handlers
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await server.serve()
@@ -80,6 +82,12 @@ struct Cocoond: AsyncParsableCommand {
             }
             group.addTask { await containers.processEvents() }
             group.addTask {
+                // Decide KVM or TCG for each guest now (a real boot, cached), not on the first pod.
+                for handler in handlers.values where handler.accel.rawValue != "tcg" {
+                    _ = await Accelerator.shared.decide(qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd)
+                }
+            }
+            group.addTask {
                 if let address = try await server.listeningAddress {
                     logger.info("cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])
                 }
@@ -87,6 +95,8 @@ struct Cocoond: AsyncParsableCommand {
             group.addTask {
                 for await signal in signals.stream {
                     logger.info("shutting down; pod VMs keep running", metadata: ["signal": "\(signal)"])
+                    // Endless streams (GetContainerEvents) end first, or the graceful shutdown waits on them forever.
+                    containers.endLifecycleEvents()
                     server.beginGracefulShutdown()
                     break
                 }
@@ -100,15 +110,42 @@ struct Cocoond: AsyncParsableCommand {
 }
 
 /// Refuses to start when another daemon serves the socket; removes a stale socket file otherwise.
+/// "Serves" means it answers a CRI `Version` call: a socket that merely accepts connections can be a
+/// listener that a dead daemon's child still holds, which nobody will ever answer.
 enum SocketGuard {
-    static func claim(_ path: String) throws {
+    static func claim(_ path: String) async throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
         guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else { throw ValidationError("socket path \(path) is too long") }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        let connected = UnixSocketAddress.connect(fd, path: path)
-        if connected { throw ValidationError("another daemon is already serving \(path)") }
+        if let version = await answeringRuntime(path) {
+            throw ValidationError("another CRI runtime (\(version)) is already serving \(path)")
+        }
         unlink(path)
+    }
+
+    /// The runtime name and version of whatever answers CRI Version on `path` within 3 s, or nil.
+    static func answeringRuntime(_ path: String) async -> String? {
+        await withTaskGroup(of: String?.self) { group in
+            group.addTask {
+                do {
+                    let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
+                    return try await withGRPCClient(transport: transport) { client in
+                        var options = CallOptions.defaults
+                        options.timeout = .seconds(3)
+                        let r = try await Runtime_V1_RuntimeService.Client(wrapping: client).version(Runtime_V1_VersionRequest(), options: options)
+                        return "\(r.runtimeName) \(r.runtimeVersion)"
+                    }
+                } catch {
+                    return nil
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(5))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
     }
 }
 

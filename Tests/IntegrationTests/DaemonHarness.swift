@@ -47,10 +47,13 @@ final class DaemonHarness: @unchecked Sendable {
         return repo.path + "/.build/debug/cocoond"
     }
 
+    /// Starts cocoond in a session and process group of its own (as a service manager would), so
+    /// `crash()` can kill its whole group the way a crashing unit is killed.
     func start() async throws {
+        let before = Set(daemonPids())
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = ["--config", root + "/config.toml"]
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
+        p.arguments = ["--wait", Self.binary, "--config", root + "/config.toml"]
         let log = FileHandle(forWritingAtPath: root + "/daemon.log") ?? {
             FileManager.default.createFile(atPath: root + "/daemon.log", contents: nil)
             return FileHandle(forWritingAtPath: root + "/daemon.log")!
@@ -60,9 +63,11 @@ final class DaemonHarness: @unchecked Sendable {
         p.standardError = log
         try p.run()
         process = p
-        // Ready once the socket accepts a connection: the file exists a moment before listen().
-        for _ in 0..<200 {
-            if Self.accepts(socket) { return }
+        // Ready once this start's daemon runs and the socket accepts (the file exists before listen()).
+        for _ in 0..<400 {
+            if pid == nil { pid = daemonPids().first { !before.contains($0) } }
+            if pid != nil, Self.accepts(socket) { return }
+            if !p.isRunning { break }
             try await Task.sleep(for: .milliseconds(25))
         }
         throw HarnessError("cocoond did not listen on \(socket); log: \(daemonLog())")
@@ -75,12 +80,43 @@ final class DaemonHarness: @unchecked Sendable {
         return UnixSocketAddress.connect(fd, path: path)
     }
 
-    /// SIGTERM, as an operator restarting the daemon would; VMs keep running.
+    /// SIGTERM, as an operator restarting the daemon would; VMs keep running. Waits until that daemon
+    /// is gone (SIGKILL after 30 s), so a restart never meets the old one still shutting down.
     func stop() async {
         guard let p = process else { return }
-        p.terminate()
+        if let pid {
+            kill(pid, SIGTERM)
+            for _ in 0..<1200 where processAlive(pid) { try? await Task.sleep(for: .milliseconds(25)) }
+            if processAlive(pid) { kill(pid, SIGKILL) }
+        } else {
+            p.terminate()
+        }
         for _ in 0..<200 where p.isRunning { try? await Task.sleep(for: .milliseconds(25)) }
         process = nil
+        pid = nil
+    }
+
+    /// The daemon started by `start` (setsid may have forked it off).
+    private(set) var pid: Int32?
+
+    /// Every live cocoond process using this harness's config.
+    func daemonPids() -> [Int32] {
+        let marker = root + "/config.toml"
+        return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
+            guard let pid = Int32(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return args.first?.hasSuffix("/cocoond") == true && args.contains(marker) && processAlive(pid) ? pid : nil
+        }
+    }
+
+    /// SIGKILL to the daemon's whole process group (`kill -9 -PGID`): no graceful anything. Pod VMs
+    /// are in sessions of their own and survive.
+    func crash() async {
+        guard let p = process, let pid else { return }
+        kill(-getpgid(pid), SIGKILL)
+        for _ in 0..<200 where p.isRunning || processAlive(pid) { try? await Task.sleep(for: .milliseconds(25)) }
+        process = nil
+        self.pid = nil
     }
 
     func daemonLog() -> String { (try? String(contentsOfFile: root + "/daemon.log", encoding: .utf8)) ?? "" }

@@ -165,8 +165,11 @@ struct PodSandboxLifecycleTests {
                 let (dc, dm) = await code(podConfig("dup"))
                 #expect(dc == .alreadyExists && dm.contains(id))
 
+                // Stopping a sandbox that is gone succeeds (CRI: StopPodSandbox is idempotent); an empty id does not.
                 var stopUnknown = Runtime_V1_StopPodSandboxRequest()
                 stopUnknown.podSandboxID = "does-not-exist"
+                _ = try await rt.stopPodSandbox(stopUnknown)
+                stopUnknown.podSandboxID = ""
                 await #expect(throws: RPCError.self) { try await rt.stopPodSandbox(stopUnknown) }
                 var container = Runtime_V1_CreateContainerRequest()
                 container.podSandboxID = id

@@ -33,11 +33,15 @@ struct AgentServer {
 
     // MARK: transports
 
+    /// Wait for events without end, except while signals are held for a PID 1 (checked every 5 ms).
+    private var pollTimeoutMs: Int32 { containers.holdsSignals ? 5 : -1 }
+
     private mutating func pollSerial(_ fd: Int32) {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
         let outputs = containers.pipeFDs
         fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-        let rc = poll(&fds, nfds_t(fds.count), -1)
+        let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
+        containers.deliverHeldSignals()
         guard rc > 0 else { return }
         forwardOutput(fds.suffix(outputs.count))
         if fds[1].revents != 0 { reapChildren() }
@@ -74,7 +78,8 @@ struct AgentServer {
         fds.append(pollfd(fd: sessionFD, events: Int16(sessionFD >= 0 ? POLLIN : 0), revents: 0))
         let outputs = containers.pipeFDs
         fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-        let rc = poll(&fds, nfds_t(fds.count), -1)
+        let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
+        containers.deliverHeldSignals()
         guard rc > 0 else { return }
         forwardOutput(fds.suffix(outputs.count))
         if fds[1].revents != 0 { reapChildren() }
@@ -168,6 +173,16 @@ struct AgentServer {
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.unmountDisk(r.serial)
                 return .unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse())
+            }
+        case .configurePod(let r)?:
+            response = serve { (_: inout AgentServer) throws(AgentFailure) in
+                try PodSettings.apply(sysctls: r.sysctls)
+                return .configurePod(Cocoon_Agent_V1_ConfigurePodResponse())
+            }
+        case .updatePodResources(let r)?:
+            response = serve { (_: inout AgentServer) throws(AgentFailure) in
+                try PodSettings.apply(podResources: GuestContainers.resources(r.resources))
+                return .updatePodResources(Cocoon_Agent_V1_UpdatePodResourcesResponse())
             }
         case nil:
             var error = Cocoon_Agent_V1_AgentError()

@@ -18,18 +18,23 @@ struct DiskMounts {
             ModuleLoader.loadSet("disks")
             modulesLoaded = true
         }
-        var device: String?
-        let deadline = cocoon_boottime_ns() + 20_000_000_000
-        while device == nil {
-            device = DiskMounts.findDevice(serial: serial)
-            if device != nil { break }
-            guard cocoon_boottime_ns() < deadline else { throw .notFound("no disk with serial \(serial) appeared in the guest within 20 s") }
-            usleep(10_000)
-        }
+        // The disk shows in sysfs (with its serial) a moment before it can be opened: until the
+        // kernel has finished adding it, opening it fails with ENXIO, and a disk of the same serial
+        // that was just unplugged can still be listed. Look it up again and retry until it mounts.
         let target = "/run/cocoon/images/\(serial)"
         mkdirs(target)
-        let rc = Glibc.mount("/dev/\(device ?? "")", target, fstype, UInt(MS_RDONLY | MS_NODEV | MS_NOSUID), nil)
-        guard rc == 0 else { throw .internal("mount /dev/\(device ?? "") (\(serial)) as \(fstype): \(SystemError("mount"))") }
+        let deadline = cocoon_boottime_ns() + 20_000_000_000
+        var lastError = "no disk with serial \(serial) appeared in the guest"
+        while true {
+            if let device = DiskMounts.findDevice(serial: serial), DiskMounts.sectors(device) > 0 {
+                if Glibc.mount("/dev/\(device)", target, fstype, UInt(MS_RDONLY | MS_NODEV | MS_NOSUID), nil) == 0 { break }
+                let error = SystemError("mount")
+                lastError = "mount /dev/\(device) (\(serial)) as \(fstype): \(error)"
+                guard [ENXIO, ENOENT, ENODEV, ENOMEDIUM].contains(error.code) else { throw .internal(lastError) }
+            }
+            guard cocoon_boottime_ns() < deadline else { throw .notFound("\(lastError) within 20 s") }
+            usleep(10_000)
+        }
         mounted[serial] = target
         return target
     }
@@ -41,6 +46,11 @@ struct DiskMounts {
         }
         rmdir(path)
         mounted[serial] = nil
+    }
+
+    /// The size of a block device in 512-byte sectors (0 while the kernel is still adding it).
+    static func sectors(_ device: String) -> Int {
+        Int(readSmallFile("/sys/block/\(device)/size", limit: 64)?.trimmingCharacters(in: " \n") ?? "") ?? 0
     }
 
     /// The block device (e.g. "sdb") whose SCSI serial is `serial`.

@@ -32,7 +32,7 @@ struct GuestContainers {
     private var processes: [Int32: Owner] = [:]
     private var pipes: [Int32: (Owner, Cocoon_Agent_V1_ProcessOutput.Stream)] = [:]
     private var disks = DiskMounts()
-    private static let cgroupRoot = "/sys/fs/cgroup/cocoon"
+    private static let cgroupRoot = PodSettings.cgroupRoot
 
     var pipeFDs: [Int32] { Array(pipes.keys) }
 
@@ -42,6 +42,9 @@ struct GuestContainers {
         try GuestContainers.validateID(r.id, field: "id")
         guard containers[r.id] == nil else { throw AgentFailure(code: .failedPrecondition, message: "container \(r.id) already exists in the guest") }
         let process = try GuestContainers.process(r.process)
+        for path in r.maskedPaths + r.readonlyPaths where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+            throw .invalid("masked or read-only path \"\(path)\" must be absolute, without \"..\"")
+        }
         let lower = try disks.mount(serial: r.imageDiskSerial)
         let dir = "/run/cocoon/containers/\(r.id)"
         for sub in ["upper", "work", "rootfs", "mounts"] { mkdirs(dir + "/" + sub) }
@@ -55,6 +58,11 @@ struct GuestContainers {
         spec.hostname = r.hostname.isEmpty ? nil : r.hostname
         spec.readOnlyRootfs = r.readOnlyRootfs
         spec.resources = GuestContainers.resources(r.resources)
+        spec.newIPCNamespace = false  // the pod's IPC namespace is the VM's
+        if r.customPaths {
+            spec.maskedPaths = r.maskedPaths
+            spec.readonlyPaths = r.readonlyPaths
+        }
         do {
             for (index, fileMount) in r.mounts.enumerated() {
                 let source = try FileMountWriter.write(fileMount, into: "\(dir)/mounts/\(index)")
@@ -106,12 +114,35 @@ struct GuestContainers {
         return pid
     }
 
-    func signal(_ r: Cocoon_Agent_V1_SignalRequest) throws(AgentFailure) {
+    /// Signals a container's first process or one of its execs. A signal the first process (PID 1 of
+    /// its namespace) does not catch yet is held and sent once it does (`SignalDelivery`).
+    mutating func signal(_ r: Cocoon_Agent_V1_SignalRequest) throws(AgentFailure) {
         guard let container = containers[r.containerID] else { throw .notFound("container \(r.containerID) not found in the guest") }
         let pid = r.execID.isEmpty ? container.pid : (container.execs[r.execID] ?? 0)
         guard pid > 0, processes[pid] != nil else { return }  // already exited: nothing to signal
         guard r.signal > 0, r.signal < 65 else { throw .invalid("signal \(r.signal) is not valid") }
+        if r.signal == SIGKILL { heldSignals.removeAll { $0.pid == pid } }
+        if r.execID.isEmpty, r.signal != SIGKILL, !heldSignals.contains(where: { $0.pid == pid && $0.signal == r.signal }),
+            SignalDelivery.decide(signal: r.signal, pid1Status: readSmallFile("/proc/\(pid)/status") ?? "") == .wait
+        {
+            heldSignals.append((pid, r.signal))
+            return
+        }
         if kill(pid, r.signal) != 0 && errno != ESRCH { throw .internal("kill \(pid): \(SystemError("kill"))") }
+    }
+
+    /// Signals held for a PID 1 that did not catch them yet.
+    private var heldSignals: [(pid: Int32, signal: Int32)] = []
+    var holdsSignals: Bool { !heldSignals.isEmpty }
+
+    /// Sends each held signal whose process now catches it; forgets those whose process is gone.
+    mutating func deliverHeldSignals() {
+        heldSignals.removeAll { held in
+            guard processes[held.pid] != nil, let status = readSmallFile("/proc/\(held.pid)/status") else { return true }
+            guard SignalDelivery.decide(signal: held.signal, pid1Status: status) == .now else { return false }
+            kill(held.pid, held.signal)
+            return true
+        }
     }
 
     func status(_ id: String) throws(AgentFailure) -> Cocoon_Agent_V1_ContainerStatusResponse {

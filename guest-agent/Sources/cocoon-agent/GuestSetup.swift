@@ -28,6 +28,25 @@ enum GuestSetup {
         _ = mount("devpts", "/dev/pts", "devpts", UInt(MS_NOSUID | MS_NOEXEC), "newinstance,ptmxmode=0666")
         _ = mount("shm", "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777")
         if cocoon_loopback_up() != 0 { log("loopback: \(SystemError("ioctl"))") }
+        enableModuleAutoload()
+    }
+
+    /// The agent disk carries every module of the guest kernel and busybox's modprobe: point the
+    /// kernel's module loader at them, so what a pod needs (bridge, veth, vxlan, nf_tables, ...) loads
+    /// on demand, as on a host.
+    static func enableModuleAutoload() {
+        let modprobe = "/opt/cocoon/sbin/modprobe"
+        guard access(modprobe, X_OK) == 0 else { return }  // an older guest image without modules
+        // The initramfs has its own /lib/modules (the few boot modules); the full tree (same files
+        // and more, with modules.dep and modules.alias) goes over it.
+        mkdirs("/lib/modules")
+        guard mount("/opt/cocoon/modules", "/lib/modules", nil, UInt(MS_BIND), nil) == 0 else {
+            return log("bind the module tree on /lib/modules: \(SystemError("mount"))")
+        }
+        let fd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return log("kernel.modprobe: \(SystemError("open"))") }
+        defer { close(fd) }
+        if modprobe.withCString({ write(fd, $0, strlen($0)) }) < 0 { log("kernel.modprobe: \(SystemError("write"))") }
     }
 
     /// Stops every other process, flushes, and powers the VM off. Never returns.

@@ -1,0 +1,108 @@
+import CSpawn
+import Foundation
+
+/// Owns host process plumbing the drivers share: running a helper to completion with its output,
+/// and telling whether a VM process is still alive (a zombie or a reused pid counts as gone).
+public enum HostProcess {
+    public struct Result: Sendable {
+        public var status: Int32
+        public var output: String
+    }
+
+    /// Runs `argv` to completion off the cooperative pool, with stdout+stderr captured in a temp file
+    /// (not a pipe: a daemonizing child such as `qemu -daemonize` may keep inherited descriptors open
+    /// long after the parent has exited). A process still running after `timeout` is killed.
+    public static func run(_ argv: [String], timeout: Duration = .seconds(60)) async throws -> Result {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Result, Error>) in
+            DispatchQueue.global().async {
+                cont.resume(with: Swift.Result { try runBlocking(argv, timeout: timeout) })
+            }
+        }
+    }
+
+    /// `run` on the calling thread (for callers already off the cooperative pool). The child gets
+    /// stdin from /dev/null, the output file as stdout and stderr, and no other descriptor of the
+    /// daemon (see `cocoon_spawn`); its signal mask is empty and its dispositions default.
+    public static func runBlocking(_ argv: [String], timeout: Duration = .seconds(60)) throws -> Result {
+        guard let path = argv.first else { throw POSIXError(.EINVAL) }
+        var template = Array("/tmp/cocoon-out-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buf -> Int32 in
+            guard let base = buf.baseAddress else { return -1 }
+            return mkstemp(base)
+        }
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        unlink(String(cString: template))
+        _ = cocoon_set_cloexec(fd)
+        defer { close(fd) }
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var pid: pid_t = 0
+        let rc = cocoon_spawn(path, &cargs, environ, -1, fd, fd, &pid)
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+        // Reap it ourselves: waitpid with a deadline, SIGKILL when it passes.
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while true {
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno != EINTR) { break }
+            if ContinuousClock.now >= deadline {
+                Glibc.kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                break
+            }
+            usleep(5_000)
+        }
+        let exitStatus = WaitStatus.exitCode(status)
+        lseek(fd, 0, SEEK_SET)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < 1 << 20 {
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+        return Result(status: exitStatus, output: String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// True when `pid` is a live process whose command line contains `marker`.
+    public static func isAlive(pid: Int32, marker: String) -> Bool {
+        guard pid > 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return false }
+        let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
+        if state == "Z" || state == "X" { return false }
+        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(marker)
+    }
+
+    /// Live processes with an argument containing `marker` (a VM whose pid was never recorded).
+    public static func pids(withArgument marker: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { $0 != getpid() && isAlive(pid: $0, marker: marker) }
+    }
+
+    /// Polls until the process is gone or the timeout passes. True when gone.
+    public static func waitGone(pid: Int32, marker: String, timeout: Duration) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + timeout
+        while isAlive(pid: pid, marker: marker) {
+            if clock.now >= end { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return true
+    }
+
+    public static func nowNs() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+}
+
+/// Decodes a wait(2) status the way shells and CRI report it: the exit code, or 128 + the signal.
+public enum WaitStatus {
+    public static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+    }
+}
