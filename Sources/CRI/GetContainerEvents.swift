@@ -22,7 +22,7 @@ extension RuntimeService {
             if let pod = try? await sandboxes.status(event.sandboxID) {
                 message.podSandboxStatus = SandboxTranslation.status(pod)
             }
-            var statuses = await containers.list().filter { $0.sandboxID == event.sandboxID }.map(ContainerTranslation.status)
+            var statuses = await containers.list(inSandbox: event.sandboxID).map(ContainerTranslation.status)
             if event.kind == .deleted { statuses.append(ContainerTranslation.status(event.record)) }
             message.containersStatuses = statuses
             try await response.write(message)

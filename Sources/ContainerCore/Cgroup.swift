@@ -13,7 +13,7 @@ public struct Cgroup: Sendable, Equatable {
         var current = root
         for component in path.dropFirst(root.count + 1).split(separator: "/") {
             // Best effort: a controller the kernel lacks simply stays off.
-            for controller in ["+cpu", "+memory", "+pids"] { _ = write(controller, to: current + "/cgroup.subtree_control") }
+            for controller in ["+cpu", "+memory", "+pids"] { _ = FileText.write(controller, to: current + "/cgroup.subtree_control") }
             current += "/" + component
             if mkdir(current, 0o755) != 0 && errno != EEXIST { throw .errno("create cgroup \(current)") }
         }
@@ -25,7 +25,7 @@ public struct Cgroup: Sendable, Equatable {
     public func apply(_ r: Resources) throws(ContainerCoreError) {
         if let memory = r.memoryLimitBytes, memory > 0 {
             try set("memory.max", "\(memory)")
-            _ = Cgroup.write("0", to: path + "/memory.swap.max")
+            _ = FileText.write("0", to: path + "/memory.swap.max")
         }
         if let pids = r.pidsLimit, pids > 0 { try set("pids.max", "\(pids)") }
         if let quota = r.cpuQuotaMicros, quota > 0 {
@@ -60,7 +60,7 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     /// Kills every process in the cgroup (cgroup.kill, Linux 5.14+).
-    public func killAll() { _ = Cgroup.write("1", to: path + "/cgroup.kill") }
+    public func killAll() { _ = FileText.write("1", to: path + "/cgroup.kill") }
 
     /// Removes the directory; fails while processes remain.
     public func remove() throws(ContainerCoreError) {
@@ -68,7 +68,7 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     private func set(_ file: String, _ value: String) throws(ContainerCoreError) {
-        let code = Cgroup.write(value, to: path + "/" + file)
+        let code = FileText.write(value, to: path + "/" + file)
         if code != 0 { throw .errno("write \(value) to \(path)/\(file)", code) }
     }
 
@@ -83,14 +83,5 @@ public struct Cgroup: Sendable, Equatable {
             if parts.count == 2, let v = UInt64(parts[1]) { result[String(parts[0])] = v }
         }
         return result
-    }
-
-    /// Writes a control file; returns 0 or the errno.
-    static func write(_ value: String, to file: String) -> Int32 {
-        let fd = open(file, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return errno }
-        defer { close(fd) }
-        let n = value.withCString { Glibc.write(fd, $0, strlen($0)) }
-        return n < 0 ? errno : 0
     }
 }

@@ -1,7 +1,17 @@
 import Glibc
 
-/// Small reads ContainerCore does everywhere: an fd or a file read to its end (bounded), as text.
-enum FileText {
+/// Small reads and writes ContainerCore (and the guest agent) do everywhere: an fd or a file read to
+/// its end (bounded), as text; a control file (cgroup, /proc/sys) written in one go.
+public enum FileText {
+    /// Writes `value` to an existing control file; returns 0 or the errno.
+    public static func write(_ value: String, to file: String) -> Int32 {
+        let fd = open(file, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return errno }
+        defer { close(fd) }
+        let n = value.withCString { Glibc.write(fd, $0, strlen($0)) }
+        return n < 0 ? errno : 0
+    }
+
     /// Everything readable from `fd` until EOF, at most `limit` bytes.
     static func readAll(_ fd: Int32, limit: Int = 4 << 20) -> String {
         var bytes: [UInt8] = []

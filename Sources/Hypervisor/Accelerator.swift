@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Spawn
 import StateFiles
 
 /// Decides between KVM and TCG, once per guest kernel, initramfs and QEMU binary, by booting the
@@ -61,7 +62,7 @@ public actor Accelerator {
             let outcome = await KVMProbe.run(qemu: qemu, kernel: kernel, initrd: initrd, workDir: workDir)
             return Decision(
                 key: key, kernel: kernel, qemu: qemu, accel: outcome.usable ? "kvm" : "tcg", reason: outcome.reason,
-                decidedAtNs: Self.nowNs())
+                decidedAtNs: HostProcess.nowNs())
         }
         probes[key] = probe
         let d = await probe.value
@@ -73,7 +74,7 @@ public actor Accelerator {
     /// A KVM pod boot of this guest failed after the probe had passed: use TCG from now on.
     public func markUnusable(qemu: String, kernel: String, initrd: String, reason: String) {
         let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
-        record(Decision(key: key, kernel: kernel, qemu: qemu, accel: "tcg", reason: reason, decidedAtNs: Self.nowNs()))
+        record(Decision(key: key, kernel: kernel, qemu: qemu, accel: "tcg", reason: reason, decidedAtNs: HostProcess.nowNs()))
     }
 
     private func record(_ d: Decision) {
@@ -105,11 +106,5 @@ public actor Accelerator {
         uname(&uts)
         let release = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         return [id(kernel), id(initrd), id(qemu), "host:" + release].joined(separator: "|")
-    }
-
-    static func nowNs() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 }

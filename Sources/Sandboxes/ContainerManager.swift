@@ -110,7 +110,7 @@ public actor ContainerManager {
 
     public nonisolated func stopEvents() {
         eventInput.finish()
-        eventHub.finish()
+        endLifecycleEvents()
     }
 
     /// Ends every lifecycle event stream (the daemon is shutting down).
@@ -152,7 +152,7 @@ public actor ContainerManager {
             try await agent.createContainer(request, timeout: agentCall)
         } catch {
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
-            throw Self.map(error, "create container \(r.name)")
+            throw SandboxError.from(error, "create container \(r.name)")
         }
         let record = ContainerRecord(
             id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID, imageRef: r.imageRef,
@@ -185,7 +185,7 @@ public actor ContainerManager {
             records[id] = record
             try? await store.save(record)
             publish(.stopped, record)
-            throw Self.map(error, "start container \(id)")
+            throw SandboxError.from(error, "start container \(id)")
         }
         // The exit event may already have been applied (a process that ends at once).
         if records[id]?.state == .created {
@@ -239,7 +239,7 @@ public actor ContainerManager {
             do {
                 try await agent.removeContainer(id, timeout: agentCall)
             } catch {
-                throw Self.map(error, "remove container \(id)")
+                throw SandboxError.from(error, "remove container \(id)")
             }
         }
         records[id] = nil
@@ -267,9 +267,11 @@ public actor ContainerManager {
         return record
     }
 
-    public func list() async -> [ContainerRecord] {
-        for id in records.keys { await refresh(id) }
-        return records.values.sorted { $0.createdAtNs < $1.createdAtNs }
+    /// Every container, or those of one pod sandbox (only those are refreshed then).
+    public func list(inSandbox sandboxID: String? = nil) async -> [ContainerRecord] {
+        let ids = records.values.filter { sandboxID == nil || $0.sandboxID == sandboxID }.map(\.id)
+        for id in ids { await refresh(id) }
+        return ids.compactMap { records[$0] }.sorted { $0.createdAtNs < $1.createdAtNs }
     }
 
     /// Usage from the container's cgroup in the guest (zeros for a container that is not running).
@@ -283,7 +285,7 @@ public actor ContainerManager {
         do {
             return (record, try await agent.containerStatus(id, timeout: agentCall))
         } catch {
-            throw Self.map(error, "stats of container \(id)")
+            throw SandboxError.from(error, "stats of container \(id)")
         }
     }
 
@@ -295,7 +297,7 @@ public actor ContainerManager {
         do {
             try await agent.updateResources(id, resources, timeout: agentCall)
         } catch {
-            throw Self.map(error, "update resources of container \(id)")
+            throw SandboxError.from(error, "update resources of container \(id)")
         }
     }
 
@@ -326,7 +328,7 @@ public actor ContainerManager {
         do {
             _ = try await agent.exec(request, timeout: agentCall)
         } catch {
-            throw Self.map(error, "exec in container \(id)")
+            throw SandboxError.from(error, "exec in container \(id)")
         }
         if session.exitCode == nil {
             let finished = await withTaskGroup(of: Bool.self) { group -> Bool in
@@ -462,6 +464,4 @@ public actor ContainerManager {
         if locks.tryAcquire(id) { return }
         await withCheckedContinuation { locks.enqueue(id, $0) }
     }
-
-    static func map(_ error: AgentClientError, _ what: String) -> SandboxError { SandboxError.from(error, what) }
 }

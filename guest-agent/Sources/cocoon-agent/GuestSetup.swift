@@ -1,4 +1,5 @@
 import CAgentSys
+import ContainerCore
 import Glibc
 
 /// What PID 1 owns in the guest: the base mounts and the final power-off.
@@ -43,10 +44,8 @@ enum GuestSetup {
         guard mount("/opt/cocoon/modules", "/lib/modules", nil, UInt(MS_BIND), nil) == 0 else {
             return log("bind the module tree on /lib/modules: \(SystemError("mount"))")
         }
-        let fd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return log("kernel.modprobe: \(SystemError("open"))") }
-        defer { close(fd) }
-        if modprobe.withCString({ write(fd, $0, strlen($0)) }) < 0 { log("kernel.modprobe: \(SystemError("write"))") }
+        let code = FileText.write(modprobe, to: "/proc/sys/kernel/modprobe")
+        if code != 0 { log("kernel.modprobe: \(SystemError("write", code))") }
     }
 
     /// Stops every other process, flushes, and powers the VM off. Never returns.
