@@ -42,11 +42,22 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: strict
         ),
-        // Host side of the agent channel (virtio-serial socket or vsock) with per-call deadlines.
+        // What host and guest agree on at boot: kernel command-line keys, agent port name and vsock port.
+        .target(name: "BootContract", swiftSettings: strict),
+        // The one error type of Cocoon's services: a code, a message naming the object, the cause.
+        .target(name: "Errors", swiftSettings: strict),
+        // Persisted state: atomic files, the JSON record store, record ids, per-key locks.
+        .target(
+            name: "Persistence",
+            dependencies: ["Errors", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // The guest agent seen from the host: the `GuestAgent` protocol and its domain types, and the
+        // real client over the agent channel (virtio-serial socket or vsock) with per-call deadlines.
         .target(
             name: "AgentClient",
             dependencies: [
-                "AgentAPI", "Hypervisor",
+                "AgentAPI", "BootContract", "ContainerCore", "Errors", "Spawn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -55,25 +66,23 @@ let package = Package(
         // Starting host helpers with only the descriptors they are meant to have (C: posix_spawn + closefrom).
         .target(name: "CSpawn"),
         // Host child processes: run to completion with a deadline, liveness by pid, wait statuses.
-        .target(name: "Spawn", dependencies: ["CSpawn"], swiftSettings: strict),
+        .target(name: "Spawn", dependencies: ["CSpawn", "ContainerCore"], swiftSettings: strict),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         // VM drivers behind one protocol: QEMU (direct) and libvirt.
         .target(
             name: "Hypervisor",
             dependencies: [
-                "CLibvirt", "Spawn", "StateFiles",
+                "BootContract", "CLibvirt", "Spawn", "Persistence",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
-        // Atomic writes of persisted state files, shared by the sandbox and image stores.
-        .target(name: "StateFiles", swiftSettings: strict),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         // OCI images: registry client, content store, safe layer unpacking, image metadata.
         .target(
             name: "Images",
             dependencies: [
-                "CArchive", "Config", "StateFiles", "Spawn",
+                "CArchive", "Config", "Errors", "Persistence", "Spawn",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -97,14 +106,24 @@ let package = Package(
         // Daemon configuration (TOML).
         .target(
             name: "Config",
-            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["Hypervisor", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict
         ),
-        // Pod sandbox lifecycle, persisted state and recovery.
+        // Containers in pod VMs: records and their state machine, mounts copied into the VM, CRI log
+        // files, exec sessions. Reaches each pod's agent through `PodAgents`.
+        .target(
+            name: "Containers",
+            dependencies: [
+                "AgentClient", "Errors", "Persistence", "Spawn",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Pod sandbox lifecycle, its state machine, persisted state and recovery; provides `PodAgents`.
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Hypervisor", "AgentClient", "AgentAPI", "StateFiles", "Spawn",
+                "Config", "Containers", "Hypervisor", "AgentClient", "Errors", "Persistence", "Spawn",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -113,18 +132,25 @@ let package = Package(
         .target(
             name: "CRI",
             dependencies: [
-                "CRIAPI", "CocoonAPI", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "AgentAPI", "ContainerCore", "Spawn",
+                "CRIAPI", "Containers", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "ContainerCore",
+                "Errors", "Spawn",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
+        // Cocoon's own gRPC services beside CRI (image import), errors mapped like CRI's.
+        .target(
+            name: "CocoonServices",
+            dependencies: ["CocoonAPI", "CRI", "Images", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            swiftSettings: strict
+        ),
         // cocoonctl commands (a library so the parsing is unit-testable).
         .target(
             name: "CLI",
             dependencies: [
-                "CRIAPI", "CocoonAPI",
+                "CRIAPI", "CocoonAPI", "Containers", "Spawn",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -136,7 +162,7 @@ let package = Package(
         .executableTarget(
             name: "cocoond",
             dependencies: [
-                "CRI", "Config", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
+                "CRI", "CocoonServices", "Config", "Containers", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -144,11 +170,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(name: "cocoonctl", dependencies: ["CLI", .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: strict),
+        .executableTarget(
+            name: "cocoonctl",
+            dependencies: ["CLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
         .executableTarget(
             name: "cocoon-agent",
-            dependencies: ["AgentAPI", "CAgentSys", "ContainerCore"],
+            dependencies: ["AgentAPI", "BootContract", "CAgentSys", "ContainerCore"],
             path: "guest-agent/Sources/cocoon-agent",
             swiftSettings: strict
         ),
@@ -156,7 +186,8 @@ let package = Package(
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "Config", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient", "CLI", "CRI", "CRIAPI", "ContainerCore", "Spawn",
+                "Config", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient",
+                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Persistence", "Spawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],

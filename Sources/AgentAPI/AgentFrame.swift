@@ -20,7 +20,7 @@ public enum AgentFrame {
     }
 
     /// Serializes an envelope with its length prefix.
-    public static func encode(_ envelope: Cocoon_Agent_V1_Envelope) throws -> [UInt8] {
+    public static func encode(_ envelope: Cocoon_Agent_V3_Envelope) throws -> [UInt8] {
         let body: [UInt8] = try envelope.serializedBytes()
         let n = UInt32(body.count)
         var out: [UInt8] = [UInt8(n >> 24 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
@@ -47,16 +47,24 @@ public struct AgentFrameDecoder: Sendable {
     }
 
     /// The next complete envelope, or nil when more bytes are needed.
-    public mutating func next() throws -> Cocoon_Agent_V1_Envelope? {
+    public mutating func next() throws -> Cocoon_Agent_V3_Envelope? {
         let available = buffer.count - start
-        guard available >= 4 else { compact(); return nil }
-        let n = Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8 | Int(buffer[start + 3])
+        guard available >= 4 else {
+            compact()
+            return nil
+        }
+        let n =
+            Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
+            | Int(buffer[start + 3])
         guard n <= AgentFrame.maxFrameSize else { throw AgentFrame.DecodeError.frameTooLarge(n) }
-        guard available >= 4 + n else { compact(); return nil }
+        guard available >= 4 + n else {
+            compact()
+            return nil
+        }
         let body = buffer[(start + 4)..<(start + 4 + n)]
         start += 4 + n
         do {
-            return try Cocoon_Agent_V1_Envelope(serializedBytes: Array(body))
+            return try Cocoon_Agent_V3_Envelope(serializedBytes: Array(body))
         } catch {
             throw AgentFrame.DecodeError.malformed("\(error)")
         }

@@ -32,35 +32,35 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated struct Cocoon_Agent_V1_Envelope: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var id: UInt64 = 0
 
-  public var body: Cocoon_Agent_V1_Envelope.OneOf_Body? = nil
+  public var body: Cocoon_Agent_V3_Envelope.OneOf_Body? = nil
 
-  public var request: Cocoon_Agent_V1_Request {
+  public var request: Cocoon_Agent_V3_Request {
     get {
       if case .request(let v)? = body {return v}
-      return Cocoon_Agent_V1_Request()
+      return Cocoon_Agent_V3_Request()
     }
     set {body = .request(newValue)}
   }
 
-  public var response: Cocoon_Agent_V1_Response {
+  public var response: Cocoon_Agent_V3_Response {
     get {
       if case .response(let v)? = body {return v}
-      return Cocoon_Agent_V1_Response()
+      return Cocoon_Agent_V3_Response()
     }
     set {body = .response(newValue)}
   }
 
-  public var event: Cocoon_Agent_V1_Event {
+  public var event: Cocoon_Agent_V3_Event {
     get {
       if case .event(let v)? = body {return v}
-      return Cocoon_Agent_V1_Event()
+      return Cocoon_Agent_V3_Event()
     }
     set {body = .event(newValue)}
   }
@@ -68,122 +68,122 @@ public nonisolated struct Cocoon_Agent_V1_Envelope: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
-    case request(Cocoon_Agent_V1_Request)
-    case response(Cocoon_Agent_V1_Response)
-    case event(Cocoon_Agent_V1_Event)
+    case request(Cocoon_Agent_V3_Request)
+    case response(Cocoon_Agent_V3_Response)
+    case event(Cocoon_Agent_V3_Event)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Request: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var call: Cocoon_Agent_V1_Request.OneOf_Call? = nil
+  public var call: Cocoon_Agent_V3_Request.OneOf_Call? = nil
 
-  public var health: Cocoon_Agent_V1_HealthRequest {
+  public var health: Cocoon_Agent_V3_HealthRequest {
     get {
       if case .health(let v)? = call {return v}
-      return Cocoon_Agent_V1_HealthRequest()
+      return Cocoon_Agent_V3_HealthRequest()
     }
     set {call = .health(newValue)}
   }
 
-  public var shutdown: Cocoon_Agent_V1_ShutdownRequest {
+  public var shutdown: Cocoon_Agent_V3_ShutdownRequest {
     get {
       if case .shutdown(let v)? = call {return v}
-      return Cocoon_Agent_V1_ShutdownRequest()
+      return Cocoon_Agent_V3_ShutdownRequest()
     }
     set {call = .shutdown(newValue)}
   }
 
-  public var createContainer: Cocoon_Agent_V1_CreateContainerRequest {
+  public var createContainer: Cocoon_Agent_V3_CreateContainerRequest {
     get {
       if case .createContainer(let v)? = call {return v}
-      return Cocoon_Agent_V1_CreateContainerRequest()
+      return Cocoon_Agent_V3_CreateContainerRequest()
     }
     set {call = .createContainer(newValue)}
   }
 
-  public var startContainer: Cocoon_Agent_V1_StartContainerRequest {
+  public var startContainer: Cocoon_Agent_V3_StartContainerRequest {
     get {
       if case .startContainer(let v)? = call {return v}
-      return Cocoon_Agent_V1_StartContainerRequest()
+      return Cocoon_Agent_V3_StartContainerRequest()
     }
     set {call = .startContainer(newValue)}
   }
 
-  public var signal: Cocoon_Agent_V1_SignalRequest {
+  public var signal: Cocoon_Agent_V3_SignalRequest {
     get {
       if case .signal(let v)? = call {return v}
-      return Cocoon_Agent_V1_SignalRequest()
+      return Cocoon_Agent_V3_SignalRequest()
     }
     set {call = .signal(newValue)}
   }
 
-  public var exec: Cocoon_Agent_V1_ExecRequest {
+  public var exec: Cocoon_Agent_V3_ExecRequest {
     get {
       if case .exec(let v)? = call {return v}
-      return Cocoon_Agent_V1_ExecRequest()
+      return Cocoon_Agent_V3_ExecRequest()
     }
     set {call = .exec(newValue)}
   }
 
-  public var containerStatus: Cocoon_Agent_V1_ContainerStatusRequest {
+  public var containerStatus: Cocoon_Agent_V3_ContainerStatusRequest {
     get {
       if case .containerStatus(let v)? = call {return v}
-      return Cocoon_Agent_V1_ContainerStatusRequest()
+      return Cocoon_Agent_V3_ContainerStatusRequest()
     }
     set {call = .containerStatus(newValue)}
   }
 
-  public var removeContainer: Cocoon_Agent_V1_RemoveContainerRequest {
+  public var removeContainer: Cocoon_Agent_V3_RemoveContainerRequest {
     get {
       if case .removeContainer(let v)? = call {return v}
-      return Cocoon_Agent_V1_RemoveContainerRequest()
+      return Cocoon_Agent_V3_RemoveContainerRequest()
     }
     set {call = .removeContainer(newValue)}
   }
 
-  public var unmountDisk: Cocoon_Agent_V1_UnmountDiskRequest {
+  public var unmountDisk: Cocoon_Agent_V3_UnmountDiskRequest {
     get {
       if case .unmountDisk(let v)? = call {return v}
-      return Cocoon_Agent_V1_UnmountDiskRequest()
+      return Cocoon_Agent_V3_UnmountDiskRequest()
     }
     set {call = .unmountDisk(newValue)}
   }
 
-  public var updateResources: Cocoon_Agent_V1_UpdateResourcesRequest {
+  public var updateResources: Cocoon_Agent_V3_UpdateResourcesRequest {
     get {
       if case .updateResources(let v)? = call {return v}
-      return Cocoon_Agent_V1_UpdateResourcesRequest()
+      return Cocoon_Agent_V3_UpdateResourcesRequest()
     }
     set {call = .updateResources(newValue)}
   }
 
-  public var detach: Cocoon_Agent_V1_DetachRequest {
+  public var detach: Cocoon_Agent_V3_DetachRequest {
     get {
       if case .detach(let v)? = call {return v}
-      return Cocoon_Agent_V1_DetachRequest()
+      return Cocoon_Agent_V3_DetachRequest()
     }
     set {call = .detach(newValue)}
   }
 
-  public var configurePod: Cocoon_Agent_V1_ConfigurePodRequest {
+  public var configurePod: Cocoon_Agent_V3_ConfigurePodRequest {
     get {
       if case .configurePod(let v)? = call {return v}
-      return Cocoon_Agent_V1_ConfigurePodRequest()
+      return Cocoon_Agent_V3_ConfigurePodRequest()
     }
     set {call = .configurePod(newValue)}
   }
 
-  public var updatePodResources: Cocoon_Agent_V1_UpdatePodResourcesRequest {
+  public var updatePodResources: Cocoon_Agent_V3_UpdatePodResourcesRequest {
     get {
       if case .updatePodResources(let v)? = call {return v}
-      return Cocoon_Agent_V1_UpdatePodResourcesRequest()
+      return Cocoon_Agent_V3_UpdatePodResourcesRequest()
     }
     set {call = .updatePodResources(newValue)}
   }
@@ -191,33 +191,33 @@ public nonisolated struct Cocoon_Agent_V1_Request: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
-    case health(Cocoon_Agent_V1_HealthRequest)
-    case shutdown(Cocoon_Agent_V1_ShutdownRequest)
-    case createContainer(Cocoon_Agent_V1_CreateContainerRequest)
-    case startContainer(Cocoon_Agent_V1_StartContainerRequest)
-    case signal(Cocoon_Agent_V1_SignalRequest)
-    case exec(Cocoon_Agent_V1_ExecRequest)
-    case containerStatus(Cocoon_Agent_V1_ContainerStatusRequest)
-    case removeContainer(Cocoon_Agent_V1_RemoveContainerRequest)
-    case unmountDisk(Cocoon_Agent_V1_UnmountDiskRequest)
-    case updateResources(Cocoon_Agent_V1_UpdateResourcesRequest)
-    case detach(Cocoon_Agent_V1_DetachRequest)
-    case configurePod(Cocoon_Agent_V1_ConfigurePodRequest)
-    case updatePodResources(Cocoon_Agent_V1_UpdatePodResourcesRequest)
+    case health(Cocoon_Agent_V3_HealthRequest)
+    case shutdown(Cocoon_Agent_V3_ShutdownRequest)
+    case createContainer(Cocoon_Agent_V3_CreateContainerRequest)
+    case startContainer(Cocoon_Agent_V3_StartContainerRequest)
+    case signal(Cocoon_Agent_V3_SignalRequest)
+    case exec(Cocoon_Agent_V3_ExecRequest)
+    case containerStatus(Cocoon_Agent_V3_ContainerStatusRequest)
+    case removeContainer(Cocoon_Agent_V3_RemoveContainerRequest)
+    case unmountDisk(Cocoon_Agent_V3_UnmountDiskRequest)
+    case updateResources(Cocoon_Agent_V3_UpdateResourcesRequest)
+    case detach(Cocoon_Agent_V3_DetachRequest)
+    case configurePod(Cocoon_Agent_V3_ConfigurePodRequest)
+    case updatePodResources(Cocoon_Agent_V3_UpdatePodResourcesRequest)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Response: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Set when the call failed; the result is then empty.
-  public var error: Cocoon_Agent_V1_AgentError {
-    get {_error ?? Cocoon_Agent_V1_AgentError()}
+  public var error: Cocoon_Agent_V3_AgentError {
+    get {_error ?? Cocoon_Agent_V3_AgentError()}
     set {_error = newValue}
   }
   /// Returns true if `error` has been explicitly set.
@@ -225,108 +225,108 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
   /// Clears the value of `error`. Subsequent reads from it will return its default value.
   public mutating func clearError() {self._error = nil}
 
-  public var result: Cocoon_Agent_V1_Response.OneOf_Result? = nil
+  public var result: Cocoon_Agent_V3_Response.OneOf_Result? = nil
 
-  public var health: Cocoon_Agent_V1_HealthResponse {
+  public var health: Cocoon_Agent_V3_HealthResponse {
     get {
       if case .health(let v)? = result {return v}
-      return Cocoon_Agent_V1_HealthResponse()
+      return Cocoon_Agent_V3_HealthResponse()
     }
     set {result = .health(newValue)}
   }
 
-  public var shutdown: Cocoon_Agent_V1_ShutdownResponse {
+  public var shutdown: Cocoon_Agent_V3_ShutdownResponse {
     get {
       if case .shutdown(let v)? = result {return v}
-      return Cocoon_Agent_V1_ShutdownResponse()
+      return Cocoon_Agent_V3_ShutdownResponse()
     }
     set {result = .shutdown(newValue)}
   }
 
-  public var createContainer: Cocoon_Agent_V1_CreateContainerResponse {
+  public var createContainer: Cocoon_Agent_V3_CreateContainerResponse {
     get {
       if case .createContainer(let v)? = result {return v}
-      return Cocoon_Agent_V1_CreateContainerResponse()
+      return Cocoon_Agent_V3_CreateContainerResponse()
     }
     set {result = .createContainer(newValue)}
   }
 
-  public var startContainer: Cocoon_Agent_V1_StartContainerResponse {
+  public var startContainer: Cocoon_Agent_V3_StartContainerResponse {
     get {
       if case .startContainer(let v)? = result {return v}
-      return Cocoon_Agent_V1_StartContainerResponse()
+      return Cocoon_Agent_V3_StartContainerResponse()
     }
     set {result = .startContainer(newValue)}
   }
 
-  public var signal: Cocoon_Agent_V1_SignalResponse {
+  public var signal: Cocoon_Agent_V3_SignalResponse {
     get {
       if case .signal(let v)? = result {return v}
-      return Cocoon_Agent_V1_SignalResponse()
+      return Cocoon_Agent_V3_SignalResponse()
     }
     set {result = .signal(newValue)}
   }
 
-  public var exec: Cocoon_Agent_V1_ExecResponse {
+  public var exec: Cocoon_Agent_V3_ExecResponse {
     get {
       if case .exec(let v)? = result {return v}
-      return Cocoon_Agent_V1_ExecResponse()
+      return Cocoon_Agent_V3_ExecResponse()
     }
     set {result = .exec(newValue)}
   }
 
-  public var containerStatus: Cocoon_Agent_V1_ContainerStatusResponse {
+  public var containerStatus: Cocoon_Agent_V3_ContainerStatusResponse {
     get {
       if case .containerStatus(let v)? = result {return v}
-      return Cocoon_Agent_V1_ContainerStatusResponse()
+      return Cocoon_Agent_V3_ContainerStatusResponse()
     }
     set {result = .containerStatus(newValue)}
   }
 
-  public var removeContainer: Cocoon_Agent_V1_RemoveContainerResponse {
+  public var removeContainer: Cocoon_Agent_V3_RemoveContainerResponse {
     get {
       if case .removeContainer(let v)? = result {return v}
-      return Cocoon_Agent_V1_RemoveContainerResponse()
+      return Cocoon_Agent_V3_RemoveContainerResponse()
     }
     set {result = .removeContainer(newValue)}
   }
 
-  public var unmountDisk: Cocoon_Agent_V1_UnmountDiskResponse {
+  public var unmountDisk: Cocoon_Agent_V3_UnmountDiskResponse {
     get {
       if case .unmountDisk(let v)? = result {return v}
-      return Cocoon_Agent_V1_UnmountDiskResponse()
+      return Cocoon_Agent_V3_UnmountDiskResponse()
     }
     set {result = .unmountDisk(newValue)}
   }
 
-  public var updateResources: Cocoon_Agent_V1_UpdateResourcesResponse {
+  public var updateResources: Cocoon_Agent_V3_UpdateResourcesResponse {
     get {
       if case .updateResources(let v)? = result {return v}
-      return Cocoon_Agent_V1_UpdateResourcesResponse()
+      return Cocoon_Agent_V3_UpdateResourcesResponse()
     }
     set {result = .updateResources(newValue)}
   }
 
-  public var detach: Cocoon_Agent_V1_DetachResponse {
+  public var detach: Cocoon_Agent_V3_DetachResponse {
     get {
       if case .detach(let v)? = result {return v}
-      return Cocoon_Agent_V1_DetachResponse()
+      return Cocoon_Agent_V3_DetachResponse()
     }
     set {result = .detach(newValue)}
   }
 
-  public var configurePod: Cocoon_Agent_V1_ConfigurePodResponse {
+  public var configurePod: Cocoon_Agent_V3_ConfigurePodResponse {
     get {
       if case .configurePod(let v)? = result {return v}
-      return Cocoon_Agent_V1_ConfigurePodResponse()
+      return Cocoon_Agent_V3_ConfigurePodResponse()
     }
     set {result = .configurePod(newValue)}
   }
 
-  public var updatePodResources: Cocoon_Agent_V1_UpdatePodResourcesResponse {
+  public var updatePodResources: Cocoon_Agent_V3_UpdatePodResourcesResponse {
     get {
       if case .updatePodResources(let v)? = result {return v}
-      return Cocoon_Agent_V1_UpdatePodResourcesResponse()
+      return Cocoon_Agent_V3_UpdatePodResourcesResponse()
     }
     set {result = .updatePodResources(newValue)}
   }
@@ -334,54 +334,54 @@ public nonisolated struct Cocoon_Agent_V1_Response: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
-    case health(Cocoon_Agent_V1_HealthResponse)
-    case shutdown(Cocoon_Agent_V1_ShutdownResponse)
-    case createContainer(Cocoon_Agent_V1_CreateContainerResponse)
-    case startContainer(Cocoon_Agent_V1_StartContainerResponse)
-    case signal(Cocoon_Agent_V1_SignalResponse)
-    case exec(Cocoon_Agent_V1_ExecResponse)
-    case containerStatus(Cocoon_Agent_V1_ContainerStatusResponse)
-    case removeContainer(Cocoon_Agent_V1_RemoveContainerResponse)
-    case unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse)
-    case updateResources(Cocoon_Agent_V1_UpdateResourcesResponse)
-    case detach(Cocoon_Agent_V1_DetachResponse)
-    case configurePod(Cocoon_Agent_V1_ConfigurePodResponse)
-    case updatePodResources(Cocoon_Agent_V1_UpdatePodResourcesResponse)
+    case health(Cocoon_Agent_V3_HealthResponse)
+    case shutdown(Cocoon_Agent_V3_ShutdownResponse)
+    case createContainer(Cocoon_Agent_V3_CreateContainerResponse)
+    case startContainer(Cocoon_Agent_V3_StartContainerResponse)
+    case signal(Cocoon_Agent_V3_SignalResponse)
+    case exec(Cocoon_Agent_V3_ExecResponse)
+    case containerStatus(Cocoon_Agent_V3_ContainerStatusResponse)
+    case removeContainer(Cocoon_Agent_V3_RemoveContainerResponse)
+    case unmountDisk(Cocoon_Agent_V3_UnmountDiskResponse)
+    case updateResources(Cocoon_Agent_V3_UpdateResourcesResponse)
+    case detach(Cocoon_Agent_V3_DetachResponse)
+    case configurePod(Cocoon_Agent_V3_ConfigurePodResponse)
+    case updatePodResources(Cocoon_Agent_V3_UpdatePodResourcesResponse)
 
   }
 
   public init() {}
 
-  fileprivate var _error: Cocoon_Agent_V1_AgentError? = nil
+  fileprivate var _error: Cocoon_Agent_V3_AgentError? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V1_Event: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Event: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var kind: Cocoon_Agent_V1_Event.OneOf_Kind? = nil
+  public var kind: Cocoon_Agent_V3_Event.OneOf_Kind? = nil
 
-  public var hello: Cocoon_Agent_V1_Hello {
+  public var hello: Cocoon_Agent_V3_Hello {
     get {
       if case .hello(let v)? = kind {return v}
-      return Cocoon_Agent_V1_Hello()
+      return Cocoon_Agent_V3_Hello()
     }
     set {kind = .hello(newValue)}
   }
 
-  public var output: Cocoon_Agent_V1_ProcessOutput {
+  public var output: Cocoon_Agent_V3_ProcessOutput {
     get {
       if case .output(let v)? = kind {return v}
-      return Cocoon_Agent_V1_ProcessOutput()
+      return Cocoon_Agent_V3_ProcessOutput()
     }
     set {kind = .output(newValue)}
   }
 
-  public var exit: Cocoon_Agent_V1_ProcessExit {
+  public var exit: Cocoon_Agent_V3_ProcessExit {
     get {
       if case .exit(let v)? = kind {return v}
-      return Cocoon_Agent_V1_ProcessExit()
+      return Cocoon_Agent_V3_ProcessExit()
     }
     set {kind = .exit(newValue)}
   }
@@ -389,21 +389,21 @@ public nonisolated struct Cocoon_Agent_V1_Event: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
-    case hello(Cocoon_Agent_V1_Hello)
-    case output(Cocoon_Agent_V1_ProcessOutput)
-    case exit(Cocoon_Agent_V1_ProcessExit)
+    case hello(Cocoon_Agent_V3_Hello)
+    case output(Cocoon_Agent_V3_ProcessOutput)
+    case exit(Cocoon_Agent_V3_ProcessExit)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_AgentError: Sendable {
+public nonisolated struct Cocoon_Agent_V3_AgentError: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var code: Cocoon_Agent_V1_AgentError.Code = .unknown
+  public var code: Cocoon_Agent_V3_AgentError.Code = .unknown
 
   public var message: String = String()
 
@@ -448,7 +448,7 @@ public nonisolated struct Cocoon_Agent_V1_AgentError: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V1_AgentError.Code] = [
+    public static let allCases: [Cocoon_Agent_V3_AgentError.Code] = [
       .unknown,
       .invalidArgument,
       .notFound,
@@ -464,7 +464,7 @@ public nonisolated struct Cocoon_Agent_V1_AgentError: Sendable {
 
 /// What the guest reports about its own start-up. Times are CLOCK_BOOTTIME nanoseconds,
 /// i.e. since the guest kernel started.
-public nonisolated struct Cocoon_Agent_V1_BootReport: Sendable {
+public nonisolated struct Cocoon_Agent_V3_BootReport: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -484,7 +484,7 @@ public nonisolated struct Cocoon_Agent_V1_BootReport: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_Hello: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Hello: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -493,8 +493,8 @@ public nonisolated struct Cocoon_Agent_V1_Hello: Sendable {
 
   public var agentVersion: String = String()
 
-  public var boot: Cocoon_Agent_V1_BootReport {
-    get {_boot ?? Cocoon_Agent_V1_BootReport()}
+  public var boot: Cocoon_Agent_V3_BootReport {
+    get {_boot ?? Cocoon_Agent_V3_BootReport()}
     set {_boot = newValue}
   }
   /// Returns true if `boot` has been explicitly set.
@@ -506,10 +506,10 @@ public nonisolated struct Cocoon_Agent_V1_Hello: Sendable {
 
   public init() {}
 
-  fileprivate var _boot: Cocoon_Agent_V1_BootReport? = nil
+  fileprivate var _boot: Cocoon_Agent_V3_BootReport? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V1_HealthRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_HealthRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -519,7 +519,7 @@ public nonisolated struct Cocoon_Agent_V1_HealthRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_HealthResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_HealthResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -532,8 +532,8 @@ public nonisolated struct Cocoon_Agent_V1_HealthResponse: Sendable {
 
   public var uptimeNs: UInt64 = 0
 
-  public var boot: Cocoon_Agent_V1_BootReport {
-    get {_boot ?? Cocoon_Agent_V1_BootReport()}
+  public var boot: Cocoon_Agent_V3_BootReport {
+    get {_boot ?? Cocoon_Agent_V3_BootReport()}
     set {_boot = newValue}
   }
   /// Returns true if `boot` has been explicitly set.
@@ -549,12 +549,12 @@ public nonisolated struct Cocoon_Agent_V1_HealthResponse: Sendable {
 
   public init() {}
 
-  fileprivate var _boot: Cocoon_Agent_V1_BootReport? = nil
+  fileprivate var _boot: Cocoon_Agent_V3_BootReport? = nil
 }
 
 /// The host is going away (a daemon restart): after the reply the agent keeps events for the next
 /// session instead of writing them to a channel nobody reads.
-public nonisolated struct Cocoon_Agent_V1_DetachRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_DetachRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -564,7 +564,7 @@ public nonisolated struct Cocoon_Agent_V1_DetachRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_DetachResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_DetachResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -574,7 +574,7 @@ public nonisolated struct Cocoon_Agent_V1_DetachResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ShutdownRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ShutdownRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -584,7 +584,7 @@ public nonisolated struct Cocoon_Agent_V1_ShutdownRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ShutdownResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ShutdownResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -595,7 +595,7 @@ public nonisolated struct Cocoon_Agent_V1_ShutdownResponse: Sendable {
 }
 
 /// Who a process runs as: numeric ids or names looked up in the container's /etc/passwd and /etc/group.
-public nonisolated struct Cocoon_Agent_V1_User: Sendable {
+public nonisolated struct Cocoon_Agent_V3_User: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -632,7 +632,7 @@ public nonisolated struct Cocoon_Agent_V1_User: Sendable {
   fileprivate var _gid: UInt32? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V1_Process: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Process: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -643,8 +643,8 @@ public nonisolated struct Cocoon_Agent_V1_Process: Sendable {
 
   public var workingDir: String = String()
 
-  public var user: Cocoon_Agent_V1_User {
-    get {_user ?? Cocoon_Agent_V1_User()}
+  public var user: Cocoon_Agent_V3_User {
+    get {_user ?? Cocoon_Agent_V3_User()}
     set {_user = newValue}
   }
   /// Returns true if `user` has been explicitly set.
@@ -657,8 +657,8 @@ public nonisolated struct Cocoon_Agent_V1_Process: Sendable {
 
   public var noNewPrivileges: Bool = false
 
-  public var seccomp: Cocoon_Agent_V1_Seccomp {
-    get {_seccomp ?? Cocoon_Agent_V1_Seccomp()}
+  public var seccomp: Cocoon_Agent_V3_Seccomp {
+    get {_seccomp ?? Cocoon_Agent_V3_Seccomp()}
     set {_seccomp = newValue}
   }
   /// Returns true if `seccomp` has been explicitly set.
@@ -670,17 +670,17 @@ public nonisolated struct Cocoon_Agent_V1_Process: Sendable {
 
   public init() {}
 
-  fileprivate var _user: Cocoon_Agent_V1_User? = nil
-  fileprivate var _seccomp: Cocoon_Agent_V1_Seccomp? = nil
+  fileprivate var _user: Cocoon_Agent_V3_User? = nil
+  fileprivate var _seccomp: Cocoon_Agent_V3_Seccomp? = nil
 }
 
 /// The system call filter of a process.
-public nonisolated struct Cocoon_Agent_V1_Seccomp: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Seccomp: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var kind: Cocoon_Agent_V1_Seccomp.Kind = .unconfined
+  public var kind: Cocoon_Agent_V3_Seccomp.Kind = .unconfined
 
   public var profile: String = String()
 
@@ -718,7 +718,7 @@ public nonisolated struct Cocoon_Agent_V1_Seccomp: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V1_Seccomp.Kind] = [
+    public static let allCases: [Cocoon_Agent_V3_Seccomp.Kind] = [
       .unconfined,
       .runtimeDefault,
       .profile,
@@ -730,7 +730,7 @@ public nonisolated struct Cocoon_Agent_V1_Seccomp: Sendable {
 }
 
 /// A host file or directory copied into the guest and mounted at `destination`.
-public nonisolated struct Cocoon_Agent_V1_FileMount: Sendable {
+public nonisolated struct Cocoon_Agent_V3_FileMount: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -739,7 +739,7 @@ public nonisolated struct Cocoon_Agent_V1_FileMount: Sendable {
 
   public var readOnly: Bool = false
 
-  public var entries: [Cocoon_Agent_V1_FileEntry] = []
+  public var entries: [Cocoon_Agent_V3_FileEntry] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -747,7 +747,7 @@ public nonisolated struct Cocoon_Agent_V1_FileMount: Sendable {
 }
 
 /// One entry of a copied tree; `path` is relative to the mount's root ("" is the root itself).
-public nonisolated struct Cocoon_Agent_V1_FileEntry: Sendable {
+public nonisolated struct Cocoon_Agent_V3_FileEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -765,7 +765,7 @@ public nonisolated struct Cocoon_Agent_V1_FileEntry: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_Resources: Sendable {
+public nonisolated struct Cocoon_Agent_V3_Resources: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -785,7 +785,7 @@ public nonisolated struct Cocoon_Agent_V1_Resources: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_CreateContainerRequest: @unchecked Sendable {
+public nonisolated struct Cocoon_Agent_V3_CreateContainerRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -801,8 +801,8 @@ public nonisolated struct Cocoon_Agent_V1_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._imageDiskSerial = newValue}
   }
 
-  public var process: Cocoon_Agent_V1_Process {
-    get {_storage._process ?? Cocoon_Agent_V1_Process()}
+  public var process: Cocoon_Agent_V3_Process {
+    get {_storage._process ?? Cocoon_Agent_V3_Process()}
     set {_uniqueStorage()._process = newValue}
   }
   /// Returns true if `process` has been explicitly set.
@@ -820,13 +820,13 @@ public nonisolated struct Cocoon_Agent_V1_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._readOnlyRootfs = newValue}
   }
 
-  public var mounts: [Cocoon_Agent_V1_FileMount] {
+  public var mounts: [Cocoon_Agent_V3_FileMount] {
     get {_storage._mounts}
     set {_uniqueStorage()._mounts = newValue}
   }
 
-  public var resources: Cocoon_Agent_V1_Resources {
-    get {_storage._resources ?? Cocoon_Agent_V1_Resources()}
+  public var resources: Cocoon_Agent_V3_Resources {
+    get {_storage._resources ?? Cocoon_Agent_V3_Resources()}
     set {_uniqueStorage()._resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
@@ -857,7 +857,7 @@ public nonisolated struct Cocoon_Agent_V1_CreateContainerRequest: @unchecked Sen
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Cocoon_Agent_V1_CreateContainerResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_CreateContainerResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -867,7 +867,7 @@ public nonisolated struct Cocoon_Agent_V1_CreateContainerResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_StartContainerRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_StartContainerRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -879,7 +879,7 @@ public nonisolated struct Cocoon_Agent_V1_StartContainerRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_StartContainerResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_StartContainerResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -892,7 +892,7 @@ public nonisolated struct Cocoon_Agent_V1_StartContainerResponse: Sendable {
 }
 
 /// Sends a signal to a container's first process (exec_id empty) or to one of its execs.
-public nonisolated struct Cocoon_Agent_V1_SignalRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_SignalRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -908,7 +908,7 @@ public nonisolated struct Cocoon_Agent_V1_SignalRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_SignalResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_SignalResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -918,7 +918,7 @@ public nonisolated struct Cocoon_Agent_V1_SignalResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ExecRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ExecRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -927,8 +927,8 @@ public nonisolated struct Cocoon_Agent_V1_ExecRequest: Sendable {
 
   public var execID: String = String()
 
-  public var process: Cocoon_Agent_V1_Process {
-    get {_process ?? Cocoon_Agent_V1_Process()}
+  public var process: Cocoon_Agent_V3_Process {
+    get {_process ?? Cocoon_Agent_V3_Process()}
     set {_process = newValue}
   }
   /// Returns true if `process` has been explicitly set.
@@ -940,10 +940,10 @@ public nonisolated struct Cocoon_Agent_V1_ExecRequest: Sendable {
 
   public init() {}
 
-  fileprivate var _process: Cocoon_Agent_V1_Process? = nil
+  fileprivate var _process: Cocoon_Agent_V3_Process? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V1_ExecResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ExecResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -955,7 +955,7 @@ public nonisolated struct Cocoon_Agent_V1_ExecResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ContainerStatusRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ContainerStatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -967,12 +967,12 @@ public nonisolated struct Cocoon_Agent_V1_ContainerStatusRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ContainerStatusResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ContainerStatusResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var state: Cocoon_Agent_V1_ContainerStatusResponse.State = .created
+  public var state: Cocoon_Agent_V3_ContainerStatusResponse.State = .created
 
   public var pid: Int32 = 0
 
@@ -1020,7 +1020,7 @@ public nonisolated struct Cocoon_Agent_V1_ContainerStatusResponse: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V1_ContainerStatusResponse.State] = [
+    public static let allCases: [Cocoon_Agent_V3_ContainerStatusResponse.State] = [
       .created,
       .running,
       .exited,
@@ -1032,7 +1032,7 @@ public nonisolated struct Cocoon_Agent_V1_ContainerStatusResponse: Sendable {
 }
 
 /// Kills what still runs, unmounts the container's root filesystem and removes its cgroup.
-public nonisolated struct Cocoon_Agent_V1_RemoveContainerRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_RemoveContainerRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1044,7 +1044,7 @@ public nonisolated struct Cocoon_Agent_V1_RemoveContainerRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_RemoveContainerResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_RemoveContainerResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1055,15 +1055,15 @@ public nonisolated struct Cocoon_Agent_V1_RemoveContainerResponse: Sendable {
 }
 
 /// Changes a container's cgroup limits (CRI UpdateContainerResources).
-public nonisolated struct Cocoon_Agent_V1_UpdateResourcesRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_UpdateResourcesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var id: String = String()
 
-  public var resources: Cocoon_Agent_V1_Resources {
-    get {_resources ?? Cocoon_Agent_V1_Resources()}
+  public var resources: Cocoon_Agent_V3_Resources {
+    get {_resources ?? Cocoon_Agent_V3_Resources()}
     set {_resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
@@ -1075,10 +1075,10 @@ public nonisolated struct Cocoon_Agent_V1_UpdateResourcesRequest: Sendable {
 
   public init() {}
 
-  fileprivate var _resources: Cocoon_Agent_V1_Resources? = nil
+  fileprivate var _resources: Cocoon_Agent_V3_Resources? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V1_UpdateResourcesResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_UpdateResourcesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1090,7 +1090,7 @@ public nonisolated struct Cocoon_Agent_V1_UpdateResourcesResponse: Sendable {
 
 /// Pod-wide settings applied before any container starts. The VM is the pod: its network and IPC
 /// namespaces are the pod's, so sysctls are written once, in the guest, and seen by every container.
-public nonisolated struct Cocoon_Agent_V1_ConfigurePodRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ConfigurePodRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1103,7 +1103,7 @@ public nonisolated struct Cocoon_Agent_V1_ConfigurePodRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ConfigurePodResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ConfigurePodResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1114,13 +1114,13 @@ public nonisolated struct Cocoon_Agent_V1_ConfigurePodResponse: Sendable {
 }
 
 /// Limits for all the pod's containers together (the parent cgroup of theirs).
-public nonisolated struct Cocoon_Agent_V1_UpdatePodResourcesRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_UpdatePodResourcesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var resources: Cocoon_Agent_V1_Resources {
-    get {_resources ?? Cocoon_Agent_V1_Resources()}
+  public var resources: Cocoon_Agent_V3_Resources {
+    get {_resources ?? Cocoon_Agent_V3_Resources()}
     set {_resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
@@ -1132,10 +1132,10 @@ public nonisolated struct Cocoon_Agent_V1_UpdatePodResourcesRequest: Sendable {
 
   public init() {}
 
-  fileprivate var _resources: Cocoon_Agent_V1_Resources? = nil
+  fileprivate var _resources: Cocoon_Agent_V3_Resources? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V1_UpdatePodResourcesResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_UpdatePodResourcesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1146,7 +1146,7 @@ public nonisolated struct Cocoon_Agent_V1_UpdatePodResourcesResponse: Sendable {
 }
 
 /// Unmounts a hot-plugged disk before the host unplugs it.
-public nonisolated struct Cocoon_Agent_V1_UnmountDiskRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V3_UnmountDiskRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1158,7 +1158,7 @@ public nonisolated struct Cocoon_Agent_V1_UnmountDiskRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_UnmountDiskResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V3_UnmountDiskResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1168,7 +1168,7 @@ public nonisolated struct Cocoon_Agent_V1_UnmountDiskResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ProcessOutput: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ProcessOutput: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1177,7 +1177,7 @@ public nonisolated struct Cocoon_Agent_V1_ProcessOutput: Sendable {
 
   public var execID: String = String()
 
-  public var stream: Cocoon_Agent_V1_ProcessOutput.Stream = .stdout
+  public var stream: Cocoon_Agent_V3_ProcessOutput.Stream = .stdout
 
   public var data: Data = Data()
 
@@ -1210,7 +1210,7 @@ public nonisolated struct Cocoon_Agent_V1_ProcessOutput: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V1_ProcessOutput.Stream] = [
+    public static let allCases: [Cocoon_Agent_V3_ProcessOutput.Stream] = [
       .stdout,
       .stderr,
     ]
@@ -1220,7 +1220,7 @@ public nonisolated struct Cocoon_Agent_V1_ProcessOutput: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V1_ProcessExit: Sendable {
+public nonisolated struct Cocoon_Agent_V3_ProcessExit: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1241,9 +1241,9 @@ public nonisolated struct Cocoon_Agent_V1_ProcessExit: Sendable {
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
-fileprivate nonisolated let _protobuf_package = "cocoon.agent.v1"
+fileprivate nonisolated let _protobuf_package = "cocoon.agent.v3"
 
-nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}request\0\u{1}response\0\u{1}event\0")
 
@@ -1255,7 +1255,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
       case 2: try {
-        var v: Cocoon_Agent_V1_Request?
+        var v: Cocoon_Agent_V3_Request?
         var hadOneofValue = false
         if let current = self.body {
           hadOneofValue = true
@@ -1268,7 +1268,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V1_Response?
+        var v: Cocoon_Agent_V3_Response?
         var hadOneofValue = false
         if let current = self.body {
           hadOneofValue = true
@@ -1281,7 +1281,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 4: try {
-        var v: Cocoon_Agent_V1_Event?
+        var v: Cocoon_Agent_V3_Event?
         var hadOneofValue = false
         if let current = self.body {
           hadOneofValue = true
@@ -1324,7 +1324,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Envelope, rhs: Cocoon_Agent_V1_Envelope) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Envelope, rhs: Cocoon_Agent_V3_Envelope) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.body != rhs.body {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1332,7 +1332,7 @@ nonisolated extension Cocoon_Agent_V1_Envelope: SwiftProtobuf.Message, SwiftProt
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0")
 
@@ -1343,7 +1343,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try {
-        var v: Cocoon_Agent_V1_HealthRequest?
+        var v: Cocoon_Agent_V3_HealthRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1356,7 +1356,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 2: try {
-        var v: Cocoon_Agent_V1_ShutdownRequest?
+        var v: Cocoon_Agent_V3_ShutdownRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1369,7 +1369,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V1_CreateContainerRequest?
+        var v: Cocoon_Agent_V3_CreateContainerRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1382,7 +1382,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 4: try {
-        var v: Cocoon_Agent_V1_StartContainerRequest?
+        var v: Cocoon_Agent_V3_StartContainerRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1395,7 +1395,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 5: try {
-        var v: Cocoon_Agent_V1_SignalRequest?
+        var v: Cocoon_Agent_V3_SignalRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1408,7 +1408,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 6: try {
-        var v: Cocoon_Agent_V1_ExecRequest?
+        var v: Cocoon_Agent_V3_ExecRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1421,7 +1421,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 7: try {
-        var v: Cocoon_Agent_V1_ContainerStatusRequest?
+        var v: Cocoon_Agent_V3_ContainerStatusRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1434,7 +1434,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 8: try {
-        var v: Cocoon_Agent_V1_RemoveContainerRequest?
+        var v: Cocoon_Agent_V3_RemoveContainerRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1447,7 +1447,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 9: try {
-        var v: Cocoon_Agent_V1_UnmountDiskRequest?
+        var v: Cocoon_Agent_V3_UnmountDiskRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1460,7 +1460,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 10: try {
-        var v: Cocoon_Agent_V1_UpdateResourcesRequest?
+        var v: Cocoon_Agent_V3_UpdateResourcesRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1473,7 +1473,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 11: try {
-        var v: Cocoon_Agent_V1_DetachRequest?
+        var v: Cocoon_Agent_V3_DetachRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1486,7 +1486,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 12: try {
-        var v: Cocoon_Agent_V1_ConfigurePodRequest?
+        var v: Cocoon_Agent_V3_ConfigurePodRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1499,7 +1499,7 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 13: try {
-        var v: Cocoon_Agent_V1_UpdatePodResourcesRequest?
+        var v: Cocoon_Agent_V3_UpdatePodResourcesRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1579,14 +1579,14 @@ nonisolated extension Cocoon_Agent_V1_Request: SwiftProtobuf.Message, SwiftProto
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Request, rhs: Cocoon_Agent_V1_Request) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Request, rhs: Cocoon_Agent_V3_Request) -> Bool {
     if lhs.call != rhs.call {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0")
 
@@ -1598,7 +1598,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._error) }()
       case 2: try {
-        var v: Cocoon_Agent_V1_HealthResponse?
+        var v: Cocoon_Agent_V3_HealthResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1611,7 +1611,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V1_ShutdownResponse?
+        var v: Cocoon_Agent_V3_ShutdownResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1624,7 +1624,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 4: try {
-        var v: Cocoon_Agent_V1_CreateContainerResponse?
+        var v: Cocoon_Agent_V3_CreateContainerResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1637,7 +1637,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 5: try {
-        var v: Cocoon_Agent_V1_StartContainerResponse?
+        var v: Cocoon_Agent_V3_StartContainerResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1650,7 +1650,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 6: try {
-        var v: Cocoon_Agent_V1_SignalResponse?
+        var v: Cocoon_Agent_V3_SignalResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1663,7 +1663,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 7: try {
-        var v: Cocoon_Agent_V1_ExecResponse?
+        var v: Cocoon_Agent_V3_ExecResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1676,7 +1676,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 8: try {
-        var v: Cocoon_Agent_V1_ContainerStatusResponse?
+        var v: Cocoon_Agent_V3_ContainerStatusResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1689,7 +1689,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 9: try {
-        var v: Cocoon_Agent_V1_RemoveContainerResponse?
+        var v: Cocoon_Agent_V3_RemoveContainerResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1702,7 +1702,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 10: try {
-        var v: Cocoon_Agent_V1_UnmountDiskResponse?
+        var v: Cocoon_Agent_V3_UnmountDiskResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1715,7 +1715,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 11: try {
-        var v: Cocoon_Agent_V1_UpdateResourcesResponse?
+        var v: Cocoon_Agent_V3_UpdateResourcesResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1728,7 +1728,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 12: try {
-        var v: Cocoon_Agent_V1_DetachResponse?
+        var v: Cocoon_Agent_V3_DetachResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1741,7 +1741,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 13: try {
-        var v: Cocoon_Agent_V1_ConfigurePodResponse?
+        var v: Cocoon_Agent_V3_ConfigurePodResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1754,7 +1754,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 14: try {
-        var v: Cocoon_Agent_V1_UpdatePodResourcesResponse?
+        var v: Cocoon_Agent_V3_UpdatePodResourcesResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1837,7 +1837,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Response, rhs: Cocoon_Agent_V1_Response) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Response, rhs: Cocoon_Agent_V3_Response) -> Bool {
     if lhs._error != rhs._error {return false}
     if lhs.result != rhs.result {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1845,7 +1845,7 @@ nonisolated extension Cocoon_Agent_V1_Response: SwiftProtobuf.Message, SwiftProt
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{1}output\0\u{1}exit\0")
 
@@ -1856,7 +1856,7 @@ nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try {
-        var v: Cocoon_Agent_V1_Hello?
+        var v: Cocoon_Agent_V3_Hello?
         var hadOneofValue = false
         if let current = self.kind {
           hadOneofValue = true
@@ -1869,7 +1869,7 @@ nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobu
         }
       }()
       case 2: try {
-        var v: Cocoon_Agent_V1_ProcessOutput?
+        var v: Cocoon_Agent_V3_ProcessOutput?
         var hadOneofValue = false
         if let current = self.kind {
           hadOneofValue = true
@@ -1882,7 +1882,7 @@ nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobu
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V1_ProcessExit?
+        var v: Cocoon_Agent_V3_ProcessExit?
         var hadOneofValue = false
         if let current = self.kind {
           hadOneofValue = true
@@ -1922,14 +1922,14 @@ nonisolated extension Cocoon_Agent_V1_Event: SwiftProtobuf.Message, SwiftProtobu
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Event, rhs: Cocoon_Agent_V1_Event) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Event, rhs: Cocoon_Agent_V3_Event) -> Bool {
     if lhs.kind != rhs.kind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_AgentError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_AgentError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentError"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0")
 
@@ -1956,7 +1956,7 @@ nonisolated extension Cocoon_Agent_V1_AgentError: SwiftProtobuf.Message, SwiftPr
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_AgentError, rhs: Cocoon_Agent_V1_AgentError) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_AgentError, rhs: Cocoon_Agent_V3_AgentError) -> Bool {
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1964,11 +1964,11 @@ nonisolated extension Cocoon_Agent_V1_AgentError: SwiftProtobuf.Message, SwiftPr
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_AgentError.Code: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_AgentError.Code: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}INVALID_ARGUMENT\0\u{1}NOT_FOUND\0\u{1}FAILED_PRECONDITION\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
 }
 
-nonisolated extension Cocoon_Agent_V1_BootReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_BootReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BootReport"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_started_ns\0\u{3}modules_loaded_ns\0\u{3}channel_open_ns\0\u{1}modules\0\u{1}transport\0")
 
@@ -2007,7 +2007,7 @@ nonisolated extension Cocoon_Agent_V1_BootReport: SwiftProtobuf.Message, SwiftPr
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_BootReport, rhs: Cocoon_Agent_V1_BootReport) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_BootReport, rhs: Cocoon_Agent_V3_BootReport) -> Bool {
     if lhs.agentStartedNs != rhs.agentStartedNs {return false}
     if lhs.modulesLoadedNs != rhs.modulesLoadedNs {return false}
     if lhs.channelOpenNs != rhs.channelOpenNs {return false}
@@ -2018,7 +2018,7 @@ nonisolated extension Cocoon_Agent_V1_BootReport: SwiftProtobuf.Message, SwiftPr
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}api_version\0\u{3}agent_version\0\u{1}boot\0")
 
@@ -2053,7 +2053,7 @@ nonisolated extension Cocoon_Agent_V1_Hello: SwiftProtobuf.Message, SwiftProtobu
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Hello, rhs: Cocoon_Agent_V1_Hello) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Hello, rhs: Cocoon_Agent_V3_Hello) -> Bool {
     if lhs.apiVersion != rhs.apiVersion {return false}
     if lhs.agentVersion != rhs.agentVersion {return false}
     if lhs._boot != rhs._boot {return false}
@@ -2062,7 +2062,7 @@ nonisolated extension Cocoon_Agent_V1_Hello: SwiftProtobuf.Message, SwiftProtobu
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_HealthRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_HealthRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2075,13 +2075,13 @@ nonisolated extension Cocoon_Agent_V1_HealthRequest: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_HealthRequest, rhs: Cocoon_Agent_V1_HealthRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_HealthRequest, rhs: Cocoon_Agent_V3_HealthRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}api_version\0\u{3}agent_version\0\u{3}kernel_release\0\u{3}uptime_ns\0\u{1}boot\0\u{3}mem_total_kib\0\u{3}mem_available_kib\0")
 
@@ -2132,7 +2132,7 @@ nonisolated extension Cocoon_Agent_V1_HealthResponse: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_HealthResponse, rhs: Cocoon_Agent_V1_HealthResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_HealthResponse, rhs: Cocoon_Agent_V3_HealthResponse) -> Bool {
     if lhs.apiVersion != rhs.apiVersion {return false}
     if lhs.agentVersion != rhs.agentVersion {return false}
     if lhs.kernelRelease != rhs.kernelRelease {return false}
@@ -2145,7 +2145,7 @@ nonisolated extension Cocoon_Agent_V1_HealthResponse: SwiftProtobuf.Message, Swi
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_DetachRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_DetachRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DetachRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2158,13 +2158,13 @@ nonisolated extension Cocoon_Agent_V1_DetachRequest: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_DetachRequest, rhs: Cocoon_Agent_V1_DetachRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_DetachRequest, rhs: Cocoon_Agent_V3_DetachRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_DetachResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_DetachResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DetachResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2177,13 +2177,13 @@ nonisolated extension Cocoon_Agent_V1_DetachResponse: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_DetachResponse, rhs: Cocoon_Agent_V1_DetachResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_DetachResponse, rhs: Cocoon_Agent_V3_DetachResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ShutdownRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ShutdownRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShutdownRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2196,13 +2196,13 @@ nonisolated extension Cocoon_Agent_V1_ShutdownRequest: SwiftProtobuf.Message, Sw
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ShutdownRequest, rhs: Cocoon_Agent_V1_ShutdownRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ShutdownRequest, rhs: Cocoon_Agent_V3_ShutdownRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ShutdownResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ShutdownResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShutdownResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2215,13 +2215,13 @@ nonisolated extension Cocoon_Agent_V1_ShutdownResponse: SwiftProtobuf.Message, S
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ShutdownResponse, rhs: Cocoon_Agent_V1_ShutdownResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ShutdownResponse, rhs: Cocoon_Agent_V3_ShutdownResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".User"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}username\0\u{1}gid\0\u{1}groupname\0\u{3}supplementary_groups\0")
 
@@ -2264,7 +2264,7 @@ nonisolated extension Cocoon_Agent_V1_User: SwiftProtobuf.Message, SwiftProtobuf
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_User, rhs: Cocoon_Agent_V1_User) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_User, rhs: Cocoon_Agent_V3_User) -> Bool {
     if lhs._uid != rhs._uid {return false}
     if lhs.username != rhs.username {return false}
     if lhs._gid != rhs._gid {return false}
@@ -2275,7 +2275,7 @@ nonisolated extension Cocoon_Agent_V1_User: SwiftProtobuf.Message, SwiftProtobuf
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Process: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Process"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{3}working_dir\0\u{1}user\0\u{1}capabilities\0\u{3}no_new_privileges\0\u{1}seccomp\0")
 
@@ -2326,7 +2326,7 @@ nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProto
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Process, rhs: Cocoon_Agent_V1_Process) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Process, rhs: Cocoon_Agent_V3_Process) -> Bool {
     if lhs.args != rhs.args {return false}
     if lhs.env != rhs.env {return false}
     if lhs.workingDir != rhs.workingDir {return false}
@@ -2339,7 +2339,7 @@ nonisolated extension Cocoon_Agent_V1_Process: SwiftProtobuf.Message, SwiftProto
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Seccomp"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}profile\0")
 
@@ -2366,7 +2366,7 @@ nonisolated extension Cocoon_Agent_V1_Seccomp: SwiftProtobuf.Message, SwiftProto
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Seccomp, rhs: Cocoon_Agent_V1_Seccomp) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Seccomp, rhs: Cocoon_Agent_V3_Seccomp) -> Bool {
     if lhs.kind != rhs.kind {return false}
     if lhs.profile != rhs.profile {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -2374,11 +2374,11 @@ nonisolated extension Cocoon_Agent_V1_Seccomp: SwiftProtobuf.Message, SwiftProto
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Seccomp.Kind: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Seccomp.Kind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNCONFINED\0\u{1}RUNTIME_DEFAULT\0\u{1}PROFILE\0")
 }
 
-nonisolated extension Cocoon_Agent_V1_FileMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_FileMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileMount"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}destination\0\u{3}read_only\0\u{1}entries\0")
 
@@ -2409,7 +2409,7 @@ nonisolated extension Cocoon_Agent_V1_FileMount: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_FileMount, rhs: Cocoon_Agent_V1_FileMount) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_FileMount, rhs: Cocoon_Agent_V3_FileMount) -> Bool {
     if lhs.destination != rhs.destination {return false}
     if lhs.readOnly != rhs.readOnly {return false}
     if lhs.entries != rhs.entries {return false}
@@ -2418,7 +2418,7 @@ nonisolated extension Cocoon_Agent_V1_FileMount: SwiftProtobuf.Message, SwiftPro
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}mode\0\u{1}data\0")
 
@@ -2449,7 +2449,7 @@ nonisolated extension Cocoon_Agent_V1_FileEntry: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_FileEntry, rhs: Cocoon_Agent_V1_FileEntry) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_FileEntry, rhs: Cocoon_Agent_V3_FileEntry) -> Bool {
     if lhs.path != rhs.path {return false}
     if lhs.mode != rhs.mode {return false}
     if lhs.data != rhs.data {return false}
@@ -2458,7 +2458,7 @@ nonisolated extension Cocoon_Agent_V1_FileEntry: SwiftProtobuf.Message, SwiftPro
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Resources"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_limit_bytes\0\u{3}pids_limit\0\u{3}cpu_quota_micros\0\u{3}cpu_period_micros\0\u{3}cpu_shares\0")
 
@@ -2497,7 +2497,7 @@ nonisolated extension Cocoon_Agent_V1_Resources: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_Resources, rhs: Cocoon_Agent_V1_Resources) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_Resources, rhs: Cocoon_Agent_V3_Resources) -> Bool {
     if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
     if lhs.pidsLimit != rhs.pidsLimit {return false}
     if lhs.cpuQuotaMicros != rhs.cpuQuotaMicros {return false}
@@ -2508,18 +2508,18 @@ nonisolated extension Cocoon_Agent_V1_Resources: SwiftProtobuf.Message, SwiftPro
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
     var _imageDiskSerial: String = String()
-    var _process: Cocoon_Agent_V1_Process? = nil
+    var _process: Cocoon_Agent_V3_Process? = nil
     var _hostname: String = String()
     var _readOnlyRootfs: Bool = false
-    var _mounts: [Cocoon_Agent_V1_FileMount] = []
-    var _resources: Cocoon_Agent_V1_Resources? = nil
+    var _mounts: [Cocoon_Agent_V3_FileMount] = []
+    var _resources: Cocoon_Agent_V3_Resources? = nil
     var _customPaths: Bool = false
     var _maskedPaths: [String] = []
     var _readonlyPaths: [String] = []
@@ -2617,7 +2617,7 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_CreateContainerRequest, rhs: Cocoon_Agent_V1_CreateContainerRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_CreateContainerRequest, rhs: Cocoon_Agent_V3_CreateContainerRequest) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
@@ -2641,7 +2641,7 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerRequest: SwiftProtobuf.Mess
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2654,13 +2654,13 @@ nonisolated extension Cocoon_Agent_V1_CreateContainerResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_CreateContainerResponse, rhs: Cocoon_Agent_V1_CreateContainerResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_CreateContainerResponse, rhs: Cocoon_Agent_V3_CreateContainerResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_StartContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_StartContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartContainerRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
 
@@ -2683,14 +2683,14 @@ nonisolated extension Cocoon_Agent_V1_StartContainerRequest: SwiftProtobuf.Messa
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_StartContainerRequest, rhs: Cocoon_Agent_V1_StartContainerRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_StartContainerRequest, rhs: Cocoon_Agent_V3_StartContainerRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_StartContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_StartContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartContainerResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
 
@@ -2713,14 +2713,14 @@ nonisolated extension Cocoon_Agent_V1_StartContainerResponse: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_StartContainerResponse, rhs: Cocoon_Agent_V1_StartContainerResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_StartContainerResponse, rhs: Cocoon_Agent_V3_StartContainerResponse) -> Bool {
     if lhs.pid != rhs.pid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_SignalRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_SignalRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignalRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}signal\0")
 
@@ -2751,7 +2751,7 @@ nonisolated extension Cocoon_Agent_V1_SignalRequest: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_SignalRequest, rhs: Cocoon_Agent_V1_SignalRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_SignalRequest, rhs: Cocoon_Agent_V3_SignalRequest) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.signal != rhs.signal {return false}
@@ -2760,7 +2760,7 @@ nonisolated extension Cocoon_Agent_V1_SignalRequest: SwiftProtobuf.Message, Swif
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_SignalResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_SignalResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignalResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2773,13 +2773,13 @@ nonisolated extension Cocoon_Agent_V1_SignalResponse: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_SignalResponse, rhs: Cocoon_Agent_V1_SignalResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_SignalResponse, rhs: Cocoon_Agent_V3_SignalResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ExecRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ExecRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0")
 
@@ -2814,7 +2814,7 @@ nonisolated extension Cocoon_Agent_V1_ExecRequest: SwiftProtobuf.Message, SwiftP
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ExecRequest, rhs: Cocoon_Agent_V1_ExecRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ExecRequest, rhs: Cocoon_Agent_V3_ExecRequest) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs._process != rhs._process {return false}
@@ -2823,7 +2823,7 @@ nonisolated extension Cocoon_Agent_V1_ExecRequest: SwiftProtobuf.Message, SwiftP
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ExecResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ExecResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
 
@@ -2846,14 +2846,14 @@ nonisolated extension Cocoon_Agent_V1_ExecResponse: SwiftProtobuf.Message, Swift
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ExecResponse, rhs: Cocoon_Agent_V1_ExecResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ExecResponse, rhs: Cocoon_Agent_V3_ExecResponse) -> Bool {
     if lhs.pid != rhs.pid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ContainerStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ContainerStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ContainerStatusRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
 
@@ -2876,14 +2876,14 @@ nonisolated extension Cocoon_Agent_V1_ContainerStatusRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ContainerStatusRequest, rhs: Cocoon_Agent_V1_ContainerStatusRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ContainerStatusRequest, rhs: Cocoon_Agent_V3_ContainerStatusRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ContainerStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ContainerStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ContainerStatusResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}pid\0\u{3}exit_code\0\u{3}oom_killed\0\u{3}cpu_usage_ns\0\u{3}memory_bytes\0\u{3}memory_working_set_bytes\0\u{1}pids\0")
 
@@ -2934,7 +2934,7 @@ nonisolated extension Cocoon_Agent_V1_ContainerStatusResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ContainerStatusResponse, rhs: Cocoon_Agent_V1_ContainerStatusResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ContainerStatusResponse, rhs: Cocoon_Agent_V3_ContainerStatusResponse) -> Bool {
     if lhs.state != rhs.state {return false}
     if lhs.pid != rhs.pid {return false}
     if lhs.exitCode != rhs.exitCode {return false}
@@ -2948,11 +2948,11 @@ nonisolated extension Cocoon_Agent_V1_ContainerStatusResponse: SwiftProtobuf.Mes
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ContainerStatusResponse.State: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ContainerStatusResponse.State: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CREATED\0\u{1}RUNNING\0\u{1}EXITED\0")
 }
 
-nonisolated extension Cocoon_Agent_V1_RemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_RemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RemoveContainerRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
 
@@ -2975,14 +2975,14 @@ nonisolated extension Cocoon_Agent_V1_RemoveContainerRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_RemoveContainerRequest, rhs: Cocoon_Agent_V1_RemoveContainerRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_RemoveContainerRequest, rhs: Cocoon_Agent_V3_RemoveContainerRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_RemoveContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_RemoveContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RemoveContainerResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2995,13 +2995,13 @@ nonisolated extension Cocoon_Agent_V1_RemoveContainerResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_RemoveContainerResponse, rhs: Cocoon_Agent_V1_RemoveContainerResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_RemoveContainerResponse, rhs: Cocoon_Agent_V3_RemoveContainerResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_UpdateResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_UpdateResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}resources\0")
 
@@ -3032,7 +3032,7 @@ nonisolated extension Cocoon_Agent_V1_UpdateResourcesRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_UpdateResourcesRequest, rhs: Cocoon_Agent_V1_UpdateResourcesRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_UpdateResourcesRequest, rhs: Cocoon_Agent_V3_UpdateResourcesRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs._resources != rhs._resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -3040,7 +3040,7 @@ nonisolated extension Cocoon_Agent_V1_UpdateResourcesRequest: SwiftProtobuf.Mess
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_UpdateResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_UpdateResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3053,13 +3053,13 @@ nonisolated extension Cocoon_Agent_V1_UpdateResourcesResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_UpdateResourcesResponse, rhs: Cocoon_Agent_V1_UpdateResourcesResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_UpdateResourcesResponse, rhs: Cocoon_Agent_V3_UpdateResourcesResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0")
 
@@ -3082,14 +3082,14 @@ nonisolated extension Cocoon_Agent_V1_ConfigurePodRequest: SwiftProtobuf.Message
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ConfigurePodRequest, rhs: Cocoon_Agent_V1_ConfigurePodRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ConfigurePodRequest, rhs: Cocoon_Agent_V3_ConfigurePodRequest) -> Bool {
     if lhs.sysctls != rhs.sysctls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ConfigurePodResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ConfigurePodResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3102,13 +3102,13 @@ nonisolated extension Cocoon_Agent_V1_ConfigurePodResponse: SwiftProtobuf.Messag
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ConfigurePodResponse, rhs: Cocoon_Agent_V1_ConfigurePodResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ConfigurePodResponse, rhs: Cocoon_Agent_V3_ConfigurePodResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_UpdatePodResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_UpdatePodResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdatePodResourcesRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}resources\0")
 
@@ -3135,14 +3135,14 @@ nonisolated extension Cocoon_Agent_V1_UpdatePodResourcesRequest: SwiftProtobuf.M
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_UpdatePodResourcesRequest, rhs: Cocoon_Agent_V1_UpdatePodResourcesRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_UpdatePodResourcesRequest, rhs: Cocoon_Agent_V3_UpdatePodResourcesRequest) -> Bool {
     if lhs._resources != rhs._resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_UpdatePodResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_UpdatePodResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdatePodResourcesResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3155,13 +3155,13 @@ nonisolated extension Cocoon_Agent_V1_UpdatePodResourcesResponse: SwiftProtobuf.
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_UpdatePodResourcesResponse, rhs: Cocoon_Agent_V1_UpdatePodResourcesResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_UpdatePodResourcesResponse, rhs: Cocoon_Agent_V3_UpdatePodResourcesResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_UnmountDiskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_UnmountDiskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnmountDiskRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}serial\0")
 
@@ -3184,14 +3184,14 @@ nonisolated extension Cocoon_Agent_V1_UnmountDiskRequest: SwiftProtobuf.Message,
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_UnmountDiskRequest, rhs: Cocoon_Agent_V1_UnmountDiskRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_UnmountDiskRequest, rhs: Cocoon_Agent_V3_UnmountDiskRequest) -> Bool {
     if lhs.serial != rhs.serial {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_UnmountDiskResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_UnmountDiskResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnmountDiskResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3204,13 +3204,13 @@ nonisolated extension Cocoon_Agent_V1_UnmountDiskResponse: SwiftProtobuf.Message
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_UnmountDiskResponse, rhs: Cocoon_Agent_V1_UnmountDiskResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_UnmountDiskResponse, rhs: Cocoon_Agent_V3_UnmountDiskResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ProcessOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ProcessOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessOutput"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}stream\0\u{1}data\0")
 
@@ -3245,7 +3245,7 @@ nonisolated extension Cocoon_Agent_V1_ProcessOutput: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ProcessOutput, rhs: Cocoon_Agent_V1_ProcessOutput) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ProcessOutput, rhs: Cocoon_Agent_V3_ProcessOutput) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.stream != rhs.stream {return false}
@@ -3255,11 +3255,11 @@ nonisolated extension Cocoon_Agent_V1_ProcessOutput: SwiftProtobuf.Message, Swif
   }
 }
 
-nonisolated extension Cocoon_Agent_V1_ProcessOutput.Stream: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ProcessOutput.Stream: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STDOUT\0\u{1}STDERR\0")
 }
 
-nonisolated extension Cocoon_Agent_V1_ProcessExit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V3_ProcessExit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessExit"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{3}exit_code\0\u{3}oom_killed\0")
 
@@ -3294,7 +3294,7 @@ nonisolated extension Cocoon_Agent_V1_ProcessExit: SwiftProtobuf.Message, SwiftP
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V1_ProcessExit, rhs: Cocoon_Agent_V1_ProcessExit) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V3_ProcessExit, rhs: Cocoon_Agent_V3_ProcessExit) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.exitCode != rhs.exitCode {return false}

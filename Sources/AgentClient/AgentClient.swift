@@ -1,7 +1,8 @@
 import AgentAPI
-import Hypervisor
+import BootContract
 import NIOCore
 import NIOPosix
+import Spawn
 
 /// A connection to one VM's guest agent. Owns the channel and the calls in flight on it: each call
 /// has an id and a deadline; when the channel drops, every pending call fails at once, so a dead
@@ -22,11 +23,11 @@ public final class AgentClient: Sendable {
     /// `onEvent` receives the agent's process output and exit events, in the order they arrive.
     public static func connect(
         _ endpoint: AgentEndpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        timeout: Duration = .seconds(5), onEvent: (@Sendable (Cocoon_Agent_V1_Event) -> Void)? = nil
+        timeout: Duration = .seconds(5), onEvent: (@Sendable (AgentEvent) -> Void)? = nil
     ) async throws(AgentClientError) -> AgentClient {
         let loop = group.next()
         let bootstrap = ClientBootstrap(group: loop)
-            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(.nanoseconds(timeout.nanoseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(AgentClientHandler(onEvent: onEvent))
@@ -38,10 +39,14 @@ public final class AgentClient: Sendable {
             case .serial(let path):
                 channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
             case .vsock(let cid, let port):
-                channel = try await bootstrap.connect(to: VsockAddress(cid: .init(rawValue: cid), port: .init(rawValue: port))).get()
+                channel = try await bootstrap.connect(
+                    to: VsockAddress(cid: .init(rawValue: cid), port: .init(rawValue: port))
+                ).get()
             }
             let handler = try await channel.eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: AgentClientHandler.self), eventLoop: channel.eventLoop)
+                NIOLoopBound(
+                    try channel.pipeline.syncOperations.handler(type: AgentClientHandler.self),
+                    eventLoop: channel.eventLoop)
             }.get()
             return AgentClient(channel: channel, handler: handler, endpoint: endpoint)
         } catch {
@@ -49,15 +54,22 @@ public final class AgentClient: Sendable {
         }
     }
 
+    /// The connector the daemon's sandbox manager uses: the real agent channel.
+    public static let connector: GuestAgentConnector = { endpoint, timeout, onEvent async throws(AgentClientError) in
+        try await AgentClient.connect(endpoint, timeout: timeout, onEvent: onEvent)
+    }
+
     /// Sends one request and waits for its response, at most `timeout`.
-    public func call(_ request: Cocoon_Agent_V1_Request, name: String, timeout: Duration) async throws(AgentClientError) -> Cocoon_Agent_V1_Response {
+    func call(_ request: Cocoon_Agent_V3_Request, name: String, timeout: Duration) async throws(AgentClientError)
+        -> Cocoon_Agent_V3_Response
+    {
         let loop = channel.eventLoop
-        let promise = loop.makePromise(of: Cocoon_Agent_V1_Response.self)
+        let promise = loop.makePromise(of: Cocoon_Agent_V3_Response.self)
         let handler = self.handler
         loop.execute {
             handler.value.send(request, name: name, timeout: timeout, promise: promise)
         }
-        let response: Cocoon_Agent_V1_Response
+        let response: Cocoon_Agent_V3_Response
         do {
             response = try await promise.futureResult.get()
         } catch let error as AgentClientError {
@@ -66,40 +78,13 @@ public final class AgentClient: Sendable {
             throw .disconnected("\(error)")
         }
         if response.hasError {
-            throw .agent(code: "\(response.error.code)", message: response.error.message)
+            throw .agent(.init(response.error.code), message: response.error.message)
         }
         return response
     }
 
-    public func health(timeout: Duration) async throws(AgentClientError) -> Cocoon_Agent_V1_HealthResponse {
-        var request = Cocoon_Agent_V1_Request()
-        request.health = Cocoon_Agent_V1_HealthRequest()
-        let response = try await call(request, name: "Health", timeout: timeout)
-        guard case .health(let health)? = response.result else { throw .protocolViolation("Health answered with \(String(describing: response.result))") }
-        return health
-    }
-
-    /// Asks the guest to power off; the VM process ends shortly after the reply.
-    public func shutdown(timeout: Duration) async throws(AgentClientError) {
-        var request = Cocoon_Agent_V1_Request()
-        request.shutdown = Cocoon_Agent_V1_ShutdownRequest()
-        _ = try await call(request, name: "Shutdown", timeout: timeout)
-    }
-
-    /// Tells the agent this host is leaving (a daemon restart): it keeps later events for the next session.
-    public func detach(timeout: Duration) async throws(AgentClientError) {
-        var request = Cocoon_Agent_V1_Request()
-        request.detach = Cocoon_Agent_V1_DetachRequest()
-        _ = try await call(request, name: "Detach", timeout: timeout)
-    }
-
-    /// The Hello the agent sent when this session started, if it has arrived.
-    public func hello() async -> Cocoon_Agent_V1_Hello? {
-        let handler = self.handler
-        return try? await channel.eventLoop.submit { handler.value.hello }.get()
-    }
-
     public func close() async {
+        // try?: closing a closed channel fails; it is closed either way
         try? await channel.close().get()
     }
 }
@@ -111,7 +96,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        let promise: EventLoopPromise<Cocoon_Agent_V1_Response>
+        let promise: EventLoopPromise<Cocoon_Agent_V3_Response>
         let deadline: Scheduled<Void>
     }
 
@@ -120,22 +105,24 @@ final class AgentClientHandler: ChannelInboundHandler {
     private var pending: [UInt64: Pending] = [:]
     private var nextID: UInt64 = 1
     private var closedReason: String?
-    private(set) var hello: Cocoon_Agent_V1_Hello?
-    private let onEvent: (@Sendable (Cocoon_Agent_V1_Event) -> Void)?
+    private let onEvent: (@Sendable (AgentEvent) -> Void)?
 
-    init(onEvent: (@Sendable (Cocoon_Agent_V1_Event) -> Void)?) { self.onEvent = onEvent }
+    init(onEvent: (@Sendable (AgentEvent) -> Void)?) { self.onEvent = onEvent }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
-    func send(_ request: Cocoon_Agent_V1_Request, name: String, timeout: Duration, promise: EventLoopPromise<Cocoon_Agent_V1_Response>) {
+    func send(
+        _ request: Cocoon_Agent_V3_Request, name: String, timeout: Duration,
+        promise: EventLoopPromise<Cocoon_Agent_V3_Response>
+    ) {
         guard let context, closedReason == nil else {
             promise.fail(AgentClientError.disconnected(closedReason ?? "no channel"))
             return
         }
         let id = nextID
         nextID += 1
-        var envelope = Cocoon_Agent_V1_Envelope()
+        var envelope = Cocoon_Agent_V3_Envelope()
         envelope.id = id
         envelope.request = request
         let bytes: [UInt8]
@@ -145,8 +132,8 @@ final class AgentClientHandler: ChannelInboundHandler {
             promise.fail(AgentClientError.protocolViolation("cannot encode \(name): \(error)"))
             return
         }
-        let nanos = Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanos)) { [weak self] () -> Void in
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            [weak self] () -> Void in
             guard let self, let call = self.pending.removeValue(forKey: id) else { return }
             call.promise.fail(AgentClientError.deadlineExceeded(call: name, after: timeout))
         }
@@ -169,14 +156,15 @@ final class AgentClientHandler: ChannelInboundHandler {
         }
     }
 
-    private func dispatch(_ envelope: Cocoon_Agent_V1_Envelope) {
+    private func dispatch(_ envelope: Cocoon_Agent_V3_Envelope) {
         switch envelope.body {
         case .response(let response)?:
             guard let call = pending.removeValue(forKey: envelope.id) else { return }  // late reply after its deadline
             call.deadline.cancel()
             call.promise.succeed(response)
         case .event(let event)?:
-            if case .hello(let h)? = event.kind { hello = h } else { onEvent?(event) }
+            // Hello (a new session's greeting) is not an event the host acts on.
+            if let event = AgentEvent(event) { onEvent?(event) }
         default:
             break
         }

@@ -1,9 +1,14 @@
 /// Why an agent call failed. Every case names the VM's agent endpoint or the call.
 public enum AgentClientError: Error, CustomStringConvertible, Equatable {
+    /// What kind of refusal the agent answered with (its `AgentError.Code`).
+    public enum Refusal: String, Sendable, Equatable {
+        case invalidArgument, notFound, failedPrecondition, unimplemented, internalError, unknown
+    }
+
     case connectFailed(String)
     case deadlineExceeded(call: String, after: Duration)
     case disconnected(String)
-    case agent(code: String, message: String)
+    case agent(Refusal, message: String)
     case protocolViolation(String)
 
     public var description: String {
@@ -11,7 +16,7 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
         case .connectFailed(let m): "cannot reach the guest agent: \(m)"
         case .deadlineExceeded(let call, let after): "guest agent did not answer \(call) within \(after)"
         case .disconnected(let m): "guest agent channel closed: \(m)"
-        case .agent(let code, let message): "guest agent error \(code): \(message)"
+        case .agent(let code, let message): "guest agent error \(code.rawValue): \(message)"
         case .protocolViolation(let m): "guest agent protocol violation: \(m)"
         }
     }

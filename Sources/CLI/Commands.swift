@@ -8,10 +8,13 @@ public struct CocoonCtl: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "cocoonctl",
         abstract: "A CRI client for Cocoon (and any CRI runtime).",
-        subcommands: [Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self,
-                      Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self, ImageGroup.self,
-                      CreateContainer.self, StartContainer.self, StopContainer.self, RemoveContainer.self, ListContainers.self,
-                      InspectContainer.self, ExecContainer.self, ContainerLogs.self, ContainerStatsCommand.self, RunContainer.self])
+        subcommands: [
+            Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self,
+            Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self, ImageGroup.self,
+            CreateContainer.self, StartContainer.self, StopContainer.self, RemoveContainer.self, ListContainers.self,
+            InspectContainer.self, ExecContainer.self, ContainerLogs.self, ContainerStatsCommand.self,
+            RunContainer.self,
+        ])
 
     public init() {}
 }
@@ -19,7 +22,8 @@ public struct CocoonCtl: AsyncParsableCommand {
 /// Options every command takes.
 public struct GlobalOptions: ParsableArguments {
     @Option(name: [.customShort("r"), .long], help: "CRI endpoint (env CONTAINER_RUNTIME_ENDPOINT).")
-    public var runtimeEndpoint: String = ProcessInfo.processInfo.environment["CONTAINER_RUNTIME_ENDPOINT"] ?? Endpoint.defaultValue
+    public var runtimeEndpoint: String =
+        ProcessInfo.processInfo.environment["CONTAINER_RUNTIME_ENDPOINT"] ?? Endpoint.defaultValue
 
     @Option(help: "Seconds to wait for each call.")
     public var timeout: Int = 300
@@ -57,7 +61,10 @@ struct Version: AsyncParsableCommand {
             let v = try await global.endpoint().withClients { rt, _ in
                 try await rt.version(Runtime_V1_VersionRequest(), options: global.callOptions())
             }
-            print("Version:  \(v.version)\nRuntimeName:  \(v.runtimeName)\nRuntimeVersion:  \(v.runtimeVersion)\nRuntimeApiVersion:  \(v.runtimeApiVersion)")
+            print(
+                "Version:  \(v.version)\nRuntimeName:  \(v.runtimeName)\nRuntimeVersion:  "
+                    + "\(v.runtimeVersion)\nRuntimeApiVersion:  \(v.runtimeApiVersion)"
+            )
         }
     }
 }
@@ -71,14 +78,17 @@ struct Info: AsyncParsableCommand {
         try await runCLI {
             var request = Runtime_V1_StatusRequest()
             request.verbose = true
-            let status = try await global.endpoint().withClients { rt, _ in try await rt.status(request, options: global.callOptions()) }
+            let status = try await global.endpoint().withClients { rt, _ in
+                try await rt.status(request, options: global.callOptions())
+            }
             print(output == "yaml" ? try Render.yaml(status) : try Render.json(status))
         }
     }
 }
 
 struct RunPod: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "runp", abstract: "Run a pod sandbox from a JSON or YAML PodSandboxConfig.")
+    static let configuration = CommandConfiguration(
+        commandName: "runp", abstract: "Run a pod sandbox from a JSON or YAML PodSandboxConfig.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Runtime handler (RuntimeClass handler).") var runtime: String = ""
     @Argument(help: "Pod sandbox config file (JSON or YAML).") var configFile: String
@@ -88,7 +98,9 @@ struct RunPod: AsyncParsableCommand {
             var request = Runtime_V1_RunPodSandboxRequest()
             request.config = try SpecFile.load(Runtime_V1_PodSandboxConfig.self, path: configFile)
             request.runtimeHandler = runtime
-            let response = try await global.endpoint().withClients { rt, _ in try await rt.runPodSandbox(request, options: global.callOptions()) }
+            let response = try await global.endpoint().withClients { rt, _ in
+                try await rt.runPodSandbox(request, options: global.callOptions())
+            }
             print(response.podSandboxID)
         }
     }
@@ -110,7 +122,8 @@ struct StopPod: AsyncParsableCommand {
 }
 
 struct RemovePod: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rmp", abstract: "Remove one or more pod sandboxes (stopping them first).")
+    static let configuration = CommandConfiguration(
+        commandName: "rmp", abstract: "Remove one or more pod sandboxes (stopping them first).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Remove all pod sandboxes.") var all = false
     @Argument(help: "Pod sandbox IDs (or unique prefixes).") var ids: [String] = []
@@ -124,7 +137,9 @@ struct RemovePod: AsyncParsableCommand {
             try await global.endpoint().withClients { rt, _ in
                 var targets = ids
                 if all {
-                    targets = try await rt.listPodSandbox(Runtime_V1_ListPodSandboxRequest(), options: global.callOptions()).items.map(\.id)
+                    targets = try await rt.listPodSandbox(
+                        Runtime_V1_ListPodSandboxRequest(), options: global.callOptions()
+                    ).items.map(\.id)
                 }
                 for id in targets {
                     var request = Runtime_V1_RemovePodSandboxRequest()
@@ -138,14 +153,17 @@ struct RemovePod: AsyncParsableCommand {
 }
 
 struct InspectPod: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspectp", abstract: "Show a pod sandbox's status, with its VM.")
+    static let configuration = CommandConfiguration(
+        commandName: "inspectp", abstract: "Show a pod sandbox's status, with its VM.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Output format: json, yaml or table.") var output: String = "json"
     @Argument(help: "Pod sandbox IDs (or unique prefixes).") var ids: [String]
 
     func validate() throws {
         if ids.isEmpty { throw ValidationError("give at least one pod sandbox ID") }
-        guard OutputFormat(rawValue: output) != nil else { throw ValidationError("--output must be json, yaml or table") }
+        guard OutputFormat(rawValue: output) != nil else {
+            throw ValidationError("--output must be json, yaml or table")
+        }
     }
 
     func run() async throws {
@@ -173,15 +191,19 @@ enum InspectTable {
         let s = response.status
         var rows: [[String]] = [
             ["ID", s.id], ["NAME", s.metadata.name], ["NAMESPACE", s.metadata.namespace], ["UID", s.metadata.uid],
-            ["ATTEMPT", "\(s.metadata.attempt)"], ["STATE", s.state == .sandboxReady ? "SANDBOX_READY" : "SANDBOX_NOTREADY"],
+            ["ATTEMPT", "\(s.metadata.attempt)"],
+            ["STATE", s.state == .sandboxReady ? "SANDBOX_READY" : "SANDBOX_NOTREADY"],
             ["RUNTIME", s.runtimeHandler],
         ]
-        if let text = response.info["info"], let info = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+        // try?: not JSON: shown as is
+        if let text = response.info["info"],
+            let info = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
             let vm = info["vm"] as? [String: Any]
         {
             func field(_ key: String) -> String { vm[key].map { "\($0)" } ?? "-" }
             rows += [
-                ["HYPERVISOR", field("hypervisor")], ["VM", field("vm_name")], ["VM PID", field("pid")], ["ACCEL", field("accel")],
+                ["HYPERVISOR", field("hypervisor")], ["VM", field("vm_name")], ["VM PID", field("pid")],
+                ["ACCEL", field("accel")],
                 ["VCPUS", field("vcpus")], ["MEMORY MIB", field("memory_mib")], ["BOOT MS", field("boot_ms")],
                 ["CONSOLE LOG", field("console_log")],
             ]

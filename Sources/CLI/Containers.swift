@@ -1,12 +1,14 @@
 import ArgumentParser
 import CRIAPI
+import Containers
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 
 /// `cocoonctl create POD_ID CONTAINER POD`: create a container from JSON/YAML ContainerConfig and PodSandboxConfig.
 struct CreateContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a container in a pod sandbox.")
+    static let configuration = CommandConfiguration(
+        commandName: "create", abstract: "Create a container in a pod sandbox.")
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Pod sandbox ID (or unique prefix).") var podID: String
     @Argument(help: "Container config file (JSON or YAML).") var containerConfig: String
@@ -18,16 +20,26 @@ struct CreateContainer: AsyncParsableCommand {
             request.podSandboxID = podID
             request.config = try SpecFile.load(Runtime_V1_ContainerConfig.self, path: containerConfig)
             request.sandboxConfig = try SpecFile.load(Runtime_V1_PodSandboxConfig.self, path: podConfig)
-            let response = try await global.endpoint().withClients { rt, _ in try await rt.createContainer(request, options: global.callOptions()) }
+            let response = try await global.endpoint().withClients { rt, _ in
+                try await rt.createContainer(request, options: global.callOptions())
+            }
             print(response.containerID)
         }
     }
 }
 
+/// One or more container ids (or unique prefixes), as start, stop and rm take them.
+struct ContainerIDs: ParsableArguments {
+    @Argument(help: "Container IDs (or unique prefixes).") var ids: [String]
+
+    func validate() throws { if ids.isEmpty { throw ValidationError("give at least one container ID") } }
+}
+
 /// Runs one call per id, printing what `done` says of each (crictl prints container ids as they go).
 func forEachID(
     _ ids: [String], global: GlobalOptions, done: @escaping @Sendable (String) -> String = { $0 },
-    _ call: @escaping @Sendable (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, String) async throws -> Void
+    _ call:
+        @escaping @Sendable (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, String) async throws -> Void
 ) async throws {
     try await runCLI {
         try await global.endpoint().withClients { rt, _ in
@@ -40,48 +52,54 @@ func forEachID(
 }
 
 struct StartContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "start", abstract: "Start one or more created containers.")
+    static let configuration = CommandConfiguration(
+        commandName: "start", abstract: "Start one or more created containers.")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container IDs (or unique prefixes).") var ids: [String]
-
-    func validate() throws { if ids.isEmpty { throw ValidationError("give at least one container ID") } }
+    @OptionGroup var targets: ContainerIDs
 
     func run() async throws {
         let options = global.callOptions()
-        try await forEachID(ids, global: global) { rt, id in _ = try await rt.startContainer(.with { $0.containerID = id }, options: options) }
+        try await forEachID(targets.ids, global: global) { rt, id in
+            _ = try await rt.startContainer(.with { $0.containerID = id }, options: options)
+        }
     }
 }
 
 struct StopContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop running containers (StopSignal, then SIGKILL after the grace period).")
+    static let configuration = CommandConfiguration(
+        commandName: "stop", abstract: "Stop running containers (StopSignal, then SIGKILL after the grace period).")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Seconds to wait before SIGKILL.") var grace: Int64 = 10
-    @Argument(help: "Container IDs (or unique prefixes).") var ids: [String]
+    @OptionGroup var targets: ContainerIDs
 
     func validate() throws {
-        if ids.isEmpty { throw ValidationError("give at least one container ID") }
         if grace < 0 { throw ValidationError("--grace must not be negative") }
     }
 
     func run() async throws {
         let options = global.callOptions()
         let grace = self.grace
-        try await forEachID(ids, global: global) { rt, id in
-            _ = try await rt.stopContainer(.with { $0.containerID = id; $0.timeout = grace }, options: options)
+        try await forEachID(targets.ids, global: global) { rt, id in
+            _ = try await rt.stopContainer(
+                .with {
+                    $0.containerID = id
+                    $0.timeout = grace
+                }, options: options)
         }
     }
 }
 
 struct RemoveContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove containers (killing them if they run).")
+    static let configuration = CommandConfiguration(
+        commandName: "rm", abstract: "Remove containers (killing them if they run).")
     @OptionGroup var global: GlobalOptions
-    @Argument(help: "Container IDs (or unique prefixes).") var ids: [String]
-
-    func validate() throws { if ids.isEmpty { throw ValidationError("give at least one container ID") } }
+    @OptionGroup var targets: ContainerIDs
 
     func run() async throws {
         let options = global.callOptions()
-        try await forEachID(ids, global: global) { rt, id in _ = try await rt.removeContainer(.with { $0.containerID = id }, options: options) }
+        try await forEachID(targets.ids, global: global) { rt, id in
+            _ = try await rt.removeContainer(.with { $0.containerID = id }, options: options)
+        }
     }
 }
 
@@ -101,13 +119,17 @@ struct ListContainers: AsyncParsableCommand {
 
     func validate() throws {
         _ = try ContainersQuery(id: id, pod: pod, state: state, all: all, labels: label, name: name)
-        guard OutputFormat(rawValue: output) != nil else { throw ValidationError("--output must be table, json or yaml") }
+        guard OutputFormat(rawValue: output) != nil else {
+            throw ValidationError("--output must be table, json or yaml")
+        }
     }
 
     func run() async throws {
         let query = try ContainersQuery(id: id, pod: pod, state: state, all: all, labels: label, name: name)
         try await runCLI {
-            let response = try await global.endpoint().withClients { rt, _ in try await rt.listContainers(query.request, options: global.callOptions()) }
+            let response = try await global.endpoint().withClients { rt, _ in
+                try await rt.listContainers(query.request, options: global.callOptions())
+            }
             var result = Runtime_V1_ListContainersResponse()
             result.containers = response.containers.filter(query.matchesLocally).sorted { $0.createdAt > $1.createdAt }
             if quiet {
@@ -119,9 +141,12 @@ struct ListContainers: AsyncParsableCommand {
                 return Render.table(
                     ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD ID"],
                     result.containers.map { c in
-                        [noTrunc ? c.id : String(c.id.prefix(13)), c.image.image, Render.age(sinceNs: c.createdAt, nowNs: now),
-                         ContainersQuery.stateName(c.state), c.metadata.name, "\(c.metadata.attempt)",
-                         noTrunc ? c.podSandboxID : String(c.podSandboxID.prefix(13))]
+                        [
+                            noTrunc ? c.id : String(c.id.prefix(13)), c.image.image,
+                            Render.age(sinceNs: c.createdAt, nowNs: now),
+                            ContainersQuery.stateName(c.state), c.metadata.name, "\(c.metadata.attempt)",
+                            noTrunc ? c.podSandboxID : String(c.podSandboxID.prefix(13)),
+                        ]
                     })
             }
         }
@@ -134,7 +159,10 @@ public struct ContainersQuery: Equatable {
     public var name: String
     public var runningOnly: Bool
 
-    public init(id: String = "", pod: String = "", state: String = "", all: Bool = false, labels: [String] = [], name: String = "") throws {
+    public init(
+        id: String = "", pod: String = "", state: String = "", all: Bool = false, labels: [String] = [],
+        name: String = ""
+    ) throws {
         self.name = name
         var filter = Runtime_V1_ContainerFilter()
         filter.id = id
@@ -150,7 +178,9 @@ public struct ContainersQuery: Equatable {
         runningOnly = !all && state.isEmpty
         for pair in labels {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--label \"\(pair)\" must be key=value") }
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ValidationError("--label \"\(pair)\" must be key=value")
+            }
             filter.labelSelector[String(parts[0])] = String(parts[1])
         }
         if !id.isEmpty || !pod.isEmpty || !state.isEmpty || !labels.isEmpty { request.filter = filter }
@@ -171,7 +201,8 @@ public struct ContainersQuery: Equatable {
 }
 
 struct InspectContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspect", abstract: "Show a container's status (verbose, JSON or YAML).")
+    static let configuration = CommandConfiguration(
+        commandName: "inspect", abstract: "Show a container's status (verbose, JSON or YAML).")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Output format: json or yaml.") var output: String = "json"
     @Argument(help: "Container ID (or unique prefix).") var id: String
@@ -179,7 +210,11 @@ struct InspectContainer: AsyncParsableCommand {
     func run() async throws {
         try await runCLI {
             let response = try await global.endpoint().withClients { rt, _ in
-                try await rt.containerStatus(.with { $0.containerID = id; $0.verbose = true }, options: global.callOptions())
+                try await rt.containerStatus(
+                    .with {
+                        $0.containerID = id
+                        $0.verbose = true
+                    }, options: global.callOptions())
             }
             print(output == "yaml" ? try Render.yaml(response) : try Render.json(response))
         }
@@ -188,7 +223,8 @@ struct InspectContainer: AsyncParsableCommand {
 
 /// `cocoonctl exec --sync ID CMD...`: runs a command and prints its output; exits with its code.
 struct ExecContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command in a running container.")
+    static let configuration = CommandConfiguration(
+        commandName: "exec", abstract: "Run a command in a running container.")
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Run synchronously (ExecSync): collect the output, then print it.") var sync = false
     @Option(help: "Seconds before the command is killed (0: no limit).") var syncTimeout: Int64 = 0
@@ -204,7 +240,12 @@ struct ExecContainer: AsyncParsableCommand {
         var code: Int32 = 0
         try await runCLI {
             let response = try await global.endpoint().withClients { rt, _ in
-                try await rt.execSync(.with { $0.containerID = id; $0.cmd = command; $0.timeout = syncTimeout }, options: global.callOptions())
+                try await rt.execSync(
+                    .with {
+                        $0.containerID = id
+                        $0.cmd = command
+                        $0.timeout = syncTimeout
+                    }, options: global.callOptions())
             }
             FileHandle.standardOutput.write(response.stdout)
             FileHandle.standardError.write(response.stderr)
@@ -229,7 +270,9 @@ struct ContainerLogs: AsyncParsableCommand {
                 try await rt.containerStatus(.with { $0.containerID = id }, options: global.callOptions()).status
             }
             guard !status.logPath.isEmpty else { throw CLIError("container \(id) has no log path") }
-            guard let handle = FileHandle(forReadingAtPath: status.logPath) else { throw CLIError("cannot open \(status.logPath)") }
+            guard let handle = FileHandle(forReadingAtPath: status.logPath) else {
+                throw CLIError("cannot open \(status.logPath)")
+            }
             var reader = CRILogReader(timestamps: timestamps)
             var lines = reader.feed(handle.readDataToEndOfFile())
             if let tail { lines = Array(lines.suffix(max(tail, 0))) }
@@ -242,7 +285,8 @@ struct ContainerLogs: AsyncParsableCommand {
                     continue
                 }
                 let state = try await global.endpoint().withClients { rt, _ in
-                    try await rt.containerStatus(.with { $0.containerID = status.id }, options: global.callOptions()).status.state
+                    try await rt.containerStatus(.with { $0.containerID = status.id }, options: global.callOptions())
+                        .status.state
                 }
                 if state != .containerRunning && state != .containerCreated {
                     reader.feed(handle.readDataToEndOfFile()).forEach { emit($0) }
@@ -254,48 +298,9 @@ struct ContainerLogs: AsyncParsableCommand {
     }
 
     func emit(_ line: CRILogReader.Line) {
-        let handle = line.stream == "stderr" ? FileHandle.standardError : FileHandle.standardOutput
+        let handle = line.stream == .stderr ? FileHandle.standardError : FileHandle.standardOutput
         handle.write(Data(line.text.utf8))
     }
-}
-
-/// Turns CRI log lines (`<time> <stream> <P|F> <text>`) back into the output: partial pieces are
-/// joined until their F line.
-public struct CRILogReader {
-    public struct Line: Equatable {
-        public var stream: String
-        public var text: String
-    }
-
-    let timestamps: Bool
-    private var carry = Data()
-    private var partial: [String: String] = [:]
-
-    public init(timestamps: Bool = false) { self.timestamps = timestamps }
-
-    public mutating func feed(_ data: Data) -> [Line] {
-        carry.append(data)
-        var out: [Line] = []
-        while let nl = carry.firstIndex(of: 0x0A) {
-            let raw = String(decoding: carry[carry.startIndex..<nl], as: UTF8.self)
-            carry.removeSubrange(carry.startIndex...nl)
-            let parts = raw.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
-            guard parts.count >= 3 else { continue }
-            let stream = String(parts[1])
-            let text = parts.count == 4 ? String(parts[3]) : ""
-            if parts[2] == "P" {
-                partial[stream, default: ""] += text
-                continue
-            }
-            let whole = partial.removeValue(forKey: stream, default: "") + text
-            out.append(Line(stream: stream, text: (timestamps ? "\(parts[0]) " : "") + whole + "\n"))
-        }
-        return out
-    }
-}
-
-extension Dictionary {
-    mutating func removeValue(forKey key: Key, default value: Value) -> Value { removeValue(forKey: key) ?? value }
 }
 
 struct ContainerStatsCommand: AsyncParsableCommand {
@@ -313,11 +318,15 @@ struct ContainerStatsCommand: AsyncParsableCommand {
             var result = Runtime_V1_ListContainerStatsResponse()
             result.stats = response.stats.filter { s in ids.isEmpty || ids.contains { s.attributes.id.hasPrefix($0) } }
             try Render.emit(result, format: output) {
-                Render.table(["CONTAINER", "NAME", "CPU (s)", "MEM"], result.stats.map { s in
-                    [String(s.attributes.id.prefix(13)), s.attributes.metadata.name,
-                     String(format: "%.2f", Double(s.cpu.usageCoreNanoSeconds.value) / 1e9),
-                     String(format: "%.1fMiB", Double(s.memory.workingSetBytes.value) / 1_048_576)]
-                })
+                Render.table(
+                    ["CONTAINER", "NAME", "CPU (s)", "MEM"],
+                    result.stats.map { s in
+                        [
+                            String(s.attributes.id.prefix(13)), s.attributes.metadata.name,
+                            String(format: "%.2f", Double(s.cpu.usageCoreNanoSeconds.value) / 1e9),
+                            String(format: "%.1fMiB", Double(s.memory.workingSetBytes.value) / 1_048_576),
+                        ]
+                    })
             }
         }
     }
@@ -325,7 +334,8 @@ struct ContainerStatsCommand: AsyncParsableCommand {
 
 /// `cocoonctl run CONTAINER POD`: pull, run the pod, create and start the container — one step.
 struct RunContainer: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Pull the image, run a pod and start a container in it.")
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Pull the image, run a pod and start a container in it.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "Runtime handler (RuntimeClass handler).") var runtime: String = ""
     @Argument(help: "Container config file (JSON or YAML).") var containerConfig: String
@@ -337,15 +347,28 @@ struct RunContainer: AsyncParsableCommand {
             let pod = try SpecFile.load(Runtime_V1_PodSandboxConfig.self, path: podConfig)
             let id = try await global.endpoint().withClients { rt, img in
                 // Pull only what the node does not have (the kubelet's IfNotPresent).
-                if !(try await img.imageStatus(.with { $0.image = container.image }, options: global.callOptions()).hasImage) {
-                    _ = try await img.pullImage(.with { $0.image = container.image; $0.sandboxConfig = pod }, options: global.callOptions())
+                if !(try await img.imageStatus(.with { $0.image = container.image }, options: global.callOptions())
+                    .hasImage)
+                {
+                    _ = try await img.pullImage(
+                        .with {
+                            $0.image = container.image
+                            $0.sandboxConfig = pod
+                        }, options: global.callOptions())
                 }
-                let podID = try await rt.runPodSandbox(.with { $0.config = pod; $0.runtimeHandler = runtime }, options: global.callOptions()).podSandboxID
-                let id = try await rt.createContainer(.with {
-                    $0.podSandboxID = podID
-                    $0.config = container
-                    $0.sandboxConfig = pod
-                }, options: global.callOptions()).containerID
+                let podID = try await rt.runPodSandbox(
+                    .with {
+                        $0.config = pod
+                        $0.runtimeHandler = runtime
+                    }, options: global.callOptions()
+                ).podSandboxID
+                let id = try await rt.createContainer(
+                    .with {
+                        $0.podSandboxID = podID
+                        $0.config = container
+                        $0.sandboxConfig = pod
+                    }, options: global.callOptions()
+                ).containerID
                 _ = try await rt.startContainer(.with { $0.containerID = id }, options: global.callOptions())
                 return id
             }

@@ -16,29 +16,41 @@ public struct Endpoint: Equatable, Sendable {
         } else {
             throw CLIError("runtime endpoint \"\(text)\" is not supported: use unix:///path/to/socket")
         }
-        guard socketPath.hasPrefix("/") else { throw CLIError("runtime endpoint \"\(text)\" must name an absolute socket path") }
+        guard socketPath.hasPrefix("/") else {
+            throw CLIError("runtime endpoint \"\(text)\" must name an absolute socket path")
+        }
     }
 
     /// Runs `body` with connected RuntimeService and ImageService clients.
     public func withClients<R: Sendable>(
-        _ body: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>) async throws -> R
+        _ body: (
+            Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>,
+            Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>
+        ) async throws -> R
     ) async throws -> R {
-        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { client in
-            try await body(Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
+            try await body(
+                Runtime_V1_RuntimeService.Client(wrapping: client), Runtime_V1_ImageService.Client(wrapping: client))
         }
     }
 }
 
 extension Endpoint {
     /// Cocoon's image import extension (`cocoon.v1.Images/Import`); other runtimes answer UNIMPLEMENTED.
-    public func importImage(_ request: ImageImportAPI.Request, options: CallOptions) async throws -> ImageImportAPI.Response {
-        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+    public func importImage(_ request: ImageImportAPI.Request, options: CallOptions) async throws
+        -> ImageImportAPI.Response
+    {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { client in
             try await client.unary(
                 request: ClientRequest(message: request), descriptor: ImageImportAPI.method,
-                serializer: JSONMessageCoder<ImageImportAPI.Request>(), deserializer: JSONMessageCoder<ImageImportAPI.Response>(),
-                options: options) { try $0.message }
+                serializer: JSONMessageCoder<ImageImportAPI.Request>(),
+                deserializer: JSONMessageCoder<ImageImportAPI.Response>(),
+                options: options
+            ) { try $0.message }
         }
     }
 }

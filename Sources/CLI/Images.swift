@@ -3,6 +3,7 @@ import CRIAPI
 import CocoonAPI
 import Foundation
 import GRPCCore
+import Spawn
 
 /// `cocoonctl pull`: PullImage, with a progress bar per layer drawn from ImageStatus (verbose)
 /// while the pull runs (cocoond reports live progress there; other runtimes simply show none).
@@ -41,7 +42,9 @@ struct Pull: AsyncParsableCommand {
                             status.image.image = image
                             status.verbose = true
                             while !Task.isCancelled {
+                                // try?: cancellation ends the progress display
                                 try? await Task.sleep(for: .milliseconds(250))
+                                // try?: progress is best effort; the pull reports errors
                                 guard let s = try? await img.imageStatus(status), !s.hasImage else { continue }
                                 if let json = s.info["pullProgress"] { bars.draw(json) }
                             }
@@ -51,7 +54,10 @@ struct Pull: AsyncParsableCommand {
                     }
                     var result = ""
                     for try await r in group {
-                        if let r { result = r; group.cancelAll() }
+                        if let r {
+                            result = r
+                            group.cancelAll()
+                        }
                     }
                     return result
                 }
@@ -69,17 +75,26 @@ struct ProgressBars {
     private var rate = 0.0
 
     struct Snapshot: Decodable {
-        struct Layer: Decodable { var digest: String; var total: Int64; var done: Int64 }
+        struct Layer: Decodable {
+            var digest: String
+            var total: Int64
+            var done: Int64
+        }
         var phase: String
         var layers: [Layer]
     }
 
     mutating func draw(_ json: String) {
+        // try?: no progress to draw
         guard let s = try? JSONDecoder().decode(Snapshot.self, from: Data(json.utf8)) else { return }
         let done = s.layers.reduce(0) { $0 + $1.done }
         let now = ContinuousClock.now
-        let dt = Double((now - lastTime).components.attoseconds) / 1e18 + Double((now - lastTime).components.seconds)
-        if dt > 0.2 { rate = Double(done - lastBytes) / dt; lastBytes = done; lastTime = now }
+        let dt = (now - lastTime).seconds
+        if dt > 0.2 {
+            rate = Double(done - lastBytes) / dt
+            lastBytes = done
+            lastTime = now
+        }
         var out = lines > 0 ? "\u{1B}[\(lines)A" : ""
         for l in s.layers {
             out += "\u{1B}[2K" + Self.line(l.digest, done: l.done, total: l.total) + "\n"
@@ -114,14 +129,18 @@ struct ImagesList: AsyncParsableCommand {
     @Argument(help: "Only this image (reference or id).") var image: String?
 
     func validate() throws {
-        guard OutputFormat(rawValue: output) != nil else { throw ValidationError("--output must be table, json or yaml") }
+        guard OutputFormat(rawValue: output) != nil else {
+            throw ValidationError("--output must be table, json or yaml")
+        }
     }
 
     func run() async throws {
         try await runCLI {
             var request = Runtime_V1_ListImagesRequest()
             if let image { request.filter.image.image = image }
-            let response = try await global.endpoint().withClients { _, img in try await img.listImages(request, options: global.callOptions()) }
+            let response = try await global.endpoint().withClients { _, img in
+                try await img.listImages(request, options: global.callOptions())
+            }
             if quiet {
                 response.images.forEach { print($0.id) }
                 return
@@ -143,7 +162,8 @@ public enum ImageTable {
             let id = i.id.hasPrefix("sha256:") ? String(i.id.dropFirst(7)) : i.id
             let shortID = noTrunc ? i.id : String(id.prefix(13))
             let digest = i.repoDigests.first.flatMap { $0.split(separator: "@").last.map(String.init) } ?? "<none>"
-            let names: [(String, String)] = i.repoTags.isEmpty
+            let names: [(String, String)] =
+                i.repoTags.isEmpty
                 ? [(i.repoDigests.first.map { String($0.split(separator: "@")[0]) } ?? "<none>", "<none>")]
                 : i.repoTags.map(splitTag)
             for (repo, tag) in names {
@@ -175,7 +195,8 @@ public enum ImageTable {
 
 /// `cocoonctl rmi`: RemoveImage by tag, digest or id.
 struct RemoveImage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rmi", abstract: "Remove images (by tag, digest or id).")
+    static let configuration = CommandConfiguration(
+        commandName: "rmi", abstract: "Remove images (by tag, digest or id).")
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Remove all images.") var all = false
     @Argument(help: "Images (reference or id).") var images: [String] = []
@@ -188,7 +209,10 @@ struct RemoveImage: AsyncParsableCommand {
         try await runCLI {
             try await global.endpoint().withClients { _, img in
                 var targets = images
-                if all { targets = try await img.listImages(Runtime_V1_ListImagesRequest(), options: global.callOptions()).images.map(\.id) }
+                if all {
+                    targets = try await img.listImages(Runtime_V1_ListImagesRequest(), options: global.callOptions())
+                        .images.map(\.id)
+                }
                 for name in targets {
                     var request = Runtime_V1_RemoveImageRequest()
                     request.image.image = name
@@ -202,7 +226,8 @@ struct RemoveImage: AsyncParsableCommand {
 
 /// `cocoonctl inspecti`: ImageStatus (verbose), with the image config.
 struct InspectImage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "inspecti", abstract: "Show an image's status and config.")
+    static let configuration = CommandConfiguration(
+        commandName: "inspecti", abstract: "Show an image's status and config.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .shortAndLong, help: "Output format: json or yaml.") var output: String = "json"
     @Argument(help: "Images (reference or id).") var images: [String]
@@ -231,11 +256,13 @@ struct InspectImage: AsyncParsableCommand {
 /// `cocoonctl image import FILE`: load an OCI layout (directory or tar) or a `docker save` tarball
 /// into cocoond's image store, for nodes without registry access.
 struct ImageGroup: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "image", abstract: "Image archive commands.", subcommands: [ImportImage.self])
+    static let configuration = CommandConfiguration(
+        commandName: "image", abstract: "Image archive commands.", subcommands: [ImportImage.self])
 }
 
 struct ImportImage: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "import", abstract: "Import an OCI layout or docker save tarball on this node.")
+    static let configuration = CommandConfiguration(
+        commandName: "import", abstract: "Import an OCI layout or docker save tarball on this node.")
     @OptionGroup var global: GlobalOptions
     @Option(help: "Name (REPO[:TAG]) for images the archive does not name fully.") var name: String?
     @Argument(help: "OCI image layout directory, a tar of one, or a docker save tarball.") var file: String
@@ -243,7 +270,8 @@ struct ImportImage: AsyncParsableCommand {
     func run() async throws {
         let path = file.hasPrefix("/") ? file : FileManager.default.currentDirectoryPath + "/" + file
         try await runCLI {
-            let response = try await global.endpoint().importImage(.init(path: path, name: name), options: global.callOptions())
+            let response = try await global.endpoint().importImage(
+                .init(path: path, name: name), options: global.callOptions())
             for image in response.images {
                 print("Imported \(image.names.first ?? "") \(image.id)")
             }

@@ -26,7 +26,8 @@ public enum Render {
     }
 
     public static func prettyJSON(_ object: Any) throws -> String {
-        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        let data = try JSONSerialization.data(
+            withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
         return String(decoding: data, as: UTF8.self)
     }
 
@@ -36,6 +37,7 @@ public enum Render {
         if let info = dict["info"] as? [String: Any] {
             var expanded: [String: Any] = [:]
             for (k, v) in info {
+                // try?: not JSON: kept as a string
                 if let s = v as? String, let parsed = try? JSONSerialization.jsonObject(with: Data(s.utf8)) {
                     expanded[k] = parsed
                 } else {

@@ -17,7 +17,9 @@ struct Pods: AsyncParsableCommand {
 
     func validate() throws {
         _ = try PodsQuery(id: id, state: state, labels: label, name: name, namespace: namespace)
-        guard OutputFormat(rawValue: output) != nil else { throw ValidationError("--output must be table, json or yaml") }
+        guard OutputFormat(rawValue: output) != nil else {
+            throw ValidationError("--output must be table, json or yaml")
+        }
     }
 
     func run() async throws {
@@ -37,9 +39,11 @@ struct Pods: AsyncParsableCommand {
                 return Render.table(
                     ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"],
                     result.items.map { p in
-                        [noTrunc ? p.id : String(p.id.prefix(13)), Render.age(sinceNs: p.createdAt, nowNs: now),
-                         p.state == .sandboxReady ? "Ready" : "NotReady", p.metadata.name, p.metadata.namespace,
-                         "\(p.metadata.attempt)", p.runtimeHandler.isEmpty ? "(default)" : p.runtimeHandler]
+                        [
+                            noTrunc ? p.id : String(p.id.prefix(13)), Render.age(sinceNs: p.createdAt, nowNs: now),
+                            p.state == .sandboxReady ? "Ready" : "NotReady", p.metadata.name, p.metadata.namespace,
+                            "\(p.metadata.attempt)", p.runtimeHandler.isEmpty ? "(default)" : p.runtimeHandler,
+                        ]
                     })
             }
         }
@@ -53,7 +57,9 @@ public struct PodsQuery: Equatable {
     public var name: String
     public var namespace: String
 
-    public init(id: String = "", state: String = "", labels: [String] = [], name: String = "", namespace: String = "") throws {
+    public init(id: String = "", state: String = "", labels: [String] = [], name: String = "", namespace: String = "")
+        throws
+    {
         self.name = name
         self.namespace = namespace
         var filter = Runtime_V1_PodSandboxFilter()
@@ -69,13 +75,16 @@ public struct PodsQuery: Equatable {
         }
         for pair in labels {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--label \"\(pair)\" must be key=value") }
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ValidationError("--label \"\(pair)\" must be key=value")
+            }
             filter.labelSelector[String(parts[0])] = String(parts[1])
         }
         if !id.isEmpty || !state.isEmpty || !labels.isEmpty { request.filter = filter }
     }
 
     public func matchesLocally(_ pod: Runtime_V1_PodSandbox) -> Bool {
-        (name.isEmpty || pod.metadata.name.contains(name)) && (namespace.isEmpty || pod.metadata.namespace.contains(namespace))
+        (name.isEmpty || pod.metadata.name.contains(name))
+            && (namespace.isEmpty || pod.metadata.namespace.contains(namespace))
     }
 }

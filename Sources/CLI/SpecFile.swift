@@ -9,7 +9,8 @@ public enum SpecFile {
         return try parse(type, text: String(decoding: data, as: UTF8.self), name: path)
     }
 
-    public static func parse<M: SwiftProtobuf.Message>(_ type: M.Type, text: String, name: String = "spec") throws -> M {
+    public static func parse<M: SwiftProtobuf.Message>(_ type: M.Type, text: String, name: String = "spec") throws -> M
+    {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         var json = trimmed
         if !trimmed.hasPrefix("{") {
@@ -19,7 +20,9 @@ public enum SpecFile {
             } catch {
                 throw CLIError("\(name): invalid YAML: \(error)")
             }
-            guard let object, JSONSerialization.isValidJSONObject(object) else { throw CLIError("\(name): expected a YAML mapping") }
+            guard let object, JSONSerialization.isValidJSONObject(object) else {
+                throw CLIError("\(name): expected a YAML mapping")
+            }
             let data = try JSONSerialization.data(withJSONObject: object)
             json = String(decoding: data, as: UTF8.self)
         }

@@ -1,3 +1,4 @@
+import Hypervisor
 import TOMLKit
 
 /// Owns the daemon's configuration: where state, sockets and logs live, and the runtime handlers
@@ -38,9 +39,6 @@ public struct ContainerSettings: Sendable, Equatable {
 
 /// One runtime handler: a hypervisor backend plus the guest image and default VM size it boots.
 public struct RuntimeHandler: Sendable, Equatable {
-    public enum Backend: String, Sendable, CaseIterable { case qemu, libvirt }
-    /// Which accelerator to use: KVM if usable (`auto`), or forced.
-    public enum Accel: String, Sendable, CaseIterable { case auto, kvm, tcg }
 
     public var backend: Backend
     public var kernel: String

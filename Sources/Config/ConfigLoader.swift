@@ -1,4 +1,5 @@
 import Glibc
+import Hypervisor
 import TOMLKit
 
 /// Parses and validates the TOML configuration file. Unknown keys are errors, so a typo never
@@ -14,14 +15,17 @@ public enum ConfigLoader {
             throw ConfigError("\(source): invalid TOML: \(error)")
         }
         var config = CocoonConfig()
-        let topKeys: Set = ["state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers"]
+        let topKeys: Set = [
+            "state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers",
+        ]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
         config.runDir = try path(table, "run_dir", source) ?? config.runDir
         config.socket = try path(table, "socket", source) ?? (config.runDir + "/cocoon.sock")
         if let level = try string(table, "log_level", source) {
             guard let parsed = LogLevel(rawValue: level) else {
-                throw ConfigError("\(source): log_level \"\(level)\" is not one of \(LogLevel.allCases.map(\.rawValue))")
+                throw ConfigError(
+                    "\(source): log_level \"\(level)\" is not one of \(LogLevel.allCases.map(\.rawValue))")
             }
             config.logLevel = parsed
         }
@@ -43,12 +47,16 @@ public enum ConfigLoader {
             guard let t = ctr.table else { throw ConfigError("\(source): containers must be a table") }
             try rejectUnknown(t, allowed: ["pids_limit"], at: "\(source): containers")
             if let limit = try int(t, "pids_limit", "\(source): containers") {
-                guard limit >= 0 else { throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more") }
+                guard limit >= 0 else {
+                    throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more")
+                }
                 config.containers.pidsLimit = Int64(limit)
             }
         }
-        config.defaultHandler = try string(table, "default_handler", source)
-            ?? (config.handlers[CocoonConfig.defaultHandlerName] != nil ? CocoonConfig.defaultHandlerName : config.handlers.keys.sorted().first ?? "")
+        config.defaultHandler =
+            try string(table, "default_handler", source)
+            ?? (config.handlers[CocoonConfig.defaultHandlerName] != nil
+                ? CocoonConfig.defaultHandlerName : config.handlers.keys.sorted().first ?? "")
         guard !config.handlers.isEmpty else { throw ConfigError("\(source): at least one [handlers.NAME] is needed") }
         guard config.handlers[config.defaultHandler] != nil else {
             throw ConfigError("\(source): default_handler \"\(config.defaultHandler)\" is not a configured handler")
@@ -66,9 +74,13 @@ public enum ConfigLoader {
     }
 
     private static func handler(_ t: TOMLTable, at where_: String) throws -> RuntimeHandler {
-        try rejectUnknown(t, allowed: ["backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args"], at: where_)
-        guard let backendName = try string(t, "backend", where_) else { throw ConfigError("\(where_): backend is required (qemu or libvirt)") }
-        guard let backend = RuntimeHandler.Backend(rawValue: backendName) else {
+        try rejectUnknown(
+            t, allowed: ["backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args"],
+            at: where_)
+        guard let backendName = try string(t, "backend", where_) else {
+            throw ConfigError("\(where_): backend is required (qemu or libvirt)")
+        }
+        guard let backend = Backend(rawValue: backendName) else {
             throw ConfigError("\(where_): backend \"\(backendName)\" is not one of qemu, libvirt")
         }
         var h = RuntimeHandler(backend: backend)
@@ -76,7 +88,9 @@ public enum ConfigLoader {
         h.initrd = try path(t, "initrd", where_) ?? h.initrd
         h.agentImage = try path(t, "agent_image", where_) ?? RuntimeHandler.agentImage(besideInitrd: h.initrd)
         if let v = try int(t, "vcpus", where_) {
-            guard RuntimeHandler.vcpuRange.contains(v) else { throw ConfigError("\(where_): vcpus \(v) is outside \(RuntimeHandler.vcpuRange)") }
+            guard RuntimeHandler.vcpuRange.contains(v) else {
+                throw ConfigError("\(where_): vcpus \(v) is outside \(RuntimeHandler.vcpuRange)")
+            }
             h.vcpus = v
         }
         if let m = try int(t, "memory_mib", where_) {
@@ -86,7 +100,9 @@ public enum ConfigLoader {
             h.memoryMiB = m
         }
         if let a = try string(t, "accel", where_) {
-            guard let accel = RuntimeHandler.Accel(rawValue: a) else { throw ConfigError("\(where_): accel \"\(a)\" is not one of auto, kvm, tcg") }
+            guard let accel = Accel(rawValue: a) else {
+                throw ConfigError("\(where_): accel \"\(a)\" is not one of auto, kvm, tcg")
+            }
             h.accel = accel
         }
         h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
@@ -109,7 +125,8 @@ public enum ConfigLoader {
         }
         if let n = try int(t, "max_concurrent_downloads", where_) {
             guard RegistrySettings.concurrencyRange.contains(n) else {
-                throw ConfigError("\(where_): max_concurrent_downloads \(n) is outside \(RegistrySettings.concurrencyRange)")
+                throw ConfigError(
+                    "\(where_): max_concurrent_downloads \(n) is outside \(RegistrySettings.concurrencyRange)")
             }
             r.maxConcurrentDownloads = n
         }

@@ -31,22 +31,35 @@ public struct Capability: Hashable, Sendable, Comparable, CustomStringConvertibl
     public static let all = Set(names.indices.compactMap { Capability(number: $0) })
 
     /// The set containerd and CRI-O give a container unless told otherwise.
-    public static let defaultSet: Set<Capability> = Set([
-        "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
-        "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
-    ].compactMap { Capability(name: $0) })
+    public static let defaultSet: Set<Capability> = Set(
+        [
+            "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP", "SETPCAP",
+            "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE",
+        ].compactMap { Capability(name: $0) })
 
     /// CRI semantics: start from the default set, add then drop; "ALL" in either list means every capability.
-    public static func resolve(add: [String], drop: [String], base: Set<Capability> = defaultSet) throws(ContainerCoreError) -> Set<Capability> {
+    public static func resolve(add: [String], drop: [String], base: Set<Capability> = defaultSet)
+        throws(ContainerCoreError) -> Set<Capability>
+    {
         var result = base
         for name in add {
-            if name.uppercased() == "ALL" { result = all; continue }
-            guard let cap = Capability(name: name) else { throw .invalidSpec("capabilities.add_capabilities: unknown capability \"\(name)\"") }
+            if name.uppercased() == "ALL" {
+                result = all
+                continue
+            }
+            guard let cap = Capability(name: name) else {
+                throw .invalidSpec("capabilities.add_capabilities: unknown capability \"\(name)\"")
+            }
             result.insert(cap)
         }
         for name in drop {
-            if name.uppercased() == "ALL" { result = []; continue }
-            guard let cap = Capability(name: name) else { throw .invalidSpec("capabilities.drop_capabilities: unknown capability \"\(name)\"") }
+            if name.uppercased() == "ALL" {
+                result = []
+                continue
+            }
+            guard let cap = Capability(name: name) else {
+                throw .invalidSpec("capabilities.drop_capabilities: unknown capability \"\(name)\"")
+            }
             result.remove(cap)
         }
         return result

@@ -8,12 +8,16 @@ public struct Cgroup: Sendable, Equatable {
     public init(path: String) { self.path = path }
 
     /// Creates the directory (and its parents), enabling the controllers on the way down from `root`.
-    public static func create(_ path: String, root: String = "/sys/fs/cgroup", resources: Resources) throws(ContainerCoreError) -> Cgroup {
+    public static func create(_ path: String, root: String = "/sys/fs/cgroup", resources: Resources)
+        throws(ContainerCoreError) -> Cgroup
+    {
         guard path.hasPrefix(root + "/") else { throw .invalidSpec("cgroup path \(path) is not under \(root)") }
         var current = root
         for component in path.dropFirst(root.count + 1).split(separator: "/") {
             // Best effort: a controller the kernel lacks simply stays off.
-            for controller in ["+cpu", "+memory", "+pids"] { _ = FileText.write(controller, to: current + "/cgroup.subtree_control") }
+            for controller in ["+cpu", "+memory", "+pids"] {
+                _ = FileText.write(controller, to: current + "/cgroup.subtree_control")
+            }
             current += "/" + component
             if mkdir(current, 0o755) != 0 && errno != EEXIST { throw .errno("create cgroup \(current)") }
         }

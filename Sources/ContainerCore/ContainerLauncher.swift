@@ -19,25 +19,36 @@ public enum ContainerLauncher {
 
     /// Starts the container's first process; returns its pid.
     public static func start(_ spec: ContainerSpec, stdio: Stdio, cgroup: Cgroup?) throws(ContainerCoreError) -> Int32 {
-        guard spec.rootfs.hasPrefix("/") else { throw .invalidSpec("rootfs must be an absolute path, got \"\(spec.rootfs)\"") }
+        guard spec.rootfs.hasPrefix("/") else {
+            throw .invalidSpec("rootfs must be an absolute path, got \"\(spec.rootfs)\"")
+        }
         var st = stat()
-        guard stat(spec.rootfs, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { throw .notFound("root filesystem \(spec.rootfs) is not a directory") }
+        guard stat(spec.rootfs, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+            throw .notFound("root filesystem \(spec.rootfs) is not a directory")
+        }
         let user = try UserResolver.resolve(spec.process.user, rootfs: spec.rootfs)
         for dir in ["/proc", "/sys", "/dev"] { _ = try SafePath.makeDirectories(root: spec.rootfs, dir) }
         var mounts: [(Mount, String, Bool)] = []
         for mount in spec.mounts {
-            guard mount.destination.hasPrefix("/") else { throw .invalidSpec("mount destination must be absolute, got \"\(mount.destination)\"") }
+            guard mount.destination.hasPrefix("/") else {
+                throw .invalidSpec("mount destination must be absolute, got \"\(mount.destination)\"")
+            }
             var isFile = false
             if mount.type == nil {
                 var source = stat()
-                guard stat(mount.source, &source) == 0 else { throw .notFound("mount source \(mount.source) does not exist") }
+                guard stat(mount.source, &source) == 0 else {
+                    throw .notFound("mount source \(mount.source) does not exist")
+                }
                 isFile = (source.st_mode & S_IFMT) != S_IFDIR
             }
-            let target = isFile ? try SafePath.makeFile(root: spec.rootfs, mount.destination)
-                                : try SafePath.makeDirectories(root: spec.rootfs, mount.destination)
+            let target =
+                isFile
+                ? try SafePath.makeFile(root: spec.rootfs, mount.destination)
+                : try SafePath.makeDirectories(root: spec.rootfs, mount.destination)
             mounts.append((mount, target, isFile))
         }
         let workingDir = spec.process.workingDir.isEmpty ? "/" : spec.process.workingDir
+        // try?: a bad working dir fails at chdir, with its error
         _ = try? SafePath.makeDirectories(root: spec.rootfs, workingDir)
         return try launch(spec.process, user: user, cgroup: cgroup) { arena, c in
             c.new_namespaces = 1
@@ -71,8 +82,12 @@ public enum ContainerLauncher {
     }
 
     /// Starts `process` inside the running container whose first process is `containerPid`.
-    public static func exec(_ process: ProcessSpec, into containerPid: Int32, rootfs: String, stdio: Stdio, cgroup: Cgroup?) throws(ContainerCoreError) -> Int32 {
-        guard kill(containerPid, 0) == 0 else { throw .notFound("the container's process \(containerPid) is not running") }
+    public static func exec(
+        _ process: ProcessSpec, into containerPid: Int32, rootfs: String, stdio: Stdio, cgroup: Cgroup?
+    ) throws(ContainerCoreError) -> Int32 {
+        guard kill(containerPid, 0) == 0 else {
+            throw .notFound("the container's process \(containerPid) is not running")
+        }
         let user = try UserResolver.resolve(process.user, rootfs: rootfs)
         return try launch(process, user: user, cgroup: cgroup) { arena, c in
             c.join_pid = containerPid
@@ -86,7 +101,9 @@ public enum ContainerLauncher {
     ) throws(ContainerCoreError) -> Int32 {
         guard !process.args.isEmpty, !process.args[0].isEmpty else { throw .invalidSpec("process args are empty") }
         var env = process.env
-        if !env.contains(where: { $0.hasPrefix("PATH=") }) { env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin") }
+        if !env.contains(where: { $0.hasPrefix("PATH=") }) {
+            env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        }
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) }
 
@@ -94,7 +111,11 @@ public enum ContainerLauncher {
         var sync: [Int32] = [-1, -1]
         var report: [Int32] = [-1, -1]
         guard ccore_pipe(&sync) == 0 else { throw .errno("pipe") }
-        guard ccore_pipe(&report) == 0 else { close(sync[0]); close(sync[1]); throw .errno("pipe") }
+        guard ccore_pipe(&report) == 0 else {
+            close(sync[0])
+            close(sync[1])
+            throw .errno("pipe")
+        }
         let arena = CArena()
         var c = ccore_spawn()
         c.stdio = (-1, -1, -1)
@@ -125,14 +146,16 @@ public enum ContainerLauncher {
         close(sync[0])
         close(report[1])
         guard pid > 0 else {
-            close(sync[1]); close(report[0])
+            close(sync[1])
+            close(report[0])
             throw .errno("clone", spawnErrno)
         }
         if let cgroup {
             do {
                 try cgroup.add(pid: pid)
             } catch {
-                close(sync[1]); close(report[0])
+                close(sync[1])
+                close(report[0])
                 kill(pid, SIGKILL)
                 var status: Int32 = 0
                 waitpid(pid, &status, 0)
@@ -150,7 +173,9 @@ public enum ContainerLauncher {
             let lines = message.split(separator: "\n", omittingEmptySubsequences: false)
             let step = String(lines.first ?? "setup")
             let code = lines.count > 1 ? Int32(lines[1]) ?? 0 : 0
-            if code == ENOENT && step.hasPrefix("exec") { throw .notFound("\(step): \(String(cString: strerror(code)))") }
+            if code == ENOENT && step.hasPrefix("exec") {
+                throw .notFound("\(step): \(String(cString: strerror(code)))")
+            }
             throw .setupFailed(step: step, errno: code)
         }
         return pid

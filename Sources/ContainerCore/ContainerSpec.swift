@@ -41,14 +41,17 @@ public struct ProcessSpec: Sendable, Equatable {
 
 /// Who the process runs as: a numeric uid, or a name looked up in the container's /etc/passwd;
 /// a group likewise (default: the user's primary group), plus supplementary groups.
-public struct UserSpec: Sendable, Equatable {
+public struct UserSpec: Sendable, Equatable, Codable {
     public var uid: UInt32?
     public var username: String?
     public var gid: UInt32?
     public var groupname: String?
     public var supplementaryGroups: [UInt32] = []
 
-    public init(uid: UInt32? = nil, username: String? = nil, gid: UInt32? = nil, groupname: String? = nil, supplementaryGroups: [UInt32] = []) {
+    public init(
+        uid: UInt32? = nil, username: String? = nil, gid: UInt32? = nil, groupname: String? = nil,
+        supplementaryGroups: [UInt32] = []
+    ) {
         self.uid = uid
         self.username = username
         self.gid = gid
@@ -85,7 +88,10 @@ public struct Resources: Sendable, Equatable {
     /// CRI cpu_shares (2...262144), converted to cpu.weight.
     public var cpuShares: Int64?
 
-    public init(memoryLimitBytes: Int64? = nil, pidsLimit: Int64? = nil, cpuQuotaMicros: Int64? = nil, cpuPeriodMicros: Int64? = nil, cpuShares: Int64? = nil) {
+    public init(
+        memoryLimitBytes: Int64? = nil, pidsLimit: Int64? = nil, cpuQuotaMicros: Int64? = nil,
+        cpuPeriodMicros: Int64? = nil, cpuShares: Int64? = nil
+    ) {
         self.memoryLimitBytes = memoryLimitBytes
         self.pidsLimit = pidsLimit
         self.cpuQuotaMicros = cpuQuotaMicros

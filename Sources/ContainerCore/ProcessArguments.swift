@@ -2,7 +2,9 @@
 /// every CRI runtime apply): a CRI `command` replaces the Entrypoint and drops the image Cmd;
 /// CRI `args` replace the image Cmd.
 public enum ProcessArguments {
-    public static func merge(entrypoint: [String], cmd: [String], command: [String], args: [String]) throws(ContainerCoreError) -> [String] {
+    public static func merge(entrypoint: [String], cmd: [String], command: [String], args: [String])
+        throws(ContainerCoreError) -> [String]
+    {
         let result: [String]
         if !command.isEmpty {
             result = command + args
@@ -10,7 +12,10 @@ public enum ProcessArguments {
             result = entrypoint + (args.isEmpty ? cmd : args)
         }
         guard let first = result.first, !first.isEmpty else {
-            throw .invalidSpec("no command: neither the container config (command/args) nor the image (Entrypoint/Cmd) names a process to run")
+            throw .invalidSpec(
+                "no command: neither the container config (command/args) nor the image (Entrypoint/Cmd) names a "
+                    + "process to run"
+            )
         }
         return result
     }
@@ -21,7 +26,12 @@ public enum ProcessArguments {
         var index: [Substring: Int] = [:]
         for entry in image + container {
             let name = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
-            if let i = index[name] { result[i] = entry } else { index[name] = result.count; result.append(entry) }
+            if let i = index[name] {
+                result[i] = entry
+            } else {
+                index[name] = result.count
+                result.append(entry)
+            }
         }
         return result
     }

@@ -10,12 +10,17 @@ public enum SafePath {
         var links = 0
         while let component = pending.popLast() {
             if component == "." || component.isEmpty { continue }
-            if component == ".." { _ = resolved.popLast(); continue }
+            if component == ".." {
+                _ = resolved.popLast()
+                continue
+            }
             let candidate = join(root, resolved + [component])
             var st = stat()
             if lstat(candidate, &st) == 0, (st.st_mode & S_IFMT) == S_IFLNK {
                 links += 1
-                guard links <= 40 else { throw .invalidSpec("\(path): too many levels of symbolic links in the root filesystem") }
+                guard links <= 40 else {
+                    throw .invalidSpec("\(path): too many levels of symbolic links in the root filesystem")
+                }
                 var buffer = [CChar](repeating: 0, count: 4096)
                 let n = readlink(candidate, &buffer, buffer.count - 1)
                 guard n >= 0 else { throw .errno("readlink \(candidate)") }
@@ -35,7 +40,9 @@ public enum SafePath {
     }
 
     /// Creates a directory and its parents, each resolved safely inside `root`.
-    public static func makeDirectories(root: String, _ path: String, mode: mode_t = 0o755) throws(ContainerCoreError) -> String {
+    public static func makeDirectories(root: String, _ path: String, mode: mode_t = 0o755) throws(ContainerCoreError)
+        -> String
+    {
         var prefix = ""
         var last = root
         for component in path.split(separator: "/") {

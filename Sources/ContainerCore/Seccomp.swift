@@ -19,7 +19,8 @@ public enum Seccomp {
         "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "finit_module",
         "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "init_module", "io_uring_enter",
         "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
-        "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages", "name_to_handle_at", "nfsservctl",
+        "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages", "name_to_handle_at",
+        "nfsservctl",
         "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev",
         "ptrace", "query_module", "quotactl", "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns",
         "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl", "umount", "umount2", "unshare", "uselib",
@@ -47,11 +48,20 @@ public enum Seccomp {
             var rules: [Rule] = []
             for (i, s) in (profile.syscalls ?? []).enumerated() {
                 let args = try (s.args ?? []).map { a throws(ContainerCoreError) -> scmp_arg_cmp in
-                    guard let op = operators[a.op] else { throw .invalidSpec("seccomp profile: syscalls[\(i)]: unknown operator \(a.op)") }
-                    guard a.index < 6 else { throw .invalidSpec("seccomp profile: syscalls[\(i)]: argument index \(a.index) out of range") }
-                    return scmp_arg_cmp(arg: UInt32(a.index), op: scmp_compare(rawValue: op), datum_a: a.value, datum_b: a.valueTwo ?? 0)
+                    guard let op = operators[a.op] else {
+                        throw .invalidSpec("seccomp profile: syscalls[\(i)]: unknown operator \(a.op)")
+                    }
+                    guard a.index < 6 else {
+                        throw .invalidSpec("seccomp profile: syscalls[\(i)]: argument index \(a.index) out of range")
+                    }
+                    return scmp_arg_cmp(
+                        arg: UInt32(a.index), op: scmp_compare(rawValue: op), datum_a: a.value, datum_b: a.valueTwo ?? 0
+                    )
                 }
-                rules.append(Rule(names: s.names ?? (s.name.map { [$0] } ?? []), action: try action(s.action, errno: s.errnoRet), args: args))
+                rules.append(
+                    Rule(
+                        names: s.names ?? (s.name.map { [$0] } ?? []), action: try action(s.action, errno: s.errnoRet),
+                        args: args))
             }
             return try build(defaultAction: defaultAction, rules: rules)
         }
@@ -67,7 +77,8 @@ public enum Seccomp {
     static func actErrno(_ code: Int32) -> UInt32 { 0x0005_0000 | (UInt32(code) & 0xffff) }
 
     static let operators: [String: UInt32] = [
-        "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7,
+        "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6,
+        "SCMP_CMP_MASKED_EQ": 7,
     ]
 
     static func action(_ name: String, errno: UInt32?) throws(ContainerCoreError) -> UInt32 {
@@ -95,7 +106,9 @@ public enum Seccomp {
             for name in rule.names {
                 let number = seccomp_syscall_resolve_name(name)
                 guard number != -1 else { continue }  // not a system call on this kernel/arch: skipped, as runc does
-                let rc = rule.args.withUnsafeBufferPointer { seccomp_rule_add_array(ctx, rule.action, number, UInt32(rule.args.count), $0.baseAddress) }
+                let rc = rule.args.withUnsafeBufferPointer {
+                    seccomp_rule_add_array(ctx, rule.action, number, UInt32(rule.args.count), $0.baseAddress)
+                }
                 if rc != 0 { throw .invalidSpec("seccomp rule for \(name): \(String(cString: strerror(-rc)))") }
             }
         }

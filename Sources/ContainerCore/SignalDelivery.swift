@@ -24,8 +24,12 @@ public enum SignalDelivery {
         var caught: UInt64?
         var ignored: UInt64?
         for line in status.split(separator: "\n") {
-            if line.hasPrefix("SigCgt:") { caught = UInt64(String(line.dropFirst(7).filter { !$0.isWhitespace }), radix: 16) }
-            if line.hasPrefix("SigIgn:") { ignored = UInt64(String(line.dropFirst(7).filter { !$0.isWhitespace }), radix: 16) }
+            if line.hasPrefix("SigCgt:") {
+                caught = UInt64(String(line.dropFirst(7).filter { !$0.isWhitespace }), radix: 16)
+            }
+            if line.hasPrefix("SigIgn:") {
+                ignored = UInt64(String(line.dropFirst(7).filter { !$0.isWhitespace }), radix: 16)
+            }
         }
         guard let caught, let ignored else { return nil }
         return (caught, ignored)

@@ -22,7 +22,9 @@ public enum UserResolver {
             if let number = UInt32(username) {
                 uid = number
             } else {
-                guard let entry = users.first(where: { $0[0] == username }), entry.count >= 4, let u = UInt32(entry[2]), let g = UInt32(entry[3]) else {
+                guard let entry = users.first(where: { $0[0] == username }), entry.count >= 4, let u = UInt32(entry[2]),
+                    let g = UInt32(entry[3])
+                else {
                     throw .notFound("user \"\(username)\" not found in the image's /etc/passwd")
                 }
                 uid = u
@@ -39,7 +41,9 @@ public enum UserResolver {
             if let number = UInt32(groupname) {
                 gid = number
             } else {
-                guard let entry = groups.first(where: { $0[0] == groupname }), entry.count >= 3, let g = UInt32(entry[2]) else {
+                guard let entry = groups.first(where: { $0[0] == groupname }), entry.count >= 3,
+                    let g = UInt32(entry[2])
+                else {
                     throw .notFound("group \"\(groupname)\" not found in the image's /etc/group")
                 }
                 gid = g
@@ -49,7 +53,9 @@ public enum UserResolver {
         var supplementary: [UInt32] = []
         if let name {
             for entry in groups where entry.count >= 4 {
-                if entry[3].split(separator: ",").contains(where: { $0 == name }), let g = UInt32(entry[2]) { supplementary.append(g) }
+                if entry[3].split(separator: ",").contains(where: { $0 == name }), let g = UInt32(entry[2]) {
+                    supplementary.append(g)
+                }
             }
         }
         var all = [primary]

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+import Persistence
 import Spawn
-import StateFiles
 
 /// Decides between KVM and TCG, once per guest kernel, initramfs and QEMU binary, by booting the
 /// real guest (`KVMProbe`). Each decision is kept with its reason in a JSON file under the state
@@ -15,7 +15,7 @@ public actor Accelerator {
         public var key: String
         public var kernel: String
         public var qemu: String
-        public var accel: String
+        public var accel: Accel
         public var reason: String
         public var decidedAtNs: Int64
     }
@@ -30,6 +30,7 @@ public actor Accelerator {
         self.cacheFile = cacheFile
         self.logger = logger
         if let data = FileManager.default.contents(atPath: cacheFile),
+            // try?: an unreadable cache only means probing again
             let saved = try? JSONDecoder().decode([Decision].self, from: data)
         {
             for d in saved { decisions[d.key] = d }
@@ -41,13 +42,17 @@ public actor Accelerator {
 
     /// The accelerator a VM of this guest gets: `tcg` and `kvm` as asked (kvm only when the probe
     /// passed), `auto` as decided.
-    public func resolve(_ request: AccelRequest, qemu: String, kernel: String, initrd: String) async throws(HypervisorError) -> String {
+    public func resolve(_ request: Accel, qemu: String, kernel: String, initrd: String) async throws(HypervisorError)
+        -> Accel
+    {
         switch request {
-        case .tcg: return "tcg"
+        case .tcg: return .tcg
         case .kvm:
             let d = await decide(qemu: qemu, kernel: kernel, initrd: initrd)
-            guard d.accel == "kvm" else { throw .unavailable("accel=kvm requested but KVM cannot run the guest here: \(d.reason)") }
-            return "kvm"
+            guard d.accel == .kvm else {
+                throw .unavailable("accel=kvm requested but KVM cannot run the guest here: \(d.reason)")
+            }
+            return .kvm
         case .auto: return await decide(qemu: qemu, kernel: kernel, initrd: initrd).accel
         }
     }
@@ -61,7 +66,7 @@ public actor Accelerator {
         let probe = Task { () -> Decision in
             let outcome = await KVMProbe.run(qemu: qemu, kernel: kernel, initrd: initrd, workDir: workDir)
             return Decision(
-                key: key, kernel: kernel, qemu: qemu, accel: outcome.usable ? "kvm" : "tcg", reason: outcome.reason,
+                key: key, kernel: kernel, qemu: qemu, accel: outcome.usable ? .kvm : .tcg, reason: outcome.reason,
                 decidedAtNs: HostProcess.nowNs())
         }
         probes[key] = probe
@@ -74,15 +79,20 @@ public actor Accelerator {
     /// A KVM pod boot of this guest failed after the probe had passed: use TCG from now on.
     public func markUnusable(qemu: String, kernel: String, initrd: String, reason: String) {
         let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
-        record(Decision(key: key, kernel: kernel, qemu: qemu, accel: "tcg", reason: reason, decidedAtNs: HostProcess.nowNs()))
+        record(
+            Decision(
+                key: key, kernel: kernel, qemu: qemu, accel: .tcg, reason: reason, decidedAtNs: HostProcess.nowNs()))
     }
 
     private func record(_ d: Decision) {
         decisions[d.key] = d
-        if d.accel == "kvm" {
-            logger.info("KVM runs the guest; pod VMs use KVM", metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
+        if d.accel == .kvm {
+            logger.info(
+                "KVM runs the guest; pod VMs use KVM", metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
         } else {
-            logger.warning("KVM cannot run the guest; pod VMs use TCG (software emulation)", metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
+            logger.warning(
+                "KVM cannot run the guest; pod VMs use TCG (software emulation)",
+                metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
         }
         guard let cacheFile else { return }
         do {
@@ -90,7 +100,8 @@ public actor Accelerator {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             try AtomicFile.write(try encoder.encode(known()), to: cacheFile)
         } catch {
-            logger.warning("cannot save the accelerator decision", metadata: ["file": "\(cacheFile)", "error": "\(error)"])
+            logger.warning(
+                "cannot save the accelerator decision", metadata: ["file": "\(cacheFile)", "error": "\(error)"])
         }
     }
 

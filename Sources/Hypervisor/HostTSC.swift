@@ -8,6 +8,7 @@ public enum HostTSC {
 
     /// Read once from /proc/cpuinfo ("cpu MHz"); the fallback when absent or implausible.
     public static let khz: Int = {
+        // try?: no cpuinfo: the fallback rate
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return fallbackKHz }
         return parse(cpuinfo: text) ?? fallbackKHz
     }()
@@ -15,7 +16,8 @@ public enum HostTSC {
     static func parse(cpuinfo: String) -> Int? {
         for line in cpuinfo.split(separator: "\n") where line.hasPrefix("cpu MHz") {
             guard let colon = line.firstIndex(of: ":"),
-                  let mhz = Double(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)) else { return nil }
+                let mhz = Double(line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces))
+            else { return nil }
             let khz = Int((mhz * 1000).rounded())
             return (500_000...10_000_000).contains(khz) ? khz : nil
         }

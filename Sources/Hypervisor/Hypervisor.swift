@@ -1,10 +1,11 @@
+import BootContract
 import Foundation
 
 /// The seam between pod sandboxes and whatever runs their VMs. One implementation per backend
 /// (`QEMUHypervisor`, `LibvirtHypervisor`); callers never see command lines or domain XML.
 public protocol Hypervisor: Sendable {
-    /// The backend's name as written in the config (`qemu`, `libvirt`).
-    var backend: String { get }
+    /// Which driver this is.
+    var backend: Backend { get }
     /// Starts a VM and returns once the hypervisor runs it (not once the guest is up).
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
@@ -36,7 +37,7 @@ public struct VMSpec: Sendable, Equatable {
     public var agentImage: String
     public var vcpus: Int
     public var memoryMiB: Int
-    public var accel: AccelRequest
+    public var accel: Accel
     public var extraKernelArgs: String
     /// Persistent per-VM directory (console log).
     public var stateDir: String
@@ -44,7 +45,7 @@ public struct VMSpec: Sendable, Equatable {
     public var runDir: String
 
     public init(
-        id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: AccelRequest,
+        id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,
         extraKernelArgs: String = "", stateDir: String, runDir: String
     ) {
         self.id = id
@@ -64,7 +65,8 @@ public struct VMSpec: Sendable, Equatable {
     /// What every driver checks and creates before launching: the guest image exists, and the VM's
     /// state and run directories are there.
     func prepareFiles() throws(HypervisorError) {
-        for (what, path) in [("kernel", kernel), ("initrd", initrd), ("agent image", agentImage)] where !FileManager.default.fileExists(atPath: path) {
+        for (what, path) in [("kernel", kernel), ("initrd", initrd), ("agent image", agentImage)]
+        where !FileManager.default.fileExists(atPath: path) {
             throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
         }
         do {
@@ -76,24 +78,21 @@ public struct VMSpec: Sendable, Equatable {
     }
 }
 
-public enum AccelRequest: String, Sendable, Codable { case auto, kvm, tcg }
+/// A VM driver, as named in the config (`backend = "qemu"`).
+public enum Backend: String, Sendable, Codable, CaseIterable { case qemu, libvirt }
 
-/// How the host reaches the guest agent of one VM.
-public enum AgentEndpoint: Sendable, Codable, Equatable {
-    /// A virtio-serial port whose host side is this Unix socket.
-    case serial(path: String)
-    /// An AF_VSOCK address (vhost-vsock).
-    case vsock(cid: UInt32, port: UInt32)
-}
+/// Which accelerator a VM asks for (`auto`: KVM where it can run the guest, else TCG) or runs
+/// under (`kvm` or `tcg`).
+public enum Accel: String, Sendable, Codable, CaseIterable { case auto, kvm, tcg }
 
 /// A running (or once running) VM, as persisted with its sandbox: enough to find it again after
 /// a daemon restart.
 public struct VMHandle: Sendable, Codable, Equatable {
-    public var backend: String
+    public var backend: Backend
     public var name: String
     public var pid: Int32
     /// `kvm` or `tcg`.
-    public var accel: String
+    public var accel: Accel
     public var agent: AgentEndpoint
     /// QMP socket (qemu backend).
     public var controlSocket: String?
@@ -103,7 +102,7 @@ public struct VMHandle: Sendable, Codable, Equatable {
     public var launchedAtNs: Int64
 
     public init(
-        backend: String, name: String, pid: Int32, accel: String, agent: AgentEndpoint, controlSocket: String?,
+        backend: Backend, name: String, pid: Int32, accel: Accel, agent: AgentEndpoint, controlSocket: String?,
         consoleLog: String, runDir: String, launchedAtNs: Int64
     ) {
         self.backend = backend

@@ -1,14 +1,15 @@
+import BootContract
 import CLibvirt
 import Foundation
-import Spawn
 import Logging
+import Spawn
 
 /// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`
 /// otherwise): q35 with direct kernel boot, file-backed serial console, the agent channel as a
 /// virtio-serial port bound to a Unix socket. QEMU runs as root for these domains (a per-domain
 /// DAC label), so it can use the daemon's files without libvirt relabelling them.
 public struct LibvirtHypervisor: Hypervisor {
-    public let backend = "libvirt"
+    public let backend = Backend.libvirt
     public let uri: String
     private let logger: Logger
 
@@ -41,19 +42,22 @@ public struct LibvirtHypervisor: Hypervisor {
     }
 
     public func kvmFailed(_ spec: VMSpec, reason: String) async {
-        await Accelerator.shared.markUnusable(qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd, reason: reason)
+        await Accelerator.shared.markUnusable(
+            qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd, reason: reason)
     }
 
     public func stop(_ vm: VMHandle, timeout: Duration) async {
         if !(await wait(vm, timeout: timeout)) {
             await kill(vm)
         }
+        // try?: sockets of an ended VM; a leftover is harmless
         try? FileManager.default.removeItem(atPath: vm.runDir)
     }
 
     public func kill(_ vm: VMHandle) async {
         let uri = self.uri
         let name = vm.name
+        // try?: a domain already gone is what stop wants
         _ = try? await Libvirt.blocking { () throws(HypervisorError) -> Void in
             let conn = try Libvirt.open(uri)
             defer { virConnectClose(conn) }
@@ -69,6 +73,7 @@ public struct LibvirtHypervisor: Hypervisor {
         let end = clock.now + timeout
         while await describe(vm) != .exited {
             if clock.now >= end { return false }
+            // try?: cancellation ends the wait early
             try? await Task.sleep(for: .milliseconds(50))
         }
         return true
@@ -92,20 +97,24 @@ public struct LibvirtHypervisor: Hypervisor {
             defer { virDomainFree(dom) }
             let flags = UInt32(VIR_DOMAIN_AFFECT_LIVE.rawValue)
             let rc = attach ? virDomainAttachDeviceFlags(dom, xml, flags) : virDomainDetachDeviceFlags(dom, xml, flags)
-            if rc != 0 { throw .deviceFailed("\(attach ? "attach" : "detach") disk on \(name): \(Libvirt.lastError())") }
+            if rc != 0 {
+                throw .deviceFailed("\(attach ? "attach" : "detach") disk on \(name): \(Libvirt.lastError())")
+            }
         }
     }
 
     public func describe(_ vm: VMHandle) async -> VMStatus {
         let uri = self.uri
         let name = vm.name
-        let running = (try? await Libvirt.blocking { () throws(HypervisorError) -> Bool in
-            let conn = try Libvirt.open(uri)
-            defer { virConnectClose(conn) }
-            guard let dom = virDomainLookupByName(conn, name) else { return false }
-            defer { virDomainFree(dom) }
-            return virDomainIsActive(dom) == 1
-        }) ?? HostProcess.isAlive(pid: vm.pid, marker: vm.name)
+        // try?: libvirtd unreachable: the VM counts as ended
+        let running =
+            (try? await Libvirt.blocking { () throws(HypervisorError) -> Bool in
+                let conn = try Libvirt.open(uri)
+                defer { virConnectClose(conn) }
+                guard let dom = virDomainLookupByName(conn, name) else { return false }
+                defer { virDomainFree(dom) }
+                return virDomainIsActive(dom) == 1
+            }) ?? HostProcess.isAlive(pid: vm.pid, marker: vm.name)
         // A domain whose QEMU was killed from outside can linger as active for a moment; trust the process.
         if running, vm.pid > 0, !HostProcess.isAlive(pid: vm.pid, marker: vm.name) { return .exited }
         return running ? .running(pid: vm.pid) : .exited
@@ -128,11 +137,16 @@ enum Libvirt {
 
     /// QEMU's pid for a running domain, from the pid file libvirt keeps.
     static func qemuPid(name: String) -> Int32? {
-        guard let text = try? String(contentsOfFile: "/run/libvirt/qemu/\(name).pid", encoding: .utf8) else { return nil }
+        // try?: no pid file: the domain is not running
+        guard let text = try? String(contentsOfFile: "/run/libvirt/qemu/\(name).pid", encoding: .utf8) else {
+            return nil
+        }
         return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(HypervisorError) -> T) async throws(HypervisorError) -> T {
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(HypervisorError) -> T)
+        async throws(HypervisorError) -> T
+    {
         let result: Result<T, HypervisorError> = await withCheckedContinuation { cont in
             DispatchQueue.global().async {
                 do throws(HypervisorError) {
@@ -148,10 +162,11 @@ enum Libvirt {
 
 /// The domain definition for one pod VM (a pure function, unit-tested).
 enum LibvirtDomainXML {
-    static func make(spec: VMSpec, accel: String, agentSocket: String, consoleLog: String) -> String {
-        let cmdline = GuestKernelArgs.make(transport: .serial(path: agentSocket), bus: "pci", pciOff: false, extra: spec.extraKernelArgs)
+    static func make(spec: VMSpec, accel: Accel, agentSocket: String, consoleLog: String) -> String {
+        let cmdline = GuestKernelArgs.make(
+            transport: .serial(path: agentSocket), bus: .pci, pciOff: false, extra: spec.extraKernelArgs)
         return """
-            <domain type='\(accel == "kvm" ? "kvm" : "qemu")'>
+            <domain type='\(accel == .kvm ? "kvm" : "qemu")'>
               <name>\(escape(spec.vmName))</name>
               <memory unit='MiB'>\(spec.memoryMiB)</memory>
               <vcpu>\(spec.vcpus)</vcpu>
@@ -161,7 +176,7 @@ enum LibvirtDomainXML {
                 <initrd>\(escape(spec.initrd))</initrd>
                 <cmdline>\(escape(cmdline))</cmdline>
               </os>
-              <cpu mode='\(accel == "kvm" ? "host-passthrough" : "maximum")'/>
+              <cpu mode='\(accel == .kvm ? "host-passthrough" : "maximum")'/>
               <on_poweroff>destroy</on_poweroff>
               <on_reboot>destroy</on_reboot>
               <on_crash>destroy</on_crash>
@@ -170,7 +185,7 @@ enum LibvirtDomainXML {
                 <serial type='file'><source path='\(escape(consoleLog))'/><target port='0'/></serial>
                 <channel type='unix'>
                   <source mode='bind' path='\(escape(agentSocket))'/>
-                  <target type='virtio' name='\(GuestKernelArgs.agentPortName)'/>
+                  <target type='virtio' name='\(BootContract.agentPortName)'/>
                 </channel>
                 <disk type='file' device='disk'>
                   <driver name='qemu' type='raw'/>

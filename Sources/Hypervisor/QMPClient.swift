@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 
 /// A minimal QMP (QEMU Machine Protocol) client: connect, negotiate capabilities, run one command.
 /// Every socket operation has a timeout so a wedged QEMU cannot hang the daemon.
@@ -23,7 +24,8 @@ enum QMPClient {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return replies }
         defer { close(fd) }
-        var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
+        var tv = timeval(
+            tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.nanoseconds % 1_000_000_000 / 1000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         guard UnixSocketAddress.connect(fd, path: socketPath) else { return replies }
@@ -40,7 +42,10 @@ enum QMPClient {
     /// A QMP command as JSON text.
     static func command(_ name: String, _ arguments: [String: Any]) -> String {
         let object: [String: Any] = ["execute": name, "arguments": arguments]
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return "{}" }
+        // try?: only string/number dictionaries are passed in
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            return "{}"
+        }
         return String(decoding: data, as: UTF8.self)
     }
 

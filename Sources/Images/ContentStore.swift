@@ -1,4 +1,5 @@
 import Crypto
+import Errors
 import Foundation
 import Glibc
 import NIOCore
@@ -12,7 +13,7 @@ public final class ContentStore: Sendable {
     var blobDir: String { root + "/blobs/sha256" }
     var ingestDir: String { root + "/ingest" }
 
-    public init(root: String) throws(ImageError) {
+    public init(root: String) throws(CocoonError) {
         self.root = root
         for dir in [root + "/blobs/sha256", root + "/ingest"] {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
@@ -20,6 +21,7 @@ public final class ContentStore: Sendable {
             }
         }
         // Leftovers of an interrupted download are never valid blobs.
+        // try?: no ingest dir yet: nothing stale
         if let stale = try? FileManager.default.contentsOfDirectory(atPath: ingestDir) {
             for f in stale { unlink(ingestDir + "/" + f) }
         }
@@ -41,17 +43,19 @@ public final class ContentStore: Sendable {
     }
 
     /// Reads a small stored blob (manifest, config), capped at `limit` bytes.
-    public func read(_ d: Digest, limit: Int) throws(ImageError) -> [UInt8] {
-        guard let data = FileManager.default.contents(atPath: path(d)) else { throw .notFound("blob \(d) is not in the content store") }
+    public func read(_ d: Digest, limit: Int) throws(CocoonError) -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path(d)) else {
+            throw .notFound("blob \(d) is not in the content store")
+        }
         guard data.count <= limit else { throw .integrity("blob \(d) is larger than \(limit) bytes") }
         return [UInt8](data)
     }
 
     /// Stores bytes already in memory, verifying them against `digest`.
-    public func put(_ bytes: [UInt8], digest: Digest) throws(ImageError) {
+    public func put(_ bytes: [UInt8], digest: Digest) throws(CocoonError) {
         if has(digest, size: Int64(bytes.count)) { return }
         let w = try writer(digest: digest, expectedSize: Int64(bytes.count))
-        do throws(ImageError) {
+        do throws(CocoonError) {
             try w.append(bytes)
             try w.commit()
         } catch {
@@ -61,7 +65,7 @@ public final class ContentStore: Sendable {
     }
 
     /// A writer that streams one blob into the ingest area; `commit` verifies and publishes it.
-    public func writer(digest: Digest, expectedSize: Int64?) throws(ImageError) -> BlobWriter {
+    public func writer(digest: Digest, expectedSize: Int64?) throws(CocoonError) -> BlobWriter {
         let tmp = ingestDir + "/\(digest.hex).\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .internalError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
@@ -74,7 +78,9 @@ public final class ContentStore: Sendable {
 
     /// Every stored blob's digest.
     public func all() -> [Digest] {
+        // try?: no blob dir yet: no blobs
         let names = (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? []
+        // try?: stray files are not blobs
         return names.compactMap { try? Digest(parsing: "sha256:" + $0) }
     }
 }
@@ -98,9 +104,14 @@ public final class BlobWriter {
         self.expectedSize = expectedSize
     }
 
-    deinit { if !closed { close(fd); unlink(tmpPath) } }
+    deinit {
+        if !closed {
+            close(fd)
+            unlink(tmpPath)
+        }
+    }
 
-    public func append(_ raw: UnsafeRawBufferPointer) throws(ImageError) {
+    public func append(_ raw: UnsafeRawBufferPointer) throws(CocoonError) {
         written += Int64(raw.count)
         if let expectedSize, written > expectedSize {
             throw .integrity("blob \(digest) is larger than the \(expectedSize) bytes its descriptor declares")
@@ -116,22 +127,23 @@ public final class BlobWriter {
         }
     }
 
-    public func append(_ buffer: ByteBuffer) throws(ImageError) {
-        try buffer.withUnsafeReadableBytes { raw in Result { () throws(ImageError) in try append(raw) } }.get()
+    public func append(_ buffer: ByteBuffer) throws(CocoonError) {
+        try buffer.withUnsafeReadableBytes { raw in Result { () throws(CocoonError) in try append(raw) } }.get()
     }
 
-    public func append(_ bytes: [UInt8]) throws(ImageError) {
-        try bytes.withUnsafeBytes { raw in Result { () throws(ImageError) in try append(raw) } }.get()
+    public func append(_ bytes: [UInt8]) throws(CocoonError) {
+        try bytes.withUnsafeBytes { raw in Result { () throws(CocoonError) in try append(raw) } }.get()
     }
 
     /// Checks size and digest, then renames the blob into place.
-    public func commit() throws(ImageError) {
+    public func commit() throws(CocoonError) {
         if let expectedSize, written != expectedSize {
             throw .integrity("blob \(digest) is \(written) bytes, its descriptor declares \(expectedSize)")
         }
         let actual = Digest(hasher: hasher)
         guard actual == digest else {
-            throw .integrity("blob digest mismatch: expected \(digest), the registry sent \(actual) (refused, nothing stored)")
+            throw .integrity(
+                "blob digest mismatch: expected \(digest), the registry sent \(actual) (refused, nothing stored)")
         }
         closed = true
         let synced = fsync(fd) == 0

@@ -1,4 +1,5 @@
 import Crypto
+import Errors
 
 /// A validated content digest (`sha256:<64 lowercase hex>`). Only sha256 is accepted: that is what
 /// every registry and OCI layout uses, and it keeps untrusted input from choosing an algorithm.
@@ -6,7 +7,7 @@ public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comp
     public let hex: String
     public var description: String { "sha256:" + hex }
 
-    public init(parsing text: String) throws(ImageError) {
+    public init(parsing text: String) throws(CocoonError) {
         guard text.hasPrefix("sha256:") else {
             throw .invalidArgument("digest \"\(text.prefix(80))\" is not a sha256 digest")
         }
@@ -35,7 +36,8 @@ public struct Digest: Hashable, Sendable, Codable, CustomStringConvertible, Comp
     public init(from decoder: Decoder) throws {
         let text = try decoder.singleValueContainer().decode(String.self)
         do { self = try Digest(parsing: text) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.description))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: error.description))
         }
     }
 

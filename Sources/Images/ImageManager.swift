@@ -1,8 +1,9 @@
 import Config
+import Errors
 import Foundation
 import Glibc
 import Logging
-import StateFiles
+import Persistence
 import Synchronization
 
 /// Owns the node's images: their persisted records, the content store, the unpacked root
@@ -17,11 +18,14 @@ public actor ImageManager {
     nonisolated let maxConcurrentDownloads: Int
     nonisolated let logger: Logger
     private var records: [Digest: ImageRecord] = [:]
+    private let store: JSONRecordStore<ImageRecord>
     private var pulls: [String: Task<ImageRecord, Error>] = [:]
     private var unpacks: [Digest: Task<UnpackTiming, Error>] = [:]
     private var blockBuilds: [Digest: Task<String, Error>] = [:]
 
-    public init(stateRoot: String, registry: RegistrySettings, logger: Logger = Logger(label: "cocoon.images")) throws(ImageError) {
+    public init(stateRoot: String, registry: RegistrySettings, logger: Logger = Logger(label: "cocoon.images"))
+        throws(CocoonError)
+    {
         let root = stateRoot + "/images"
         self.root = root
         self.logger = logger
@@ -29,15 +33,21 @@ public actor ImageManager {
         self.client = RegistryClient(settings: registry, logger: logger)
         self.maxConcurrentDownloads = registry.maxConcurrentDownloads
         for dir in ["metadata", "rootfs", "tmp"] {
-            do { try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true) } catch {
+            do {
+                try FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true)
+            } catch {
                 throw .internalError("cannot create \(root)/\(dir): \(error)")
             }
         }
         // An unpack cut off by a restart is discarded; the blobs it read are still in the store.
+        // try?: made just above; unreadable means empty
         for leftover in (try? FileManager.default.contentsOfDirectory(atPath: root + "/tmp")) ?? [] {
+            // try?: retried at the next start
             try? FileManager.default.removeItem(atPath: root + "/tmp/" + leftover)
         }
-        self.records = Self.loadRecords(root + "/metadata", logger: logger)
+        self.store = JSONRecordStore(
+            root: root + "/metadata", layout: .filePerRecord, what: "image", key: { $0.id.hex }, logger: logger)
+        self.records = Dictionary(store.loadAll().map { ($0.id, $0) }) { _, last in last }
         Self.sweep(records: records, content: content, rootfsDir: root + "/rootfs", logger: logger)
     }
 
@@ -57,10 +67,14 @@ public actor ImageManager {
     /// image id (`sha256:…`, or its hex), or a unique id prefix of at least 6 hex digits.
     public func find(_ text: String) -> ImageRecord? {
         let t = text.trimmingSpaces
+        // try?: not an id: try it as a reference
         if let d = try? Digest(parsing: t.hasPrefix("sha256:") ? t : "sha256:" + t), let r = records[d] { return r }
+        // try?: not a reference: try it as an id prefix
         if let ref = try? ImageReference(parsing: t) {
             let name = ref.description
-            if let r = records.values.first(where: { $0.repoTags.contains(name) || $0.repoDigests.contains(name) }) { return r }
+            if let r = records.values.first(where: { $0.repoTags.contains(name) || $0.repoDigests.contains(name) }) {
+                return r
+            }
         }
         let hex = t.hasPrefix("sha256:") ? String(t.dropFirst(7)) : t
         if hex.count >= 6, hex.allSatisfy(\.isHexDigit) {
@@ -79,7 +93,9 @@ public actor ImageManager {
 
     /// Pulls `text` (normalized) from its registry; concurrent pulls of the same reference share
     /// one download. Returns the stored image.
-    public func pull(_ text: String, credentials: RegistryCredentials = RegistryCredentials()) async throws(ImageError) -> ImageRecord {
+    public func pull(_ text: String, credentials: RegistryCredentials = RegistryCredentials()) async throws(CocoonError)
+        -> ImageRecord
+    {
         let ref = try ImageReference(parsing: text)
         let key = ref.description
         let task: Task<ImageRecord, Error>
@@ -93,7 +109,7 @@ public actor ImageManager {
         defer { if pulls[key] == task { pulls[key] = nil } }
         do {
             return try await task.value
-        } catch let e as ImageError {
+        } catch let e as CocoonError {
             throw e
         } catch is CancellationError {
             throw .unavailable("pull of \(key) was cancelled")
@@ -104,17 +120,19 @@ public actor ImageManager {
 
     /// Imports every image of an OCI layout (directory or tar) or `docker save` tarball on this
     /// node; `name` names images whose archive gives no full name. Blobs are verified like a pull's.
-    public nonisolated func importImage(path: String, name: String?) async throws(ImageError) -> [ImageRecord] {
+    public nonisolated func importImage(path: String, name: String?) async throws(CocoonError) -> [ImageRecord] {
         guard path.hasPrefix("/") else { throw .invalidArgument("import: path \"\(path)\" must be absolute") }
         if let name { _ = try ImageReference(parsing: name) }
         let scratch = root + "/tmp/import-\(UInt32.random(in: 0...UInt32.max))"
+        // try?: scratch space; swept at the next start
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let archive = try ImportArchive(path: path, name: name, scratch: scratch)
         var imported: [ImageRecord] = []
         for entry in archive.entries {
             do {
-                imported.append(try await performPull(entry.name, from: OCILayoutSource(dir: archive.layoutDir, top: entry.top)))
-            } catch let e as ImageError {
+                imported.append(
+                    try await performPull(entry.name, from: OCILayoutSource(dir: archive.layoutDir, top: entry.top)))
+            } catch let e as CocoonError {
                 throw e
             } catch {
                 throw .internalError("import of \(entry.name): \(error)")
@@ -132,9 +150,13 @@ public actor ImageManager {
         let pullStarted = ContinuousClock.now
         do {
             let record = try await fetchAndStore(ref, from: source, touched: touched)
-            logger.info("pull done", metadata: ["image": "\(key)", "id": "\(record.id)",
-                "fetch_s": "\(record.fetchSeconds)", "unpack_s": "\(record.unpackSeconds)",
-                "total_s": "\(Self.seconds(since: pullStarted))"])
+            logger.info(
+                "pull done",
+                metadata: [
+                    "image": "\(key)", "id": "\(record.id)",
+                    "fetch_s": "\(record.fetchSeconds)", "unpack_s": "\(record.unpackSeconds)",
+                    "total_s": "\(Self.seconds(since: pullStarted))",
+                ])
             return record
         } catch {
             logger.warning("pull failed", metadata: ["image": "\(key)", "error": "\(error)"])
@@ -144,7 +166,9 @@ public actor ImageManager {
         }
     }
 
-    private nonisolated func fetchAndStore(_ ref: ImageReference, from repo: any ImageSource, touched: BlobList) async throws -> ImageRecord {
+    private nonisolated func fetchAndStore(_ ref: ImageReference, from repo: any ImageSource, touched: BlobList)
+        async throws -> ImageRecord
+    {
         let key = ref.description
         let started = ContinuousClock.now
 
@@ -158,11 +182,12 @@ public actor ImageManager {
             let index = try DocumentDecoder.decode(ImageIndex.self, from: top.bytes, what: "index of \(key)")
             guard let chosen = index.manifest(for: .node) else {
                 let offered = index.manifests.compactMap { $0.platform.map { "\($0.os)/\($0.architecture)" } }
-                throw ImageError.notFound("image \(key) has no linux/amd64 variant (it offers: \(offered.joined(separator: ", ")))")
+                throw CocoonError.notFound(
+                    "image \(key) has no linux/amd64 variant (it offers: \(offered.joined(separator: ", ")))")
             }
             let m = try await repo.manifest(chosen.digest.description)
             guard MediaTypes.manifestTypes.contains(m.mediaType) else {
-                throw ImageError.integrity("image \(key): index entry \(chosen.digest) is not an image manifest")
+                throw CocoonError.integrity("image \(key): index entry \(chosen.digest) is not an image manifest")
             }
             touched.add(m.digest)
             try content.put(m.bytes, digest: m.digest)
@@ -171,22 +196,33 @@ public actor ImageManager {
             manifestDigest = m.digest
         }
         let manifest = try DocumentDecoder.decode(Manifest.self, from: manifestBytes, what: "manifest of \(key)")
-        guard manifest.schemaVersion == 2 else { throw ImageError.integrity("image \(key): manifest schemaVersion \(manifest.schemaVersion) is not 2") }
+        guard manifest.schemaVersion == 2 else {
+            throw CocoonError.integrity("image \(key): manifest schemaVersion \(manifest.schemaVersion) is not 2")
+        }
         for layer in manifest.layers {
             guard MediaTypes.layerTypes.contains(layer.mediaType ?? MediaTypes.ociLayer + "+gzip") else {
-                throw ImageError.invalidArgument("image \(key): layer \(layer.digest) has unsupported media type \(layer.mediaType ?? "")")
+                throw CocoonError.invalidArgument(
+                    "image \(key): layer \(layer.digest) has unsupported media type \(layer.mediaType ?? "")")
             }
-            guard layer.size >= 0 else { throw ImageError.integrity("image \(key): layer \(layer.digest) has a negative size") }
+            guard layer.size >= 0 else {
+                throw CocoonError.integrity("image \(key): layer \(layer.digest) has a negative size")
+            }
         }
         touched.add(manifest.config.digest)
         for layer in manifest.layers { touched.add(layer.digest) }
         let configBytes = try await repo.blobBytes(manifest.config, into: content, limit: MediaTypes.maxConfigBytes)
         let config = try DocumentDecoder.decode(ImageConfig.self, from: configBytes, what: "config of \(key)")
         guard (config.os ?? "linux") == "linux", (config.architecture ?? "amd64") == "amd64" else {
-            throw ImageError.failedPrecondition("image \(key) is built for \(config.os ?? "?")/\(config.architecture ?? "?"); this node runs linux/amd64")
+            throw CocoonError.failedPrecondition(
+                "image \(key) is built for \(config.os ?? "?")/\(config.architecture ?? "?"); this node runs "
+                    + "linux/amd64"
+            )
         }
         guard config.rootfs.diff_ids.count == manifest.layers.count else {
-            throw ImageError.integrity("image \(key): config lists \(config.rootfs.diff_ids.count) layers, the manifest \(manifest.layers.count)")
+            throw CocoonError.integrity(
+                "image \(key): config lists \(config.rootfs.diff_ids.count) layers, the manifest "
+                    + "\(manifest.layers.count)"
+            )
         }
         let id = manifest.config.digest
         blobs.append(id)
@@ -227,7 +263,9 @@ public actor ImageManager {
 
     /// Unpacks an image once, however many references pull it at the same time; an image already
     /// unpacked is not unpacked again.
-    private func unpackOnce(id: Digest, work: @escaping @Sendable () async throws -> UnpackTiming) async throws -> UnpackTiming {
+    private func unpackOnce(id: Digest, work: @escaping @Sendable () async throws -> UnpackTiming) async throws
+        -> UnpackTiming
+    {
         let final = root + "/rootfs/" + id.hex
         if let existing = records[id], existing.rootfs == final, FileManager.default.fileExists(atPath: final) {
             return UnpackTiming(rootfs: final, fetchSeconds: 0, unpackSeconds: existing.unpackSeconds)
@@ -241,7 +279,9 @@ public actor ImageManager {
 
     /// Downloads the layers (bounded concurrency) while applying each one, in order, as soon as it
     /// and all below it are stored; then moves the tree into place.
-    private nonisolated func downloadAndUnpack(_ layers: [Descriptor], from repo: any ImageSource, key: String, id: Digest) async throws -> UnpackTiming {
+    private nonisolated func downloadAndUnpack(
+        _ layers: [Descriptor], from repo: any ImageSource, key: String, id: Digest
+    ) async throws -> UnpackTiming {
         let started = ContinuousClock.now
         let final = root + "/rootfs/" + id.hex
         let scratch = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max))"
@@ -260,7 +300,9 @@ public actor ImageManager {
                             let index = next
                             next += 1
                             downloads.addTask {
-                                try await repo.fetchBlob(layers[index], into: content) { n in progress.add(key, layer: index, bytes: n) }
+                                try await repo.fetchBlob(layers[index], into: content) { n in
+                                    progress.add(key, layer: index, bytes: n)
+                                }
                                 return index
                             }
                         }
@@ -281,7 +323,8 @@ public actor ImageManager {
                         ready.insert(index)
                         while ready.contains(next) {
                             let t0 = ContinuousClock.now
-                            try unpacker.apply(layerAt: content.path(layers[next].digest), name: layers[next].digest.description)
+                            try unpacker.apply(
+                                layerAt: content.path(layers[next].digest), name: layers[next].digest.description)
                             busy.add(Self.seconds(since: t0))
                             next += 1
                         }
@@ -293,9 +336,11 @@ public actor ImageManager {
             if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
             unlink(final + ".erofs")
             guard rename(scratch, final) == 0 else {
-                throw ImageError.internalError("cannot move the unpacked image to \(final): \(String(cString: strerror(errno)))")
+                throw CocoonError.internalError(
+                    "cannot move the unpacked image to \(final): \(String(cString: strerror(errno)))")
             }
         } catch {
+            // try?: scratch space; swept at the next start
             try? FileManager.default.removeItem(atPath: scratch)
             throw error
         }
@@ -306,12 +351,27 @@ public actor ImageManager {
 
     /// The image's EROFS block image (what a pod VM attaches), waiting for its build if it is still
     /// running. Built right after the pull, off the PullImage path.
-    public func blockImage(for id: Digest) async throws(ImageError) -> String {
+    /// The runtime settings of a stored image's config (user, env, entrypoint, …); nil when the
+    /// config has none. A config blob that is missing or does not parse is an error naming the image.
+    public nonisolated func config(of id: Digest) throws(CocoonError) -> ImageConfig.Config? {
+        let bytes: [UInt8]
+        do {
+            bytes = try content.read(id, limit: MediaTypes.maxConfigBytes)
+        } catch {
+            throw .failedPrecondition(
+                "image \(id): its config cannot be read (\(error)); pull the image again", cause: error)
+        }
+        return try DocumentDecoder.decode(ImageConfig.self, from: bytes, what: "image \(id) config").config
+    }
+
+    public func blockImage(for id: Digest) async throws(CocoonError) -> String {
         guard let record = records[id] else { throw .notFound("image \(id) not found") }
         if FileManager.default.fileExists(atPath: record.rootfsImage) { return record.rootfsImage }
         ensureBlockImage(id)
         guard let task = blockBuilds[id] else { throw .internalError("no block image build for \(id)") }
-        do { return try await task.value } catch let e as ImageError { throw e } catch { throw .internalError("block image of \(id): \(error)") }
+        do { return try await task.value } catch let e as CocoonError { throw e } catch {
+            throw .internalError("block image of \(id): \(error)")
+        }
     }
 
     /// Starts building the block images that are missing (after a restart, say).
@@ -323,7 +383,8 @@ public actor ImageManager {
     /// here (`blockBuilds`): awaited by `blockImage(for:)` and `remove`, cancelled by `shutdown`.
     func ensureBlockImage(_ id: Digest) {
         guard let record = records[id], blockBuilds[id] == nil,
-              !FileManager.default.fileExists(atPath: record.rootfsImage) else { return }
+            !FileManager.default.fileExists(atPath: record.rootfsImage)
+        else { return }
         let tmp = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max)).erofs"
         let directory = record.rootfs
         blockBuilds[id] = Task {
@@ -332,17 +393,18 @@ public actor ImageManager {
                 try await RootfsImageBuilder.buildOffPool(directory: directory, image: tmp)
             } catch {
                 unlink(tmp)
-                _ = try? await self.finishBlockImage(id, tmp: nil, seconds: 0)
+                // try?: the build error below is the one to report
+                _ = try? self.finishBlockImage(id, tmp: nil, seconds: 0)
                 self.logger.error("building the block image failed", metadata: ["id": "\(id)", "error": "\(error)"])
                 throw error
             }
-            return try await self.finishBlockImage(id, tmp: tmp, seconds: Self.seconds(since: started))
+            return try self.finishBlockImage(id, tmp: tmp, seconds: Self.seconds(since: started))
         }
     }
 
     /// Moves a built block image into place, unless its image was removed meanwhile.
     @discardableResult
-    private func finishBlockImage(_ id: Digest, tmp: String?, seconds: Double) throws(ImageError) -> String {
+    private func finishBlockImage(_ id: Digest, tmp: String?, seconds: Double) throws(CocoonError) -> String {
         blockBuilds[id] = nil
         guard let tmp else { return "" }
         guard var record = records[id] else {
@@ -361,7 +423,7 @@ public actor ImageManager {
 
     /// Stores a pulled image: merges names into an existing record of the same id and moves a tag
     /// away from the image that held it before.
-    private func register(_ pulled: ImageRecord) throws(ImageError) -> ImageRecord {
+    private func register(_ pulled: ImageRecord) throws(CocoonError) -> ImageRecord {
         var record = records[pulled.id] ?? pulled
         if records[pulled.id] != nil {
             record.rootfs = pulled.rootfs
@@ -390,11 +452,13 @@ public actor ImageManager {
 
     /// Removes by tag (only that tag while others remain), by digest reference or by id (the whole
     /// image). Removing an image that is not there succeeds (idempotent).
-    public func remove(_ text: String) async throws(ImageError) {
+    public func remove(_ text: String) async throws(CocoonError) {
         guard var record = find(text) else { return }
         let t = text.trimmingSpaces
+        // try?: not a tag reference: remove the whole image
         if let ref = try? ImageReference(parsing: t), ref.tag != nil, record.repoTags.contains(ref.description),
-           !(t.hasPrefix("sha256:") || (t.count == 64 && t.allSatisfy(\.isHexDigit))) {
+            !(t.hasPrefix("sha256:") || (t.count == 64 && t.allSatisfy(\.isHexDigit)))
+        {
             record.repoTags.removeAll { $0 == ref.description }
             if !record.repoTags.isEmpty {
                 try save(record)
@@ -402,71 +466,52 @@ public actor ImageManager {
             }
         }
         // A block image still being built reads the tree about to go: let it finish first.
+        // try?: only its end matters; it is discarded
         if let build = blockBuilds[record.id] { _ = try? await build.value }
         try delete(record.id)
     }
 
-    public func setPinned(_ id: Digest, _ pinned: Bool) throws(ImageError) {
+    public func setPinned(_ id: Digest, _ pinned: Bool) throws(CocoonError) {
         guard var r = records[id] else { throw .notFound("image \(id) not found") }
         r.pinned = pinned
         try save(r)
     }
 
-    private func delete(_ id: Digest) throws(ImageError) {
-        guard let gone = records.removeValue(forKey: id) else { return }
+    private func delete(_ id: Digest) throws(CocoonError) {
+        guard let gone = records[id] else { return }
+        try store.delete(id.hex)
+        records[id] = nil
         blockBuilds[id]?.cancel()  // its result is discarded by finishBlockImage
-        unlink(root + "/metadata/\(id.hex).json")
         let stillUsed = Set(records.values.flatMap(\.blobs))
         for blob in gone.blobs where !stillUsed.contains(blob) { content.delete(blob) }
+        // try?: a leftover tree is swept at the next start
         try? FileManager.default.removeItem(atPath: gone.rootfs)
         unlink(gone.rootfsImage)
         logger.info("image removed", metadata: ["id": "\(id)", "tags": "\(gone.repoTags)"])
     }
 
-    private func save(_ r: ImageRecord) throws(ImageError) {
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            encoder.dateEncodingStrategy = .iso8601
-            try AtomicFile.write(try encoder.encode(r), to: root + "/metadata/\(r.id.hex).json")
-        } catch {
-            throw .internalError("cannot persist image \(r.id): \(error)")
-        }
+    private func save(_ r: ImageRecord) throws(CocoonError) {
+        try store.save(r)
         records[r.id] = r
     }
 
-    private static func loadRecords(_ dir: String, logger: Logger) -> [Digest: ImageRecord] {
-        var result: [Digest: ImageRecord] = [:]
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".json") {
-            let path = dir + "/" + name
-            guard let data = FileManager.default.contents(atPath: path) else { continue }
-            do {
-                let r = try decoder.decode(ImageRecord.self, from: data)
-                result[r.id] = r
-            } catch {
-                logger.error("unreadable image record, moved aside", metadata: ["file": "\(path)", "error": "\(error)"])
-                rename(path, path + ".corrupt")
-            }
-        }
-        return result
-    }
-
     /// Deletes blobs and unpacked trees no image refers to (left by a crash between steps).
-    private static func sweep(records: [Digest: ImageRecord], content: ContentStore, rootfsDir: String, logger: Logger) {
+    private static func sweep(records: [Digest: ImageRecord], content: ContentStore, rootfsDir: String, logger: Logger)
+    {
         let used = Set(records.values.flatMap(\.blobs))
         for blob in content.all() where !used.contains(blob) { content.delete(blob) }
         let trees = Set(records.values.flatMap { [$0.rootfs, $0.rootfsImage] })
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: rootfsDir)) ?? [] where !trees.contains(rootfsDir + "/" + name) {
+        // try?: made at init; unreadable means empty
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: rootfsDir)) ?? []
+        where !trees.contains(rootfsDir + "/" + name) {
             logger.info("removing an unpacked image no record refers to", metadata: ["dir": "\(name)"])
+            // try?: retried at the next start
             try? FileManager.default.removeItem(atPath: rootfsDir + "/" + name)
         }
     }
 
     static func seconds(since start: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        (ContinuousClock.now - start).seconds
     }
 }
 

@@ -1,3 +1,5 @@
+import Errors
+
 /// A normalized image reference, named the way the kubelet and containerd name images:
 /// `busybox` → `docker.io/library/busybox:latest`; `name@sha256:…` pulls by digest.
 public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
@@ -22,7 +24,7 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
     /// What the registry's manifest endpoint is asked for: the digest if given, else the tag.
     public var manifestReference: String { digest?.description ?? tag ?? Self.defaultTag }
 
-    public init(parsing raw: String) throws(ImageError) {
+    public init(parsing raw: String) throws(CocoonError) {
         let text = raw.trimmingSpaces
         guard !text.isEmpty else { throw .invalidArgument("image reference is empty") }
         guard text.utf8.count <= 4096 else { throw .invalidArgument("image reference is longer than 4096 bytes") }
@@ -40,15 +42,21 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
         var components = rest.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         var domain = Self.defaultDomain
         if components.count > 1, let first = components.first,
-           first.contains(".") || first.contains(":") || first == "localhost" {
+            first.contains(".") || first.contains(":") || first == "localhost"
+        {
             domain = first
             components.removeFirst()
         }
         if domain == "index.docker.io" || domain == "registry-1.docker.io" { domain = Self.defaultDomain }
         if domain == Self.defaultDomain && components.count == 1 { components.insert("library", at: 0) }
-        guard Self.validDomain(domain) else { throw .invalidArgument("image \"\(text)\": invalid registry host \"\(domain)\"") }
+        guard Self.validDomain(domain) else {
+            throw .invalidArgument("image \"\(text)\": invalid registry host \"\(domain)\"")
+        }
         for c in components where !Self.validPathComponent(c) {
-            throw .invalidArgument("image \"\(text)\": invalid repository name component \"\(c)\" (lowercase letters, digits and . _ - separators)")
+            throw .invalidArgument(
+                "image \"\(text)\": invalid repository name component \"\(c)\" (lowercase letters, digits and . "
+                    + "_ - separators)"
+            )
         }
         if let tag, !Self.validTag(tag) {
             throw .invalidArgument("image \"\(text)\": invalid tag \"\(tag)\"")
@@ -60,7 +68,9 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The same repository at another tag or digest.
-    public func with(digest: Digest) -> ImageReference { ImageReference(domain: domain, path: path, tag: nil, digest: digest) }
+    public func with(digest: Digest) -> ImageReference {
+        ImageReference(domain: domain, path: path, tag: nil, digest: digest)
+    }
 
     private init(domain: String, path: String, tag: String?, digest: Digest?) {
         self.domain = domain
@@ -71,7 +81,10 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
 
     static func validDomain(_ d: String) -> Bool {
         guard !d.isEmpty, d.utf8.count <= 255 else { return false }
-        return d.utf8.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ":") || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]") }
+        return d.utf8.allSatisfy {
+            isAlnum($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ":")
+                || $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "]")
+        }
     }
 
     /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
@@ -80,7 +93,10 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
         guard let first = b.first, let last = b.last, isLowerAlnum(first), isLowerAlnum(last) else { return false }
         var i = 0
         while i < b.count {
-            if isLowerAlnum(b[i]) { i += 1; continue }
+            if isLowerAlnum(b[i]) {
+                i += 1
+                continue
+            }
             var j = i
             while j < b.count, !isLowerAlnum(b[j]) { j += 1 }
             let sep = String(decoding: b[i..<j], as: UTF8.self)
@@ -94,7 +110,9 @@ public struct ImageReference: Hashable, Sendable, CustomStringConvertible {
     static func validTag(_ t: String) -> Bool {
         let b = Array(t.utf8)
         guard let first = b.first, b.count <= 128, isAlnum(first) || first == UInt8(ascii: "_") else { return false }
-        return b.allSatisfy { isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+        return b.allSatisfy {
+            isAlnum($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+        }
     }
 }
 

@@ -1,4 +1,5 @@
 import CArchive
+import Errors
 import Foundation
 import Glibc
 
@@ -6,7 +7,7 @@ import Glibc
 /// onto a root directory, with OCI whiteouts (`.wh.NAME`, `.wh..wh..opq`), hard links, symlinks,
 /// devices, owners, modes and xattrs. A layer is untrusted input: an entry with an absolute path,
 /// a `..` component, a path through a symlink, or a hard link leaving the root refuses the whole
-/// layer (`ImageError.hostileLayer`).
+/// layer (`CocoonError.hostileLayer`).
 public struct LayerUnpacker: Sendable {
     public let root: String
     /// Refuse layers that expand beyond this (decompression bombs).
@@ -25,7 +26,7 @@ public struct LayerUnpacker: Sendable {
     /// Applies one layer file. On error the root may hold part of the layer; callers unpack into a
     /// scratch directory and discard it on failure.
     @discardableResult
-    public func apply(layerAt path: String, name: String? = nil) throws(ImageError) -> Stats {
+    public func apply(layerAt path: String, name: String? = nil) throws(CocoonError) -> Stats {
         let label = name ?? path
         guard let reader = archive_read_new() else { throw .internalError("libarchive: out of memory") }
         defer { archive_read_free(reader) }
@@ -36,7 +37,8 @@ public struct LayerUnpacker: Sendable {
         }
         guard let writer = archive_write_disk_new() else { throw .internalError("libarchive: out of memory") }
         defer { archive_write_free(writer) }
-        let flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_XATTR
+        let flags =
+            ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_XATTR
             | ARCHIVE_EXTRACT_UNLINK | ARCHIVE_EXTRACT_SECURE_NODOTDOT
         archive_write_disk_set_options(writer, Int32(flags))
 
@@ -47,7 +49,9 @@ public struct LayerUnpacker: Sendable {
             let r = archive_read_next_header(reader, &entry)
             if r == ARCHIVE_EOF { break }
             guard r >= ARCHIVE_WARN, let entry else { throw .integrity("layer \(label): \(Self.message(reader))") }
-            guard let rawC = archive_entry_pathname(entry) else { throw .hostileLayer("layer \(label): an entry has no path") }
+            guard let rawC = archive_entry_pathname(entry) else {
+                throw .hostileLayer("layer \(label): an entry has no path")
+            }
             let raw = String(cString: rawC)
             guard let rel = try Self.clean(raw, layer: label) else { continue }  // the root itself
             stats.entries += 1
@@ -83,7 +87,9 @@ public struct LayerUnpacker: Sendable {
                 try checkParents(of: target, layer: label)
                 var st = stat()
                 guard lstat(root + "/" + target, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR else {
-                    throw .hostileLayer("layer \(label): hard link \"\(raw)\" → \"\(linkRaw)\" has no file to link to inside the layer")
+                    throw .hostileLayer(
+                        "layer \(label): hard link \"\(raw)\" → \"\(linkRaw)\" "
+                            + "has no file to link to inside the layer")
                 }
                 archive_entry_copy_hardlink(entry, root + "/" + target)
             }
@@ -119,7 +125,7 @@ public struct LayerUnpacker: Sendable {
 
     /// The entry's path relative to the root, or nil for the root itself. Absolute paths and `..`
     /// components are hostile.
-    static func clean(_ raw: String, layer: String) throws(ImageError) -> String? {
+    static func clean(_ raw: String, layer: String) throws(CocoonError) -> String? {
         if raw.hasPrefix("/") { throw .hostileLayer("layer \(layer): absolute path \"\(raw)\" refused") }
         var parts: [Substring] = []
         for c in raw.split(separator: "/", omittingEmptySubsequences: true) {
@@ -131,7 +137,7 @@ public struct LayerUnpacker: Sendable {
     }
 
     /// No existing ancestor of `rel` inside the root may be a symlink (or a non-directory).
-    private func checkParents(of rel: String, layer: String) throws(ImageError) {
+    private func checkParents(of rel: String, layer: String) throws(CocoonError) {
         let comps = rel.split(separator: "/")
         var path = root
         for c in comps.dropLast() {
@@ -140,10 +146,12 @@ public struct LayerUnpacker: Sendable {
             if lstat(path, &st) != 0 { return }  // missing: created fresh as a directory
             let kind = st.st_mode & S_IFMT
             if kind == S_IFLNK {
-                throw .hostileLayer("layer \(layer): \"\(rel)\" goes through the symlink \"\(path.dropFirst(root.count + 1))\"")
+                throw .hostileLayer(
+                    "layer \(layer): \"\(rel)\" goes through the symlink \"\(path.dropFirst(root.count + 1))\"")
             }
             if kind != S_IFDIR {
-                throw .hostileLayer("layer \(layer): \"\(rel)\" has a non-directory parent \"\(path.dropFirst(root.count + 1))\"")
+                throw .hostileLayer(
+                    "layer \(layer): \"\(rel)\" has a non-directory parent \"\(path.dropFirst(root.count + 1))\"")
             }
         }
     }
@@ -159,13 +167,14 @@ public struct LayerUnpacker: Sendable {
     }
 
     /// `.wh..wh..opq`: everything lower layers put in `dir` disappears; this layer's entries stay.
-    private func makeOpaque(_ dir: String, keeping touched: Set<String>, layer: String) throws(ImageError) {
+    private func makeOpaque(_ dir: String, keeping touched: Set<String>, layer: String) throws(CocoonError) {
         let path = dir.isEmpty ? root : root + "/" + dir
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         guard (st.st_mode & S_IFMT) == S_IFDIR else {
             throw .hostileLayer("layer \(layer): opaque whiteout in \"\(dir)\", which is not a directory")
         }
+        // try?: not a directory: nothing inside to fix
         for child in (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [] {
             let rel = dir.isEmpty ? child : dir + "/" + child
             if !touched.contains(rel) { removeTree(path + "/" + child) }
@@ -177,6 +186,7 @@ public struct LayerUnpacker: Sendable {
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if (st.st_mode & S_IFMT) == S_IFDIR {
+            // try?: a path already gone is what the whiteout wants
             try? FileManager.default.removeItem(atPath: path)
         } else {
             unlink(path)
@@ -194,7 +204,10 @@ public struct LayerUnpacker: Sendable {
         while archive_entry_xattr_next(entry, &name, &value, &size) == ARCHIVE_OK {
             guard let name else { continue }
             let n = String(cString: name)
-            if n.hasPrefix("trusted.") { dropped = true; continue }
+            if n.hasPrefix("trusted.") {
+                dropped = true
+                continue
+            }
             let bytes = value.map { [UInt8](UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
             kept.append((n, bytes))
         }
@@ -203,14 +216,18 @@ public struct LayerUnpacker: Sendable {
         for (n, v) in kept { v.withUnsafeBytes { archive_entry_xattr_add_entry(entry, n, $0.baseAddress, $0.count) } }
     }
 
-    private func copyData(_ reader: OpaquePointer, _ writer: OpaquePointer, entry: String, layer: String) throws(ImageError) {
+    private func copyData(_ reader: OpaquePointer, _ writer: OpaquePointer, entry: String, layer: String)
+        throws(CocoonError)
+    {
         var buf: UnsafeRawPointer?
         var size = 0
         var offset: la_int64_t = 0
         while true {
             let r = archive_read_data_block(reader, &buf, &size, &offset)
             if r == ARCHIVE_EOF { return }
-            guard r >= ARCHIVE_WARN else { throw .integrity("layer \(layer): reading \"\(entry)\": \(Self.message(reader))") }
+            guard r >= ARCHIVE_WARN else {
+                throw .integrity("layer \(layer): reading \"\(entry)\": \(Self.message(reader))")
+            }
             guard archive_write_data_block(writer, buf, size, offset) >= ARCHIVE_WARN else {
                 throw .internalError("layer \(layer): writing \"\(entry)\": \(Self.message(writer))")
             }

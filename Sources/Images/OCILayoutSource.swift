@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import Glibc
 
@@ -8,7 +9,9 @@ struct OCILayoutSource: ImageSource {
     let dir: String
     let top: Descriptor
 
-    func manifest(_ tagOrDigest: String) async throws(ImageError) -> (bytes: [UInt8], mediaType: String, digest: Digest) {
+    func manifest(_ tagOrDigest: String) async throws(CocoonError) -> (
+        bytes: [UInt8], mediaType: String, digest: Digest
+    ) {
         let wanted = tagOrDigest.hasPrefix("sha256:") ? try Digest(parsing: tagOrDigest) : top.digest
         let bytes = try readBlob(wanted, limit: MediaTypes.maxManifestBytes)
         let type = DocumentDecoder.mediaType(of: bytes) ?? (wanted == top.digest ? top.mediaType : nil) ?? ""
@@ -18,15 +21,20 @@ struct OCILayoutSource: ImageSource {
         return (bytes, type, wanted)
     }
 
-    func fetchBlob(_ d: Descriptor, into store: ContentStore, progress: @Sendable (Int64) -> Void) async throws(ImageError) {
-        if store.has(d.digest, size: d.size) { progress(d.size); return }
+    func fetchBlob(_ d: Descriptor, into store: ContentStore, progress: @Sendable (Int64) -> Void)
+        async throws(CocoonError)
+    {
+        if store.has(d.digest, size: d.size) {
+            progress(d.size)
+            return
+        }
         let path = blobPath(d.digest)
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw .notFound("\(dir): blob \(d.digest) is missing from the layout") }
         defer { close(fd) }
         let writer = try store.writer(digest: d.digest, expectedSize: d.size)
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        do throws(ImageError) {
+        do throws(CocoonError) {
             while true {
                 let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n < 0 && errno == EINTR { continue }
@@ -44,7 +52,7 @@ struct OCILayoutSource: ImageSource {
 
     func blobPath(_ d: Digest) -> String { dir + "/blobs/sha256/" + d.hex }
 
-    private func readBlob(_ d: Digest, limit: Int) throws(ImageError) -> [UInt8] {
+    private func readBlob(_ d: Digest, limit: Int) throws(CocoonError) -> [UInt8] {
         var st = stat()
         guard lstat(blobPath(d), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             throw .notFound("\(dir): blob \(d) is missing from the layout")
@@ -62,14 +70,19 @@ struct OCILayoutSource: ImageSource {
 /// (optionally compressed) of one, or a `docker save` tarball (its legacy `manifest.json` is turned
 /// into an OCI layout first). Says which images it holds and under which names.
 struct ImportArchive {
-    struct Entry { var name: ImageReference; var top: Descriptor }
+    struct Entry {
+        var name: ImageReference
+        var top: Descriptor
+    }
     let layoutDir: String
     let entries: [Entry]
 
     /// Opens `path`; tar files are extracted (safely, like layers) into `scratch`.
-    init(path: String, name: String?, scratch: String) throws(ImageError) {
+    init(path: String, name: String?, scratch: String) throws(CocoonError) {
         var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw .notFound("import: \(path) does not exist") }
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw .notFound("import: \(path) does not exist")
+        }
         var dir = path
         if !isDir.boolValue {
             do { try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true) } catch {
@@ -83,14 +96,16 @@ struct ImportArchive {
             try Self.convertDockerSave(dir)
         }
         guard fm.fileExists(atPath: dir + "/index.json") else {
-            throw .invalidArgument("import: \(path) is neither an OCI image layout (index.json) nor a docker save tarball (manifest.json)")
+            throw .invalidArgument(
+                "import: \(path) is neither an OCI image layout (index.json) nor a docker save tarball (manifest.json)")
         }
         let indexBytes = [UInt8](fm.contents(atPath: dir + "/index.json") ?? Data())
         let index = try DocumentDecoder.decode(ImageIndex.self, from: indexBytes, what: "\(path): index.json")
         let base = name ?? "import/" + Self.baseName(path)
         var entries: [Entry] = []
         for d in index.manifests {
-            let refName = d.annotations?["io.containerd.image.name"] ?? d.annotations?["org.opencontainers.image.ref.name"]
+            let refName =
+                d.annotations?["io.containerd.image.name"] ?? d.annotations?["org.opencontainers.image.ref.name"]
             let text: String
             switch refName {
             case .some(let r) where r.contains("/") || r.contains("@"): text = r
@@ -119,15 +134,19 @@ struct ImportArchive {
 
     /// `docker save` (legacy): manifest.json lists Config, RepoTags and Layers (uncompressed tars)
     /// by path. Each file is hashed into blobs/sha256/, and an OCI manifest and index.json written.
-    static func convertDockerSave(_ dir: String) throws(ImageError) {
-        struct DockerEntry: Decodable { var Config: String; var RepoTags: [String]?; var Layers: [String] }
+    static func convertDockerSave(_ dir: String) throws(CocoonError) {
+        struct DockerEntry: Decodable {
+            var Config: String
+            var RepoTags: [String]?
+            var Layers: [String]
+        }
         let bytes = [UInt8](FileManager.default.contents(atPath: dir + "/manifest.json") ?? Data())
         let entries = try DocumentDecoder.decode([DockerEntry].self, from: bytes, what: "docker save manifest.json")
         let blobs = dir + "/blobs/sha256"
         do { try FileManager.default.createDirectory(atPath: blobs, withIntermediateDirectories: true) } catch {
             throw .internalError("import: \(error)")
         }
-        func store(_ rel: String) throws(ImageError) -> Descriptor {
+        func store(_ rel: String) throws(CocoonError) -> Descriptor {
             guard let clean = try LayerUnpacker.clean(rel, layer: "manifest.json"), !clean.isEmpty else {
                 throw .hostileLayer("docker save manifest.json names \"\(rel)\"")
             }
@@ -138,16 +157,24 @@ struct ImportArchive {
                 guard let real = realpath(path, nil), let realDir = realpath(dir, nil) else {
                     throw .notFound("docker save: \(rel) is a dangling symlink")
                 }
-                defer { free(real); free(realDir) }
+                defer {
+                    free(real)
+                    free(realDir)
+                }
                 let r = String(cString: real), d = String(cString: realDir)
-                guard r.hasPrefix(d + "/") else { throw .hostileLayer("docker save: \(rel) is a symlink that leaves the archive") }
+                guard r.hasPrefix(d + "/") else {
+                    throw .hostileLayer("docker save: \(rel) is a symlink that leaves the archive")
+                }
                 return try store(String(r.dropFirst(d.count + 1)))
             }
             guard (st.st_mode & S_IFMT) == S_IFREG else { throw .invalidArgument("docker save: \(rel) is not a file") }
             let digest = try hashFile(path)
             let target = blobs + "/" + digest.hex
             if !FileManager.default.fileExists(atPath: target) {
-                guard link(path, target) == 0 || (try? FileManager.default.copyItem(atPath: path, toPath: target)) != nil else {
+                // try?: both failing is reported just below
+                guard
+                    link(path, target) == 0 || (try? FileManager.default.copyItem(atPath: path, toPath: target)) != nil
+                else {
                     throw .internalError("import: cannot place \(rel)")
                 }
             }
@@ -164,7 +191,9 @@ struct ImportArchive {
             }
             let manifest: [String: Any] = [
                 "schemaVersion": 2, "mediaType": MediaTypes.ociManifest,
-                "config": ["mediaType": MediaTypes.ociConfig, "digest": config.digest.description, "size": config.size],
+                "config": [
+                    "mediaType": MediaTypes.ociConfig, "digest": config.digest.description, "size": config.size,
+                ],
                 "layers": layers,
             ]
             let data: Data
@@ -174,20 +203,23 @@ struct ImportArchive {
             let mdigest = Digest.of([UInt8](data))
             FileManager.default.createFile(atPath: blobs + "/" + mdigest.hex, contents: data)
             for tag in e.RepoTags ?? [""] {
-                var d: [String: Any] = ["mediaType": MediaTypes.ociManifest, "digest": mdigest.description, "size": data.count]
+                var d: [String: Any] = [
+                    "mediaType": MediaTypes.ociManifest, "digest": mdigest.description, "size": data.count,
+                ]
                 if !tag.isEmpty { d["annotations"] = ["io.containerd.image.name": tag] }
                 index.append(d)
             }
         }
         do {
-            let data = try JSONSerialization.data(withJSONObject: ["schemaVersion": 2, "manifests": index], options: [.sortedKeys])
+            let data = try JSONSerialization.data(
+                withJSONObject: ["schemaVersion": 2, "manifests": index], options: [.sortedKeys])
             FileManager.default.createFile(atPath: dir + "/index.json", contents: data)
         } catch {
             throw .internalError("import: \(error)")
         }
     }
 
-    static func hashFile(_ path: String) throws(ImageError) -> Digest {
+    static func hashFile(_ path: String) throws(CocoonError) -> Digest {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { throw .internalError("import: cannot open \(path)") }
         defer { close(fd) }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// The OCI / Docker schema2 documents a pull reads. Decoded from untrusted registry bytes, so each
@@ -63,7 +64,9 @@ public struct ImageIndex: Codable, Sendable {
 
     /// The manifest for `platform`: an exact variant match first, then any variant of the arch.
     public func manifest(for platform: Platform) -> Descriptor? {
-        let candidates = manifests.filter { $0.platform?.os == platform.os && $0.platform?.architecture == platform.architecture }
+        let candidates = manifests.filter {
+            $0.platform?.os == platform.os && $0.platform?.architecture == platform.architecture
+        }
         if let v = platform.variant, let exact = candidates.first(where: { $0.platform?.variant == v }) { return exact }
         return candidates.first(where: { $0.platform?.variant == nil }) ?? candidates.first
     }
@@ -95,7 +98,7 @@ public struct ImageConfig: Codable, Sendable {
 
 enum DocumentDecoder {
     /// Decodes a registry document, turning decode failures into a message naming the document.
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws(ImageError) -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8], what: String) throws(CocoonError) -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(bytes))
         } catch {
@@ -105,7 +108,11 @@ enum DocumentDecoder {
 
     /// The media type a manifest declares, in its body (or nil).
     static func mediaType(of bytes: [UInt8]) -> String? {
-        struct Probe: Decodable { var mediaType: String?; var manifests: [Descriptor]? }
+        struct Probe: Decodable {
+            var mediaType: String?
+            var manifests: [Descriptor]?
+        }
+        // try?: not JSON: no media type, and decode reports why
         guard let p = try? JSONDecoder().decode(Probe.self, from: Data(bytes)) else { return nil }
         if let m = p.mediaType { return m }
         return p.manifests != nil ? MediaTypes.ociIndex : nil

@@ -1,4 +1,5 @@
 import Foundation
+import Spawn
 import Synchronization
 
 /// Live progress of the pulls in flight, per image reference: per-layer bytes done and total, and
@@ -16,7 +17,11 @@ public final class PullProgress: Sendable {
         public var layers: [Layer]
         public var elapsedSeconds: Double
     }
-    private struct Entry { var phase: String; var layers: [Layer]; var started: ContinuousClock.Instant }
+    private struct Entry {
+        var phase: String
+        var layers: [Layer]
+        var started: ContinuousClock.Instant
+    }
     private let state = Mutex<[String: Entry]>([:])
 
     public init() {}
@@ -26,7 +31,9 @@ public final class PullProgress: Sendable {
     }
 
     func setLayers(_ ref: String, _ layers: [Descriptor]) {
-        state.withLock { $0[ref]?.layers = layers.map { Layer(digest: $0.digest.description, total: $0.size, done: 0) } }
+        state.withLock {
+            $0[ref]?.layers = layers.map { Layer(digest: $0.digest.description, total: $0.size, done: 0) }
+        }
         phase(ref, "downloading")
     }
 
@@ -48,9 +55,11 @@ public final class PullProgress: Sendable {
 
     public func snapshot(_ ref: String) -> Snapshot? {
         state.withLock { s in
-            s[ref].map { Snapshot(reference: ref, phase: $0.phase, layers: $0.layers,
-                                  elapsedSeconds: Double((ContinuousClock.now - $0.started).components.attoseconds) / 1e18
-                                    + Double((ContinuousClock.now - $0.started).components.seconds)) }
+            s[ref].map {
+                Snapshot(
+                    reference: ref, phase: $0.phase, layers: $0.layers,
+                    elapsedSeconds: (ContinuousClock.now - $0.started).seconds)
+            }
         }
     }
 }

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 
 /// Credentials for one pull, from the CRI `AuthConfig` (username/password, `auth`, tokens).
@@ -16,9 +17,10 @@ public struct RegistryCredentials: Sendable, Equatable {
     }
 
     /// Decodes the docker-config style `auth` field (`base64(user:password)`).
-    public init(auth: String) throws(ImageError) {
+    public init(auth: String) throws(CocoonError) {
         guard let data = Data(base64Encoded: auth), let text = String(data: data, encoding: .utf8),
-              let colon = text.firstIndex(of: ":") else {
+            let colon = text.firstIndex(of: ":")
+        else {
             throw .invalidArgument("auth.auth is not base64 of \"user:password\"")
         }
         self.init(username: String(text[..<colon]), password: String(text[text.index(after: colon)...]))
@@ -48,7 +50,9 @@ public struct AuthChallenge: Equatable, Sendable {
     static func parameters(_ text: String) -> [String: String] {
         var result: [String: String] = [:]
         var i = text.startIndex
-        func skip(_ chars: Set<Character>) { while i < text.endIndex, chars.contains(text[i]) { i = text.index(after: i) } }
+        func skip(_ chars: Set<Character>) {
+            while i < text.endIndex, chars.contains(text[i]) { i = text.index(after: i) }
+        }
         while i < text.endIndex {
             skip([" ", ","])
             let keyStart = i
@@ -82,7 +86,10 @@ actor TokenCache {
 
     func token(for key: String) -> String? {
         guard let t = tokens[key] else { return nil }
-        if t.expires < .now { tokens[key] = nil; return nil }
+        if t.expires < .now {
+            tokens[key] = nil
+            return nil
+        }
         return t.token
     }
 

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Config
 import Crypto
+import Errors
 import Foundation
 import Glibc
 import Logging
@@ -30,6 +31,7 @@ public final class RegistryClient: Sendable {
     }
 
     public func shutdown() async {
+        // try?: shutting down twice fails harmlessly
         try? await http.shutdown()
     }
 
@@ -62,19 +64,20 @@ public final class RegistryClient: Sendable {
     func send(
         _ url: String, method: HTTPMethod = .GET, accept: [String] = [], scope: String,
         credentials: RegistryCredentials, timeout: TimeAmount
-    ) async throws(ImageError) -> HTTPClientResponse {
-        var lastError = ImageError.unavailable("no attempt made for \(url)")
+    ) async throws(CocoonError) -> HTTPClientResponse {
+        var lastError = CocoonError.unavailable("no attempt made for \(url)")
         for attempt in 1...Self.attempts {
             do {
-                let response = try await sendOnce(url, method: method, accept: accept, scope: scope,
-                                                  credentials: credentials, timeout: timeout)
+                let response = try await sendOnce(
+                    url, method: method, accept: accept, scope: scope,
+                    credentials: credentials, timeout: timeout)
                 let code = response.status.code
                 if (code == 429 || code >= 500) && attempt < Self.attempts {
                     lastError = .unavailable("\(method) \(url): HTTP \(code)")
                 } else {
                     return response
                 }
-            } catch let e as ImageError {
+            } catch let e as CocoonError {
                 throw e
             } catch {
                 lastError = .unavailable("\(method) \(Self.redacted(url)): \(error)")
@@ -82,6 +85,7 @@ public final class RegistryClient: Sendable {
                 if attempt == Self.attempts || Self.isUnreachable(error) { break }
             }
             logger.debug("retrying registry request", metadata: ["url": "\(url)", "attempt": "\(attempt)"])
+            // try?: cancellation ends the back-off early
             try? await Task.sleep(for: .milliseconds(200 << attempt))
         }
         throw lastError
@@ -91,9 +95,10 @@ public final class RegistryClient: Sendable {
         _ url: String, method: HTTPMethod, accept: [String], scope: String,
         credentials: RegistryCredentials, timeout: TimeAmount
     ) async throws -> HTTPClientResponse {
-        guard let origin = URL(string: url)?.host else { throw ImageError.invalidArgument("bad registry URL \(url)") }
+        guard let origin = URL(string: url)?.host else { throw CocoonError.invalidArgument("bad registry URL \(url)") }
         let authKey = (URL(string: url).map { "\($0.host ?? ""):\($0.port ?? 0)" } ?? url) + " " + scope
-        var authorization: String? = credentials.registryToken.isEmpty ? await tokens.token(for: authKey) : "Bearer " + credentials.registryToken
+        var authorization: String? =
+            credentials.registryToken.isEmpty ? await tokens.token(for: authKey) : "Bearer " + credentials.registryToken
         var triedChallenge = false
         var current = url
         var redirects = 0
@@ -108,7 +113,7 @@ public final class RegistryClient: Sendable {
             switch response.status.code {
             case 301, 302, 303, 307, 308:
                 guard let location = response.headers.first(name: "Location"), redirects < 5 else {
-                    throw ImageError.integrity("\(method) \(url): redirect without Location, or too many redirects")
+                    throw CocoonError.integrity("\(method) \(url): redirect without Location, or too many redirects")
                 }
                 redirects += 1
                 current = URL(string: location, relativeTo: URL(string: current))?.absoluteString ?? location
@@ -117,16 +122,24 @@ public final class RegistryClient: Sendable {
                 triedChallenge = true
                 let header = response.headers.first(name: "WWW-Authenticate") ?? ""
                 guard let challenge = AuthChallenge(header: header) else {
-                    throw ImageError.unauthenticated("registry \(origin) requires authentication with an unsupported scheme: \"\(header.prefix(100))\"")
+                    throw CocoonError.unauthenticated(
+                        "registry \(origin) requires authentication with an unsupported scheme: "
+                            + "\"\(header.prefix(100))\""
+                    )
                 }
-                authorization = try await authorize(challenge, scope: scope, origin: origin, credentials: credentials, cacheKey: authKey)
+                authorization = try await authorize(
+                    challenge, scope: scope, origin: origin, credentials: credentials, cacheKey: authKey)
                 continue
             case 401:
                 throw credentials.isEmpty
-                    ? ImageError.unauthenticated("registry \(origin) requires authentication and no credentials were given")
-                    : ImageError.permissionDenied("registry \(origin) rejected the credentials\(credentials.username.isEmpty ? "" : " for user \(credentials.username)")")
+                    ? CocoonError.unauthenticated(
+                        "registry \(origin) requires authentication and no credentials were given")
+                    : CocoonError.permissionDenied(
+                        "registry \(origin) rejected the "
+                            + "credentials\(credentials.username.isEmpty ? "" : " for user \(credentials.username)")"
+                    )
             case 403:
-                throw ImageError.permissionDenied("registry \(origin) denied access to \(scope)")
+                throw CocoonError.permissionDenied("registry \(origin) denied access to \(scope)")
             default:
                 return response
             }
@@ -140,13 +153,15 @@ public final class RegistryClient: Sendable {
         switch challenge.scheme {
         case .basic:
             guard credentials.hasPassword else {
-                throw ImageError.unauthenticated("registry \(origin) requires authentication (basic) and no credentials were given")
+                throw CocoonError.unauthenticated(
+                    "registry \(origin) requires authentication (basic) and no credentials were given")
             }
             return credentials.basicHeader
         case .bearer:
             guard let realm = challenge.parameters["realm"], var components = URLComponents(string: realm),
-                  components.scheme == "https" || components.scheme == "http" else {
-                throw ImageError.unauthenticated("registry \(origin) sent a bearer challenge without a usable realm")
+                components.scheme == "https" || components.scheme == "http"
+            else {
+                throw CocoonError.unauthenticated("registry \(origin) sent a bearer challenge without a usable realm")
             }
             let service = challenge.parameters["service"] ?? ""
             var query = components.queryItems ?? []
@@ -158,17 +173,22 @@ public final class RegistryClient: Sendable {
                 request.method = .POST
                 request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
                 var form = URLComponents()
-                form.queryItems = query + [URLQueryItem(name: "grant_type", value: "refresh_token"),
-                                           URLQueryItem(name: "refresh_token", value: credentials.identityToken),
-                                           URLQueryItem(name: "client_id", value: "cocoon")]
+                form.queryItems =
+                    query + [
+                        URLQueryItem(name: "grant_type", value: "refresh_token"),
+                        URLQueryItem(name: "refresh_token", value: credentials.identityToken),
+                        URLQueryItem(name: "client_id", value: "cocoon"),
+                    ]
                 request.body = .bytes(ByteBuffer(string: form.percentEncodedQuery ?? ""))
             } else {
                 components.queryItems = query
                 guard let url = components.url?.absoluteString else {
-                    throw ImageError.unauthenticated("registry \(origin): bad token realm \(realm)")
+                    throw CocoonError.unauthenticated("registry \(origin): bad token realm \(realm)")
                 }
                 request = HTTPClientRequest(url: url)
-                if credentials.hasPassword { request.headers.add(name: "Authorization", value: credentials.basicHeader) }
+                if credentials.hasPassword {
+                    request.headers.add(name: "Authorization", value: credentials.basicHeader)
+                }
             }
             let response = try await http.execute(request, timeout: .seconds(30))
             let body = try await response.body.collect(upTo: 1 << 20)
@@ -176,15 +196,27 @@ public final class RegistryClient: Sendable {
             case 200: break
             case 401, 403:
                 throw credentials.isEmpty
-                    ? ImageError.unauthenticated("registry \(origin) requires authentication (token server \(components.host ?? realm) refused an anonymous token)")
-                    : ImageError.permissionDenied("token server \(components.host ?? realm) rejected the credentials\(credentials.username.isEmpty ? "" : " for user \(credentials.username)")")
+                    ? CocoonError.unauthenticated(
+                        "registry \(origin) requires authentication (token server \(components.host ?? realm) "
+                            + "refused an anonymous token)"
+                    )
+                    : CocoonError.permissionDenied(
+                        "token server \(components.host ?? realm) rejected the "
+                            + "credentials\(credentials.username.isEmpty ? "" : " for user \(credentials.username)")"
+                    )
             default:
-                throw ImageError.unavailable("token server \(realm) answered HTTP \(response.status.code)")
+                throw CocoonError.unavailable("token server \(realm) answered HTTP \(response.status.code)")
             }
-            struct TokenResponse: Decodable { var token: String?; var access_token: String?; var expires_in: Int? }
+            struct TokenResponse: Decodable {
+                var token: String?
+                var access_token: String?
+                var expires_in: Int?
+            }
+            // try?: a bad token answer is reported just below
             guard let parsed = try? JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView)),
-                  let token = parsed.token ?? parsed.access_token, !token.isEmpty else {
-                throw ImageError.unauthenticated("token server \(realm) returned no token")
+                let token = parsed.token ?? parsed.access_token, !token.isEmpty
+            else {
+                throw CocoonError.unauthenticated("token server \(realm) returned no token")
             }
             let lifetime = max(30, min(parsed.expires_in ?? 60, 3600)) - 10
             await tokens.store("Bearer " + token, for: cacheKey, lifetime: .seconds(lifetime))
@@ -194,7 +226,11 @@ public final class RegistryClient: Sendable {
 
     /// Connection refused, unknown host, connect timeout: the endpoint is not there.
     static func isUnreachable(_ error: Error) -> Bool {
-        if let io = error as? IOError, io.errnoCode == ECONNREFUSED || io.errnoCode == EHOSTUNREACH || io.errnoCode == ENETUNREACH { return true }
+        if let io = error as? IOError,
+            io.errnoCode == ECONNREFUSED || io.errnoCode == EHOSTUNREACH || io.errnoCode == ENETUNREACH
+        {
+            return true
+        }
         if error is SocketAddressError || error is NIOConnectionError { return true }
         if let h = error as? HTTPClientError, h == .connectTimeout { return true }
         return false

@@ -1,3 +1,4 @@
+import Errors
 import Foundation
 import Glibc
 import Spawn
@@ -11,17 +12,18 @@ public enum RootfsImageBuilder {
 
     /// Builds on a dispatch thread: mkfs runs for a while and must not hold a Swift concurrency
     /// thread (those also carry gRPC responses).
-    public static func buildOffPool(directory: String, image: String) async throws(ImageError) {
-        let result: Result<Void, ImageError> = await withCheckedContinuation { done in
+    public static func buildOffPool(directory: String, image: String) async throws(CocoonError) {
+        let result: Result<Void, CocoonError> = await withCheckedContinuation { done in
             DispatchQueue.global(qos: .utility).async {
-                done.resume(returning: Result { () throws(ImageError) in try build(directory: directory, image: image) })
+                done.resume(
+                    returning: Result { () throws(CocoonError) in try build(directory: directory, image: image) })
             }
         }
         try result.get()
     }
 
     /// Builds `image` from `directory` (written beside it, then renamed into place).
-    public static func build(directory: String, image: String) throws(ImageError) {
+    public static func build(directory: String, image: String) throws(CocoonError) {
         guard access(tool, X_OK) == 0 else {
             throw .internalError("\(tool) is missing: install erofs-utils (scripts/setup-host does)")
         }

@@ -1,7 +1,18 @@
+import AgentClient
 import Hypervisor
 
 /// Everything Cocoon knows about one pod sandbox, persisted as JSON so it survives daemon restarts.
 /// CRI-agnostic: the CRI layer translates to and from `runtime.v1` messages.
+///
+/// Its life, and the only function that changes `state` (`transition`):
+///
+///     creating --booted--> ready --stopped / vmExited--> notReady
+///        |                                                  ^
+///        +---------------stopped (recovery)-----------------+
+///
+/// A failed RunPodSandbox deletes its `creating` record (nothing is left behind); so does recovery
+/// when it finds one left by a crash, falling back to `notReady` if the delete fails. `notReady` is
+/// final: a stopped pod's VM never comes back (the kubelet creates a new sandbox).
 public struct SandboxRecord: Codable, Sendable, Equatable {
     public enum State: String, Codable, Sendable {
         /// The VM is booting; a record left in this state by a crash is cleaned up on restart.
@@ -10,30 +21,41 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
         case notReady
     }
 
+    /// What happens to a sandbox.
+    public enum Event: Sendable, Equatable {
+        /// The guest agent answered: the pod is READY.
+        case booted(bootMs: Double, guest: GuestInfo)
+        /// Stopped on request (or abandoned by recovery); the first reason and time are kept.
+        case stopped(reason: String, atNs: Int64)
+        /// The VM ended by itself.
+        case vmExited(atNs: Int64)
+    }
+
     public var id: String
     public var metadata: PodMetadata
     public var labels: [String: String]
     public var annotations: [String: String]
     public var runtimeHandler: String
     public var createdAtNs: Int64
-    public var state: State
+    public private(set) var state: State
     public var vcpus: Int
     public var memoryMiB: Int
     public var vm: VMHandle?
     /// RunPodSandbox call to agent answering, in milliseconds.
-    public var bootMs: Double?
-    public var guest: GuestInfo?
-    public var stoppedAtNs: Int64?
+    public private(set) var bootMs: Double?
+    public private(set) var guest: GuestInfo?
+    public private(set) var stoppedAtNs: Int64?
     /// Why the sandbox is not ready, when Cocoon knows (VM exited, stopped by request).
-    public var reason: String?
+    public private(set) var reason: String?
     /// The CRI PodSandboxConfig as JSON, kept for the container calls that need it later.
     public var configJSON: String?
     /// Image disks hot-plugged into the VM: serial -> SCSI slot.
     public var disks: [String: Int]?
 
     public init(
-        id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String], runtimeHandler: String,
-        createdAtNs: Int64, state: State, vcpus: Int, memoryMiB: Int, vm: VMHandle? = nil, configJSON: String? = nil
+        id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],
+        runtimeHandler: String,
+        createdAtNs: Int64, vcpus: Int, memoryMiB: Int, vm: VMHandle? = nil, configJSON: String? = nil
     ) {
         self.id = id
         self.metadata = metadata
@@ -41,11 +63,37 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
         self.annotations = annotations
         self.runtimeHandler = runtimeHandler
         self.createdAtNs = createdAtNs
-        self.state = state
+        self.state = .creating
         self.vcpus = vcpus
         self.memoryMiB = memoryMiB
         self.vm = vm
         self.configJSON = configJSON
+    }
+
+    /// Applies `event` and returns true, or returns false and changes nothing when the event does not
+    /// apply in this state (a VM exit of a pod already stopped, a boot of a ready pod).
+    @discardableResult
+    public mutating func transition(_ event: Event) -> Bool {
+        switch (state, event) {
+        case (.creating, .booted(let bootMs, let guest)):
+            state = .ready
+            self.bootMs = bootMs
+            self.guest = guest
+        case (.creating, .stopped(let reason, let at)), (.ready, .stopped(let reason, let at)):
+            state = .notReady
+            stoppedAtNs = at
+            self.reason = reason
+        case (.notReady, .stopped(let reason, let at)) where stoppedAtNs == nil:
+            stoppedAtNs = at
+            self.reason = self.reason ?? reason
+        case (.ready, .vmExited(let at)):
+            state = .notReady
+            stoppedAtNs = at
+            reason = "VM exited unexpectedly"
+        default:
+            return false
+        }
+        return true
     }
 
     /// The name containerd reserves per pod: name_namespace_uid_attempt.
@@ -70,6 +118,16 @@ public struct PodMetadata: Codable, Sendable, Equatable, Hashable {
 
 /// What the guest agent reported about itself when the sandbox became ready.
 public struct GuestInfo: Codable, Sendable, Equatable {
+    public init(_ h: GuestHealth) {
+        agentVersion = h.agentVersion
+        apiVersion = h.apiVersion
+        kernelRelease = h.kernelRelease
+        transport = h.transport
+        agentStartedMs = Double(h.agentStartedNs) / 1e6
+        channelOpenMs = Double(h.channelOpenNs) / 1e6
+        memTotalKiB = h.memTotalKiB
+    }
+
     enum CodingKeys: String, CodingKey {
         case agentVersion = "agent_version", apiVersion = "api_version", kernelRelease = "kernel_release", transport
         case agentStartedMs = "agent_started_ms", channelOpenMs = "channel_open_ms", memTotalKiB = "mem_total_kib"

@@ -1,4 +1,5 @@
 import CSpawn
+import ContainerCore
 import Foundation
 
 /// Owns host process plumbing the drivers share: running a helper to completion with its output,
@@ -67,6 +68,7 @@ public enum HostProcess {
     /// True when `pid` is a live process whose command line contains `marker`.
     public static func isAlive(pid: Int32, marker: String) -> Bool {
         guard pid > 0 else { return false }
+        // try?: no stat file: the process is gone
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
             let close = stat.lastIndex(of: ")")
         else { return false }
@@ -78,6 +80,7 @@ public enum HostProcess {
 
     /// Live processes with an argument containing `marker` (a VM whose pid was never recorded).
     public static func pids(withArgument marker: String) -> [Int32] {
+        // try?: no procfs: no processes to find
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { Int32($0) }.filter { $0 != getpid() && isAlive(pid: $0, marker: marker) }
     }
@@ -88,6 +91,7 @@ public enum HostProcess {
         let end = clock.now + timeout
         while isAlive(pid: pid, marker: marker) {
             if clock.now >= end { return false }
+            // try?: cancellation ends the wait early
             try? await Task.sleep(for: .milliseconds(20))
         }
         return true
@@ -97,12 +101,5 @@ public enum HostProcess {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
-}
-
-/// Decodes a wait(2) status the way shells and CRI report it: the exit code, or 128 + the signal.
-public enum WaitStatus {
-    public static func exitCode(_ status: Int32) -> Int32 {
-        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }

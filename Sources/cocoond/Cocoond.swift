@@ -1,7 +1,9 @@
 import ArgumentParser
 import CRI
 import CRIAPI
+import CocoonServices
 import Config
+import Containers
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
@@ -21,7 +23,8 @@ struct Cocoond: AsyncParsableCommand {
     @Option(help: "Override the socket path from the configuration.") var socket: String?
     @Option(help: "Override the state root from the configuration.") var stateRoot: String?
     @Option(help: "Override the run directory from the configuration.") var runDir: String?
-    @Option(help: "Override the log level (trace, debug, info, notice, warning, error, critical).") var logLevel: String?
+    @Option(help: "Override the log level (trace, debug, info, notice, warning, error, critical).") var logLevel:
+        String?
 
     func run() async throws {
         var cfg: CocoonConfig
@@ -37,7 +40,9 @@ struct Cocoond: AsyncParsableCommand {
         }
         if let socket { cfg.socket = socket }
         if let logLevel {
-            guard let level = LogLevel(rawValue: logLevel) else { throw ValidationError("--log-level \(logLevel) is not a log level") }
+            guard let level = LogLevel(rawValue: logLevel) else {
+                throw ValidationError("--log-level \(logLevel) is not a log level")
+            }
             cfg.logLevel = level
         }
         let level = Logger.Level(rawValue: cfg.logLevel.rawValue) ?? .info
@@ -52,10 +57,10 @@ struct Cocoond: AsyncParsableCommand {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         try await SocketGuard.claim(cfg.socket)
-        await Accelerator.shared.configure(cacheFile: cfg.stateRoot + "/accel.json", logger: Logger(label: "cocoon.accel"))
+        await Accelerator.shared.configure(
+            cacheFile: cfg.stateRoot + "/accel.json", logger: Logger(label: "cocoon.accel"))
 
-        let hypervisors: [String: any Hypervisor] = ["qemu": QEMUHypervisor(), "libvirt": LibvirtHypervisor()]
-        let manager = SandboxManager(config: cfg, store: SandboxStore(stateRoot: cfg.stateRoot), hypervisors: hypervisors)
+        let manager = SandboxManager(config: cfg, hypervisors: [QEMUHypervisor(), LibvirtHypervisor()])
         await manager.recover()
         let images: ImageManager
         do {
@@ -64,12 +69,16 @@ struct Cocoond: AsyncParsableCommand {
             throw ValidationError("image store: \(error)")
         }
         await images.resumeBlockImages()
-        let containers = ContainerManager(sandboxes: manager, stateRoot: cfg.stateRoot)
+        let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot)
         await containers.recover()
 
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
-            services: [RuntimeService(config: cfg, sandboxes: manager, containers: containers, images: images), ImageService(images: images), ImageImportService(images: images)])
+            services: [
+                RuntimeService(config: cfg, sandboxes: manager, containers: containers, images: images),
+                ImageService(images: images),
+                ImageImportService(images: images),
+            ])
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let stateRootPath = cfg.stateRoot
         let handlers = cfg.handlers
@@ -78,18 +87,21 @@ struct Cocoond: AsyncParsableCommand {
                 try await server.serve()
                 // Detach before the event stream ends, so nothing an agent sends meanwhile is dropped.
                 await manager.detachAll()
-                containers.stopEvents()
+                manager.endAgentEvents()
+                containers.endLifecycleEvents()
             }
             group.addTask { await containers.processEvents() }
             group.addTask {
                 // Decide KVM or TCG for each guest now (a real boot, cached), not on the first pod.
-                for handler in handlers.values where handler.accel.rawValue != "tcg" {
-                    _ = await Accelerator.shared.decide(qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd)
+                for handler in handlers.values where handler.accel != .tcg {
+                    _ = await Accelerator.shared.decide(
+                        qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd)
                 }
             }
             group.addTask {
                 if let address = try await server.listeningAddress {
-                    logger.info("cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])
+                    logger.info(
+                        "cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])
                 }
             }
             group.addTask {
@@ -115,7 +127,9 @@ struct Cocoond: AsyncParsableCommand {
 enum SocketGuard {
     static func claim(_ path: String) async throws {
         guard FileManager.default.fileExists(atPath: path) else { return }
-        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else { throw ValidationError("socket path \(path) is too long") }
+        guard path.utf8.count < MemoryLayout.size(ofValue: sockaddr_un().sun_path) else {
+            throw ValidationError("socket path \(path) is too long")
+        }
         if let version = await answeringRuntime(path) {
             throw ValidationError("another CRI runtime (\(version)) is already serving \(path)")
         }
@@ -127,11 +141,13 @@ enum SocketGuard {
         await withTaskGroup(of: String?.self) { group in
             group.addTask {
                 do {
-                    let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
+                    let transport = try HTTP2ClientTransport.Posix(
+                        target: .unixDomainSocket(path: path), transportSecurity: .plaintext)
                     return try await withGRPCClient(transport: transport) { client in
                         var options = CallOptions.defaults
                         options.timeout = .seconds(3)
-                        let r = try await Runtime_V1_RuntimeService.Client(wrapping: client).version(Runtime_V1_VersionRequest(), options: options)
+                        let r = try await Runtime_V1_RuntimeService.Client(wrapping: client).version(
+                            Runtime_V1_VersionRequest(), options: options)
                         return "\(r.runtimeName) \(r.runtimeVersion)"
                     }
                 } catch {
@@ -139,6 +155,7 @@ enum SocketGuard {
                 }
             }
             group.addTask {
+                // try?: cancelled when the Version call answers first
                 try? await Task.sleep(for: .seconds(5))
                 return nil
             }

@@ -6,12 +6,18 @@ import Testing
 
 /// Containers through cocoond and a real pod VM: busybox pulled from the local registry, its EROFS
 /// image hot-plugged into the VM, processes run by the guest agent with ContainerCore.
-@Suite(.serialized, .enabled(if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)"))
+@Suite(
+    .serialized,
+    .enabled(
+        if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)")
+)
 struct ContainerLifecycleTests {
     typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
     static let busybox = "127.0.0.1:5000/busybox:latest"
 
-    func container(_ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String) -> Runtime_V1_CreateContainerRequest {
+    func container(_ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String)
+        -> Runtime_V1_CreateContainerRequest
+    {
         var r = Runtime_V1_CreateContainerRequest()
         r.podSandboxID = podID
         r.config.metadata.name = name
@@ -33,110 +39,168 @@ struct ContainerLifecycleTests {
         throw TestFailure(description: "container \(id) did not exit")
     }
 
-    func exec(_ rt: Runtime, _ id: String, _ cmd: [String], timeout: Int64 = 0) async throws -> (String, String, Int32) {
-        let r = try await rt.execSync(.with { $0.containerID = id; $0.cmd = cmd; $0.timeout = timeout })
+    func exec(_ rt: Runtime, _ id: String, _ cmd: [String], timeout: Int64 = 0) async throws -> (String, String, Int32)
+    {
+        let r = try await rt.execSync(
+            .with {
+                $0.containerID = id
+                $0.cmd = cmd
+                $0.timeout = timeout
+            })
         return (String(decoding: r.stdout, as: UTF8.self), String(decoding: r.stderr, as: UTF8.self), r.exitCode)
     }
 
-    @Test func containersRunInThePodVM() async throws {
+    /// A daemon with busybox pulled and one pod (hostname `cocoon-pod`, a fresh log directory).
+    func withPod(_ body: (Runtime, Runtime_V1_RunPodSandboxRequest, String, String) async throws -> Void) async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
                 var pod = podConfig("ctr-\(UInt32.random(in: 0...UInt32.max))")
                 pod.config.hostname = "cocoon-pod"
                 let logDir = pod.config.logDirectory
-                try? FileManager.default.removeItem(atPath: logDir)
+                try? FileManager.default.removeItem(atPath: logDir)  // left by an earlier run, if any
                 try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: logDir) }
+                defer { try? FileManager.default.removeItem(atPath: logDir) }  // test scratch space
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
-
-                // A host file bind-mounted read-only.
-                let shared = logDir + "/greeting"
-                try "hello from the host\n".write(toFile: shared, atomically: true, encoding: .utf8)
-                var serverReq = container("server", ["sh", "-c", "echo started; echo oops >&2; printf unterminated; exec sleep 1000"], pod: pod, podID: podID)
-                serverReq.config.mounts = [.with { $0.hostPath = shared; $0.containerPath = "/etc/greeting"; $0.readonly = true }]
-                serverReq.config.envs = [.with { $0.key = "GREETING"; $0.value = "hi" }]
-                let server = try await rt.createContainer(serverReq).containerID
-                var status = try await rt.containerStatus(.with { $0.containerID = server }).status
-                #expect(status.state == .containerCreated)
-                try await rt.startContainer(.with { $0.containerID = server })
-                status = try await rt.containerStatus(.with { $0.containerID = server }).status
-                #expect(status.state == .containerRunning)
-                #expect(status.startedAt > 0 && status.logPath == logDir + "/server.log")
-
-                // ExecSync: the guest kernel, exit codes, env, the mount, the rootfs is writable.
-                let (uname, _, code) = try await exec(rt, server, ["uname", "-r"])
-                #expect(code == 0 && uname.contains("cloud-amd64"), "\(uname)")
-                #expect(try await exec(rt, server, ["sh", "-c", "echo out; echo err >&2; exit 3"]) == ("out\n", "err\n", 3))
-                #expect(try await exec(rt, server, ["sh", "-c", "echo $GREETING; hostname; cat /etc/greeting"]).0 == "hi\ncocoon-pod\nhello from the host\n")
-                let (_, roErr, roCode) = try await exec(rt, server, ["sh", "-c", "echo x > /etc/greeting"])
-                #expect(roCode != 0 && roErr.contains("Read-only"), "\(roErr)")
-                #expect(try await exec(rt, server, ["sh", "-c", "touch /new && echo ok"]).0 == "ok\n")
-                // The timeout fires and the command is killed.
-                let started = ContinuousClock.now
-                await #expect(throws: RPCError.self) { _ = try await exec(rt, server, ["sleep", "30"], timeout: 1) }
-                #expect(ContinuousClock.now - started < .seconds(10))
-
-                // Logs in CRI format at the requested path.
-                var log = ""
-                for _ in 0..<50 {
-                    log = (try? String(contentsOfFile: logDir + "/server.log", encoding: .utf8)) ?? ""
-                    if log.contains(" stderr F oops") { break }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-                let lines = log.split(separator: "\n")
-                let started1 = try #require(lines.first { $0.hasSuffix(" stdout F started") })
-                #expect(started1.split(separator: " ")[0].count == 30, "RFC3339 with nanoseconds: \(started1)")
-                #expect(lines.contains { $0.hasSuffix(" stderr F oops") }, "\(log)")
-
-                // Log rotation: the kubelet renames the file and asks for a reopen; new output goes to a new file.
-                let ticker = try await rt.createContainer(container("ticker", ["sh", "-c", "while true; do echo tick; sleep 0.2; done"], pod: pod, podID: podID)).containerID
-                try await rt.startContainer(.with { $0.containerID = ticker })
-                try await Task.sleep(for: .seconds(1))
-                try FileManager.default.moveItem(atPath: logDir + "/ticker.log", toPath: logDir + "/ticker.log.1")
-                try await rt.reopenContainerLog(.with { $0.containerID = ticker })
-                try await Task.sleep(for: .seconds(1))
-                let rotated = (try? String(contentsOfFile: logDir + "/ticker.log", encoding: .utf8)) ?? ""
-                #expect(rotated.contains(" stdout F tick"), "new output lands in the reopened file: \(rotated)")
-                try await rt.removeContainer(.with { $0.containerID = ticker })
-
-                // A second container: own PID namespace, exit code round-trips.
-                let worker = try await rt.createContainer(container("worker", ["sh", "-c", "ls /proc | grep -c '^[0-9]'; exit 7"], pod: pod, podID: podID)).containerID
-                try await rt.startContainer(.with { $0.containerID = worker })
-                let done = try await waitUntilExited(rt, worker)
-                #expect(done.exitCode == 7 && done.reason == "Error" && done.finishedAt >= done.startedAt)
-                let workerLog = (try? String(contentsOfFile: logDir + "/worker.log", encoding: .utf8)) ?? ""
-                // sh, ls and grep (grep may not have started yet when ls reads /proc): never the pod's others.
-                #expect(workerLog.contains(" stdout F 3") || workerLog.contains(" stdout F 2"), "the worker sees only its own processes: \(workerLog)")
-
-                // List with filters.
-                let all = try await rt.listContainers(.init()).containers
-                #expect(Set(all.map(\.id)) == [server, worker])
-                let running = try await rt.listContainers(.with { $0.filter.state.state = .containerRunning }).containers
-                #expect(running.map(\.id) == [server])
-                let labelled = try await rt.listContainers(.with { $0.filter.labelSelector = ["app": "worker"] }).containers
-                #expect(labelled.map(\.id) == [worker])
-
-                // Stop: the process ignores SIGTERM, so the timeout escalates to SIGKILL.
-                let stubborn = try await rt.createContainer(container("stubborn", ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"], pod: pod, podID: podID)).containerID
-                try await rt.startContainer(.with { $0.containerID = stubborn })
-                try await Task.sleep(for: .milliseconds(300))
-                let stopStart = ContinuousClock.now
-                try await rt.stopContainer(.with { $0.containerID = stubborn; $0.timeout = 2 })
-                #expect(ContinuousClock.now - stopStart >= .seconds(2))
-                let stopped = try await rt.containerStatus(.with { $0.containerID = stubborn }).status
-                #expect(stopped.state == .containerExited && stopped.exitCode == 137)
-                try await rt.stopContainer(.with { $0.containerID = stubborn; $0.timeout = 2 })  // idempotent
-
-                // Remove one container twice, then the pod takes the rest with it.
-                try await rt.removeContainer(.with { $0.containerID = worker })
-                try await rt.removeContainer(.with { $0.containerID = worker })
-                #expect(try await rt.listContainers(.init()).containers.count == 2)
+                try await body(rt, pod, podID, logDir)
                 try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
-                #expect(try await rt.containerStatus(.with { $0.containerID = server }).status.state == .containerExited)
                 try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
-                #expect(try await rt.listContainers(.init()).containers.isEmpty)
             }
+        }
+    }
+
+    /// Creates and starts a container; returns its id.
+    func run(_ rt: Runtime, _ request: Runtime_V1_CreateContainerRequest) async throws -> String {
+        let id = try await rt.createContainer(request).containerID
+        try await rt.startContainer(.with { $0.containerID = id })
+        return id
+    }
+
+    @Test func execSyncRunsInTheContainerWithItsEnvMountsAndHostname() async throws {
+        try await withPod { rt, pod, podID, logDir in
+            // A host file bind-mounted read-only.
+            let shared = logDir + "/greeting"
+            try "hello from the host\n".write(toFile: shared, atomically: true, encoding: .utf8)
+            var serverReq = container("server", ["sleep", "1000"], pod: pod, podID: podID)
+            serverReq.config.mounts = [
+                .with {
+                    $0.hostPath = shared
+                    $0.containerPath = "/etc/greeting"
+                    $0.readonly = true
+                }
+            ]
+            serverReq.config.envs = [
+                .with {
+                    $0.key = "GREETING"
+                    $0.value = "hi"
+                }
+            ]
+            let server = try await rt.createContainer(serverReq).containerID
+            var status = try await rt.containerStatus(.with { $0.containerID = server }).status
+            #expect(status.state == .containerCreated)
+            try await rt.startContainer(.with { $0.containerID = server })
+            status = try await rt.containerStatus(.with { $0.containerID = server }).status
+            #expect(status.state == .containerRunning)
+            #expect(status.startedAt > 0 && status.logPath == logDir + "/server.log")
+
+            // The guest kernel, exit codes, env, the mount, the rootfs is writable.
+            let (uname, _, code) = try await exec(rt, server, ["uname", "-r"])
+            #expect(code == 0 && uname.contains("cloud-amd64"), "\(uname)")
+            #expect(
+                try await exec(rt, server, ["sh", "-c", "echo out; echo err >&2; exit 3"]) == ("out\n", "err\n", 3))
+            let env = try await exec(rt, server, ["sh", "-c", "echo $GREETING; hostname; cat /etc/greeting"]).0
+            #expect(env == "hi\ncocoon-pod\nhello from the host\n")
+            let (_, roErr, roCode) = try await exec(rt, server, ["sh", "-c", "echo x > /etc/greeting"])
+            #expect(roCode != 0 && roErr.contains("Read-only"), "\(roErr)")
+            #expect(try await exec(rt, server, ["sh", "-c", "touch /new && echo ok"]).0 == "ok\n")
+            // The timeout fires and the command is killed.
+            let started = ContinuousClock.now
+            await #expect(throws: RPCError.self) { _ = try await exec(rt, server, ["sleep", "30"], timeout: 1) }
+            #expect(ContinuousClock.now - started < .seconds(10))
+        }
+    }
+
+    @Test func logsAreInCRIFormatAndFollowARotation() async throws {
+        try await withPod { rt, pod, podID, logDir in
+            let command = ["sh", "-c", "echo started; echo oops >&2; printf unterminated; exec sleep 1000"]
+            _ = try await run(rt, container("server", command, pod: pod, podID: podID))
+            var log = ""
+            for _ in 0..<50 {
+                log = (try? String(contentsOfFile: logDir + "/server.log", encoding: .utf8)) ?? ""
+                if log.contains(" stderr F oops") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let lines = log.split(separator: "\n")
+            let first = try #require(lines.first { $0.hasSuffix(" stdout F started") })
+            #expect(first.split(separator: " ")[0].count == 30, "RFC3339 with nanoseconds: \(first)")
+            #expect(lines.contains { $0.hasSuffix(" stderr F oops") }, "\(log)")
+
+            // The kubelet renames the file and asks for a reopen; new output goes to a new file.
+            let ticker = try await run(
+                rt,
+                container("ticker", ["sh", "-c", "while true; do echo tick; sleep 0.2; done"], pod: pod, podID: podID))
+            try await Task.sleep(for: .seconds(1))
+            try FileManager.default.moveItem(atPath: logDir + "/ticker.log", toPath: logDir + "/ticker.log.1")
+            try await rt.reopenContainerLog(.with { $0.containerID = ticker })
+            try await Task.sleep(for: .seconds(1))
+            let rotated = (try? String(contentsOfFile: logDir + "/ticker.log", encoding: .utf8)) ?? ""
+            #expect(rotated.contains(" stdout F tick"), "new output lands in the reopened file: \(rotated)")
+        }
+    }
+
+    @Test func eachContainerHasItsOwnProcessesAndExitCode() async throws {
+        try await withPod { rt, pod, podID, logDir in
+            let server = try await run(rt, container("server", ["sleep", "1000"], pod: pod, podID: podID))
+            let command = ["sh", "-c", "ls /proc | grep -c '^[0-9]'; exit 7"]
+            let worker = try await run(rt, container("worker", command, pod: pod, podID: podID))
+            let done = try await waitUntilExited(rt, worker)
+            #expect(done.exitCode == 7 && done.reason == "Error" && done.finishedAt >= done.startedAt)
+            let workerLog = (try? String(contentsOfFile: logDir + "/worker.log", encoding: .utf8)) ?? ""
+            // sh, ls and grep (grep may not have started yet when ls reads /proc): never the pod's others.
+            #expect(
+                workerLog.contains(" stdout F 3") || workerLog.contains(" stdout F 2"),
+                "the worker sees only its own processes: \(workerLog)")
+
+            // List with filters.
+            let all = try await rt.listContainers(.init()).containers
+            #expect(Set(all.map(\.id)) == [server, worker])
+            let running = try await rt.listContainers(.with { $0.filter.state.state = .containerRunning }).containers
+            #expect(running.map(\.id) == [server])
+            let labelled = try await rt.listContainers(.with { $0.filter.labelSelector = ["app": "worker"] }).containers
+            #expect(labelled.map(\.id) == [worker])
+        }
+    }
+
+    @Test func stopEscalatesToSIGKILLAndRemovalIsIdempotent() async throws {
+        try await withPod { rt, pod, podID, _ in
+            let server = try await run(rt, container("server", ["sleep", "1000"], pod: pod, podID: podID))
+            // The process ignores SIGTERM, so the timeout escalates to SIGKILL.
+            let command = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
+            let stubborn = try await run(rt, container("stubborn", command, pod: pod, podID: podID))
+            try await Task.sleep(for: .milliseconds(300))
+            let stopStart = ContinuousClock.now
+            try await rt.stopContainer(
+                .with {
+                    $0.containerID = stubborn
+                    $0.timeout = 2
+                })
+            #expect(ContinuousClock.now - stopStart >= .seconds(2))
+            let stopped = try await rt.containerStatus(.with { $0.containerID = stubborn }).status
+            #expect(stopped.state == .containerExited && stopped.exitCode == 137)
+            try await rt.stopContainer(
+                .with {
+                    $0.containerID = stubborn
+                    $0.timeout = 2
+                })  // idempotent
+
+            // Remove one container twice; the stopped pod takes the rest with it.
+            try await rt.removeContainer(.with { $0.containerID = stubborn })
+            try await rt.removeContainer(.with { $0.containerID = stubborn })
+            #expect(try await rt.listContainers(.init()).containers.map(\.id) == [server])
+            try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+            #expect(try await rt.containerStatus(.with { $0.containerID = server }).status.state == .containerExited)
+            try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            #expect(try await rt.listContainers(.init()).containers.isEmpty)
         }
     }
 
@@ -147,16 +211,24 @@ struct ContainerLifecycleTests {
                 let pod = podConfig("ctr-lim-\(UInt32.random(in: 0...UInt32.max))")
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
                 // A memory hog over its cgroup limit is OOM-killed and reported so.
-                var hog = container("hog", ["sh", "-c", "x=$(head -c 48000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod, podID: podID)
+                var hog = container(
+                    "hog", ["sh", "-c", "x=$(head -c 48000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod,
+                    podID: podID)
                 hog.config.logPath = ""
                 hog.config.linux.resources.memoryLimitInBytes = 16 << 20
                 let hogID = try await rt.createContainer(hog).containerID
                 try await rt.startContainer(.with { $0.containerID = hogID })
                 let hogStatus = try await waitUntilExited(rt, hogID)
-                #expect(hogStatus.reason == "OOMKilled" && hogStatus.exitCode == 137, "\(hogStatus.reason) \(hogStatus.exitCode)")
+                #expect(
+                    hogStatus.reason == "OOMKilled" && hogStatus.exitCode == 137,
+                    "\(hogStatus.reason) \(hogStatus.exitCode)")
 
-                // RuntimeDefault seccomp refuses unshare, for the process and its execs alike; dropped capabilities stay dropped.
-                var web = container("web", ["sh", "-c", "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 8080 -h /www"], pod: pod, podID: podID)
+                // RuntimeDefault seccomp refuses unshare, for the process and its execs alike; dropped
+                // capabilities stay dropped.
+                var web = container(
+                    "web",
+                    ["sh", "-c", "mkdir -p /www && echo pong > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                    pod: pod, podID: podID)
                 web.config.logPath = ""
                 web.config.linux.securityContext.seccomp.profileType = .runtimeDefault
                 web.config.linux.securityContext.capabilities.dropCapabilities = ["NET_RAW"]
@@ -172,7 +244,11 @@ struct ContainerLifecycleTests {
                 let stats = try await rt.containerStats(.with { $0.containerID = webID }).stats
                 #expect(stats.memory.workingSetBytes.value > 0 && stats.cpu.usageCoreNanoSeconds.value > 0, "\(stats)")
                 #expect(try await exec(rt, webID, ["sh", "-c", "cat /sys/fs/cgroup/memory.max"]).0 == "max\n")
-                try await rt.updateContainerResources(.with { $0.containerID = webID; $0.linux.memoryLimitInBytes = 64 << 20 })
+                try await rt.updateContainerResources(
+                    .with {
+                        $0.containerID = webID
+                        $0.linux.memoryLimitInBytes = 64 << 20
+                    })
                 #expect(try await exec(rt, webID, ["sh", "-c", "cat /sys/fs/cgroup/memory.max"]).0 == "67108864\n")
 
                 // A second container reaches the first over localhost.
@@ -189,7 +265,8 @@ struct ContainerLifecycleTests {
                 #expect(body == "pong\n")
                 // pids.max from [containers] pids_limit caps a fork bomb: the shell soon cannot fork.
                 #expect(try await exec(rt, clientID, ["sh", "-c", "cat /sys/fs/cgroup/pids.max"]).0 == "32\n")
-                let (_, forkErr, forkCode) = try await exec(rt, clientID, ["sh", "-c", "for i in $(seq 60); do sleep 3 & done; echo all-forked"])
+                let (_, forkErr, forkCode) = try await exec(
+                    rt, clientID, ["sh", "-c", "for i in $(seq 60); do sleep 3 & done; echo all-forked"])
                 #expect(forkCode != 0 && forkErr.contains("can't fork"), "\(forkErr)")
                 let podStats = try await rt.podSandboxStats(.with { $0.podSandboxID = podID }).stats
                 #expect(Set(podStats.linux.containers.map(\.attributes.id)).isSuperset(of: [webID, clientID]))
@@ -209,9 +286,15 @@ struct ContainerLifecycleTests {
             defer { try? FileManager.default.removeItem(atPath: logDir) }
             let (podID, counter, quitter) = try await daemon.withRuntime { rt in
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
-                let counter = try await rt.createContainer(container("counter", ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"], pod: pod, podID: podID)).containerID
+                let counter = try await rt.createContainer(
+                    container(
+                        "counter", ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i; sleep 0.2; done"], pod: pod,
+                        podID: podID)
+                ).containerID
                 try await rt.startContainer(.with { $0.containerID = counter })
-                let quitter = try await rt.createContainer(container("quitter", ["sh", "-c", "sleep 2; exit 5"], pod: pod, podID: podID)).containerID
+                let quitter = try await rt.createContainer(
+                    container("quitter", ["sh", "-c", "sleep 2; exit 5"], pod: pod, podID: podID)
+                ).containerID
                 try await rt.startContainer(.with { $0.containerID = quitter })
                 return (podID, counter, quitter)
             }
@@ -224,7 +307,8 @@ struct ContainerLifecycleTests {
             try await Task.sleep(for: .seconds(3))  // the quitter exits and the counter counts while no daemon listens
             try await daemon.start()
             try await daemon.withRuntime { rt in
-                #expect(try await rt.containerStatus(.with { $0.containerID = counter }).status.state == .containerRunning)
+                #expect(
+                    try await rt.containerStatus(.with { $0.containerID = counter }).status.state == .containerRunning)
                 let quit = try await waitUntilExited(rt, quitter)
                 #expect(quit.exitCode == 5, "the exit seen while the daemon was down arrives after the restart")
                 #expect(try await exec(rt, counter, ["true"]).2 == 0)
@@ -235,8 +319,9 @@ struct ContainerLifecycleTests {
                     try await Task.sleep(for: .milliseconds(100))
                     numbers = counted()
                 }
-                #expect(numbers.count >= beforeRestart + 15 && numbers == Array(1...numbers.count),
-                        "no output lost across the restart (\(beforeRestart) lines before it): \(numbers)")
+                #expect(
+                    numbers.count >= beforeRestart + 15 && numbers == Array(1...numbers.count),
+                    "no output lost across the restart (\(beforeRestart) lines before it): \(numbers)")
                 try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
         }
@@ -284,10 +369,20 @@ struct ContainerLifecycleTests {
                 let missing = await code(r)
                 #expect(missing.0 == .notFound && missing.1.contains("never-pulled"), "\(missing)")
                 r = container("c", ["true"], pod: pod, podID: podID)
-                r.config.mounts = [.with { $0.hostPath = "/nonexistent/cocoon-src"; $0.containerPath = "/x" }]
+                r.config.mounts = [
+                    .with {
+                        $0.hostPath = "/nonexistent/cocoon-src"
+                        $0.containerPath = "/x"
+                    }
+                ]
                 let mount = await code(r)
                 #expect(mount.0 == .notFound && mount.1.contains("/nonexistent/cocoon-src"), "\(mount)")
-                r.config.mounts = [.with { $0.hostPath = daemon.stateRoot; $0.containerPath = "/x" }]
+                r.config.mounts = [
+                    .with {
+                        $0.hostPath = daemon.stateRoot
+                        $0.containerPath = "/x"
+                    }
+                ]
                 #expect(await code(r).0 == .invalidArgument)
                 r = container("c", ["true"], pod: pod, podID: podID)
                 r.config.linux.securityContext.capabilities.addCapabilities = ["CAP_FLY"]
@@ -296,7 +391,9 @@ struct ContainerLifecycleTests {
                 let created = try await rt.createContainer(r).containerID
                 await #expect(throws: RPCError.self) { try await rt.startContainer(.with { $0.containerID = created }) }
                 #expect(try await rt.containerStatus(.with { $0.containerID = created }).status.reason == "StartError")
-                await #expect(throws: RPCError.self) { _ = try await rt.containerStatus(.with { $0.containerID = "nope" }) }
+                await #expect(throws: RPCError.self) {
+                    _ = try await rt.containerStatus(.with { $0.containerID = "nope" })
+                }
                 try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
         }

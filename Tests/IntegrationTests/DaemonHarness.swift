@@ -43,7 +43,8 @@ final class DaemonHarness: @unchecked Sendable {
 
     static var binary: String {
         if let dir = ProcessInfo.processInfo.environment["COCOON_BIN_DIR"] { return dir + "/cocoond" }
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         return repo.path + "/.build/debug/cocoond"
     }
 
@@ -54,10 +55,12 @@ final class DaemonHarness: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         p.arguments = ["--wait", Self.binary, "--config", root + "/config.toml"]
-        let log = FileHandle(forWritingAtPath: root + "/daemon.log") ?? {
-            FileManager.default.createFile(atPath: root + "/daemon.log", contents: nil)
-            return FileHandle(forWritingAtPath: root + "/daemon.log")!
-        }()
+        let log =
+            FileHandle(forWritingAtPath: root + "/daemon.log")
+            ?? {
+                FileManager.default.createFile(atPath: root + "/daemon.log", contents: nil)
+                return FileHandle(forWritingAtPath: root + "/daemon.log")!
+            }()
         log.seekToEndOfFile()
         p.standardOutput = log
         p.standardError = log
@@ -103,7 +106,8 @@ final class DaemonHarness: @unchecked Sendable {
     func daemonPids() -> [Int32] {
         let marker = root + "/config.toml"
         return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
-            guard let pid = Int32(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            guard let pid = Int32(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
             let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             return args.first?.hasSuffix("/cocoond") == true && args.contains(marker) && processAlive(pid) ? pid : nil
         }
@@ -121,15 +125,21 @@ final class DaemonHarness: @unchecked Sendable {
 
     func daemonLog() -> String { (try? String(contentsOfFile: root + "/daemon.log", encoding: .utf8)) ?? "" }
 
-    func withRuntime<R: Sendable>(_ body: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+    func withRuntime<R: Sendable>(
+        _ body: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>) async throws -> R
+    ) async throws -> R {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { client in
             try await body(Runtime_V1_RuntimeService.Client(wrapping: client))
         }
     }
 
-    func withImages<R: Sendable>(_ body: (Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-        let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
+    func withImages<R: Sendable>(_ body: (Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>) async throws -> R)
+        async throws -> R
+    {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .unixDomainSocket(path: socket), transportSecurity: .plaintext)
         return try await withGRPCClient(transport: transport) { client in
             try await body(Runtime_V1_ImageService.Client(wrapping: client))
         }
@@ -139,9 +149,13 @@ final class DaemonHarness: @unchecked Sendable {
     /// daemon by design), then deletes the test's directory.
     func cleanup() async {
         await stop()
-        let names = Set(((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []).map { "cocoon-" + $0.prefix(12) })
+        let names = Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []).map {
+                "cocoon-" + $0.prefix(12)
+            })
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
-            guard let pid = Int32(entry), let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8) else { continue }
+            guard let pid = Int32(entry), let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8)
+            else { continue }
             let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
             if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) { kill(pid, SIGKILL) }
         }
@@ -152,7 +166,9 @@ final class DaemonHarness: @unchecked Sendable {
     func leftoverFiles() -> [String] {
         var out: [String] = []
         for dir in [stateRoot + "/sandboxes", runDir + "/vms"] {
-            if let e = FileManager.default.enumerator(atPath: dir) { while let f = e.nextObject() as? String { out.append(dir + "/" + f) } }
+            if let e = FileManager.default.enumerator(atPath: dir) {
+                while let f = e.nextObject() as? String { out.append(dir + "/" + f) }
+            }
         }
         return out
     }

@@ -1,6 +1,6 @@
 import CLI
-import CocoonAPI
 import CRIAPI
+import CocoonAPI
 import Foundation
 import GRPCCore
 import Testing
@@ -12,11 +12,13 @@ struct ImageImportTests {
     @Test func importsLayoutsTarsAndDockerSave() async throws {
         let busybox = try TestImages.entry("busybox")
         let busyboxID = try #require(busybox["config"] as? String)
-        let amd64 = try #require(((try TestImages.entry("multiarch"))["manifests"] as? [String: Any])?["linux/amd64"] as? [String: Any])
+        let amd64 = try #require(
+            ((try TestImages.entry("multiarch"))["manifests"] as? [String: Any])?["linux/amd64"] as? [String: Any])
         try await withDaemon { daemon in
             let endpoint = try Endpoint(parsing: daemon.socket)
             // An OCI layout directory, named by the caller (its index only says "latest").
-            let fromDir = try await endpoint.importImage(.init(path: TestImages.dir + "/busybox", name: "local/busybox"), options: .defaults)
+            let fromDir = try await endpoint.importImage(
+                .init(path: TestImages.dir + "/busybox", name: "local/busybox"), options: .defaults)
             #expect(fromDir.images.map(\.id) == [busyboxID])
             #expect(fromDir.images.first?.names.first == "docker.io/local/busybox:latest")
 
@@ -30,11 +32,15 @@ struct ImageImportTests {
             // docker save (legacy layout): config + uncompressed layer.tar + manifest.json.
             let saved = daemon.root + "/saved"
             let layout = TestImages.dir + "/busybox/blobs/sha256/"
-            let layer = try #require(((busybox["layers"] as? [[String: Any]])?.first?["digest"] as? String)?.dropFirst(7))
-            try shell("""
-                mkdir -p '\(saved)/l1' && cp '\(layout)\(busyboxID.dropFirst(7))' '\(saved)/\(busyboxID.dropFirst(7)).json' \
+            let layer = try #require(
+                ((busybox["layers"] as? [[String: Any]])?.first?["digest"] as? String)?.dropFirst(7))
+            try shell(
+                """
+                mkdir -p '\(saved)/l1' \
+                && cp '\(layout)\(busyboxID.dropFirst(7))' '\(saved)/\(busyboxID.dropFirst(7)).json' \
                 && gzip -dc < '\(layout)\(layer)' > '\(saved)/l1/layer.tar' \
-                && printf '[{"Config":"%s.json","RepoTags":["example.com/saved/busybox:v1"],"Layers":["l1/layer.tar"]}]' '\(busyboxID.dropFirst(7))' > '\(saved)/manifest.json' \
+                && printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["l1/layer.tar"]}]' \
+                  '\(busyboxID.dropFirst(7))' example.com/saved/busybox:v1 > '\(saved)/manifest.json' \
                 && tar -C '\(saved)' -cf '\(saved).tar' .
                 """)
             let fromSave = try await endpoint.importImage(.init(path: saved + ".tar"), options: .defaults)
@@ -44,20 +50,35 @@ struct ImageImportTests {
                 #expect(s.repoTags.contains("example.com/saved/busybox:v1"))
                 #expect(s.repoTags.contains("docker.io/local/busybox:latest"))  // same config: one image, two names
                 let info = try #require(try await imageStatus(img, busyboxID, verbose: true).info["info"])
-                let rootfs = try #require((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfs"] as? String)
+                let rootfs = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfs"] as? String)
                 #expect(FileManager.default.isExecutableFile(atPath: rootfs + "/bin/busybox"))
             }
 
             // Bad input: relative path, missing file, an archive that is no image, a hostile tar.
-            let relative = await #expect(throws: RPCError.self) { try await endpoint.importImage(.init(path: "x.tar"), options: .defaults) }
+            let relative = await #expect(throws: RPCError.self) {
+                try await endpoint.importImage(.init(path: "x.tar"), options: .defaults)
+            }
             #expect(relative?.code == .invalidArgument)
-            let missing = await #expect(throws: RPCError.self) { try await endpoint.importImage(.init(path: "/nonexistent.tar"), options: .defaults) }
+            let missing = await #expect(throws: RPCError.self) {
+                try await endpoint.importImage(.init(path: "/nonexistent.tar"), options: .defaults)
+            }
             #expect(missing?.code == .notFound)
-            try shell("mkdir -p '\(daemon.root)/junk' && echo hi > '\(daemon.root)/junk/readme' && tar -C '\(daemon.root)/junk' -cf '\(daemon.root)/junk.tar' .")
-            let junk = await #expect(throws: RPCError.self) { try await endpoint.importImage(.init(path: daemon.root + "/junk.tar"), options: .defaults) }
+            try shell(
+                "mkdir -p '\(daemon.root)/junk' && echo hi > '\(daemon.root)/junk/readme' && tar -C "
+                    + "'\(daemon.root)/junk' -cf '\(daemon.root)/junk.tar' ."
+            )
+            let junk = await #expect(throws: RPCError.self) {
+                try await endpoint.importImage(.init(path: daemon.root + "/junk.tar"), options: .defaults)
+            }
             #expect(junk?.code == .invalidArgument)
-            try shell("cd '\(daemon.root)' && mkdir -p a && echo x > evil && tar -cf hostile.tar --transform 's,^evil,../evil,' evil")
-            let hostile = await #expect(throws: RPCError.self) { try await endpoint.importImage(.init(path: daemon.root + "/hostile.tar"), options: .defaults) }
+            try shell(
+                "cd '\(daemon.root)' && mkdir -p a && echo x > evil && tar -cf hostile.tar --transform "
+                    + "'s,^evil,../evil,' evil"
+            )
+            let hostile = await #expect(throws: RPCError.self) {
+                try await endpoint.importImage(.init(path: daemon.root + "/hostile.tar"), options: .defaults)
+            }
             #expect(hostile?.code == .invalidArgument)
             #expect(hostile?.message.contains("..") == true)
             #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/tmp").isEmpty)

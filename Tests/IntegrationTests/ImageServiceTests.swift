@@ -7,7 +7,9 @@ import Testing
 /// The image service against real registries (Debian's docker-registry, started by
 /// `scripts/registry start`): plain on :5000 (with one tampered blob), basic auth on :5001, bearer
 /// tokens on :5002. Test images and their digests come from images/build-test-images.
-@Suite(.serialized, .enabled(if: TestImages.available, "run scripts/registry start and set COCOON_TEST_IMAGES (scripts/test does)"))
+@Suite(
+    .serialized,
+    .enabled(if: TestImages.available, "run scripts/registry start and set COCOON_TEST_IMAGES (scripts/test does)"))
 struct ImageServiceTests {
     typealias Images = Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>
     static let plain = "127.0.0.1:5000"
@@ -48,10 +50,13 @@ struct ImageServiceTests {
                 _ = try await pull(img, "\(Self.plain)/multilayer")
                 let status = try await imageStatus(img, "\(Self.plain)/multilayer", verbose: true)
                 let info = try #require(status.info["info"])
-                let rootfs = try #require((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfs"] as? String)
+                let rootfs = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfs"] as? String)
                 #expect(status.info["imageConfig"]?.contains("\"diff_ids\"") == true)
                 // The block image a pod VM attaches: EROFS (magic e0f5e1e2 at offset 1024).
-                let image = try #require((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfsImage"] as? String)
+                let image = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfsImage"]
+                        as? String)
                 #expect(await waitForFile(image), "the block image is built right after the pull")
                 let head = try #require(FileManager.default.contents(atPath: image)?.prefix(1028))
                 #expect(head.count == 1028 && Array(head.suffix(4)) == [0xE2, 0xE1, 0xF5, 0xE0])
@@ -61,7 +66,9 @@ struct ImageServiceTests {
                     #expect(lstat(path, &st) == 0, "missing \(path)")
                     switch e["type"] as? String {
                     case "symlink":
-                        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == e["target"] as? String, "\(path)")
+                        #expect(
+                            (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == e["target"]
+                                as? String, "\(path)")
                     case "dir": #expect(st.st_mode & S_IFMT == S_IFDIR, "\(path) is not a directory")
                     case "hardlink", "file":
                         #expect(st.st_mode & S_IFMT == S_IFREG, "\(path) is not a file")
@@ -70,12 +77,18 @@ struct ImageServiceTests {
                         }
                     default: break
                     }
-                    if let mode = e["mode"] as? String { #expect(String(st.st_mode & 0o7777, radix: 8) == String(Int(mode, radix: 8) ?? -1, radix: 8), "\(path) mode") }
+                    if let mode = e["mode"] as? String {
+                        #expect(
+                            String(st.st_mode & 0o7777, radix: 8) == String(Int(mode, radix: 8) ?? -1, radix: 8),
+                            "\(path) mode")
+                    }
                     if let uid = e["uid"] as? Int { #expect(Int(st.st_uid) == uid, "\(path) uid") }
                     if let gid = e["gid"] as? Int { #expect(Int(st.st_gid) == gid, "\(path) gid") }
                     if let linkTo = e["hardlink_of"] as? String {
                         var other = stat()
-                        #expect(lstat(rootfs + linkTo, &other) == 0 && other.st_ino == st.st_ino, "\(path) is not a hard link to \(linkTo)")
+                        #expect(
+                            lstat(rootfs + linkTo, &other) == 0 && other.st_ino == st.st_ino,
+                            "\(path) is not a hard link to \(linkTo)")
                     }
                 }
                 for case let gone as String in expect["must_not_exist"] as? [Any] ?? [] {
@@ -114,7 +127,8 @@ struct ImageServiceTests {
                 let starts = daemon.daemonLog().components(separatedBy: "pull started").count - 1
                 #expect(starts == 1, "the second pull should join the first")
                 #expect(await waitForFile(daemon.stateRoot + "/images/rootfs/\(ia.dropFirst(7)).erofs"))
-                #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/ingest").isEmpty)
+                #expect(
+                    try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/ingest").isEmpty)
                 #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/tmp").isEmpty)
             }
         }
@@ -129,11 +143,14 @@ struct ImageServiceTests {
                 #expect(error?.code == .dataLoss)
                 #expect(error?.message.contains("digest mismatch") == true, "\(error?.message ?? "")")
                 #expect(try await img.listImages(Runtime_V1_ListImagesRequest()).images.isEmpty)
-                let blobs = try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/blobs/sha256")
+                let blobs = try FileManager.default.contentsOfDirectory(
+                    atPath: daemon.stateRoot + "/images/blobs/sha256")
                 #expect(!blobs.contains(String(bad.dropFirst(7))))
                 #expect(blobs.isEmpty, "a failed pull keeps no blobs: \(blobs)")
-                #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/ingest").isEmpty)
-                #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/rootfs").isEmpty)
+                #expect(
+                    try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/ingest").isEmpty)
+                #expect(
+                    try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/rootfs").isEmpty)
             }
         }
     }
@@ -144,7 +161,9 @@ struct ImageServiceTests {
             try await daemon.withImages { img in
                 let anonymous = await #expect(throws: RPCError.self) { try await pull(img, "\(registry)/busybox") }
                 #expect(anonymous?.code == .unauthenticated, "\(anonymous?.message ?? "")")
-                let wrong = await #expect(throws: RPCError.self) { try await pull(img, "\(registry)/busybox", user: "cocoon", password: "nope") }
+                let wrong = await #expect(throws: RPCError.self) {
+                    try await pull(img, "\(registry)/busybox", user: "cocoon", password: "nope")
+                }
                 #expect(wrong?.code == .permissionDenied, "\(wrong?.message ?? "")")
                 #expect(wrong?.message.contains("cocoon") == true)
                 let id = try await pull(img, "\(registry)/busybox", user: "cocoon", password: "s3cret")
@@ -181,8 +200,11 @@ struct ImageServiceTests {
                 try await remove(img, id)
                 try await remove(img, id)
                 #expect(try await img.listImages(Runtime_V1_ListImagesRequest()).images.isEmpty)
-                #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/blobs/sha256").isEmpty)
-                #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/rootfs").isEmpty)
+                #expect(
+                    try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/blobs/sha256")
+                        .isEmpty)
+                #expect(
+                    try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/rootfs").isEmpty)
             }
         }
     }
@@ -190,7 +212,8 @@ struct ImageServiceTests {
     /// Mirrors are tried in order before the registry itself: a dead mirror is skipped, a live one
     /// serves the image of a registry that does not exist.
     @Test func mirrorsServeARegistry() async throws {
-        let mirrors = "[registry.mirrors]\n\"registry.invalid:5000\" = [\"http://127.0.0.1:1\", \"http://\(Self.plain)\"]\n"
+        let mirrors =
+            "[registry.mirrors]\n\"registry.invalid:5000\" = [\"http://127.0.0.1:1\", \"http://\(Self.plain)\"]\n"
         try await withDaemon(extraConfig: mirrors) { daemon in
             try await daemon.withImages { img in
                 let id = try await pull(img, "registry.invalid:5000/busybox:latest")
@@ -198,7 +221,9 @@ struct ImageServiceTests {
                 let s = try #require(try await imageStatus(img, "registry.invalid:5000/busybox").image_)
                 #expect(s.repoTags == ["registry.invalid:5000/busybox:latest"])
                 let none = await #expect(throws: RPCError.self) { try await pull(img, "registry.invalid:5000/absent") }
-                #expect(none?.code == .notFound, "the mirror's answer beats the unreachable registry: \(none?.message ?? "")")
+                #expect(
+                    none?.code == .notFound,
+                    "the mirror's answer beats the unreachable registry: \(none?.message ?? "")")
             }
         }
     }
@@ -224,10 +249,14 @@ struct ImageServiceTests {
                 #expect(empty?.code == .invalidArgument)
                 let bad = await #expect(throws: RPCError.self) { try await pull(img, "\(Self.plain)/Not_Valid!") }
                 #expect(bad?.code == .invalidArgument)
-                let missing = await #expect(throws: RPCError.self) { try await pull(img, "\(Self.plain)/no-such-image:v9") }
+                let missing = await #expect(throws: RPCError.self) {
+                    try await pull(img, "\(Self.plain)/no-such-image:v9")
+                }
                 #expect(missing?.code == .notFound)
                 #expect(missing?.message.contains("no-such-image") == true)
-                let digest = await #expect(throws: RPCError.self) { try await pull(img, "\(Self.plain)/busybox@sha256:1234") }
+                let digest = await #expect(throws: RPCError.self) {
+                    try await pull(img, "\(Self.plain)/busybox@sha256:1234")
+                }
                 #expect(digest?.code == .invalidArgument)
                 #expect(try await imageStatus(img, "\(Self.plain)/never-pulled").hasImage == false)
                 try await remove(img, "\(Self.plain)/never-pulled")
@@ -247,7 +276,10 @@ func waitForFile(_ path: String) async -> Bool {
     return false
 }
 
-func pull(_ img: Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>, _ name: String, user: String = "", password: String = "") async throws -> String {
+func pull(
+    _ img: Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>, _ name: String, user: String = "",
+    password: String = ""
+) async throws -> String {
     var r = Runtime_V1_PullImageRequest()
     r.image.image = name
     r.auth.username = user
@@ -255,7 +287,9 @@ func pull(_ img: Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>, _ n
     return try await img.pullImage(r).imageRef
 }
 
-func imageStatus(_ img: Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>, _ name: String, verbose: Bool = false) async throws -> Runtime_V1_ImageStatusResponse {
+func imageStatus(
+    _ img: Runtime_V1_ImageService.Client<HTTP2ClientTransport.Posix>, _ name: String, verbose: Bool = false
+) async throws -> Runtime_V1_ImageStatusResponse {
     var r = Runtime_V1_ImageStatusRequest()
     r.image.image = name
     r.verbose = verbose

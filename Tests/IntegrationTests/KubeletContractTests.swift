@@ -9,13 +9,20 @@ import Testing
 /// sysctls, a stop signal that is never lost, concurrent creates, security-context fields, kernel
 /// modules on demand, the list-streaming, metrics and event calls, pod resizing, a daemon crash with
 /// pods running, and the KVM/TCG decision.
-@Suite(.serialized, .enabled(if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)"))
+@Suite(
+    .serialized,
+    .enabled(
+        if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)")
+)
 struct KubeletContractTests {
     typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
     static let busybox = "127.0.0.1:5000/busybox:latest"
     static let nonroot = "127.0.0.1:5000/nonroot:latest"
 
-    func container(_ name: String, _ command: [String], image: String = busybox, pod: Runtime_V1_RunPodSandboxRequest, podID: String)
+    func container(
+        _ name: String, _ command: [String], image: String = busybox, pod: Runtime_V1_RunPodSandboxRequest,
+        podID: String
+    )
         -> Runtime_V1_CreateContainerRequest
     {
         var r = Runtime_V1_CreateContainerRequest()
@@ -34,7 +41,12 @@ struct KubeletContractTests {
     }
 
     func exec(_ rt: Runtime, _ id: String, _ script: String) async throws -> (out: String, code: Int32) {
-        let r = try await rt.execSync(.with { $0.containerID = id; $0.cmd = ["sh", "-c", script]; $0.timeout = 60 })
+        let r = try await rt.execSync(
+            .with {
+                $0.containerID = id
+                $0.cmd = ["sh", "-c", script]
+                $0.timeout = 60
+            })
         return (String(decoding: r.stdout, as: UTF8.self) + String(decoding: r.stderr, as: UTF8.self), r.exitCode)
     }
 
@@ -50,11 +62,16 @@ struct KubeletContractTests {
     }
 
     func qemuPids(_ daemon: DaemonHarness) -> [Int32] {
-        let names = Set(((try? FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/sandboxes")) ?? []).map { "cocoon-" + $0.prefix(12) })
+        let names = Set(
+            ((try? FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/sandboxes")) ?? []).map {
+                "cocoon-" + $0.prefix(12)
+            })
         return ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry -> Int32? in
-            guard let pid = Int32(entry), let cmd = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            guard let pid = Int32(entry), let cmd = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
             let text = String(decoding: cmd, as: UTF8.self)
-            return text.contains("qemu-system") && names.contains(where: { text.contains("process=" + $0) }) && processAlive(pid) ? pid : nil
+            return text.contains("qemu-system") && names.contains(where: { text.contains("process=" + $0) })
+                && processAlive(pid) ? pid : nil
         }
     }
 
@@ -65,7 +82,11 @@ struct KubeletContractTests {
             try await daemon.withRuntime { rt in
                 let unknown = String(repeating: "ab", count: 32)
                 _ = try await rt.stopPodSandbox(.with { $0.podSandboxID = unknown })
-                _ = try await rt.stopContainer(.with { $0.containerID = unknown; $0.timeout = 1 })
+                _ = try await rt.stopContainer(
+                    .with {
+                        $0.containerID = unknown
+                        $0.timeout = 1
+                    })
                 _ = try await rt.removePodSandbox(.with { $0.podSandboxID = unknown })
                 _ = try await rt.removeContainer(.with { $0.containerID = unknown })
                 #expect(await code { try await rt.stopContainer(.with { $0.containerID = "" }) } == .invalidArgument)
@@ -88,12 +109,17 @@ struct KubeletContractTests {
                 #expect(qemuPids(daemon).isEmpty)
 
                 var pod = podConfig("sysctl-\(UInt32.random(in: 0...UInt32.max))")
-                pod.config.linux.sysctls = ["kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100", "net/ipv4/ip_forward": "1"]
+                pod.config.linux.sysctls = [
+                    "kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100", "net/ipv4/ip_forward": "1",
+                ]
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
                 let a = try await run(rt, container("a", ["sleep", "1000"], pod: pod, podID: podID))
                 let b = try await run(rt, container("b", ["sleep", "1000"], pod: pod, podID: podID))
                 for id in [a, b] {
-                    let r = try await exec(rt, id, "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/fs/mqueue/msg_max /proc/sys/net/ipv4/ip_forward")
+                    let r = try await exec(
+                        rt, id,
+                        "cat /proc/sys/kernel/shm_rmid_forced /proc/sys/fs/mqueue/msg_max /proc/sys/net/ipv4/ip_forward"
+                    )
                     #expect(r.out == "1\n100\n1\n", "container \(id): \(r.out)")
                 }
                 // The pod's containers share its IPC namespace, as in Kubernetes.
@@ -122,10 +148,16 @@ struct KubeletContractTests {
                 for i in 0..<20 {
                     let id = try await run(rt, container("top-\(i)", ["top"], pod: pod, podID: podID))
                     let started = ContinuousClock.now
-                    _ = try await rt.stopContainer(.with { $0.containerID = id; $0.timeout = 10 })
+                    _ = try await rt.stopContainer(
+                        .with {
+                            $0.containerID = id
+                            $0.timeout = 10
+                        })
                     durations.append(ContinuousClock.now - started)
                     let status = try await rt.containerStatus(.with { $0.containerID = id }).status
-                    #expect(status.state == .containerExited && status.exitCode == 143, "cycle \(i): exit \(status.exitCode) after \(durations.last ?? .zero)")
+                    #expect(
+                        status.state == .containerExited && status.exitCode == 143,
+                        "cycle \(i): exit \(status.exitCode) after \(durations.last ?? .zero)")
                     _ = try await rt.removeContainer(.with { $0.containerID = id })
                 }
                 let sorted = durations.sorted()
@@ -150,14 +182,18 @@ struct KubeletContractTests {
                 var failures: [String] = []
                 for round in 0..<20 {
                     let requests = (0..<4).map { i in
-                        var r = container("c\(round)-\(i)", ["sleep", "1000"], image: i % 2 == 0 ? Self.busybox : Self.nonroot, pod: pod, podID: podID)
+                        var r = container(
+                            "c\(round)-\(i)", ["sleep", "1000"], image: i % 2 == 0 ? Self.busybox : Self.nonroot,
+                            pod: pod, podID: podID)
                         r.config.metadata.attempt = UInt32(round)
                         return r
                     }
                     let ids = await withTaskGroup(of: Result<String, any Error>.self) { group in
                         for r in requests {
                             group.addTask {
-                                do { return .success(try await rt.createContainer(r).containerID) } catch { return .failure(error) }
+                                do { return .success(try await rt.createContainer(r).containerID) } catch {
+                                    return .failure(error)
+                                }
                             }
                         }
                         var out: [Result<String, any Error>] = []
@@ -166,7 +202,9 @@ struct KubeletContractTests {
                     }
                     for case .failure(let e) in ids { failures.append("round \(round): \(e)") }
                     await withTaskGroup(of: Void.self) { group in
-                        for case .success(let id) in ids { group.addTask { _ = try? await rt.removeContainer(.with { $0.containerID = id }) } }
+                        for case .success(let id) in ids {
+                            group.addTask { _ = try? await rt.removeContainer(.with { $0.containerID = id }) }
+                        }
                     }
                 }
                 #expect(failures.isEmpty, "\(failures.count) of 80 creates failed: \(failures.prefix(3))")
@@ -192,7 +230,11 @@ struct KubeletContractTests {
                 var plain = container("plain", ["sleep", "1000"], pod: pod, podID: podID)
                 plain.config.linux.securityContext.seccomp = .with { $0.profileType = .runtimeDefault }
                 let plainID = try await run(rt, plain)
-                let plainView = try await exec(rt, plainID, "[ -c /proc/kcore ] && echo masked; grep -c ' /proc/sys ' /proc/self/mountinfo; grep Seccomp: /proc/self/status")
+                let plainView = try await exec(
+                    rt, plainID,
+                    "[ -c /proc/kcore ] && echo masked; grep -c ' /proc/sys ' /proc/self/mountinfo; grep "
+                        + "Seccomp: /proc/self/status"
+                )
                 #expect(plainView.out == "masked\n1\nSeccomp:\t2\n", "\(plainView.out)")
 
                 // The kubelet's lists replace the defaults.
@@ -200,7 +242,11 @@ struct KubeletContractTests {
                 custom.config.linux.securityContext.maskedPaths = ["/proc/cpuinfo"]
                 custom.config.linux.securityContext.readonlyPaths = ["/proc/bus"]
                 let customID = try await run(rt, custom)
-                let customView = try await exec(rt, customID, "[ -c /proc/kcore ] || echo unmasked; wc -c < /proc/cpuinfo; grep -c ' /proc/sys ' /proc/self/mountinfo")
+                let customView = try await exec(
+                    rt, customID,
+                    "[ -c /proc/kcore ] || echo unmasked; wc -c < /proc/cpuinfo; grep -c ' /proc/sys ' "
+                        + "/proc/self/mountinfo"
+                )
                 #expect(customView.out == "unmasked\n0\n0\n", "\(customView.out)")
 
                 // Privileged: unconfined whatever the profile, and the guest kernel loads what it is asked for.
@@ -211,9 +257,14 @@ struct KubeletContractTests {
                 #expect(try await exec(rt, privID, "grep Seccomp: /proc/self/status").out == "Seccomp:\t0\n")
                 let modules = try await exec(
                     rt, privID,
-                    "ip link add br0 type bridge && brctl addbr br1 && ip link add v0 type veth peer name v1 && ip link add vx0 type vxlan id 42 dstport 4789 && echo created; cut -d' ' -f1 /proc/modules | sort | tr '\\n' ' '")
+                    "ip link add br0 type bridge && brctl addbr br1 && ip link add v0 type veth peer name v1 && "
+                        + "ip link add vx0 type vxlan id 42 dstport 4789 && echo created; cut -d' ' -f1 "
+                        + "/proc/modules | sort | tr '\\n' ' '"
+                )
                 #expect(modules.code == 0 && modules.out.hasPrefix("created\n"), "\(modules.out)")
-                for module in ["bridge", "veth", "vxlan"] { #expect(modules.out.contains(module + " "), "\(module) not loaded: \(modules.out)") }
+                for module in ["bridge", "veth", "vxlan"] {
+                    #expect(modules.out.contains(module + " "), "\(module) not loaded: \(modules.out)")
+                }
                 _ = try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
         }
@@ -275,19 +326,33 @@ struct KubeletContractTests {
                 }
                 #expect(images.contains(Self.busybox))
 
-                let descriptors = try await rt.listMetricDescriptors(Runtime_V1_ListMetricDescriptorsRequest()).descriptors
+                let descriptors = try await rt.listMetricDescriptors(Runtime_V1_ListMetricDescriptorsRequest())
+                    .descriptors
                 #expect(descriptors.map(\.name).contains("container_memory_working_set_bytes"))
                 let metrics = try await rt.listPodSandboxMetrics(Runtime_V1_ListPodSandboxMetricsRequest()).podMetrics
                 let mine = try #require(metrics.first { $0.podSandboxID == podID })
-                let workingSet = mine.containerMetrics.first { $0.containerID == id }?.metrics.first { $0.name == "container_memory_working_set_bytes" }
+                let workingSet = mine.containerMetrics.first { $0.containerID == id }?.metrics.first {
+                    $0.name == "container_memory_working_set_bytes"
+                }
                 #expect((workingSet?.value.value ?? 0) > 0 && workingSet?.labelValues.first == id)
 
                 // Resizing within the VM limits the pod's containers together; beyond it is refused.
-                #expect(await code {
-                    try await rt.updatePodSandboxResources(.with { $0.podSandboxID = podID; $0.resources.memoryLimitInBytes = 64 << 30 })
-                } == .failedPrecondition)
-                _ = try await rt.updatePodSandboxResources(.with { $0.podSandboxID = podID; $0.resources.memoryLimitInBytes = 48 << 20 })
-                var hog = container("hog", ["sh", "-c", "x=$(head -c 80000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod, podID: podID)
+                #expect(
+                    await code {
+                        try await rt.updatePodSandboxResources(
+                            .with {
+                                $0.podSandboxID = podID
+                                $0.resources.memoryLimitInBytes = 64 << 30
+                            })
+                    } == .failedPrecondition)
+                _ = try await rt.updatePodSandboxResources(
+                    .with {
+                        $0.podSandboxID = podID
+                        $0.resources.memoryLimitInBytes = 48 << 20
+                    })
+                var hog = container(
+                    "hog", ["sh", "-c", "x=$(head -c 80000000 /dev/zero | tr '\\0' a); echo survived"], pod: pod,
+                    podID: podID)
                 hog.config.metadata.attempt = 0
                 let hogID = try await run(rt, hog)
                 var hogStatus = Runtime_V1_ContainerStatus()
@@ -296,12 +361,21 @@ struct KubeletContractTests {
                     if hogStatus.state == .containerExited { break }
                     try await Task.sleep(for: .milliseconds(100))
                 }
-                #expect(hogStatus.reason == "OOMKilled" || hogStatus.exitCode == 137, "hog under the pod's limit: \(hogStatus.reason) \(hogStatus.exitCode)")
+                #expect(
+                    hogStatus.reason == "OOMKilled" || hogStatus.exitCode == 137,
+                    "hog under the pod's limit: \(hogStatus.reason) \(hogStatus.exitCode)")
 
-                _ = try await rt.stopContainer(.with { $0.containerID = id; $0.timeout = 0 })
+                _ = try await rt.stopContainer(
+                    .with {
+                        $0.containerID = id
+                        $0.timeout = 0
+                    })
                 _ = try await rt.removeContainer(.with { $0.containerID = id })
                 let seen = try await events.value.filter { $0.1 == id }.map(\.0)
-                #expect(seen == [.containerCreatedEvent, .containerStartedEvent, .containerStoppedEvent, .containerDeletedEvent], "\(seen)")
+                #expect(
+                    seen == [
+                        .containerCreatedEvent, .containerStartedEvent, .containerStoppedEvent, .containerDeletedEvent,
+                    ], "\(seen)")
                 _ = try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
             // A kubelet keeps GetContainerEvents open for good: SIGTERM must still stop the daemon promptly.
@@ -316,7 +390,9 @@ struct KubeletContractTests {
             let stopping = ContinuousClock.now
             await daemon.stop()
             _ = await listener.value
-            #expect(ContinuousClock.now - stopping < .seconds(10), "SIGTERM with an event stream open took \(ContinuousClock.now - stopping)")
+            #expect(
+                ContinuousClock.now - stopping < .seconds(10),
+                "SIGTERM with an event stream open took \(ContinuousClock.now - stopping)")
         }
     }
 
@@ -330,7 +406,14 @@ struct KubeletContractTests {
                 for i in 0..<3 {
                     let pod = podConfig("crash-\(i)-\(UInt32.random(in: 0...UInt32.max))")
                     let podID = try await rt.runPodSandbox(pod).podSandboxID
-                    out.append((podID, try await run(rt, container("ticker", ["sh", "-c", "while true; do sleep 1; done"], pod: pod, podID: podID))))
+                    out.append(
+                        (
+                            podID,
+                            try await run(
+                                rt,
+                                container(
+                                    "ticker", ["sh", "-c", "while true; do sleep 1; done"], pod: pod, podID: podID))
+                        ))
                 }
                 return out
             }
@@ -340,14 +423,18 @@ struct KubeletContractTests {
             let socketInode = try #require(listeningInode(daemon.socket))
             for pid in qemuPids(daemon) {
                 let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-                let targets = fds.compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)") }
+                let targets = fds.compactMap {
+                    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\($0)")
+                }
                 #expect(!targets.contains("socket:[\(socketInode)]"), "QEMU \(pid) holds the CRI socket")
                 #expect(!targets.contains { $0.hasSuffix("daemon.log") }, "QEMU \(pid) holds the daemon's log")
             }
 
             // A fourth pod in flight when the daemon dies.
             let inFlight = Task {
-                try? await daemon.withRuntime { rt in try await rt.runPodSandbox(podConfig("crash-inflight")).podSandboxID }
+                try? await daemon.withRuntime { rt in
+                    try await rt.runPodSandbox(podConfig("crash-inflight")).podSandboxID
+                }
             }
             for _ in 0..<100 {
                 let dirs = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/sandboxes")) ?? []
@@ -361,26 +448,33 @@ struct KubeletContractTests {
             let restarted = ContinuousClock.now
             try await daemon.start()
             print("daemon serving again \(ContinuousClock.now - restarted) after a SIGKILL with 3 pods running")
-            let all = try await daemon.withRuntime { rt in try await rt.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items }
+            let all = try await daemon.withRuntime { rt in
+                try await rt.listPodSandbox(Runtime_V1_ListPodSandboxRequest()).items
+            }
             for podID in pods {
                 let state = all.first { $0.id == podID }?.state
                 #expect(state == .sandboxReady, "pod \(podID) after restart")
             }
             let extraStates = all.filter { !pods.contains($0.id) }.map(\.state)
-            #expect(extraStates.allSatisfy { $0 == .sandboxReady }, "the in-flight pod is READY or gone: \(extraStates)")
+            #expect(
+                extraStates.allSatisfy { $0 == .sandboxReady }, "the in-flight pod is READY or gone: \(extraStates)")
             for id in containers {
-                let state = try await daemon.withRuntime { rt in try await rt.containerStatus(.with { $0.containerID = id }).status.state }
+                let state = try await daemon.withRuntime { rt in
+                    try await rt.containerStatus(.with { $0.containerID = id }).status.state
+                }
                 #expect(state == .containerRunning)
                 let out = try await daemon.withRuntime { rt in try await exec(rt, id, "echo alive").out }
                 #expect(out == "alive\n")
             }
             for pod in all.map(\.id) {
-                _ = try await daemon.withRuntime { rt in try await rt.removePodSandbox(.with { $0.podSandboxID = pod }) }
+                _ = try await daemon.withRuntime { rt in try await rt.removePodSandbox(.with { $0.podSandboxID = pod })
+                }
             }
             #expect(qemuPids(daemon).isEmpty, "VMs left: \(qemuPids(daemon))")
             let stray = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
                 guard let cmd = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
-                return String(decoding: cmd, as: UTF8.self).contains("qemu-system") && String(decoding: cmd, as: UTF8.self).contains(daemon.root)
+                return String(decoding: cmd, as: UTF8.self).contains("qemu-system")
+                    && String(decoding: cmd, as: UTF8.self).contains(daemon.root)
             }
             #expect(stray.isEmpty, "QEMU processes of this daemon still alive: \(stray)")
         }
@@ -398,7 +492,11 @@ struct KubeletContractTests {
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (i, byte) in daemon.socket.utf8.enumerated() where i < raw.count - 1 { raw[i] = byte }
         }
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(stale, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
         #expect(bound == 0 && listen(stale, 16) == 0)
         do {
             try await daemon.start()
@@ -407,10 +505,15 @@ struct KubeletContractTests {
                 // A deadline on each try: connecting to the stale listener succeeds and nobody answers.
                 var options = CallOptions.defaults
                 options.timeout = .seconds(2)
-                version = (try? await daemon.withRuntime { rt in try await rt.version(Runtime_V1_VersionRequest(), options: options).runtimeName }) ?? ""
+                version =
+                    (try? await daemon.withRuntime { rt in
+                        try await rt.version(Runtime_V1_VersionRequest(), options: options).runtimeName
+                    }) ?? ""
                 if version.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
             }
-            #expect(version == "cocoon", "cocoond did not take over a socket nobody answers on: \(daemon.daemonLog().suffix(500))")
+            #expect(
+                version == "cocoon",
+                "cocoond did not take over a socket nobody answers on: \(daemon.daemonLog().suffix(500))")
 
             // A second daemon on the same socket refuses to start, naming who answers there.
             let second = Process()
@@ -438,24 +541,34 @@ struct KubeletContractTests {
         let guest = DaemonHarness.guestDir ?? "/var/lib/cocoon/guest"
         let kernel = guest + "/vmlinuz", initrd = guest + "/initrd.cpio", qemu = QEMUHypervisor.defaultBinary
         let daemon = try DaemonHarness()
-        let stale: [[String: Any]] = [[
-            "key": Accelerator.key(qemu: qemu, kernel: kernel, initrd: initrd), "kernel": kernel, "qemu": qemu,
-            "accel": "kvm", "reason": "seeded by the test", "decidedAtNs": 1,
-        ]]
+        let stale: [[String: Any]] = [
+            [
+                "key": Accelerator.key(qemu: qemu, kernel: kernel, initrd: initrd), "kernel": kernel, "qemu": qemu,
+                "accel": "kvm", "reason": "seeded by the test", "decidedAtNs": 1,
+            ]
+        ]
         try FileManager.default.createDirectory(atPath: daemon.stateRoot, withIntermediateDirectories: true)
-        try JSONSerialization.data(withJSONObject: stale).write(to: URL(fileURLWithPath: daemon.stateRoot + "/accel.json"))
+        try JSONSerialization.data(withJSONObject: stale).write(
+            to: URL(fileURLWithPath: daemon.stateRoot + "/accel.json"))
         do {
             try await daemon.start()
             try await daemon.withRuntime { rt in
                 let podID = try await rt.runPodSandbox(podConfig("kvm-retry")).podSandboxID
-                let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = podID; $0.verbose = true })
+                let status = try await rt.podSandboxStatus(
+                    .with {
+                        $0.podSandboxID = podID
+                        $0.verbose = true
+                    })
                 #expect(status.status.state == .sandboxReady)
                 let info = try #require(status.info["info"])
-                let accel = ((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["vm"] as? [String: Any])?["accel"] as? String
+                let accel =
+                    ((try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["vm"]
+                    as? [String: Any])?["accel"] as? String
                 let shown = try await rt.status(.with { $0.verbose = true }).info["accelerator"] ?? ""
                 if accel == "tcg" {
                     // KVM did not run the guest here: the decision now says TCG and why.
-                    #expect(shown.contains("\"accel\":\"tcg\"") && shown.contains("a pod VM booted under KVM"), "\(shown)")
+                    #expect(
+                        shown.contains("\"accel\":\"tcg\"") && shown.contains("a pod VM booted under KVM"), "\(shown)")
                 } else {
                     #expect(accel == "kvm", "accel \(accel ?? "?")")
                 }
@@ -477,7 +590,8 @@ struct KubeletContractTests {
                     if shown.contains("reason") { break }
                     try await Task.sleep(for: .milliseconds(100))
                 }
-                let decisions = try #require(try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]])
+                let decisions = try #require(
+                    try JSONSerialization.jsonObject(with: Data(shown.utf8)) as? [[String: Any]])
                 let first = try #require(decisions.first)
                 #expect(["kvm", "tcg"].contains(first["accel"] as? String ?? ""))
                 #expect(!(first["reason"] as? String ?? "").isEmpty)

@@ -4,7 +4,8 @@ import GRPCCore
 import Testing
 
 /// Real VMs under the real daemon: each test boots guests through QEMU or libvirt.
-@Suite(.serialized, .enabled(if: DaemonHarness.enabled, "set COCOON_GUEST_DIR to a built guest image (scripts/test does)"))
+@Suite(
+    .serialized, .enabled(if: DaemonHarness.enabled, "set COCOON_GUEST_DIR to a built guest image (scripts/test does)"))
 struct PodSandboxLifecycleTests {
     @Test(arguments: ["cocoon", "libvirt"])
     func runStatusListStopRemove(handler: String) async throws {
@@ -106,7 +107,8 @@ struct PodSandboxLifecycleTests {
 
     @Test func stateSurvivesADaemonRestart() async throws {
         try await withDaemon { daemon in
-            let id = try await daemon.withRuntime { rt in try await rt.runPodSandbox(podConfig("survivor")).podSandboxID }
+            let id = try await daemon.withRuntime { rt in try await rt.runPodSandbox(podConfig("survivor")).podSandboxID
+            }
             await daemon.stop()
             try await daemon.start()
             try await daemon.withRuntime { rt in

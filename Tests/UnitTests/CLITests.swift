@@ -27,7 +27,9 @@ import Testing
     }
 
     @Test func commandLineParsing() throws {
-        let cmd = try CocoonCtl.parseAsRoot(["pods", "--label", "a=b", "--state", "notready", "-o", "json", "-r", "unix:///tmp/s.sock"])
+        let cmd = try CocoonCtl.parseAsRoot([
+            "pods", "--label", "a=b", "--state", "notready", "-o", "json", "-r", "unix:///tmp/s.sock",
+        ])
         #expect(String(describing: type(of: cmd)) == "Pods")
         #expect(throws: (any Error).self) { try CocoonCtl.parseAsRoot(["pods", "-o", "xml"]) }
         #expect(throws: (any Error).self) { try CocoonCtl.parseAsRoot(["stopp"]) }
@@ -37,26 +39,31 @@ import Testing
     }
 
     @Test func specFilesInYAMLAndJSON() throws {
-        let yaml = try SpecFile.parse(Runtime_V1_PodSandboxConfig.self, text: """
-            metadata:
-              name: web
-              namespace: default
-              uid: u1
-              attempt: 2
-            log_directory: /var/log/pods/x
-            labels: {app: web}
-            linux:
-              resources:
-                memory_limit_in_bytes: 134217728
-            unknown_field: ignored
-            """)
+        let yaml = try SpecFile.parse(
+            Runtime_V1_PodSandboxConfig.self,
+            text: """
+                metadata:
+                  name: web
+                  namespace: default
+                  uid: u1
+                  attempt: 2
+                log_directory: /var/log/pods/x
+                labels: {app: web}
+                linux:
+                  resources:
+                    memory_limit_in_bytes: 134217728
+                unknown_field: ignored
+                """)
         #expect(yaml.metadata.name == "web" && yaml.metadata.attempt == 2)
         #expect(yaml.logDirectory == "/var/log/pods/x")
         #expect(yaml.labels == ["app": "web"])
         #expect(yaml.linux.resources.memoryLimitInBytes == 134_217_728)
-        let json = try SpecFile.parse(Runtime_V1_PodSandboxConfig.self, text: #"{"metadata":{"name":"j","namespace":"n"},"logDirectory":"/l"}"#)
+        let json = try SpecFile.parse(
+            Runtime_V1_PodSandboxConfig.self, text: #"{"metadata":{"name":"j","namespace":"n"},"logDirectory":"/l"}"#)
         #expect(json.metadata.name == "j" && json.logDirectory == "/l")
         #expect(throws: CLIError.self) { try SpecFile.parse(Runtime_V1_PodSandboxConfig.self, text: "metadata: [") }
-        #expect(throws: CLIError.self) { try SpecFile.parse(Runtime_V1_PodSandboxConfig.self, text: #"{"metadata": 5}"#) }
+        #expect(throws: CLIError.self) {
+            try SpecFile.parse(Runtime_V1_PodSandboxConfig.self, text: #"{"metadata": 5}"#)
+        }
     }
 }

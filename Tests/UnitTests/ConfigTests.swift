@@ -12,9 +12,15 @@ import Testing
 
     @Test func containerSettings() throws {
         #expect(try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n").containers.pidsLimit == 0)
-        #expect(try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npids_limit = 64\n").containers.pidsLimit == 64)
-        #expect(throws: ConfigError.self) { try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npids_limit = -1\n") }
-        #expect(throws: ConfigError.self) { try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npid_limit = 5\n") }
+        #expect(
+            try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npids_limit = 64\n").containers
+                .pidsLimit == 64)
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npids_limit = -1\n")
+        }
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\n[containers]\npid_limit = 5\n")
+        }
     }
 
     @Test func missingRequiredFileIsAnError() {
@@ -22,7 +28,8 @@ import Testing
     }
 
     @Test func parsesHandlers() throws {
-        let config = try ConfigLoader.parse("""
+        let config = try ConfigLoader.parse(
+            """
             state_root = "/srv/cocoon"
             run_dir = "/run/c"
             log_level = "debug"
@@ -51,7 +58,8 @@ import Testing
     }
 
     @Test func parsesRegistrySettings() throws {
-        let config = try ConfigLoader.parse("""
+        let config = try ConfigLoader.parse(
+            """
             [registry]
             insecure = ["reg.lan:5000"]
             max_concurrent_downloads = 5

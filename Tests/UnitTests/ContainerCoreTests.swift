@@ -7,16 +7,24 @@ import Testing
 @Suite(.serialized) struct ContainerCoreHostTests {
     /// A minimal root filesystem: busybox-static and an /etc/passwd with a non-root user.
     static func makeRootfs() throws -> String {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ccore-\(UUID().uuidString.prefix(8))").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("ccore-\(UUID().uuidString.prefix(8))")
+            .path
         let fm = FileManager.default
-        for dir in ["bin", "etc", "tmp", "home/app"] { try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true) }
+        for dir in ["bin", "etc", "tmp", "home/app"] {
+            try fm.createDirectory(atPath: "\(root)/\(dir)", withIntermediateDirectories: true)
+        }
         let busybox = ["/bin/busybox", "/usr/bin/busybox"].first { fm.fileExists(atPath: $0) } ?? "/bin/busybox"
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
-        for applet in ["sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir", "seq", "head", "tr"] {
+        for applet in [
+            "sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir",
+            "seq", "head", "tr",
+        ] {
             try fm.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
         }
-        try "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".write(toFile: "\(root)/etc/passwd", atomically: true, encoding: .utf8)
-        try "root:x:0:\napp:x:1000:\nextra:x:2000:app\n".write(toFile: "\(root)/etc/group", atomically: true, encoding: .utf8)
+        try "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n".write(
+            toFile: "\(root)/etc/passwd", atomically: true, encoding: .utf8)
+        try "root:x:0:\napp:x:1000:\nextra:x:2000:app\n".write(
+            toFile: "\(root)/etc/group", atomically: true, encoding: .utf8)
         return root
     }
 
@@ -28,7 +36,8 @@ import Testing
         do {
             pid = try ContainerLauncher.start(spec, stdio: .init(output: fds[1], error: fds[1]), cgroup: cgroup)
         } catch {
-            close(fds[0]); close(fds[1])
+            close(fds[0])
+            close(fds[1])
             throw error
         }
         close(fds[1])
@@ -47,24 +56,29 @@ import Testing
     @Test func namespacesAreReallySeparate() throws {
         let root = try Self.makeRootfs()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let result = try Self.run(spec("echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; readlink /proc/self/ns/mnt; ls /dev", root: root))
+        let result = try Self.run(
+            spec("echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; readlink /proc/self/ns/mnt; ls /dev", root: root))
         #expect(result.status == 0, "\(result.output)")
         let lines = result.output.split(separator: "\n").map(String.init)
         #expect(lines.first == "pid=1")
         #expect(lines.contains("pod-host"))
-        #expect(lines.count > 2 && Int(lines[2]).map { $0 <= 3 } == true, "the container sees only its own processes: \(result.output)")
+        #expect(
+            lines.count > 2 && Int(lines[2]).map { $0 <= 3 } == true,
+            "the container sees only its own processes: \(result.output)")
         let hostMnt = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")
         #expect(lines.count > 3 && lines[3] != hostMnt)
         #expect(result.output.contains("null") && result.output.contains("pts") && result.output.contains("shm"))
         var uts = utsname()
         uname(&uts)
-        #expect(withUnsafeBytes(of: uts.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } != "pod-host")
+        #expect(
+            withUnsafeBytes(of: uts.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } != "pod-host")
     }
 
     @Test func readOnlyRootfsRefusesWritesAndMaskedPathsAreHidden() throws {
         let root = try Self.makeRootfs()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        var s = spec("touch /tmp/x && echo wrote; cat /proc/kcore | wc -c; touch /proc/sys/x 2>&1 || echo sysro", root: root)
+        var s = spec(
+            "touch /tmp/x && echo wrote; cat /proc/kcore | wc -c; touch /proc/sys/x 2>&1 || echo sysro", root: root)
         s.readOnlyRootfs = true
         let result = try Self.run(s)
         #expect(!result.output.contains("wrote"), "\(result.output)")
@@ -79,9 +93,13 @@ import Testing
         var s = spec("id -u; id -g; id -G; echo $HOME", root: root)
         s.process.user = UserSpec(username: "app")
         let result = try Self.run(s)
-        #expect(result.output.split(separator: "\n").map(String.init) == ["1000", "1000", "1000 2000", "/home/app"], "\(result.output)")
+        #expect(
+            result.output.split(separator: "\n").map(String.init) == ["1000", "1000", "1000 2000", "/home/app"],
+            "\(result.output)")
         s.process.user = UserSpec(username: "nobody-here")
-        #expect(throws: ContainerCoreError.notFound("user \"nobody-here\" not found in the image's /etc/passwd")) { try Self.run(s) }
+        #expect(throws: ContainerCoreError.notFound("user \"nobody-here\" not found in the image's /etc/passwd")) {
+            try Self.run(s)
+        }
     }
 
     @Test func capabilitiesAreDropped() throws {
@@ -96,7 +114,9 @@ import Testing
         s.process.capabilities = try Capability.resolve(add: ["NET_ADMIN"], drop: ["MKNOD"])
         result = try Self.run(s)
         let expected = String(Capability.mask(s.process.capabilities), radix: 16)
-        #expect(result.output.contains("CapEff:\t" + String(repeating: "0", count: 16 - expected.count) + expected), "\(result.output)")
+        #expect(
+            result.output.contains("CapEff:\t" + String(repeating: "0", count: 16 - expected.count) + expected),
+            "\(result.output)")
         #expect(throws: ContainerCoreError.self) { try Capability.resolve(add: ["CAP_FLY"], drop: []) }
     }
 
@@ -107,7 +127,9 @@ import Testing
         try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: shared) }
         try "hello from the host\n".write(toFile: shared + "/greeting", atomically: true, encoding: .utf8)
-        var s = spec("cat /data/greeting; cat /etc/motd; touch /data/new 2>&1 || echo ro; touch /rw/new && echo rw-ok", root: root)
+        var s = spec(
+            "cat /data/greeting; cat /etc/motd; touch /data/new 2>&1 || echo ro; touch /rw/new && echo rw-ok",
+            root: root)
         s.mounts = [
             Mount(source: shared, destination: "/data", readOnly: true),
             Mount(source: shared + "/greeting", destination: "/etc/motd", readOnly: true),
@@ -118,19 +140,28 @@ import Testing
         #expect(result.output.contains("ro\n") && result.output.contains("rw-ok"))
         #expect(!FileManager.default.fileExists(atPath: shared + "/new"))
         s.mounts = [Mount(source: "/nonexistent/cocoon", destination: "/x")]
-        #expect(throws: ContainerCoreError.notFound("mount source /nonexistent/cocoon does not exist")) { try Self.run(s) }
+        #expect(throws: ContainerCoreError.notFound("mount source /nonexistent/cocoon does not exist")) {
+            try Self.run(s)
+        }
     }
 
     @Test func execJoinsTheRunningContainer() throws {
         let root = try Self.makeRootfs()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let first = try ContainerLauncher.start(spec("sleep 30", root: root), stdio: .init(), cgroup: nil)
-        defer { kill(first, SIGKILL); var st: Int32 = 0; waitpid(first, &st, 0) }
+        defer {
+            kill(first, SIGKILL)
+            var st: Int32 = 0
+            waitpid(first, &st, 0)
+        }
         var fds: [Int32] = [0, 0]
         #expect(pipe(&fds) == 0)
-        let pid = try ContainerLauncher.exec(ProcessSpec(args: ["sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'; id -u"]), into: first, rootfs: root, stdio: .init(output: fds[1], error: fds[1]), cgroup: nil)
+        let pid = try ContainerLauncher.exec(
+            ProcessSpec(args: ["sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'; id -u"]), into: first, rootfs: root,
+            stdio: .init(output: fds[1], error: fds[1]), cgroup: nil)
         close(fds[1])
-        let output = String(decoding: FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
+        let output = String(
+            decoding: FileHandle(fileDescriptor: fds[0], closeOnDealloc: true).readDataToEndOfFile(), as: UTF8.self)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         #expect(output.split(separator: "\n").map(String.init) == ["pod-host", "4", "0"], "\(output)")
@@ -143,14 +174,18 @@ import Testing
         #expect(try Self.run(s).output.contains("unshared"), "without a filter a user namespace can be created")
         s.process.seccomp = .runtimeDefault
         let result = try Self.run(s)
-        #expect(result.output.contains("refused") && result.output.contains("Operation not permitted"), "\(result.output)")
+        #expect(
+            result.output.contains("refused") && result.output.contains("Operation not permitted"), "\(result.output)")
     }
 
     @Test func seccompLocalhostProfileApplies() throws {
         let root = try Self.makeRootfs()
         defer { try? FileManager.default.removeItem(atPath: root) }
         var s = spec("mkdir /tmp/d && echo made || echo refused", root: root)
-        s.process.seccomp = .json(#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#)
+        s.process.seccomp = .json(
+            #"{"defaultAction":"SCMP_ACT_ALLOW","#
+                + #""syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}"#
+        )
         let result = try Self.run(s)
         #expect(result.output.contains("refused") && result.output.contains("Permission denied"), "\(result.output)")
         s.process.seccomp = .json(#"{"defaultAction":"SCMP_ACT_BOGUS"}"#)
@@ -176,14 +211,23 @@ import Testing
         var s = spec("for i in $(seq 40); do sleep 1 & done; echo forked", root: root)
         s.resources = Resources(memoryLimitBytes: 16 << 20, pidsLimit: 8)
         let cgroup = try Cgroup.create(path + "/c", root: base, resources: s.resources)
-        defer { cgroup.killAll(); usleep(200_000); try? cgroup.remove(); rmdir(path) }
+        defer {
+            cgroup.killAll()
+            usleep(200_000)
+            try? cgroup.remove()
+            rmdir(path)
+        }
         let output = try Self.run(s, cgroup: cgroup).output
         #expect(output.contains("can't fork") && !output.contains("forked"), "pids.max caps the fork bomb: \(output)")
         cgroup.killAll()
         var hog = spec("x=$(head -c 64000000 /dev/zero | tr '\\0' a); echo survived", root: root)
         hog.resources = s.resources
         let hogGroup = try Cgroup.create(path + "/hog", root: base, resources: Resources(memoryLimitBytes: 16 << 20))
-        defer { hogGroup.killAll(); usleep(200_000); try? hogGroup.remove() }
+        defer {
+            hogGroup.killAll()
+            usleep(200_000)
+            try? hogGroup.remove()
+        }
         let hogPid = try ContainerLauncher.start(hog, stdio: .init(), cgroup: hogGroup)
         var status: Int32 = 0
         waitpid(hogPid, &status, 0)
@@ -194,7 +238,10 @@ import Testing
         let root = try Self.makeRootfs()
         defer { try? FileManager.default.removeItem(atPath: root) }
         let s = ContainerSpec(id: "t", rootfs: root, process: ProcessSpec(args: ["no-such-binary"]))
-        #expect(throws: ContainerCoreError.notFound("exec: executable file not found in $PATH: no-such-binary: No such file or directory")) { try Self.run(s) }
+        #expect(
+            throws: ContainerCoreError.notFound(
+                "exec: executable file not found in $PATH: no-such-binary: No such file or directory")
+        ) { try Self.run(s) }
     }
 }
 
@@ -205,12 +252,19 @@ struct ContainerCoreLogicTests {
         #expect(try ProcessArguments.merge(entrypoint: ["/ep"], cmd: ["c1"], command: [], args: ["a"]) == ["/ep", "a"])
         #expect(try ProcessArguments.merge(entrypoint: ["/ep"], cmd: ["c1"], command: ["/x"], args: []) == ["/x"])
         #expect(try ProcessArguments.merge(entrypoint: [], cmd: ["sh"], command: ["/x"], args: ["y"]) == ["/x", "y"])
-        #expect(throws: ContainerCoreError.self) { try ProcessArguments.merge(entrypoint: [], cmd: [], command: [], args: []) }
-        #expect(ProcessArguments.mergeEnvironment(image: ["PATH=/bin", "A=1"], container: ["A=2", "B=3"]) == ["PATH=/bin", "A=2", "B=3"])
+        #expect(throws: ContainerCoreError.self) {
+            try ProcessArguments.merge(entrypoint: [], cmd: [], command: [], args: [])
+        }
+        #expect(
+            ProcessArguments.mergeEnvironment(image: ["PATH=/bin", "A=1"], container: ["A=2", "B=3"]) == [
+                "PATH=/bin", "A=2", "B=3",
+            ])
     }
 
     @Test func symlinksCannotEscapeTheRootfs() throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("safepath-\(UUID().uuidString.prefix(8))").path
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "safepath-\(UUID().uuidString.prefix(8))"
+        ).path
         defer { try? FileManager.default.removeItem(atPath: root) }
         try FileManager.default.createDirectory(atPath: root + "/real", withIntermediateDirectories: true)
         try FileManager.default.createSymbolicLink(atPath: root + "/etc", withDestinationPath: "/../../../host-etc")

@@ -1,13 +1,16 @@
-@testable import Hypervisor
 import Testing
+
+@testable import Hypervisor
 
 @Suite struct HypervisorArgumentsTests {
     let spec = VMSpec(
-        id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", agentImage: "/g/agent,1.img", vcpus: 2, memoryMiB: 384, accel: .auto,
+        id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", agentImage: "/g/agent,1.img",
+        vcpus: 2, memoryMiB: 384, accel: .auto,
         extraKernelArgs: "loglevel=7", stateDir: "/s/x", runDir: "/r/x")
 
     @Test func qemuMicrovmUnderTCG() {
-        let args = QEMUArguments.make(spec: spec, layout: QEMULayout(spec: spec), accel: "tcg", agent: .serial(path: "/r/x/agent.sock"))
+        let args = QEMUArguments.make(
+            spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"))
         let line = args.joined(separator: " ")
         #expect(line.contains("-M microvm,accel=tcg,rtc=on -cpu max"))
         #expect(line.contains("-smp 2 -m 384M"))
@@ -18,7 +21,11 @@ import Testing
         #expect(line.contains("-serial file:/s/x/console.log"))
         #expect(line.contains("-qmp unix:/r/x/qmp.sock,server=on,wait=off"))
         #expect(args.contains("-daemonize") && args.contains("-no-reboot"))
-        #expect(line.contains("-drive file=/g/agent,,1.img,if=none,id=agent-disk,format=raw,readonly=on -device virtio-blk-device,drive=agent-disk"))
+        #expect(
+            line.contains(
+                "-drive file=/g/agent,,1.img,if=none,id=agent-disk,format=raw,readonly=on -device "
+                    + "virtio-blk-device,drive=agent-disk"
+            ))
         #expect(line.contains("virtio-balloon-device,free-page-reporting=on"))
     }
 
@@ -29,7 +36,8 @@ import Testing
     }
 
     @Test func qemuWithKVMAndVsock() {
-        let args = QEMUArguments.make(spec: spec, layout: QEMULayout(spec: spec), accel: "kvm", agent: .vsock(cid: 77, port: 1024))
+        let args = QEMUArguments.make(
+            spec: spec, layout: QEMULayout(spec: spec), accel: .kvm, agent: .vsock(cid: 77, port: 1024))
         let line = args.joined(separator: " ")
         #expect(line.contains("-M microvm,accel=kvm,rtc=on -cpu host"))
         #expect(line.contains("vhost-vsock-device,guest-cid=77"))
@@ -38,14 +46,17 @@ import Testing
     }
 
     @Test func libvirtDomain() {
-        let xml = LibvirtDomainXML.make(spec: spec, accel: "tcg", agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log")
+        let xml = LibvirtDomainXML.make(
+            spec: spec, accel: .tcg, agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log")
         #expect(xml.contains("<domain type='qemu'>"))
         #expect(xml.contains("<memory unit='MiB'>384</memory>") && xml.contains("<vcpu>2</vcpu>"))
         #expect(xml.contains("cocoon.bus=pci") && !xml.contains("pci=off"))
         #expect(xml.contains("<source mode='bind' path='/r/x/agent.sock'/>"))
         #expect(xml.contains("<source file='/g/agent,1.img'/>") && xml.contains("<readonly/>"))
         #expect(xml.contains("<memballoon model='virtio' freePageReporting='on'/>"))
-        #expect(LibvirtDomainXML.make(spec: spec, accel: "kvm", agentSocket: "/a", consoleLog: "/c").contains("<domain type='kvm'>"))
+        #expect(
+            LibvirtDomainXML.make(spec: spec, accel: .kvm, agentSocket: "/a", consoleLog: "/c").contains(
+                "<domain type='kvm'>"))
         #expect(LibvirtDomainXML.escape("a'<&>") == "a&apos;&lt;&amp;&gt;")
     }
 

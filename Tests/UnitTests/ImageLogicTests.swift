@@ -1,4 +1,5 @@
 import CArchive
+import Errors
 import Foundation
 import Images
 import Testing
@@ -18,13 +19,20 @@ struct ImageReferenceTests {
         #expect(byDigest.tag == nil)
     }
 
-    @Test(arguments: ["", "UPPER/case", "a//b", "busybox:", "busybox@sha256:12", "x/-bad", "busybox:t@g", "a/b:" + String(repeating: "t", count: 200)])
+    @Test(arguments: [
+        "", "UPPER/case", "a//b", "busybox:", "busybox@sha256:12", "x/-bad", "busybox:t@g",
+        "a/b:" + String(repeating: "t", count: 200),
+    ])
     func refusesMalformedReferences(_ text: String) {
-        #expect(throws: ImageError.self) { try ImageReference(parsing: text) }
+        #expect(throws: CocoonError.self) { try ImageReference(parsing: text) }
     }
 
     @Test func parsesChallenges() throws {
-        let c = try #require(AuthChallenge(header: #"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#))
+        let c = try #require(
+            AuthChallenge(
+                header: #"Bearer realm="https://auth.example/token",service="registry.example","#
+                    + #"scope="repository:a/b:pull,push""#
+            ))
         #expect(c.scheme == .bearer)
         #expect(c.parameters["realm"] == "https://auth.example/token")
         #expect(c.parameters["scope"] == "repository:a/b:pull,push")
@@ -44,7 +52,7 @@ struct ImageReferenceTests {
     @Test func credentialsFromDockerAuthField() throws {
         let c = try RegistryCredentials(auth: Data("user:pa:ss".utf8).base64EncodedString())
         #expect(c.username == "user" && c.password == "pa:ss")
-        #expect(throws: ImageError.self) { try RegistryCredentials(auth: "!!") }
+        #expect(throws: CocoonError.self) { try RegistryCredentials(auth: "!!") }
     }
 }
 
@@ -59,11 +67,11 @@ struct ContentStoreTests {
         try store.put(good, digest: digest)
         #expect(store.has(digest, size: 5))
         let other = Digest.of(Array("other".utf8))
-        #expect(throws: ImageError.self) { try store.put(Array("tampered".utf8), digest: other) }
+        #expect(throws: CocoonError.self) { try store.put(Array("tampered".utf8), digest: other) }
         #expect(!store.has(other))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/ingest").isEmpty)
         let w = try store.writer(digest: other, expectedSize: 2)
-        #expect(throws: ImageError.self) { try w.append(Array("abc".utf8)) }
+        #expect(throws: CocoonError.self) { try w.append(Array("abc".utf8)) }
         w.abort()
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/ingest").isEmpty)
     }
@@ -76,14 +84,18 @@ struct ContentStoreTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let rootfs = dir + "/rootfs"
         try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
-        let lower = try TarFixture.write(dir + "/l1.tar.gz", gzip: true, [
-            .dir("etc"), .file("etc/a", "A"), .file("etc/b", "B"), .dir("opq"), .file("opq/old", "old"),
-            .symlink("link", "/etc/a"), .dir("keep"),
-        ])
-        let upper = try TarFixture.write(dir + "/l2.tar", gzip: false, [
-            .file("etc/.wh.a", ""), .dir("opq"), .file("opq/.wh..wh..opq", ""), .file("opq/new", "new"),
-            .file("link", "now a file"), .hardlink("keep/hl", "etc/b"),
-        ])
+        let lower = try TarFixture.write(
+            dir + "/l1.tar.gz", gzip: true,
+            [
+                .dir("etc"), .file("etc/a", "A"), .file("etc/b", "B"), .dir("opq"), .file("opq/old", "old"),
+                .symlink("link", "/etc/a"), .dir("keep"),
+            ])
+        let upper = try TarFixture.write(
+            dir + "/l2.tar", gzip: false,
+            [
+                .file("etc/.wh.a", ""), .dir("opq"), .file("opq/.wh..wh..opq", ""), .file("opq/new", "new"),
+                .file("link", "now a file"), .hardlink("keep/hl", "etc/b"),
+            ])
         let u = LayerUnpacker(root: rootfs)
         try u.apply(layerAt: lower)
         let stats = try u.apply(layerAt: upper)
@@ -109,7 +121,7 @@ struct ContentStoreTests {
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
         try "precious".write(toFile: outside + "/victim", atomically: true, encoding: .utf8)
         let layer = try TarFixture.write(dir + "/evil.tar", gzip: false, c.entries(outside: outside))
-        #expect(throws: ImageError.self) { try LayerUnpacker(root: rootfs).apply(layerAt: layer) }
+        #expect(throws: CocoonError.self) { try LayerUnpacker(root: rootfs).apply(layerAt: layer) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["victim"])
         #expect((try? String(contentsOfFile: outside + "/victim", encoding: .utf8)) == "precious")
     }
@@ -123,7 +135,8 @@ struct ContentStoreTests {
             case .dotDot: return [.file("a/../../outside/evil", "x")]
             case .absolute: return [.file(outside + "/evil", "x")]
             case .throughSymlink: return [.symlink("esc", rel), .file("esc/evil", "x")]
-            case .throughAbsoluteSymlink: return [.symlink("esc", outside), .dir("esc/sub"), .file("esc/victim", "overwritten")]
+            case .throughAbsoluteSymlink:
+                return [.symlink("esc", outside), .dir("esc/sub"), .file("esc/victim", "overwritten")]
             case .hardlinkOut: return [.hardlink("hl", "../outside/victim")]
             case .hardlinkAbsolute: return [.hardlink("hl", outside + "/victim")]
             case .whiteoutOut: return [.symlink("esc", outside), .file("esc/.wh.victim", "")]
@@ -145,11 +158,13 @@ enum TarFixture {
     }
 
     static func write(_ path: String, gzip: Bool, _ entries: [Entry]) throws -> String {
-        guard let a = archive_write_new() else { throw ImageError.internalError("archive_write_new") }
+        guard let a = archive_write_new() else { throw CocoonError.internalError("archive_write_new") }
         defer { archive_write_free(a) }
         archive_write_set_format_pax_restricted(a)
         if gzip { archive_write_add_filter_gzip(a) }
-        guard archive_write_open_filename(a, path) == ARCHIVE_OK else { throw ImageError.internalError("open \(path)") }
+        guard archive_write_open_filename(a, path) == ARCHIVE_OK else {
+            throw CocoonError.internalError("open \(path)")
+        }
         for e in entries {
             guard let entry = archive_entry_new() else { continue }
             defer { archive_entry_free(entry) }

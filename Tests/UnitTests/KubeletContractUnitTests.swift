@@ -1,10 +1,12 @@
-@testable import CRI
 import CRIAPI
 import ContainerCore
+import Errors
 import Foundation
-@testable import Hypervisor
 import Spawn
 import Testing
+
+@testable import CRI
+@testable import Hypervisor
 
 /// The logic behind the kubelet-contract fixes, without a VM: when a stop signal may be sent, how a
 /// KVM probe is judged and keyed, which sysctls a pod may set, the security-context translation,
@@ -28,11 +30,16 @@ import Testing
         let ok = KVMProbe.judge(console: "COCOON-PROBE-OK\n", status: 0, output: "", elapsed: .milliseconds(420))
         #expect(ok.usable && ok.reason.contains("420 ms"))
         let stalled = KVMProbe.judge(console: "", status: 137, output: "", elapsed: .seconds(6))
-        #expect(!stalled.usable && stalled.reason.contains("did not reach /init") && stalled.reason.contains("printed nothing"))
-        let refused = KVMProbe.judge(console: "", status: 1, output: "qemu: Could not access KVM kernel module", elapsed: .milliseconds(30))
+        #expect(
+            !stalled.usable && stalled.reason.contains("did not reach /init")
+                && stalled.reason.contains("printed nothing"))
+        let refused = KVMProbe.judge(
+            console: "", status: 1, output: "qemu: Could not access KVM kernel module", elapsed: .milliseconds(30))
         #expect(!refused.usable && refused.reason.contains("Could not access KVM"))
         let args = KVMProbe.arguments(qemu: "/q", kernel: "/k", initrd: "/i", console: "/c").joined(separator: " ")
-        #expect(args.contains("accel=kvm") && args.contains("cocoon.probe=1") && args.contains("-serial file:/c") && !args.contains("-daemonize"))
+        #expect(
+            args.contains("accel=kvm") && args.contains("cocoon.probe=1") && args.contains("-serial file:/c")
+                && !args.contains("-daemonize"))
     }
 
     @Test func anAcceleratorDecisionIsKeyedByItsInputs() throws {
@@ -50,23 +57,33 @@ import Testing
 
     func pod(sysctls: [String: String]) -> Runtime_V1_RunPodSandboxRequest {
         .with {
-            $0.config.metadata = .with { $0.name = "p"; $0.namespace = "ns"; $0.uid = "u" }
+            $0.config.metadata = .with {
+                $0.name = "p"
+                $0.namespace = "ns"
+                $0.uid = "u"
+            }
             $0.config.linux.sysctls = sysctls
         }
     }
 
     @Test func onlyNamespacedSysctlsAreAccepted() throws {
-        let ok = ["kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100", "net.ipv4.ip_forward": "1", "net/ipv4/conf/all/rp_filter": "2"]
+        let ok = [
+            "kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "100", "net.ipv4.ip_forward": "1",
+            "net/ipv4/conf/all/rp_filter": "2",
+        ]
         #expect(try PodSandboxRequest.validate(pod(sysctls: ok)).sysctls == ok)
-        for bad in [["vm.swappiness": "1"], ["kernel.panic": "1"], ["net.core.rmem_max": "1"], ["net..x": "1"], ["net.ipv4.x": "1\n2"], ["../etc": "1"]] {
-            #expect(throws: CRIError.self, "\(bad)") { _ = try PodSandboxRequest.validate(pod(sysctls: bad)) }
+        for bad in [
+            ["vm.swappiness": "1"], ["kernel.panic": "1"], ["net.core.rmem_max": "1"], ["net..x": "1"],
+            ["net.ipv4.x": "1\n2"], ["../etc": "1"],
+        ] {
+            #expect(throws: CocoonError.self, "\(bad)") { _ = try PodSandboxRequest.validate(pod(sysctls: bad)) }
         }
     }
 
     @Test func securityContextTranslation() throws {
         var s = Runtime_V1_LinuxContainerSecurityContext()
         s.runAsGroup = .with { $0.value = 5 }
-        #expect(throws: CRIError.self) { _ = try ContainerArgs.user(s, imageUser: "") }
+        #expect(throws: CocoonError.self) { _ = try ContainerArgs.user(s, imageUser: "") }
         #expect(try ContainerArgs.user(s, imageUser: "nobody").gid == 5)
         s.runAsUser = .with { $0.value = 1000 }
         #expect(try ContainerArgs.user(s, imageUser: "").uid == 1000)
@@ -77,15 +94,15 @@ import Testing
         #expect(try ContainerArgs.paths(paths)?.masked == ["/proc/cpuinfo"])
         #expect(try ContainerArgs.paths(paths)?.readonly == [])
         paths.readonlyPaths = ["relative"]
-        #expect(throws: CRIError.self) { _ = try ContainerArgs.paths(paths) }
+        #expect(throws: CocoonError.self) { _ = try ContainerArgs.paths(paths) }
         paths.privileged = true
         #expect(try ContainerArgs.paths(paths)?.masked == [])
 
         var privileged = Runtime_V1_LinuxContainerSecurityContext()
         privileged.seccomp = .with { $0.profileType = .runtimeDefault }
-        #expect(try ContainerArgs.seccomp(privileged).kind == .runtimeDefault)
+        #expect(try ContainerArgs.seccomp(privileged) == .runtimeDefault)
         privileged.privileged = true
-        #expect(try ContainerArgs.seccomp(privileged).kind == .unconfined)
+        #expect(try ContainerArgs.seccomp(privileged) == .unconfined)
     }
 
     @Test func helpersGetNoDescriptorOfTheDaemon() async throws {

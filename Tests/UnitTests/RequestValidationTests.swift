@@ -13,17 +13,24 @@ import Testing
     }
 
     @Test func acceptsAPlainPod() throws {
-        let run = try PodSandboxRequest.validate(request { $0.runtimeHandler = "fast"; $0.config.labels = ["a": "b"] })
+        let run = try PodSandboxRequest.validate(
+            request {
+                $0.runtimeHandler = "fast"
+                $0.config.labels = ["a": "b"]
+            })
         #expect(run.metadata.reservedName == "p_ns_u_0")
         #expect(run.runtimeHandler == "fast" && run.labels == ["a": "b"])
         #expect(run.extraMemoryMiB == 0 && run.vcpus == nil)
     }
 
     @Test func podLimitsAndAnnotationsSizeTheVM() throws {
-        let run = try PodSandboxRequest.validate(request {
-            $0.config.linux.resources.memoryLimitInBytes = 100 << 20
-            $0.config.annotations = [PodSandboxRequest.vcpusAnnotation: "2", PodSandboxRequest.memoryAnnotation: "512"]
-        })
+        let run = try PodSandboxRequest.validate(
+            request {
+                $0.config.linux.resources.memoryLimitInBytes = 100 << 20
+                $0.config.annotations = [
+                    PodSandboxRequest.vcpusAnnotation: "2", PodSandboxRequest.memoryAnnotation: "512",
+                ]
+            })
         #expect(run.extraMemoryMiB == 100 && run.vcpus == 2 && run.memoryMiBOverride == 512)
     }
 
@@ -41,7 +48,11 @@ import Testing
         let r: Runtime_V1_RunPodSandboxRequest
         switch name {
         case "no config": r = Runtime_V1_RunPodSandboxRequest()
-        case "no metadata": r = request { $0.config.clearMetadata(); $0.config.hostname = "x" }
+        case "no metadata":
+            r = request {
+                $0.config.clearMetadata()
+                $0.config.hostname = "x"
+            }
         case "no name": r = request { $0.config.metadata.name = "" }
         case "slash": r = request { $0.config.metadata.namespace = "a/b" }
         case "negative memory": r = request { $0.config.linux.resources.memoryLimitInBytes = -1 }

@@ -1,3 +1,4 @@
+import BootContract
 import CAgentSys
 import Glibc
 
@@ -7,14 +8,14 @@ enum AgentChannel {
     case serial(fd: Int32)
     case vsock(listenFD: Int32)
 
-    static func open(_ cmdline: KernelCommandLine) throws -> AgentChannel {
+    static func open(_ cmdline: BootContract.Settings) throws -> AgentChannel {
         switch cmdline.transport {
         case .vsock:
             let fd = cocoon_vsock_listen(cmdline.vsockPort, 4)
             guard fd >= 0 else { throw SystemError("vsock listen on port \(cmdline.vsockPort)") }
             return .vsock(listenFD: fd)
         case .serial:
-            let device = try waitForPort(named: cmdline.portName, timeoutMs: 20_000)
+            let device = try waitForPort(named: BootContract.agentPortName, timeoutMs: 20_000)
             // A port opens once: open it read-write a single time.
             let fd = Glibc.open(device, O_RDWR | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { throw SystemError("open \(device)") }

@@ -6,7 +6,7 @@ import Glibc
 /// per session, a Hello at the start of each session, and zombie reaping between requests.
 struct AgentServer {
     private let channel: AgentChannel
-    private let boot: Cocoon_Agent_V1_BootReport
+    private let boot: Cocoon_Agent_V3_BootReport
     private var decoder = AgentFrameDecoder()
     private let childFD: Int32
     /// The fd of the current host session (the port itself for serial), or -1.
@@ -16,7 +16,7 @@ struct AgentServer {
     private var detached = false
     private var containers = GuestContainers()
 
-    init(channel: AgentChannel, boot: Cocoon_Agent_V1_BootReport) {
+    init(channel: AgentChannel, boot: Cocoon_Agent_V3_BootReport) {
         self.channel = channel
         self.boot = boot
         self.childFD = cocoon_sigchld_fd()
@@ -37,7 +37,9 @@ struct AgentServer {
     private var pollTimeoutMs: Int32 { containers.holdsSignals ? 5 : -1 }
 
     private mutating func pollSerial(_ fd: Int32) {
-        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0),
+        ]
         let outputs = containers.pipeFDs
         fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
         let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
@@ -74,7 +76,10 @@ struct AgentServer {
     }
 
     private mutating func pollVsock(_ listenFD: Int32) {
-        var fds = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: childFD, events: Int16(POLLIN), revents: 0),
+        ]
         fds.append(pollfd(fd: sessionFD, events: Int16(sessionFD >= 0 ? POLLIN : 0), revents: 0))
         let outputs = containers.pipeFDs
         fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
@@ -123,74 +128,76 @@ struct AgentServer {
 
     // MARK: requests
 
-    private mutating func handle(_ envelope: Cocoon_Agent_V1_Envelope) {
+    private mutating func handle(_ envelope: Cocoon_Agent_V3_Envelope) {
         guard case .request(let request)? = envelope.body else { return }
-        var response = Cocoon_Agent_V1_Response()
+        var response = Cocoon_Agent_V3_Response()
         var powerOffAfterReply = false
         var detachAfterReply = false
         switch request.call {
         case .health?:
             response.health = health()
         case .shutdown?:
-            response.shutdown = Cocoon_Agent_V1_ShutdownResponse()
+            response.shutdown = Cocoon_Agent_V3_ShutdownResponse()
             powerOffAfterReply = true
         case .createContainer(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.create(r)
-                return .createContainer(Cocoon_Agent_V1_CreateContainerResponse())
+                return .createContainer(Cocoon_Agent_V3_CreateContainerResponse())
             }
         case .startContainer(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                var reply = Cocoon_Agent_V1_StartContainerResponse()
+                var reply = Cocoon_Agent_V3_StartContainerResponse()
                 reply.pid = try s.containers.start(r.id)
                 return .startContainer(reply)
             }
         case .exec(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                var reply = Cocoon_Agent_V1_ExecResponse()
+                var reply = Cocoon_Agent_V3_ExecResponse()
                 reply.pid = try s.containers.exec(r)
                 return .exec(reply)
             }
         case .signal(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.signal(r)
-                return .signal(Cocoon_Agent_V1_SignalResponse())
+                return .signal(Cocoon_Agent_V3_SignalResponse())
             }
         case .containerStatus(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in .containerStatus(try s.containers.status(r.id)) }
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                .containerStatus(try s.containers.status(r.id))
+            }
         case .removeContainer(let r)?:
             pendingEvents += containers.remove(r.id)
-            response.removeContainer = Cocoon_Agent_V1_RemoveContainerResponse()
+            response.removeContainer = Cocoon_Agent_V3_RemoveContainerResponse()
         case .detach?:
-            response.detach = Cocoon_Agent_V1_DetachResponse()
+            response.detach = Cocoon_Agent_V3_DetachResponse()
             detachAfterReply = true
         case .updateResources(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.updateResources(r)
-                return .updateResources(Cocoon_Agent_V1_UpdateResourcesResponse())
+                return .updateResources(Cocoon_Agent_V3_UpdateResourcesResponse())
             }
         case .unmountDisk(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.unmountDisk(r.serial)
-                return .unmountDisk(Cocoon_Agent_V1_UnmountDiskResponse())
+                return .unmountDisk(Cocoon_Agent_V3_UnmountDiskResponse())
             }
         case .configurePod(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
                 try PodSettings.apply(sysctls: r.sysctls)
-                return .configurePod(Cocoon_Agent_V1_ConfigurePodResponse())
+                return .configurePod(Cocoon_Agent_V3_ConfigurePodResponse())
             }
         case .updatePodResources(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
                 try PodSettings.apply(podResources: GuestContainers.resources(r.resources))
-                return .updatePodResources(Cocoon_Agent_V1_UpdatePodResourcesResponse())
+                return .updatePodResources(Cocoon_Agent_V3_UpdatePodResourcesResponse())
             }
         case nil:
-            var error = Cocoon_Agent_V1_AgentError()
+            var error = Cocoon_Agent_V3_AgentError()
             error.code = .unimplemented
             error.message = "request kind not known to agent API v\(agentAPIVersion)"
             response.error = error
         }
-        var reply = Cocoon_Agent_V1_Envelope()
+        var reply = Cocoon_Agent_V3_Envelope()
         reply.id = envelope.id
         reply.response = response
         send(reply)
@@ -209,15 +216,17 @@ struct AgentServer {
         }
     }
 
-    private var pendingEvents: [Cocoon_Agent_V1_Event] = []
+    private var pendingEvents: [Cocoon_Agent_V3_Event] = []
 
     /// Runs one container call, turning a refusal into the response's error.
-    private mutating func serve(_ body: (inout AgentServer) throws(AgentFailure) -> Cocoon_Agent_V1_Response.OneOf_Result) -> Cocoon_Agent_V1_Response {
-        var response = Cocoon_Agent_V1_Response()
+    private mutating func serve(
+        _ body: (inout AgentServer) throws(AgentFailure) -> Cocoon_Agent_V3_Response.OneOf_Result
+    ) -> Cocoon_Agent_V3_Response {
+        var response = Cocoon_Agent_V3_Response()
         do {
             response.result = try body(&self)
         } catch {
-            var e = Cocoon_Agent_V1_AgentError()
+            var e = Cocoon_Agent_V3_AgentError()
             e.code = error.code
             e.message = error.message
             response.error = e
@@ -232,11 +241,11 @@ struct AgentServer {
     }
 
     /// Events raised while no host is connected (a daemon restart), sent when the next session starts.
-    private var backlog: [Cocoon_Agent_V1_Event] = []
+    private var backlog: [Cocoon_Agent_V3_Event] = []
     private var backlogBytes = 0
     private static let backlogLimit = 4 << 20
 
-    private mutating func sendEvent(_ event: Cocoon_Agent_V1_Event) {
+    private mutating func sendEvent(_ event: Cocoon_Agent_V3_Event) {
         guard sessionFD >= 0 else {
             backlog.append(event)
             backlogBytes += event.output.data.count
@@ -247,18 +256,19 @@ struct AgentServer {
             }
             return
         }
-        var envelope = Cocoon_Agent_V1_Envelope()
+        var envelope = Cocoon_Agent_V3_Envelope()
         envelope.event = event
         send(envelope)
     }
 
-    private func health() -> Cocoon_Agent_V1_HealthResponse {
-        var h = Cocoon_Agent_V1_HealthResponse()
+    private func health() -> Cocoon_Agent_V3_HealthResponse {
+        var h = Cocoon_Agent_V3_HealthResponse()
         h.apiVersion = agentAPIVersion
         h.agentVersion = agentVersion
         var release = [CChar](repeating: 0, count: 256)
         cocoon_kernel_release(&release, Int32(release.count))
-        h.kernelRelease = String(decoding: release.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        h.kernelRelease = String(
+            decoding: release.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         h.uptimeNs = cocoon_boottime_ns()
         h.boot = boot
         if let meminfo = readSmallFile("/proc/meminfo") {
@@ -281,18 +291,19 @@ struct AgentServer {
     }
 
     private func sendHello() {
-        var hello = Cocoon_Agent_V1_Hello()
+        var hello = Cocoon_Agent_V3_Hello()
         hello.apiVersion = agentAPIVersion
         hello.agentVersion = agentVersion
         hello.boot = boot
-        var event = Cocoon_Agent_V1_Event()
+        var event = Cocoon_Agent_V3_Event()
         event.hello = hello
-        var envelope = Cocoon_Agent_V1_Envelope()
+        var envelope = Cocoon_Agent_V3_Envelope()
         envelope.event = event
         send(envelope)
     }
 
-    private func send(_ envelope: Cocoon_Agent_V1_Envelope) {
+    private func send(_ envelope: Cocoon_Agent_V3_Envelope) {
+        // try?: an event too large to frame is dropped, never the session
         guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
         var offset = 0
         while offset < bytes.count {
@@ -301,7 +312,10 @@ struct AgentServer {
                 offset += n
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 var p = pollfd(fd: sessionFD, events: Int16(POLLOUT), revents: 0)
-                if poll(&p, 1, 1000) <= 0 { log("host not reading; reply dropped"); return }
+                if poll(&p, 1, 1000) <= 0 {
+                    log("host not reading; reply dropped")
+                    return
+                }
             } else {
                 log("write to host: \(SystemError("write"))")
                 return

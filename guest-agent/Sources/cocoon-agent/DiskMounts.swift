@@ -27,7 +27,9 @@ struct DiskMounts {
         var lastError = "no disk with serial \(serial) appeared in the guest"
         while true {
             if let device = DiskMounts.findDevice(serial: serial), DiskMounts.sectors(device) > 0 {
-                if Glibc.mount("/dev/\(device)", target, fstype, UInt(MS_RDONLY | MS_NODEV | MS_NOSUID), nil) == 0 { break }
+                if Glibc.mount("/dev/\(device)", target, fstype, UInt(MS_RDONLY | MS_NODEV | MS_NOSUID), nil) == 0 {
+                    break
+                }
                 let error = SystemError("mount")
                 lastError = "mount /dev/\(device) (\(serial)) as \(fstype): \(error)"
                 guard [ENXIO, ENOENT, ENODEV, ENOMEDIUM].contains(error.code) else { throw .internal(lastError) }
@@ -56,8 +58,11 @@ struct DiskMounts {
     /// The block device (e.g. "sdb") whose SCSI serial is `serial`.
     static func findDevice(serial: String) -> String? {
         for name in directoryEntries("/sys/block") ?? [] where name.hasPrefix("sd") {
-            guard let page = readSmallBytes("/sys/block/\(name)/device/vpd_pg80", limit: 512), page.count > 4 else { continue }
-            let found = String(decoding: page.dropFirst(4).prefix { $0 != 0 }, as: UTF8.self).trimmingCharacters(in: " ")
+            guard let page = readSmallBytes("/sys/block/\(name)/device/vpd_pg80", limit: 512), page.count > 4 else {
+                continue
+            }
+            let found = String(decoding: page.dropFirst(4).prefix { $0 != 0 }, as: UTF8.self).trimmingCharacters(
+                in: " ")
             if found == serial { return name }
         }
         return nil

@@ -30,7 +30,7 @@ struct GuestContainers {
 
     private(set) var containers: [String: Container] = [:]
     private var processes: [Int32: Owner] = [:]
-    private var pipes: [Int32: (Owner, Cocoon_Agent_V1_ProcessOutput.Stream)] = [:]
+    private var pipes: [Int32: (Owner, Cocoon_Agent_V3_ProcessOutput.Stream)] = [:]
     private var disks = DiskMounts()
     private static let cgroupRoot = PodSettings.cgroupRoot
 
@@ -38,11 +38,14 @@ struct GuestContainers {
 
     // MARK: requests
 
-    mutating func create(_ r: Cocoon_Agent_V1_CreateContainerRequest) throws(AgentFailure) {
+    mutating func create(_ r: Cocoon_Agent_V3_CreateContainerRequest) throws(AgentFailure) {
         try GuestContainers.validateID(r.id, field: "id")
-        guard containers[r.id] == nil else { throw AgentFailure(code: .failedPrecondition, message: "container \(r.id) already exists in the guest") }
+        guard containers[r.id] == nil else {
+            throw AgentFailure(code: .failedPrecondition, message: "container \(r.id) already exists in the guest")
+        }
         let process = try GuestContainers.process(r.process)
-        for path in r.maskedPaths + r.readonlyPaths where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+        for path in r.maskedPaths + r.readonlyPaths
+        where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
             throw .invalid("masked or read-only path \"\(path)\" must be absolute, without \"..\"")
         }
         let lower = try disks.mount(serial: r.imageDiskSerial)
@@ -66,7 +69,8 @@ struct GuestContainers {
         do {
             for (index, fileMount) in r.mounts.enumerated() {
                 let source = try FileMountWriter.write(fileMount, into: "\(dir)/mounts/\(index)")
-                spec.mounts.append(Mount(source: source, destination: fileMount.destination, readOnly: fileMount.readOnly))
+                spec.mounts.append(
+                    Mount(source: source, destination: fileMount.destination, readOnly: fileMount.readOnly))
             }
         } catch {
             umount2(dir + "/rootfs", Int32(MNT_DETACH))
@@ -79,7 +83,9 @@ struct GuestContainers {
 
     mutating func start(_ id: String) throws(AgentFailure) -> Int32 {
         guard var container = containers[id] else { throw .notFound("container \(id) not found in the guest") }
-        guard container.state == .created else { throw .precondition("container \(id) is \(container.state), not created") }
+        guard container.state == .created else {
+            throw .precondition("container \(id) is \(container.state), not created")
+        }
         let cgroup: Cgroup
         do {
             cgroup = try Cgroup.create(container.spec.cgroupPath ?? "", resources: container.spec.resources)
@@ -98,15 +104,18 @@ struct GuestContainers {
         return pid
     }
 
-    mutating func exec(_ r: Cocoon_Agent_V1_ExecRequest) throws(AgentFailure) -> Int32 {
-        guard var container = containers[r.containerID] else { throw .notFound("container \(r.containerID) not found in the guest") }
+    mutating func exec(_ r: Cocoon_Agent_V3_ExecRequest) throws(AgentFailure) -> Int32 {
+        guard var container = containers[r.containerID] else {
+            throw .notFound("container \(r.containerID) not found in the guest")
+        }
         guard container.state == .running else { throw .precondition("container \(r.containerID) is not running") }
         try GuestContainers.validateID(r.execID, field: "exec_id")
         guard container.execs[r.execID] == nil else { throw .precondition("exec \(r.execID) already exists") }
         let process = try GuestContainers.process(r.process)
         let owner = Owner(containerID: r.containerID, execID: r.execID)
         let pid = try withPipes(owner) { stdio throws(ContainerCoreError) in
-            try ContainerLauncher.exec(process, into: container.pid, rootfs: container.spec.rootfs, stdio: stdio, cgroup: container.cgroup)
+            try ContainerLauncher.exec(
+                process, into: container.pid, rootfs: container.spec.rootfs, stdio: stdio, cgroup: container.cgroup)
         }
         container.execs[r.execID] = pid
         containers[r.containerID] = container
@@ -116,13 +125,16 @@ struct GuestContainers {
 
     /// Signals a container's first process or one of its execs. A signal the first process (PID 1 of
     /// its namespace) does not catch yet is held and sent once it does (`SignalDelivery`).
-    mutating func signal(_ r: Cocoon_Agent_V1_SignalRequest) throws(AgentFailure) {
-        guard let container = containers[r.containerID] else { throw .notFound("container \(r.containerID) not found in the guest") }
+    mutating func signal(_ r: Cocoon_Agent_V3_SignalRequest) throws(AgentFailure) {
+        guard let container = containers[r.containerID] else {
+            throw .notFound("container \(r.containerID) not found in the guest")
+        }
         let pid = r.execID.isEmpty ? container.pid : (container.execs[r.execID] ?? 0)
         guard pid > 0, processes[pid] != nil else { return }  // already exited: nothing to signal
         guard r.signal > 0, r.signal < 65 else { throw .invalid("signal \(r.signal) is not valid") }
         if r.signal == SIGKILL { heldSignals.removeAll { $0.pid == pid } }
-        if r.execID.isEmpty, r.signal != SIGKILL, !heldSignals.contains(where: { $0.pid == pid && $0.signal == r.signal }),
+        if r.execID.isEmpty, r.signal != SIGKILL,
+            !heldSignals.contains(where: { $0.pid == pid && $0.signal == r.signal }),
             SignalDelivery.decide(signal: r.signal, pid1Status: readSmallFile("/proc/\(pid)/status") ?? "") == .wait
         {
             heldSignals.append((pid, r.signal))
@@ -138,16 +150,18 @@ struct GuestContainers {
     /// Sends each held signal whose process now catches it; forgets those whose process is gone.
     mutating func deliverHeldSignals() {
         heldSignals.removeAll { held in
-            guard processes[held.pid] != nil, let status = readSmallFile("/proc/\(held.pid)/status") else { return true }
+            guard processes[held.pid] != nil, let status = readSmallFile("/proc/\(held.pid)/status") else {
+                return true
+            }
             guard SignalDelivery.decide(signal: held.signal, pid1Status: status) == .now else { return false }
             kill(held.pid, held.signal)
             return true
         }
     }
 
-    func status(_ id: String) throws(AgentFailure) -> Cocoon_Agent_V1_ContainerStatusResponse {
+    func status(_ id: String) throws(AgentFailure) -> Cocoon_Agent_V3_ContainerStatusResponse {
         guard let c = containers[id] else { throw .notFound("container \(id) not found in the guest") }
-        var s = Cocoon_Agent_V1_ContainerStatusResponse()
+        var s = Cocoon_Agent_V3_ContainerStatusResponse()
         switch c.state {
         case .created: s.state = .created
         case .running: s.state = .running
@@ -166,20 +180,23 @@ struct GuestContainers {
     }
 
     /// Kills what runs, waits for the container's process, and removes its filesystem and cgroup.
-    mutating func remove(_ id: String) -> [Cocoon_Agent_V1_Event] {
+    mutating func remove(_ id: String) -> [Cocoon_Agent_V3_Event] {
         guard let container = containers[id] else { return [] }
-        var events: [Cocoon_Agent_V1_Event] = []
+        var events: [Cocoon_Agent_V3_Event] = []
         if container.state == .running {
             container.cgroup?.killAll()
             kill(container.pid, SIGKILL)
             var status: Int32 = 0
-            if waitpid(container.pid, &status, 0) == container.pid { events += reaped(pid: container.pid, status: status) }
+            if waitpid(container.pid, &status, 0) == container.pid {
+                events += reaped(pid: container.pid, status: status)
+            }
         }
         for (_, pid) in container.execs where processes[pid] != nil { kill(pid, SIGKILL) }
         umount2(container.dir + "/rootfs", Int32(MNT_DETACH))
         GuestContainers.removeTree(container.dir)
         if let cgroup = container.cgroup {
             for _ in 0..<100 {
+                // try?: busy while processes exit: retried
                 if (try? cgroup.remove()) != nil { break }
                 usleep(10_000)
             }
@@ -188,7 +205,7 @@ struct GuestContainers {
         return events
     }
 
-    mutating func updateResources(_ r: Cocoon_Agent_V1_UpdateResourcesRequest) throws(AgentFailure) {
+    mutating func updateResources(_ r: Cocoon_Agent_V3_UpdateResourcesRequest) throws(AgentFailure) {
         guard var container = containers[r.id] else { throw .notFound("container \(r.id) not found in the guest") }
         container.spec.resources = GuestContainers.resources(r.resources)
         if container.state == .running, let cgroup = container.cgroup {
@@ -201,7 +218,7 @@ struct GuestContainers {
         containers[r.id] = container
     }
 
-    static func resources(_ r: Cocoon_Agent_V1_Resources) -> Resources {
+    static func resources(_ r: Cocoon_Agent_V3_Resources) -> Resources {
         Resources(
             memoryLimitBytes: r.memoryLimitBytes, pidsLimit: r.pidsLimit, cpuQuotaMicros: r.cpuQuotaMicros,
             cpuPeriodMicros: r.cpuPeriodMicros, cpuShares: r.cpuShares)
@@ -217,12 +234,12 @@ struct GuestContainers {
     // MARK: processes and output
 
     /// A child ended: its remaining output, then its exit event.
-    mutating func reaped(pid: Int32, status: Int32) -> [Cocoon_Agent_V1_Event] {
+    mutating func reaped(pid: Int32, status: Int32) -> [Cocoon_Agent_V3_Event] {
         guard let owner = processes.removeValue(forKey: pid) else { return [] }
-        var events: [Cocoon_Agent_V1_Event] = []
+        var events: [Cocoon_Agent_V3_Event] = []
         for fd in pipes.filter({ $0.value.0 == owner }).map(\.key) { events += drain(fd) }
-        let code: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        var exit = Cocoon_Agent_V1_ProcessExit()
+        let code = WaitStatus.exitCode(status)
+        var exit = Cocoon_Agent_V3_ProcessExit()
         exit.containerID = owner.containerID
         exit.execID = owner.execID
         exit.exitCode = code
@@ -237,26 +254,26 @@ struct GuestContainers {
             }
             containers[owner.containerID] = container
         }
-        var event = Cocoon_Agent_V1_Event()
+        var event = Cocoon_Agent_V3_Event()
         event.exit = exit
         events.append(event)
         return events
     }
 
     /// Reads what a pipe holds now; closes it at EOF.
-    mutating func drain(_ fd: Int32) -> [Cocoon_Agent_V1_Event] {
+    mutating func drain(_ fd: Int32) -> [Cocoon_Agent_V3_Event] {
         guard let (owner, stream) = pipes[fd] else { return [] }
-        var events: [Cocoon_Agent_V1_Event] = []
+        var events: [Cocoon_Agent_V3_Event] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                var output = Cocoon_Agent_V1_ProcessOutput()
+                var output = Cocoon_Agent_V3_ProcessOutput()
                 output.containerID = owner.containerID
                 output.execID = owner.execID
                 output.stream = stream
                 output.data = Data(buffer[0..<n])
-                var event = Cocoon_Agent_V1_Event()
+                var event = Cocoon_Agent_V3_Event()
                 event.output = output
                 events.append(event)
                 continue
@@ -270,11 +287,17 @@ struct GuestContainers {
         }
     }
 
-    private mutating func withPipes(_ owner: Owner, _ body: (ContainerLauncher.Stdio) throws(ContainerCoreError) -> Int32) throws(AgentFailure) -> Int32 {
+    private mutating func withPipes(
+        _ owner: Owner, _ body: (ContainerLauncher.Stdio) throws(ContainerCoreError) -> Int32
+    ) throws(AgentFailure) -> Int32 {
         var out: [Int32] = [-1, -1]
         var err: [Int32] = [-1, -1]
         guard pipe(&out) == 0 else { throw .internal("pipe: \(SystemError("pipe"))") }
-        guard pipe(&err) == 0 else { close(out[0]); close(out[1]); throw .internal("pipe: \(SystemError("pipe"))") }
+        guard pipe(&err) == 0 else {
+            close(out[0])
+            close(out[1])
+            throw .internal("pipe: \(SystemError("pipe"))")
+        }
         for fd in [out[0], err[0]] {
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
@@ -300,12 +323,14 @@ struct GuestContainers {
     // MARK: helpers
 
     static func validateID(_ id: String, field: String) throws(AgentFailure) {
-        guard !id.isEmpty, id.count <= 128, id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }), id != ".", id != ".." else {
+        guard !id.isEmpty, id.count <= 128,
+            id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }), id != ".", id != ".."
+        else {
             throw .invalid("\(field) \"\(id)\" must be 1-128 letters, digits, '-', '_' or '.'")
         }
     }
 
-    static func process(_ p: Cocoon_Agent_V1_Process) throws(AgentFailure) -> ProcessSpec {
+    static func process(_ p: Cocoon_Agent_V3_Process) throws(AgentFailure) -> ProcessSpec {
         guard !p.args.isEmpty else { throw .invalid("process.args is empty") }
         var spec = ProcessSpec(args: p.args)
         spec.env = p.env
@@ -316,7 +341,9 @@ struct GuestContainers {
             supplementaryGroups: p.user.supplementaryGroups)
         var caps = Set<Capability>()
         for name in p.capabilities {
-            guard let cap = Capability(name: name) else { throw .invalid("process.capabilities: unknown capability \"\(name)\"") }
+            guard let cap = Capability(name: name) else {
+                throw .invalid("process.capabilities: unknown capability \"\(name)\"")
+            }
             caps.insert(cap)
         }
         spec.capabilities = caps
@@ -330,7 +357,10 @@ struct GuestContainers {
     }
 
     static func removeTree(_ path: String) {
-        guard let children = directoryEntries(path) else { unlink(path); return }
+        guard let children = directoryEntries(path) else {
+            unlink(path)
+            return
+        }
         for child in children {
             let full = path + "/" + child
             var st = stat()

@@ -1,30 +1,10 @@
+import BootContract
 import Glibc
 
-/// The agent's settings, passed by the host on the kernel command line (`cocoon.*=`).
-struct KernelCommandLine {
-    enum Transport: String { case serial, vsock }
-    var transport: Transport = .serial
-    /// virtio-serial port name the host created.
-    var portName = "cocoon.agent"
-    var vsockPort: UInt32 = 1024
-    /// `mmio` (microvm) or `pci` (q35): which virtio transport modules to load.
-    var bus = "mmio"
-
-    static func read() -> KernelCommandLine {
-        var result = KernelCommandLine()
-        guard let text = readSmallFile("/proc/cmdline") else { return result }
-        for word in text.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
-            let parts = word.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { continue }
-            switch parts[0] {
-            case "cocoon.transport": result.transport = Transport(rawValue: parts[1]) ?? .serial
-            case "cocoon.port": result.portName = parts[1]
-            case "cocoon.vsock_port": result.vsockPort = UInt32(parts[1]) ?? 1024
-            case "cocoon.bus": result.bus = parts[1]
-            default: break
-            }
-        }
-        return result
+/// The agent's settings, passed by the host on the kernel command line (`BootContract`).
+enum KernelCommandLine {
+    static func read() -> BootContract.Settings {
+        BootContract.Settings.parse(readSmallFile("/proc/cmdline") ?? "")
     }
 }
 

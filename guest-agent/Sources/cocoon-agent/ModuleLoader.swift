@@ -1,11 +1,12 @@
+import BootContract
 import CAgentSys
 import Glibc
 
 /// Loads the kernel modules listed by the image builder in /etc/cocoon/modules.<set>
 /// (paths already in dependency order), for the virtio bus in use and the transport.
 enum ModuleLoader {
-    static func loadAll(transport: KernelCommandLine.Transport, bus: String) -> [String] {
-        var sets = ["modules.\(bus)"]
+    static func loadAll(transport: BootContract.Transport, bus: BootContract.Bus) -> [String] {
+        var sets = ["modules.\(bus.rawValue)"]
         if transport == .vsock { sets.append("modules.vsock") }
         var loaded: [String] = []
         var seen = Set<String>()

@@ -12,7 +12,8 @@ enum PodSettings {
         for (key, value) in sysctls.sorted(by: { $0.key < $1.key }) {
             let relative = key.contains("/") ? key : String(key.map { $0 == "." ? "/" : $0 })
             let parts = relative.split(separator: "/", omittingEmptySubsequences: false)
-            guard !key.isEmpty, key.utf8.count <= 256, !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
+            guard !key.isEmpty, key.utf8.count <= 256,
+                !parts.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }),
                 value.utf8.count <= 4096, !value.contains("\0")
             else {
                 throw .invalid("sysctl \"\(key)\" is not a valid key=value")
@@ -20,7 +21,9 @@ enum PodSettings {
             let fd = open("/proc/sys/" + relative, O_WRONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 let error = SystemError("open")
-                throw error.code == ENOENT ? .invalid("sysctl \(key) does not exist in the guest kernel") : .internal("sysctl \(key): \(error)")
+                throw error.code == ENOENT
+                    ? .invalid("sysctl \(key) does not exist in the guest kernel")
+                    : .internal("sysctl \(key): \(error)")
             }
             defer { close(fd) }
             let written = value.withCString { write(fd, $0, strlen($0)) }

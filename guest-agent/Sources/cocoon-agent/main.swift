@@ -14,7 +14,7 @@ if getpid() == 1 {
 let modules = ModuleLoader.loadAll(transport: cmdline.transport, bus: cmdline.bus)
 let modulesLoadedNs = cocoon_boottime_ns()
 
-var boot = Cocoon_Agent_V1_BootReport()
+var boot = Cocoon_Agent_V3_BootReport()
 boot.agentStartedNs = startedNs
 boot.modulesLoadedNs = modulesLoadedNs
 boot.modules = modules

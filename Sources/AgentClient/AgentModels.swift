@@ -1,0 +1,169 @@
+import ContainerCore
+import Foundation
+
+// The host's view of what goes through the agent: plain Swift values the managers keep and persist.
+// Only `WireConversion.swift` turns them into (and out of) the agent API's protobuf messages.
+
+/// Which seccomp filter a process gets.
+public enum SeccompSpec: Sendable, Codable, Equatable {
+    case unconfined
+    case runtimeDefault
+    /// A JSON profile (Docker/OCI format), already checked on the host.
+    case profile(String)
+}
+
+/// A process to start in a container: the container's own, or an exec (which reuses the
+/// container's environment, user and capabilities with other arguments).
+public struct ProcessSpec: Sendable, Codable, Equatable {
+    public var args: [String]
+    public var env: [String]
+    public var workingDir: String
+    /// Who it runs as (resolved in the guest against the container's /etc/passwd and /etc/group).
+    public var user: UserSpec
+    public var capabilities: [String]
+    public var noNewPrivileges: Bool
+    public var seccomp: SeccompSpec
+
+    public init(
+        args: [String], env: [String] = [], workingDir: String = "", user: UserSpec = UserSpec(),
+        capabilities: [String] = [],
+        noNewPrivileges: Bool = false, seccomp: SeccompSpec = .unconfined
+    ) {
+        self.args = args
+        self.env = env
+        self.workingDir = workingDir
+        self.user = user
+        self.capabilities = capabilities
+        self.noNewPrivileges = noNewPrivileges
+        self.seccomp = seccomp
+    }
+}
+
+/// cgroup v2 limits of a container or of the whole pod; zero means no limit.
+public struct ResourceLimits: Sendable, Codable, Equatable {
+    public var memoryLimitBytes: Int64
+    public var cpuQuotaMicros: Int64
+    public var cpuPeriodMicros: Int64
+    public var cpuShares: Int64
+    public var pidsLimit: Int64
+
+    public init(
+        memoryLimitBytes: Int64 = 0, cpuQuotaMicros: Int64 = 0, cpuPeriodMicros: Int64 = 0, cpuShares: Int64 = 0,
+        pidsLimit: Int64 = 0
+    ) {
+        self.memoryLimitBytes = memoryLimitBytes
+        self.cpuQuotaMicros = cpuQuotaMicros
+        self.cpuPeriodMicros = cpuPeriodMicros
+        self.cpuShares = cpuShares
+        self.pidsLimit = pidsLimit
+    }
+}
+
+/// A host tree copied into the VM at `destination` (no shared filesystem).
+public struct FileMount: Sendable, Equatable {
+    /// One file, directory or symlink; `path` is relative to the mount ("" is its root).
+    public struct Entry: Sendable, Equatable {
+        public var path: String
+        /// st_mode: type and permission bits.
+        public var mode: UInt32
+        /// File contents, or the target of a symlink.
+        public var data: Data
+        public init(path: String, mode: UInt32, data: Data = Data()) {
+            self.path = path
+            self.mode = mode
+            self.data = data
+        }
+    }
+    public var destination: String
+    public var readOnly: Bool
+    public var entries: [Entry]
+    public init(destination: String, readOnly: Bool, entries: [Entry] = []) {
+        self.destination = destination
+        self.readOnly = readOnly
+        self.entries = entries
+    }
+}
+
+/// Everything the agent needs to prepare a container.
+public struct ContainerCreateSpec: Sendable, Equatable {
+    public var id: String
+    /// The SCSI serial of the image's EROFS disk, already attached to the VM.
+    public var imageDiskSerial: String
+    public var process: ProcessSpec
+    public var hostname: String
+    public var readOnlyRootfs: Bool
+    /// Paths to mask and to make read-only, replacing the runtime's defaults; nil keeps them.
+    public var paths: PathOverrides?
+    public var mounts: [FileMount]
+    public var resources: ResourceLimits
+
+    public struct PathOverrides: Sendable, Codable, Equatable {
+        public var masked: [String]
+        public var readonly: [String]
+        public init(masked: [String], readonly: [String]) {
+            self.masked = masked
+            self.readonly = readonly
+        }
+    }
+
+    public init(
+        id: String, imageDiskSerial: String, process: ProcessSpec, hostname: String = "", readOnlyRootfs: Bool = false,
+        paths: PathOverrides? = nil, mounts: [FileMount] = [], resources: ResourceLimits = ResourceLimits()
+    ) {
+        self.id = id
+        self.imageDiskSerial = imageDiskSerial
+        self.process = process
+        self.hostname = hostname
+        self.readOnlyRootfs = readOnlyRootfs
+        self.paths = paths
+        self.mounts = mounts
+        self.resources = resources
+    }
+}
+
+/// A container's usage, from its cgroup in the guest.
+public struct ContainerUsage: Sendable, Equatable {
+    public var cpuUsageNs: UInt64
+    public var memoryBytes: UInt64
+    public var memoryWorkingSetBytes: UInt64
+    public var pids: UInt64
+    public init(cpuUsageNs: UInt64 = 0, memoryBytes: UInt64 = 0, memoryWorkingSetBytes: UInt64 = 0, pids: UInt64 = 0) {
+        self.cpuUsageNs = cpuUsageNs
+        self.memoryBytes = memoryBytes
+        self.memoryWorkingSetBytes = memoryWorkingSetBytes
+        self.pids = pids
+    }
+}
+
+/// What the agent says about itself when asked (the sandbox keeps it as `GuestInfo`).
+public struct GuestHealth: Sendable, Equatable {
+    public var apiVersion: UInt32
+    public var agentVersion: String
+    public var kernelRelease: String
+    public var transport: String
+    public var agentStartedNs: UInt64
+    public var channelOpenNs: UInt64
+    public var memTotalKiB: UInt64
+    public init(
+        apiVersion: UInt32, agentVersion: String, kernelRelease: String = "", transport: String = "",
+        agentStartedNs: UInt64 = 0,
+        channelOpenNs: UInt64 = 0, memTotalKiB: UInt64 = 0
+    ) {
+        self.apiVersion = apiVersion
+        self.agentVersion = agentVersion
+        self.kernelRelease = kernelRelease
+        self.transport = transport
+        self.agentStartedNs = agentStartedNs
+        self.channelOpenNs = channelOpenNs
+        self.memTotalKiB = memTotalKiB
+    }
+}
+
+/// Output and exits of the processes in a VM, as its agent reports them (untrusted: the ids are
+/// checked against the pod they came from before anything is done with them).
+public enum AgentEvent: Sendable, Equatable {
+    public enum Stream: Sendable, Equatable { case stdout, stderr }
+    /// `execID` is empty for the container's own process.
+    case output(containerID: String, execID: String, stream: Stream, data: [UInt8])
+    case exit(containerID: String, execID: String, exitCode: Int32, oomKilled: Bool)
+}

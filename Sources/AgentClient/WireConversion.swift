@@ -1,0 +1,118 @@
+import AgentAPI
+import Foundation
+
+// The only place where the host's agent values become agent API messages and back.
+
+extension Cocoon_Agent_V3_Process {
+    init(_ p: ProcessSpec) {
+        self.init()
+        args = p.args
+        env = p.env
+        workingDir = p.workingDir
+        user = .with {
+            if let uid = p.user.uid { $0.uid = uid }
+            $0.username = p.user.username ?? ""
+            if let gid = p.user.gid { $0.gid = gid }
+            $0.groupname = p.user.groupname ?? ""
+            $0.supplementaryGroups = p.user.supplementaryGroups
+        }
+        capabilities = p.capabilities
+        noNewPrivileges = p.noNewPrivileges
+        seccomp = .with {
+            switch p.seccomp {
+            case .unconfined: $0.kind = .unconfined
+            case .runtimeDefault: $0.kind = .runtimeDefault
+            case .profile(let json):
+                $0.kind = .profile
+                $0.profile = json
+            }
+        }
+    }
+}
+
+extension Cocoon_Agent_V3_Resources {
+    init(_ r: ResourceLimits) {
+        self.init()
+        memoryLimitBytes = r.memoryLimitBytes
+        cpuQuotaMicros = r.cpuQuotaMicros
+        cpuPeriodMicros = r.cpuPeriodMicros
+        cpuShares = r.cpuShares
+        pidsLimit = r.pidsLimit
+    }
+}
+
+extension Cocoon_Agent_V3_CreateContainerRequest {
+    init(_ spec: ContainerCreateSpec) {
+        self.init()
+        id = spec.id
+        imageDiskSerial = spec.imageDiskSerial
+        process = .init(spec.process)
+        hostname = spec.hostname
+        readOnlyRootfs = spec.readOnlyRootfs
+        if let paths = spec.paths {
+            customPaths = true
+            maskedPaths = paths.masked
+            readonlyPaths = paths.readonly
+        }
+        mounts = spec.mounts.map { m in
+            .with {
+                $0.destination = m.destination
+                $0.readOnly = m.readOnly
+                $0.entries = m.entries.map { e in
+                    .with {
+                        $0.path = e.path
+                        $0.mode = e.mode
+                        $0.data = e.data
+                    }
+                }
+            }
+        }
+        resources = .init(spec.resources)
+    }
+}
+
+extension GuestHealth {
+    init(_ h: Cocoon_Agent_V3_HealthResponse) {
+        self.init(
+            apiVersion: h.apiVersion, agentVersion: h.agentVersion, kernelRelease: h.kernelRelease,
+            transport: h.boot.transport,
+            agentStartedNs: h.boot.agentStartedNs, channelOpenNs: h.boot.channelOpenNs, memTotalKiB: h.memTotalKib)
+    }
+}
+
+extension ContainerUsage {
+    init(_ s: Cocoon_Agent_V3_ContainerStatusResponse) {
+        self.init(
+            cpuUsageNs: s.cpuUsageNs, memoryBytes: s.memoryBytes, memoryWorkingSetBytes: s.memoryWorkingSetBytes,
+            pids: s.pids)
+    }
+}
+
+extension AgentEvent {
+    /// Nil for events the host does not act on (Hello is kept by the client itself).
+    init?(_ e: Cocoon_Agent_V3_Event) {
+        switch e.kind {
+        case .output(let o)?:
+            self = .output(
+                containerID: o.containerID, execID: o.execID, stream: o.stream == .stderr ? .stderr : .stdout,
+                data: [UInt8](o.data))
+        case .exit(let x)?:
+            self = .exit(containerID: x.containerID, execID: x.execID, exitCode: x.exitCode, oomKilled: x.oomKilled)
+        default:
+            return nil
+        }
+    }
+}
+
+extension AgentClientError.Refusal {
+    init(_ code: Cocoon_Agent_V3_AgentError.Code) {
+        switch code {
+        case .invalidArgument: self = .invalidArgument
+        case .notFound: self = .notFound
+        case .failedPrecondition: self = .failedPrecondition
+        case .unimplemented: self = .unimplemented
+        case .internal: self = .internalError
+        default: self = .unknown
+        }
+    }
+}

@@ -1,0 +1,18 @@
+import CRIAPI
+import Errors
+import GRPCCore
+
+extension RuntimeService {
+    /// CPU and memory of the container's cgroup in the pod VM.
+    public func containerStats(request: Runtime_V1_ContainerStatsRequest, context: ServerContext) async throws
+        -> Runtime_V1_ContainerStatsResponse
+    {
+        try await mapErrors {
+            guard !request.containerID.isEmpty else { throw CocoonError.invalidArgument("container_id is required") }
+            let (record, usage) = try await containers.stats(request.containerID)
+            var response = Runtime_V1_ContainerStatsResponse()
+            response.stats = StatsTranslation.container(record, usage)
+            return response
+        }
+    }
+}

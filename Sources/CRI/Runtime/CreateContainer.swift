@@ -1,0 +1,84 @@
+import AgentClient
+import CRIAPI
+import ContainerCore
+import Containers
+import Errors
+import Foundation
+import GRPCCore
+import Images
+import Sandboxes
+
+extension RuntimeService {
+    /// Resolves the image (it must have been pulled), merges its config with the request, hot-plugs
+    /// the image's EROFS disk into the pod VM and has the agent prepare the container.
+    public func createContainer(request: Runtime_V1_CreateContainerRequest, context: ServerContext) async throws
+        -> Runtime_V1_CreateContainerResponse
+    {
+        try await mapErrors {
+            guard !request.podSandboxID.isEmpty else { throw CocoonError.invalidArgument("pod_sandbox_id is required") }
+            let config = request.config
+            guard !config.metadata.name.isEmpty else {
+                throw CocoonError.invalidArgument("config.metadata.name is required")
+            }
+            guard !config.image.image.isEmpty else {
+                throw CocoonError.invalidArgument("config.image.image is required")
+            }
+            guard let image = await images.find(config.image.image) else {
+                throw CocoonError.notFound("image \"\(config.image.image)\" not found: pull it first")
+            }
+            let rootfsImage = try await images.blockImage(for: image.id)
+            let imageConfig = try images.config(of: image.id)
+            let args: [String]
+            do {
+                args = try ProcessArguments.merge(
+                    entrypoint: imageConfig?.Entrypoint ?? [], cmd: imageConfig?.Cmd ?? [], command: config.command,
+                    args: config.args)
+            } catch {
+                throw CocoonError.invalidArgument("\(error)")
+            }
+            let security = config.linux.securityContext
+            let process = ProcessSpec(
+                args: args,
+                env: ProcessArguments.mergeEnvironment(
+                    image: imageConfig?.Env ?? [], container: config.envs.map { "\($0.key)=\($0.value)" }),
+                workingDir: config.workingDir.isEmpty ? (imageConfig?.WorkingDir ?? "") : config.workingDir,
+                user: try ContainerArgs.user(security, imageUser: imageConfig?.User ?? ""),
+                capabilities: try ContainerArgs.capabilities(security), noNewPrivileges: security.noNewPrivs,
+                seccomp: try ContainerArgs.seccomp(security))
+
+            var create = ContainerManager.CreateRequest(
+                sandboxID: request.podSandboxID, name: config.metadata.name, attempt: config.metadata.attempt,
+                image: config.image.image, imageID: image.idString, rootfsImage: rootfsImage, process: process)
+            create.imageRef = image.repoDigests.first
+            create.hostname = request.sandboxConfig.hostname
+            create.readOnlyRootfs = security.readonlyRootfs
+            create.paths = try ContainerArgs.paths(security)
+            create.mounts = config.mounts.map {
+                .init(hostPath: $0.hostPath, containerPath: $0.containerPath, readOnly: $0.readonly)
+            }
+            let r = config.linux.resources
+            create.resources = ResourceLimits(
+                memoryLimitBytes: r.memoryLimitInBytes, cpuQuotaMicros: r.cpuQuota, cpuPeriodMicros: r.cpuPeriod,
+                cpuShares: r.cpuShares,
+                pidsLimit: self.config.containers.pidsLimit)
+            create.labels = config.labels
+            create.annotations = config.annotations
+            if !config.logPath.isEmpty {
+                let dir = request.sandboxConfig.logDirectory
+                guard !dir.isEmpty || config.logPath.hasPrefix("/") else {
+                    throw CocoonError.invalidArgument(
+                        "config.log_path \"\(config.logPath)\" is relative but sandbox_config.log_directory is empty")
+                }
+                create.logPath = config.logPath.hasPrefix("/") ? config.logPath : dir + "/" + config.logPath
+                guard !create.logPath.split(separator: "/").contains("..") else {
+                    throw CocoonError.invalidArgument("config.log_path must not contain \"..\"")
+                }
+            }
+            create.stopSignal = ContainerTranslation.signalNumber(imageConfig?.StopSignal)
+            create.configJSON = try config.jsonString()
+            var response = Runtime_V1_CreateContainerResponse()
+            response.containerID = try await containers.create(create)
+            return response
+        }
+    }
+}

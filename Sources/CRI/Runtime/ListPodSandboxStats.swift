@@ -1,0 +1,20 @@
+import CRIAPI
+import Containers
+import GRPCCore
+import Sandboxes
+
+extension RuntimeService {
+    public func listPodSandboxStats(request: Runtime_V1_ListPodSandboxStatsRequest, context: ServerContext) async throws
+        -> Runtime_V1_ListPodSandboxStatsResponse
+    {
+        try await mapErrors {
+            var response = Runtime_V1_ListPodSandboxStatsResponse()
+            for sandbox in await sandboxes.list(
+                SandboxFilter(id: request.filter.id, labels: request.filter.labelSelector))
+            {
+                response.stats.append(try await podStats(sandbox))
+            }
+            return response
+        }
+    }
+}

@@ -1,0 +1,32 @@
+import CRIAPI
+import Config
+import Containers
+import GRPCCore
+import Hypervisor
+import Images
+import Sandboxes
+
+/// The CRI v1 RuntimeService. Each call lives in its own file (`RunPodSandbox.swift`, …); calls not
+/// built yet are in `NotImplemented.swift` and answer UNIMPLEMENTED.
+public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
+    public static let runtimeName = "cocoon"
+    public static let runtimeVersion = "0.1.0"
+    public static let runtimeAPIVersion = "v1"
+
+    let config: CocoonConfig
+    let sandboxes: SandboxManager
+    let containers: ContainerManager
+    let images: ImageManager
+    let qemuBinary: String
+
+    public init(
+        config: CocoonConfig, sandboxes: SandboxManager, containers: ContainerManager, images: ImageManager,
+        qemuBinary: String = QEMUHypervisor.defaultBinary
+    ) {
+        self.config = config
+        self.sandboxes = sandboxes
+        self.containers = containers
+        self.images = images
+        self.qemuBinary = qemuBinary
+    }
+}

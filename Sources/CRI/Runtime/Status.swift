@@ -1,0 +1,115 @@
+import CRIAPI
+import Config
+import Foundation
+import GRPCCore
+import Hypervisor
+
+extension RuntimeService {
+    /// RuntimeReady is true when the hypervisors the handlers need can run. NetworkReady is false
+    /// until CNI networking is built, with the reason kubelet knows from containerd.
+    public func status(request: Runtime_V1_StatusRequest, context: ServerContext) async throws
+        -> Runtime_V1_StatusResponse
+    {
+        var runtime = Runtime_V1_RuntimeCondition()
+        runtime.type = "RuntimeReady"
+        let missing = missingParts()
+        runtime.status = missing.isEmpty
+        if !missing.isEmpty {
+            runtime.reason = "HypervisorNotReady"
+            runtime.message = missing.joined(separator: "; ")
+        }
+        var network = Runtime_V1_RuntimeCondition()
+        network.type = "NetworkReady"
+        network.status = false
+        network.reason = "NetworkPluginNotReady"
+        network.message = "cocoon: CNI networking is not implemented yet"
+
+        var response = Runtime_V1_StatusResponse()
+        response.status.conditions = [runtime, network]
+        var names = [""]
+        names += config.handlers.keys.sorted()
+        response.runtimeHandlers = names.map { name in
+            var h = Runtime_V1_RuntimeHandler()
+            h.name = name
+            h.features = Runtime_V1_RuntimeHandlerFeatures()
+            return h
+        }
+        if request.verbose {
+            // KVM or TCG for each guest, and why (decided by a real boot; see Accelerator).
+            let decisions = await Accelerator.shared.known().map {
+                AccelInfo(
+                    kernel: $0.kernel, qemu: $0.qemu, accel: $0.accel, reason: $0.reason, decidedAtNs: $0.decidedAtNs)
+            }
+            response.info["accelerator"] = try VerboseJSON.encode(decisions)
+            response.info["config"] = try VerboseJSON.encode(ConfigInfo(config))
+        }
+        return response
+    }
+
+    private func missingParts() -> [String] {
+        var missing: [String] = []
+        for (name, handler) in config.handlers.sorted(by: { $0.key < $1.key }) {
+            if handler.backend == .qemu, !FileManager.default.isExecutableFile(atPath: qemuBinary) {
+                missing.append("handler \(name): \(qemuBinary) not found")
+            }
+            for path in [handler.kernel, handler.initrd, handler.agentImage]
+            where !FileManager.default.fileExists(atPath: path) {
+                missing.append("handler \(name): \(path) not found (run images/build-guest)")
+            }
+        }
+        return missing
+    }
+}
+
+/// One accelerator decision as `Status` (verbose) shows it.
+struct AccelInfo: Encodable {
+    var kernel: String
+    var qemu: String
+    var accel: Accel
+    var reason: String
+    var decidedAtNs: Int64
+    enum CodingKeys: String, CodingKey {
+        case kernel, qemu, accel, reason
+        case decidedAtNs = "decided_at_ns"
+    }
+}
+
+/// The daemon's configuration as `Status` (verbose) shows it.
+struct ConfigInfo: Encodable {
+    struct Handler: Encodable {
+        var name: String
+        var backend: Backend
+        var kernel: String
+        var initrd: String
+        var agentImage: String
+        var vcpus: Int
+        var memoryMiB: Int
+        var accel: Accel
+        enum CodingKeys: String, CodingKey {
+            case name, backend, kernel, initrd, vcpus, accel
+            case agentImage = "agent_image", memoryMiB = "memory_mib"
+        }
+    }
+    var stateRoot: String
+    var runDir: String
+    var socket: String
+    var defaultHandler: String
+    var handlers: [Handler]
+    enum CodingKeys: String, CodingKey {
+        case socket, handlers
+        case stateRoot = "state_root", runDir = "run_dir", defaultHandler = "default_handler"
+    }
+
+    init(_ c: CocoonConfig) {
+        stateRoot = c.stateRoot
+        runDir = c.runDir
+        socket = c.socket
+        defaultHandler = c.defaultHandler
+        handlers = c.handlers.sorted { $0.key < $1.key }.map { name, h in
+            Handler(
+                name: name, backend: h.backend, kernel: h.kernel, initrd: h.initrd, agentImage: h.agentImage,
+                vcpus: h.vcpus,
+                memoryMiB: h.memoryMiB, accel: h.accel)
+        }
+    }
+}

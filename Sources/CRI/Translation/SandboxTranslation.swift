@@ -1,0 +1,101 @@
+import CRIAPI
+import Containers
+import Errors
+import Foundation
+import Hypervisor
+import Sandboxes
+
+/// Converts sandbox records to CRI messages and CRI filters to sandbox filters.
+public enum SandboxTranslation {
+    static func state(_ record: SandboxRecord) -> Runtime_V1_PodSandboxState {
+        record.state == .ready ? .sandboxReady : .sandboxNotready
+    }
+
+    static func metadata(_ m: PodMetadata) -> Runtime_V1_PodSandboxMetadata {
+        var out = Runtime_V1_PodSandboxMetadata()
+        out.name = m.name
+        out.uid = m.uid
+        out.namespace = m.namespace
+        out.attempt = m.attempt
+        return out
+    }
+
+    public static func pod(_ record: SandboxRecord) -> Runtime_V1_PodSandbox {
+        var pod = Runtime_V1_PodSandbox()
+        pod.id = record.id
+        pod.metadata = metadata(record.metadata)
+        pod.state = state(record)
+        pod.createdAt = record.createdAtNs
+        pod.labels = record.labels
+        pod.annotations = record.annotations
+        pod.runtimeHandler = record.runtimeHandler
+        return pod
+    }
+
+    public static func status(_ record: SandboxRecord) -> Runtime_V1_PodSandboxStatus {
+        var status = Runtime_V1_PodSandboxStatus()
+        status.id = record.id
+        status.metadata = metadata(record.metadata)
+        status.state = state(record)
+        status.createdAt = record.createdAtNs
+        status.network = Runtime_V1_PodSandboxNetworkStatus()
+        status.labels = record.labels
+        status.annotations = record.annotations
+        status.runtimeHandler = record.runtimeHandler
+        return status
+    }
+
+    public static func filter(_ request: Runtime_V1_ListPodSandboxRequest) -> SandboxFilter {
+        guard request.hasFilter else { return SandboxFilter() }
+        let f = request.filter
+        return SandboxFilter(
+            id: f.id.isEmpty ? nil : f.id,
+            ready: f.hasState ? f.state.state == .sandboxReady : nil,
+            labels: f.labelSelector)
+    }
+
+    /// The verbose `info` JSON: the VM behind the sandbox.
+    public static func verboseInfo(_ record: SandboxRecord) throws(CocoonError) -> String {
+        struct VMInfo: Encodable {
+            enum CodingKeys: String, CodingKey {
+                case hypervisor, pid, accel, vcpus, guest, reason
+                case vmName = "vm_name", memoryMiB = "memory_mib", consoleLog = "console_log"
+                case agentEndpoint = "agent_endpoint", bootMs = "boot_ms"
+            }
+            var hypervisor: Backend?
+            var vmName: String?
+            var pid: Int32?
+            var accel: Accel?
+            var vcpus: Int
+            var memoryMiB: Int
+            var consoleLog: String?
+            var agentEndpoint: String?
+            var bootMs: Double?
+            var guest: GuestInfo?
+            var reason: String?
+        }
+        struct Info: Encodable {
+            enum CodingKeys: String, CodingKey {
+                case sandboxID = "sandbox_id", runtimeHandler = "runtime_handler", state, vm
+            }
+            var sandboxID: String
+            var runtimeHandler: String
+            var state: String
+            var vm: VMInfo
+        }
+        let vm = record.vm
+        var endpoint: String?
+        switch vm?.agent {
+        case .serial(let path)?: endpoint = "virtio-serial:" + path
+        case .vsock(let cid, let port)?: endpoint = "vsock:\(cid):\(port)"
+        case nil: endpoint = nil
+        }
+        let info = Info(
+            sandboxID: record.id, runtimeHandler: record.runtimeHandler, state: record.state.rawValue,
+            vm: VMInfo(
+                hypervisor: vm?.backend, vmName: vm?.name, pid: vm?.pid, accel: vm?.accel, vcpus: record.vcpus,
+                memoryMiB: record.memoryMiB, consoleLog: vm?.consoleLog, agentEndpoint: endpoint,
+                bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, guest: record.guest, reason: record.reason))
+        return try VerboseJSON.encode(info)
+    }
+}

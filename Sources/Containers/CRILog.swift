@@ -1,0 +1,123 @@
+import Foundation
+
+/// The CRI container log format, `<RFC3339Nano> <stdout|stderr> <P|F> <text>`, written by the
+/// daemon (`CRILogWriter`) and read back by `cocoonctl logs` (`CRILogReader`).
+public enum CRILog {
+    public enum Stream: String, Sendable, Equatable { case stdout, stderr }
+    /// F: the line ends here; P: a piece of a longer (or unterminated) line.
+    enum Tag: String { case full = "F", partial = "P" }
+    /// Longer lines are written in P pieces of this size.
+    public static let maxLine = 16 * 1024
+
+    static func line(_ stamp: [UInt8], _ stream: Stream, _ tag: Tag, _ text: ArraySlice<UInt8>) -> [UInt8] {
+        stamp + Array(" \(stream.rawValue) \(tag.rawValue) ".utf8) + text + [0x0A]
+    }
+
+    /// UTC with nine fractional digits, as containerd writes it.
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = ts.tv_sec
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
+            tmv.tm_hour, tmv.tm_min,
+            tmv.tm_sec, ts.tv_nsec)
+    }
+}
+
+/// Writes one container's output in the CRI log format: a full line is tagged F; a line longer than
+/// `CRILog.maxLine`, or output left unterminated when the process ends, is written in P pieces.
+/// `reopen` follows a log rotation. Owned by the container manager (one per container).
+public final class CRILogWriter {
+    public let path: String
+    private var fd: Int32 = -1
+    private var pending: [CRILog.Stream: [UInt8]] = [.stdout: [], .stderr: []]
+
+    public init(path: String) {
+        self.path = path
+        reopen()
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Opens the file again (after the kubelet rotated it); a file that cannot be opened drops
+    /// output until the next reopen, as the process must not block on its log.
+    public func reopen() {
+        if fd >= 0 { close(fd) }
+        let dir = (path as NSString).deletingLastPathComponent
+        // try?: then output is dropped until the next reopen
+        if (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) == nil {
+            fd = -1
+            return
+        }
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+    }
+
+    public func write(stream: CRILog.Stream, _ data: [UInt8]) {
+        var buffer = pending[stream, default: []] + data
+        var out: [UInt8] = []
+        let stamp = Array(CRILog.timestamp().utf8)
+        while let nl = buffer.firstIndex(of: 0x0A) {
+            out += CRILog.line(stamp, stream, .full, buffer[..<nl])
+            buffer.removeSubrange(...nl)
+        }
+        while buffer.count >= CRILog.maxLine {
+            out += CRILog.line(stamp, stream, .partial, buffer[..<CRILog.maxLine])
+            buffer.removeFirst(CRILog.maxLine)
+        }
+        pending[stream] = buffer
+        emit(out)
+    }
+
+    /// Writes what is left of unterminated lines as partial lines.
+    public func finish() {
+        let stamp = Array(CRILog.timestamp().utf8)
+        var out: [UInt8] = []
+        for stream in [CRILog.Stream.stdout, .stderr] {
+            guard let rest = pending[stream], !rest.isEmpty else { continue }
+            out += CRILog.line(stamp, stream, .partial, rest[...])
+            pending[stream] = []
+        }
+        emit(out)
+    }
+
+    private func emit(_ bytes: [UInt8]) {
+        guard fd >= 0, !bytes.isEmpty else { return }
+        _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+    }
+}
+
+/// Turns CRI log lines back into the output: partial pieces are joined until their F line.
+public struct CRILogReader {
+    public struct Line: Equatable, Sendable {
+        public var stream: CRILog.Stream
+        public var text: String
+    }
+
+    let timestamps: Bool
+    private var carry = Data()
+    private var partial: [CRILog.Stream: String] = [:]
+
+    public init(timestamps: Bool = false) { self.timestamps = timestamps }
+
+    public mutating func feed(_ data: Data) -> [Line] {
+        carry.append(data)
+        var out: [Line] = []
+        while let nl = carry.firstIndex(of: 0x0A) {
+            let raw = String(decoding: carry[carry.startIndex..<nl], as: UTF8.self)
+            carry.removeSubrange(carry.startIndex...nl)
+            let parts = raw.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+            guard parts.count >= 3, let stream = CRILog.Stream(rawValue: String(parts[1])) else { continue }
+            let text = parts.count == 4 ? String(parts[3]) : ""
+            if parts[2] == CRILog.Tag.partial.rawValue {
+                partial[stream, default: ""] += text
+                continue
+            }
+            let whole = (partial.removeValue(forKey: stream) ?? "") + text
+            out.append(Line(stream: stream, text: (timestamps ? "\(parts[0]) " : "") + whole + "\n"))
+        }
+        return out
+    }
+}

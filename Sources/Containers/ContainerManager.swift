@@ -1,0 +1,476 @@
+import AgentClient
+import Errors
+import Foundation
+import Logging
+import Persistence
+import Spawn
+
+/// Owns the containers of every pod: their persisted records (state changes only through
+/// `ContainerRecord.transition`), their processes in the pod VMs (through `PodAgents`), their CRI
+/// log files, and the exec sessions of ExecSync. Agent events (output, exits) arrive in order on the
+/// pods' event stream that `processEvents` drains; each is checked against the pod it came from.
+public actor ContainerManager {
+    /// What CreateContainer resolved: the image's disk and config merged with the CRI request.
+    public struct CreateRequest: Sendable {
+        public var sandboxID: String
+        public var name: String
+        public var attempt: UInt32
+        public var image: String
+        public var imageID: String
+        public var imageRef: String?
+        public var rootfsImage: String
+        public var process: ProcessSpec
+        public var hostname: String = ""
+        public var readOnlyRootfs = false
+        /// Masked and read-only paths replacing the defaults; nil keeps the defaults.
+        public var paths: ContainerCreateSpec.PathOverrides?
+        public var mounts: [ContainerRecord.MountInfo] = []
+        public var resources = ResourceLimits()
+        public var labels: [String: String] = [:]
+        public var annotations: [String: String] = [:]
+        public var logPath = ""
+        public var stopSignal: Int32 = 15
+        public var configJSON: String?
+        public init(
+            sandboxID: String, name: String, attempt: UInt32, image: String, imageID: String, rootfsImage: String,
+            process: ProcessSpec
+        ) {
+            self.sandboxID = sandboxID
+            self.name = name
+            self.attempt = attempt
+            self.image = image
+            self.imageID = imageID
+            self.rootfsImage = rootfsImage
+            self.process = process
+        }
+    }
+
+    /// What ExecSync returns.
+    public struct ExecResult: Sendable {
+        public var stdout: [UInt8]
+        public var stderr: [UInt8]
+        public var exitCode: Int32
+    }
+
+    private let pods: any PodAgents
+    private let store: JSONRecordStore<ContainerRecord>
+    private let stateRoot: String
+    private let logger: Logger
+    private let agentCall: Duration
+    private var records: [String: ContainerRecord] = [:]
+    private var logs: [String: CRILogWriter] = [:]
+    private var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    private var execs = ExecSessions()
+    private let locks = KeyedLock()
+    private let eventHub = ContainerEventHub()
+    static let maxCopiedMountBytes = 64 << 20
+
+    public init(
+        pods: any PodAgents, stateRoot: String, agentCall: Duration = .seconds(30),
+        logger: Logger = Logger(label: "cocoon.containers")
+    ) {
+        self.pods = pods
+        self.store = JSONRecordStore(
+            root: stateRoot + "/containers", layout: .directoryPerRecord(fileName: "container.json"), what: "container",
+            key: { $0.id }, logger: logger)
+        self.stateRoot = stateRoot
+        self.agentCall = agentCall
+        self.logger = logger
+    }
+
+    /// Loads persisted containers and reconnects to the pods whose containers run, so their output
+    /// and exits (including what the agent kept while no daemon was there) flow again.
+    public func recover() async {
+        for record in store.loadAll() {
+            records[record.id] = record
+            if !record.logPath.isEmpty { logs[record.id] = CRILogWriter(path: record.logPath) }
+        }
+        for sandboxID in Set(records.values.filter { $0.state == .running }.map(\.sandboxID)) {
+            do {
+                _ = try await pods.readyAgent(sandboxID)
+            } catch {
+                // Not an error of recovery: the containers of a pod that is gone end with it (`refresh`).
+                logger.info(
+                    "pod of running containers not reachable", metadata: ["sandbox": "\(sandboxID)", "why": "\(error)"])
+            }
+        }
+    }
+
+    /// Applies the pods' agent events until their stream ends; run by the daemon for its whole life.
+    public func processEvents() async {
+        for await tagged in pods.agentEvents { await apply(tagged) }
+    }
+
+    /// Ends every lifecycle event stream (the daemon is shutting down).
+    public nonisolated func endLifecycleEvents() { eventHub.finish() }
+
+    /// Container lifecycle events from now on, until the daemon stops (GetContainerEvents).
+    public nonisolated func lifecycleEvents() -> AsyncStream<ContainerEvent> { eventHub.subscribe() }
+
+    // MARK: CRI operations
+
+    public func create(_ r: CreateRequest) async throws(CocoonError) -> String {
+        let (sandboxID, agent) = try await pods.readyAgent(r.sandboxID)
+        guard !r.name.isEmpty else { throw .invalidArgument("config.metadata.name must not be empty") }
+        if let existing = records.values.first(where: {
+            $0.sandboxID == sandboxID && $0.name == r.name && $0.attempt == r.attempt
+        }) {
+            throw .alreadyExists(
+                "container name \"\(r.name)\" (attempt \(r.attempt)) is already in use by \(existing.id) in pod "
+                    + "sandbox \(sandboxID)"
+            )
+        }
+        let fileMounts = try ContainerMounts.copy(
+            r.mounts, forbiddenRoots: [stateRoot], limit: Self.maxCopiedMountBytes)
+        let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
+        let serial = "img-" + String(r.imageID.split(separator: ":").last?.prefix(16) ?? "")
+        try await pods.attachDisk(sandboxID, path: r.rootfsImage, serial: serial)
+        let spec = ContainerCreateSpec(
+            id: id, imageDiskSerial: serial, process: r.process, hostname: r.hostname, readOnlyRootfs: r.readOnlyRootfs,
+            paths: r.paths,
+            mounts: fileMounts, resources: r.resources)
+        do {
+            try await agent.createContainer(spec, timeout: agentCall)
+        } catch {
+            await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
+            throw CocoonError.from(error, "create container \(r.name)")
+        }
+        let record = ContainerRecord(
+            id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID,
+            imageRef: r.imageRef,
+            imageDiskSerial: serial, labels: r.labels, annotations: r.annotations, logPath: r.logPath, mounts: r.mounts,
+            stopSignal: r.stopSignal, createdAtNs: HostProcess.nowNs(), process: r.process, configJSON: r.configJSON)
+        do {
+            try store.save(record)
+        } catch {
+            // Nothing persisted, nothing kept: the guest forgets the container too.
+            // best effort; the save error is the one to report
+            _ = try? await agent.removeContainer(id, timeout: agentCall)
+            await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
+            throw error
+        }
+        records[id] = record
+        if !r.logPath.isEmpty { logs[id] = CRILogWriter(path: r.logPath) }
+        publish(.created, record)
+        logger.info("container created", metadata: ["id": "\(id)", "sandbox": "\(sandboxID)", "image": "\(r.image)"])
+        return id
+    }
+
+    public func start(_ idOrPrefix: String) async throws(CocoonError) {
+        let id = try resolve(idOrPrefix)
+        await locks.acquire(id)
+        defer { locks.release(id) }
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        guard record.state == .created else {
+            throw .failedPrecondition("container \(id) is \(record.state.rawValue), not created")
+        }
+        let (_, agent) = try await pods.readyAgent(record.sandboxID)
+        let pid: Int32
+        do {
+            pid = try await agent.startContainer(id, timeout: agentCall)
+        } catch {
+            let failure = CocoonError.from(error, "start container \(id)")
+            try change(id, .exited(code: 128, reason: "StartError", message: "\(error)", atNs: HostProcess.nowNs()))
+            throw failure
+        }
+        // The exit event may already have been applied (a process that ends at once): then this
+        // only records the pid and start time.
+        try change(id, .started(pid: pid, atNs: HostProcess.nowNs()))
+    }
+
+    /// Signals the container (its StopSignal, or SIGTERM), waits `timeout`, then SIGKILL. Idempotent:
+    /// stopping an exited or unknown (already removed) container succeeds.
+    public func stop(_ idOrPrefix: String, timeout: Duration) async throws(CocoonError) {
+        guard
+            let id = try RecordID.resolveIfKnown(idOrPrefix, in: records.keys, what: "container", field: "container_id")
+        else { return }
+        await locks.acquire(id)
+        defer { locks.release(id) }
+        try await stopLocked(id, timeout: timeout)
+    }
+
+    private func stopLocked(_ id: String, timeout: Duration) async throws(CocoonError) {
+        try await refresh(id)
+        guard let record = records[id], record.state == .running else { return }
+        let agent: any GuestAgent
+        do {
+            agent = try await pods.readyAgent(record.sandboxID).agent
+        } catch {
+            try change(
+                id, .exited(code: 137, reason: "Error", message: "the pod sandbox stopped", atNs: HostProcess.nowNs()))
+            return
+        }
+        // A failed signal is not the end: the wait and then SIGKILL decide.
+        if timeout > .zero {
+            await signal(agent, id, record.stopSignal)
+            if await waitForExit(id, timeout: timeout) { return }
+        }
+        await signal(agent, id, SIGKILL)
+        if await waitForExit(id, timeout: .seconds(10)) { return }
+        throw .deadlineExceeded("container \(id) did not exit 10 s after SIGKILL")
+    }
+
+    private func signal(_ agent: any GuestAgent, _ id: String, _ signal: Int32) async {
+        do {
+            try await agent.signal(container: id, exec: "", signal: signal, timeout: agentCall)
+        } catch {
+            logger.warning(
+                "signal not delivered", metadata: ["id": "\(id)", "signal": "\(signal)", "error": "\(error)"])
+        }
+    }
+
+    /// Stops (at once) and removes the container; removing an unknown container succeeds.
+    public func remove(_ idOrPrefix: String) async throws(CocoonError) {
+        guard
+            let id = try RecordID.resolveIfKnown(idOrPrefix, in: records.keys, what: "container", field: "container_id")
+        else { return }
+        await locks.acquire(id)
+        defer { locks.release(id) }
+        guard let record = records[id] else { return }
+        try await stopLocked(id, timeout: .zero)
+        // a pod that is not ready has no container left to remove
+        if let agent = try? await pods.readyAgent(record.sandboxID).agent {
+            do {
+                try await agent.removeContainer(id, timeout: agentCall)
+            } catch {
+                throw CocoonError.from(error, "remove container \(id)")
+            }
+        }
+        try store.delete(id)
+        records[id] = nil
+        logs[id]?.finish()
+        logs[id] = nil
+        await releaseDisk(sandboxID: record.sandboxID, serial: record.imageDiskSerial, except: id)
+        publish(.deleted, record)
+        logger.info("container removed", metadata: ["id": "\(id)"])
+    }
+
+    /// Removes every container of a sandbox (RemovePodSandbox).
+    public func removeAll(inSandbox sandboxID: String) async throws(CocoonError) {
+        for record in records.values where record.sandboxID == sandboxID { try await remove(record.id) }
+    }
+
+    public func status(_ idOrPrefix: String) async throws(CocoonError) -> ContainerRecord {
+        let id = try resolve(idOrPrefix)
+        try await refresh(id)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        return record
+    }
+
+    /// Every container, or those of one pod sandbox (only those are refreshed then).
+    public func list(inSandbox sandboxID: String? = nil) async throws(CocoonError) -> [ContainerRecord] {
+        let ids = records.values.filter { sandboxID == nil || $0.sandboxID == sandboxID }.map(\.id)
+        for id in ids { try await refresh(id) }
+        return ids.compactMap { records[$0] }.sorted { $0.createdAtNs < $1.createdAtNs }
+    }
+
+    /// Usage from the container's cgroup in the guest (zeros for a container that is not running).
+    public func stats(_ idOrPrefix: String) async throws(CocoonError) -> (
+        record: ContainerRecord, usage: ContainerUsage
+    ) {
+        let id = try resolve(idOrPrefix)
+        try await refresh(id)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        // try?: not running or its pod just went away: no usage
+        guard record.state == .running, let agent = try? await pods.readyAgent(record.sandboxID).agent else {
+            return (record, ContainerUsage())  // not running (or its pod just went away): no usage
+        }
+        do {
+            return (record, try await agent.containerUsage(id, timeout: agentCall))
+        } catch {
+            throw CocoonError.from(error, "stats of container \(id)")
+        }
+    }
+
+    public func updateResources(_ idOrPrefix: String, _ resources: ResourceLimits) async throws(CocoonError) {
+        let id = try resolve(idOrPrefix)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        guard record.state != .exited else { throw .failedPrecondition("container \(id) has exited") }
+        let (_, agent) = try await pods.readyAgent(record.sandboxID)
+        do {
+            try await agent.updateResources(id, resources, timeout: agentCall)
+        } catch {
+            throw CocoonError.from(error, "update resources of container \(id)")
+        }
+    }
+
+    public func reopenLog(_ idOrPrefix: String) throws(CocoonError) {
+        let id = try resolve(idOrPrefix)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        guard record.state == .running else { throw .failedPrecondition("container \(id) is not running") }
+        logs[id]?.reopen()
+    }
+
+    /// Runs a command in the running container and collects its output; `timeout` zero means none.
+    public func execSync(_ idOrPrefix: String, command: [String], timeout: Duration) async throws(CocoonError)
+        -> ExecResult
+    {
+        let id = try resolve(idOrPrefix)
+        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
+        guard record.state == .running else {
+            throw .failedPrecondition("container \(id) is not running (\(record.state.rawValue))")
+        }
+        guard !command.isEmpty, !command[0].isEmpty else { throw .invalidArgument("cmd must not be empty") }
+        let (_, agent) = try await pods.readyAgent(record.sandboxID)
+        let execID = String(UInt64.random(in: 1...UInt64.max), radix: 16)
+        var process = record.process ?? ProcessSpec(args: [])
+        process.args = command
+        let session = execs.open(execID, container: id)
+        defer { execs.close(execID) }
+        do {
+            _ = try await agent.exec(container: id, execID: execID, process: process, timeout: agentCall)
+        } catch {
+            throw CocoonError.from(error, "exec in container \(id)")
+        }
+        if session.exitCode == nil {
+            let finished = await withTaskGroup(of: Bool.self) { group -> Bool in
+                group.addTask {
+                    await self.waitForExec(execID)
+                    return true
+                }
+                if timeout > .zero {
+                    group.addTask {
+                        try? await Task.sleep(for: timeout)  // cancelled when the exec finishes first
+                        return false
+                    }
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                if !first { self.execs.wake(execID) }
+                return first
+            }
+            if !finished || session.exitCode == nil {
+                do {
+                    try await agent.signal(container: id, exec: execID, signal: SIGKILL, timeout: agentCall)
+                } catch {
+                    logger.warning(
+                        "timed-out exec not killed",
+                        metadata: ["id": "\(id)", "exec": "\(execID)", "error": "\(error)"])
+                }
+                throw .deadlineExceeded("command \(command) in container \(id) timed out after \(timeout)")
+            }
+        }
+        return ExecResult(stdout: session.stdout, stderr: session.stderr, exitCode: session.exitCode ?? -1)
+    }
+
+    // MARK: events
+
+    /// One agent event. Ids that are not containers of the pod that sent the event are ignored: a
+    /// guest may lie, and must not touch another pod's containers.
+    private func apply(_ tagged: PodAgentEvent) async {
+        switch tagged.event {
+        case .output(let containerID, let execID, let stream, let data):
+            guard records[containerID]?.sandboxID == tagged.podID else { return }
+            if execID.isEmpty {
+                logs[containerID]?.write(stream: stream == .stderr ? .stderr : .stdout, data)
+            } else {
+                execs.output(execID, container: containerID, stream: stream == .stderr ? .stderr : .stdout, data)
+            }
+        case .exit(let containerID, let execID, let exitCode, let oomKilled):
+            guard records[containerID]?.sandboxID == tagged.podID else { return }
+            if execID.isEmpty {
+                let reason = oomKilled ? "OOMKilled" : (exitCode == 0 ? "Completed" : "Error")
+                do {
+                    try change(
+                        containerID, .exited(code: exitCode, reason: reason, message: nil, atNs: HostProcess.nowNs()))
+                } catch {
+                    // No caller to fail: the record in memory is right, the file is stale until the next save.
+                    logger.error(
+                        "container exit not persisted", metadata: ["id": "\(containerID)", "error": "\(error)"])
+                }
+            } else {
+                execs.exited(execID, container: containerID, code: exitCode)
+            }
+        }
+    }
+
+    /// The one place a container's state changes: the transition, then the save, then what follows
+    /// from it (log flush, waiters, lifecycle event). An event that does not apply changes nothing.
+    private func change(_ id: String, _ event: ContainerRecord.Event) throws(CocoonError) {
+        guard var record = records[id], record.transition(event) else { return }
+        records[id] = record
+        if case .exited = event {
+            logs[id]?.finish()
+            wakeExitWaiters(id)
+        }
+        publish(event.lifecycleKind, record)
+        try store.save(record)
+    }
+
+    private func publish(_ kind: ContainerEvent.Kind, _ record: ContainerRecord) {
+        eventHub.publish(
+            ContainerEvent(
+                kind: kind, containerID: record.id, sandboxID: record.sandboxID, atNs: HostProcess.nowNs(),
+                record: record))
+    }
+
+    private func waitForExec(_ execID: String) async {
+        guard let session = execs.session(execID), session.exitCode == nil, session.waiter == nil else { return }
+        await withCheckedContinuation { session.waiter = $0 }
+    }
+
+    /// True when the container exited within `timeout`.
+    private func waitForExit(_ id: String, timeout: Duration) async -> Bool {
+        if records[id]?.state != .running { return true }
+        return await withTaskGroup(of: Bool.self) { group -> Bool in
+            group.addTask {
+                await self.waitExit(id)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)  // cancelled when the exit comes first
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first { self.wakeExitWaiters(id) }
+            return first && self.records[id]?.state != .running
+        }
+    }
+
+    private func waitExit(_ id: String) async {
+        if records[id]?.state != .running { return }
+        await withCheckedContinuation { exitWaiters[id, default: []].append($0) }
+    }
+
+    private func wakeExitWaiters(_ id: String) {
+        for waiter in exitWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+    }
+
+    // MARK: internals
+
+    /// A running container whose pod is no longer READY has ended with it.
+    private func refresh(_ id: String) async throws(CocoonError) {
+        guard let record = records[id], record.state == .running else { return }
+        if await pods.isReady(record.sandboxID) { return }
+        try change(
+            id, .exited(code: 137, reason: "Error", message: "the pod sandbox stopped", atNs: HostProcess.nowNs()))
+    }
+
+    private func releaseDisk(sandboxID: String, serial: String, except id: String) async {
+        guard
+            !records.values.contains(where: { $0.sandboxID == sandboxID && $0.imageDiskSerial == serial && $0.id != id }
+            )
+        else { return }
+        do {
+            try await pods.detachDisk(sandboxID, serial: serial)
+        } catch {
+            logger.warning(
+                "image disk left attached",
+                metadata: ["sandbox": "\(sandboxID)", "serial": "\(serial)", "error": "\(error)"])
+        }
+    }
+
+    private func resolve(_ idOrPrefix: String) throws(CocoonError) -> String {
+        try RecordID.resolve(idOrPrefix, in: records.keys, what: "container", field: "container_id")
+    }
+}
+
+extension ContainerRecord.Event {
+    var lifecycleKind: ContainerEvent.Kind {
+        switch self {
+        case .started: .started
+        case .exited: .stopped
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import AgentClient
+import Errors
+
+/// What the container manager needs of the pods, and nothing more: each READY pod's agent, whether a
+/// pod is still READY, its image disks, and its agents' events. `SandboxManager` provides it in the
+/// daemon; unit tests provide a fake.
+public protocol PodAgents: Sendable {
+    /// The full id and the agent of a READY pod (NOT_FOUND, FAILED_PRECONDITION or UNAVAILABLE otherwise).
+    func readyAgent(_ podID: String) async throws(CocoonError) -> (id: String, agent: any GuestAgent)
+    /// True while the pod is READY; a running container of a pod that is not has ended with it.
+    func isReady(_ podID: String) async -> Bool
+    /// Hot-plugs a read-only image disk into a READY pod's VM once; later calls are no-ops.
+    func attachDisk(_ podID: String, path: String, serial: String) async throws(CocoonError)
+    /// Unmounts (in the guest) and unplugs an image disk no container uses any more.
+    func detachDisk(_ podID: String, serial: String) async throws(CocoonError)
+    /// Every agent's events tagged with the pod they came from, in arrival order, until the pods'
+    /// owner ends the stream (daemon shutdown). One reader: the container manager.
+    var agentEvents: AsyncStream<PodAgentEvent> { get }
+}
+
+/// One agent event and the pod whose agent sent it.
+public struct PodAgentEvent: Sendable, Equatable {
+    public var podID: String
+    public var event: AgentEvent
+    public init(podID: String, event: AgentEvent) {
+        self.podID = podID
+        self.event = event
+    }
+}

@@ -1,0 +1,161 @@
+import AgentClient
+import Errors
+import Foundation
+import Hypervisor
+import Spawn
+
+/// Booting a pod's VM until its agent answers, and ending it.
+extension SandboxManager {
+    /// Boots the VM and waits for its agent. Under `accel = auto`, a KVM boot whose guest prints
+    /// nothing on its console within `kvmConsole` (a /dev/kvm that cannot run the guest: the VM spins
+    /// and never boots) is ended and booted again under TCG, and the guest's KVM decision flips.
+    func bootUntilAgent(
+        _ initial: VMSpec, hypervisor: any Hypervisor, record: inout SandboxRecord
+    ) async throws(CocoonError) -> (VMHandle, GuestHealth) {
+        var spec = initial
+        while true {
+            let vm: VMHandle
+            do {
+                vm = try await hypervisor.boot(spec)
+            } catch {
+                throw CocoonError.from(error)
+            }
+            record.vm = vm
+            records[record.id] = record
+            try store.save(record)
+            if vm.accel == .kvm, spec.accel == .auto, let stall = await kvmStall(vm, hypervisor: hypervisor) {
+                logger.warning(
+                    "KVM boot of the pod VM stalled; booting it again under TCG",
+                    metadata: ["vm": "\(vm.name)", "why": "\(stall)"])
+                await hypervisor.stop(vm, timeout: .zero)
+                await hypervisor.kvmFailed(spec, reason: "a pod VM booted under KVM \(stall)")
+                spec.accel = .tcg
+                continue
+            }
+            return (vm, try await waitForAgent(vm, hypervisor: hypervisor, id: record.id))
+        }
+    }
+
+    /// Nil once a KVM guest's agent has announced itself on the console (its first line, within a
+    /// second or two of a working KVM launch); otherwise why the boot is considered stalled.
+    private func kvmStall(_ vm: VMHandle, hypervisor: any Hypervisor) async -> String? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeouts.kvmConsole
+        while true {
+            if ConsoleLog.contains(vm.consoleLog, "cocoon-agent") { return nil }
+            if await hypervisor.describe(vm) == .exited { return "exited before its guest agent started" }
+            if clock.now >= deadline {
+                return "printed no guest agent start on its console within \(timeouts.kvmConsole)"
+            }
+            try? await Task.sleep(for: .milliseconds(50))  // only cancellation ends it early; the loop checks again
+        }
+    }
+
+    private func waitForAgent(_ vm: VMHandle, hypervisor: any Hypervisor, id: String) async throws(CocoonError)
+        -> GuestHealth
+    {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeouts.boot
+        var lastError = "no answer"
+        while clock.now < deadline {
+            if await hypervisor.describe(vm) == .exited {
+                throw .internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
+            }
+            do {
+                let agent = try await connect(vm.agent, .seconds(2), eventForwarder(id))
+                let remaining = deadline - clock.now
+                // The agent answers once the guest has booted and opened its port; QEMU holds the
+                // request meanwhile. Check the VM now and then so a dead guest fails fast.
+                let health = try await healthWhileAlive(agent, vm: vm, hypervisor: hypervisor, within: remaining)
+                guard health.apiVersion == hostAgentAPIVersion else {
+                    await agent.close()
+                    throw CocoonError.failedPrecondition(
+                        "guest agent speaks API v\(health.apiVersion), cocoond v\(hostAgentAPIVersion): rebuild "
+                            + "the guest image (images/build-guest)"
+                    )
+                }
+                agents[id] = agent
+                return health
+            } catch let error as CocoonError {
+                throw error
+            } catch {
+                lastError = "\(error)"
+                // a retry pause; cancellation is seen by the next connect
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        throw .deadlineExceeded(
+            "guest agent of \(vm.name) not ready within \(timeouts.boot) (\(lastError)); console: "
+                + "\(ConsoleLog.tail(vm.consoleLog))"
+        )
+    }
+
+    private func healthWhileAlive(
+        _ agent: any GuestAgent, vm: VMHandle, hypervisor: any Hypervisor, within: Duration
+    ) async throws -> GuestHealth {
+        try await withThrowingTaskGroup(of: GuestHealth?.self) { group in
+            group.addTask { try await agent.health(timeout: within) }
+            group.addTask {
+                while await hypervisor.describe(vm) != .exited {
+                    try await Task.sleep(for: .milliseconds(250))
+                }
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let health = first else {
+                await agent.close()
+                throw CocoonError.internalError(
+                    "VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
+            }
+            return health
+        }
+    }
+
+    /// Shuts the guest down through its agent, then lets the hypervisor end the VM. Idempotent.
+    func stopVM(_ record: inout SandboxRecord, reason: String) async throws(CocoonError) {
+        if let vm = record.vm, let hypervisor = hypervisors[vm.backend] {
+            if await hypervisor.describe(vm) != .exited {
+                var agent = agents.removeValue(forKey: record.id)
+                // no agent: the VM is killed below
+                if agent == nil { agent = try? await connect(vm.agent, .seconds(1), nil) }
+                var graceful = false
+                if let agent {
+                    do {
+                        try await agent.shutdown(timeout: timeouts.agentCall)
+                        graceful = true
+                    } catch {
+                        logger.info(
+                            "guest did not take the shutdown; the VM is killed",
+                            metadata: ["id": "\(record.id)", "error": "\(error)"])
+                    }
+                    await agent.close()
+                }
+                await hypervisor.stop(vm, timeout: graceful ? timeouts.shutdown : .zero)
+            } else {
+                await hypervisor.stop(vm, timeout: .zero)  // releases the run dir
+            }
+        }
+        if let agent = agents.removeValue(forKey: record.id) { await agent.close() }
+        if record.transition(.stopped(reason: reason, atNs: HostProcess.nowNs())) {
+            records[record.id] = record
+            try store.save(record)
+        }
+    }
+
+    /// Marks a READY sandbox NOTREADY when its VM has died. Changes only the record as it is after
+    /// the check (other calls may have changed it meanwhile, e.g. attached a disk).
+    func refresh(_ id: String) async {
+        guard let vm = records[id]?.vm, records[id]?.state == .ready, let hypervisor = hypervisors[vm.backend] else {
+            return
+        }
+        guard await hypervisor.describe(vm) == .exited, var record = records[id],
+            record.transition(.vmExited(atNs: HostProcess.nowNs()))
+        else {
+            return
+        }
+        records[id] = record
+        logger.warning("sandbox VM is gone", metadata: ["id": "\(id)", "vm": "\(vm.name)"])
+        if let agent = agents.removeValue(forKey: id) { await agent.close() }
+        save(record, what: "sandbox VM exit")
+    }
+}

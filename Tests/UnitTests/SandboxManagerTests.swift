@@ -1,0 +1,165 @@
+import AgentClient
+import Config
+import Containers
+import Errors
+import Foundation
+import Hypervisor
+import Sandboxes
+import Synchronization
+import Testing
+
+/// The sandbox state machine and the manager's contract, with a fake hypervisor and fake agents: no VM.
+@Suite struct SandboxManagerTests {
+    struct Fixture {
+        let root: String
+        let hypervisor: FakeHypervisor
+        let agents = Shared<[FakeGuestAgent]>([])
+        let manager: SandboxManager
+
+        /// `hypervisor`: the VMs a previous daemon left running (a restart), or a fresh host.
+        init(
+            root: String? = nil, hypervisor: FakeHypervisor = FakeHypervisor(), apiVersion: UInt32 = hostAgentAPIVersion
+        ) async throws {
+            let root = try root ?? temporaryStateRoot()
+            self.root = root
+            self.hypervisor = hypervisor
+            var config = CocoonConfig()
+            config.stateRoot = root
+            config.runDir = root + "/run"
+            let agents = self.agents
+            manager = SandboxManager(config: config, hypervisors: [hypervisor]) {
+                _, _, onEvent async throws(AgentClientError) in
+                let agent = FakeGuestAgent()
+                agent.state.withLock {
+                    $0.onEvent = onEvent
+                    $0.apiVersion = apiVersion
+                }
+                agents.withLock { $0.append(agent) }
+                return agent
+            }
+            await manager.recover()
+        }
+
+        func run(_ name: String, uid: String = "u1") async throws -> String {
+            try await manager.run(
+                RunRequest(metadata: PodMetadata(name: name, uid: uid, namespace: "default", attempt: 0)))
+        }
+
+        func end() { try? FileManager.default.removeItem(atPath: root) }  // a temporary directory; nothing to keep
+    }
+
+    @Test func runMakesAReadyPersistedSandbox() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let id = try await f.run("web")
+        let record = try await f.manager.status(id)
+        #expect(record.state == .ready && record.guest?.agentVersion == "fake" && record.bootMs != nil)
+        #expect(FileManager.default.fileExists(atPath: f.root + "/sandboxes/\(id)/sandbox.json"))
+        #expect(await f.manager.isReady(id))
+        let taken = await #expect(throws: CocoonError.self) { _ = try await f.run("web") }
+        #expect(taken?.code == .alreadyExists)
+        _ = try await f.run("web", uid: "u2")
+    }
+
+    @Test func aFailedBootLeavesNothingBehind() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        f.hypervisor.state.withLock { $0.bootError = .bootFailed("qemu: no") }
+        let error = await #expect(throws: CocoonError.self) { _ = try await f.run("web") }
+        #expect(error?.code == .internalError && error?.cause is HypervisorError)
+        #expect(await f.manager.list(SandboxFilter()).isEmpty)
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: f.root + "/sandboxes"))?.isEmpty ?? true)
+        f.hypervisor.state.withLock { $0.bootError = nil }
+        _ = try await f.run("web")  // the name is free again
+    }
+
+    @Test func anOldGuestAgentIsRefused() async throws {
+        let f = try await Fixture(apiVersion: hostAgentAPIVersion - 1)
+        defer { f.end() }
+        let error = await #expect(throws: CocoonError.self) { _ = try await f.run("web") }
+        #expect(error?.code == .failedPrecondition)
+        #expect(f.hypervisor.state.withLock { $0.stopped.count } == 1, "the VM is ended again")
+    }
+
+    @Test func aVMThatDiesMakesThePodNotReady() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let id = try await f.run("web")
+        let vm = try #require(try await f.manager.status(id).vm)
+        f.hypervisor.crash(vm.name)
+        let record = try await f.manager.status(id)
+        #expect(record.state == .notReady && record.reason == "VM exited unexpectedly" && record.stoppedAtNs != nil)
+        #expect(await !f.manager.isReady(id))
+        let error = await #expect(throws: CocoonError.self) { _ = try await f.manager.readyAgent(id) }
+        #expect(error?.code == .failedPrecondition)
+    }
+
+    @Test func stopAndRemoveAreIdempotent() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let id = try await f.run("web")
+        try await f.manager.stop(id)
+        let stopped = try await f.manager.status(id)
+        #expect(stopped.state == .notReady && stopped.reason == "stopped")
+        #expect(f.agents.withLock { $0.first?.calls.contains("Shutdown") } == true)
+        try await f.manager.stop(id)
+        #expect(try await f.manager.status(id).stoppedAtNs == stopped.stoppedAtNs, "a second stop keeps the first time")
+        try await f.manager.remove(id)
+        try await f.manager.remove(id)
+        try await f.manager.stop("ffff")
+        let missing = await #expect(throws: CocoonError.self) { _ = try await f.manager.status(id) }
+        #expect(missing?.code == .notFound)
+        _ = try await f.run("web")  // the name is free after remove
+    }
+
+    @Test func agentEventsAreTaggedWithTheirPod() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let a = try await f.run("a")
+        let b = try await f.run("b")
+        let agents = f.agents.withLock { $0 }
+        agents[1].send(.exit(containerID: "c", execID: "", exitCode: 1, oomKilled: false))
+        agents[0].send(.exit(containerID: "c", execID: "", exitCode: 0, oomKilled: false))
+        f.manager.endAgentEvents()
+        var pods: [String] = []
+        for await tagged in f.manager.agentEvents { pods.append(tagged.podID) }
+        #expect(pods == [b, a])
+    }
+
+    @Test func aRestartedManagerFindsItsSandboxes() async throws {
+        let first = try await Fixture()
+        let ready = try await first.run("ready")
+        let stopped = try await first.run("stopped")
+        try await first.manager.stop(stopped)
+        // A record left booting by a crash.
+        let creating = SandboxRecord(
+            id: String(repeating: "c", count: 64),
+            metadata: PodMetadata(name: "booting", uid: "u", namespace: "default", attempt: 0), labels: [:],
+            annotations: [:], runtimeHandler: "cocoon", createdAtNs: 1, vcpus: 1, memoryMiB: 256)
+        try SandboxManager.store(stateRoot: first.root).save(creating)
+
+        let second = try await Fixture(root: first.root, hypervisor: first.hypervisor)
+        defer { second.end() }
+        #expect(try await second.manager.status(ready).state == .ready)
+        #expect(try await second.manager.status(stopped).state == .notReady)
+        let gone = await #expect(throws: CocoonError.self) { _ = try await second.manager.status(creating.id) }
+        #expect(gone?.code == .notFound)
+        let taken = await #expect(throws: CocoonError.self) { _ = try await second.run("ready") }
+        #expect(taken?.code == .alreadyExists, "recovered sandboxes keep their names")
+    }
+
+    @Test func podResourcesStayWithinTheVM() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let id = try await f.run("web")
+        try await f.manager.updateResources(id, ResourceLimits(memoryLimitBytes: 128 << 20))
+        let tooBig = await #expect(throws: CocoonError.self) {
+            try await f.manager.updateResources(id, ResourceLimits(memoryLimitBytes: 1 << 40))
+        }
+        #expect(tooBig?.code == .failedPrecondition)
+        let tooManyCPUs = await #expect(throws: CocoonError.self) {
+            try await f.manager.updateResources(id, ResourceLimits(cpuQuotaMicros: 400_000, cpuPeriodMicros: 100_000))
+        }
+        #expect(tooManyCPUs?.code == .failedPrecondition)
+    }
+}
