@@ -114,7 +114,7 @@ let package = Package(
         .target(
             name: "Containers",
             dependencies: [
-                "AgentClient", "Errors", "Persistence", "Spawn",
+                "AgentClient", "ContainerCore", "Errors", "Persistence", "Spawn",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -123,7 +123,7 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Containers", "Hypervisor", "AgentClient", "Errors", "Persistence", "Spawn",
+                "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors", "Persistence", "Spawn",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

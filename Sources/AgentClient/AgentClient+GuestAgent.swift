@@ -1,4 +1,5 @@
 import AgentAPI
+import ContainerCore
 
 /// The agent API's calls, typed: `AgentClient` as a `GuestAgent`.
 extension AgentClient: GuestAgent {

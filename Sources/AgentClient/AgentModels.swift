@@ -4,41 +4,6 @@ import Foundation
 // The host's view of what goes through the agent: plain Swift values the managers keep and persist.
 // Only `WireConversion.swift` turns them into (and out of) the agent API's protobuf messages.
 
-/// Which seccomp filter a process gets.
-public enum SeccompSpec: Sendable, Codable, Equatable {
-    case unconfined
-    case runtimeDefault
-    /// A JSON profile (Docker/OCI format), already checked on the host.
-    case profile(String)
-}
-
-/// A process to start in a container: the container's own, or an exec (which reuses the
-/// container's environment, user and capabilities with other arguments).
-public struct ProcessSpec: Sendable, Codable, Equatable {
-    public var args: [String]
-    public var env: [String]
-    public var workingDir: String
-    /// Who it runs as (resolved in the guest against the container's /etc/passwd and /etc/group).
-    public var user: UserSpec
-    public var capabilities: [String]
-    public var noNewPrivileges: Bool
-    public var seccomp: SeccompSpec
-
-    public init(
-        args: [String], env: [String] = [], workingDir: String = "", user: UserSpec = UserSpec(),
-        capabilities: [String] = [],
-        noNewPrivileges: Bool = false, seccomp: SeccompSpec = .unconfined
-    ) {
-        self.args = args
-        self.env = env
-        self.workingDir = workingDir
-        self.user = user
-        self.capabilities = capabilities
-        self.noNewPrivileges = noNewPrivileges
-        self.seccomp = seccomp
-    }
-}
-
 /// cgroup v2 limits of a container or of the whole pod; zero means no limit.
 public struct ResourceLimits: Sendable, Codable, Equatable {
     public var memoryLimitBytes: Int64
@@ -89,6 +54,7 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var id: String
     /// The SCSI serial of the image's EROFS disk, already attached to the VM.
     public var imageDiskSerial: String
+    /// The container's process (ContainerCore's description, as the guest runs it).
     public var process: ProcessSpec
     public var hostname: String
     public var readOnlyRootfs: Bool

@@ -1,4 +1,5 @@
 import AgentAPI
+import ContainerCore
 import Foundation
 
 // The only place where the host's agent values become agent API messages and back.
@@ -16,13 +17,13 @@ extension Cocoon_Agent_V3_Process {
             $0.groupname = p.user.groupname ?? ""
             $0.supplementaryGroups = p.user.supplementaryGroups
         }
-        capabilities = p.capabilities
+        capabilities = p.capabilities.sorted().map(\.description)
         noNewPrivileges = p.noNewPrivileges
         seccomp = .with {
             switch p.seccomp {
             case .unconfined: $0.kind = .unconfined
             case .runtimeDefault: $0.kind = .runtimeDefault
-            case .profile(let json):
+            case .json(let json):
                 $0.kind = .profile
                 $0.profile = json
             }

@@ -70,3 +70,20 @@ public struct Capability: Hashable, Sendable, Comparable, CustomStringConvertibl
         set.reduce(0) { $0 | (1 << UInt64($1.number)) }
     }
 }
+
+/// Kept by name (`CAP_SYS_ADMIN`) in persisted records.
+extension Capability: Codable {
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let capability = Capability(name: name) else {
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "unknown capability \(name)"))
+        }
+        self = capability
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+}

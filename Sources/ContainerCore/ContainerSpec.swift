@@ -25,8 +25,9 @@ public struct ContainerSpec: Sendable, Equatable {
     }
 }
 
-/// One process: the container's own or an exec into it.
-public struct ProcessSpec: Sendable, Equatable {
+/// One process: the container's own or an exec into it. The host keeps it with the container's
+/// record (ExecSync reuses its env, user and capabilities) and sends it through the agent.
+public struct ProcessSpec: Sendable, Equatable, Codable {
     public var args: [String]
     public var env: [String] = []
     public var workingDir: String = "/"
@@ -37,6 +38,19 @@ public struct ProcessSpec: Sendable, Equatable {
     public var seccomp: SeccompProfile = .unconfined
 
     public init(args: [String]) { self.args = args }
+
+    public init(
+        args: [String], env: [String], workingDir: String, user: UserSpec, capabilities: Set<Capability>,
+        noNewPrivileges: Bool, seccomp: SeccompProfile
+    ) {
+        self.args = args
+        self.env = env
+        self.workingDir = workingDir
+        self.user = user
+        self.capabilities = capabilities
+        self.noNewPrivileges = noNewPrivileges
+        self.seccomp = seccomp
+    }
 }
 
 /// Who the process runs as: a numeric uid, or a name looked up in the container's /etc/passwd;

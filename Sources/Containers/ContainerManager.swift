@@ -1,4 +1,5 @@
 import AgentClient
+import ContainerCore
 import Errors
 import Foundation
 import Logging
@@ -81,7 +82,15 @@ public actor ContainerManager {
     /// Loads persisted containers and reconnects to the pods whose containers run, so their output
     /// and exits (including what the agent kept while no daemon was there) flow again.
     public func recover() async {
-        for record in store.loadAll() {
+        for var record in store.loadAll() {
+            if record.adoptLegacyProcess() {
+                do {
+                    try store.save(record)
+                } catch {
+                    logger.warning(
+                        "container record not upgraded on disk", metadata: ["id": "\(record.id)", "error": "\(error)"])
+                }
+            }
             records[record.id] = record
             if !record.logPath.isEmpty { logs[record.id] = CRILogWriter(path: record.logPath) }
         }

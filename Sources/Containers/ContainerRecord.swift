@@ -1,4 +1,5 @@
 import AgentClient
+import ContainerCore
 
 /// Everything Cocoon knows about one container, persisted as JSON. CRI-agnostic: the CRI layer
 /// translates to and from `runtime.v1` messages.
@@ -60,6 +61,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     public var process: ProcessSpec?
     /// The CRI ContainerConfig as JSON (verbose status shows it).
     public var configJSON: String?
+    /// The process as records before the typed agent seam kept it (see `LegacyProcessJSON`).
+    private var processJSON: String?
 
     public init(
         id: String, sandboxID: String, name: String, attempt: UInt32, image: String, imageID: String, imageRef: String?,
@@ -108,6 +111,14 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         default:
             return false
         }
+        return true
+    }
+
+    /// Moves a process kept in the old form (`processJSON`) to `process`; true when the record changed.
+    mutating func adoptLegacyProcess() -> Bool {
+        guard let text = processJSON else { return false }
+        if process == nil { process = LegacyProcessJSON.process(from: text) }
+        processJSON = nil
         return true
     }
 }

@@ -1,4 +1,5 @@
 import AgentClient
+import ContainerCore
 import Containers
 import Errors
 import Foundation
@@ -25,7 +26,7 @@ import Testing
             var r = ContainerManager.CreateRequest(
                 sandboxID: pod, name: name, attempt: attempt, image: "busybox",
                 imageID: "sha256:" + String(repeating: "ab", count: 32),
-                rootfsImage: "/nonexistent/rootfs.erofs", process: ProcessSpec(args: ["sleep", "1000"], env: ["A=1"]))
+                rootfsImage: "/nonexistent/rootfs.erofs", process: ProcessSpec(args: ["sleep", "1000"]))
             r.logPath = root + "/logs/\(name).log"
             return r
         }
@@ -221,5 +222,31 @@ import Testing
         #expect(try await f.manager.list().isEmpty)
         #expect(f.pods.agent("pod-a")?.calls.contains("RemoveContainer") == true)
         #expect(f.pods.disks("pod-a").isEmpty, "the image disk is released again")
+    }
+
+    @Test func aRecordFromBeforeTheTypedSeamKeepsItsProcess() async throws {
+        let pods = FakePodAgents(pods: ["pod-a"])
+        let first = try await Fixture(pods: pods)
+        let id = try await first.manager.create(first.request("old"))
+        try await first.manager.start(id)
+        first.events.cancel()
+        // Rewrite the record as the previous release saved it: the process as agent API JSON.
+        let file = first.root + "/containers/\(id)/container.json"
+        var json = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        json["process"] = nil
+        json["processJSON"] =
+            #"{"args":["sleep","1000"],"env":["A=1"],"workingDir":"/srv","user":{"uid":1000},"#
+            + #""capabilities":["CAP_CHOWN"],"noNewPrivileges":true,"seccomp":{"kind":"RUNTIME_DEFAULT"}}"#
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: file))
+
+        let second = try await Fixture(root: first.root, pods: pods)
+        defer { second.end() }
+        let process = try #require(try await second.manager.status(id).process)
+        #expect(process.env == ["A=1"] && process.workingDir == "/srv" && process.user.uid == 1000)
+        #expect(process.capabilities.map(\.description) == ["CAP_CHOWN"] && process.noNewPrivileges)
+        #expect(process.seccomp == .runtimeDefault)
+        let saved = try String(contentsOfFile: file, encoding: .utf8)
+        #expect(!saved.contains("processJSON"), "the record is saved in today's form")
     }
 }

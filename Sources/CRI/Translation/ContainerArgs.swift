@@ -54,10 +54,10 @@ enum ContainerArgs {
 
     /// CRI `seccomp` (or the deprecated `seccomp_profile_path`): unset means unconfined, as in
     /// containerd; a Localhost profile is read from the host path it names.
-    static func seccomp(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> SeccompSpec {
+    static func seccomp(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> SeccompProfile {
         // A privileged container runs unconfined whatever profile it names, as in containerd.
         if s.privileged { return .unconfined }
-        var result = SeccompSpec.unconfined
+        var result = SeccompProfile.unconfined
         var localhost = ""
         if s.hasSeccomp {
             switch s.seccomp.profileType {
@@ -90,7 +90,7 @@ enum ContainerArgs {
             } catch {
                 throw CocoonError.invalidArgument("seccomp profile \(localhost): \(error)")
             }
-            result = .profile(text)
+            result = .json(text)
         }
         return result
     }
@@ -114,16 +114,14 @@ enum ContainerArgs {
     }
 
     /// The default set with the request's add/drop applied (privileged: every capability).
-    static func capabilities(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> [String] {
-        let set: Set<Capability>
+    static func capabilities(_ s: Runtime_V1_LinuxContainerSecurityContext) throws -> Set<Capability> {
         do {
-            set =
+            return
                 s.privileged
                 ? Capability.all
                 : try Capability.resolve(add: s.capabilities.addCapabilities, drop: s.capabilities.dropCapabilities)
         } catch {
             throw CocoonError.invalidArgument("config.linux.security_context.\(error)")
         }
-        return set.sorted().map(\.description)
     }
 }

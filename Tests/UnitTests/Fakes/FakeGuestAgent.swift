@@ -1,4 +1,5 @@
 import AgentClient
+import ContainerCore
 import Foundation
 import Synchronization
 
