@@ -28,7 +28,8 @@ struct LegacyProcessJSON: Decodable {
 
     /// Nil when the text is not the agent API's JSON of a process.
     static func process(from text: String) -> ProcessSpec? {
-        guard let legacy = try? JSONDecoder().decode(Self.self, from: Data(text.utf8)) else { return nil }  // try?: nil says it
+        // try?: the nil answer says it
+        guard let legacy = try? JSONDecoder().decode(Self.self, from: Data(text.utf8)) else { return nil }
         let user = UserSpec(
             uid: legacy.user?.uid, username: legacy.user?.username.flatMap { $0.isEmpty ? nil : $0 },
             gid: legacy.user?.gid,
