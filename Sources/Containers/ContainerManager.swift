@@ -53,17 +53,17 @@ public actor ContainerManager {
         public var exitCode: Int32
     }
 
-    private let pods: any PodAgents
-    private let store: JSONRecordStore<ContainerRecord>
-    private let stateRoot: String
-    private let logger: Logger
-    private let agentCall: Duration
-    private var records: [String: ContainerRecord] = [:]
-    private var logs: [String: CRILogWriter] = [:]
-    private var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
-    private var execs = ExecSessions()
+    let pods: any PodAgents
+    let store: JSONRecordStore<ContainerRecord>
+    let stateRoot: String
+    let logger: Logger
+    let agentCall: Duration
+    var records: [String: ContainerRecord] = [:]
+    var logs: [String: CRILogWriter] = [:]
+    var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
+    var execs = ExecSessions()
     private let locks = KeyedLock()
-    private let eventHub = ContainerEventHub()
+    let eventHub = ContainerEventHub()
     static let maxCopiedMountBytes = 64 << 20
 
     public init(
@@ -198,7 +198,7 @@ public actor ContainerManager {
         try await stopLocked(id, timeout: timeout)
     }
 
-    private func stopLocked(_ id: String, timeout: Duration) async throws(CocoonError) {
+    func stopLocked(_ id: String, timeout: Duration) async throws(CocoonError) {
         try await refresh(id)
         guard let record = records[id], record.state == .running else { return }
         let agent: any GuestAgent
@@ -219,7 +219,7 @@ public actor ContainerManager {
         throw .deadlineExceeded("container \(id) did not exit 10 s after SIGKILL")
     }
 
-    private func signal(_ agent: any GuestAgent, _ id: String, _ signal: Int32) async {
+    func signal(_ agent: any GuestAgent, _ id: String, _ signal: Int32) async {
         do {
             try await agent.signal(container: id, exec: "", signal: signal, timeout: agentCall)
         } catch {
@@ -310,153 +310,17 @@ public actor ContainerManager {
         logs[id]?.reopen()
     }
 
-    /// Runs a command in the running container and collects its output; `timeout` zero means none.
-    public func execSync(_ idOrPrefix: String, command: [String], timeout: Duration) async throws(CocoonError)
-        -> ExecResult
-    {
-        let id = try resolve(idOrPrefix)
-        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
-        guard record.state == .running else {
-            throw .failedPrecondition("container \(id) is not running (\(record.state.rawValue))")
-        }
-        guard !command.isEmpty, !command[0].isEmpty else { throw .invalidArgument("cmd must not be empty") }
-        let (_, agent) = try await pods.readyAgent(record.sandboxID)
-        let execID = String(UInt64.random(in: 1...UInt64.max), radix: 16)
-        var process = record.process ?? ProcessSpec(args: [])
-        process.args = command
-        let session = execs.open(execID, container: id)
-        defer { execs.close(execID) }
-        do {
-            _ = try await agent.exec(container: id, execID: execID, process: process, timeout: agentCall)
-        } catch {
-            throw CocoonError.from(error, "exec in container \(id)")
-        }
-        if session.exitCode == nil {
-            let finished = await withTaskGroup(of: Bool.self) { group -> Bool in
-                group.addTask {
-                    await self.waitForExec(execID)
-                    return true
-                }
-                if timeout > .zero {
-                    group.addTask {
-                        try? await Task.sleep(for: timeout)  // cancelled when the exec finishes first
-                        return false
-                    }
-                }
-                let first = await group.next() ?? false
-                group.cancelAll()
-                if !first { self.execs.wake(execID) }
-                return first
-            }
-            if !finished || session.exitCode == nil {
-                do {
-                    try await agent.signal(container: id, exec: execID, signal: SIGKILL, timeout: agentCall)
-                } catch {
-                    logger.warning(
-                        "timed-out exec not killed",
-                        metadata: ["id": "\(id)", "exec": "\(execID)", "error": "\(error)"])
-                }
-                throw .deadlineExceeded("command \(command) in container \(id) timed out after \(timeout)")
-            }
-        }
-        return ExecResult(stdout: session.stdout, stderr: session.stderr, exitCode: session.exitCode ?? -1)
-    }
-
-    // MARK: events
-
-    /// One agent event. Ids that are not containers of the pod that sent the event are ignored: a
-    /// guest may lie, and must not touch another pod's containers.
-    private func apply(_ tagged: PodAgentEvent) async {
-        switch tagged.event {
-        case .output(let containerID, let execID, let stream, let data):
-            guard records[containerID]?.sandboxID == tagged.podID else { return }
-            if execID.isEmpty {
-                logs[containerID]?.write(stream: stream == .stderr ? .stderr : .stdout, data)
-            } else {
-                execs.output(execID, container: containerID, stream: stream == .stderr ? .stderr : .stdout, data)
-            }
-        case .exit(let containerID, let execID, let exitCode, let oomKilled):
-            guard records[containerID]?.sandboxID == tagged.podID else { return }
-            if execID.isEmpty {
-                let reason = oomKilled ? "OOMKilled" : (exitCode == 0 ? "Completed" : "Error")
-                do {
-                    try change(
-                        containerID, .exited(code: exitCode, reason: reason, message: nil, atNs: HostProcess.nowNs()))
-                } catch {
-                    // No caller to fail: the record in memory is right, the file is stale until the next save.
-                    logger.error(
-                        "container exit not persisted", metadata: ["id": "\(containerID)", "error": "\(error)"])
-                }
-            } else {
-                execs.exited(execID, container: containerID, code: exitCode)
-            }
-        }
-    }
-
-    /// The one place a container's state changes: the transition, then the save, then what follows
-    /// from it (log flush, waiters, lifecycle event). An event that does not apply changes nothing.
-    private func change(_ id: String, _ event: ContainerRecord.Event) throws(CocoonError) {
-        guard var record = records[id], record.transition(event) else { return }
-        records[id] = record
-        if case .exited = event {
-            logs[id]?.finish()
-            wakeExitWaiters(id)
-        }
-        publish(event.lifecycleKind, record)
-        try store.save(record)
-    }
-
-    private func publish(_ kind: ContainerEvent.Kind, _ record: ContainerRecord) {
-        eventHub.publish(
-            ContainerEvent(
-                kind: kind, containerID: record.id, sandboxID: record.sandboxID, atNs: HostProcess.nowNs(),
-                record: record))
-    }
-
-    private func waitForExec(_ execID: String) async {
-        guard let session = execs.session(execID), session.exitCode == nil, session.waiter == nil else { return }
-        await withCheckedContinuation { session.waiter = $0 }
-    }
-
-    /// True when the container exited within `timeout`.
-    private func waitForExit(_ id: String, timeout: Duration) async -> Bool {
-        if records[id]?.state != .running { return true }
-        return await withTaskGroup(of: Bool.self) { group -> Bool in
-            group.addTask {
-                await self.waitExit(id)
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)  // cancelled when the exit comes first
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            if !first { self.wakeExitWaiters(id) }
-            return first && self.records[id]?.state != .running
-        }
-    }
-
-    private func waitExit(_ id: String) async {
-        if records[id]?.state != .running { return }
-        await withCheckedContinuation { exitWaiters[id, default: []].append($0) }
-    }
-
-    private func wakeExitWaiters(_ id: String) {
-        for waiter in exitWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
-    }
-
     // MARK: internals
 
     /// A running container whose pod is no longer READY has ended with it.
-    private func refresh(_ id: String) async throws(CocoonError) {
+    func refresh(_ id: String) async throws(CocoonError) {
         guard let record = records[id], record.state == .running else { return }
         if await pods.isReady(record.sandboxID) { return }
         try change(
             id, .exited(code: 137, reason: "Error", message: "the pod sandbox stopped", atNs: HostProcess.nowNs()))
     }
 
-    private func releaseDisk(sandboxID: String, serial: String, except id: String) async {
+    func releaseDisk(sandboxID: String, serial: String, except id: String) async {
         guard
             !records.values.contains(where: { $0.sandboxID == sandboxID && $0.imageDiskSerial == serial && $0.id != id }
             )
@@ -470,7 +334,7 @@ public actor ContainerManager {
         }
     }
 
-    private func resolve(_ idOrPrefix: String) throws(CocoonError) -> String {
+    func resolve(_ idOrPrefix: String) throws(CocoonError) -> String {
         try RecordID.resolve(idOrPrefix, in: records.keys, what: "container", field: "container_id")
     }
 }

@@ -6,7 +6,7 @@ import Spawn
 enum QMPClient {
     /// Runs `command` (e.g. `quit`) and returns QEMU's reply line, or nil if QEMU did not answer.
     static func execute(_ command: String, socketPath: String, timeout: Duration = .seconds(2)) async -> String? {
-        await run(["{\"execute\":\"\(command)\"}"], socketPath: socketPath, timeout: timeout).first ?? nil
+        await run([Self.command(command)], socketPath: socketPath, timeout: timeout).first ?? nil
     }
 
     /// Runs commands given as whole QMP JSON objects, in order, on one session; returns each reply
@@ -31,7 +31,7 @@ enum QMPClient {
         guard UnixSocketAddress.connect(fd, path: socketPath) else { return replies }
         var reader = LineReader(fd: fd)
         guard reader.next() != nil else { return replies }
-        guard send(fd, "{\"execute\":\"qmp_capabilities\"}\n"), reader.nextReply() != nil else { return replies }
+        guard send(fd, Self.command("qmp_capabilities") + "\n"), reader.nextReply() != nil else { return replies }
         for (i, command) in commands.enumerated() {
             guard send(fd, command + "\n"), let reply = reader.nextReply() else { break }
             replies[i] = reply
@@ -39,9 +39,9 @@ enum QMPClient {
         return replies
     }
 
-    /// A QMP command as JSON text.
-    static func command(_ name: String, _ arguments: [String: Any]) -> String {
-        let object: [String: Any] = ["execute": name, "arguments": arguments]
+    /// A QMP command as JSON text (no `arguments` member when there are none).
+    static func command(_ name: String, _ arguments: [String: Any] = [:]) -> String {
+        let object: [String: Any] = arguments.isEmpty ? ["execute": name] : ["execute": name, "arguments": arguments]
         // try?: only string/number dictionaries are passed in
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
             return "{}"

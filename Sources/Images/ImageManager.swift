@@ -17,11 +17,11 @@ public actor ImageManager {
     nonisolated let client: RegistryClient
     nonisolated let maxConcurrentDownloads: Int
     nonisolated let logger: Logger
-    private var records: [Digest: ImageRecord] = [:]
-    private let store: JSONRecordStore<ImageRecord>
-    private var pulls: [String: Task<ImageRecord, Error>] = [:]
-    private var unpacks: [Digest: Task<UnpackTiming, Error>] = [:]
-    private var blockBuilds: [Digest: Task<String, Error>] = [:]
+    var records: [Digest: ImageRecord] = [:]
+    let store: JSONRecordStore<ImageRecord>
+    var pulls: [String: Task<ImageRecord, Error>] = [:]
+    var unpacks: [Digest: Task<UnpackTiming, Error>] = [:]
+    var blockBuilds: [Digest: Task<String, Error>] = [:]
 
     public init(stateRoot: String, registry: RegistrySettings, logger: Logger = Logger(label: "cocoon.images"))
         throws(CocoonError)
@@ -87,6 +87,19 @@ public actor ImageManager {
     /// Bytes and inodes used under the image store (for kubelet's image GC).
     public nonisolated func usage() -> (bytes: UInt64, inodes: UInt64) {
         DiskUsage.measure(root)
+    }
+
+    /// The runtime settings of a stored image's config (user, env, entrypoint, …); nil when the
+    /// config has none. A config blob that is missing or does not parse is an error naming the image.
+    public nonisolated func config(of id: Digest) throws(CocoonError) -> ImageConfig.Config? {
+        let bytes: [UInt8]
+        do {
+            bytes = try content.read(id, limit: MediaTypes.maxConfigBytes)
+        } catch {
+            throw .failedPrecondition(
+                "image \(id): its config cannot be read (\(error)); pull the image again", cause: error)
+        }
+        return try DocumentDecoder.decode(ImageConfig.self, from: bytes, what: "image \(id) config").config
     }
 
     // MARK: - Pull
@@ -248,7 +261,7 @@ public actor ImageManager {
         return stored
     }
 
-    private func dropUnreferenced(_ digests: [Digest]) {
+    func dropUnreferenced(_ digests: [Digest]) {
         let used = Set(records.values.flatMap(\.blobs))
         for d in digests where !used.contains(d) { content.delete(d) }
     }
@@ -347,80 +360,6 @@ public actor ImageManager {
         return UnpackTiming(rootfs: final, fetchSeconds: fetched.value, unpackSeconds: busy.value)
     }
 
-    // MARK: - Block images
-
-    /// The image's EROFS block image (what a pod VM attaches), waiting for its build if it is still
-    /// running. Built right after the pull, off the PullImage path.
-    /// The runtime settings of a stored image's config (user, env, entrypoint, …); nil when the
-    /// config has none. A config blob that is missing or does not parse is an error naming the image.
-    public nonisolated func config(of id: Digest) throws(CocoonError) -> ImageConfig.Config? {
-        let bytes: [UInt8]
-        do {
-            bytes = try content.read(id, limit: MediaTypes.maxConfigBytes)
-        } catch {
-            throw .failedPrecondition(
-                "image \(id): its config cannot be read (\(error)); pull the image again", cause: error)
-        }
-        return try DocumentDecoder.decode(ImageConfig.self, from: bytes, what: "image \(id) config").config
-    }
-
-    public func blockImage(for id: Digest) async throws(CocoonError) -> String {
-        guard let record = records[id] else { throw .notFound("image \(id) not found") }
-        if FileManager.default.fileExists(atPath: record.rootfsImage) { return record.rootfsImage }
-        ensureBlockImage(id)
-        guard let task = blockBuilds[id] else { throw .internalError("no block image build for \(id)") }
-        do { return try await task.value } catch let e as CocoonError { throw e } catch {
-            throw .internalError("block image of \(id): \(error)")
-        }
-    }
-
-    /// Starts building the block images that are missing (after a restart, say).
-    public func resumeBlockImages() {
-        for (id, r) in records where !FileManager.default.fileExists(atPath: r.rootfsImage) { ensureBlockImage(id) }
-    }
-
-    /// Starts the block-image build of an image unless it exists or is running. The task is owned
-    /// here (`blockBuilds`): awaited by `blockImage(for:)` and `remove`, cancelled by `shutdown`.
-    func ensureBlockImage(_ id: Digest) {
-        guard let record = records[id], blockBuilds[id] == nil,
-            !FileManager.default.fileExists(atPath: record.rootfsImage)
-        else { return }
-        let tmp = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max)).erofs"
-        let directory = record.rootfs
-        blockBuilds[id] = Task {
-            let started = ContinuousClock.now
-            do {
-                try await RootfsImageBuilder.buildOffPool(directory: directory, image: tmp)
-            } catch {
-                unlink(tmp)
-                // try?: the build error below is the one to report
-                _ = try? self.finishBlockImage(id, tmp: nil, seconds: 0)
-                self.logger.error("building the block image failed", metadata: ["id": "\(id)", "error": "\(error)"])
-                throw error
-            }
-            return try self.finishBlockImage(id, tmp: tmp, seconds: Self.seconds(since: started))
-        }
-    }
-
-    /// Moves a built block image into place, unless its image was removed meanwhile.
-    @discardableResult
-    private func finishBlockImage(_ id: Digest, tmp: String?, seconds: Double) throws(CocoonError) -> String {
-        blockBuilds[id] = nil
-        guard let tmp else { return "" }
-        guard var record = records[id] else {
-            unlink(tmp)
-            throw .notFound("image \(id) was removed while its block image was built")
-        }
-        guard rename(tmp, record.rootfsImage) == 0 else {
-            unlink(tmp)
-            throw .internalError("cannot place \(record.rootfsImage): \(String(cString: strerror(errno)))")
-        }
-        record.blockImageSeconds = seconds
-        try save(record)
-        logger.info("block image ready", metadata: ["id": "\(id)", "seconds": "\(seconds)"])
-        return record.rootfsImage
-    }
-
     /// Stores a pulled image: merges names into an existing record of the same id and moves a tag
     /// away from the image that held it before.
     private func register(_ pulled: ImageRecord) throws(CocoonError) -> ImageRecord {
@@ -477,7 +416,7 @@ public actor ImageManager {
         try save(r)
     }
 
-    private func delete(_ id: Digest) throws(CocoonError) {
+    func delete(_ id: Digest) throws(CocoonError) {
         guard let gone = records[id] else { return }
         try store.delete(id.hex)
         records[id] = nil
@@ -490,7 +429,7 @@ public actor ImageManager {
         logger.info("image removed", metadata: ["id": "\(id)", "tags": "\(gone.repoTags)"])
     }
 
-    private func save(_ r: ImageRecord) throws(CocoonError) {
+    func save(_ r: ImageRecord) throws(CocoonError) {
         try store.save(r)
         records[r.id] = r
     }

@@ -1,0 +1,86 @@
+import AgentClient
+import ContainerCore
+import Errors
+import Foundation
+import Spawn
+
+/// What the agents report and what follows from it: state changes through `ContainerRecord.transition`,
+/// log output, exec output, lifecycle events, and the callers waiting for an exit.
+extension ContainerManager {
+    /// One agent event. Ids that are not containers of the pod that sent the event are ignored: a
+    /// guest may lie, and must not touch another pod's containers.
+    func apply(_ tagged: PodAgentEvent) async {
+        switch tagged.event {
+        case .output(let containerID, let execID, let stream, let data):
+            guard records[containerID]?.sandboxID == tagged.podID else { return }
+            if execID.isEmpty {
+                logs[containerID]?.write(stream: stream == .stderr ? .stderr : .stdout, data)
+            } else {
+                execs.output(execID, container: containerID, stream: stream == .stderr ? .stderr : .stdout, data)
+            }
+        case .exit(let containerID, let execID, let exitCode, let oomKilled):
+            guard records[containerID]?.sandboxID == tagged.podID else { return }
+            if execID.isEmpty {
+                let reason = oomKilled ? "OOMKilled" : (exitCode == 0 ? "Completed" : "Error")
+                do {
+                    try change(
+                        containerID, .exited(code: exitCode, reason: reason, message: nil, atNs: HostProcess.nowNs()))
+                } catch {
+                    // No caller to fail: the record in memory is right, the file is stale until the next save.
+                    logger.error(
+                        "container exit not persisted", metadata: ["id": "\(containerID)", "error": "\(error)"])
+                }
+            } else {
+                execs.exited(execID, container: containerID, code: exitCode)
+            }
+        }
+    }
+
+    /// The one place a container's state changes: the transition, then the save, then what follows
+    /// from it (log flush, waiters, lifecycle event). An event that does not apply changes nothing.
+    func change(_ id: String, _ event: ContainerRecord.Event) throws(CocoonError) {
+        guard var record = records[id], record.transition(event) else { return }
+        records[id] = record
+        if case .exited = event {
+            logs[id]?.finish()
+            wakeExitWaiters(id)
+        }
+        publish(event.lifecycleKind, record)
+        try store.save(record)
+    }
+
+    func publish(_ kind: ContainerEvent.Kind, _ record: ContainerRecord) {
+        eventHub.publish(
+            ContainerEvent(
+                kind: kind, containerID: record.id, sandboxID: record.sandboxID, atNs: HostProcess.nowNs(),
+                record: record))
+    }
+
+    /// True when the container exited within `timeout`.
+    func waitForExit(_ id: String, timeout: Duration) async -> Bool {
+        if records[id]?.state != .running { return true }
+        return await withTaskGroup(of: Bool.self) { group -> Bool in
+            group.addTask {
+                await self.waitExit(id)
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)  // cancelled when the exit comes first
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first { self.wakeExitWaiters(id) }
+            return first && self.records[id]?.state != .running
+        }
+    }
+
+    func waitExit(_ id: String) async {
+        if records[id]?.state != .running { return }
+        await withCheckedContinuation { exitWaiters[id, default: []].append($0) }
+    }
+
+    func wakeExitWaiters(_ id: String) {
+        for waiter in exitWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+    }
+}
