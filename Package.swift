@@ -78,6 +78,9 @@ let package = Package(
             swiftSettings: strict
         ),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // CRI streaming (exec, attach, port-forward) wire protocols: SPDY/3.1 framing so far.
+        .target(name: "Streaming", dependencies: ["CZlib"], swiftSettings: strict),
         // OCI images: registry client, content store, safe layer unpacking, image metadata.
         .target(
             name: "Images",
@@ -187,7 +190,7 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "Config", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient",
-                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Persistence", "Spawn",
+                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Persistence", "Spawn", "Streaming",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
             ],
