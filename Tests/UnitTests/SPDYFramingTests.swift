@@ -13,10 +13,7 @@ import Testing
     }
 
     func decodeAll(_ bytes: [UInt8], _ decoder: SPDYFrameDecoder) throws -> [SPDYFrame] {
-        decoder.append(bytes)
-        var frames: [SPDYFrame] = []
-        while let f = try decoder.next() { frames.append(f) }
-        return frames
+        try decodeFrames(bytes, decoder)
     }
 
     @Test func controlAndDataFramesHaveTheDocumentedLayout() throws {

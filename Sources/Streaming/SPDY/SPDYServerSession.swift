@@ -1,0 +1,163 @@
+/// The server side of one SPDY/3.1 session: the streams a client (kubectl, crictl, the API server)
+/// opens for one exec, attach or port-forward, what state each is in, and what to answer. Pure
+/// state: bytes in, events and bytes out; the connection handler moves the bytes. Everything the
+/// client sends is bounded: at most `maxStreams` open streams, frames of at most `maxPayload`.
+///
+/// Each stream: SYN_STREAM (client) → `accept` (our SYN_REPLY, required before any data of ours) →
+/// data both ways → each side's FIN half-closes it; RST_STREAM from either side ends it at once.
+/// Flow control is not enforced (moby/spdystream neither sends nor honours WINDOW_UPDATE).
+public final class SPDYServerSession {
+    /// What the client did.
+    public enum Event: Sendable, Equatable {
+        case streamOpened(id: UInt32, headers: SPDYHeaders)
+        case data(id: UInt32, [UInt8])
+        /// The client sends nothing more on this stream (FIN).
+        case remoteClosed(id: UInt32)
+        /// The client reset the stream: stop using it.
+        case streamReset(id: UInt32)
+        /// GOAWAY: the client opens no more streams; the session ends.
+        case sessionEnded
+    }
+
+    /// A misuse of the session by our own code (not the client's fault).
+    public struct UsageError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    private struct StreamState {
+        var accepted = false
+        var remoteOpen = true
+        var localOpen = true
+    }
+
+    /// DATA frames we send are cut to this size, so one stream never holds the connection for long.
+    public static let sendChunk = 32 << 10
+
+    private let decoder: SPDYFrameDecoder
+    private let encoder: SPDYFrameEncoder
+    private let maxStreams: Int
+    private var streams: [UInt32: StreamState] = [:]
+    private var lastClientStream: UInt32 = 0
+    private var ended = false
+
+    public init(maxStreams: Int = 64, maxPayload: Int = 1 << 20) throws(SPDYProtocolError) {
+        decoder = try SPDYFrameDecoder(maxPayload: maxPayload)
+        encoder = try SPDYFrameEncoder()
+        self.maxStreams = maxStreams
+    }
+
+    /// The streams that are open in at least one direction.
+    public var openStreams: [UInt32] { streams.keys.sorted() }
+
+    /// Feeds bytes from the client. Returns what happened and the bytes to send back at once (PING
+    /// echoes, resets of streams the client misused). A protocol error ends the session: the caller
+    /// sends `goAway(.protocolError)` and closes the connection.
+    public func receive(_ bytes: [UInt8]) throws(SPDYProtocolError) -> (events: [Event], reply: [UInt8]) {
+        decoder.append(bytes)
+        var events: [Event] = []
+        var reply: [UInt8] = []
+        while let frame = try decoder.next() {
+            switch frame {
+            case .synStream(let id, _, _, let flags, let headers):
+                if let refusal = try open(id) {
+                    reply += try encoder.encode(.rstStream(streamID: id, status: refusal))
+                    continue
+                }
+                events.append(.streamOpened(id: id, headers: headers))
+                if flags.contains(.fin) { events += remoteFin(id) }
+            case .data(let id, let flags, let payload):
+                guard let state = streams[id], state.remoteOpen else {
+                    let status: SPDYStreamStatus = id <= lastClientStream ? .streamAlreadyClosed : .invalidStream
+                    reply += try encoder.encode(.rstStream(streamID: id, status: status))
+                    continue
+                }
+                if !payload.isEmpty { events.append(.data(id: id, payload)) }
+                if flags.contains(.fin) { events += remoteFin(id) }
+            case .headers(let id, let flags, _):
+                if flags.contains(.fin), streams[id]?.remoteOpen == true { events += remoteFin(id) }
+            case .rstStream(let id, _):
+                if streams.removeValue(forKey: id) != nil { events.append(.streamReset(id: id)) }
+            case .ping(let id):
+                // The client's pings (odd ids) are echoed; answers to ours (even ids) need nothing.
+                if id % 2 == 1 { reply += try encoder.encode(.ping(id: id)) }
+            case .goAway:
+                ended = true
+                events.append(.sessionEnded)
+            case .synReply, .settings, .windowUpdate:
+                break  // a client never replies to us; settings and windows are not enforced
+            }
+        }
+        return (events, reply)
+    }
+
+    /// Our SYN_REPLY for a stream the client opened (empty headers, as the kubelet sends).
+    public func accept(_ id: UInt32) throws(UsageError) -> [UInt8] {
+        guard var state = streams[id], !state.accepted else {
+            throw UsageError(description: "stream \(id) is not waiting to be accepted")
+        }
+        state.accepted = true
+        streams[id] = state
+        return try frame(.synReply(streamID: id, flags: [], headers: SPDYHeaders()))
+    }
+
+    /// DATA frames carrying `data` on an accepted stream, the last with FIN when `fin`.
+    public func send(_ id: UInt32, _ data: [UInt8], fin: Bool = false) throws(UsageError) -> [UInt8] {
+        guard var state = streams[id], state.accepted, state.localOpen else {
+            throw UsageError(description: "stream \(id) is not open for sending")
+        }
+        var out: [UInt8] = []
+        var offset = 0
+        repeat {
+            let end = min(offset + Self.sendChunk, data.count)
+            let last = end == data.count
+            out += try frame(.data(streamID: id, flags: last && fin ? .fin : [], payload: Array(data[offset..<end])))
+            offset = end
+        } while offset < data.count
+        if fin {
+            state.localOpen = false
+            streams[id] = state.remoteOpen ? state : nil
+        }
+        return out
+    }
+
+    /// Ends a stream at once (RST_STREAM).
+    public func reset(_ id: UInt32, status: SPDYStreamStatus = .cancel) -> [UInt8] {
+        streams[id] = nil
+        return (try? frame(.rstStream(streamID: id, status: status))) ?? []  // try?: fixed-size frame, cannot fail
+    }
+
+    /// GOAWAY: the session is over (`status` says whether it ended well).
+    public func goAway(_ status: SPDYSessionStatus = .ok) -> [UInt8] {
+        ended = true
+        // try?: fixed-size frame, cannot fail
+        return (try? frame(.goAway(lastGoodStreamID: lastClientStream, status: status))) ?? []
+    }
+
+    private func frame(_ f: SPDYFrame) throws(UsageError) -> [UInt8] {
+        do {
+            return try encoder.encode(f)
+        } catch {
+            throw UsageError(description: "cannot encode \(f): \(error)")
+        }
+    }
+
+    /// Registers a client stream, or says why it is refused.
+    private func open(_ id: UInt32) throws(SPDYProtocolError) -> SPDYStreamStatus? {
+        guard id % 2 == 1, id > lastClientStream else {
+            // Client streams are odd and increasing; anything else breaks the session.
+            throw .malformed("SYN_STREAM \(id) after \(lastClientStream) (client stream ids are odd and increasing)")
+        }
+        lastClientStream = id
+        guard !ended else { return .refusedStream }
+        guard streams.count < maxStreams else { return .refusedStream }
+        streams[id] = StreamState()
+        return nil
+    }
+
+    private func remoteFin(_ id: UInt32) -> [Event] {
+        guard var state = streams[id] else { return [] }
+        state.remoteOpen = false
+        streams[id] = state.localOpen ? state : nil
+        return [.remoteClosed(id: id)]
+    }
+}
