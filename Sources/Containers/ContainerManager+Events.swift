@@ -13,10 +13,11 @@ extension ContainerManager {
         switch tagged.event {
         case .output(let containerID, let execID, let stream, let data):
             guard records[containerID]?.sandboxID == tagged.podID else { return }
+            let stream: CRILog.Stream = stream == .stderr ? .stderr : .stdout
             if execID.isEmpty {
-                logs[containerID]?.write(stream: stream == .stderr ? .stderr : .stdout, data)
+                logs[containerID]?.write(stream: stream, data)
             } else {
-                execs.output(execID, container: containerID, stream: stream == .stderr ? .stderr : .stdout, data)
+                execs.output(execID, container: containerID, stream: stream, data)
             }
         case .exit(let containerID, let execID, let exitCode, let oomKilled):
             guard records[containerID]?.sandboxID == tagged.podID else { return }

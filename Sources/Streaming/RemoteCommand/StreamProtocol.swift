@@ -31,7 +31,7 @@ public enum StreamProtocol: String, Sendable, CaseIterable, Equatable {
     /// The first protocol the client offers that the server supports. `offered` is the header's
     /// values (several headers, or one comma-separated list); nil when none matches.
     public static func negotiate(offered: [String], supported: [StreamProtocol]) -> StreamProtocol? {
-        let names = offered.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: " \t") }
+        let names = offered.flatMap { $0.split(separator: ",") }.map(\.trimmingSpaces)
         for name in names {
             if let p = StreamProtocol(rawValue: name), supported.contains(p) { return p }
         }
@@ -39,11 +39,12 @@ public enum StreamProtocol: String, Sendable, CaseIterable, Equatable {
     }
 }
 
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> String {
-        var s = self
-        while let f = s.first, set.contains(f) { s.removeFirst() }
-        while let l = s.last, set.contains(l) { s.removeLast() }
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (HTTP header values).
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s.removeFirst() }
+        while s.last == " " || s.last == "\t" { s.removeLast() }
         return String(s)
     }
 }

@@ -34,8 +34,11 @@ public final class SPDYFrameDecoder {
     /// The next whole frame, or nil until more bytes arrive.
     public func next() throws(SPDYProtocolError) -> SPDYFrame? {
         while buffer.count - offset >= 8 {
-            let head = buffer[offset..<offset + 8].map { $0 }
-            let length = Int(head[5]) << 16 | Int(head[6]) << 8 | Int(head[7])
+            var head = ByteReader(Array(buffer[offset..<offset + 8]))
+            let word = try head.uint32("frame head")
+            let flagsAndLength = try head.uint32("frame length")
+            let flags = UInt8(flagsAndLength >> 24)
+            let length = Int(flagsAndLength & 0xff_ffff)
             guard length <= maxPayload else { throw .frameTooLarge(length: length, limit: maxPayload) }
             guard buffer.count - offset >= 8 + length else { return nil }
             let body = Array(buffer[offset + 8..<offset + 8 + length])
@@ -44,16 +47,12 @@ public final class SPDYFrameDecoder {
                 buffer.removeFirst(offset)
                 offset = 0
             }
-            let flags = head[4]
-            guard head[0] & 0x80 != 0 else {
-                let id =
-                    (UInt32(head[0]) << 24 | UInt32(head[1]) << 16 | UInt32(head[2]) << 8 | UInt32(head[3]))
-                    & 0x7fff_ffff
-                return .data(streamID: id, flags: SPDYFlags(rawValue: flags), payload: body)
+            guard word & 0x8000_0000 != 0 else {
+                return .data(streamID: word & 0x7fff_ffff, flags: SPDYFlags(rawValue: flags), payload: body)
             }
-            let version = UInt16(head[0] & 0x7f) << 8 | UInt16(head[1])
+            let version = UInt16(word >> 16 & 0x7fff)
             guard version == 3 else { throw .unsupportedVersion(version) }
-            let rawType = UInt16(head[2]) << 8 | UInt16(head[3])
+            let rawType = UInt16(word & 0xffff)
             guard let type = SPDYFrame.ControlType(rawValue: rawType) else { continue }  // unknown: skipped
             return try control(type, flags: flags, body)
         }

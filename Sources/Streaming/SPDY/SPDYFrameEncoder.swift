@@ -21,10 +21,7 @@ public final class SPDYFrameEncoder {
             body += try compressed(headers)
             return try control(.synStream, flags: flags.rawValue, body)
         case .synReply(let id, let flags, let headers):
-            var body: [UInt8] = []
-            body.appendUInt32(id & 0x7fff_ffff)
-            body += try compressed(headers)
-            return try control(.synReply, flags: flags.rawValue, body)
+            return try control(.synReply, flags: flags.rawValue, streamID(id) + compressed(headers))
         case .rstStream(let id, let status):
             var body: [UInt8] = []
             body.appendUInt32(id & 0x7fff_ffff)
@@ -49,10 +46,7 @@ public final class SPDYFrameEncoder {
             body.appendUInt32(status.rawValue)
             return try control(.goAway, flags: 0, body)
         case .headers(let id, let flags, let headers):
-            var body: [UInt8] = []
-            body.appendUInt32(id & 0x7fff_ffff)
-            body += try compressed(headers)
-            return try control(.headers, flags: flags.rawValue, body)
+            return try control(.headers, flags: flags.rawValue, streamID(id) + compressed(headers))
         case .windowUpdate(let id, let delta):
             var body: [UInt8] = []
             body.appendUInt32(id & 0x7fff_ffff)
@@ -68,6 +62,13 @@ public final class SPDYFrameEncoder {
             out.appendUInt24(payload.count)
             return out + payload
         }
+    }
+
+    /// A 31-bit stream id field (the reserved top bit clear).
+    private func streamID(_ id: UInt32) -> [UInt8] {
+        var out: [UInt8] = []
+        out.appendUInt32(id & 0x7fff_ffff)
+        return out
     }
 
     private func compressed(_ headers: SPDYHeaders) throws(SPDYProtocolError) -> [UInt8] {
