@@ -99,8 +99,9 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
             self.pid = pid
             startedAtNs = at
         case (.exited, .started(let pid, let at)):
+            // The process ran before StartContainer answered: it started no later than it ended.
             self.pid = pid
-            startedAtNs = startedAtNs ?? at
+            startedAtNs = startedAtNs ?? min(at, finishedAtNs ?? at)
         case (.created, .exited(let code, let reason, let message, let at)),
             (.running, .exited(let code, let reason, let message, let at)):
             state = .exited

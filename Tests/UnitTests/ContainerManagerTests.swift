@@ -78,6 +78,24 @@ import Testing
         let record = try await f.manager.status(id)
         #expect(record.state == .exited && record.exitCode == 3 && record.reason == "Error")
         #expect(record.startedAtNs != nil && record.pid == 42)
+        #expect(try #require(record.startedAtNs) <= #require(record.finishedAtNs), "started before it finished")
+    }
+
+    /// The state machine alone: an exit recorded before the start keeps the exit, and the start
+    /// time is never after the finish time.
+    @Test func anExitBeforeItsStartIsFinal() {
+        var r = ContainerRecord(
+            id: "c", sandboxID: "p", name: "n", attempt: 0, image: "i", imageID: "sha256:x", imageRef: nil,
+            imageDiskSerial: "s",
+            labels: [:], annotations: [:], logPath: "", mounts: [], stopSignal: 15, createdAtNs: 1, process: nil,
+            configJSON: nil)
+        let exited = r.transition(.exited(code: 3, reason: "Error", message: nil, atNs: 100))
+        let started = r.transition(.started(pid: 9, atNs: 200))
+        #expect(exited && started)
+        #expect(r.state == .exited && r.pid == 9 && r.startedAtNs == 100 && r.finishedAtNs == 100)
+        let again = r.transition(.exited(code: 0, reason: "Completed", message: nil, atNs: 300))
+        #expect(!again, "exited is final")
+        #expect(r.exitCode == 3)
     }
 
     @Test func startRefusedByTheAgentEndsTheContainer() async throws {
