@@ -80,7 +80,18 @@ let package = Package(
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // CRI streaming (exec, attach, port-forward) wire protocols: SPDY/3.1 framing so far.
-        .target(name: "Streaming", dependencies: ["CZlib"], swiftSettings: strict),
+        .target(
+            name: "Streaming",
+            dependencies: [
+                "CZlib", "Containers", "Errors",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         // OCI images: registry client, content store, safe layer unpacking, image metadata.
         .target(
             name: "Images",
@@ -136,7 +147,7 @@ let package = Package(
             name: "CRI",
             dependencies: [
                 "CRIAPI", "Containers", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "ContainerCore",
-                "Errors", "Spawn",
+                "Errors", "Spawn", "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -166,6 +177,7 @@ let package = Package(
             name: "cocoond",
             dependencies: [
                 "CRI", "CocoonServices", "Config", "Containers", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
+                "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

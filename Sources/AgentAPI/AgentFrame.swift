@@ -1,7 +1,7 @@
 import SwiftProtobuf
 
 /// The agent protocol version spoken by this build, carried in `Hello` and `HealthResponse`.
-public let agentAPIVersion: UInt32 = 3
+public let agentAPIVersion: UInt32 = 4
 
 /// Owns the wire framing of the agent channel: a 4-byte big-endian length, then one `Envelope`.
 /// Both sides treat the peer as untrusted: a frame longer than `maxFrameSize` is an error.
@@ -20,7 +20,7 @@ public enum AgentFrame {
     }
 
     /// Serializes an envelope with its length prefix.
-    public static func encode(_ envelope: Cocoon_Agent_V3_Envelope) throws -> [UInt8] {
+    public static func encode(_ envelope: Cocoon_Agent_V4_Envelope) throws -> [UInt8] {
         let body: [UInt8] = try envelope.serializedBytes()
         let n = UInt32(body.count)
         var out: [UInt8] = [UInt8(n >> 24 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
@@ -47,7 +47,7 @@ public struct AgentFrameDecoder: Sendable {
     }
 
     /// The next complete envelope, or nil when more bytes are needed.
-    public mutating func next() throws -> Cocoon_Agent_V3_Envelope? {
+    public mutating func next() throws -> Cocoon_Agent_V4_Envelope? {
         let available = buffer.count - start
         guard available >= 4 else {
             compact()
@@ -64,7 +64,7 @@ public struct AgentFrameDecoder: Sendable {
         let body = buffer[(start + 4)..<(start + 4 + n)]
         start += 4 + n
         do {
-            return try Cocoon_Agent_V3_Envelope(serializedBytes: Array(body))
+            return try Cocoon_Agent_V4_Envelope(serializedBytes: Array(body))
         } catch {
             throw AgentFrame.DecodeError.malformed("\(error)")
         }

@@ -8,12 +8,19 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The Cocoon host <-> guest agent protocol, version 3 (v2 added containers, image disks and process
-/// events; v3 pod settings: sysctls and pod-wide resources, and a container's masked/read-only paths).
+/// The Cocoon host <-> guest agent protocol, version 4 (v2 added containers, image disks and process
+/// events; v3 pod settings: sysctls and pod-wide resources, and a container's masked/read-only paths;
+/// v4 streams: stdin, terminals, output flow control, port forwarding).
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte
 /// big-endian length followed by one serialized Envelope. Requests carry an id; the response
-/// echoes it. The agent sends an unsolicited Hello event whenever a new host session starts.
+/// echoes it; a request with id 0 is a notification and gets no response. The agent sends an
+/// unsolicited Hello event whenever a new host session starts.
+///
+/// Flow control: output of a process started with `output_window` > 0, and data of a forwarded port,
+/// is sent only while fewer than that many bytes are unacknowledged (AckOutput / AckPort), so a slow
+/// client stalls its own stream and nothing else. Writes to a process's stdin or to a port are
+/// answered when the bytes are written in the guest: the host keeps one write in flight per stream.
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -32,35 +39,35 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-public nonisolated struct Cocoon_Agent_V3_Envelope: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var id: UInt64 = 0
 
-  public var body: Cocoon_Agent_V3_Envelope.OneOf_Body? = nil
+  public var body: Cocoon_Agent_V4_Envelope.OneOf_Body? = nil
 
-  public var request: Cocoon_Agent_V3_Request {
+  public var request: Cocoon_Agent_V4_Request {
     get {
       if case .request(let v)? = body {return v}
-      return Cocoon_Agent_V3_Request()
+      return Cocoon_Agent_V4_Request()
     }
     set {body = .request(newValue)}
   }
 
-  public var response: Cocoon_Agent_V3_Response {
+  public var response: Cocoon_Agent_V4_Response {
     get {
       if case .response(let v)? = body {return v}
-      return Cocoon_Agent_V3_Response()
+      return Cocoon_Agent_V4_Response()
     }
     set {body = .response(newValue)}
   }
 
-  public var event: Cocoon_Agent_V3_Event {
+  public var event: Cocoon_Agent_V4_Event {
     get {
       if case .event(let v)? = body {return v}
-      return Cocoon_Agent_V3_Event()
+      return Cocoon_Agent_V4_Event()
     }
     set {body = .event(newValue)}
   }
@@ -68,156 +75,219 @@ public nonisolated struct Cocoon_Agent_V3_Envelope: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
-    case request(Cocoon_Agent_V3_Request)
-    case response(Cocoon_Agent_V3_Response)
-    case event(Cocoon_Agent_V3_Event)
+    case request(Cocoon_Agent_V4_Request)
+    case response(Cocoon_Agent_V4_Response)
+    case event(Cocoon_Agent_V4_Event)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_Request: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Request: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var call: Cocoon_Agent_V3_Request.OneOf_Call? = nil
+  public var call: Cocoon_Agent_V4_Request.OneOf_Call? = nil
 
-  public var health: Cocoon_Agent_V3_HealthRequest {
+  public var health: Cocoon_Agent_V4_HealthRequest {
     get {
       if case .health(let v)? = call {return v}
-      return Cocoon_Agent_V3_HealthRequest()
+      return Cocoon_Agent_V4_HealthRequest()
     }
     set {call = .health(newValue)}
   }
 
-  public var shutdown: Cocoon_Agent_V3_ShutdownRequest {
+  public var shutdown: Cocoon_Agent_V4_ShutdownRequest {
     get {
       if case .shutdown(let v)? = call {return v}
-      return Cocoon_Agent_V3_ShutdownRequest()
+      return Cocoon_Agent_V4_ShutdownRequest()
     }
     set {call = .shutdown(newValue)}
   }
 
-  public var createContainer: Cocoon_Agent_V3_CreateContainerRequest {
+  public var createContainer: Cocoon_Agent_V4_CreateContainerRequest {
     get {
       if case .createContainer(let v)? = call {return v}
-      return Cocoon_Agent_V3_CreateContainerRequest()
+      return Cocoon_Agent_V4_CreateContainerRequest()
     }
     set {call = .createContainer(newValue)}
   }
 
-  public var startContainer: Cocoon_Agent_V3_StartContainerRequest {
+  public var startContainer: Cocoon_Agent_V4_StartContainerRequest {
     get {
       if case .startContainer(let v)? = call {return v}
-      return Cocoon_Agent_V3_StartContainerRequest()
+      return Cocoon_Agent_V4_StartContainerRequest()
     }
     set {call = .startContainer(newValue)}
   }
 
-  public var signal: Cocoon_Agent_V3_SignalRequest {
+  public var signal: Cocoon_Agent_V4_SignalRequest {
     get {
       if case .signal(let v)? = call {return v}
-      return Cocoon_Agent_V3_SignalRequest()
+      return Cocoon_Agent_V4_SignalRequest()
     }
     set {call = .signal(newValue)}
   }
 
-  public var exec: Cocoon_Agent_V3_ExecRequest {
+  public var exec: Cocoon_Agent_V4_ExecRequest {
     get {
       if case .exec(let v)? = call {return v}
-      return Cocoon_Agent_V3_ExecRequest()
+      return Cocoon_Agent_V4_ExecRequest()
     }
     set {call = .exec(newValue)}
   }
 
-  public var containerStatus: Cocoon_Agent_V3_ContainerStatusRequest {
+  public var containerStatus: Cocoon_Agent_V4_ContainerStatusRequest {
     get {
       if case .containerStatus(let v)? = call {return v}
-      return Cocoon_Agent_V3_ContainerStatusRequest()
+      return Cocoon_Agent_V4_ContainerStatusRequest()
     }
     set {call = .containerStatus(newValue)}
   }
 
-  public var removeContainer: Cocoon_Agent_V3_RemoveContainerRequest {
+  public var removeContainer: Cocoon_Agent_V4_RemoveContainerRequest {
     get {
       if case .removeContainer(let v)? = call {return v}
-      return Cocoon_Agent_V3_RemoveContainerRequest()
+      return Cocoon_Agent_V4_RemoveContainerRequest()
     }
     set {call = .removeContainer(newValue)}
   }
 
-  public var unmountDisk: Cocoon_Agent_V3_UnmountDiskRequest {
+  public var unmountDisk: Cocoon_Agent_V4_UnmountDiskRequest {
     get {
       if case .unmountDisk(let v)? = call {return v}
-      return Cocoon_Agent_V3_UnmountDiskRequest()
+      return Cocoon_Agent_V4_UnmountDiskRequest()
     }
     set {call = .unmountDisk(newValue)}
   }
 
-  public var updateResources: Cocoon_Agent_V3_UpdateResourcesRequest {
+  public var updateResources: Cocoon_Agent_V4_UpdateResourcesRequest {
     get {
       if case .updateResources(let v)? = call {return v}
-      return Cocoon_Agent_V3_UpdateResourcesRequest()
+      return Cocoon_Agent_V4_UpdateResourcesRequest()
     }
     set {call = .updateResources(newValue)}
   }
 
-  public var detach: Cocoon_Agent_V3_DetachRequest {
+  public var detach: Cocoon_Agent_V4_DetachRequest {
     get {
       if case .detach(let v)? = call {return v}
-      return Cocoon_Agent_V3_DetachRequest()
+      return Cocoon_Agent_V4_DetachRequest()
     }
     set {call = .detach(newValue)}
   }
 
-  public var configurePod: Cocoon_Agent_V3_ConfigurePodRequest {
+  public var configurePod: Cocoon_Agent_V4_ConfigurePodRequest {
     get {
       if case .configurePod(let v)? = call {return v}
-      return Cocoon_Agent_V3_ConfigurePodRequest()
+      return Cocoon_Agent_V4_ConfigurePodRequest()
     }
     set {call = .configurePod(newValue)}
   }
 
-  public var updatePodResources: Cocoon_Agent_V3_UpdatePodResourcesRequest {
+  public var updatePodResources: Cocoon_Agent_V4_UpdatePodResourcesRequest {
     get {
       if case .updatePodResources(let v)? = call {return v}
-      return Cocoon_Agent_V3_UpdatePodResourcesRequest()
+      return Cocoon_Agent_V4_UpdatePodResourcesRequest()
     }
     set {call = .updatePodResources(newValue)}
+  }
+
+  public var writeStdin: Cocoon_Agent_V4_WriteStdinRequest {
+    get {
+      if case .writeStdin(let v)? = call {return v}
+      return Cocoon_Agent_V4_WriteStdinRequest()
+    }
+    set {call = .writeStdin(newValue)}
+  }
+
+  public var resize: Cocoon_Agent_V4_ResizeRequest {
+    get {
+      if case .resize(let v)? = call {return v}
+      return Cocoon_Agent_V4_ResizeRequest()
+    }
+    set {call = .resize(newValue)}
+  }
+
+  public var ackOutput: Cocoon_Agent_V4_AckOutputRequest {
+    get {
+      if case .ackOutput(let v)? = call {return v}
+      return Cocoon_Agent_V4_AckOutputRequest()
+    }
+    set {call = .ackOutput(newValue)}
+  }
+
+  public var openPort: Cocoon_Agent_V4_OpenPortRequest {
+    get {
+      if case .openPort(let v)? = call {return v}
+      return Cocoon_Agent_V4_OpenPortRequest()
+    }
+    set {call = .openPort(newValue)}
+  }
+
+  public var writePort: Cocoon_Agent_V4_WritePortRequest {
+    get {
+      if case .writePort(let v)? = call {return v}
+      return Cocoon_Agent_V4_WritePortRequest()
+    }
+    set {call = .writePort(newValue)}
+  }
+
+  public var ackPort: Cocoon_Agent_V4_AckPortRequest {
+    get {
+      if case .ackPort(let v)? = call {return v}
+      return Cocoon_Agent_V4_AckPortRequest()
+    }
+    set {call = .ackPort(newValue)}
+  }
+
+  public var closePort: Cocoon_Agent_V4_ClosePortRequest {
+    get {
+      if case .closePort(let v)? = call {return v}
+      return Cocoon_Agent_V4_ClosePortRequest()
+    }
+    set {call = .closePort(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
-    case health(Cocoon_Agent_V3_HealthRequest)
-    case shutdown(Cocoon_Agent_V3_ShutdownRequest)
-    case createContainer(Cocoon_Agent_V3_CreateContainerRequest)
-    case startContainer(Cocoon_Agent_V3_StartContainerRequest)
-    case signal(Cocoon_Agent_V3_SignalRequest)
-    case exec(Cocoon_Agent_V3_ExecRequest)
-    case containerStatus(Cocoon_Agent_V3_ContainerStatusRequest)
-    case removeContainer(Cocoon_Agent_V3_RemoveContainerRequest)
-    case unmountDisk(Cocoon_Agent_V3_UnmountDiskRequest)
-    case updateResources(Cocoon_Agent_V3_UpdateResourcesRequest)
-    case detach(Cocoon_Agent_V3_DetachRequest)
-    case configurePod(Cocoon_Agent_V3_ConfigurePodRequest)
-    case updatePodResources(Cocoon_Agent_V3_UpdatePodResourcesRequest)
+    case health(Cocoon_Agent_V4_HealthRequest)
+    case shutdown(Cocoon_Agent_V4_ShutdownRequest)
+    case createContainer(Cocoon_Agent_V4_CreateContainerRequest)
+    case startContainer(Cocoon_Agent_V4_StartContainerRequest)
+    case signal(Cocoon_Agent_V4_SignalRequest)
+    case exec(Cocoon_Agent_V4_ExecRequest)
+    case containerStatus(Cocoon_Agent_V4_ContainerStatusRequest)
+    case removeContainer(Cocoon_Agent_V4_RemoveContainerRequest)
+    case unmountDisk(Cocoon_Agent_V4_UnmountDiskRequest)
+    case updateResources(Cocoon_Agent_V4_UpdateResourcesRequest)
+    case detach(Cocoon_Agent_V4_DetachRequest)
+    case configurePod(Cocoon_Agent_V4_ConfigurePodRequest)
+    case updatePodResources(Cocoon_Agent_V4_UpdatePodResourcesRequest)
+    case writeStdin(Cocoon_Agent_V4_WriteStdinRequest)
+    case resize(Cocoon_Agent_V4_ResizeRequest)
+    case ackOutput(Cocoon_Agent_V4_AckOutputRequest)
+    case openPort(Cocoon_Agent_V4_OpenPortRequest)
+    case writePort(Cocoon_Agent_V4_WritePortRequest)
+    case ackPort(Cocoon_Agent_V4_AckPortRequest)
+    case closePort(Cocoon_Agent_V4_ClosePortRequest)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_Response: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Response: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   /// Set when the call failed; the result is then empty.
-  public var error: Cocoon_Agent_V3_AgentError {
-    get {_error ?? Cocoon_Agent_V3_AgentError()}
+  public var error: Cocoon_Agent_V4_AgentError {
+    get {_error ?? Cocoon_Agent_V4_AgentError()}
     set {_error = newValue}
   }
   /// Returns true if `error` has been explicitly set.
@@ -225,185 +295,248 @@ public nonisolated struct Cocoon_Agent_V3_Response: Sendable {
   /// Clears the value of `error`. Subsequent reads from it will return its default value.
   public mutating func clearError() {self._error = nil}
 
-  public var result: Cocoon_Agent_V3_Response.OneOf_Result? = nil
+  public var result: Cocoon_Agent_V4_Response.OneOf_Result? = nil
 
-  public var health: Cocoon_Agent_V3_HealthResponse {
+  public var health: Cocoon_Agent_V4_HealthResponse {
     get {
       if case .health(let v)? = result {return v}
-      return Cocoon_Agent_V3_HealthResponse()
+      return Cocoon_Agent_V4_HealthResponse()
     }
     set {result = .health(newValue)}
   }
 
-  public var shutdown: Cocoon_Agent_V3_ShutdownResponse {
+  public var shutdown: Cocoon_Agent_V4_ShutdownResponse {
     get {
       if case .shutdown(let v)? = result {return v}
-      return Cocoon_Agent_V3_ShutdownResponse()
+      return Cocoon_Agent_V4_ShutdownResponse()
     }
     set {result = .shutdown(newValue)}
   }
 
-  public var createContainer: Cocoon_Agent_V3_CreateContainerResponse {
+  public var createContainer: Cocoon_Agent_V4_CreateContainerResponse {
     get {
       if case .createContainer(let v)? = result {return v}
-      return Cocoon_Agent_V3_CreateContainerResponse()
+      return Cocoon_Agent_V4_CreateContainerResponse()
     }
     set {result = .createContainer(newValue)}
   }
 
-  public var startContainer: Cocoon_Agent_V3_StartContainerResponse {
+  public var startContainer: Cocoon_Agent_V4_StartContainerResponse {
     get {
       if case .startContainer(let v)? = result {return v}
-      return Cocoon_Agent_V3_StartContainerResponse()
+      return Cocoon_Agent_V4_StartContainerResponse()
     }
     set {result = .startContainer(newValue)}
   }
 
-  public var signal: Cocoon_Agent_V3_SignalResponse {
+  public var signal: Cocoon_Agent_V4_SignalResponse {
     get {
       if case .signal(let v)? = result {return v}
-      return Cocoon_Agent_V3_SignalResponse()
+      return Cocoon_Agent_V4_SignalResponse()
     }
     set {result = .signal(newValue)}
   }
 
-  public var exec: Cocoon_Agent_V3_ExecResponse {
+  public var exec: Cocoon_Agent_V4_ExecResponse {
     get {
       if case .exec(let v)? = result {return v}
-      return Cocoon_Agent_V3_ExecResponse()
+      return Cocoon_Agent_V4_ExecResponse()
     }
     set {result = .exec(newValue)}
   }
 
-  public var containerStatus: Cocoon_Agent_V3_ContainerStatusResponse {
+  public var containerStatus: Cocoon_Agent_V4_ContainerStatusResponse {
     get {
       if case .containerStatus(let v)? = result {return v}
-      return Cocoon_Agent_V3_ContainerStatusResponse()
+      return Cocoon_Agent_V4_ContainerStatusResponse()
     }
     set {result = .containerStatus(newValue)}
   }
 
-  public var removeContainer: Cocoon_Agent_V3_RemoveContainerResponse {
+  public var removeContainer: Cocoon_Agent_V4_RemoveContainerResponse {
     get {
       if case .removeContainer(let v)? = result {return v}
-      return Cocoon_Agent_V3_RemoveContainerResponse()
+      return Cocoon_Agent_V4_RemoveContainerResponse()
     }
     set {result = .removeContainer(newValue)}
   }
 
-  public var unmountDisk: Cocoon_Agent_V3_UnmountDiskResponse {
+  public var unmountDisk: Cocoon_Agent_V4_UnmountDiskResponse {
     get {
       if case .unmountDisk(let v)? = result {return v}
-      return Cocoon_Agent_V3_UnmountDiskResponse()
+      return Cocoon_Agent_V4_UnmountDiskResponse()
     }
     set {result = .unmountDisk(newValue)}
   }
 
-  public var updateResources: Cocoon_Agent_V3_UpdateResourcesResponse {
+  public var updateResources: Cocoon_Agent_V4_UpdateResourcesResponse {
     get {
       if case .updateResources(let v)? = result {return v}
-      return Cocoon_Agent_V3_UpdateResourcesResponse()
+      return Cocoon_Agent_V4_UpdateResourcesResponse()
     }
     set {result = .updateResources(newValue)}
   }
 
-  public var detach: Cocoon_Agent_V3_DetachResponse {
+  public var detach: Cocoon_Agent_V4_DetachResponse {
     get {
       if case .detach(let v)? = result {return v}
-      return Cocoon_Agent_V3_DetachResponse()
+      return Cocoon_Agent_V4_DetachResponse()
     }
     set {result = .detach(newValue)}
   }
 
-  public var configurePod: Cocoon_Agent_V3_ConfigurePodResponse {
+  public var configurePod: Cocoon_Agent_V4_ConfigurePodResponse {
     get {
       if case .configurePod(let v)? = result {return v}
-      return Cocoon_Agent_V3_ConfigurePodResponse()
+      return Cocoon_Agent_V4_ConfigurePodResponse()
     }
     set {result = .configurePod(newValue)}
   }
 
-  public var updatePodResources: Cocoon_Agent_V3_UpdatePodResourcesResponse {
+  public var updatePodResources: Cocoon_Agent_V4_UpdatePodResourcesResponse {
     get {
       if case .updatePodResources(let v)? = result {return v}
-      return Cocoon_Agent_V3_UpdatePodResourcesResponse()
+      return Cocoon_Agent_V4_UpdatePodResourcesResponse()
     }
     set {result = .updatePodResources(newValue)}
+  }
+
+  public var writeStdin: Cocoon_Agent_V4_WriteStdinResponse {
+    get {
+      if case .writeStdin(let v)? = result {return v}
+      return Cocoon_Agent_V4_WriteStdinResponse()
+    }
+    set {result = .writeStdin(newValue)}
+  }
+
+  public var resize: Cocoon_Agent_V4_ResizeResponse {
+    get {
+      if case .resize(let v)? = result {return v}
+      return Cocoon_Agent_V4_ResizeResponse()
+    }
+    set {result = .resize(newValue)}
+  }
+
+  public var openPort: Cocoon_Agent_V4_OpenPortResponse {
+    get {
+      if case .openPort(let v)? = result {return v}
+      return Cocoon_Agent_V4_OpenPortResponse()
+    }
+    set {result = .openPort(newValue)}
+  }
+
+  public var writePort: Cocoon_Agent_V4_WritePortResponse {
+    get {
+      if case .writePort(let v)? = result {return v}
+      return Cocoon_Agent_V4_WritePortResponse()
+    }
+    set {result = .writePort(newValue)}
+  }
+
+  public var closePort: Cocoon_Agent_V4_ClosePortResponse {
+    get {
+      if case .closePort(let v)? = result {return v}
+      return Cocoon_Agent_V4_ClosePortResponse()
+    }
+    set {result = .closePort(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
-    case health(Cocoon_Agent_V3_HealthResponse)
-    case shutdown(Cocoon_Agent_V3_ShutdownResponse)
-    case createContainer(Cocoon_Agent_V3_CreateContainerResponse)
-    case startContainer(Cocoon_Agent_V3_StartContainerResponse)
-    case signal(Cocoon_Agent_V3_SignalResponse)
-    case exec(Cocoon_Agent_V3_ExecResponse)
-    case containerStatus(Cocoon_Agent_V3_ContainerStatusResponse)
-    case removeContainer(Cocoon_Agent_V3_RemoveContainerResponse)
-    case unmountDisk(Cocoon_Agent_V3_UnmountDiskResponse)
-    case updateResources(Cocoon_Agent_V3_UpdateResourcesResponse)
-    case detach(Cocoon_Agent_V3_DetachResponse)
-    case configurePod(Cocoon_Agent_V3_ConfigurePodResponse)
-    case updatePodResources(Cocoon_Agent_V3_UpdatePodResourcesResponse)
+    case health(Cocoon_Agent_V4_HealthResponse)
+    case shutdown(Cocoon_Agent_V4_ShutdownResponse)
+    case createContainer(Cocoon_Agent_V4_CreateContainerResponse)
+    case startContainer(Cocoon_Agent_V4_StartContainerResponse)
+    case signal(Cocoon_Agent_V4_SignalResponse)
+    case exec(Cocoon_Agent_V4_ExecResponse)
+    case containerStatus(Cocoon_Agent_V4_ContainerStatusResponse)
+    case removeContainer(Cocoon_Agent_V4_RemoveContainerResponse)
+    case unmountDisk(Cocoon_Agent_V4_UnmountDiskResponse)
+    case updateResources(Cocoon_Agent_V4_UpdateResourcesResponse)
+    case detach(Cocoon_Agent_V4_DetachResponse)
+    case configurePod(Cocoon_Agent_V4_ConfigurePodResponse)
+    case updatePodResources(Cocoon_Agent_V4_UpdatePodResourcesResponse)
+    case writeStdin(Cocoon_Agent_V4_WriteStdinResponse)
+    case resize(Cocoon_Agent_V4_ResizeResponse)
+    case openPort(Cocoon_Agent_V4_OpenPortResponse)
+    case writePort(Cocoon_Agent_V4_WritePortResponse)
+    case closePort(Cocoon_Agent_V4_ClosePortResponse)
 
   }
 
   public init() {}
 
-  fileprivate var _error: Cocoon_Agent_V3_AgentError? = nil
+  fileprivate var _error: Cocoon_Agent_V4_AgentError? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V3_Event: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Event: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var kind: Cocoon_Agent_V3_Event.OneOf_Kind? = nil
+  public var kind: Cocoon_Agent_V4_Event.OneOf_Kind? = nil
 
-  public var hello: Cocoon_Agent_V3_Hello {
+  public var hello: Cocoon_Agent_V4_Hello {
     get {
       if case .hello(let v)? = kind {return v}
-      return Cocoon_Agent_V3_Hello()
+      return Cocoon_Agent_V4_Hello()
     }
     set {kind = .hello(newValue)}
   }
 
-  public var output: Cocoon_Agent_V3_ProcessOutput {
+  public var output: Cocoon_Agent_V4_ProcessOutput {
     get {
       if case .output(let v)? = kind {return v}
-      return Cocoon_Agent_V3_ProcessOutput()
+      return Cocoon_Agent_V4_ProcessOutput()
     }
     set {kind = .output(newValue)}
   }
 
-  public var exit: Cocoon_Agent_V3_ProcessExit {
+  public var exit: Cocoon_Agent_V4_ProcessExit {
     get {
       if case .exit(let v)? = kind {return v}
-      return Cocoon_Agent_V3_ProcessExit()
+      return Cocoon_Agent_V4_ProcessExit()
     }
     set {kind = .exit(newValue)}
+  }
+
+  public var portData: Cocoon_Agent_V4_PortData {
+    get {
+      if case .portData(let v)? = kind {return v}
+      return Cocoon_Agent_V4_PortData()
+    }
+    set {kind = .portData(newValue)}
+  }
+
+  public var portClosed: Cocoon_Agent_V4_PortClosed {
+    get {
+      if case .portClosed(let v)? = kind {return v}
+      return Cocoon_Agent_V4_PortClosed()
+    }
+    set {kind = .portClosed(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
-    case hello(Cocoon_Agent_V3_Hello)
-    case output(Cocoon_Agent_V3_ProcessOutput)
-    case exit(Cocoon_Agent_V3_ProcessExit)
+    case hello(Cocoon_Agent_V4_Hello)
+    case output(Cocoon_Agent_V4_ProcessOutput)
+    case exit(Cocoon_Agent_V4_ProcessExit)
+    case portData(Cocoon_Agent_V4_PortData)
+    case portClosed(Cocoon_Agent_V4_PortClosed)
 
   }
 
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_AgentError: Sendable {
+public nonisolated struct Cocoon_Agent_V4_AgentError: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var code: Cocoon_Agent_V3_AgentError.Code = .unknown
+  public var code: Cocoon_Agent_V4_AgentError.Code = .unknown
 
   public var message: String = String()
 
@@ -448,7 +581,7 @@ public nonisolated struct Cocoon_Agent_V3_AgentError: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V3_AgentError.Code] = [
+    public static let allCases: [Cocoon_Agent_V4_AgentError.Code] = [
       .unknown,
       .invalidArgument,
       .notFound,
@@ -464,7 +597,7 @@ public nonisolated struct Cocoon_Agent_V3_AgentError: Sendable {
 
 /// What the guest reports about its own start-up. Times are CLOCK_BOOTTIME nanoseconds,
 /// i.e. since the guest kernel started.
-public nonisolated struct Cocoon_Agent_V3_BootReport: Sendable {
+public nonisolated struct Cocoon_Agent_V4_BootReport: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -484,7 +617,7 @@ public nonisolated struct Cocoon_Agent_V3_BootReport: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_Hello: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Hello: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -493,8 +626,8 @@ public nonisolated struct Cocoon_Agent_V3_Hello: Sendable {
 
   public var agentVersion: String = String()
 
-  public var boot: Cocoon_Agent_V3_BootReport {
-    get {_boot ?? Cocoon_Agent_V3_BootReport()}
+  public var boot: Cocoon_Agent_V4_BootReport {
+    get {_boot ?? Cocoon_Agent_V4_BootReport()}
     set {_boot = newValue}
   }
   /// Returns true if `boot` has been explicitly set.
@@ -506,10 +639,10 @@ public nonisolated struct Cocoon_Agent_V3_Hello: Sendable {
 
   public init() {}
 
-  fileprivate var _boot: Cocoon_Agent_V3_BootReport? = nil
+  fileprivate var _boot: Cocoon_Agent_V4_BootReport? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V3_HealthRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_HealthRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -519,7 +652,7 @@ public nonisolated struct Cocoon_Agent_V3_HealthRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_HealthResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_HealthResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -532,8 +665,8 @@ public nonisolated struct Cocoon_Agent_V3_HealthResponse: Sendable {
 
   public var uptimeNs: UInt64 = 0
 
-  public var boot: Cocoon_Agent_V3_BootReport {
-    get {_boot ?? Cocoon_Agent_V3_BootReport()}
+  public var boot: Cocoon_Agent_V4_BootReport {
+    get {_boot ?? Cocoon_Agent_V4_BootReport()}
     set {_boot = newValue}
   }
   /// Returns true if `boot` has been explicitly set.
@@ -549,12 +682,12 @@ public nonisolated struct Cocoon_Agent_V3_HealthResponse: Sendable {
 
   public init() {}
 
-  fileprivate var _boot: Cocoon_Agent_V3_BootReport? = nil
+  fileprivate var _boot: Cocoon_Agent_V4_BootReport? = nil
 }
 
 /// The host is going away (a daemon restart): after the reply the agent keeps events for the next
 /// session instead of writing them to a channel nobody reads.
-public nonisolated struct Cocoon_Agent_V3_DetachRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_DetachRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -564,7 +697,7 @@ public nonisolated struct Cocoon_Agent_V3_DetachRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_DetachResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_DetachResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -574,7 +707,7 @@ public nonisolated struct Cocoon_Agent_V3_DetachResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ShutdownRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ShutdownRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -584,7 +717,7 @@ public nonisolated struct Cocoon_Agent_V3_ShutdownRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ShutdownResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ShutdownResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -595,7 +728,7 @@ public nonisolated struct Cocoon_Agent_V3_ShutdownResponse: Sendable {
 }
 
 /// Who a process runs as: numeric ids or names looked up in the container's /etc/passwd and /etc/group.
-public nonisolated struct Cocoon_Agent_V3_User: Sendable {
+public nonisolated struct Cocoon_Agent_V4_User: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -632,7 +765,7 @@ public nonisolated struct Cocoon_Agent_V3_User: Sendable {
   fileprivate var _gid: UInt32? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V3_Process: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Process: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -643,8 +776,8 @@ public nonisolated struct Cocoon_Agent_V3_Process: Sendable {
 
   public var workingDir: String = String()
 
-  public var user: Cocoon_Agent_V3_User {
-    get {_user ?? Cocoon_Agent_V3_User()}
+  public var user: Cocoon_Agent_V4_User {
+    get {_user ?? Cocoon_Agent_V4_User()}
     set {_user = newValue}
   }
   /// Returns true if `user` has been explicitly set.
@@ -657,8 +790,8 @@ public nonisolated struct Cocoon_Agent_V3_Process: Sendable {
 
   public var noNewPrivileges: Bool = false
 
-  public var seccomp: Cocoon_Agent_V3_Seccomp {
-    get {_seccomp ?? Cocoon_Agent_V3_Seccomp()}
+  public var seccomp: Cocoon_Agent_V4_Seccomp {
+    get {_seccomp ?? Cocoon_Agent_V4_Seccomp()}
     set {_seccomp = newValue}
   }
   /// Returns true if `seccomp` has been explicitly set.
@@ -670,17 +803,17 @@ public nonisolated struct Cocoon_Agent_V3_Process: Sendable {
 
   public init() {}
 
-  fileprivate var _user: Cocoon_Agent_V3_User? = nil
-  fileprivate var _seccomp: Cocoon_Agent_V3_Seccomp? = nil
+  fileprivate var _user: Cocoon_Agent_V4_User? = nil
+  fileprivate var _seccomp: Cocoon_Agent_V4_Seccomp? = nil
 }
 
 /// The system call filter of a process.
-public nonisolated struct Cocoon_Agent_V3_Seccomp: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Seccomp: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var kind: Cocoon_Agent_V3_Seccomp.Kind = .unconfined
+  public var kind: Cocoon_Agent_V4_Seccomp.Kind = .unconfined
 
   public var profile: String = String()
 
@@ -718,7 +851,7 @@ public nonisolated struct Cocoon_Agent_V3_Seccomp: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V3_Seccomp.Kind] = [
+    public static let allCases: [Cocoon_Agent_V4_Seccomp.Kind] = [
       .unconfined,
       .runtimeDefault,
       .profile,
@@ -730,7 +863,7 @@ public nonisolated struct Cocoon_Agent_V3_Seccomp: Sendable {
 }
 
 /// A host file or directory copied into the guest and mounted at `destination`.
-public nonisolated struct Cocoon_Agent_V3_FileMount: Sendable {
+public nonisolated struct Cocoon_Agent_V4_FileMount: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -739,7 +872,7 @@ public nonisolated struct Cocoon_Agent_V3_FileMount: Sendable {
 
   public var readOnly: Bool = false
 
-  public var entries: [Cocoon_Agent_V3_FileEntry] = []
+  public var entries: [Cocoon_Agent_V4_FileEntry] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -747,7 +880,7 @@ public nonisolated struct Cocoon_Agent_V3_FileMount: Sendable {
 }
 
 /// One entry of a copied tree; `path` is relative to the mount's root ("" is the root itself).
-public nonisolated struct Cocoon_Agent_V3_FileEntry: Sendable {
+public nonisolated struct Cocoon_Agent_V4_FileEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -765,7 +898,7 @@ public nonisolated struct Cocoon_Agent_V3_FileEntry: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_Resources: Sendable {
+public nonisolated struct Cocoon_Agent_V4_Resources: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -785,7 +918,7 @@ public nonisolated struct Cocoon_Agent_V3_Resources: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_CreateContainerRequest: @unchecked Sendable {
+public nonisolated struct Cocoon_Agent_V4_CreateContainerRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -801,8 +934,8 @@ public nonisolated struct Cocoon_Agent_V3_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._imageDiskSerial = newValue}
   }
 
-  public var process: Cocoon_Agent_V3_Process {
-    get {_storage._process ?? Cocoon_Agent_V3_Process()}
+  public var process: Cocoon_Agent_V4_Process {
+    get {_storage._process ?? Cocoon_Agent_V4_Process()}
     set {_uniqueStorage()._process = newValue}
   }
   /// Returns true if `process` has been explicitly set.
@@ -820,13 +953,13 @@ public nonisolated struct Cocoon_Agent_V3_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._readOnlyRootfs = newValue}
   }
 
-  public var mounts: [Cocoon_Agent_V3_FileMount] {
+  public var mounts: [Cocoon_Agent_V4_FileMount] {
     get {_storage._mounts}
     set {_uniqueStorage()._mounts = newValue}
   }
 
-  public var resources: Cocoon_Agent_V3_Resources {
-    get {_storage._resources ?? Cocoon_Agent_V3_Resources()}
+  public var resources: Cocoon_Agent_V4_Resources {
+    get {_storage._resources ?? Cocoon_Agent_V4_Resources()}
     set {_uniqueStorage()._resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
@@ -850,6 +983,18 @@ public nonisolated struct Cocoon_Agent_V3_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._readonlyPaths = newValue}
   }
 
+  /// The process's stdin is a pipe the host writes with WriteStdin (exec_id empty); else /dev/null.
+  public var stdin: Bool {
+    get {_storage._stdin}
+    set {_uniqueStorage()._stdin = newValue}
+  }
+
+  /// stdin, stdout and stderr are one terminal; its output is reported as STDOUT.
+  public var tty: Bool {
+    get {_storage._tty}
+    set {_uniqueStorage()._tty = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -857,7 +1002,7 @@ public nonisolated struct Cocoon_Agent_V3_CreateContainerRequest: @unchecked Sen
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Cocoon_Agent_V3_CreateContainerResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_CreateContainerResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -867,7 +1012,7 @@ public nonisolated struct Cocoon_Agent_V3_CreateContainerResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_StartContainerRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_StartContainerRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -879,7 +1024,7 @@ public nonisolated struct Cocoon_Agent_V3_StartContainerRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_StartContainerResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_StartContainerResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -892,7 +1037,7 @@ public nonisolated struct Cocoon_Agent_V3_StartContainerResponse: Sendable {
 }
 
 /// Sends a signal to a container's first process (exec_id empty) or to one of its execs.
-public nonisolated struct Cocoon_Agent_V3_SignalRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_SignalRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -908,7 +1053,7 @@ public nonisolated struct Cocoon_Agent_V3_SignalRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_SignalResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_SignalResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -918,32 +1063,55 @@ public nonisolated struct Cocoon_Agent_V3_SignalResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ExecRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ExecRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var containerID: String = String()
+  public var containerID: String {
+    get {_storage._containerID}
+    set {_uniqueStorage()._containerID = newValue}
+  }
 
-  public var execID: String = String()
+  public var execID: String {
+    get {_storage._execID}
+    set {_uniqueStorage()._execID = newValue}
+  }
 
-  public var process: Cocoon_Agent_V3_Process {
-    get {_process ?? Cocoon_Agent_V3_Process()}
-    set {_process = newValue}
+  public var process: Cocoon_Agent_V4_Process {
+    get {_storage._process ?? Cocoon_Agent_V4_Process()}
+    set {_uniqueStorage()._process = newValue}
   }
   /// Returns true if `process` has been explicitly set.
-  public var hasProcess: Bool {self._process != nil}
+  public var hasProcess: Bool {_storage._process != nil}
   /// Clears the value of `process`. Subsequent reads from it will return its default value.
-  public mutating func clearProcess() {self._process = nil}
+  public mutating func clearProcess() {_uniqueStorage()._process = nil}
+
+  public var stdin: Bool {
+    get {_storage._stdin}
+    set {_uniqueStorage()._stdin = newValue}
+  }
+
+  /// A terminal allocated in the container's devpts: the process's controlling terminal.
+  public var tty: Bool {
+    get {_storage._tty}
+    set {_uniqueStorage()._tty = newValue}
+  }
+
+  /// > 0: at most this many output bytes unacknowledged (AckOutput); 0: no flow control.
+  public var outputWindow: UInt32 {
+    get {_storage._outputWindow}
+    set {_uniqueStorage()._outputWindow = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _process: Cocoon_Agent_V3_Process? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct Cocoon_Agent_V3_ExecResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ExecResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -955,7 +1123,7 @@ public nonisolated struct Cocoon_Agent_V3_ExecResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ContainerStatusRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ContainerStatusRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -967,12 +1135,12 @@ public nonisolated struct Cocoon_Agent_V3_ContainerStatusRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ContainerStatusResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ContainerStatusResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var state: Cocoon_Agent_V3_ContainerStatusResponse.State = .created
+  public var state: Cocoon_Agent_V4_ContainerStatusResponse.State = .created
 
   public var pid: Int32 = 0
 
@@ -1020,7 +1188,7 @@ public nonisolated struct Cocoon_Agent_V3_ContainerStatusResponse: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V3_ContainerStatusResponse.State] = [
+    public static let allCases: [Cocoon_Agent_V4_ContainerStatusResponse.State] = [
       .created,
       .running,
       .exited,
@@ -1032,7 +1200,7 @@ public nonisolated struct Cocoon_Agent_V3_ContainerStatusResponse: Sendable {
 }
 
 /// Kills what still runs, unmounts the container's root filesystem and removes its cgroup.
-public nonisolated struct Cocoon_Agent_V3_RemoveContainerRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_RemoveContainerRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1044,7 +1212,7 @@ public nonisolated struct Cocoon_Agent_V3_RemoveContainerRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_RemoveContainerResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_RemoveContainerResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1055,15 +1223,15 @@ public nonisolated struct Cocoon_Agent_V3_RemoveContainerResponse: Sendable {
 }
 
 /// Changes a container's cgroup limits (CRI UpdateContainerResources).
-public nonisolated struct Cocoon_Agent_V3_UpdateResourcesRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_UpdateResourcesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var id: String = String()
 
-  public var resources: Cocoon_Agent_V3_Resources {
-    get {_resources ?? Cocoon_Agent_V3_Resources()}
+  public var resources: Cocoon_Agent_V4_Resources {
+    get {_resources ?? Cocoon_Agent_V4_Resources()}
     set {_resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
@@ -1075,10 +1243,10 @@ public nonisolated struct Cocoon_Agent_V3_UpdateResourcesRequest: Sendable {
 
   public init() {}
 
-  fileprivate var _resources: Cocoon_Agent_V3_Resources? = nil
+  fileprivate var _resources: Cocoon_Agent_V4_Resources? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V3_UpdateResourcesResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_UpdateResourcesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1090,7 +1258,7 @@ public nonisolated struct Cocoon_Agent_V3_UpdateResourcesResponse: Sendable {
 
 /// Pod-wide settings applied before any container starts. The VM is the pod: its network and IPC
 /// namespaces are the pod's, so sysctls are written once, in the guest, and seen by every container.
-public nonisolated struct Cocoon_Agent_V3_ConfigurePodRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ConfigurePodRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1103,7 +1271,7 @@ public nonisolated struct Cocoon_Agent_V3_ConfigurePodRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ConfigurePodResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ConfigurePodResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1114,13 +1282,13 @@ public nonisolated struct Cocoon_Agent_V3_ConfigurePodResponse: Sendable {
 }
 
 /// Limits for all the pod's containers together (the parent cgroup of theirs).
-public nonisolated struct Cocoon_Agent_V3_UpdatePodResourcesRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_UpdatePodResourcesRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var resources: Cocoon_Agent_V3_Resources {
-    get {_resources ?? Cocoon_Agent_V3_Resources()}
+  public var resources: Cocoon_Agent_V4_Resources {
+    get {_resources ?? Cocoon_Agent_V4_Resources()}
     set {_resources = newValue}
   }
   /// Returns true if `resources` has been explicitly set.
@@ -1132,10 +1300,10 @@ public nonisolated struct Cocoon_Agent_V3_UpdatePodResourcesRequest: Sendable {
 
   public init() {}
 
-  fileprivate var _resources: Cocoon_Agent_V3_Resources? = nil
+  fileprivate var _resources: Cocoon_Agent_V4_Resources? = nil
 }
 
-public nonisolated struct Cocoon_Agent_V3_UpdatePodResourcesResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_UpdatePodResourcesResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1146,7 +1314,7 @@ public nonisolated struct Cocoon_Agent_V3_UpdatePodResourcesResponse: Sendable {
 }
 
 /// Unmounts a hot-plugged disk before the host unplugs it.
-public nonisolated struct Cocoon_Agent_V3_UnmountDiskRequest: Sendable {
+public nonisolated struct Cocoon_Agent_V4_UnmountDiskRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1158,7 +1326,7 @@ public nonisolated struct Cocoon_Agent_V3_UnmountDiskRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_UnmountDiskResponse: Sendable {
+public nonisolated struct Cocoon_Agent_V4_UnmountDiskResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1168,7 +1336,7 @@ public nonisolated struct Cocoon_Agent_V3_UnmountDiskResponse: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ProcessOutput: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ProcessOutput: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1177,7 +1345,7 @@ public nonisolated struct Cocoon_Agent_V3_ProcessOutput: Sendable {
 
   public var execID: String = String()
 
-  public var stream: Cocoon_Agent_V3_ProcessOutput.Stream = .stdout
+  public var stream: Cocoon_Agent_V4_ProcessOutput.Stream = .stdout
 
   public var data: Data = Data()
 
@@ -1210,7 +1378,7 @@ public nonisolated struct Cocoon_Agent_V3_ProcessOutput: Sendable {
     }
 
     // The compiler won't synthesize support with the UNRECOGNIZED case.
-    public static let allCases: [Cocoon_Agent_V3_ProcessOutput.Stream] = [
+    public static let allCases: [Cocoon_Agent_V4_ProcessOutput.Stream] = [
       .stdout,
       .stderr,
     ]
@@ -1220,7 +1388,7 @@ public nonisolated struct Cocoon_Agent_V3_ProcessOutput: Sendable {
   public init() {}
 }
 
-public nonisolated struct Cocoon_Agent_V3_ProcessExit: Sendable {
+public nonisolated struct Cocoon_Agent_V4_ProcessExit: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1239,11 +1407,208 @@ public nonisolated struct Cocoon_Agent_V3_ProcessExit: Sendable {
   public init() {}
 }
 
+/// Bytes for a process's stdin; `close` closes it after them. Answered once written in the guest.
+public nonisolated struct Cocoon_Agent_V4_WriteStdinRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var data: Data = Data()
+
+  public var close: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_WriteStdinResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// New size of a process's terminal.
+public nonisolated struct Cocoon_Agent_V4_ResizeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var width: UInt32 = 0
+
+  public var height: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_ResizeResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The host delivered `bytes` more bytes of this process's output (a notification, id 0).
+public nonisolated struct Cocoon_Agent_V4_AckOutputRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var containerID: String = String()
+
+  public var execID: String = String()
+
+  public var bytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Connects to 127.0.0.1:port in the pod's network namespace (the VM's). The host picks the id.
+public nonisolated struct Cocoon_Agent_V4_OpenPortRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connectionID: UInt64 = 0
+
+  public var port: UInt32 = 0
+
+  public var window: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_OpenPortResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Bytes to send on a connection; `close` half-closes it after them. Answered once written.
+public nonisolated struct Cocoon_Agent_V4_WritePortRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connectionID: UInt64 = 0
+
+  public var data: Data = Data()
+
+  public var close: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_WritePortResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The host delivered `bytes` more bytes of this connection (a notification, id 0).
+public nonisolated struct Cocoon_Agent_V4_AckPortRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connectionID: UInt64 = 0
+
+  public var bytes: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Drops a connection at once, both ways.
+public nonisolated struct Cocoon_Agent_V4_ClosePortRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connectionID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_ClosePortResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Bytes the pod's side of a connection sent.
+public nonisolated struct Cocoon_Agent_V4_PortData: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connectionID: UInt64 = 0
+
+  public var data: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The pod's side sent EOF (error empty) or the connection failed; no more PortData follows.
+public nonisolated struct Cocoon_Agent_V4_PortClosed: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var connectionID: UInt64 = 0
+
+  public var error: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
-fileprivate nonisolated let _protobuf_package = "cocoon.agent.v3"
+fileprivate nonisolated let _protobuf_package = "cocoon.agent.v4"
 
-nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}request\0\u{1}response\0\u{1}event\0")
 
@@ -1255,7 +1620,7 @@ nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
       case 2: try {
-        var v: Cocoon_Agent_V3_Request?
+        var v: Cocoon_Agent_V4_Request?
         var hadOneofValue = false
         if let current = self.body {
           hadOneofValue = true
@@ -1268,7 +1633,7 @@ nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V3_Response?
+        var v: Cocoon_Agent_V4_Response?
         var hadOneofValue = false
         if let current = self.body {
           hadOneofValue = true
@@ -1281,7 +1646,7 @@ nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 4: try {
-        var v: Cocoon_Agent_V3_Event?
+        var v: Cocoon_Agent_V4_Event?
         var hadOneofValue = false
         if let current = self.body {
           hadOneofValue = true
@@ -1324,7 +1689,7 @@ nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProt
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Envelope, rhs: Cocoon_Agent_V3_Envelope) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Envelope, rhs: Cocoon_Agent_V4_Envelope) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.body != rhs.body {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1332,9 +1697,9 @@ nonisolated extension Cocoon_Agent_V3_Envelope: SwiftProtobuf.Message, SwiftProt
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0\u{3}write_stdin\0\u{1}resize\0\u{3}ack_output\0\u{3}open_port\0\u{3}write_port\0\u{3}ack_port\0\u{3}close_port\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1343,7 +1708,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try {
-        var v: Cocoon_Agent_V3_HealthRequest?
+        var v: Cocoon_Agent_V4_HealthRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1356,7 +1721,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 2: try {
-        var v: Cocoon_Agent_V3_ShutdownRequest?
+        var v: Cocoon_Agent_V4_ShutdownRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1369,7 +1734,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V3_CreateContainerRequest?
+        var v: Cocoon_Agent_V4_CreateContainerRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1382,7 +1747,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 4: try {
-        var v: Cocoon_Agent_V3_StartContainerRequest?
+        var v: Cocoon_Agent_V4_StartContainerRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1395,7 +1760,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 5: try {
-        var v: Cocoon_Agent_V3_SignalRequest?
+        var v: Cocoon_Agent_V4_SignalRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1408,7 +1773,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 6: try {
-        var v: Cocoon_Agent_V3_ExecRequest?
+        var v: Cocoon_Agent_V4_ExecRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1421,7 +1786,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 7: try {
-        var v: Cocoon_Agent_V3_ContainerStatusRequest?
+        var v: Cocoon_Agent_V4_ContainerStatusRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1434,7 +1799,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 8: try {
-        var v: Cocoon_Agent_V3_RemoveContainerRequest?
+        var v: Cocoon_Agent_V4_RemoveContainerRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1447,7 +1812,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 9: try {
-        var v: Cocoon_Agent_V3_UnmountDiskRequest?
+        var v: Cocoon_Agent_V4_UnmountDiskRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1460,7 +1825,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 10: try {
-        var v: Cocoon_Agent_V3_UpdateResourcesRequest?
+        var v: Cocoon_Agent_V4_UpdateResourcesRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1473,7 +1838,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 11: try {
-        var v: Cocoon_Agent_V3_DetachRequest?
+        var v: Cocoon_Agent_V4_DetachRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1486,7 +1851,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 12: try {
-        var v: Cocoon_Agent_V3_ConfigurePodRequest?
+        var v: Cocoon_Agent_V4_ConfigurePodRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1499,7 +1864,7 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         }
       }()
       case 13: try {
-        var v: Cocoon_Agent_V3_UpdatePodResourcesRequest?
+        var v: Cocoon_Agent_V4_UpdatePodResourcesRequest?
         var hadOneofValue = false
         if let current = self.call {
           hadOneofValue = true
@@ -1509,6 +1874,97 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.call = .updatePodResources(v)
+        }
+      }()
+      case 14: try {
+        var v: Cocoon_Agent_V4_WriteStdinRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .writeStdin(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .writeStdin(v)
+        }
+      }()
+      case 15: try {
+        var v: Cocoon_Agent_V4_ResizeRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .resize(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .resize(v)
+        }
+      }()
+      case 16: try {
+        var v: Cocoon_Agent_V4_AckOutputRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .ackOutput(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .ackOutput(v)
+        }
+      }()
+      case 17: try {
+        var v: Cocoon_Agent_V4_OpenPortRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .openPort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .openPort(v)
+        }
+      }()
+      case 18: try {
+        var v: Cocoon_Agent_V4_WritePortRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .writePort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .writePort(v)
+        }
+      }()
+      case 19: try {
+        var v: Cocoon_Agent_V4_AckPortRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .ackPort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .ackPort(v)
+        }
+      }()
+      case 20: try {
+        var v: Cocoon_Agent_V4_ClosePortRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .closePort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .closePort(v)
         }
       }()
       default: break
@@ -1574,21 +2030,49 @@ nonisolated extension Cocoon_Agent_V3_Request: SwiftProtobuf.Message, SwiftProto
       guard case .updatePodResources(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
     }()
+    case .writeStdin?: try {
+      guard case .writeStdin(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .resize?: try {
+      guard case .resize(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .ackOutput?: try {
+      guard case .ackOutput(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .openPort?: try {
+      guard case .openPort(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
+    case .writePort?: try {
+      guard case .writePort(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .ackPort?: try {
+      guard case .ackPort(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .closePort?: try {
+      guard case .closePort(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Request, rhs: Cocoon_Agent_V3_Request) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Request, rhs: Cocoon_Agent_V4_Request) -> Bool {
     if lhs.call != rhs.call {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0\u{3}write_stdin\0\u{1}resize\0\u{3}open_port\0\u{3}write_port\0\u{3}close_port\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1598,7 +2082,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._error) }()
       case 2: try {
-        var v: Cocoon_Agent_V3_HealthResponse?
+        var v: Cocoon_Agent_V4_HealthResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1611,7 +2095,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V3_ShutdownResponse?
+        var v: Cocoon_Agent_V4_ShutdownResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1624,7 +2108,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 4: try {
-        var v: Cocoon_Agent_V3_CreateContainerResponse?
+        var v: Cocoon_Agent_V4_CreateContainerResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1637,7 +2121,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 5: try {
-        var v: Cocoon_Agent_V3_StartContainerResponse?
+        var v: Cocoon_Agent_V4_StartContainerResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1650,7 +2134,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 6: try {
-        var v: Cocoon_Agent_V3_SignalResponse?
+        var v: Cocoon_Agent_V4_SignalResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1663,7 +2147,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 7: try {
-        var v: Cocoon_Agent_V3_ExecResponse?
+        var v: Cocoon_Agent_V4_ExecResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1676,7 +2160,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 8: try {
-        var v: Cocoon_Agent_V3_ContainerStatusResponse?
+        var v: Cocoon_Agent_V4_ContainerStatusResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1689,7 +2173,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 9: try {
-        var v: Cocoon_Agent_V3_RemoveContainerResponse?
+        var v: Cocoon_Agent_V4_RemoveContainerResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1702,7 +2186,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 10: try {
-        var v: Cocoon_Agent_V3_UnmountDiskResponse?
+        var v: Cocoon_Agent_V4_UnmountDiskResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1715,7 +2199,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 11: try {
-        var v: Cocoon_Agent_V3_UpdateResourcesResponse?
+        var v: Cocoon_Agent_V4_UpdateResourcesResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1728,7 +2212,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 12: try {
-        var v: Cocoon_Agent_V3_DetachResponse?
+        var v: Cocoon_Agent_V4_DetachResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1741,7 +2225,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 13: try {
-        var v: Cocoon_Agent_V3_ConfigurePodResponse?
+        var v: Cocoon_Agent_V4_ConfigurePodResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1754,7 +2238,7 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         }
       }()
       case 14: try {
-        var v: Cocoon_Agent_V3_UpdatePodResourcesResponse?
+        var v: Cocoon_Agent_V4_UpdatePodResourcesResponse?
         var hadOneofValue = false
         if let current = self.result {
           hadOneofValue = true
@@ -1764,6 +2248,71 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.result = .updatePodResources(v)
+        }
+      }()
+      case 15: try {
+        var v: Cocoon_Agent_V4_WriteStdinResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .writeStdin(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .writeStdin(v)
+        }
+      }()
+      case 16: try {
+        var v: Cocoon_Agent_V4_ResizeResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .resize(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .resize(v)
+        }
+      }()
+      case 17: try {
+        var v: Cocoon_Agent_V4_OpenPortResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .openPort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .openPort(v)
+        }
+      }()
+      case 18: try {
+        var v: Cocoon_Agent_V4_WritePortResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .writePort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .writePort(v)
+        }
+      }()
+      case 19: try {
+        var v: Cocoon_Agent_V4_ClosePortResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .closePort(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .closePort(v)
         }
       }()
       default: break
@@ -1832,12 +2381,32 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
       guard case .updatePodResources(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
     }()
+    case .writeStdin?: try {
+      guard case .writeStdin(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .resize?: try {
+      guard case .resize(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case .openPort?: try {
+      guard case .openPort(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
+    case .writePort?: try {
+      guard case .writePort(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .closePort?: try {
+      guard case .closePort(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Response, rhs: Cocoon_Agent_V3_Response) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Response, rhs: Cocoon_Agent_V4_Response) -> Bool {
     if lhs._error != rhs._error {return false}
     if lhs.result != rhs.result {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1845,9 +2414,9 @@ nonisolated extension Cocoon_Agent_V3_Response: SwiftProtobuf.Message, SwiftProt
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{1}output\0\u{1}exit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{1}output\0\u{1}exit\0\u{3}port_data\0\u{3}port_closed\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1856,7 +2425,7 @@ nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try {
-        var v: Cocoon_Agent_V3_Hello?
+        var v: Cocoon_Agent_V4_Hello?
         var hadOneofValue = false
         if let current = self.kind {
           hadOneofValue = true
@@ -1869,7 +2438,7 @@ nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobu
         }
       }()
       case 2: try {
-        var v: Cocoon_Agent_V3_ProcessOutput?
+        var v: Cocoon_Agent_V4_ProcessOutput?
         var hadOneofValue = false
         if let current = self.kind {
           hadOneofValue = true
@@ -1882,7 +2451,7 @@ nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobu
         }
       }()
       case 3: try {
-        var v: Cocoon_Agent_V3_ProcessExit?
+        var v: Cocoon_Agent_V4_ProcessExit?
         var hadOneofValue = false
         if let current = self.kind {
           hadOneofValue = true
@@ -1892,6 +2461,32 @@ nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobu
         if let v = v {
           if hadOneofValue {try decoder.handleConflictingOneOf()}
           self.kind = .exit(v)
+        }
+      }()
+      case 4: try {
+        var v: Cocoon_Agent_V4_PortData?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .portData(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .portData(v)
+        }
+      }()
+      case 5: try {
+        var v: Cocoon_Agent_V4_PortClosed?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .portClosed(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .portClosed(v)
         }
       }()
       default: break
@@ -1917,19 +2512,27 @@ nonisolated extension Cocoon_Agent_V3_Event: SwiftProtobuf.Message, SwiftProtobu
       guard case .exit(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     }()
+    case .portData?: try {
+      guard case .portData(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .portClosed?: try {
+      guard case .portClosed(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Event, rhs: Cocoon_Agent_V3_Event) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Event, rhs: Cocoon_Agent_V4_Event) -> Bool {
     if lhs.kind != rhs.kind {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_AgentError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_AgentError: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AgentError"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0")
 
@@ -1956,7 +2559,7 @@ nonisolated extension Cocoon_Agent_V3_AgentError: SwiftProtobuf.Message, SwiftPr
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_AgentError, rhs: Cocoon_Agent_V3_AgentError) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_AgentError, rhs: Cocoon_Agent_V4_AgentError) -> Bool {
     if lhs.code != rhs.code {return false}
     if lhs.message != rhs.message {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -1964,11 +2567,11 @@ nonisolated extension Cocoon_Agent_V3_AgentError: SwiftProtobuf.Message, SwiftPr
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_AgentError.Code: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_AgentError.Code: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}INVALID_ARGUMENT\0\u{1}NOT_FOUND\0\u{1}FAILED_PRECONDITION\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
 }
 
-nonisolated extension Cocoon_Agent_V3_BootReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_BootReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BootReport"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}agent_started_ns\0\u{3}modules_loaded_ns\0\u{3}channel_open_ns\0\u{1}modules\0\u{1}transport\0")
 
@@ -2007,7 +2610,7 @@ nonisolated extension Cocoon_Agent_V3_BootReport: SwiftProtobuf.Message, SwiftPr
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_BootReport, rhs: Cocoon_Agent_V3_BootReport) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_BootReport, rhs: Cocoon_Agent_V4_BootReport) -> Bool {
     if lhs.agentStartedNs != rhs.agentStartedNs {return false}
     if lhs.modulesLoadedNs != rhs.modulesLoadedNs {return false}
     if lhs.channelOpenNs != rhs.channelOpenNs {return false}
@@ -2018,7 +2621,7 @@ nonisolated extension Cocoon_Agent_V3_BootReport: SwiftProtobuf.Message, SwiftPr
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Hello: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Hello"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}api_version\0\u{3}agent_version\0\u{1}boot\0")
 
@@ -2053,7 +2656,7 @@ nonisolated extension Cocoon_Agent_V3_Hello: SwiftProtobuf.Message, SwiftProtobu
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Hello, rhs: Cocoon_Agent_V3_Hello) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Hello, rhs: Cocoon_Agent_V4_Hello) -> Bool {
     if lhs.apiVersion != rhs.apiVersion {return false}
     if lhs.agentVersion != rhs.agentVersion {return false}
     if lhs._boot != rhs._boot {return false}
@@ -2062,7 +2665,7 @@ nonisolated extension Cocoon_Agent_V3_Hello: SwiftProtobuf.Message, SwiftProtobu
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_HealthRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_HealthRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2075,13 +2678,13 @@ nonisolated extension Cocoon_Agent_V3_HealthRequest: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_HealthRequest, rhs: Cocoon_Agent_V3_HealthRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_HealthRequest, rhs: Cocoon_Agent_V4_HealthRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_HealthResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HealthResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}api_version\0\u{3}agent_version\0\u{3}kernel_release\0\u{3}uptime_ns\0\u{1}boot\0\u{3}mem_total_kib\0\u{3}mem_available_kib\0")
 
@@ -2132,7 +2735,7 @@ nonisolated extension Cocoon_Agent_V3_HealthResponse: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_HealthResponse, rhs: Cocoon_Agent_V3_HealthResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_HealthResponse, rhs: Cocoon_Agent_V4_HealthResponse) -> Bool {
     if lhs.apiVersion != rhs.apiVersion {return false}
     if lhs.agentVersion != rhs.agentVersion {return false}
     if lhs.kernelRelease != rhs.kernelRelease {return false}
@@ -2145,7 +2748,7 @@ nonisolated extension Cocoon_Agent_V3_HealthResponse: SwiftProtobuf.Message, Swi
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_DetachRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_DetachRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DetachRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2158,13 +2761,13 @@ nonisolated extension Cocoon_Agent_V3_DetachRequest: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_DetachRequest, rhs: Cocoon_Agent_V3_DetachRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_DetachRequest, rhs: Cocoon_Agent_V4_DetachRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_DetachResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_DetachResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".DetachResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2177,13 +2780,13 @@ nonisolated extension Cocoon_Agent_V3_DetachResponse: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_DetachResponse, rhs: Cocoon_Agent_V3_DetachResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_DetachResponse, rhs: Cocoon_Agent_V4_DetachResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ShutdownRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ShutdownRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShutdownRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2196,13 +2799,13 @@ nonisolated extension Cocoon_Agent_V3_ShutdownRequest: SwiftProtobuf.Message, Sw
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ShutdownRequest, rhs: Cocoon_Agent_V3_ShutdownRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ShutdownRequest, rhs: Cocoon_Agent_V4_ShutdownRequest) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ShutdownResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ShutdownResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ShutdownResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2215,13 +2818,13 @@ nonisolated extension Cocoon_Agent_V3_ShutdownResponse: SwiftProtobuf.Message, S
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ShutdownResponse, rhs: Cocoon_Agent_V3_ShutdownResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ShutdownResponse, rhs: Cocoon_Agent_V4_ShutdownResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_User: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".User"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}username\0\u{1}gid\0\u{1}groupname\0\u{3}supplementary_groups\0")
 
@@ -2264,7 +2867,7 @@ nonisolated extension Cocoon_Agent_V3_User: SwiftProtobuf.Message, SwiftProtobuf
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_User, rhs: Cocoon_Agent_V3_User) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_User, rhs: Cocoon_Agent_V4_User) -> Bool {
     if lhs._uid != rhs._uid {return false}
     if lhs.username != rhs.username {return false}
     if lhs._gid != rhs._gid {return false}
@@ -2275,7 +2878,7 @@ nonisolated extension Cocoon_Agent_V3_User: SwiftProtobuf.Message, SwiftProtobuf
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Process: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Process: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Process"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}args\0\u{1}env\0\u{3}working_dir\0\u{1}user\0\u{1}capabilities\0\u{3}no_new_privileges\0\u{1}seccomp\0")
 
@@ -2326,7 +2929,7 @@ nonisolated extension Cocoon_Agent_V3_Process: SwiftProtobuf.Message, SwiftProto
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Process, rhs: Cocoon_Agent_V3_Process) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Process, rhs: Cocoon_Agent_V4_Process) -> Bool {
     if lhs.args != rhs.args {return false}
     if lhs.env != rhs.env {return false}
     if lhs.workingDir != rhs.workingDir {return false}
@@ -2339,7 +2942,7 @@ nonisolated extension Cocoon_Agent_V3_Process: SwiftProtobuf.Message, SwiftProto
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Seccomp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Seccomp"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}kind\0\u{1}profile\0")
 
@@ -2366,7 +2969,7 @@ nonisolated extension Cocoon_Agent_V3_Seccomp: SwiftProtobuf.Message, SwiftProto
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Seccomp, rhs: Cocoon_Agent_V3_Seccomp) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Seccomp, rhs: Cocoon_Agent_V4_Seccomp) -> Bool {
     if lhs.kind != rhs.kind {return false}
     if lhs.profile != rhs.profile {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -2374,11 +2977,11 @@ nonisolated extension Cocoon_Agent_V3_Seccomp: SwiftProtobuf.Message, SwiftProto
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Seccomp.Kind: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Seccomp.Kind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNCONFINED\0\u{1}RUNTIME_DEFAULT\0\u{1}PROFILE\0")
 }
 
-nonisolated extension Cocoon_Agent_V3_FileMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_FileMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileMount"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}destination\0\u{3}read_only\0\u{1}entries\0")
 
@@ -2409,7 +3012,7 @@ nonisolated extension Cocoon_Agent_V3_FileMount: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_FileMount, rhs: Cocoon_Agent_V3_FileMount) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_FileMount, rhs: Cocoon_Agent_V4_FileMount) -> Bool {
     if lhs.destination != rhs.destination {return false}
     if lhs.readOnly != rhs.readOnly {return false}
     if lhs.entries != rhs.entries {return false}
@@ -2418,7 +3021,7 @@ nonisolated extension Cocoon_Agent_V3_FileMount: SwiftProtobuf.Message, SwiftPro
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}mode\0\u{1}data\0")
 
@@ -2449,7 +3052,7 @@ nonisolated extension Cocoon_Agent_V3_FileEntry: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_FileEntry, rhs: Cocoon_Agent_V3_FileEntry) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_FileEntry, rhs: Cocoon_Agent_V4_FileEntry) -> Bool {
     if lhs.path != rhs.path {return false}
     if lhs.mode != rhs.mode {return false}
     if lhs.data != rhs.data {return false}
@@ -2458,7 +3061,7 @@ nonisolated extension Cocoon_Agent_V3_FileEntry: SwiftProtobuf.Message, SwiftPro
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_Resources: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Resources"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}memory_limit_bytes\0\u{3}pids_limit\0\u{3}cpu_quota_micros\0\u{3}cpu_period_micros\0\u{3}cpu_shares\0")
 
@@ -2497,7 +3100,7 @@ nonisolated extension Cocoon_Agent_V3_Resources: SwiftProtobuf.Message, SwiftPro
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_Resources, rhs: Cocoon_Agent_V3_Resources) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_Resources, rhs: Cocoon_Agent_V4_Resources) -> Bool {
     if lhs.memoryLimitBytes != rhs.memoryLimitBytes {return false}
     if lhs.pidsLimit != rhs.pidsLimit {return false}
     if lhs.cpuQuotaMicros != rhs.cpuQuotaMicros {return false}
@@ -2508,21 +3111,23 @@ nonisolated extension Cocoon_Agent_V3_Resources: SwiftProtobuf.Message, SwiftPro
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
     var _imageDiskSerial: String = String()
-    var _process: Cocoon_Agent_V3_Process? = nil
+    var _process: Cocoon_Agent_V4_Process? = nil
     var _hostname: String = String()
     var _readOnlyRootfs: Bool = false
-    var _mounts: [Cocoon_Agent_V3_FileMount] = []
-    var _resources: Cocoon_Agent_V3_Resources? = nil
+    var _mounts: [Cocoon_Agent_V4_FileMount] = []
+    var _resources: Cocoon_Agent_V4_Resources? = nil
     var _customPaths: Bool = false
     var _maskedPaths: [String] = []
     var _readonlyPaths: [String] = []
+    var _stdin: Bool = false
+    var _tty: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2543,6 +3148,8 @@ nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Mess
       _customPaths = source._customPaths
       _maskedPaths = source._maskedPaths
       _readonlyPaths = source._readonlyPaths
+      _stdin = source._stdin
+      _tty = source._tty
     }
   }
 
@@ -2571,6 +3178,8 @@ nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Mess
         case 8: try { try decoder.decodeSingularBoolField(value: &_storage._customPaths) }()
         case 9: try { try decoder.decodeRepeatedStringField(value: &_storage._maskedPaths) }()
         case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._readonlyPaths) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._stdin) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._tty) }()
         default: break
         }
       }
@@ -2613,11 +3222,17 @@ nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Mess
       if !_storage._readonlyPaths.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._readonlyPaths, fieldNumber: 10)
       }
+      if _storage._stdin != false {
+        try visitor.visitSingularBoolField(value: _storage._stdin, fieldNumber: 11)
+      }
+      if _storage._tty != false {
+        try visitor.visitSingularBoolField(value: _storage._tty, fieldNumber: 12)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_CreateContainerRequest, rhs: Cocoon_Agent_V3_CreateContainerRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_CreateContainerRequest, rhs: Cocoon_Agent_V4_CreateContainerRequest) -> Bool {
     if lhs._storage !== rhs._storage {
       let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
         let _storage = _args.0
@@ -2632,6 +3247,8 @@ nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Mess
         if _storage._customPaths != rhs_storage._customPaths {return false}
         if _storage._maskedPaths != rhs_storage._maskedPaths {return false}
         if _storage._readonlyPaths != rhs_storage._readonlyPaths {return false}
+        if _storage._stdin != rhs_storage._stdin {return false}
+        if _storage._tty != rhs_storage._tty {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2641,7 +3258,7 @@ nonisolated extension Cocoon_Agent_V3_CreateContainerRequest: SwiftProtobuf.Mess
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_CreateContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2654,13 +3271,13 @@ nonisolated extension Cocoon_Agent_V3_CreateContainerResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_CreateContainerResponse, rhs: Cocoon_Agent_V3_CreateContainerResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_CreateContainerResponse, rhs: Cocoon_Agent_V4_CreateContainerResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_StartContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_StartContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartContainerRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
 
@@ -2683,14 +3300,14 @@ nonisolated extension Cocoon_Agent_V3_StartContainerRequest: SwiftProtobuf.Messa
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_StartContainerRequest, rhs: Cocoon_Agent_V3_StartContainerRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_StartContainerRequest, rhs: Cocoon_Agent_V4_StartContainerRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_StartContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_StartContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StartContainerResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
 
@@ -2713,14 +3330,14 @@ nonisolated extension Cocoon_Agent_V3_StartContainerResponse: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_StartContainerResponse, rhs: Cocoon_Agent_V3_StartContainerResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_StartContainerResponse, rhs: Cocoon_Agent_V4_StartContainerResponse) -> Bool {
     if lhs.pid != rhs.pid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_SignalRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_SignalRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignalRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}signal\0")
 
@@ -2751,7 +3368,7 @@ nonisolated extension Cocoon_Agent_V3_SignalRequest: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_SignalRequest, rhs: Cocoon_Agent_V3_SignalRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_SignalRequest, rhs: Cocoon_Agent_V4_SignalRequest) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.signal != rhs.signal {return false}
@@ -2760,7 +3377,7 @@ nonisolated extension Cocoon_Agent_V3_SignalRequest: SwiftProtobuf.Message, Swif
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_SignalResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_SignalResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SignalResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2773,57 +3390,118 @@ nonisolated extension Cocoon_Agent_V3_SignalResponse: SwiftProtobuf.Message, Swi
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_SignalResponse, rhs: Cocoon_Agent_V3_SignalResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_SignalResponse, rhs: Cocoon_Agent_V4_SignalResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ExecRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0\u{1}stdin\0\u{1}tty\0\u{3}output_window\0")
+
+  fileprivate class _StorageClass {
+    var _containerID: String = String()
+    var _execID: String = String()
+    var _process: Cocoon_Agent_V4_Process? = nil
+    var _stdin: Bool = false
+    var _tty: Bool = false
+    var _outputWindow: UInt32 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _containerID = source._containerID
+      _execID = source._execID
+      _process = source._process
+      _stdin = source._stdin
+      _tty = source._tty
+      _outputWindow = source._outputWindow
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._process) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._containerID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._execID) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._process) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._stdin) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._tty) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._outputWindow) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.containerID.isEmpty {
-      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._containerID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._containerID, fieldNumber: 1)
+      }
+      if !_storage._execID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._execID, fieldNumber: 2)
+      }
+      try { if let v = _storage._process {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._stdin != false {
+        try visitor.visitSingularBoolField(value: _storage._stdin, fieldNumber: 4)
+      }
+      if _storage._tty != false {
+        try visitor.visitSingularBoolField(value: _storage._tty, fieldNumber: 5)
+      }
+      if _storage._outputWindow != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._outputWindow, fieldNumber: 6)
+      }
     }
-    if !self.execID.isEmpty {
-      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
-    }
-    try { if let v = self._process {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ExecRequest, rhs: Cocoon_Agent_V3_ExecRequest) -> Bool {
-    if lhs.containerID != rhs.containerID {return false}
-    if lhs.execID != rhs.execID {return false}
-    if lhs._process != rhs._process {return false}
+  public static func ==(lhs: Cocoon_Agent_V4_ExecRequest, rhs: Cocoon_Agent_V4_ExecRequest) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._containerID != rhs_storage._containerID {return false}
+        if _storage._execID != rhs_storage._execID {return false}
+        if _storage._process != rhs_storage._process {return false}
+        if _storage._stdin != rhs_storage._stdin {return false}
+        if _storage._tty != rhs_storage._tty {return false}
+        if _storage._outputWindow != rhs_storage._outputWindow {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ExecResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ExecResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}pid\0")
 
@@ -2846,14 +3524,14 @@ nonisolated extension Cocoon_Agent_V3_ExecResponse: SwiftProtobuf.Message, Swift
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ExecResponse, rhs: Cocoon_Agent_V3_ExecResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ExecResponse, rhs: Cocoon_Agent_V4_ExecResponse) -> Bool {
     if lhs.pid != rhs.pid {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ContainerStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ContainerStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ContainerStatusRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
 
@@ -2876,14 +3554,14 @@ nonisolated extension Cocoon_Agent_V3_ContainerStatusRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ContainerStatusRequest, rhs: Cocoon_Agent_V3_ContainerStatusRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ContainerStatusRequest, rhs: Cocoon_Agent_V4_ContainerStatusRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ContainerStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ContainerStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ContainerStatusResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}pid\0\u{3}exit_code\0\u{3}oom_killed\0\u{3}cpu_usage_ns\0\u{3}memory_bytes\0\u{3}memory_working_set_bytes\0\u{1}pids\0")
 
@@ -2934,7 +3612,7 @@ nonisolated extension Cocoon_Agent_V3_ContainerStatusResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ContainerStatusResponse, rhs: Cocoon_Agent_V3_ContainerStatusResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ContainerStatusResponse, rhs: Cocoon_Agent_V4_ContainerStatusResponse) -> Bool {
     if lhs.state != rhs.state {return false}
     if lhs.pid != rhs.pid {return false}
     if lhs.exitCode != rhs.exitCode {return false}
@@ -2948,11 +3626,11 @@ nonisolated extension Cocoon_Agent_V3_ContainerStatusResponse: SwiftProtobuf.Mes
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ContainerStatusResponse.State: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ContainerStatusResponse.State: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CREATED\0\u{1}RUNNING\0\u{1}EXITED\0")
 }
 
-nonisolated extension Cocoon_Agent_V3_RemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_RemoveContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RemoveContainerRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0")
 
@@ -2975,14 +3653,14 @@ nonisolated extension Cocoon_Agent_V3_RemoveContainerRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_RemoveContainerRequest, rhs: Cocoon_Agent_V3_RemoveContainerRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_RemoveContainerRequest, rhs: Cocoon_Agent_V4_RemoveContainerRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_RemoveContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_RemoveContainerResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RemoveContainerResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -2995,13 +3673,13 @@ nonisolated extension Cocoon_Agent_V3_RemoveContainerResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_RemoveContainerResponse, rhs: Cocoon_Agent_V3_RemoveContainerResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_RemoveContainerResponse, rhs: Cocoon_Agent_V4_RemoveContainerResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_UpdateResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_UpdateResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}resources\0")
 
@@ -3032,7 +3710,7 @@ nonisolated extension Cocoon_Agent_V3_UpdateResourcesRequest: SwiftProtobuf.Mess
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_UpdateResourcesRequest, rhs: Cocoon_Agent_V3_UpdateResourcesRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_UpdateResourcesRequest, rhs: Cocoon_Agent_V4_UpdateResourcesRequest) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs._resources != rhs._resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
@@ -3040,7 +3718,7 @@ nonisolated extension Cocoon_Agent_V3_UpdateResourcesRequest: SwiftProtobuf.Mess
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_UpdateResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_UpdateResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateResourcesResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3053,13 +3731,13 @@ nonisolated extension Cocoon_Agent_V3_UpdateResourcesResponse: SwiftProtobuf.Mes
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_UpdateResourcesResponse, rhs: Cocoon_Agent_V3_UpdateResourcesResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_UpdateResourcesResponse, rhs: Cocoon_Agent_V4_UpdateResourcesResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0")
 
@@ -3082,14 +3760,14 @@ nonisolated extension Cocoon_Agent_V3_ConfigurePodRequest: SwiftProtobuf.Message
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ConfigurePodRequest, rhs: Cocoon_Agent_V3_ConfigurePodRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ConfigurePodRequest, rhs: Cocoon_Agent_V4_ConfigurePodRequest) -> Bool {
     if lhs.sysctls != rhs.sysctls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ConfigurePodResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ConfigurePodResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3102,13 +3780,13 @@ nonisolated extension Cocoon_Agent_V3_ConfigurePodResponse: SwiftProtobuf.Messag
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ConfigurePodResponse, rhs: Cocoon_Agent_V3_ConfigurePodResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ConfigurePodResponse, rhs: Cocoon_Agent_V4_ConfigurePodResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_UpdatePodResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_UpdatePodResourcesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdatePodResourcesRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}resources\0")
 
@@ -3135,14 +3813,14 @@ nonisolated extension Cocoon_Agent_V3_UpdatePodResourcesRequest: SwiftProtobuf.M
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_UpdatePodResourcesRequest, rhs: Cocoon_Agent_V3_UpdatePodResourcesRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_UpdatePodResourcesRequest, rhs: Cocoon_Agent_V4_UpdatePodResourcesRequest) -> Bool {
     if lhs._resources != rhs._resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_UpdatePodResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_UpdatePodResourcesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdatePodResourcesResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3155,13 +3833,13 @@ nonisolated extension Cocoon_Agent_V3_UpdatePodResourcesResponse: SwiftProtobuf.
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_UpdatePodResourcesResponse, rhs: Cocoon_Agent_V3_UpdatePodResourcesResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_UpdatePodResourcesResponse, rhs: Cocoon_Agent_V4_UpdatePodResourcesResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_UnmountDiskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_UnmountDiskRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnmountDiskRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}serial\0")
 
@@ -3184,14 +3862,14 @@ nonisolated extension Cocoon_Agent_V3_UnmountDiskRequest: SwiftProtobuf.Message,
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_UnmountDiskRequest, rhs: Cocoon_Agent_V3_UnmountDiskRequest) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_UnmountDiskRequest, rhs: Cocoon_Agent_V4_UnmountDiskRequest) -> Bool {
     if lhs.serial != rhs.serial {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_UnmountDiskResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_UnmountDiskResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnmountDiskResponse"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
 
@@ -3204,13 +3882,13 @@ nonisolated extension Cocoon_Agent_V3_UnmountDiskResponse: SwiftProtobuf.Message
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_UnmountDiskResponse, rhs: Cocoon_Agent_V3_UnmountDiskResponse) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_UnmountDiskResponse, rhs: Cocoon_Agent_V4_UnmountDiskResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ProcessOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ProcessOutput: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessOutput"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}stream\0\u{1}data\0")
 
@@ -3245,7 +3923,7 @@ nonisolated extension Cocoon_Agent_V3_ProcessOutput: SwiftProtobuf.Message, Swif
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ProcessOutput, rhs: Cocoon_Agent_V3_ProcessOutput) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ProcessOutput, rhs: Cocoon_Agent_V4_ProcessOutput) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.stream != rhs.stream {return false}
@@ -3255,11 +3933,11 @@ nonisolated extension Cocoon_Agent_V3_ProcessOutput: SwiftProtobuf.Message, Swif
   }
 }
 
-nonisolated extension Cocoon_Agent_V3_ProcessOutput.Stream: SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ProcessOutput.Stream: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STDOUT\0\u{1}STDERR\0")
 }
 
-nonisolated extension Cocoon_Agent_V3_ProcessExit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+nonisolated extension Cocoon_Agent_V4_ProcessExit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessExit"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{3}exit_code\0\u{3}oom_killed\0")
 
@@ -3294,11 +3972,451 @@ nonisolated extension Cocoon_Agent_V3_ProcessExit: SwiftProtobuf.Message, SwiftP
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Cocoon_Agent_V3_ProcessExit, rhs: Cocoon_Agent_V3_ProcessExit) -> Bool {
+  public static func ==(lhs: Cocoon_Agent_V4_ProcessExit, rhs: Cocoon_Agent_V4_ProcessExit) -> Bool {
     if lhs.containerID != rhs.containerID {return false}
     if lhs.execID != rhs.execID {return false}
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.oomKilled != rhs.oomKilled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_WriteStdinRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WriteStdinRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}data\0\u{1}close\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.close) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 3)
+    }
+    if self.close != false {
+      try visitor.visitSingularBoolField(value: self.close, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_WriteStdinRequest, rhs: Cocoon_Agent_V4_WriteStdinRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.close != rhs.close {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_WriteStdinResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WriteStdinResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_WriteStdinResponse, rhs: Cocoon_Agent_V4_WriteStdinResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_ResizeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResizeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}width\0\u{1}height\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.width) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.height) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    if self.width != 0 {
+      try visitor.visitSingularUInt32Field(value: self.width, fieldNumber: 3)
+    }
+    if self.height != 0 {
+      try visitor.visitSingularUInt32Field(value: self.height, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_ResizeRequest, rhs: Cocoon_Agent_V4_ResizeRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.width != rhs.width {return false}
+    if lhs.height != rhs.height {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_ResizeResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResizeResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_ResizeResponse, rhs: Cocoon_Agent_V4_ResizeResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_AckOutputRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AckOutputRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.containerID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.containerID.isEmpty {
+      try visitor.visitSingularStringField(value: self.containerID, fieldNumber: 1)
+    }
+    if !self.execID.isEmpty {
+      try visitor.visitSingularStringField(value: self.execID, fieldNumber: 2)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_AckOutputRequest, rhs: Cocoon_Agent_V4_AckOutputRequest) -> Bool {
+    if lhs.containerID != rhs.containerID {return false}
+    if lhs.execID != rhs.execID {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_OpenPortRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenPortRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}connection_id\0\u{1}port\0\u{1}window\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.connectionID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.port) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.window) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.connectionID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionID, fieldNumber: 1)
+    }
+    if self.port != 0 {
+      try visitor.visitSingularUInt32Field(value: self.port, fieldNumber: 2)
+    }
+    if self.window != 0 {
+      try visitor.visitSingularUInt32Field(value: self.window, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_OpenPortRequest, rhs: Cocoon_Agent_V4_OpenPortRequest) -> Bool {
+    if lhs.connectionID != rhs.connectionID {return false}
+    if lhs.port != rhs.port {return false}
+    if lhs.window != rhs.window {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_OpenPortResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OpenPortResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_OpenPortResponse, rhs: Cocoon_Agent_V4_OpenPortResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_WritePortRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WritePortRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}connection_id\0\u{1}data\0\u{1}close\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.connectionID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.close) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.connectionID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionID, fieldNumber: 1)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 2)
+    }
+    if self.close != false {
+      try visitor.visitSingularBoolField(value: self.close, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_WritePortRequest, rhs: Cocoon_Agent_V4_WritePortRequest) -> Bool {
+    if lhs.connectionID != rhs.connectionID {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.close != rhs.close {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_WritePortResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WritePortResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_WritePortResponse, rhs: Cocoon_Agent_V4_WritePortResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_AckPortRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AckPortRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}connection_id\0\u{1}bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.connectionID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.connectionID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionID, fieldNumber: 1)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_AckPortRequest, rhs: Cocoon_Agent_V4_AckPortRequest) -> Bool {
+    if lhs.connectionID != rhs.connectionID {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_ClosePortRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClosePortRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}connection_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.connectionID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.connectionID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_ClosePortRequest, rhs: Cocoon_Agent_V4_ClosePortRequest) -> Bool {
+    if lhs.connectionID != rhs.connectionID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_ClosePortResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClosePortResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_ClosePortResponse, rhs: Cocoon_Agent_V4_ClosePortResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_PortData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PortData"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}connection_id\0\u{1}data\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.connectionID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.connectionID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionID, fieldNumber: 1)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_PortData, rhs: Cocoon_Agent_V4_PortData) -> Bool {
+    if lhs.connectionID != rhs.connectionID {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_PortClosed: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PortClosed"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}connection_id\0\u{1}error\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.connectionID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.connectionID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.connectionID, fieldNumber: 1)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_PortClosed, rhs: Cocoon_Agent_V4_PortClosed) -> Bool {
+    if lhs.connectionID != rhs.connectionID {return false}
+    if lhs.error != rhs.error {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,5 +1,6 @@
 import AgentAPI
 import ContainerCore
+import Foundation
 
 /// The agent API's calls, typed: `AgentClient` as a `GuestAgent`.
 extension AgentClient: GuestAgent {
@@ -25,7 +26,7 @@ extension AgentClient: GuestAgent {
     }
 
     public func updatePodResources(_ resources: ResourceLimits, timeout: Duration) async throws(AgentClientError) {
-        let request = Cocoon_Agent_V3_Request.with { $0.updatePodResources = .with { $0.resources = .init(resources) } }
+        let request = Cocoon_Agent_V4_Request.with { $0.updatePodResources = .with { $0.resources = .init(resources) } }
         _ = try await call(request, name: "UpdatePodResources", timeout: timeout)
     }
 
@@ -48,13 +49,16 @@ extension AgentClient: GuestAgent {
     }
 
     public func exec(
-        container: String, execID: String, process: ProcessSpec, timeout: Duration
+        container: String, execID: String, process: ProcessSpec, stdio: ExecStdio, timeout: Duration
     ) async throws(AgentClientError) -> Int32 {
-        let request = Cocoon_Agent_V3_Request.with {
+        let request = Cocoon_Agent_V4_Request.with {
             $0.exec = .with {
                 $0.containerID = container
                 $0.execID = execID
                 $0.process = .init(process)
+                $0.stdin = stdio.stdin
+                $0.tty = stdio.tty
+                $0.outputWindow = UInt32(clamping: stdio.outputWindow)
             }
         }
         guard case .exec(let reply)? = try await call(request, name: "Exec", timeout: timeout).result else {
@@ -65,7 +69,7 @@ extension AgentClient: GuestAgent {
 
     public func signal(container: String, exec: String, signal: Int32, timeout: Duration) async throws(AgentClientError)
     {
-        let request = Cocoon_Agent_V3_Request.with {
+        let request = Cocoon_Agent_V4_Request.with {
             $0.signal = .with {
                 $0.containerID = container
                 $0.execID = exec
@@ -87,7 +91,7 @@ extension AgentClient: GuestAgent {
     public func updateResources(_ id: String, _ resources: ResourceLimits, timeout: Duration)
         async throws(AgentClientError)
     {
-        let request = Cocoon_Agent_V3_Request.with {
+        let request = Cocoon_Agent_V4_Request.with {
             $0.updateResources = .with {
                 $0.id = id
                 $0.resources = .init(resources)
@@ -99,5 +103,85 @@ extension AgentClient: GuestAgent {
     public func removeContainer(_ id: String, timeout: Duration) async throws(AgentClientError) {
         _ = try await call(
             .with { $0.removeContainer = .with { $0.id = id } }, name: "RemoveContainer", timeout: timeout)
+    }
+
+    public func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
+        async throws(AgentClientError)
+    {
+        let request = Cocoon_Agent_V4_Request.with {
+            $0.writeStdin = .with {
+                $0.containerID = container
+                $0.execID = exec
+                $0.data = Data(data)
+                $0.close = close
+            }
+        }
+        _ = try await call(request, name: "WriteStdin", timeout: timeout)
+    }
+
+    public func resize(container: String, exec: String, width: UInt32, height: UInt32, timeout: Duration)
+        async throws(AgentClientError)
+    {
+        let request = Cocoon_Agent_V4_Request.with {
+            $0.resize = .with {
+                $0.containerID = container
+                $0.execID = exec
+                $0.width = width
+                $0.height = height
+            }
+        }
+        _ = try await call(request, name: "Resize", timeout: timeout)
+    }
+
+    public func ackOutput(container: String, exec: String, bytes: Int) {
+        notify(
+            .with {
+                $0.ackOutput = .with {
+                    $0.containerID = container
+                    $0.execID = exec
+                    $0.bytes = UInt64(clamping: bytes)
+                }
+            })
+    }
+
+    public func openPort(connection: UInt64, port: UInt16, window: Int, timeout: Duration)
+        async throws(AgentClientError)
+    {
+        let request = Cocoon_Agent_V4_Request.with {
+            $0.openPort = .with {
+                $0.connectionID = connection
+                $0.port = UInt32(port)
+                $0.window = UInt32(clamping: window)
+            }
+        }
+        _ = try await call(request, name: "OpenPort", timeout: timeout)
+    }
+
+    public func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration)
+        async throws(AgentClientError)
+    {
+        let request = Cocoon_Agent_V4_Request.with {
+            $0.writePort = .with {
+                $0.connectionID = connection
+                $0.data = Data(data)
+                $0.close = close
+            }
+        }
+        _ = try await call(request, name: "WritePort", timeout: timeout)
+    }
+
+    public func ackPort(connection: UInt64, bytes: Int) {
+        notify(
+            .with {
+                $0.ackPort = .with {
+                    $0.connectionID = connection
+                    $0.bytes = UInt64(clamping: bytes)
+                }
+            })
+    }
+
+    public func closePort(connection: UInt64, timeout: Duration) async throws(AgentClientError) {
+        _ = try await call(
+            .with { $0.closePort = .with { $0.connectionID = connection } }, name: "ClosePort", timeout: timeout)
     }
 }

@@ -60,16 +60,16 @@ public final class AgentClient: Sendable {
     }
 
     /// Sends one request and waits for its response, at most `timeout`.
-    func call(_ request: Cocoon_Agent_V3_Request, name: String, timeout: Duration) async throws(AgentClientError)
-        -> Cocoon_Agent_V3_Response
+    func call(_ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration) async throws(AgentClientError)
+        -> Cocoon_Agent_V4_Response
     {
         let loop = channel.eventLoop
-        let promise = loop.makePromise(of: Cocoon_Agent_V3_Response.self)
+        let promise = loop.makePromise(of: Cocoon_Agent_V4_Response.self)
         let handler = self.handler
         loop.execute {
             handler.value.send(request, name: name, timeout: timeout, promise: promise)
         }
-        let response: Cocoon_Agent_V3_Response
+        let response: Cocoon_Agent_V4_Response
         do {
             response = try await promise.futureResult.get()
         } catch let error as AgentClientError {
@@ -81,6 +81,12 @@ public final class AgentClient: Sendable {
             throw .agent(.init(response.error.code), message: response.error.message)
         }
         return response
+    }
+
+    /// Sends a request that gets no response (id 0): acknowledgements of delivered output.
+    func notify(_ request: Cocoon_Agent_V4_Request) {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.notify(request) }
     }
 
     public func close() async {
@@ -96,7 +102,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        let promise: EventLoopPromise<Cocoon_Agent_V3_Response>
+        let promise: EventLoopPromise<Cocoon_Agent_V4_Response>
         let deadline: Scheduled<Void>
     }
 
@@ -113,8 +119,8 @@ final class AgentClientHandler: ChannelInboundHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func send(
-        _ request: Cocoon_Agent_V3_Request, name: String, timeout: Duration,
-        promise: EventLoopPromise<Cocoon_Agent_V3_Response>
+        _ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration,
+        promise: EventLoopPromise<Cocoon_Agent_V4_Response>
     ) {
         guard let context, closedReason == nil else {
             promise.fail(AgentClientError.disconnected(closedReason ?? "no channel"))
@@ -122,7 +128,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         }
         let id = nextID
         nextID += 1
-        var envelope = Cocoon_Agent_V3_Envelope()
+        var envelope = Cocoon_Agent_V4_Envelope()
         envelope.id = id
         envelope.request = request
         let bytes: [UInt8]
@@ -141,6 +147,15 @@ final class AgentClientHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 
+    func notify(_ request: Cocoon_Agent_V4_Request) {
+        guard let context, closedReason == nil else { return }
+        var envelope = Cocoon_Agent_V4_Envelope()
+        envelope.request = request
+        // try?: a notification that cannot be encoded is dropped; its stream stalls, nothing else
+        guard let bytes = try? AgentFrame.encode(envelope) else { return }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var buffer = unwrapInboundIn(data)
         if let bytes = buffer.readBytes(length: buffer.readableBytes) {
@@ -156,7 +171,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         }
     }
 
-    private func dispatch(_ envelope: Cocoon_Agent_V3_Envelope) {
+    private func dispatch(_ envelope: Cocoon_Agent_V4_Envelope) {
         switch envelope.body {
         case .response(let response)?:
             guard let call = pending.removeValue(forKey: envelope.id) else { return }  // late reply after its deadline

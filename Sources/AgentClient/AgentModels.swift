@@ -62,6 +62,10 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var paths: PathOverrides?
     public var mounts: [FileMount]
     public var resources: ResourceLimits
+    /// The process reads a stdin the host writes (attach); else /dev/null.
+    public var stdin = false
+    /// The process's stdio is a terminal.
+    public var tty = false
 
     public struct PathOverrides: Sendable, Codable, Equatable {
         public var masked: [String]
@@ -132,4 +136,8 @@ public enum AgentEvent: Sendable, Equatable {
     /// `execID` is empty for the container's own process.
     case output(containerID: String, execID: String, stream: Stream, data: [UInt8])
     case exit(containerID: String, execID: String, exitCode: Int32, oomKilled: Bool)
+    /// Bytes from the pod's side of a forwarded connection.
+    case portData(connection: UInt64, data: [UInt8])
+    /// The pod's side ended (error empty: EOF); nothing more comes on the connection.
+    case portClosed(connection: UInt64, error: String)
 }

@@ -24,13 +24,45 @@ public protocol GuestAgent: Sendable {
     /// Starts the container's process; returns its pid in the guest.
     func startContainer(_ id: String, timeout: Duration) async throws(AgentClientError) -> Int32
     /// Starts another process in a running container; returns its pid in the guest.
-    func exec(container: String, execID: String, process: ProcessSpec, timeout: Duration) async throws(AgentClientError)
-        -> Int32
+    func exec(container: String, execID: String, process: ProcessSpec, stdio: ExecStdio, timeout: Duration)
+        async throws(AgentClientError) -> Int32
     /// Signals the container's process, or one exec's (`exec` not empty).
     func signal(container: String, exec: String, signal: Int32, timeout: Duration) async throws(AgentClientError)
     func containerUsage(_ id: String, timeout: Duration) async throws(AgentClientError) -> ContainerUsage
     func updateResources(_ id: String, _ resources: ResourceLimits, timeout: Duration) async throws(AgentClientError)
     func removeContainer(_ id: String, timeout: Duration) async throws(AgentClientError)
+
+    // Streams (agent API v4). Writes return once the guest has written the bytes: one in flight per
+    // stream is the host's side of the flow control.
+
+    /// Writes to a process's stdin (`exec` empty: the container's own); `close` closes it after.
+    func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
+        async throws(AgentClientError)
+    func resize(container: String, exec: String, width: UInt32, height: UInt32, timeout: Duration)
+        async throws(AgentClientError)
+    /// Tells the agent `bytes` more output of a windowed exec was delivered (no reply).
+    func ackOutput(container: String, exec: String, bytes: Int)
+    /// Connects to 127.0.0.1:port in the pod; `connection` is the host's id for it.
+    func openPort(connection: UInt64, port: UInt16, window: Int, timeout: Duration) async throws(AgentClientError)
+    func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) async throws(AgentClientError)
+    /// Tells the agent `bytes` more of a connection's data was delivered (no reply).
+    func ackPort(connection: UInt64, bytes: Int)
+    func closePort(connection: UInt64, timeout: Duration) async throws(AgentClientError)
+}
+
+/// How an exec's standard streams are set up in the guest.
+public struct ExecStdio: Sendable, Equatable {
+    public var stdin: Bool
+    public var tty: Bool
+    /// Output bytes the agent may send before the host acknowledges them; 0 for no flow control.
+    public var outputWindow: Int
+    public init(stdin: Bool = false, tty: Bool = false, outputWindow: Int = 0) {
+        self.stdin = stdin
+        self.tty = tty
+        self.outputWindow = outputWindow
+    }
+    /// No stdin, no terminal, no flow control (ExecSync).
+    public static let collected = ExecStdio()
 }
 
 /// How a sandbox manager opens an agent: the real channel in the daemon, a fake in unit tests.

@@ -4,7 +4,7 @@ import Foundation
 
 // The only place where the host's agent values become agent API messages and back.
 
-extension Cocoon_Agent_V3_Process {
+extension Cocoon_Agent_V4_Process {
     init(_ p: ProcessSpec) {
         self.init()
         args = p.args
@@ -31,7 +31,7 @@ extension Cocoon_Agent_V3_Process {
     }
 }
 
-extension Cocoon_Agent_V3_Resources {
+extension Cocoon_Agent_V4_Resources {
     init(_ r: ResourceLimits) {
         self.init()
         memoryLimitBytes = r.memoryLimitBytes
@@ -42,7 +42,7 @@ extension Cocoon_Agent_V3_Resources {
     }
 }
 
-extension Cocoon_Agent_V3_CreateContainerRequest {
+extension Cocoon_Agent_V4_CreateContainerRequest {
     init(_ spec: ContainerCreateSpec) {
         self.init()
         id = spec.id
@@ -50,6 +50,8 @@ extension Cocoon_Agent_V3_CreateContainerRequest {
         process = .init(spec.process)
         hostname = spec.hostname
         readOnlyRootfs = spec.readOnlyRootfs
+        stdin = spec.stdin
+        tty = spec.tty
         if let paths = spec.paths {
             customPaths = true
             maskedPaths = paths.masked
@@ -73,7 +75,7 @@ extension Cocoon_Agent_V3_CreateContainerRequest {
 }
 
 extension GuestHealth {
-    init(_ h: Cocoon_Agent_V3_HealthResponse) {
+    init(_ h: Cocoon_Agent_V4_HealthResponse) {
         self.init(
             apiVersion: h.apiVersion, agentVersion: h.agentVersion, kernelRelease: h.kernelRelease,
             transport: h.boot.transport,
@@ -82,7 +84,7 @@ extension GuestHealth {
 }
 
 extension ContainerUsage {
-    init(_ s: Cocoon_Agent_V3_ContainerStatusResponse) {
+    init(_ s: Cocoon_Agent_V4_ContainerStatusResponse) {
         self.init(
             cpuUsageNs: s.cpuUsageNs, memoryBytes: s.memoryBytes, memoryWorkingSetBytes: s.memoryWorkingSetBytes,
             pids: s.pids)
@@ -91,7 +93,7 @@ extension ContainerUsage {
 
 extension AgentEvent {
     /// Nil for events the host does not act on (Hello is kept by the client itself).
-    init?(_ e: Cocoon_Agent_V3_Event) {
+    init?(_ e: Cocoon_Agent_V4_Event) {
         switch e.kind {
         case .output(let o)?:
             self = .output(
@@ -99,6 +101,10 @@ extension AgentEvent {
                 data: [UInt8](o.data))
         case .exit(let x)?:
             self = .exit(containerID: x.containerID, execID: x.execID, exitCode: x.exitCode, oomKilled: x.oomKilled)
+        case .portData(let d)?:
+            self = .portData(connection: d.connectionID, data: [UInt8](d.data))
+        case .portClosed(let c)?:
+            self = .portClosed(connection: c.connectionID, error: c.error)
         default:
             return nil
         }
@@ -106,7 +112,7 @@ extension AgentEvent {
 }
 
 extension AgentClientError.Refusal {
-    init(_ code: Cocoon_Agent_V3_AgentError.Code) {
+    init(_ code: Cocoon_Agent_V4_AgentError.Code) {
         switch code {
         case .invalidArgument: self = .invalidArgument
         case .notFound: self = .notFound

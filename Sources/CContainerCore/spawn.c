@@ -12,6 +12,7 @@
 #include <string.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -214,6 +215,10 @@ static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const i
             if (fd < 0) fail(s, "open /dev/null", NULL);
         }
         if (fd != i && dup2(fd, i) < 0) fail(s, "dup2 stdio", NULL);
+    }
+    if (s->controlling_tty) {
+        if (setsid() < 0) fail(s, "setsid", NULL);
+        if (ioctl(0, TIOCSCTTY, 0) < 0) fail(s, "set controlling terminal", NULL);
     }
     if (syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) < 0) {
         for (int fd = 3; fd < 4096; fd++) if (fd != s->error_fd) fcntl(fd, F_SETFD, FD_CLOEXEC);

@@ -18,6 +18,8 @@ public struct CocoonConfig: Sendable, Equatable {
     public var registry = RegistrySettings()
     /// Settings every container gets.
     public var containers = ContainerSettings()
+    /// The CRI streaming server (Exec, Attach, PortForward URLs).
+    public var streaming = StreamingSettings()
 
     public init() {
         handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)
@@ -35,6 +37,17 @@ public struct ContainerSettings: Sendable, Equatable {
     /// pids.max of each container's cgroup in the VM; 0 means unlimited.
     public var pidsLimit: Int64 = 0
     public init(pidsLimit: Int64 = 0) { self.pidsLimit = pidsLimit }
+}
+
+/// `[streaming]`: where the streaming server listens (containerd's `stream_server_address` and
+/// `stream_server_port`).
+public struct StreamingSettings: Sendable, Equatable {
+    public var address = "127.0.0.1"
+    /// 0: an ephemeral port, chosen at start.
+    public var port = 0
+    /// Seconds a client has to open its streams after connecting.
+    public var streamCreationTimeoutSeconds = 30
+    public init() {}
 }
 
 /// One runtime handler: a hypervisor backend plus the guest image and default VM size it boots.

@@ -17,6 +17,7 @@ public enum ConfigLoader {
         var config = CocoonConfig()
         let topKeys: Set = [
             "state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers",
+            "streaming",
         ]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
@@ -51,6 +52,20 @@ public enum ConfigLoader {
                     throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more")
                 }
                 config.containers.pidsLimit = Int64(limit)
+            }
+        }
+        if let streaming = table["streaming"] {
+            guard let t = streaming.table else { throw ConfigError("\(source): streaming must be a table") }
+            let at = "\(source): streaming"
+            try rejectUnknown(t, allowed: ["address", "port", "stream_creation_timeout"], at: at)
+            config.streaming.address = try string(t, "address", at) ?? config.streaming.address
+            if let port = try int(t, "port", at) {
+                guard (0...65535).contains(port) else { throw ConfigError("\(at): port \(port) is not 0-65535") }
+                config.streaming.port = port
+            }
+            if let seconds = try int(t, "stream_creation_timeout", at) {
+                guard seconds > 0 else { throw ConfigError("\(at): stream_creation_timeout must be positive") }
+                config.streaming.streamCreationTimeoutSeconds = seconds
             }
         }
         config.defaultHandler =

@@ -8,12 +8,15 @@ import Glibc
 /// failure reported by the new process into a `ContainerCoreError`.
 public enum ContainerLauncher {
     /// Standard streams for the new process: fds the caller owns (they stay open here), -1 for /dev/null.
+    /// `terminal`: `input` is a terminal that becomes the process's controlling terminal (new session).
     public struct Stdio: Sendable {
         public var input: Int32, output: Int32, error: Int32
-        public init(input: Int32 = -1, output: Int32 = -1, error: Int32 = -1) {
+        public var terminal: Bool
+        public init(input: Int32 = -1, output: Int32 = -1, error: Int32 = -1, terminal: Bool = false) {
             self.input = input
             self.output = output
             self.error = error
+            self.terminal = terminal
         }
     }
 
@@ -78,6 +81,7 @@ public enum ContainerLauncher {
             c.n_readonly = Int32(spec.readonlyPaths.count)
             c.cwd = arena.string(workingDir)
             c.stdio = (stdio.input, stdio.output, stdio.error)
+            c.controlling_tty = stdio.terminal ? 1 : 0
         }
     }
 
@@ -93,6 +97,7 @@ public enum ContainerLauncher {
             c.join_pid = containerPid
             c.cwd = arena.string(process.workingDir.isEmpty ? "/" : process.workingDir)
             c.stdio = (stdio.input, stdio.output, stdio.error)
+            c.controlling_tty = stdio.terminal ? 1 : 0
         }
     }
 

@@ -16,7 +16,8 @@ extension ContainerManager {
             let stream: CRILog.Stream = stream == .stderr ? .stderr : .stdout
             if execID.isEmpty {
                 logs[containerID]?.write(stream: stream, data)
-            } else {
+                routes.attachOutput(containerID, stream: stream, data)
+            } else if !routes.execOutput(execID, pod: tagged.podID, container: containerID, stream: stream, data) {
                 execs.output(execID, container: containerID, stream: stream, data)
             }
         case .exit(let containerID, let execID, let exitCode, let oomKilled):
@@ -31,9 +32,13 @@ extension ContainerManager {
                     logger.error(
                         "container exit not persisted", metadata: ["id": "\(containerID)", "error": "\(error)"])
                 }
-            } else {
+            } else if !routes.execExited(execID, pod: tagged.podID, container: containerID, code: exitCode) {
                 execs.exited(execID, container: containerID, code: exitCode)
             }
+        case .portData(let connection, let data):
+            routes.portData(connection, pod: tagged.podID, data)
+        case .portClosed(let connection, let error):
+            routes.portClosed(connection, pod: tagged.podID, error: error)
         }
     }
 
@@ -42,7 +47,8 @@ extension ContainerManager {
     func change(_ id: String, _ event: ContainerRecord.Event) throws(CocoonError) {
         guard var record = records[id], record.transition(event) else { return }
         records[id] = record
-        if case .exited = event {
+        if case .exited(let code, _, _, _) = event {
+            routes.containerEnded(id, code: code)
             logs[id]?.finish()
             wakeExitWaiters(id)
         }

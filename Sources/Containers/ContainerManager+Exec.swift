@@ -23,7 +23,8 @@ extension ContainerManager {
         let session = execs.open(execID, container: id)
         defer { execs.close(execID) }
         do {
-            _ = try await agent.exec(container: id, execID: execID, process: process, timeout: agentCall)
+            _ = try await agent.exec(
+                container: id, execID: execID, process: process, stdio: .collected, timeout: agentCall)
         } catch {
             throw CocoonError.from(error, "exec in container \(id)")
         }

@@ -32,6 +32,7 @@ public actor ContainerManager {
         public var logPath = ""
         public var stopSignal: Int32 = 15
         public var configJSON: String?
+        public var stdio = ContainerRecord.StdioConfig()
         public init(
             sandboxID: String, name: String, attempt: UInt32, image: String, imageID: String, rootfsImage: String,
             process: ProcessSpec
@@ -62,6 +63,9 @@ public actor ContainerManager {
     var logs: [String: CRILogWriter] = [:]
     var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var execs = ExecSessions()
+    let routes = StreamRoutes()
+    /// Containers created with stdin_once whose stdin the first attach has closed.
+    var stdinOnceUsed: Set<String> = []
     private let locks = KeyedLock()
     let eventHub = ContainerEventHub()
     static let maxCopiedMountBytes = 64 << 20
@@ -134,21 +138,24 @@ public actor ContainerManager {
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
         let serial = "img-" + String(r.imageID.split(separator: ":").last?.prefix(16) ?? "")
         try await pods.attachDisk(sandboxID, path: r.rootfsImage, serial: serial)
-        let spec = ContainerCreateSpec(
+        var spec = ContainerCreateSpec(
             id: id, imageDiskSerial: serial, process: r.process, hostname: r.hostname, readOnlyRootfs: r.readOnlyRootfs,
             paths: r.paths,
             mounts: fileMounts, resources: r.resources)
+        spec.stdin = r.stdio.stdin
+        spec.tty = r.stdio.tty
         do {
             try await agent.createContainer(spec, timeout: agentCall)
         } catch {
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
             throw CocoonError.from(error, "create container \(r.name)")
         }
-        let record = ContainerRecord(
+        var record = ContainerRecord(
             id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID,
             imageRef: r.imageRef,
             imageDiskSerial: serial, labels: r.labels, annotations: r.annotations, logPath: r.logPath, mounts: r.mounts,
             stopSignal: r.stopSignal, createdAtNs: HostProcess.nowNs(), process: r.process, configJSON: r.configJSON)
+        record.stdio = r.stdio
         do {
             try store.save(record)
         } catch {

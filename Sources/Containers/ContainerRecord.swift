@@ -61,6 +61,20 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     public var process: ProcessSpec?
     /// The CRI ContainerConfig as JSON (verbose status shows it).
     public var configJSON: String?
+    /// stdin, stdin_once and tty of the CRI ContainerConfig (nil in records of older releases: none).
+    public var stdio: StdioConfig?
+
+    /// How a container's standard streams are set up (CRI `stdin`, `stdin_once`, `tty`).
+    public struct StdioConfig: Sendable, Codable, Equatable {
+        public var stdin: Bool
+        public var stdinOnce: Bool
+        public var tty: Bool
+        public init(stdin: Bool = false, stdinOnce: Bool = false, tty: Bool = false) {
+            self.stdin = stdin
+            self.stdinOnce = stdinOnce
+            self.tty = tty
+        }
+    }
     /// The process as records before the typed agent seam kept it (see `LegacyProcessJSON`).
     private var processJSON: String?
 

@@ -11,6 +11,7 @@ import Hypervisor
 import Images
 import Logging
 import Sandboxes
+import Streaming
 
 /// The Cocoon daemon: serves CRI v1 on a Unix socket and runs each pod sandbox in its own VM.
 /// VMs outlive the daemon: on start it finds the sandboxes of the previous run again.
@@ -72,10 +73,17 @@ struct Cocoond: AsyncParsableCommand {
         let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot)
         await containers.recover()
 
+        let streaming = try await StreamingServer.bind(
+            .init(
+                address: cfg.streaming.address, port: cfg.streaming.port,
+                streamCreationTimeout: .seconds(cfg.streaming.streamCreationTimeoutSeconds)),
+            runtime: containers)
+        logger.info("streaming server listening", metadata: ["url": "\(streaming.baseURL)"])
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
             services: [
-                RuntimeService(config: cfg, sandboxes: manager, containers: containers, images: images),
+                RuntimeService(
+                    config: cfg, sandboxes: manager, containers: containers, images: images, streaming: streaming),
                 ImageService(images: images),
                 ImageImportService(images: images),
             ])
@@ -85,12 +93,14 @@ struct Cocoond: AsyncParsableCommand {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await server.serve()
+                await streaming.close()
                 // Detach before the event stream ends, so nothing an agent sends meanwhile is dropped.
                 await manager.detachAll()
                 manager.endAgentEvents()
                 containers.endLifecycleEvents()
             }
             group.addTask { await containers.processEvents() }
+            group.addTask { try await streaming.run() }
             group.addTask {
                 // Decide KVM or TCG for each guest now (a real boot, cached), not on the first pod.
                 for handler in handlers.values where handler.accel != .tcg {
@@ -109,6 +119,7 @@ struct Cocoond: AsyncParsableCommand {
                     logger.info("shutting down; pod VMs keep running", metadata: ["signal": "\(signal)"])
                     // Endless streams (GetContainerEvents) end first, or the graceful shutdown waits on them forever.
                     containers.endLifecycleEvents()
+                    await streaming.close()
                     server.beginGracefulShutdown()
                     break
                 }

@@ -3,15 +3,15 @@ import Testing
 
 @Suite struct AgentFrameTests {
     @Test func roundTripsSplitAcrossChunks() throws {
-        var envelope = Cocoon_Agent_V3_Envelope()
+        var envelope = Cocoon_Agent_V4_Envelope()
         envelope.id = 7
-        envelope.request.health = Cocoon_Agent_V3_HealthRequest()
-        var second = Cocoon_Agent_V3_Envelope()
+        envelope.request.health = Cocoon_Agent_V4_HealthRequest()
+        var second = Cocoon_Agent_V4_Envelope()
         second.id = 8
-        second.request.shutdown = Cocoon_Agent_V3_ShutdownRequest()
+        second.request.shutdown = Cocoon_Agent_V4_ShutdownRequest()
         let bytes = try AgentFrame.encode(envelope) + AgentFrame.encode(second)
         var decoder = AgentFrameDecoder()
-        var got: [Cocoon_Agent_V3_Envelope] = []
+        var got: [Cocoon_Agent_V4_Envelope] = []
         for b in bytes {
             decoder.append([b])
             while let e = try decoder.next() { got.append(e) }

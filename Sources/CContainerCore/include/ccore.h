@@ -51,6 +51,7 @@ struct ccore_spawn {
     int sync_fd;                     // child reads one byte before setup (parent placed it in its cgroup)
     int error_fd;                    // child writes "step: strerror" here on failure (close-on-exec)
     int last_cap;                    // highest capability number the kernel knows
+    int controlling_tty;             // 1: stdin is a terminal: new session, stdin its controlling tty
 };
 
 /// Starts the process described by `spec`. Returns its pid (in the caller's PID namespace), or -1

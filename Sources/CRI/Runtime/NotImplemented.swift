@@ -7,19 +7,6 @@ import GRPCCore
 // file into its own file when it is built.
 
 extension RuntimeService {
-    public func exec(request: Runtime_V1_ExecRequest, context: ServerContext) async throws -> Runtime_V1_ExecResponse {
-        throw CocoonError.notImplemented("Exec").rpcError
-    }
-    public func attach(request: Runtime_V1_AttachRequest, context: ServerContext) async throws
-        -> Runtime_V1_AttachResponse
-    {
-        throw CocoonError.notImplemented("Attach").rpcError
-    }
-    public func portForward(request: Runtime_V1_PortForwardRequest, context: ServerContext) async throws
-        -> Runtime_V1_PortForwardResponse
-    {
-        throw CocoonError.notImplemented("PortForward").rpcError
-    }
     public func updateRuntimeConfig(request: Runtime_V1_UpdateRuntimeConfigRequest, context: ServerContext) async throws
         -> Runtime_V1_UpdateRuntimeConfigResponse
     {

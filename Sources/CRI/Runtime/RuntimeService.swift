@@ -5,6 +5,7 @@ import GRPCCore
 import Hypervisor
 import Images
 import Sandboxes
+import Streaming
 
 /// The CRI v1 RuntimeService. Each call lives in its own file (`RunPodSandbox.swift`, …); calls not
 /// built yet are in `NotImplemented.swift` and answer UNIMPLEMENTED.
@@ -18,11 +19,14 @@ public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
     let containers: ContainerManager
     let images: ImageManager
     let qemuBinary: String
+    /// Serves the URLs of Exec, Attach and PortForward; nil when the daemon runs without one.
+    let streaming: StreamingServer?
 
     public init(
         config: CocoonConfig, sandboxes: SandboxManager, containers: ContainerManager, images: ImageManager,
-        qemuBinary: String = QEMUHypervisor.defaultBinary
+        streaming: StreamingServer? = nil, qemuBinary: String = QEMUHypervisor.defaultBinary
     ) {
+        self.streaming = streaming
         self.config = config
         self.sandboxes = sandboxes
         self.containers = containers

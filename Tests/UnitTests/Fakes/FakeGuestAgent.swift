@@ -64,8 +64,8 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
         return 42
     }
 
-    func exec(container: String, execID: String, process: ProcessSpec, timeout: Duration) async throws(AgentClientError)
-        -> Int32
+    func exec(container: String, execID: String, process: ProcessSpec, stdio: ExecStdio, timeout: Duration)
+        async throws(AgentClientError) -> Int32
     {
         try record("Exec")
         let (output, exit) = state.withLock { ($0.execOutput, $0.execExit) }
@@ -96,4 +96,21 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
     func removeContainer(_ id: String, timeout: Duration) async throws(AgentClientError) {
         try record("RemoveContainer")
     }
+
+    // Streams: recorded; the real ones are tested against a VM (StreamingIntegrationTests).
+    func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
+        async throws(AgentClientError)
+    { try record("WriteStdin") }
+    func resize(container: String, exec: String, width: UInt32, height: UInt32, timeout: Duration)
+        async throws(AgentClientError)
+    { try record("Resize") }
+    func ackOutput(container: String, exec: String, bytes: Int) {}
+    func openPort(connection: UInt64, port: UInt16, window: Int, timeout: Duration) async throws(AgentClientError) {
+        try record("OpenPort")
+    }
+    func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) async throws(AgentClientError) {
+        try record("WritePort")
+    }
+    func ackPort(connection: UInt64, bytes: Int) {}
+    func closePort(connection: UInt64, timeout: Duration) async throws(AgentClientError) { try record("ClosePort") }
 }

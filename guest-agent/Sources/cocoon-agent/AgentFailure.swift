@@ -2,7 +2,7 @@ import AgentAPI
 
 /// A request the agent refuses, carried back to the host as an `AgentError` with its code.
 struct AgentFailure: Error {
-    let code: Cocoon_Agent_V3_AgentError.Code
+    let code: Cocoon_Agent_V4_AgentError.Code
     let message: String
 
     static func invalid(_ m: String) -> AgentFailure { AgentFailure(code: .invalidArgument, message: m) }

@@ -6,7 +6,7 @@ import Glibc
 /// per session, a Hello at the start of each session, and zombie reaping between requests.
 struct AgentServer {
     private let channel: AgentChannel
-    private let boot: Cocoon_Agent_V3_BootReport
+    private let boot: Cocoon_Agent_V4_BootReport
     private var decoder = AgentFrameDecoder()
     private let childFD: Int32
     /// The fd of the current host session (the port itself for serial), or -1.
@@ -15,8 +15,9 @@ struct AgentServer {
     /// Set by Detach: the host is leaving, so no session until it has really disconnected.
     private var detached = false
     private var containers = GuestContainers()
+    private var ports = GuestPorts()
 
-    init(channel: AgentChannel, boot: Cocoon_Agent_V3_BootReport) {
+    init(channel: AgentChannel, boot: Cocoon_Agent_V4_BootReport) {
         self.channel = channel
         self.boot = boot
         self.childFD = cocoon_sigchld_fd()
@@ -40,12 +41,12 @@ struct AgentServer {
         var fds = [
             pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: childFD, events: Int16(POLLIN), revents: 0),
         ]
-        let outputs = containers.pipeFDs
-        fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let work = workFDs()
+        fds += work.map(\.0)
         let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
         containers.deliverHeldSignals()
         guard rc > 0 else { return }
-        forwardOutput(fds.suffix(outputs.count))
+        serveWork(zip(fds.suffix(work.count), work.map(\.1)))
         if fds[1].revents != 0 { reapChildren() }
         let revents = Int32(fds[0].revents)
         if revents & Int32(POLLHUP) != 0 {
@@ -81,12 +82,12 @@ struct AgentServer {
             pollfd(fd: childFD, events: Int16(POLLIN), revents: 0),
         ]
         fds.append(pollfd(fd: sessionFD, events: Int16(sessionFD >= 0 ? POLLIN : 0), revents: 0))
-        let outputs = containers.pipeFDs
-        fds += outputs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let work = workFDs()
+        fds += work.map(\.0)
         let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
         containers.deliverHeldSignals()
         guard rc > 0 else { return }
-        forwardOutput(fds.suffix(outputs.count))
+        serveWork(zip(fds.suffix(work.count), work.map(\.1)))
         if fds[1].revents != 0 { reapChildren() }
         if fds[0].revents != 0 {
             let conn = cocoon_accept(listenFD)
@@ -128,38 +129,38 @@ struct AgentServer {
 
     // MARK: requests
 
-    private mutating func handle(_ envelope: Cocoon_Agent_V3_Envelope) {
+    private mutating func handle(_ envelope: Cocoon_Agent_V4_Envelope) {
         guard case .request(let request)? = envelope.body else { return }
-        var response = Cocoon_Agent_V3_Response()
+        var response = Cocoon_Agent_V4_Response()
         var powerOffAfterReply = false
         var detachAfterReply = false
         switch request.call {
         case .health?:
             response.health = health()
         case .shutdown?:
-            response.shutdown = Cocoon_Agent_V3_ShutdownResponse()
+            response.shutdown = Cocoon_Agent_V4_ShutdownResponse()
             powerOffAfterReply = true
         case .createContainer(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.create(r)
-                return .createContainer(Cocoon_Agent_V3_CreateContainerResponse())
+                return .createContainer(Cocoon_Agent_V4_CreateContainerResponse())
             }
         case .startContainer(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                var reply = Cocoon_Agent_V3_StartContainerResponse()
+                var reply = Cocoon_Agent_V4_StartContainerResponse()
                 reply.pid = try s.containers.start(r.id)
                 return .startContainer(reply)
             }
         case .exec(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                var reply = Cocoon_Agent_V3_ExecResponse()
+                var reply = Cocoon_Agent_V4_ExecResponse()
                 reply.pid = try s.containers.exec(r)
                 return .exec(reply)
             }
         case .signal(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.signal(r)
-                return .signal(Cocoon_Agent_V3_SignalResponse())
+                return .signal(Cocoon_Agent_V4_SignalResponse())
             }
         case .containerStatus(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
@@ -167,40 +168,79 @@ struct AgentServer {
             }
         case .removeContainer(let r)?:
             pendingEvents += containers.remove(r.id)
-            response.removeContainer = Cocoon_Agent_V3_RemoveContainerResponse()
+            response.removeContainer = Cocoon_Agent_V4_RemoveContainerResponse()
         case .detach?:
-            response.detach = Cocoon_Agent_V3_DetachResponse()
+            response.detach = Cocoon_Agent_V4_DetachResponse()
             detachAfterReply = true
         case .updateResources(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.updateResources(r)
-                return .updateResources(Cocoon_Agent_V3_UpdateResourcesResponse())
+                return .updateResources(Cocoon_Agent_V4_UpdateResourcesResponse())
             }
         case .unmountDisk(let r)?:
             response = serve { (s: inout AgentServer) throws(AgentFailure) in
                 try s.containers.unmountDisk(r.serial)
-                return .unmountDisk(Cocoon_Agent_V3_UnmountDiskResponse())
+                return .unmountDisk(Cocoon_Agent_V4_UnmountDiskResponse())
             }
         case .configurePod(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
                 try PodSettings.apply(sysctls: r.sysctls)
-                return .configurePod(Cocoon_Agent_V3_ConfigurePodResponse())
+                return .configurePod(Cocoon_Agent_V4_ConfigurePodResponse())
             }
         case .updatePodResources(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
                 try PodSettings.apply(podResources: GuestContainers.resources(r.resources))
-                return .updatePodResources(Cocoon_Agent_V3_UpdatePodResourcesResponse())
+                return .updatePodResources(Cocoon_Agent_V4_UpdatePodResourcesResponse())
             }
+        case .writeStdin(let r)?:
+            do {
+                let replies = try containers.writeStdin(r, replyTo: envelope.id)
+                guard replies.contains(where: { $0.id == envelope.id }) else { return }  // answered once written
+                sendReplies(replies)
+                return
+            } catch {
+                response = Self.failure(error)
+            }
+        case .resize(let r)?:
+            response = serve { (s: inout AgentServer) throws(AgentFailure) in
+                try s.containers.resize(r)
+                return .resize(Cocoon_Agent_V4_ResizeResponse())
+            }
+        case .ackOutput(let r)?:
+            pendingEvents += containers.ackOutput(r)
+        case .openPort(let r)?:
+            do {
+                let replies = try ports.open(r, replyTo: envelope.id)
+                sendReplies(replies)
+                return
+            } catch {
+                response = Self.failure(error)
+            }
+        case .writePort(let r)?:
+            do {
+                let replies = try ports.write(r, replyTo: envelope.id)
+                sendReplies(replies)
+                return
+            } catch {
+                response = Self.failure(error)
+            }
+        case .ackPort(let r)?:
+            ports.ack(r)
+        case .closePort(let r)?:
+            sendReplies(ports.close(r.connectionID))
+            response.closePort = Cocoon_Agent_V4_ClosePortResponse()
         case nil:
-            var error = Cocoon_Agent_V3_AgentError()
+            var error = Cocoon_Agent_V4_AgentError()
             error.code = .unimplemented
             error.message = "request kind not known to agent API v\(agentAPIVersion)"
             response.error = error
         }
-        var reply = Cocoon_Agent_V3_Envelope()
-        reply.id = envelope.id
-        reply.response = response
-        send(reply)
+        if envelope.id != 0 {  // id 0: a notification, not answered
+            var reply = Cocoon_Agent_V4_Envelope()
+            reply.id = envelope.id
+            reply.response = response
+            send(reply)
+        }
         // Exit events a request caused (a removed container) follow its reply.
         let events = pendingEvents
         pendingEvents = []
@@ -216,17 +256,60 @@ struct AgentServer {
         }
     }
 
-    private var pendingEvents: [Cocoon_Agent_V3_Event] = []
+    private var pendingEvents: [Cocoon_Agent_V4_Event] = []
+
+    private static func failure(_ error: AgentFailure) -> Cocoon_Agent_V4_Response {
+        var response = Cocoon_Agent_V4_Response()
+        var e = Cocoon_Agent_V4_AgentError()
+        e.code = error.code
+        e.message = error.message
+        response.error = e
+        return response
+    }
+
+    /// Answers requests whose work finished after they arrived (writes that waited for room).
+    private func sendReplies(_ replies: [DeferredReply]) {
+        for reply in replies where reply.id != 0 {
+            var envelope = Cocoon_Agent_V4_Envelope()
+            envelope.id = reply.id
+            envelope.response = reply.failure.map(Self.failure) ?? Cocoon_Agent_V4_Response()
+            send(envelope)
+        }
+    }
+
+    private enum Work { case output, input, port }
+
+    /// The fds of the containers' processes and of forwarded connections, with what to wait for.
+    private func workFDs() -> [(pollfd, Work)] {
+        containers.pipeFDs.map { (pollfd(fd: $0, events: Int16(POLLIN), revents: 0), Work.output) }
+            + containers.blockedInputFDs.map { (pollfd(fd: $0, events: Int16(POLLOUT), revents: 0), Work.input) }
+            + ports.pollRequests.map { ($0, Work.port) }
+    }
+
+    private mutating func serveWork<S: Sequence<(pollfd, Work)>>(_ ready: S) {
+        for (p, work) in ready where p.revents != 0 {
+            switch work {
+            case .output:
+                for event in containers.drain(p.fd) { sendEvent(event) }
+            case .input:
+                sendReplies(containers.flushInput(p.fd))
+            case .port:
+                let (replies, events) = ports.ready(p.fd, revents: p.revents)
+                sendReplies(replies)
+                for event in events { sendEvent(event) }
+            }
+        }
+    }
 
     /// Runs one container call, turning a refusal into the response's error.
     private mutating func serve(
-        _ body: (inout AgentServer) throws(AgentFailure) -> Cocoon_Agent_V3_Response.OneOf_Result
-    ) -> Cocoon_Agent_V3_Response {
-        var response = Cocoon_Agent_V3_Response()
+        _ body: (inout AgentServer) throws(AgentFailure) -> Cocoon_Agent_V4_Response.OneOf_Result
+    ) -> Cocoon_Agent_V4_Response {
+        var response = Cocoon_Agent_V4_Response()
         do {
             response.result = try body(&self)
         } catch {
-            var e = Cocoon_Agent_V3_AgentError()
+            var e = Cocoon_Agent_V4_AgentError()
             e.code = error.code
             e.message = error.message
             response.error = e
@@ -234,19 +317,16 @@ struct AgentServer {
         return response
     }
 
-    private mutating func forwardOutput(_ fds: ArraySlice<pollfd>) {
-        for p in fds where p.revents != 0 {
-            for event in containers.drain(p.fd) { sendEvent(event) }
-        }
-    }
-
     /// Events raised while no host is connected (a daemon restart), sent when the next session starts.
-    private var backlog: [Cocoon_Agent_V3_Event] = []
+    private var backlog: [Cocoon_Agent_V4_Event] = []
     private var backlogBytes = 0
     private static let backlogLimit = 4 << 20
 
-    private mutating func sendEvent(_ event: Cocoon_Agent_V3_Event) {
+    private mutating func sendEvent(_ event: Cocoon_Agent_V4_Event) {
         guard sessionFD >= 0 else {
+            // A forwarded connection lives and dies with its host session.
+            if case .portData? = event.kind { return }
+            if case .portClosed? = event.kind { return }
             backlog.append(event)
             backlogBytes += event.output.data.count
             // Over the limit, the oldest output goes first; exits are always kept.
@@ -256,13 +336,13 @@ struct AgentServer {
             }
             return
         }
-        var envelope = Cocoon_Agent_V3_Envelope()
+        var envelope = Cocoon_Agent_V4_Envelope()
         envelope.event = event
         send(envelope)
     }
 
-    private func health() -> Cocoon_Agent_V3_HealthResponse {
-        var h = Cocoon_Agent_V3_HealthResponse()
+    private func health() -> Cocoon_Agent_V4_HealthResponse {
+        var h = Cocoon_Agent_V4_HealthResponse()
         h.apiVersion = agentAPIVersion
         h.agentVersion = agentVersion
         var release = [CChar](repeating: 0, count: 256)
@@ -283,6 +363,7 @@ struct AgentServer {
     }
 
     private mutating func startSession() {
+        ports.closeAll()  // the previous session's connections have no reader any more
         sendHello()
         let pending = backlog
         backlog = []
@@ -291,18 +372,18 @@ struct AgentServer {
     }
 
     private func sendHello() {
-        var hello = Cocoon_Agent_V3_Hello()
+        var hello = Cocoon_Agent_V4_Hello()
         hello.apiVersion = agentAPIVersion
         hello.agentVersion = agentVersion
         hello.boot = boot
-        var event = Cocoon_Agent_V3_Event()
+        var event = Cocoon_Agent_V4_Event()
         event.hello = hello
-        var envelope = Cocoon_Agent_V3_Envelope()
+        var envelope = Cocoon_Agent_V4_Envelope()
         envelope.event = event
         send(envelope)
     }
 
-    private func send(_ envelope: Cocoon_Agent_V3_Envelope) {
+    private func send(_ envelope: Cocoon_Agent_V4_Envelope) {
         // try?: an event too large to frame is dropped, never the session
         guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
         var offset = 0

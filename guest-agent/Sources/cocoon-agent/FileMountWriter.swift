@@ -8,7 +8,7 @@ import Glibc
 enum FileMountWriter {
     /// Writes the tree under `base` and returns what to bind-mount: `base` itself for a directory,
     /// `base/file` when the mount is a single file.
-    static func write(_ mount: Cocoon_Agent_V3_FileMount, into base: String) throws(AgentFailure) -> String {
+    static func write(_ mount: Cocoon_Agent_V4_FileMount, into base: String) throws(AgentFailure) -> String {
         guard mount.destination.hasPrefix("/") else {
             throw .invalid("mount destination \"\(mount.destination)\" must be absolute")
         }
@@ -31,7 +31,7 @@ enum FileMountWriter {
         return base
     }
 
-    private static func writeEntry(_ entry: Cocoon_Agent_V3_FileEntry, at path: String) throws(AgentFailure) {
+    private static func writeEntry(_ entry: Cocoon_Agent_V4_FileEntry, at path: String) throws(AgentFailure) {
         let type = entry.mode & UInt32(S_IFMT)
         let perm = mode_t(entry.mode & 0o7777)
         if type == UInt32(S_IFDIR) {

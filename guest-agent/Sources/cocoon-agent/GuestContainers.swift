@@ -20,6 +20,8 @@ struct GuestContainers {
         var exitCode: Int32 = 0
         var oomKilled = false
         var execs: [String: Int32] = [:]
+        var stdin = false
+        var tty = false
     }
 
     /// Whose process a pid or pipe is; `execID` is empty for the container's own process.
@@ -30,15 +32,24 @@ struct GuestContainers {
 
     private(set) var containers: [String: Container] = [:]
     private var processes: [Int32: Owner] = [:]
-    private var pipes: [Int32: (Owner, Cocoon_Agent_V3_ProcessOutput.Stream)] = [:]
+    var pipes: [Int32: (Owner, Cocoon_Agent_V4_ProcessOutput.Stream)] = [:]
+    /// The stdin (pipe or terminal) the host writes, per process started with stdin.
+    var inputs: [Owner: ProcessInput] = [:]
+    /// The terminal of each process started with a tty, for resizes.
+    var terminals: [Owner: Int32] = [:]
+    /// Flow control of each process started with an output window.
+    var windows: [Owner: OutputWindow] = [:]
+    /// Exit events held until the process's output has all been sent (windowed processes).
+    var heldExits: [Owner: Cocoon_Agent_V4_Event] = [:]
     private var disks = DiskMounts()
     private static let cgroupRoot = PodSettings.cgroupRoot
 
-    var pipeFDs: [Int32] { Array(pipes.keys) }
+    /// Output pipes to poll: those whose process may send more now.
+    var pipeFDs: [Int32] { pipes.filter { windows[$0.value.0]?.room ?? 1 > 0 }.map(\.key) }
 
     // MARK: requests
 
-    mutating func create(_ r: Cocoon_Agent_V3_CreateContainerRequest) throws(AgentFailure) {
+    mutating func create(_ r: Cocoon_Agent_V4_CreateContainerRequest) throws(AgentFailure) {
         try GuestContainers.validateID(r.id, field: "id")
         guard containers[r.id] == nil else {
             throw AgentFailure(code: .failedPrecondition, message: "container \(r.id) already exists in the guest")
@@ -78,7 +89,10 @@ struct GuestContainers {
             throw error
         }
         spec.cgroupPath = "\(GuestContainers.cgroupRoot)/\(r.id)"
-        containers[r.id] = Container(spec: spec, imageSerial: r.imageDiskSerial, dir: dir)
+        var container = Container(spec: spec, imageSerial: r.imageDiskSerial, dir: dir)
+        container.stdin = r.stdin
+        container.tty = r.tty
+        containers[r.id] = container
     }
 
     mutating func start(_ id: String) throws(AgentFailure) -> Int32 {
@@ -94,7 +108,8 @@ struct GuestContainers {
         }
         container.cgroup = cgroup
         let owner = Owner(containerID: id, execID: "")
-        let pid = try withPipes(owner) { stdio throws(ContainerCoreError) in
+        let options = StdioOptions(stdin: container.stdin, tty: container.tty, window: 0, ptmx: "/dev/pts/ptmx")
+        let pid = try withStdio(owner, options) { stdio throws(ContainerCoreError) in
             try ContainerLauncher.start(container.spec, stdio: stdio, cgroup: cgroup)
         }
         container.pid = pid
@@ -104,7 +119,7 @@ struct GuestContainers {
         return pid
     }
 
-    mutating func exec(_ r: Cocoon_Agent_V3_ExecRequest) throws(AgentFailure) -> Int32 {
+    mutating func exec(_ r: Cocoon_Agent_V4_ExecRequest) throws(AgentFailure) -> Int32 {
         guard var container = containers[r.containerID] else {
             throw .notFound("container \(r.containerID) not found in the guest")
         }
@@ -113,7 +128,10 @@ struct GuestContainers {
         guard container.execs[r.execID] == nil else { throw .precondition("exec \(r.execID) already exists") }
         let process = try GuestContainers.process(r.process)
         let owner = Owner(containerID: r.containerID, execID: r.execID)
-        let pid = try withPipes(owner) { stdio throws(ContainerCoreError) in
+        let options = StdioOptions(
+            stdin: r.stdin, tty: r.tty, window: Int(min(r.outputWindow, 16 << 20)),
+            ptmx: "/proc/\(container.pid)/root/dev/ptmx")
+        let pid = try withStdio(owner, options) { stdio throws(ContainerCoreError) in
             try ContainerLauncher.exec(
                 process, into: container.pid, rootfs: container.spec.rootfs, stdio: stdio, cgroup: container.cgroup)
         }
@@ -125,7 +143,7 @@ struct GuestContainers {
 
     /// Signals a container's first process or one of its execs. A signal the first process (PID 1 of
     /// its namespace) does not catch yet is held and sent once it does (`SignalDelivery`).
-    mutating func signal(_ r: Cocoon_Agent_V3_SignalRequest) throws(AgentFailure) {
+    mutating func signal(_ r: Cocoon_Agent_V4_SignalRequest) throws(AgentFailure) {
         guard let container = containers[r.containerID] else {
             throw .notFound("container \(r.containerID) not found in the guest")
         }
@@ -159,9 +177,9 @@ struct GuestContainers {
         }
     }
 
-    func status(_ id: String) throws(AgentFailure) -> Cocoon_Agent_V3_ContainerStatusResponse {
+    func status(_ id: String) throws(AgentFailure) -> Cocoon_Agent_V4_ContainerStatusResponse {
         guard let c = containers[id] else { throw .notFound("container \(id) not found in the guest") }
-        var s = Cocoon_Agent_V3_ContainerStatusResponse()
+        var s = Cocoon_Agent_V4_ContainerStatusResponse()
         switch c.state {
         case .created: s.state = .created
         case .running: s.state = .running
@@ -180,9 +198,9 @@ struct GuestContainers {
     }
 
     /// Kills what runs, waits for the container's process, and removes its filesystem and cgroup.
-    mutating func remove(_ id: String) -> [Cocoon_Agent_V3_Event] {
+    mutating func remove(_ id: String) -> [Cocoon_Agent_V4_Event] {
         guard let container = containers[id] else { return [] }
-        var events: [Cocoon_Agent_V3_Event] = []
+        var events: [Cocoon_Agent_V4_Event] = []
         if container.state == .running {
             container.cgroup?.killAll()
             kill(container.pid, SIGKILL)
@@ -205,7 +223,7 @@ struct GuestContainers {
         return events
     }
 
-    mutating func updateResources(_ r: Cocoon_Agent_V3_UpdateResourcesRequest) throws(AgentFailure) {
+    mutating func updateResources(_ r: Cocoon_Agent_V4_UpdateResourcesRequest) throws(AgentFailure) {
         guard var container = containers[r.id] else { throw .notFound("container \(r.id) not found in the guest") }
         container.spec.resources = GuestContainers.resources(r.resources)
         if container.state == .running, let cgroup = container.cgroup {
@@ -218,7 +236,7 @@ struct GuestContainers {
         containers[r.id] = container
     }
 
-    static func resources(_ r: Cocoon_Agent_V3_Resources) -> Resources {
+    static func resources(_ r: Cocoon_Agent_V4_Resources) -> Resources {
         Resources(
             memoryLimitBytes: r.memoryLimitBytes, pidsLimit: r.pidsLimit, cpuQuotaMicros: r.cpuQuotaMicros,
             cpuPeriodMicros: r.cpuPeriodMicros, cpuShares: r.cpuShares)
@@ -234,12 +252,12 @@ struct GuestContainers {
     // MARK: processes and output
 
     /// A child ended: its remaining output, then its exit event.
-    mutating func reaped(pid: Int32, status: Int32) -> [Cocoon_Agent_V3_Event] {
+    mutating func reaped(pid: Int32, status: Int32) -> [Cocoon_Agent_V4_Event] {
         guard let owner = processes.removeValue(forKey: pid) else { return [] }
-        var events: [Cocoon_Agent_V3_Event] = []
-        for fd in pipes.filter({ $0.value.0 == owner }).map(\.key) { events += drain(fd) }
+        var events: [Cocoon_Agent_V4_Event] = []
+        releaseInput(owner)
         let code = WaitStatus.exitCode(status)
-        var exit = Cocoon_Agent_V3_ProcessExit()
+        var exit = Cocoon_Agent_V4_ProcessExit()
         exit.containerID = owner.containerID
         exit.execID = owner.execID
         exit.exitCode = code
@@ -254,70 +272,56 @@ struct GuestContainers {
             }
             containers[owner.containerID] = container
         }
-        var event = Cocoon_Agent_V3_Event()
+        var event = Cocoon_Agent_V4_Event()
         event.exit = exit
-        events.append(event)
+        let outputs = pipes.filter({ $0.value.0 == owner }).map(\.key)
+        if windows[owner] != nil, !outputs.isEmpty {
+            // Flow-controlled: the exit follows the last of the output, sent as the window allows;
+            // what a pipe holds now is the end of it (a background child keeping it open adds nothing).
+            heldExits[owner] = event
+            for fd in outputs { events += drain(fd) }
+        } else {
+            for fd in outputs { events += drain(fd) }
+            windows[owner] = nil
+            events.append(event)
+        }
         return events
     }
 
-    /// Reads what a pipe holds now; closes it at EOF.
-    mutating func drain(_ fd: Int32) -> [Cocoon_Agent_V3_Event] {
+    /// Reads what a pipe holds now, as far as its window allows; closes it at EOF, and then sends
+    /// its process's held exit once no output of it is left.
+    mutating func drain(_ fd: Int32) -> [Cocoon_Agent_V4_Event] {
         guard let (owner, stream) = pipes[fd] else { return [] }
-        var events: [Cocoon_Agent_V3_Event] = []
+        var events: [Cocoon_Agent_V4_Event] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let room = windows[owner]?.room ?? buffer.count
+            if room == 0 { return events }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, min(room, $0.count)) }
             if n > 0 {
-                var output = Cocoon_Agent_V3_ProcessOutput()
+                windows[owner]?.sent(n)
+                var output = Cocoon_Agent_V4_ProcessOutput()
                 output.containerID = owner.containerID
                 output.execID = owner.execID
                 output.stream = stream
                 output.data = Data(buffer[0..<n])
-                var event = Cocoon_Agent_V3_Event()
+                var event = Cocoon_Agent_V4_Event()
                 event.output = output
                 events.append(event)
                 continue
             }
             if n < 0 && errno == EINTR { continue }
-            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) {
+            // An exited process whose exit is held: an empty pipe is the end of its output.
+            if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || heldExits[owner] != nil {
                 close(fd)
                 pipes[fd] = nil
+                if !pipes.values.contains(where: { $0.0 == owner }), let exit = heldExits.removeValue(forKey: owner) {
+                    windows[owner] = nil
+                    events.append(exit)
+                }
             }
             return events
         }
-    }
-
-    private mutating func withPipes(
-        _ owner: Owner, _ body: (ContainerLauncher.Stdio) throws(ContainerCoreError) -> Int32
-    ) throws(AgentFailure) -> Int32 {
-        var out: [Int32] = [-1, -1]
-        var err: [Int32] = [-1, -1]
-        guard pipe(&out) == 0 else { throw .internal("pipe: \(SystemError("pipe"))") }
-        guard pipe(&err) == 0 else {
-            close(out[0])
-            close(out[1])
-            throw .internal("pipe: \(SystemError("pipe"))")
-        }
-        for fd in [out[0], err[0]] {
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        }
-        let pid: Int32
-        do {
-            pid = try body(ContainerLauncher.Stdio(input: -1, output: out[1], error: err[1]))
-        } catch {
-            for fd in out + err { close(fd) }
-            switch error {
-            case .invalidSpec(let m): throw .invalid(m)
-            case .notFound(let m): throw .notFound(m)
-            default: throw .internal("\(error)")
-            }
-        }
-        close(out[1])
-        close(err[1])
-        pipes[out[0]] = (owner, .stdout)
-        pipes[err[0]] = (owner, .stderr)
-        return pid
     }
 
     // MARK: helpers
@@ -330,7 +334,7 @@ struct GuestContainers {
         }
     }
 
-    static func process(_ p: Cocoon_Agent_V3_Process) throws(AgentFailure) -> ProcessSpec {
+    static func process(_ p: Cocoon_Agent_V4_Process) throws(AgentFailure) -> ProcessSpec {
         guard !p.args.isEmpty else { throw .invalid("process.args is empty") }
         var spec = ProcessSpec(args: p.args)
         spec.env = p.env

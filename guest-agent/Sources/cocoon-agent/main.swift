@@ -5,6 +5,9 @@ import CAgentSys
 import Glibc
 
 let startedNs = cocoon_boottime_ns()
+// A write to a pipe or socket whose reader is gone fails with EPIPE instead (processes start with
+// default dispositions again).
+signal(SIGPIPE, SIG_IGN)
 let cmdline = KernelCommandLine.read()
 log("cocoon-agent \(agentVersion) starting (pid \(getpid()))")
 
@@ -14,7 +17,7 @@ if getpid() == 1 {
 let modules = ModuleLoader.loadAll(transport: cmdline.transport, bus: cmdline.bus)
 let modulesLoadedNs = cocoon_boottime_ns()
 
-var boot = Cocoon_Agent_V3_BootReport()
+var boot = Cocoon_Agent_V4_BootReport()
 boot.agentStartedNs = startedNs
 boot.modulesLoadedNs = modulesLoadedNs
 boot.modules = modules

@@ -19,3 +19,13 @@ int cocoon_poweroff(void);
 void cocoon_kernel_release(char *buf, int size);
 /// Brings the loopback interface up (containers of a pod talk over localhost). 0 or -1 with errno.
 int cocoon_loopback_up(void);
+/// Opens a terminal pair from a devpts `ptmx` (non-blocking master, close-on-exec both). 0 or -1 with errno.
+int cocoon_open_pty(const char *ptmx, int *master, int *slave);
+/// TIOCSWINSZ. 0 or -1 with errno.
+int cocoon_set_winsize(int fd, unsigned short rows, unsigned short cols);
+/// A non-blocking TCP connection to 127.0.0.1:port, maybe still in progress; the fd or -errno.
+int cocoon_connect_loopback(unsigned int port);
+/// SO_ERROR of a socket: 0 once connected, the errno of a failed connect.
+int cocoon_socket_error(int fd);
+/// send(2) with MSG_NOSIGNAL.
+long cocoon_send(int fd, const void *buf, unsigned long len);

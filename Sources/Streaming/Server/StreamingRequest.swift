@@ -1,0 +1,37 @@
+import Containers
+import Errors
+
+/// What a streaming URL stands for, as the CRI call that issued it checked it: stored under the
+/// URL's token until the client connects.
+public enum StreamingRequest: Sendable, Equatable {
+    case exec(ContainerManager.StreamingExec, stdout: Bool, stderr: Bool)
+    case attach(containerID: String, stdin: Bool, stdout: Bool, stderr: Bool, tty: Bool)
+    case portForward(podID: String, ports: [UInt16])
+
+    var kind: StreamingUpgrade.Kind {
+        switch self {
+        case .exec: .exec
+        case .attach: .attach
+        case .portForward: .portforward
+        }
+    }
+
+    /// The streams a remote-command client opens for this request (error, stdin, stdout, stderr, resize).
+    var streams: (stdin: Bool, stdout: Bool, stderr: Bool, tty: Bool) {
+        switch self {
+        case .exec(let e, let stdout, let stderr): (e.stdin, stdout, stderr && !e.tty, e.tty)
+        case .attach(_, let stdin, let stdout, let stderr, let tty): (stdin, stdout, stderr && !tty, tty)
+        case .portForward: (false, false, false, false)
+        }
+    }
+}
+
+/// What the streaming server needs of the runtime: processes and connections in the pods' VMs.
+/// `ContainerManager` in the daemon.
+public protocol StreamingRuntime: Sendable {
+    func openExec(_ request: ContainerManager.StreamingExec) async throws(CocoonError) -> ProcessStream
+    func attach(_ containerID: String, stdin: Bool) async throws(CocoonError) -> ProcessStream
+    func dial(pod: String, port: UInt16) async throws(CocoonError) -> PortConnection
+}
+
+extension ContainerManager: StreamingRuntime {}

@@ -1,0 +1,141 @@
+import Containers
+import Errors
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// The CRI streaming server: the HTTP endpoint whose URLs Exec, Attach and PortForward return. It
+/// owns the tokens of the URLs handed out and the listening socket; each connection is one exec,
+/// attach or port-forward session, served by its own task until either side ends it.
+public final class StreamingServer: Sendable {
+    public struct Options: Sendable {
+        public var address: String
+        /// 0: an ephemeral port.
+        public var port: Int
+        /// How long a client has to open its streams after the upgrade.
+        public var streamCreationTimeout: Duration
+        /// The largest frame a client may send.
+        public var maxFrame: Int
+        public init(
+            address: String = "127.0.0.1", port: Int = 0, streamCreationTimeout: Duration = .seconds(30),
+            maxFrame: Int = 1 << 20
+        ) {
+            self.address = address
+            self.port = port
+            self.streamCreationTimeout = streamCreationTimeout
+            self.maxFrame = maxFrame
+        }
+    }
+
+    private let listener: NIOAsyncChannel<EventLoopFuture<UpgradedConnection>, Never>
+    private let tokens: StreamingTokens<StreamingRequest>
+    private let runtime: any StreamingRuntime
+    private let options: Options
+    private let logger: Logger
+    /// `http://ADDRESS:PORT` as clients reach it.
+    public let baseURL: String
+
+    private init(
+        listener: NIOAsyncChannel<EventLoopFuture<UpgradedConnection>, Never>,
+        tokens: StreamingTokens<StreamingRequest>,
+        runtime: any StreamingRuntime, options: Options, logger: Logger, baseURL: String
+    ) {
+        self.listener = listener
+        self.tokens = tokens
+        self.runtime = runtime
+        self.options = options
+        self.logger = logger
+        self.baseURL = baseURL
+    }
+
+    /// Binds the listening socket; `run` serves it.
+    public static func bind(
+        _ options: Options, runtime: any StreamingRuntime, logger: Logger = Logger(label: "cocoon.streaming")
+    ) async throws(CocoonError) -> StreamingServer {
+        let tokens = StreamingTokens<StreamingRequest>()
+        let maxFrame = options.maxFrame
+        let listener: NIOAsyncChannel<EventLoopFuture<UpgradedConnection>, Never>
+        do {
+            listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .bind(host: options.address, port: options.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        let promise = channel.eventLoop.makePromise(of: UpgradedConnection.self)
+                        let sync = channel.pipeline.syncOperations
+                        try sync.addHandler(HTTPResponseEncoder())
+                        try sync.addHandler(
+                            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                        try sync.addHandler(StreamingHTTPHandler(tokens: tokens, promise: promise, maxFrame: maxFrame))
+                        return promise.futureResult
+                    }
+                }
+        } catch {
+            throw .unavailable("streaming server cannot listen on \(options.address):\(options.port): \(error)")
+        }
+        let port = listener.channel.localAddress?.port ?? options.port
+        let host = options.address.contains(":") ? "[\(options.address)]" : options.address
+        return StreamingServer(
+            listener: listener, tokens: tokens, runtime: runtime, options: options, logger: logger,
+            baseURL: "http://\(host):\(port)")
+    }
+
+    /// The URL for a checked request: single use, valid for a minute.
+    public func url(for request: StreamingRequest) throws(CocoonError) -> String {
+        do {
+            let token = try tokens.insert(request)
+            return "\(baseURL)/\(request.kind.rawValue)/\(token)"
+        } catch {
+            throw .unavailable("\(error)")
+        }
+    }
+
+    /// Serves connections until the task is cancelled; each session runs in a child task.
+    public func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await listener.executeThenClose { inbound in
+                for try await upgrade in inbound {
+                    group.addTask { await self.serve(upgrade) }
+                }
+            }
+        }
+    }
+
+    /// Stops accepting connections (sessions in progress end with their clients).
+    public func close() async {
+        // try?: closing a closed listener fails; it is closed either way
+        try? await listener.channel.close()
+    }
+
+    private func serve(_ upgrade: EventLoopFuture<UpgradedConnection>) async {
+        do {
+            switch try await upgrade.get() {
+            case .refused:
+                return
+            case .spdy(let channel, let request, let version):
+                if case .portForward(let podID, _) = request {
+                    try await PortForwardOverSPDY(podID: podID, runtime: runtime, logger: logger).serve(channel)
+                } else {
+                    try await RemoteCommandOverSPDY(
+                        request: request, version: version, runtime: runtime, logger: logger,
+                        streamCreationTimeout: options.streamCreationTimeout
+                    ).serve(channel)
+                }
+            case .webSocket(let channel, let request, let version):
+                if case .portForward(let podID, let ports) = request {
+                    try await PortForwardOverWebSocket(podID: podID, ports: ports, runtime: runtime, logger: logger)
+                        .serve(channel)
+                } else {
+                    try await RemoteCommandOverWebSocket(
+                        request: request, version: version, runtime: runtime, logger: logger
+                    ).serve(channel)
+                }
+            }
+        } catch {
+            logger.debug("streaming session failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import Containers
+import Errors
+import Logging
+import NIOCore
+
+/// Port-forward over SPDY, as the kubelet's server does it: for each connection the client opens a
+/// pair of streams (`streamType` error and data) with the same `requestID` and a `port`; the server
+/// dials the port inside the pod and relays the data stream both ways. A failed dial is reported on
+/// that pair's error stream; the session and its other connections go on.
+struct PortForwardOverSPDY {
+    let podID: String
+    let runtime: any StreamingRuntime
+    let logger: Logger
+
+    private struct Pair {
+        var port: UInt16
+        var error: UInt32?
+        var data: UInt32?
+        var connection: PortConnection?
+    }
+
+    func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
+        let connection = try SPDYConnection()
+        let open = HeldSession<[PortConnection]>()
+        try await channel.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // try?: a client gone mid-write ends the session like any other end
+                    try? await connection.writer.run(outbound)
+                    outbound.finish()
+                }
+                do {
+                    try await readLoop(inbound, connection: connection, open: open, group: &group)
+                } catch {
+                    logger.debug("port-forward session ended", metadata: ["error": "\(error)"])
+                }
+                for c in open.value ?? [] { await c.end() }
+                await connection.finish()
+            }
+        }
+    }
+
+    private func readLoop(
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, connection: SPDYConnection,
+        open: HeldSession<[PortConnection]>, group: inout ThrowingTaskGroup<Void, any Error>
+    ) async throws {
+        var pairs: [String: Pair] = [:]
+        var byStream: [UInt32: String] = [:]
+        for try await buffer in inbound {
+            guard let events = await connection.receive(buffer, logger: logger) else { return }
+            for event in events {
+                switch event {
+                case .streamOpened(let id, let headers):
+                    guard let type = headers["streamtype"], type == "error" || type == "data",
+                        let port = headers["port"].flatMap({ UInt16($0) }), port > 0
+                    else {
+                        await connection.reset(id)
+                        continue
+                    }
+                    let key = headers["requestid"] ?? "port-\(port)"
+                    var pair = pairs[key] ?? Pair(port: port)
+                    if type == "error" { pair.error = id } else { pair.data = id }
+                    byStream[id] = key
+                    await connection.accept(id)
+                    if let errorStream = pair.error, let dataStream = pair.data, pair.connection == nil {
+                        do {
+                            let dialed = try await runtime.dial(pod: podID, port: port)
+                            pair.connection = dialed
+                            open.value = (open.value ?? []) + [dialed]
+                            group.addTask {
+                                await relay(dialed, data: dataStream, error: errorStream, connection: connection)
+                            }
+                        } catch {
+                            let text = "error forwarding port \(port) to pod \(podID), uid : \(error.message)"
+                            await connection.send(errorStream, Array(text.utf8), fin: true)
+                            await connection.send(dataStream, [], fin: true)
+                            pairs[key] = nil
+                            continue
+                        }
+                    }
+                    pairs[key] = pair
+                case .data(let id, let bytes):
+                    guard let key = byStream[id], let pair = pairs[key], id == pair.data, let c = pair.connection else {
+                        continue
+                    }
+                    do {
+                        try await c.write(bytes)
+                    } catch {
+                        await c.end()
+                    }
+                case .remoteClosed(let id):
+                    guard let key = byStream[id], let pair = pairs[key], id == pair.data else { continue }
+                    await pair.connection?.closeWrite()
+                case .streamReset(let id):
+                    guard let key = byStream[id], let pair = pairs[key] else { continue }
+                    await pair.connection?.end()
+                    pairs[key] = nil
+                case .sessionEnded:
+                    return
+                }
+            }
+        }
+    }
+
+    /// The pod's side of one connection to the client's data stream; its failure to the error stream.
+    private func relay(_ c: PortConnection, data: UInt32, error: UInt32, connection: SPDYConnection) async {
+        for await event in c.events {
+            switch event {
+            case .data(let bytes):
+                await connection.send(data, bytes) { c.delivered(bytes.count) }
+            case .closed(let message):
+                if !message.isEmpty {
+                    await connection.send(error, Array("error forwarding port to pod \(podID): \(message)".utf8))
+                }
+            }
+        }
+        // The pod's side is done; the client's may still send (TCP half-close): the connection is
+        // dropped when the client closes its stream too, resets it, or the session ends.
+        await connection.send(data, [], fin: true)
+        await connection.send(error, [], fin: true)
+    }
+}

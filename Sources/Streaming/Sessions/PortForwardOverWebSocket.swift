@@ -1,0 +1,92 @@
+import Containers
+import Errors
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// Port-forward over WebSocket (`portforward.k8s.io`): one connection per requested port, opened at
+/// once; port i has data channel 2i and error channel 2i+1, and the first message on each is the
+/// port number (two bytes, little-endian).
+struct PortForwardOverWebSocket {
+    let podID: String
+    let ports: [UInt16]
+    let runtime: any StreamingRuntime
+    let logger: Logger
+
+    func serve(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
+        let writer = FrameWriter<WebSocketFrame>()
+        let open = HeldSession<[PortConnection]>()
+        try await channel.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // try?: a client gone mid-write ends the session like any other end
+                    try? await writer.run(outbound)
+                    outbound.finish()
+                }
+                var connections: [PortConnection?] = []
+                for (i, port) in ports.enumerated() {
+                    let data = UInt8(clamping: 2 * i)
+                    send(data, WebSocketChannels.portPrefix(port), writer)
+                    send(data + 1, WebSocketChannels.portPrefix(port), writer)
+                    do {
+                        let c = try await runtime.dial(pod: podID, port: port)
+                        connections.append(c)
+                        open.value = (open.value ?? []) + [c]
+                        group.addTask { await relay(c, channel: data, writer: writer) }
+                    } catch {
+                        let reason = (error as? CocoonError)?.message ?? "\(error)"
+                        let text = "error forwarding port \(port) to pod \(podID), uid : \(reason)"
+                        send(data + 1, Array(text.utf8), writer)
+                        connections.append(nil)
+                    }
+                }
+                do {
+                    for try await frame in inbound {
+                        switch frame.opcode {
+                        case .ping:
+                            writer.enqueue(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))
+                        case .connectionClose:
+                            break
+                        case .binary:
+                            let bytes = Array(frame.unmaskedData.readableBytesView)
+                            guard let channel = bytes.first, channel % 2 == 0, Int(channel / 2) < connections.count,
+                                let c = connections[Int(channel / 2)]
+                            else { continue }
+                            do {
+                                try await c.write(Array(bytes.dropFirst()))
+                            } catch {
+                                await c.end()
+                            }
+                        default:
+                            continue
+                        }
+                        if frame.opcode == .connectionClose { break }
+                    }
+                } catch {
+                    logger.debug("port-forward WebSocket session ended", metadata: ["error": "\(error)"])
+                }
+                for c in open.value ?? [] { await c.end() }
+                writer.finish()
+            }
+        }
+    }
+
+    private func send(
+        _ channel: UInt8, _ bytes: [UInt8], _ writer: FrameWriter<WebSocketFrame>,
+        written: (@Sendable () -> Void)? = nil
+    ) {
+        writer.enqueue(
+            WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [channel] + bytes)), written: written)
+    }
+
+    private func relay(_ c: PortConnection, channel: UInt8, writer: FrameWriter<WebSocketFrame>) async {
+        for await event in c.events {
+            switch event {
+            case .data(let bytes):
+                send(channel, bytes, writer) { c.delivered(bytes.count) }
+            case .closed(let message):
+                if !message.isEmpty { send(channel + 1, Array(message.utf8), writer) }
+            }
+        }
+    }
+}

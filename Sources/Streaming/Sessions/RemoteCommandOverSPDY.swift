@@ -1,0 +1,164 @@
+import Containers
+import Errors
+import Logging
+import NIOCore
+import Synchronization
+
+/// Exec and attach over SPDY, as the kubelet's server does them: the client opens an error stream
+/// and one stream per standard stream it wants (by the `streamType` header), the server accepts
+/// each, runs the process once all expected streams are there, relays stdin, resize and output, and
+/// ends with the result on the error stream (a metav1.Status from v4 on).
+struct RemoteCommandOverSPDY {
+    let request: StreamingRequest
+    let version: StreamProtocol
+    let runtime: any StreamingRuntime
+    let logger: Logger
+    /// How long the client has to open its streams.
+    let streamCreationTimeout: Duration
+
+    private struct Streams {
+        var error: UInt32?
+        var stdin: UInt32?
+        var stdout: UInt32?
+        var stderr: UInt32?
+        var resize: UInt32?
+    }
+
+    func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
+        let connection = try SPDYConnection()
+        let held = HeldSession<ProcessStream>()
+        try await channel.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // try?: a client gone mid-write ends the session like any other end
+                    try? await connection.writer.run(outbound)
+                    outbound.finish()  // closes the connection, which ends the read loop
+                }
+                let deadline = channel.channel
+                let timer = Task {
+                    try await Task.sleep(for: streamCreationTimeout)
+                    if held.value == nil { try await deadline.close() }
+                }
+                defer { timer.cancel() }
+                do {
+                    try await readLoop(inbound, connection: connection, held: held, group: &group)
+                } catch {
+                    logger.debug("exec/attach session ended", metadata: ["error": "\(error)"])
+                }
+                await held.value?.end()
+                await connection.finish()
+            }
+        }
+    }
+
+    /// Reads the client until it leaves or the process's result is sent.
+    private func readLoop(
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, connection: SPDYConnection,
+        held: HeldSession<ProcessStream>, group: inout ThrowingTaskGroup<Void, any Error>
+    ) async throws {
+        let wanted = request.streams
+        var streams = Streams()
+        var process: ProcessStream?
+        var stdinOpen = true
+        var resizeCarry: [UInt8] = []
+        for try await buffer in inbound {
+            guard let events = await connection.receive(buffer, logger: logger) else { return }
+            for event in events {
+                switch event {
+                case .streamOpened(let id, let headers):
+                    switch headers["streamtype"] {
+                    case "error": streams.error = id
+                    case "stdin": streams.stdin = id
+                    case "stdout": streams.stdout = id
+                    case "stderr": streams.stderr = id
+                    case "resize": streams.resize = id
+                    default:
+                        await connection.reset(id)
+                        continue
+                    }
+                    await connection.accept(id)
+                    let ready =
+                        streams.error != nil && (streams.stdin != nil) == wanted.stdin
+                        && (streams.stdout != nil) == wanted.stdout && (streams.stderr != nil) == wanted.stderr
+                        && (!wanted.tty || !version.supportsResize || streams.resize != nil)
+                    guard ready, process == nil else { continue }
+                    do {
+                        let started = try await start()
+                        process = started
+                        held.value = started
+                        let s = streams
+                        group.addTask { try await pumpOutput(started, streams: s, connection: connection) }
+                    } catch {
+                        if let errorStream = streams.error {
+                            let status = RemoteCommandStatus.failure("\(error.message)").encoded(for: version)
+                            await connection.send(errorStream, status)
+                        }
+                        return
+                    }
+                case .data(let id, let bytes):
+                    guard let process else { continue }
+                    if id == streams.stdin, stdinOpen {
+                        do {
+                            try await process.write(bytes)
+                        } catch {
+                            stdinOpen = false  // the process closed its stdin or ended: the rest is dropped
+                        }
+                    } else if id == streams.resize {
+                        for size in TerminalSize.parse(bytes, carry: &resizeCarry) {
+                            await process.resize(width: size.width, height: size.height)
+                        }
+                    }
+                case .remoteClosed(let id):
+                    if id == streams.stdin, let process { await process.closeStdin() }
+                case .streamReset(let id):
+                    if id == streams.stdin || id == streams.stdout || id == streams.error { return }
+                case .sessionEnded:
+                    return
+                }
+            }
+        }
+    }
+
+    private func start() async throws(CocoonError) -> ProcessStream {
+        switch request {
+        case .exec(let exec, _, _): try await runtime.openExec(exec)
+        case .attach(let id, let stdin, _, _, _): try await runtime.attach(id, stdin: stdin)
+        case .portForward: throw .internalError("not a remote command")
+        }
+    }
+
+    /// Output to the client; the result on the error stream at the end, then the session closes.
+    private func pumpOutput(_ process: ProcessStream, streams: Streams, connection: SPDYConnection) async throws {
+        var status = RemoteCommandStatus.success
+        for await event in process.events {
+            switch event {
+            case .stdout(let data), .stderr(let data):
+                let isErr: Bool = if case .stderr = event { true } else { false }
+                let target = (isErr ? streams.stderr : nil) ?? streams.stdout
+                guard let target else {
+                    process.delivered(data.count)
+                    continue
+                }
+                await connection.send(target, data) { process.delivered(data.count) }
+            case .exit(let code):
+                if code != 0, case .exec(let exec, _, _) = request {
+                    status = .exitCode(code, command: exec.command)
+                }
+            }
+        }
+        if let errorStream = streams.error {
+            let bytes = status.encoded(for: version)
+            if !bytes.isEmpty { await connection.send(errorStream, bytes) }
+        }
+        await connection.finish()
+    }
+}
+
+/// The process or connection a session opened, for the code that ends the session.
+final class HeldSession<Value: Sendable>: Sendable {
+    private let box = Mutex<Value?>(nil)
+    var value: Value? {
+        get { box.withLock { $0 } }
+        set { box.withLock { $0 = newValue } }
+    }
+}

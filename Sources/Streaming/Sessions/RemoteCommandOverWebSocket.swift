@@ -1,0 +1,138 @@
+import Containers
+import Errors
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// Exec and attach over WebSocket (the `channel.k8s.io` family): every message is a channel byte
+/// and data (0 stdin, 1 stdout, 2 stderr, 3 error, 4 resize; v5 adds 255 = close a channel). The
+/// process starts at once; the result goes on channel 3 and a close frame (1000) ends the session.
+struct RemoteCommandOverWebSocket {
+    let request: StreamingRequest
+    /// Nil: no subprotocol was offered (v1 semantics, binary).
+    let version: StreamProtocol?
+    let runtime: any StreamingRuntime
+    let logger: Logger
+
+    private var wire: StreamProtocol { version ?? .v1 }
+
+    func serve(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
+        let writer = FrameWriter<WebSocketFrame>()
+        let held = HeldSession<ProcessStream>()
+        try await channel.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // try?: a client gone mid-write ends the session like any other end
+                    try? await writer.run(outbound)
+                    outbound.finish()
+                }
+                do {
+                    let process = try await start()
+                    held.value = process
+                    // The kubelet's server opens with an empty message on the lowest channel it writes.
+                    let wanted = request.streams
+                    let first =
+                        wanted.stdout ? WebSocketChannels.stdout : (wanted.stderr ? WebSocketChannels.stderr : 3)
+                    send(.data(channel: first, []), writer)
+                    group.addTask { await pumpOutput(process, writer: writer) }
+                    try await readLoop(inbound, process: process, writer: writer)
+                } catch let error as CocoonError {
+                    send(
+                        .data(
+                            channel: WebSocketChannels.error,
+                            RemoteCommandStatus.failure(error.message).encoded(for: wire)), writer)
+                    close(writer)
+                } catch {
+                    logger.debug("exec/attach WebSocket session ended", metadata: ["error": "\(error)"])
+                }
+                await held.value?.end()
+                writer.finish()
+            }
+        }
+    }
+
+    private func start() async throws(CocoonError) -> ProcessStream {
+        switch request {
+        case .exec(let exec, _, _): try await runtime.openExec(exec)
+        case .attach(let id, let stdin, _, _, _): try await runtime.attach(id, stdin: stdin)
+        case .portForward: throw .internalError("not a remote command")
+        }
+    }
+
+    private func send(
+        _ message: WebSocketChannels.Message, _ writer: FrameWriter<WebSocketFrame>,
+        written: (@Sendable () -> Void)? = nil
+    ) {
+        let (text, bytes) = WebSocketChannels.encode(message, protocol: wire)
+        writer.enqueue(
+            WebSocketFrame(fin: true, opcode: text ? .text : .binary, data: ByteBuffer(bytes: bytes)), written: written)
+    }
+
+    private func close(_ writer: FrameWriter<WebSocketFrame>) {
+        var data = ByteBuffer()
+        data.write(webSocketErrorCode: .normalClosure)
+        writer.enqueue(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+        writer.finish()
+    }
+
+    private func readLoop(
+        _ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, process: ProcessStream,
+        writer: FrameWriter<WebSocketFrame>
+    ) async throws {
+        var resizeCarry: [UInt8] = []
+        var stdinOpen = request.streams.stdin
+        for try await frame in inbound {
+            switch frame.opcode {
+            case .ping:
+                writer.enqueue(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))
+            case .connectionClose:
+                return
+            case .binary, .text:
+                guard
+                    let message = WebSocketChannels.decode(Array(frame.unmaskedData.readableBytesView), protocol: wire)
+                else { continue }
+                switch message {
+                case .data(WebSocketChannels.stdin, let bytes) where stdinOpen:
+                    do {
+                        try await process.write(bytes)
+                    } catch {
+                        stdinOpen = false
+                    }
+                case .data(WebSocketChannels.resize, let bytes):
+                    for size in TerminalSize.parse(bytes, carry: &resizeCarry) {
+                        await process.resize(width: size.width, height: size.height)
+                    }
+                case .close(WebSocketChannels.stdin) where stdinOpen:
+                    stdinOpen = false
+                    await process.closeStdin()
+                default:
+                    continue
+                }
+            default:
+                continue
+            }
+        }
+    }
+
+    private func pumpOutput(_ process: ProcessStream, writer: FrameWriter<WebSocketFrame>) async {
+        let wanted = request.streams
+        var status = RemoteCommandStatus.success
+        for await event in process.events {
+            switch event {
+            case .stdout(let data), .stderr(let data):
+                let isErr: Bool = if case .stderr = event { true } else { false }
+                let channel = isErr && wanted.stderr ? WebSocketChannels.stderr : WebSocketChannels.stdout
+                guard isErr ? (wanted.stderr || wanted.stdout) : wanted.stdout else {
+                    process.delivered(data.count)
+                    continue
+                }
+                send(.data(channel: channel, data), writer) { process.delivered(data.count) }
+            case .exit(let code):
+                if code != 0, case .exec(let exec, _, _) = request { status = .exitCode(code, command: exec.command) }
+            }
+        }
+        let bytes = status.encoded(for: wire)
+        if !bytes.isEmpty || wire.reportsJSONStatus { send(.data(channel: WebSocketChannels.error, bytes), writer) }
+        close(writer)
+    }
+}

@@ -1,0 +1,179 @@
+import AgentAPI
+import CAgentSys
+import ContainerCore
+import Glibc
+
+/// The stdin of a process the host writes: a pipe, or the process's terminal.
+struct ProcessInput {
+    var fd: Int32
+    var pending = PendingWrite()
+}
+
+/// How a new process's standard streams are set up.
+struct StdioOptions {
+    var stdin: Bool
+    var tty: Bool
+    /// Output flow control (bytes unacknowledged), 0 for none.
+    var window: Int
+    /// The devpts multiplexer a terminal comes from (the container's own for an exec).
+    var ptmx: String
+}
+
+/// Stdin, terminals and output flow control of the containers' processes.
+extension GuestContainers {
+    /// Creates the process's stdio (pipes or a terminal), runs `body` with the child's ends, closes
+    /// those, and registers the agent's ends for the poll loop.
+    mutating func withStdio(
+        _ owner: Owner, _ options: StdioOptions,
+        _ body: (ContainerLauncher.Stdio) throws(ContainerCoreError) -> Int32
+    ) throws(AgentFailure) -> Int32 {
+        var childEnds: [Int32] = []
+        var agentEnds: [Int32] = []
+        var outputs: [(Int32, Cocoon_Agent_V4_ProcessOutput.Stream)] = []
+        var input: Int32 = -1
+        var terminal: Int32 = -1
+        func closeAll() {
+            for fd in childEnds + agentEnds { close(fd) }
+        }
+        let stdio: ContainerLauncher.Stdio
+        if options.tty {
+            var master: Int32 = -1
+            var slave: Int32 = -1
+            guard cocoon_open_pty(options.ptmx, &master, &slave) == 0 else {
+                throw .internal("terminal from \(options.ptmx): \(SystemError("open pty"))")
+            }
+            childEnds.append(slave)
+            agentEnds.append(master)
+            outputs.append((master, .stdout))
+            terminal = dup(master)
+            if terminal >= 0 { agentEnds.append(terminal) }
+            if options.stdin {
+                input = dup(master)
+                if input >= 0 { agentEnds.append(input) }
+            }
+            guard terminal >= 0, !options.stdin || input >= 0 else {
+                closeAll()
+                throw .internal("dup terminal: \(SystemError("dup"))")
+            }
+            stdio = ContainerLauncher.Stdio(input: slave, output: slave, error: slave, terminal: true)
+        } else {
+            var fds: [Int32] = []
+            for _ in 0..<(options.stdin ? 3 : 2) {
+                var pair: [Int32] = [-1, -1]
+                guard pipe(&pair) == 0 else {
+                    closeAll()
+                    throw .internal("pipe: \(SystemError("pipe"))")
+                }
+                for fd in pair { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+                fds += pair
+                childEnds += pair  // until sorted below: closed on failure either way
+            }
+            // fds: [out read, out write, err read, err write, (in read, in write)]
+            childEnds = [fds[1], fds[3]]
+            agentEnds += [fds[0], fds[2]]
+            outputs = [(fds[0], .stdout), (fds[2], .stderr)]
+            if options.stdin {
+                childEnds.append(fds[4])
+                agentEnds.append(fds[5])
+                input = fds[5]
+            }
+            stdio = ContainerLauncher.Stdio(
+                input: options.stdin ? fds[4] : -1, output: fds[1], error: fds[3])
+        }
+        for fd in agentEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        let pid: Int32
+        do {
+            pid = try body(stdio)
+        } catch {
+            closeAll()
+            switch error {
+            case .invalidSpec(let m): throw .invalid(m)
+            case .notFound(let m): throw .notFound(m)
+            default: throw .internal("\(error)")
+            }
+        }
+        for fd in childEnds { close(fd) }
+        for (fd, stream) in outputs { pipes[fd] = (owner, stream) }
+        if input >= 0 { inputs[owner] = ProcessInput(fd: input) }
+        if terminal >= 0 { terminals[owner] = terminal }
+        if options.window > 0 { windows[owner] = OutputWindow(limit: options.window) }
+        return pid
+    }
+
+    private func owner(_ containerID: String, _ execID: String) throws(AgentFailure) -> Owner {
+        guard containers[containerID] != nil else { throw .notFound("container \(containerID) not found in the guest") }
+        return Owner(containerID: containerID, execID: execID)
+    }
+
+    /// Queues bytes for a process's stdin and writes what fits now. The request is answered when
+    /// they are all written (at once, or later from `flushInput`).
+    mutating func writeStdin(_ r: Cocoon_Agent_V4_WriteStdinRequest, replyTo id: UInt64) throws(AgentFailure)
+        -> [DeferredReply]
+    {
+        let owner = try owner(r.containerID, r.execID)
+        guard var input = inputs[owner] else {
+            throw .precondition("process \(r.execID.isEmpty ? r.containerID : r.execID) has no open stdin")
+        }
+        guard input.pending.add([UInt8](r.data), close: r.close, replyTo: id) else {
+            throw .precondition("more than \(PendingWrite.limit) bytes of stdin in flight")
+        }
+        inputs[owner] = input
+        return flushInput(input.fd)
+    }
+
+    /// Stdin fds with bytes waiting for room.
+    var blockedInputFDs: [Int32] { inputs.values.filter { $0.pending.hasWork }.map(\.fd) }
+
+    /// Writes a stdin's queued bytes; the requests now answered.
+    mutating func flushInput(_ fd: Int32) -> [DeferredReply] {
+        guard let (owner, found) = inputs.first(where: { $0.value.fd == fd }) else { return [] }
+        var input = found
+        switch input.pending.flush(fd, socket: false) {
+        case .blocked:
+            inputs[owner] = input
+            return []
+        case .done(let waiters, let closeNow):
+            inputs[owner] = input
+            if closeNow { releaseInput(owner) }
+            return waiters.map { DeferredReply(id: $0) }
+        case .failed(let error):
+            inputs[owner] = input
+            let waiters = releaseInput(owner)
+            return waiters.map { DeferredReply(id: $0, failure: .precondition("stdin closed: \(error)")) }
+        }
+    }
+
+    /// Closes a process's stdin; requests still waiting on it are returned (to be failed).
+    @discardableResult
+    mutating func releaseInput(_ owner: Owner) -> [UInt64] {
+        var waiters: [UInt64] = []
+        if var input = inputs.removeValue(forKey: owner) {
+            waiters = input.pending.abandon()
+            close(input.fd)
+        }
+        if let terminal = terminals.removeValue(forKey: owner) { close(terminal) }
+        return waiters
+    }
+
+    mutating func resize(_ r: Cocoon_Agent_V4_ResizeRequest) throws(AgentFailure) {
+        let owner = try owner(r.containerID, r.execID)
+        guard let terminal = terminals[owner] else { throw .precondition("process has no terminal") }
+        guard r.width > 0, r.height > 0, r.width <= UInt16.max, r.height <= UInt16.max else {
+            throw .invalid("terminal size \(r.width)x\(r.height) is out of range")
+        }
+        guard cocoon_set_winsize(terminal, UInt16(r.height), UInt16(r.width)) == 0 else {
+            throw .internal("resize: \(SystemError("ioctl"))")
+        }
+    }
+
+    /// The host delivered output; a process whose exit is held may now finish sending.
+    mutating func ackOutput(_ r: Cocoon_Agent_V4_AckOutputRequest) -> [Cocoon_Agent_V4_Event] {
+        let owner = Owner(containerID: r.containerID, execID: r.execID)
+        guard windows[owner] != nil else { return [] }
+        windows[owner]?.acked(r.bytes)
+        guard heldExits[owner] != nil else { return [] }
+        var events: [Cocoon_Agent_V4_Event] = []
+        for fd in pipes.filter({ $0.value.0 == owner }).map(\.key) { events += drain(fd) }
+        return events
+    }
+}

@@ -1,0 +1,95 @@
+import CAgentSys
+import Glibc
+
+/// Bytes the host sent for one stream (a process's stdin, a forwarded connection) that the guest
+/// side has not taken yet, and the host requests to answer once it has. The host keeps one write in
+/// flight per stream, so this holds one request's bytes; more than `limit` is refused.
+struct PendingWrite {
+    static let limit = 4 << 20
+
+    private var bytes: [UInt8] = []
+    private var offset = 0
+    private(set) var waiters: [UInt64] = []
+    /// Close (or half-close) the fd once everything before is written.
+    private(set) var closeRequested = false
+
+    var isEmpty: Bool { offset >= bytes.count }
+    var hasWork: Bool { !isEmpty || closeRequested }
+
+    /// Queues a request's bytes; false when that would exceed the limit.
+    mutating func add(_ data: [UInt8], close: Bool, replyTo id: UInt64) -> Bool {
+        guard bytes.count - offset + data.count <= Self.limit else { return false }
+        if offset > 0 {
+            bytes.removeFirst(offset)
+            offset = 0
+        }
+        bytes += data
+        closeRequested = closeRequested || close
+        if id != 0 { waiters.append(id) }
+        return true
+    }
+
+    enum Progress {
+        /// Everything written: answer these requests (and close when asked).
+        case done(waiters: [UInt64], close: Bool)
+        /// The fd is full: wait for POLLOUT.
+        case blocked
+        case failed(SystemError)
+    }
+
+    /// Writes what the fd takes now.
+    mutating func flush(_ fd: Int32, socket: Bool) -> Progress {
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { raw -> Int in
+                let base = raw.baseAddress.map { $0 + offset }
+                return socket ? cocoon_send(fd, base, UInt(raw.count - offset)) : write(fd, base, raw.count - offset)
+            }
+            if n > 0 {
+                offset += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .blocked }
+            return .failed(SystemError("write"))
+        }
+        bytes.removeAll(keepingCapacity: true)
+        offset = 0
+        let answered = waiters
+        waiters = []
+        let close = closeRequested
+        closeRequested = false
+        return .done(waiters: answered, close: close)
+    }
+
+    /// Drops what is queued; the requests still waiting, to be answered with an error.
+    mutating func abandon() -> [UInt64] {
+        bytes = []
+        offset = 0
+        closeRequested = false
+        defer { waiters = [] }
+        return waiters
+    }
+}
+
+/// How many more output bytes a stream may send before the host acknowledges some. A limit of 0
+/// means no flow control (a container's own output, which the host writes to its log at once).
+struct OutputWindow {
+    let limit: Int
+    private(set) var unacked = 0
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Bytes that may be read and sent now.
+    var room: Int { limit == 0 ? 1 << 16 : max(0, min(1 << 16, limit - unacked)) }
+
+    mutating func sent(_ n: Int) { if limit > 0 { unacked += n } }
+
+    /// The host delivered `n` bytes; a host acknowledging more than was sent is clamped.
+    mutating func acked(_ n: UInt64) { unacked = max(0, unacked - Int(clamping: n)) }
+}
+
+/// A request answered later (a write that waited for its fd), with the failure if it failed.
+struct DeferredReply {
+    var id: UInt64
+    var failure: AgentFailure?
+}
