@@ -76,6 +76,7 @@ extension RuntimeService {
             }
             create.stopSignal = ContainerTranslation.signalNumber(imageConfig?.StopSignal)
             create.configJSON = try config.jsonString()
+            create.stdio = .init(stdin: config.stdin, stdinOnce: config.stdinOnce, tty: config.tty)
             var response = Runtime_V1_CreateContainerResponse()
             response.containerID = try await containers.create(create)
             return response

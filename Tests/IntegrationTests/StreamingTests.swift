@@ -1,0 +1,330 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// Exec, Attach and PortForward through the streaming server and a real pod VM, driven by crictl
+/// (client-go's SPDY and WebSocket clients) and by raw HTTP for what a client should never send.
+@Suite(
+    .serialized,
+    .enabled(
+        if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)")
+)
+struct StreamingTests {
+    typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
+    static let busybox = "127.0.0.1:5000/busybox:latest"
+
+    func container(_ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String)
+        -> Runtime_V1_CreateContainerRequest
+    {
+        var r = Runtime_V1_CreateContainerRequest()
+        r.podSandboxID = podID
+        r.config.metadata.name = name
+        r.config.image.image = Self.busybox
+        r.config.command = command
+        r.config.logPath = name + ".log"
+        r.sandboxConfig = pod.config
+        return r
+    }
+
+    func run(_ rt: Runtime, _ request: Runtime_V1_CreateContainerRequest) async throws -> String {
+        let id = try await rt.createContainer(request).containerID
+        try await rt.startContainer(.with { $0.containerID = id })
+        return id
+    }
+
+    func execSync(_ rt: Runtime, _ id: String, _ cmd: [String]) async throws -> String {
+        let r = try await rt.execSync(
+            .with {
+                $0.containerID = id
+                $0.cmd = cmd
+            })
+        return String(decoding: r.stdout, as: UTF8.self)
+    }
+
+    /// A daemon, busybox, one pod with a `sleep` container; crictl when it is there.
+    func withPod(
+        _ body: (DaemonHarness, Runtime, Runtime_V1_RunPodSandboxRequest, String, String, Crictl?) async throws -> Void
+    ) async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("stream-\(UInt32.random(in: 0...UInt32.max))")
+                try FileManager.default.createDirectory(
+                    atPath: pod.config.logDirectory, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: pod.config.logDirectory) }  // test scratch
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                let id = try await run(rt, container("main", ["sleep", "100000"], pod: pod, podID: podID))
+                let crictl = Crictl.path.map { Crictl(binary: $0, socket: daemon.socket) }
+                if crictl == nil {
+                    print("StreamingTests: crictl not found (../shared/tools/crictl or $CRICTL); skipping its part")
+                }
+                try await body(daemon, rt, pod, podID, id, crictl)
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+        }
+    }
+
+    @Test func execOverSPDYAndWebSocketWithStdinAndTTY() async throws {
+        try await withPod { daemon, rt, pod, podID, id, crictl in
+            // The CRI call checks before any URL is handed out.
+            let bad = await #expect(throws: RPCError.self) {
+                _ = try await rt.exec(
+                    .with {
+                        $0.containerID = "nosuch"
+                        $0.cmd = ["true"]
+                        $0.stdout = true
+                    })
+            }
+            #expect(bad?.code == .notFound)
+            let ttyStderr = await #expect(throws: RPCError.self) {
+                _ = try await rt.exec(
+                    .with {
+                        $0.containerID = id
+                        $0.cmd = ["true"]
+                        $0.tty = true
+                        $0.stdin = true
+                        $0.stderr = true
+                    })
+            }
+            #expect(ttyStderr?.code == .invalidArgument)
+            let exited = try await run(rt, container("done", ["true"], pod: pod, podID: podID))
+            for _ in 0..<600 {
+                if try await rt.containerStatus(.with { $0.containerID = exited }).status.state == .containerExited {
+                    break
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let stopped = await #expect(throws: RPCError.self) {
+                _ = try await rt.exec(
+                    .with {
+                        $0.containerID = exited
+                        $0.cmd = ["true"]
+                        $0.stdout = true
+                    })
+            }
+            #expect(stopped?.code == .failedPrecondition)
+            let url = try await rt.exec(
+                .with {
+                    $0.containerID = id
+                    $0.cmd = ["true"]
+                    $0.stdout = true
+                }
+            ).url
+            #expect(url.hasPrefix("http://127.0.0.1:") && url.contains("/exec/"))
+
+            guard let crictl else { return }
+            let input = NSTemporaryDirectory() + "cocoon-stdin-\(UUID().uuidString.prefix(8))"
+            FileManager.default.createFile(atPath: input, contents: try randomBytes(10 << 20))
+            defer { try? FileManager.default.removeItem(atPath: input) }  // test scratch
+            for transport in ["spdy", "websocket"] {
+                // Both streams, separately, and the exit code.
+                let split = try await runCommand(
+                    crictl.prefix + ["exec", "-r", transport, id, "sh", "-c", "echo out; echo err >&2; exit 7"])
+                #expect(split.out == "out\n", "\(transport)")
+                #expect(split.stderr.contains("err\n"), "\(transport)")
+                #expect(split.stderr.contains("exit code 7"), "\(transport): \(split.stderr)")
+                #expect(split.code != 0)
+                // 10 MiB through cat, byte-exact.
+                let echoed = try await runCommand(
+                    crictl.prefix + ["exec", "-r", transport, "-i", id, "cat"], stdinFile: input)
+                #expect(echoed.code == 0, "\(transport): \(echoed.stderr)")
+                #expect(echoed.stdout == FileManager.default.contents(atPath: input), "\(transport): 10 MiB differ")
+                // A terminal: the container's own devpts, and its size follows the client's.
+                let tty = try await runCommand([
+                    "/usr/bin/script", "-qec",
+                    "stty cols 123 rows 45; "
+                        + crictl.shell(["exec", "-r", transport, "-it", id, "sh", "-c", "tty; stty size"]),
+                    "/dev/null",
+                ])
+                #expect(tty.out.contains("/dev/pts/"), "\(transport): \(tty.out)")
+                #expect(tty.out.contains("45 123"), "\(transport): \(tty.out)")
+            }
+            // A restart with no stream open loses nothing: the container is still reachable.
+            await daemon.stop()
+            try await daemon.start()
+            let again = try await runCommand(crictl.prefix + ["exec", id, "echo", "still-here"])
+            #expect(again.out == "still-here\n", "\(again.stderr)")
+            // The test's own client reconnects (its channel saw the old daemon go).
+            for _ in 0..<100 {
+                if (try? await rt.version(.init())) != nil { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    @Test func attachToATTYShellTypesAndReadsAndLogsOnlyStdout() async throws {
+        try await withPod { daemon, rt, pod, podID, _, crictl in
+            var shell = container("shell", ["sh"], pod: pod, podID: podID)
+            shell.config.stdin = true
+            shell.config.tty = true
+            let id = try await run(rt, shell)
+            let plain = try await run(rt, container("plain", ["sleep", "1000"], pod: pod, podID: podID))
+            let noStdin = await #expect(throws: RPCError.self) {
+                _ = try await rt.attach(
+                    .with {
+                        $0.containerID = plain
+                        $0.stdin = true
+                        $0.stdout = true
+                    })
+            }
+            #expect(noStdin?.code == .invalidArgument)
+            guard let crictl else { return }
+            // `script` copies its stdin to the terminal crictl runs on: a user typing.
+            let typing =
+                "(sleep 3; printf 'echo hi-$((40+2))\\n'; sleep 4) | /usr/bin/script -qec "
+                + shellQuote(crictl.shell(["attach", "-it", id])) + " /dev/null"
+            let attach = try await runCommand(["/bin/sh", "-c", typing], timeout: .seconds(60))
+            #expect(attach.out.contains("hi-42"), "attach screen: \(attach.out) \(attach.stderr)")
+            let log = try String(contentsOfFile: pod.config.logDirectory + "/shell.log", encoding: .utf8)
+            #expect(log.contains("hi-42"))
+            #expect(!log.contains(" stderr "), "a tty container logs only stdout")
+            _ = daemon
+        }
+    }
+
+    @Test func portForwardMovesBytesBothWaysAndManyConnectionsAtOnce() async throws {
+        try await withPod { _, rt, _, podID, id, crictl in
+            let badPort = await #expect(throws: RPCError.self) {
+                _ = try await rt.portForward(
+                    .with {
+                        $0.podSandboxID = podID
+                        $0.port = [70000]
+                    })
+            }
+            #expect(badPort?.code == .invalidArgument)
+            guard let crictl else { return }
+            _ = try await execSync(
+                rt, id,
+                [
+                    "sh", "-c",
+                    "mkdir -p /www && seq 1 700000 > /www/blob && busybox httpd -p 8080 -h /www"
+                        + " && head -c 52428800 /dev/urandom > /tmp/big"
+                        + " && (sleep 1000 | nc -l -p 7000 > /tmp/recv &) && (nc -l -p 7001 < /tmp/big &)",
+                ])
+            let (web, up, down, refused) = (freePort(), freePort(), freePort(), freePort())
+            let forward = try Command(
+                crictl.prefix + ["port-forward", podID, "\(web):8080", "\(up):7000", "\(down):7001"])
+            defer { forward.kill() }
+            try await forward.waitForOutput("Forwarding from 127.0.0.1:\(down)")
+
+            // Eight HTTP downloads at once on one session, each byte-exact.
+            let expected = Array((1...700_000).map { "\($0)\n" }.joined().utf8)
+            let bodies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        httpBody(try await TCP.exchange(port: web, send: Array("GET /blob HTTP/1.0\r\n\r\n".utf8)))
+                    }
+                }
+                return try await group.reduce(into: [[UInt8]]()) { $0.append($1) }
+            }
+            #expect(bodies.count == 8)
+            #expect(bodies.allSatisfy { $0 == expected }, "\(bodies.map(\.count)) vs \(expected.count)")
+
+            // 50 MiB up (client to pod) and 50 MiB down, byte-exact.
+            let upload = [UInt8](try randomBytes(50 << 20))
+            _ = try await TCP.exchange(port: up, send: upload)
+            let uploadFile = NSTemporaryDirectory() + "cocoon-up-\(UUID().uuidString.prefix(8))"
+            FileManager.default.createFile(atPath: uploadFile, contents: Data(upload))
+            defer { try? FileManager.default.removeItem(atPath: uploadFile) }  // test scratch
+            var inPod = ""
+            for _ in 0..<50 {
+                inPod = try await execSync(rt, id, ["sh", "-c", "md5sum /tmp/recv"])
+                if inPod.hasPrefix(try await md5(uploadFile)) { break }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(inPod.hasPrefix(try await md5(uploadFile)), "upload: \(inPod)")
+            let downloaded = try await TCP.exchange(port: down, send: [], halfClose: false)
+            let downloadFile = NSTemporaryDirectory() + "cocoon-down-\(UUID().uuidString.prefix(8))"
+            FileManager.default.createFile(atPath: downloadFile, contents: Data(downloaded))
+            defer { try? FileManager.default.removeItem(atPath: downloadFile) }  // test scratch
+            #expect(downloaded.count == 50 << 20)
+            #expect(try await execSync(rt, id, ["sh", "-c", "md5sum /tmp/big"]).hasPrefix(try await md5(downloadFile)))
+
+            // A port nobody listens on: the client hears why.
+            let failing = try Command(crictl.prefix + ["port-forward", podID, "\(refused):9999"])
+            defer { failing.kill() }
+            try await failing.waitForOutput("Forwarding from 127.0.0.1:\(refused)")
+            _ = try? await TCP.exchange(port: refused, send: Array("hello".utf8))
+            let result = try await failing.wait(timeout: .seconds(30))
+            #expect(result.stderr.contains("connection refused"), "\(result.stderr)")
+        }
+    }
+
+    @Test func urlsAreSingleUseAndHostileClientsAreCutOff() async throws {
+        try await withPod { daemon, rt, _, _, id, crictl in
+            func url(tty: Bool = false) async throws -> (port: UInt16, path: String) {
+                let url = try await rt.exec(
+                    .with {
+                        $0.containerID = id
+                        $0.cmd = ["cat"]
+                        $0.stdin = true
+                        $0.stdout = true
+                    }
+                ).url
+                let parsed = try #require(URL(string: url))
+                return (UInt16(parsed.port ?? 0), parsed.path)
+            }
+            // No upgrade headers: 400 (and the token is spent); the same URL again: 404.
+            let first = try await url()
+            let plain = Array("GET \(first.path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            let refused = String(
+                decoding: try await TCP.exchange(port: first.port, send: plain, halfClose: false), as: UTF8.self)
+            #expect(refused.hasPrefix("HTTP/1.1 400"), "\(refused)")
+            let reused = String(
+                decoding: try await TCP.exchange(port: first.port, send: plain, halfClose: false), as: UTF8.self)
+            #expect(reused.hasPrefix("HTTP/1.1 404"), "\(reused)")
+            let garbage = String(
+                decoding: try await TCP.exchange(
+                    port: first.port, send: Array("\u{1}\u{2} nonsense\r\n\r\n".utf8), halfClose: false),
+                as: UTF8.self)
+            #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
+
+            // A SPDY frame claiming 16 MiB (the format's largest): the session ends, the daemon lives.
+            let spdy = try await url()
+            let upgrade =
+                "POST \(spdy.path) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
+                + "X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n"
+            let hugeData: [UInt8] = [0, 0, 0, 1, 0, 0xff, 0xff, 0xff]
+            let cut = try await TCP.exchange(port: spdy.port, send: Array(upgrade.utf8) + hugeData, halfClose: false)
+            #expect(String(decoding: cut.prefix(12), as: UTF8.self) == "HTTP/1.1 101")
+            // A WebSocket frame claiming 1 GiB.
+            let ws = try await url()
+            let wsUpgrade =
+                "GET \(ws.path) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+            let gib: [UInt8] = [0x82, 0xff, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4]
+            let wsCut = try await TCP.exchange(port: ws.port, send: Array(wsUpgrade.utf8) + gib, halfClose: false)
+            let wsText = String(decoding: wsCut, as: UTF8.self)
+            #expect(wsText.hasPrefix("HTTP/1.1 101"), "\(wsText)")
+            #expect(wsText.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+            #expect(try await rt.version(.init()).runtimeName == "cocoon")
+
+            // A client killed mid-stream leaves no process in the guest and no fd in the daemon.
+            guard let crictl, let daemonPID = daemon.pid else { return }
+            let fdsBefore = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemonPID)/fd").count) ?? 0
+            let fifo = NSTemporaryDirectory() + "cocoon-fifo-\(UUID().uuidString.prefix(8))"
+            mkfifo(fifo, 0o600)
+            defer { unlink(fifo) }  // test scratch
+            let writer = try Command(["/bin/sh", "-c", "sleep 60 > \(fifo)"])
+            defer { writer.kill() }
+            let client = try Command(
+                crictl.prefix + ["exec", "-i", id, "sh", "-c", "echo started; exec cat"], stdinFile: fifo)
+            try await client.waitForOutput("started")
+            #expect(try await execSync(rt, id, ["ps"]).contains("cat"))
+            client.kill()
+            var ps = ""
+            for _ in 0..<100 {
+                ps = try await execSync(rt, id, ["ps"])
+                if !ps.contains(" cat") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(!ps.contains(" cat"), "the exec outlived its client: \(ps)")
+            let fdsAfter = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemonPID)/fd").count) ?? 0
+            #expect(fdsAfter <= fdsBefore + 1, "daemon fds \(fdsBefore) -> \(fdsAfter)")
+        }
+    }
+}
