@@ -205,6 +205,8 @@ let package = Package(
                 "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Persistence", "Spawn", "Streaming",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
