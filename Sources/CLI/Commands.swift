@@ -12,7 +12,8 @@ public struct CocoonCtl: AsyncParsableCommand {
             Version.self, Info.self, RunPod.self, StopPod.self, RemovePod.self, Pods.self, InspectPod.self,
             Pull.self, ImagesList.self, RemoveImage.self, InspectImage.self, ImageGroup.self,
             CreateContainer.self, StartContainer.self, StopContainer.self, RemoveContainer.self, ListContainers.self,
-            InspectContainer.self, ExecContainer.self, ContainerLogs.self, ContainerStatsCommand.self,
+            InspectContainer.self, ExecContainer.self, AttachContainer.self, PortForwardPod.self, ContainerLogs.self,
+            ContainerStatsCommand.self,
             RunContainer.self,
         ])
 

@@ -41,8 +41,10 @@ public final class ProcessStream: Sendable {
         }
     }
 
-    /// Closes the process's stdin (its reads see EOF).
+    /// Closes an exec's stdin (its reads see EOF). An attach client's end of input leaves the
+    /// container's stdin open for the next attach (stdin_once closes it when the session ends).
     public func closeStdin() async {
+        guard !execID.isEmpty else { return }
         // try?: a process that exited has no stdin left to close
         try? await agent.writeStdin(container: containerID, exec: execID, [], close: true, timeout: timeout)
     }

@@ -26,6 +26,16 @@ struct Crictl {
     func shell(_ args: [String]) -> String { (prefix + args).map(shellQuote).joined(separator: " ") }
 }
 
+/// Our own client, built beside the daemon.
+struct CocoonCtl {
+    let socket: String
+    var binary: String { (DaemonHarness.binary as NSString).deletingLastPathComponent + "/cocoonctl" }
+    /// `cocoonctl SUBCOMMAND -r unix://SOCKET ARGS...`
+    func argv(_ subcommand: String, _ args: [String]) -> [String] {
+        [binary, subcommand, "-r", "unix://\(socket)"] + args
+    }
+}
+
 func shellQuote(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 
 /// The result of a finished command: its output files' contents and exit status.

@@ -115,37 +115,53 @@ struct StreamingTests {
             ).url
             #expect(url.hasPrefix("http://127.0.0.1:") && url.contains("/exec/"))
 
-            guard let crictl else { return }
             let input = NSTemporaryDirectory() + "cocoon-stdin-\(UUID().uuidString.prefix(8))"
             FileManager.default.createFile(atPath: input, contents: try randomBytes(10 << 20))
             defer { try? FileManager.default.removeItem(atPath: input) }  // test scratch
-            for transport in ["spdy", "websocket"] {
-                // Both streams, separately, and the exit code.
-                let split = try await runCommand(
-                    crictl.prefix + ["exec", "-r", transport, id, "sh", "-c", "echo out; echo err >&2; exit 7"])
-                #expect(split.out == "out\n", "\(transport)")
-                #expect(split.stderr.contains("err\n"), "\(transport)")
-                #expect(split.stderr.contains("exit code 7"), "\(transport): \(split.stderr)")
-                #expect(split.code != 0)
-                // 10 MiB through cat, byte-exact.
-                let echoed = try await runCommand(
-                    crictl.prefix + ["exec", "-r", transport, "-i", id, "cat"], stdinFile: input)
-                #expect(echoed.code == 0, "\(transport): \(echoed.stderr)")
-                #expect(echoed.stdout == FileManager.default.contents(atPath: input), "\(transport): 10 MiB differ")
-                // A terminal: the container's own devpts, and its size follows the client's.
-                let tty = try await runCommand([
-                    "/usr/bin/script", "-qec",
-                    "stty cols 123 rows 45; "
-                        + crictl.shell(["exec", "-r", transport, "-it", id, "sh", "-c", "tty; stty size"]),
-                    "/dev/null",
-                ])
-                #expect(tty.out.contains("/dev/pts/"), "\(transport): \(tty.out)")
-                #expect(tty.out.contains("45 123"), "\(transport): \(tty.out)")
+            // cocoonctl's own client (WebSocket v5): the same cases.
+            let ctl = CocoonCtl(socket: daemon.socket)
+            let ownSplit = try await runCommand(ctl.argv("exec", [id, "sh", "-c", "echo out; echo err >&2; exit 7"]))
+            #expect(ownSplit.out == "out\n" && ownSplit.stderr == "err\n" && ownSplit.code == 7, "\(ownSplit)")
+            let ownEcho = try await runCommand(ctl.argv("exec", ["-i", id, "cat"]), stdinFile: input)
+            #expect(ownEcho.code == 0 && ownEcho.stdout == FileManager.default.contents(atPath: input))
+            let ownTTY = try await runCommand([
+                "/usr/bin/script", "-qec",
+                "stty cols 99 rows 33; "
+                    + ctl.argv("exec", ["-it", id, "sh", "-c", "tty; stty size"]).map(shellQuote)
+                    .joined(separator: " "),
+                "/dev/null",
+            ])
+            #expect(ownTTY.out.contains("/dev/pts/") && ownTTY.out.contains("33 99"), "\(ownTTY.out)")
+
+            if let crictl {
+                for transport in ["spdy", "websocket"] {
+                    // Both streams, separately, and the exit code.
+                    let split = try await runCommand(
+                        crictl.prefix + ["exec", "-r", transport, id, "sh", "-c", "echo out; echo err >&2; exit 7"])
+                    #expect(split.out == "out\n", "\(transport)")
+                    #expect(split.stderr.contains("err\n"), "\(transport)")
+                    #expect(split.stderr.contains("exit code 7"), "\(transport): \(split.stderr)")
+                    #expect(split.code != 0)
+                    // 10 MiB through cat, byte-exact.
+                    let echoed = try await runCommand(
+                        crictl.prefix + ["exec", "-r", transport, "-i", id, "cat"], stdinFile: input)
+                    #expect(echoed.code == 0, "\(transport): \(echoed.stderr)")
+                    #expect(echoed.stdout == FileManager.default.contents(atPath: input), "\(transport): 10 MiB differ")
+                    // A terminal: the container's own devpts, and its size follows the client's.
+                    let tty = try await runCommand([
+                        "/usr/bin/script", "-qec",
+                        "stty cols 123 rows 45; "
+                            + crictl.shell(["exec", "-r", transport, "-it", id, "sh", "-c", "tty; stty size"]),
+                        "/dev/null",
+                    ])
+                    #expect(tty.out.contains("/dev/pts/"), "\(transport): \(tty.out)")
+                    #expect(tty.out.contains("45 123"), "\(transport): \(tty.out)")
+                }
             }
             // A restart with no stream open loses nothing: the container is still reachable.
             await daemon.stop()
             try await daemon.start()
-            let again = try await runCommand(crictl.prefix + ["exec", id, "echo", "still-here"])
+            let again = try await runCommand(ctl.argv("exec", [id, "echo", "still-here"]))
             #expect(again.out == "still-here\n", "\(again.stderr)")
             // The test's own client reconnects (its channel saw the old daemon go).
             for _ in 0..<100 {
@@ -161,6 +177,10 @@ struct StreamingTests {
             shell.config.stdin = true
             shell.config.tty = true
             let id = try await run(rt, shell)
+            // A second shell for the second client: the end of a client's input is a ^D to the shell.
+            shell.config.metadata.name = "shell2"
+            shell.config.logPath = "shell2.log"
+            let second = try await run(rt, shell)
             let plain = try await run(rt, container("plain", ["sleep", "1000"], pod: pod, podID: podID))
             let noStdin = await #expect(throws: RPCError.self) {
                 _ = try await rt.attach(
@@ -171,22 +191,30 @@ struct StreamingTests {
                     })
             }
             #expect(noStdin?.code == .invalidArgument)
+            // `script` copies its stdin to the terminal the client runs on: a user typing. First
+            // cocoonctl's client, then crictl's.
+            let ownTyping =
+                "(sleep 3; printf 'echo own-$((40+1))\\n'; sleep 4) | /usr/bin/script -qec "
+                + shellQuote(
+                    CocoonCtl(socket: daemon.socket).argv("attach", ["-it", id]).map(shellQuote).joined(separator: " "))
+                + " /dev/null"
+            let ownAttach = try await runCommand(["/bin/sh", "-c", ownTyping], timeout: .seconds(60))
+            #expect(ownAttach.out.contains("own-41"), "cocoonctl attach screen: \(ownAttach.out) \(ownAttach.stderr)")
             guard let crictl else { return }
             // `script` copies its stdin to the terminal crictl runs on: a user typing.
             let typing =
                 "(sleep 3; printf 'echo hi-$((40+2))\\n'; sleep 4) | /usr/bin/script -qec "
-                + shellQuote(crictl.shell(["attach", "-it", id])) + " /dev/null"
+                + shellQuote(crictl.shell(["attach", "-it", second])) + " /dev/null"
             let attach = try await runCommand(["/bin/sh", "-c", typing], timeout: .seconds(60))
             #expect(attach.out.contains("hi-42"), "attach screen: \(attach.out) \(attach.stderr)")
-            let log = try String(contentsOfFile: pod.config.logDirectory + "/shell.log", encoding: .utf8)
+            let log = try String(contentsOfFile: pod.config.logDirectory + "/shell2.log", encoding: .utf8)
             #expect(log.contains("hi-42"))
             #expect(!log.contains(" stderr "), "a tty container logs only stdout")
-            _ = daemon
         }
     }
 
     @Test func portForwardMovesBytesBothWaysAndManyConnectionsAtOnce() async throws {
-        try await withPod { _, rt, _, podID, id, crictl in
+        try await withPod { daemon, rt, _, podID, id, crictl in
             let badPort = await #expect(throws: RPCError.self) {
                 _ = try await rt.portForward(
                     .with {
@@ -195,7 +223,6 @@ struct StreamingTests {
                     })
             }
             #expect(badPort?.code == .invalidArgument)
-            guard let crictl else { return }
             _ = try await execSync(
                 rt, id,
                 [
@@ -204,6 +231,22 @@ struct StreamingTests {
                         + " && head -c 52428800 /dev/urandom > /tmp/big"
                         + " && (sleep 1000 | nc -l -p 7000 > /tmp/recv &) && (nc -l -p 7001 < /tmp/big &)",
                 ])
+            let expected = Array((1...700_000).map { "\($0)\n" }.joined().utf8)
+            // cocoonctl port-forward (WebSocket): the same file, and a refused port named.
+            let ctl = CocoonCtl(socket: daemon.socket)
+            let (ownWeb, ownRefused) = (freePort(), freePort())
+            let own = try Command(ctl.argv("port-forward", [podID, "\(ownWeb):8080", "\(ownRefused):9999"]))
+            defer { own.kill() }
+            try await own.waitForOutput("Forwarding from 127.0.0.1:\(ownRefused)")
+            let ownBody = httpBody(try await TCP.exchange(port: ownWeb, send: Array("GET /blob HTTP/1.0\r\n\r\n".utf8)))
+            #expect(ownBody == expected)
+            _ = try? await TCP.exchange(port: ownRefused, send: Array("hello".utf8))
+            for _ in 0..<100 where !own.errors.contains("connection refused") {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(own.errors.contains("connection refused"), "\(own.errors)")
+
+            guard let crictl else { return }
             let (web, up, down, refused) = (freePort(), freePort(), freePort(), freePort())
             let forward = try Command(
                 crictl.prefix + ["port-forward", podID, "\(web):8080", "\(up):7000", "\(down):7001"])
@@ -211,7 +254,6 @@ struct StreamingTests {
             try await forward.waitForOutput("Forwarding from 127.0.0.1:\(down)")
 
             // Eight HTTP downloads at once on one session, each byte-exact.
-            let expected = Array((1...700_000).map { "\($0)\n" }.joined().utf8)
             let bodies = try await withThrowingTaskGroup(of: [UInt8].self) { group in
                 for _ in 0..<8 {
                     group.addTask {
@@ -304,15 +346,17 @@ struct StreamingTests {
             #expect(try await rt.version(.init()).runtimeName == "cocoon")
 
             // A client killed mid-stream leaves no process in the guest and no fd in the daemon.
-            guard let crictl, let daemonPID = daemon.pid else { return }
+            guard let daemonPID = daemon.pid else { return }
             let fdsBefore = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemonPID)/fd").count) ?? 0
             let fifo = NSTemporaryDirectory() + "cocoon-fifo-\(UUID().uuidString.prefix(8))"
             mkfifo(fifo, 0o600)
             defer { unlink(fifo) }  // test scratch
             let writer = try Command(["/bin/sh", "-c", "sleep 60 > \(fifo)"])
             defer { writer.kill() }
-            let client = try Command(
-                crictl.prefix + ["exec", "-i", id, "sh", "-c", "echo started; exec cat"], stdinFile: fifo)
+            let catArgs = ["-i", id, "sh", "-c", "echo started; exec cat"]
+            let argv =
+                crictl.map { $0.prefix + ["exec"] + catArgs } ?? CocoonCtl(socket: daemon.socket).argv("exec", catArgs)
+            let client = try Command(argv, stdinFile: fifo)
             try await client.waitForOutput("started")
             #expect(try await execSync(rt, id, ["ps"]).contains("cat"))
             client.kill()

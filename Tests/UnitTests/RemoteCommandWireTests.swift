@@ -36,6 +36,15 @@ import Testing
         #expect(carry.isEmpty, "an endless line is dropped, not kept")
     }
 
+    @Test func aWholeSizeWithoutNewlineIsASize() {
+        var carry: [UInt8] = []
+        #expect(
+            TerminalSize.parse(Array(#"{"Width":99,"Height":33}"#.utf8), carry: &carry) == [
+                .init(width: 99, height: 33)
+            ])
+        #expect(carry.isEmpty)
+    }
+
     @Test func channelMessagesInBinaryAndBase64() {
         #expect(
             WebSocketChannels.encode(.data(channel: 1, Array("hi".utf8)), protocol: .v4) == (false, [1, 0x68, 0x69]))

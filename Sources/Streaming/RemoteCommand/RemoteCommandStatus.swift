@@ -73,8 +73,9 @@ public struct TerminalSize: Sendable, Equatable, Codable {
         self.height = height
     }
 
-    /// Splits what arrived on the resize stream into sizes; `carry` keeps an unfinished line (at
-    /// most 256 bytes: a size is tiny, anything longer is dropped). Lines that are not sizes are skipped.
+    /// Splits what arrived on the resize stream into sizes: newline-ended JSON documents, or one
+    /// whole document; `carry` keeps an unfinished one (at most 256 bytes: a size is tiny, anything
+    /// longer is dropped). Lines that are not sizes are skipped.
     public static func parse(_ bytes: [UInt8], carry: inout [UInt8]) -> [TerminalSize] {
         carry += bytes
         var sizes: [TerminalSize] = []
@@ -83,6 +84,12 @@ public struct TerminalSize: Sendable, Equatable, Codable {
             carry.removeSubrange(...nl)
             // try?: a line that is not a size is ignored, as the kubelet does
             if let size = try? JSONDecoder().decode(TerminalSize.self, from: Data(line)) { sizes.append(size) }
+        }
+        // A whole document without its newline (one WebSocket message) is a size too, as for a
+        // JSON stream decoder.
+        if !carry.isEmpty, let size = try? JSONDecoder().decode(TerminalSize.self, from: Data(carry)) {
+            sizes.append(size)
+            carry.removeAll()
         }
         if carry.count > 256 { carry.removeAll() }
         return sizes

@@ -40,6 +40,14 @@ struct PortForwardOverWebSocket {
                         connections.append(nil)
                     }
                 }
+                if connections.allSatisfy({ $0 == nil }) {
+                    // Nothing to relay: the errors are sent, the session ends.
+                    var data = ByteBuffer()
+                    data.write(webSocketErrorCode: .normalClosure)
+                    writer.enqueue(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+                    writer.finish()
+                    return
+                }
                 do {
                     for try await frame in inbound {
                         switch frame.opcode {
@@ -49,6 +57,13 @@ struct PortForwardOverWebSocket {
                             break
                         case .binary:
                             let bytes = Array(frame.unmaskedData.readableBytesView)
+                            // [255, ch]: the client sends nothing more on data channel ch (half-close).
+                            if bytes.count == 2, bytes[0] == 255, bytes[1] % 2 == 0,
+                                Int(bytes[1] / 2) < connections.count
+                            {
+                                await connections[Int(bytes[1] / 2)]?.closeWrite()
+                                continue
+                            }
                             guard let channel = bytes.first, channel % 2 == 0, Int(channel / 2) < connections.count,
                                 let c = connections[Int(channel / 2)]
                             else { continue }
@@ -88,5 +103,10 @@ struct PortForwardOverWebSocket {
                 if !message.isEmpty { send(channel + 1, Array(message.utf8), writer) }
             }
         }
+        // The pod's side ended; WebSocket has no half-close, so the session ends (as the kubelet's).
+        var data = ByteBuffer()
+        data.write(webSocketErrorCode: .normalClosure)
+        writer.enqueue(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+        writer.finish()
     }
 }

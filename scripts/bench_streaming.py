@@ -1,0 +1,233 @@
+"""scripts/bench streaming: exec, port-forward and a terminal through the CRI streaming server.
+
+A release cocoond with one pod VM (TCG, 1 vCPU) running busybox. Every figure is a median (p50/p99
+for keystrokes) and stands beside its reference from the same run:
+  - streaming exec of `true` (CRI Exec + WebSocket session + agent exec, call to exit code) beside
+    ExecSync of `true` (the agent round trip without the streaming server) and one CLI round trip
+    (`version`); crictl's SPDY exec too when ../shared/tools/crictl is there. containerd + runc is
+    not installed on these machines: its ~80 ms (DESIGN.md) is the target.
+  - port-forward throughput, 100 MiB each way, through cocoonctl (WebSocket) and crictl (SPDY),
+    beside the floor of the same host<->guest channel without the streaming server: guest->host an
+    ExecSync writing 16 MiB to stdout (agent channel only), host->guest 100 MiB of exec stdin to
+    /dev/null (agent channel + its write path).
+  - keystroke to echo on a terminal (`exec -it ... cat`): p50 and p99 of 200 keystrokes.
+"""
+import os, pty, select, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+
+runs = max(10, int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+guest = os.environ["COCOON_GUEST_DIR"]
+bindir = os.environ["COCOON_BIN"]
+images = os.environ["COCOON_TEST_IMAGES"]
+repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+crictl = os.environ.get("CRICTL") or os.path.join(os.path.dirname(repo), "shared/tools/crictl")
+crictl = crictl if os.access(crictl, os.X_OK) else None
+MIB = 1 << 20
+
+root = tempfile.mkdtemp(prefix="cocoon-bench-")
+sock = f"{root}/run/cocoon.sock"
+
+
+def ctl_argv(*args):
+    n = 2 if args[0] == "image" else 1
+    return [f"{bindir}/cocoonctl", *args[:n], "-r", f"unix://{sock}", *args[n:]]
+
+
+def ctl(*args, stdin=None):
+    p = subprocess.run(ctl_argv(*args), capture_output=True, stdin=stdin)
+    if p.returncode != 0:
+        raise SystemExit(f"cocoonctl {' '.join(args)}: {p.stderr.decode().strip()}")
+    return p.stdout.decode().strip()
+
+
+def cri_argv(*args):
+    return [crictl, "--runtime-endpoint", f"unix://{sock}", "--image-endpoint", f"unix://{sock}", "-t", "120s", *args]
+
+
+def timed(argv, **kw):
+    t0 = time.monotonic()
+    p = subprocess.run(argv, capture_output=True, **kw)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)}: {p.stderr.decode().strip()}")
+    return time.monotonic() - t0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_listening(proc, port):
+    for _ in range(400):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"port-forward exited: {proc.stderr.read().decode()}")
+            time.sleep(0.025)
+    raise SystemExit("port-forward did not listen")
+
+
+def transfer(port, upload):
+    """Seconds to move 100 MiB through a forwarded port: up to `nc -l > /dev/null`, or down from
+    `nc -l < 100 MiB`, measured from connect to the other side's end."""
+    s = socket.create_connection(("127.0.0.1", port))
+    t0 = time.monotonic()
+    if upload:
+        chunk = b"\0" * MIB
+        for _ in range(100):
+            s.sendall(chunk)
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    else:
+        n = 0
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            n += len(b)
+        if n != 100 * MIB:
+            raise SystemExit(f"download moved {n} bytes, not 100 MiB")
+    dt = time.monotonic() - t0
+    s.close()
+    return dt
+
+
+def throughput(client, pod, cid):
+    """MiB/s up and down through one port-forward process of `client`."""
+    up_port, down_port = free_port(), free_port()
+    if client == "cocoonctl":
+        argv = ctl_argv("port-forward", pod, f"{up_port}:7000", f"{down_port}:7001")
+    else:
+        argv = cri_argv("port-forward", pod, f"{up_port}:7000", f"{down_port}:7001")
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ups, downs = [], []
+    try:
+        wait_listening(proc, down_port)
+        for _ in range(max(3, runs // 3)):
+            ctl("exec", "--sync", cid, "sh", "-c", "(sleep 1000 | nc -l -p 7000 > /dev/null &); (nc -l -p 7001 < /tmp/hundred &)")
+            time.sleep(0.3)
+            ups.append(100 / transfer(up_port, True))
+            downs.append(100 / transfer(down_port, False))
+    finally:
+        proc.terminate()
+        proc.wait()
+    return statistics.median(ups), statistics.median(downs)
+
+
+def keystrokes(cid, count=200):
+    """Milliseconds from a byte written to the terminal to its echo, through `exec -it cat`."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(ctl_argv("exec", "-it", cid, "cat")[0], ctl_argv("exec", "-it", cid, "cat"))
+    times = []
+    try:
+        time.sleep(2)
+        while select.select([fd], [], [], 0.2)[0]:
+            os.read(fd, 4096)
+        for i in range(count):
+            ch = bytes([ord("a") + i % 26])
+            t0 = time.monotonic()
+            os.write(fd, ch)
+            got = b""
+            while ch not in got:
+                r, _, _ = select.select([fd], [], [], 5)
+                if not r:
+                    raise SystemExit("no echo within 5 s")
+                got += os.read(fd, 4096)
+            times.append((time.monotonic() - t0) * 1000)
+            if i % 40 == 39:
+                os.write(fd, b"\r")
+                time.sleep(0.05)
+                while select.select([fd], [], [], 0.1)[0]:
+                    os.read(fd, 4096)
+        os.write(fd, b"\x04")
+    finally:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+    times.sort()
+    return times[len(times) // 2], times[min(len(times) - 1, int(len(times) * 0.99))]
+
+
+with open(f"{root}/config.toml", "w") as f:
+    f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[handlers.cocoon]\nbackend = "qemu"\n'
+            f'kernel = "{guest}/vmlinuz"\ninitrd = "{guest}/initrd.cpio"\nmemory_mib = 512\nvcpus = 1\naccel = "tcg"\n')
+with open(f"{root}/pod.yaml", "w") as f:
+    f.write(f"metadata: {{name: bench, namespace: default, uid: bench-1}}\nlog_directory: {root}/logs\n")
+with open(f"{root}/ctr.yaml", "w") as f:
+    f.write("metadata: {name: sleeper}\nimage: {image: cocoon.local/busybox:latest}\ncommand: [sleep, '100000']\n")
+daemon = subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"])
+for _ in range(200):
+    if os.path.exists(sock):
+        break
+    time.sleep(0.02)
+
+pod = None
+try:
+    ctl("image", "import", f"{images}/busybox", "--name", "cocoon.local/busybox:latest")
+    pod = ctl("runp", f"{root}/pod.yaml")
+    cid = ctl("create", pod, f"{root}/ctr.yaml", f"{root}/pod.yaml")
+    ctl("start", cid)
+    ctl("exec", "--sync", cid, "sh", "-c", "head -c 104857600 /dev/zero > /tmp/hundred")
+
+    cli, stream_exec, sync_exec, cri_cli, cri_exec = [], [], [], [], []
+    for i in range(runs):
+        cli.append(timed(ctl_argv("version")))
+        stream_exec.append(timed(ctl_argv("exec", cid, "true")))
+        sync_exec.append(timed(ctl_argv("exec", "--sync", cid, "true")))
+        if crictl:
+            cri_cli.append(timed(cri_argv("version")))
+            cri_exec.append(timed(cri_argv("exec", cid, "true")))
+        print(f"exec run {i + 1}/{runs}: streaming {stream_exec[-1] * 1000:.0f} ms, sync {sync_exec[-1] * 1000:.0f} ms",
+              file=sys.stderr)
+
+    floor_down = []
+    for _ in range(max(3, runs // 3)):
+        floor_down.append(16 / (timed(ctl_argv("exec", "--sync", cid, "head", "-c", "16777216", "/dev/zero"))
+                                - statistics.median(sync_exec)))
+    with open(f"{root}/hundred", "wb") as f:
+        f.truncate(100 * MIB)
+    floor_up = []
+    for _ in range(max(3, runs // 3)):
+        with open(f"{root}/hundred", "rb") as f:
+            floor_up.append(100 / timed(ctl_argv("exec", "-i", cid, "sh", "-c", "cat > /dev/null"), stdin=f))
+    own_up, own_down = throughput("cocoonctl", pod, cid)
+    cri_up, cri_down = throughput("crictl", pod, cid) if crictl else (None, None)
+    p50, p99 = keystrokes(cid)
+finally:
+    if pod:  # pod VMs outlive the daemon by design: remove this one explicitly
+        subprocess.run(ctl_argv("rmp", pod), capture_output=True)
+    daemon.terminate()
+    daemon.wait()
+    shutil.rmtree(root, ignore_errors=True)
+
+med = statistics.median
+print(f"\nstreaming through a pod VM (TCG, 1 vCPU), release build, medians of {runs} runs")
+print("containerd + runc: not installed here; its ~80 ms exec (DESIGN.md) is the target")
+print(f"{'':44} {'median':>9} {'reference':>26} {'ratio':>7}")
+overhead = med(cli)
+print(f"{'CLI round trip (cocoonctl version)':44} {overhead * 1000:7.0f}ms")
+se, sy = med(stream_exec), med(sync_exec)
+print(f"{'exec true, streaming (cocoonctl, WebSocket)':44} {se * 1000:7.0f}ms {'ExecSync ' + format(sy * 1000, '.0f') + ' ms':>26} {se / sy:6.2f}x")
+print(f"{'  net of the CLI round trip':44} {(se - overhead) * 1000:7.0f}ms {'target 80 ms':>26} {(se - overhead) / 0.080:6.2f}x")
+print(f"{'  agent round trip (ExecSync net of CLI)':44} {(sy - overhead) * 1000:7.0f}ms")
+if crictl:
+    ce, cc = med(cri_exec), med(cri_cli)
+    print(f"{'exec true, streaming (crictl, SPDY)':44} {ce * 1000:7.0f}ms {'crictl version ' + format(cc * 1000, '.0f') + ' ms':>26}")
+    print(f"{'  net of the crictl round trip':44} {(ce - cc) * 1000:7.0f}ms {'target 80 ms':>26} {(ce - cc) / 0.080:6.2f}x")
+else:
+    print("crictl not found: its SPDY figures are skipped")
+fd, fu = med(floor_down), med(floor_up)
+print(f"{'port-forward down (cocoonctl, WebSocket)':44} {own_down:6.1f}MiB/s {'floor ' + format(fd, '.1f') + ' MiB/s':>26} {own_down / fd:6.2f}x  (target 0.8x)")
+print(f"{'port-forward up (cocoonctl, WebSocket)':44} {own_up:6.1f}MiB/s {'floor ' + format(fu, '.1f') + ' MiB/s':>26} {own_up / fu:6.2f}x  (target 0.8x)")
+if crictl:
+    print(f"{'port-forward down (crictl, SPDY)':44} {cri_down:6.1f}MiB/s {'floor ' + format(fd, '.1f') + ' MiB/s':>26} {cri_down / fd:6.2f}x")
+    print(f"{'port-forward up (crictl, SPDY)':44} {cri_up:6.1f}MiB/s {'floor ' + format(fu, '.1f') + ' MiB/s':>26} {cri_up / fu:6.2f}x")
+print(f"{'keystroke to echo on a tty (exec -it cat)':44} p50 {p50:5.1f}ms  p99 {p99:5.1f}ms")
