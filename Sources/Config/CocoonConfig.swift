@@ -47,6 +47,8 @@ public struct StreamingSettings: Sendable, Equatable {
     public var port = 0
     /// Seconds a client has to open its streams after connecting.
     public var streamCreationTimeoutSeconds = 30
+    /// Seconds a session may move no byte before it is closed (the kubelet's 4 hours).
+    public var streamIdleTimeoutSeconds = 4 * 3600
     public init() {}
 }
 

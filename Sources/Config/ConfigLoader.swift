@@ -57,7 +57,8 @@ public enum ConfigLoader {
         if let streaming = table["streaming"] {
             guard let t = streaming.table else { throw ConfigError("\(source): streaming must be a table") }
             let at = "\(source): streaming"
-            try rejectUnknown(t, allowed: ["address", "port", "stream_creation_timeout"], at: at)
+            try rejectUnknown(
+                t, allowed: ["address", "port", "stream_creation_timeout", "stream_idle_timeout"], at: at)
             config.streaming.address = try string(t, "address", at) ?? config.streaming.address
             if let port = try int(t, "port", at) {
                 guard (0...65535).contains(port) else { throw ConfigError("\(at): port \(port) is not 0-65535") }
@@ -66,6 +67,10 @@ public enum ConfigLoader {
             if let seconds = try int(t, "stream_creation_timeout", at) {
                 guard seconds > 0 else { throw ConfigError("\(at): stream_creation_timeout must be positive") }
                 config.streaming.streamCreationTimeoutSeconds = seconds
+            }
+            if let seconds = try int(t, "stream_idle_timeout", at) {
+                guard seconds > 0 else { throw ConfigError("\(at): stream_idle_timeout must be positive") }
+                config.streaming.streamIdleTimeoutSeconds = seconds
             }
         }
         config.defaultHandler =

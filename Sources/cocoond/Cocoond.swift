@@ -76,7 +76,8 @@ struct Cocoond: AsyncParsableCommand {
         let streaming = try await StreamingServer.bind(
             .init(
                 address: cfg.streaming.address, port: cfg.streaming.port,
-                streamCreationTimeout: .seconds(cfg.streaming.streamCreationTimeoutSeconds)),
+                streamCreationTimeout: .seconds(cfg.streaming.streamCreationTimeoutSeconds),
+                idleTimeout: .seconds(cfg.streaming.streamIdleTimeoutSeconds)),
             runtime: containers)
         logger.info("streaming server listening", metadata: ["url": "\(streaming.baseURL)"])
         let server = GRPCServer(

@@ -45,9 +45,10 @@ struct StreamingTests {
 
     /// A daemon, busybox, one pod with a `sleep` container; crictl when it is there.
     func withPod(
+        extraConfig: String = "",
         _ body: (DaemonHarness, Runtime, Runtime_V1_RunPodSandboxRequest, String, String, Crictl?) async throws -> Void
     ) async throws {
-        try await withDaemon { daemon in
+        try await withDaemon(extraConfig: extraConfig) { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
                 let pod = podConfig("stream-\(UInt32.random(in: 0...UInt32.max))")
@@ -369,6 +370,31 @@ struct StreamingTests {
             #expect(!ps.contains(" cat"), "the exec outlived its client: \(ps)")
             let fdsAfter = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemonPID)/fd").count) ?? 0
             #expect(fdsAfter <= fdsBefore + 1, "daemon fds \(fdsBefore) -> \(fdsAfter)")
+        }
+    }
+
+    @Test func anIdleSessionIsClosedAndItsExecKilled() async throws {
+        try await withPod(extraConfig: "[streaming]\nstream_idle_timeout = 3\n") { daemon, rt, _, _, id, _ in
+            let fifo = NSTemporaryDirectory() + "cocoon-idle-\(UUID().uuidString.prefix(8))"
+            mkfifo(fifo, 0o600)
+            defer { unlink(fifo) }  // test scratch
+            let writer = try Command(["/bin/sh", "-c", "sleep 60 > \(fifo)"])
+            defer { writer.kill() }
+            let started = ContinuousClock.now
+            let client = try Command(
+                CocoonCtl(socket: daemon.socket).argv("exec", ["-i", id, "sh", "-c", "echo started; exec cat"]),
+                stdinFile: fifo)
+            try await client.waitForOutput("started")
+            _ = try await client.wait(timeout: .seconds(30))
+            let lasted = ContinuousClock.now - started
+            #expect(lasted >= .seconds(3) && lasted < .seconds(20), "session lasted \(lasted)")
+            var ps = ""
+            for _ in 0..<100 {
+                ps = try await execSync(rt, id, ["ps"])
+                if !ps.contains(" cat") { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(!ps.contains(" cat"), "the idle session's exec still runs: \(ps)")
         }
     }
 }

@@ -23,6 +23,19 @@ import Testing
         }
     }
 
+    @Test func streamingSettings() throws {
+        let base = "[handlers.a]\nbackend = \"qemu\"\n"
+        let defaults = try ConfigLoader.parse(base).streaming
+        #expect(defaults.address == "127.0.0.1" && defaults.port == 0)
+        #expect(defaults.streamCreationTimeoutSeconds == 30 && defaults.streamIdleTimeoutSeconds == 14400)
+        let set = try ConfigLoader.parse(
+            base + "[streaming]\naddress = \"0.0.0.0\"\nport = 10010\nstream_idle_timeout = 60\n"
+        ).streaming
+        #expect(set.address == "0.0.0.0" && set.port == 10010 && set.streamIdleTimeoutSeconds == 60)
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + "[streaming]\nport = 70000\n") }
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + "[streaming]\nidle = 5\n") }
+    }
+
     @Test func missingRequiredFileIsAnError() {
         #expect(throws: ConfigError.self) { try ConfigLoader.load(path: "/nonexistent/cocoon.toml", required: true) }
     }

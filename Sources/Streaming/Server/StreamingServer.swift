@@ -16,15 +16,18 @@ public final class StreamingServer: Sendable {
         public var port: Int
         /// How long a client has to open its streams after the upgrade.
         public var streamCreationTimeout: Duration
+        /// A session that moves no byte either way for this long is closed.
+        public var idleTimeout: Duration
         /// The largest frame a client may send.
         public var maxFrame: Int
         public init(
             address: String = "127.0.0.1", port: Int = 0, streamCreationTimeout: Duration = .seconds(30),
-            maxFrame: Int = 1 << 20
+            idleTimeout: Duration = .seconds(4 * 3600), maxFrame: Int = 1 << 20
         ) {
             self.address = address
             self.port = port
             self.streamCreationTimeout = streamCreationTimeout
+            self.idleTimeout = idleTimeout
             self.maxFrame = maxFrame
         }
     }
@@ -111,26 +114,58 @@ public final class StreamingServer: Sendable {
     }
 
     private func serve(_ upgrade: EventLoopFuture<UpgradedConnection>) async {
+        let upgraded: UpgradedConnection
         do {
-            switch try await upgrade.get() {
+            upgraded = try await upgrade.get()
+        } catch {
+            return
+        }
+        let activity = IdleWatch(timeout: options.idleTimeout)
+        let channel: Channel
+        switch upgraded {
+        case .refused: return
+        case .spdy(let c, _, _): channel = c.channel
+        case .webSocket(let c, _, _): channel = c.channel
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.session(upgraded, activity: activity) }
+            group.addTask {
+                await activity.idle()
+                guard !Task.isCancelled else { return }
+                self.logger.info("closing an idle streaming session", metadata: ["idle": "\(activity.timeout)"])
+                // try?: the session may have closed the channel at the same moment
+                try? await channel.close()
+                // Stay until the session has ended: the first task to finish cancels the other.
+                try? await Task.sleep(for: .seconds(3600))
+            }
+            _ = await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func session(_ upgraded: UpgradedConnection, activity: IdleWatch) async {
+        do {
+            switch upgraded {
             case .refused:
                 return
             case .spdy(let channel, let request, let version):
                 if case .portForward(let podID, _) = request {
-                    try await PortForwardOverSPDY(podID: podID, runtime: runtime, logger: logger).serve(channel)
+                    try await PortForwardOverSPDY(podID: podID, runtime: runtime, logger: logger, activity: activity)
+                        .serve(channel)
                 } else {
                     try await RemoteCommandOverSPDY(
-                        request: request, version: version, runtime: runtime, logger: logger,
+                        request: request, version: version, runtime: runtime, logger: logger, activity: activity,
                         streamCreationTimeout: options.streamCreationTimeout
                     ).serve(channel)
                 }
             case .webSocket(let channel, let request, let version):
                 if case .portForward(let podID, let ports) = request {
-                    try await PortForwardOverWebSocket(podID: podID, ports: ports, runtime: runtime, logger: logger)
-                        .serve(channel)
+                    try await PortForwardOverWebSocket(
+                        podID: podID, ports: ports, runtime: runtime, logger: logger, activity: activity
+                    ).serve(channel)
                 } else {
                     try await RemoteCommandOverWebSocket(
-                        request: request, version: version, runtime: runtime, logger: logger
+                        request: request, version: version, runtime: runtime, logger: logger, activity: activity
                     ).serve(channel)
                 }
             }

@@ -12,8 +12,11 @@ final class FrameWriter<Message: Sendable>: Sendable {
 
     private let continuation: AsyncStream<Item>.Continuation
     let items: AsyncStream<Item>
+    /// Touched by every write (and by the session's reads).
+    let activity: IdleWatch
 
-    init() {
+    init(activity: IdleWatch) {
+        self.activity = activity
         (items, continuation) = AsyncStream<Item>.makeStream()
     }
 
@@ -28,6 +31,7 @@ final class FrameWriter<Message: Sendable>: Sendable {
     func run(_ outbound: NIOAsyncChannelOutboundWriter<Message>) async throws {
         for await item in items {
             try await outbound.write(item.message)
+            activity.touch()
             item.written?()
         }
     }

@@ -11,6 +11,8 @@ struct PortForwardOverSPDY {
     let podID: String
     let runtime: any StreamingRuntime
     let logger: Logger
+    /// Touched by every byte either way; the server ends the session when it has been idle too long.
+    let activity: IdleWatch
 
     private struct Pair {
         var port: UInt16
@@ -20,7 +22,7 @@ struct PortForwardOverSPDY {
     }
 
     func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
-        let connection = try SPDYConnection()
+        let connection = try SPDYConnection(activity: activity)
         let open = HeldSession<[PortConnection]>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in

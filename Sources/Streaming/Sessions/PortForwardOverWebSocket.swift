@@ -12,9 +12,11 @@ struct PortForwardOverWebSocket {
     let ports: [UInt16]
     let runtime: any StreamingRuntime
     let logger: Logger
+    /// Touched by every byte either way; the server ends the session when it has been idle too long.
+    let activity: IdleWatch
 
     func serve(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
-        let writer = FrameWriter<WebSocketFrame>()
+        let writer = FrameWriter<WebSocketFrame>(activity: activity)
         let open = HeldSession<[PortConnection]>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -50,6 +52,7 @@ struct PortForwardOverWebSocket {
                 }
                 do {
                     for try await frame in inbound {
+                        activity.touch()
                         switch frame.opcode {
                         case .ping:
                             writer.enqueue(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))

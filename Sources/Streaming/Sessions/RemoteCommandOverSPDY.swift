@@ -13,6 +13,8 @@ struct RemoteCommandOverSPDY {
     let version: StreamProtocol
     let runtime: any StreamingRuntime
     let logger: Logger
+    /// Touched by every byte either way; the server ends the session when it has been idle too long.
+    let activity: IdleWatch
     /// How long the client has to open its streams.
     let streamCreationTimeout: Duration
 
@@ -25,7 +27,7 @@ struct RemoteCommandOverSPDY {
     }
 
     func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
-        let connection = try SPDYConnection()
+        let connection = try SPDYConnection(activity: activity)
         let held = HeldSession<ProcessStream>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in

@@ -13,11 +13,13 @@ struct RemoteCommandOverWebSocket {
     let version: StreamProtocol?
     let runtime: any StreamingRuntime
     let logger: Logger
+    /// Touched by every byte either way; the server ends the session when it has been idle too long.
+    let activity: IdleWatch
 
     private var wire: StreamProtocol { version ?? .v1 }
 
     func serve(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
-        let writer = FrameWriter<WebSocketFrame>()
+        let writer = FrameWriter<WebSocketFrame>(activity: activity)
         let held = HeldSession<ProcessStream>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -82,6 +84,7 @@ struct RemoteCommandOverWebSocket {
         var resizeCarry: [UInt8] = []
         var stdinOpen = request.streams.stdin
         for try await frame in inbound {
+            activity.touch()
             switch frame.opcode {
             case .ping:
                 writer.enqueue(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData))

@@ -6,14 +6,16 @@ import NIOCore
 /// the order they were compressed.
 actor SPDYConnection {
     private let session: SPDYServerSession
-    let writer = FrameWriter<ByteBuffer>()
+    let writer: FrameWriter<ByteBuffer>
 
-    init() throws(SPDYProtocolError) {
+    init(activity: IdleWatch) throws(SPDYProtocolError) {
         session = try SPDYServerSession()
+        writer = FrameWriter(activity: activity)
     }
 
     /// Decodes what the client sent; answers pings and misuse at once.
     func receive(_ bytes: [UInt8]) throws(SPDYProtocolError) -> [SPDYServerSession.Event] {
+        writer.activity.touch()
         let (events, reply) = try session.receive(bytes)
         queue(reply)
         return events
