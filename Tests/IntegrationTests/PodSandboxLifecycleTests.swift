@@ -183,7 +183,13 @@ struct PodSandboxLifecycleTests {
                 }
                 do {
                     _ = try await rt.attach(.with { $0.containerID = "x" })
-                    Issue.record("Attach should be UNIMPLEMENTED")
+                    Issue.record("Attach without a stream must be refused")
+                } catch let e as RPCError {
+                    #expect(e.code == .invalidArgument && e.message.contains("stdin, stdout, or stderr"))
+                }
+                do {
+                    _ = try await rt.checkpointContainer(.with { $0.containerID = "x" })
+                    Issue.record("CheckpointContainer should be UNIMPLEMENTED")
                 } catch let e as RPCError {
                     #expect(e.code == .unimplemented)
                 }
