@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // Generated CRI v1 messages and gRPC stubs (scripts/gen-proto).
@@ -79,7 +80,7 @@ let package = Package(
         ),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // CRI streaming (exec, attach, port-forward) wire protocols: SPDY/3.1 framing so far.
+        // The CRI streaming server (exec, attach, port-forward): SPDY/3.1 and WebSocket, optionally over TLS.
         .target(
             name: "Streaming",
             dependencies: [
@@ -88,6 +89,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -164,8 +166,9 @@ let package = Package(
         .target(
             name: "CLI",
             dependencies: [
-                "CRIAPI", "CocoonAPI", "Containers", "Spawn",
+                "CRIAPI", "CocoonAPI", "Containers", "Spawn", "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

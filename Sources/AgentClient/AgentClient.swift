@@ -187,6 +187,7 @@ final class AgentClientHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         failAll("the VM or its channel went away")
+        onEvent?(.disconnected(reason: closedReason ?? "the VM or its channel went away"))
         context.fireChannelInactive()
     }
 

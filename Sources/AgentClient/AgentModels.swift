@@ -140,4 +140,6 @@ public enum AgentEvent: Sendable, Equatable {
     case portData(connection: UInt64, data: [UInt8])
     /// The pod's side ended (error empty: EOF); nothing more comes on the connection.
     case portClosed(connection: UInt64, error: String)
+    /// The channel to the agent closed (the VM stopped or died); no more events come on it.
+    case disconnected(reason: String)
 }

@@ -228,7 +228,7 @@ struct ExecContainer: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(name: .shortAndLong, help: "Pass stdin to the command.") var interactive = false
     @Flag(name: .shortAndLong, help: "Run the command on a terminal (this one in raw mode).") var tty = false
-    @Option(help: "Streaming transport: websocket (v5.channel.k8s.io).") var transport = "websocket"
+    @OptionGroup var stream: StreamOptions
     @Flag(help: "Run synchronously (ExecSync): collect the output, then print it.") var sync = false
     @Option(help: "Seconds before the command is killed (0: no limit; --sync only).") var syncTimeout: Int64 = 0
     @Argument(help: "Container ID (or unique prefix).") var id: String
@@ -237,7 +237,6 @@ struct ExecContainer: AsyncParsableCommand {
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run") }
         if sync && (interactive || tty) { throw ValidationError("--sync takes no stdin and no terminal") }
-        if transport != "websocket" { throw ValidationError("--transport \(transport): only websocket is built") }
     }
 
     func run() async throws {
@@ -257,7 +256,7 @@ struct ExecContainer: AsyncParsableCommand {
                 code = response.exitCode
                 return
             }
-            code = try await RemoteCommandClient.run(global, stdin: interactive, tty: tty) { rt, options in
+            code = try await stream.run(global, stdin: interactive, tty: tty) { rt, options in
                 try await rt.exec(
                     .with {
                         $0.containerID = id
@@ -274,6 +273,20 @@ struct ExecContainer: AsyncParsableCommand {
     }
 }
 
+/// How exec and attach reach the streaming server.
+struct StreamOptions: ParsableArguments {
+    @Option(help: "Streaming transport: spdy (v4.channel.k8s.io, as kubectl) or websocket (v5.channel.k8s.io).")
+    var transport: StreamingTransport = .spdy
+
+    /// Asks the runtime for the URL, then runs the session on this terminal; the exit code.
+    func run(
+        _ global: GlobalOptions, stdin: Bool, tty: Bool,
+        url: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, CallOptions) async throws -> String
+    ) async throws -> Int32 {
+        try await RemoteCommandClient.run(global, transport: transport, stdin: stdin, tty: tty, url: url)
+    }
+}
+
 /// `cocoonctl attach [-i] [-t] ID`: the container's own process, from now on.
 struct AttachContainer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -282,12 +295,13 @@ struct AttachContainer: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Pass stdin to the process (it must have been created with stdin).")
     var interactive = false
     @Flag(name: .shortAndLong, help: "The container has a terminal: put this one in raw mode.") var tty = false
+    @OptionGroup var stream: StreamOptions
     @Argument(help: "Container ID (or unique prefix).") var id: String
 
     func run() async throws {
         var code: Int32 = 0
         try await runCLI {
-            code = try await RemoteCommandClient.run(global, stdin: interactive, tty: tty) { rt, options in
+            code = try await stream.run(global, stdin: interactive, tty: tty) { rt, options in
                 try await rt.attach(
                     .with {
                         $0.containerID = id

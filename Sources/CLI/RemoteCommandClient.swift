@@ -1,3 +1,4 @@
+import ArgumentParser
 import CRIAPI
 import Dispatch
 import Foundation
@@ -6,42 +7,87 @@ import GRPCNIOTransportHTTP2
 import NIOCore
 import NIOWebSocket
 
-/// An exec or attach session from this terminal: stdin to channel 0 (EOF as v5's close of channel
-/// 0), stdout and stderr from channels 1 and 2, terminal sizes to channel 4 (at start and on every
-/// SIGWINCH), and the result from channel 3. Returns the remote process's exit code.
+/// The wire a streaming exec or attach client speaks: SPDY/3.1 (`v4.channel.k8s.io`, the default, as
+/// kubectl and crictl) or WebSocket (`v5.channel.k8s.io`).
+enum StreamingTransport: String, Sendable, CaseIterable, ExpressibleByArgument {
+    case spdy
+    case websocket
+}
+
+/// What a remote command session sends: stdin, its end, and terminal sizes.
+struct RemoteCommandInput: Sendable {
+    let stdin: @Sendable ([UInt8]) async throws -> Void
+    let closeStdin: @Sendable () async throws -> Void
+    let resize: @Sendable (_ width: UInt16, _ height: UInt16) async throws -> Void
+}
+
+/// An exec or attach session from this terminal: stdin to the process (its end closes the
+/// process's stdin), stdout and stderr to ours, the terminal's size at start and on every SIGWINCH,
+/// and the result from the error stream. Returns the remote process's exit code.
 enum RemoteCommandClient {
     /// Asks the runtime for the URL (Exec or Attach), then runs the session.
     static func run(
-        _ global: GlobalOptions, stdin: Bool, tty: Bool,
+        _ global: GlobalOptions, transport: StreamingTransport, stdin: Bool, tty: Bool,
         url: (Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, CallOptions) async throws -> String
     ) async throws -> Int32 {
         let url = try await global.endpoint().withClients { rt, _ in try await url(rt, global.callOptions()) }
-        return try await run(url: url, stdin: stdin, tty: tty)
+        return try await run(url: url, transport: transport, stdin: stdin, tty: tty)
     }
 
-    static func run(url: String, stdin: Bool, tty: Bool) async throws -> Int32 {
-        let channel = try await StreamingClient.connect(url, subprotocol: "v5.channel.k8s.io")
+    static func run(url: String, transport: StreamingTransport, stdin: Bool, tty: Bool) async throws -> Int32 {
         let terminal = tty ? RawTerminal() : nil
         defer { terminal?.restore() }
-        return try await channel.executeThenClose { inbound, outbound in
-            try await withThrowingTaskGroup(of: Void.self) { group -> Int32 in
+        let input: @Sendable (RemoteCommandInput) async throws -> Void = { input in
+            try await withThrowingTaskGroup(of: Void.self) { group in
                 if tty {
-                    if let size = RawTerminal.size() { try await outbound.write(resize(size)) }
+                    if let size = RawTerminal.size() { try await input.resize(size.width, size.height) }
                     group.addTask {
                         for await _ in windowChanges() {
-                            if let size = RawTerminal.size() { try await outbound.write(resize(size)) }
+                            if let size = RawTerminal.size() { try await input.resize(size.width, size.height) }
                         }
                     }
                 }
                 if stdin {
                     group.addTask {
-                        for await chunk in DescriptorReader.chunks(0) {
-                            try await outbound.write(StreamingClient.frame(channel: 0, chunk))
-                        }
-                        try await outbound.write(StreamingClient.frame(channel: 255, [0]))
+                        for await chunk in DescriptorReader.chunks(0) { try await input.stdin(chunk) }
+                        try await input.closeStdin()
                     }
                 }
-                var code: Int32 = 0
+                try await group.waitForAll()
+            }
+        }
+        let output: @Sendable (Int32, [UInt8]) -> Void = { fd, bytes in write(fd, bytes) }
+        let status: [UInt8]
+        switch transport {
+        case .websocket:
+            status = try await overWebSocket(url: url, input: input, output: output)
+        case .spdy:
+            status = try await RemoteCommandOverSPDYClient.run(
+                url: url, stdin: stdin, tty: tty, input: input, output: output)
+        }
+        return exitCode(fromStatus: status)
+    }
+
+    /// The session over WebSocket v5: stdin on channel 0 (its end as v5's close of channel 0),
+    /// stdout and stderr from 1 and 2, sizes to 4, and the status from 3, which is returned.
+    static func overWebSocket(
+        url: String, input: @escaping @Sendable (RemoteCommandInput) async throws -> Void,
+        output: @escaping @Sendable (Int32, [UInt8]) -> Void
+    ) async throws -> [UInt8] {
+        let channel = try await StreamingClient.connect(url, subprotocol: "v5.channel.k8s.io")
+        return try await channel.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: Void.self) { group -> [UInt8] in
+                group.addTask {
+                    try await input(
+                        RemoteCommandInput(
+                            stdin: { try await outbound.write(StreamingClient.frame(channel: 0, $0)) },
+                            closeStdin: { try await outbound.write(StreamingClient.frame(channel: 255, [0])) },
+                            resize: {
+                                try await outbound.write(StreamingClient.frame(channel: 4, resizeMessage($0, $1)))
+                            }
+                        ))
+                }
+                var status: [UInt8] = []
                 receive: for try await frame in inbound {
                     switch frame.opcode {
                     case .binary:
@@ -49,9 +95,8 @@ enum RemoteCommandClient {
                         guard let channel: UInt8 = data.readInteger() else { continue }
                         let bytes = Array(data.readableBytesView)
                         switch channel {
-                        case 1: write(1, bytes)
-                        case 2: write(2, bytes)
-                        case 3: code = exitCode(fromStatus: bytes)
+                        case 1, 2: output(Int32(channel), bytes)
+                        case 3: status += bytes
                         default: break
                         }
                     case .ping:
@@ -63,13 +108,14 @@ enum RemoteCommandClient {
                     }
                 }
                 group.cancelAll()
-                return code
+                return status
             }
         }
     }
 
-    static func resize(_ size: (width: UInt16, height: UInt16)) -> WebSocketFrame {
-        StreamingClient.frame(channel: 4, Array("{\"Width\":\(size.width),\"Height\":\(size.height)}\n".utf8))
+    /// A terminal size as the resize stream carries it.
+    static func resizeMessage(_ width: UInt16, _ height: UInt16) -> [UInt8] {
+        Array("{\"Width\":\(width),\"Height\":\(height)}\n".utf8)
     }
 
     /// The exit code a metav1.Status carries: 0 for Success, the ExitCode cause of a
@@ -90,7 +136,7 @@ enum RemoteCommandClient {
         return 1
     }
 
-    private static func write(_ fd: Int32, _ bytes: [UInt8]) {
+    static func write(_ fd: Int32, _ bytes: [UInt8]) {
         var offset = 0
         while offset < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, bytes.count - offset) }

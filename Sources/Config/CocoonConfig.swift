@@ -40,7 +40,7 @@ public struct ContainerSettings: Sendable, Equatable {
 }
 
 /// `[streaming]`: where the streaming server listens (containerd's `stream_server_address` and
-/// `stream_server_port`).
+/// `stream_server_port`), its timeouts and its TLS key pair.
 public struct StreamingSettings: Sendable, Equatable {
     public var address = "127.0.0.1"
     /// 0: an ephemeral port, chosen at start.
@@ -49,6 +49,12 @@ public struct StreamingSettings: Sendable, Equatable {
     public var streamCreationTimeoutSeconds = 30
     /// Seconds a session may move no byte before it is closed (the kubelet's 4 hours).
     public var streamIdleTimeoutSeconds = 4 * 3600
+    /// Seconds a streaming URL stays valid before its client opens it (the kubelet's minute).
+    public var urlTTLSeconds = 60
+    /// PEM certificate (chain) and key: the server speaks HTTPS when both are set (containerd's
+    /// `enable_tls_streaming` with `x509_key_pair_streaming`).
+    public var tlsCertFile = ""
+    public var tlsKeyFile = ""
     public init() {}
 }
 

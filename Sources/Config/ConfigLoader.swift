@@ -58,7 +58,12 @@ public enum ConfigLoader {
             guard let t = streaming.table else { throw ConfigError("\(source): streaming must be a table") }
             let at = "\(source): streaming"
             try rejectUnknown(
-                t, allowed: ["address", "port", "stream_creation_timeout", "stream_idle_timeout"], at: at)
+                t,
+                allowed: [
+                    "address", "port", "stream_creation_timeout", "stream_idle_timeout", "tls_cert_file",
+                    "tls_key_file",
+                    "url_ttl",
+                ], at: at)
             config.streaming.address = try string(t, "address", at) ?? config.streaming.address
             if let port = try int(t, "port", at) {
                 guard (0...65535).contains(port) else { throw ConfigError("\(at): port \(port) is not 0-65535") }
@@ -71,6 +76,15 @@ public enum ConfigLoader {
             if let seconds = try int(t, "stream_idle_timeout", at) {
                 guard seconds > 0 else { throw ConfigError("\(at): stream_idle_timeout must be positive") }
                 config.streaming.streamIdleTimeoutSeconds = seconds
+            }
+            if let seconds = try int(t, "url_ttl", at) {
+                guard seconds > 0 else { throw ConfigError("\(at): url_ttl must be positive") }
+                config.streaming.urlTTLSeconds = seconds
+            }
+            config.streaming.tlsCertFile = try string(t, "tls_cert_file", at) ?? ""
+            config.streaming.tlsKeyFile = try string(t, "tls_key_file", at) ?? ""
+            guard config.streaming.tlsCertFile.isEmpty == config.streaming.tlsKeyFile.isEmpty else {
+                throw ConfigError("\(at): tls_cert_file and tls_key_file go together")
             }
         }
         config.defaultHandler =

@@ -39,6 +39,9 @@ extension ContainerManager {
             routes.portData(connection, pod: tagged.podID, data)
         case .portClosed(let connection, let error):
             routes.portClosed(connection, pod: tagged.podID, error: error)
+        case .disconnected(let reason):
+            let containers = records.values.filter { $0.sandboxID == tagged.podID }.map(\.id)
+            routes.podEnded(tagged.podID, containers: containers, reason: "lost the pod's agent: \(reason)")
         }
     }
 

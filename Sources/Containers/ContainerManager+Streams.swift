@@ -17,12 +17,14 @@ public final class ProcessStream: Sendable {
     /// Empty for an attach (the container's own process).
     let execID: String
     let timeout: Duration
+    let routes: StreamRoutes
     let finish: @Sendable () async -> Void
 
     init(
         events: AsyncStream<ProcessStreamEvent>, tty: Bool, agent: any GuestAgent, containerID: String, execID: String,
-        timeout: Duration, finish: @escaping @Sendable () async -> Void
+        timeout: Duration, routes: StreamRoutes, finish: @escaping @Sendable () async -> Void
     ) {
+        self.routes = routes
         self.events = events
         self.tty = tty
         self.agent = agent
@@ -58,7 +60,9 @@ public final class ProcessStream: Sendable {
 
     /// The client took `bytes` of output: the agent may send that much more.
     public func delivered(_ bytes: Int) {
-        if !execID.isEmpty { agent.ackOutput(container: containerID, exec: execID, bytes: bytes) }
+        guard !execID.isEmpty else { return }
+        routes.execDelivered(execID, bytes)
+        agent.ackOutput(container: containerID, exec: execID, bytes: bytes)
     }
 
     /// The session is over (the client left or the process ended): an exec still running is killed;
@@ -73,12 +77,14 @@ public final class PortConnection: Sendable {
     let agent: any GuestAgent
     let id: UInt64
     let timeout: Duration
+    let routes: StreamRoutes
     let finish: @Sendable () async -> Void
 
     init(
         events: AsyncStream<PortStreamEvent>, agent: any GuestAgent, id: UInt64, timeout: Duration,
-        finish: @escaping @Sendable () async -> Void
+        routes: StreamRoutes, finish: @escaping @Sendable () async -> Void
     ) {
+        self.routes = routes
         self.events = events
         self.agent = agent
         self.id = id
@@ -100,7 +106,10 @@ public final class PortConnection: Sendable {
         try? await agent.writePort(connection: id, [], close: true, timeout: timeout)
     }
 
-    public func delivered(_ bytes: Int) { agent.ackPort(connection: id, bytes: bytes) }
+    public func delivered(_ bytes: Int) {
+        routes.portDelivered(id, bytes)
+        agent.ackPort(connection: id, bytes: bytes)
+    }
 
     /// Drops the connection both ways.
     public func end() async { await finish() }
@@ -166,7 +175,7 @@ extension ContainerManager {
         let ended = Flag()
         return ProcessStream(
             events: events, tty: request.tty, agent: agent, containerID: containerID, execID: execID,
-            timeout: Self.streamWrite
+            timeout: Self.streamWrite, routes: routes
         ) {
             guard ended.set() else { return }
             routes.removeExec(execID)
@@ -195,7 +204,7 @@ extension ContainerManager {
         let ended = Flag()
         return ProcessStream(
             events: events, tty: stdio.tty, agent: agent, containerID: containerID, execID: "",
-            timeout: Self.streamWrite
+            timeout: Self.streamWrite, routes: routes
         ) {
             guard ended.set() else { return }
             routes.removeAttach(containerID, id: attachID)
@@ -223,7 +232,9 @@ extension ContainerManager {
         let routes = self.routes
         let agentCall = self.agentCall
         let ended = Flag()
-        return PortConnection(events: events, agent: agent, id: connection, timeout: Self.streamWrite) {
+        return PortConnection(
+            events: events, agent: agent, id: connection, timeout: Self.streamWrite, routes: routes
+        ) {
             guard ended.set() else { return }
             routes.removePort(connection)
             // try?: the pod may be gone; its connections went with it

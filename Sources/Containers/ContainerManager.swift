@@ -63,7 +63,7 @@ public actor ContainerManager {
     var logs: [String: CRILogWriter] = [:]
     var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var execs = ExecSessions()
-    let routes = StreamRoutes()
+    let routes: StreamRoutes
     /// Containers created with stdin_once whose stdin the first attach has closed.
     var stdinOnceUsed: Set<String> = []
     private let locks = KeyedLock()
@@ -81,6 +81,7 @@ public actor ContainerManager {
         self.stateRoot = stateRoot
         self.agentCall = agentCall
         self.logger = logger
+        self.routes = StreamRoutes(window: Self.execWindow, logger: logger)
     }
 
     /// Loads persisted containers and reconnects to the pods whose containers run, so their output

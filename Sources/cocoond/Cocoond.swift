@@ -77,7 +77,9 @@ struct Cocoond: AsyncParsableCommand {
             .init(
                 address: cfg.streaming.address, port: cfg.streaming.port,
                 streamCreationTimeout: .seconds(cfg.streaming.streamCreationTimeoutSeconds),
-                idleTimeout: .seconds(cfg.streaming.streamIdleTimeoutSeconds)),
+                idleTimeout: .seconds(cfg.streaming.streamIdleTimeoutSeconds),
+                urlTTL: .seconds(cfg.streaming.urlTTLSeconds),
+                tls: cfg.streaming.tlsCertFile.isEmpty ? nil : (cfg.streaming.tlsCertFile, cfg.streaming.tlsKeyFile)),
             runtime: containers)
         logger.info("streaming server listening", metadata: ["url": "\(streaming.baseURL)"])
         let server = GRPCServer(

@@ -18,15 +18,7 @@ struct ContainerLifecycleTests {
     func container(_ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String)
         -> Runtime_V1_CreateContainerRequest
     {
-        var r = Runtime_V1_CreateContainerRequest()
-        r.podSandboxID = podID
-        r.config.metadata.name = name
-        r.config.image.image = Self.busybox
-        r.config.command = command
-        r.config.logPath = name + ".log"
-        r.config.labels = ["app": name]
-        r.sandboxConfig = pod.config
-        return r
+        containerRequest(name, command, pod: pod, podID: podID, image: Self.busybox)
     }
 
     /// Polls for up to 90 s: under emulation, with other suites booting VMs beside, a container can be slow.
@@ -57,23 +49,14 @@ struct ContainerLifecycleTests {
             try await daemon.withRuntime { rt in
                 var pod = podConfig("ctr-\(UInt32.random(in: 0...UInt32.max))")
                 pod.config.hostname = "cocoon-pod"
-                let logDir = pod.config.logDirectory
-                try? FileManager.default.removeItem(atPath: logDir)  // left by an earlier run, if any
-                try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: logDir) }  // test scratch space
-                let podID = try await rt.runPodSandbox(pod).podSandboxID
-                try await body(rt, pod, podID, logDir)
-                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
-                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+                try await withTestPod(rt, pod) { podID in try await body(rt, pod, podID, pod.config.logDirectory) }
             }
         }
     }
 
     /// Creates and starts a container; returns its id.
     func run(_ rt: Runtime, _ request: Runtime_V1_CreateContainerRequest) async throws -> String {
-        let id = try await rt.createContainer(request).containerID
-        try await rt.startContainer(.with { $0.containerID = id })
-        return id
+        try await runContainer(rt, request)
     }
 
     @Test func execSyncRunsInTheContainerWithItsEnvMountsAndHostname() async throws {

@@ -218,3 +218,44 @@ func vmPid(_ status: Runtime_V1_PodSandboxStatusResponse) throws -> Int32 {
     else { throw HarnessError("no VM pid in verbose info: \(status.info)") }
     return Int32(pid)
 }
+
+/// A busybox container request as the kubelet sends it: name, command, log path NAME.log, the
+/// label app=NAME, and the pod's config.
+func containerRequest(
+    _ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String,
+    image: String = "127.0.0.1:5000/busybox:latest"
+) -> Runtime_V1_CreateContainerRequest {
+    var r = Runtime_V1_CreateContainerRequest()
+    r.podSandboxID = podID
+    r.config.metadata.name = name
+    r.config.image.image = image
+    r.config.command = command
+    r.config.logPath = name + ".log"
+    r.config.labels = ["app": name]
+    r.sandboxConfig = pod.config
+    return r
+}
+
+/// Creates and starts a container; its id.
+func runContainer(
+    _ rt: Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, _ request: Runtime_V1_CreateContainerRequest
+) async throws -> String {
+    let id = try await rt.createContainer(request).containerID
+    try await rt.startContainer(.with { $0.containerID = id })
+    return id
+}
+
+/// Runs a pod (with a fresh log directory) for `body`, then stops and removes it.
+func withTestPod(
+    _ rt: Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, _ pod: Runtime_V1_RunPodSandboxRequest,
+    _ body: (String) async throws -> Void
+) async throws {
+    let logDir = pod.config.logDirectory
+    try? FileManager.default.removeItem(atPath: logDir)  // left by an earlier run, if any
+    try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: logDir) }  // test scratch space
+    let podID = try await rt.runPodSandbox(pod).podSandboxID
+    try await body(podID)
+    try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+    try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+}

@@ -193,3 +193,31 @@ func randomBytes(_ count: Int) throws -> Data {
     defer { try? handle.close() }  // read-only handle
     return try handle.read(upToCount: count) ?? Data()
 }
+
+/// The server's (unmasked) WebSocket binary frames in a raw reply, after its HTTP head: channel
+/// byte and data of each.
+enum WebSocketFrames {
+    static func parse(_ reply: [UInt8]) -> [(channel: UInt8, data: [UInt8])] {
+        guard let head = reply.firstRange(of: Array("\r\n\r\n".utf8)) else { return [] }
+        var i = head.upperBound
+        var frames: [(channel: UInt8, data: [UInt8])] = []
+        while i + 2 <= reply.count {
+            let opcode = reply[i] & 0x0f
+            var length = Int(reply[i + 1] & 0x7f)
+            i += 2
+            if length == 126 {
+                guard i + 2 <= reply.count else { break }
+                length = Int(reply[i]) << 8 | Int(reply[i + 1])
+                i += 2
+            } else if length == 127 {
+                guard i + 8 <= reply.count else { break }
+                length = reply[i..<i + 8].reduce(0) { $0 << 8 | Int($1) }
+                i += 8
+            }
+            guard i + length <= reply.count else { break }
+            if opcode == 2, length > 0 { frames.append((reply[i], Array(reply[i + 1..<i + length]))) }
+            i += length
+        }
+        return frames
+    }
+}

@@ -18,20 +18,22 @@ struct StreamingTests {
     func container(_ name: String, _ command: [String], pod: Runtime_V1_RunPodSandboxRequest, podID: String)
         -> Runtime_V1_CreateContainerRequest
     {
-        var r = Runtime_V1_CreateContainerRequest()
-        r.podSandboxID = podID
-        r.config.metadata.name = name
-        r.config.image.image = Self.busybox
-        r.config.command = command
-        r.config.logPath = name + ".log"
-        r.sandboxConfig = pod.config
-        return r
+        containerRequest(name, command, pod: pod, podID: podID, image: Self.busybox)
     }
 
     func run(_ rt: Runtime, _ request: Runtime_V1_CreateContainerRequest) async throws -> String {
-        let id = try await rt.createContainer(request).containerID
-        try await rt.startContainer(.with { $0.containerID = id })
-        return id
+        try await runContainer(rt, request)
+    }
+
+    /// The URL of a streaming exec with stdout only.
+    func execURL(_ rt: Runtime, _ id: String, _ cmd: [String]) async throws -> String {
+        try await rt.exec(
+            .with {
+                $0.containerID = id
+                $0.cmd = cmd
+                $0.stdout = true
+            }
+        ).url
     }
 
     func execSync(_ rt: Runtime, _ id: String, _ cmd: [String]) async throws -> String {
@@ -52,18 +54,14 @@ struct StreamingTests {
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
                 let pod = podConfig("stream-\(UInt32.random(in: 0...UInt32.max))")
-                try FileManager.default.createDirectory(
-                    atPath: pod.config.logDirectory, withIntermediateDirectories: true)
-                defer { try? FileManager.default.removeItem(atPath: pod.config.logDirectory) }  // test scratch
-                let podID = try await rt.runPodSandbox(pod).podSandboxID
-                let id = try await run(rt, container("main", ["sleep", "100000"], pod: pod, podID: podID))
-                let crictl = Crictl.path.map { Crictl(binary: $0, socket: daemon.socket) }
-                if crictl == nil {
-                    print("StreamingTests: crictl not found (../shared/tools/crictl or $CRICTL); skipping its part")
+                try await withTestPod(rt, pod) { podID in
+                    let id = try await run(rt, container("main", ["sleep", "100000"], pod: pod, podID: podID))
+                    let crictl = Crictl.path.map { Crictl(binary: $0, socket: daemon.socket) }
+                    if crictl == nil {
+                        print("StreamingTests: crictl not found (../shared/tools/crictl or $CRICTL); skipping its part")
+                    }
+                    try await body(daemon, rt, pod, podID, id, crictl)
                 }
-                try await body(daemon, rt, pod, podID, id, crictl)
-                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
-                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
         }
     }
@@ -107,32 +105,33 @@ struct StreamingTests {
                     })
             }
             #expect(stopped?.code == .failedPrecondition)
-            let url = try await rt.exec(
-                .with {
-                    $0.containerID = id
-                    $0.cmd = ["true"]
-                    $0.stdout = true
-                }
-            ).url
+            let url = try await execURL(rt, id, ["true"])
             #expect(url.hasPrefix("http://127.0.0.1:") && url.contains("/exec/"))
 
             let input = NSTemporaryDirectory() + "cocoon-stdin-\(UUID().uuidString.prefix(8))"
             FileManager.default.createFile(atPath: input, contents: try randomBytes(10 << 20))
             defer { try? FileManager.default.removeItem(atPath: input) }  // test scratch
-            // cocoonctl's own client (WebSocket v5): the same cases.
+            // cocoonctl's own clients (SPDY v4 by default, WebSocket v5): the same cases.
             let ctl = CocoonCtl(socket: daemon.socket)
-            let ownSplit = try await runCommand(ctl.argv("exec", [id, "sh", "-c", "echo out; echo err >&2; exit 7"]))
-            #expect(ownSplit.out == "out\n" && ownSplit.stderr == "err\n" && ownSplit.code == 7, "\(ownSplit)")
-            let ownEcho = try await runCommand(ctl.argv("exec", ["-i", id, "cat"]), stdinFile: input)
-            #expect(ownEcho.code == 0 && ownEcho.stdout == FileManager.default.contents(atPath: input))
-            let ownTTY = try await runCommand([
-                "/usr/bin/script", "-qec",
-                "stty cols 99 rows 33; "
-                    + ctl.argv("exec", ["-it", id, "sh", "-c", "tty; stty size"]).map(shellQuote)
-                    .joined(separator: " "),
-                "/dev/null",
-            ])
-            #expect(ownTTY.out.contains("/dev/pts/") && ownTTY.out.contains("33 99"), "\(ownTTY.out)")
+            for transport in ["spdy", "websocket"] {
+                let via = ["--transport", transport]
+                let ownSplit = try await runCommand(
+                    ctl.argv("exec", via + [id, "sh", "-c", "echo out; echo err >&2; exit 7"]))
+                #expect(
+                    ownSplit.out == "out\n" && ownSplit.stderr == "err\n" && ownSplit.code == 7,
+                    "\(transport): \(ownSplit)")
+                let ownEcho = try await runCommand(ctl.argv("exec", via + ["-i", id, "cat"]), stdinFile: input)
+                #expect(ownEcho.code == 0, "\(transport): \(ownEcho.stderr)")
+                #expect(ownEcho.stdout == FileManager.default.contents(atPath: input), "\(transport): 10 MiB differ")
+                let ownTTY = try await runCommand([
+                    "/usr/bin/script", "-qec",
+                    "stty cols 99 rows 33; "
+                        + ctl.argv("exec", via + ["-it", id, "sh", "-c", "tty; stty size"]).map(shellQuote)
+                        .joined(separator: " "),
+                    "/dev/null",
+                ])
+                #expect(ownTTY.out.contains("/dev/pts/") && ownTTY.out.contains("33 99"), "\(transport): \(ownTTY.out)")
+            }
 
             if let crictl {
                 for transport in ["spdy", "websocket"] {
@@ -297,7 +296,7 @@ struct StreamingTests {
     }
 
     @Test func urlsAreSingleUseAndHostileClientsAreCutOff() async throws {
-        try await withPod { daemon, rt, _, _, id, crictl in
+        try await withPod(extraConfig: "[streaming]\nurl_ttl = 5\n") { daemon, rt, _, _, id, crictl in
             func url(tty: Bool = false) async throws -> (port: UInt16, path: String) {
                 let url = try await rt.exec(
                     .with {
@@ -324,6 +323,29 @@ struct StreamingTests {
                     port: first.port, send: Array("\u{1}\u{2} nonsense\r\n\r\n".utf8), halfClose: false),
                 as: UTF8.self)
             #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
+            // A URL nobody opened within its time (url_ttl, 5 s here; the kubelet's minute by default): 404.
+            let late = try await url()
+            try await Task.sleep(for: .seconds(6))
+            let lateRequest = Array("GET \(late.path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+            let expired = String(
+                decoding: try await TCP.exchange(port: late.port, send: lateRequest, halfClose: false), as: UTF8.self)
+            #expect(expired.hasPrefix("HTTP/1.1 404"), "\(expired)")
+
+            // WebSocket v4 (channel.k8s.io's v4, no close channel): output on 1, the Status on 3.
+            let v4 = try await execURL(rt, id, ["sh", "-c", "echo out-v4; exit 3"])
+            let v4URL = try #require(URL(string: v4))
+            let v4Upgrade =
+                "GET \(v4URL.path) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"
+            let v4Reply = try await TCP.exchange(
+                port: UInt16(v4URL.port ?? 0), send: Array(v4Upgrade.utf8), halfClose: false)
+            let v4Head = String(decoding: v4Reply, as: UTF8.self)
+            #expect(v4Head.contains("Sec-WebSocket-Protocol: v4.channel.k8s.io"), "\(v4Head)")
+            let v4Frames = WebSocketFrames.parse(v4Reply)
+            #expect(v4Frames.filter { $0.channel == 1 }.flatMap(\.data) == Array("out-v4\n".utf8), "\(v4Frames)")
+            let v4Status = String(decoding: v4Frames.filter { $0.channel == 3 }.flatMap(\.data), as: UTF8.self)
+            #expect(v4Status.contains("NonZeroExitCode") && v4Status.contains("\"message\":\"3\""), "\(v4Status)")
 
             // A SPDY frame claiming 16 MiB (the format's largest): the session ends, the daemon lives.
             let spdy = try await url()
@@ -373,8 +395,42 @@ struct StreamingTests {
         }
     }
 
-    @Test func anIdleSessionIsClosedAndItsExecKilled() async throws {
-        try await withPod(extraConfig: "[streaming]\nstream_idle_timeout = 3\n") { daemon, rt, _, _, id, _ in
+    /// TLS (containerd's tls_cert_file/tls_key_file): the URLs are https and every client (crictl's
+    /// SPDY and WebSocket, cocoonctl's) runs its session over it; and a session that moves nothing
+    /// for stream_idle_timeout is closed, its exec killed.
+    @Test func sessionsOverTLSAndAnIdleSessionIsClosedAndItsExecKilled() async throws {
+        let keys = NSTemporaryDirectory() + "cocoon-tls-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: keys) }  // test scratch
+        let openssl = try await runCommand([
+            "/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", keys + "/key.pem", "-out", keys + "/cert.pem",
+        ])
+        try #require(openssl.code == 0, "openssl: \(openssl.stderr)")
+        let config =
+            "[streaming]\nstream_idle_timeout = 3\ntls_cert_file = \"\(keys)/cert.pem\"\n"
+            + "tls_key_file = \"\(keys)/key.pem\"\n"
+        try await withPod(extraConfig: config) { daemon, rt, _, _, id, crictl in
+            let url = try await execURL(rt, id, ["true"])
+            #expect(url.hasPrefix("https://127.0.0.1:"), "\(url)")
+            // Plain HTTP to the TLS port is no session.
+            let parsed = try #require(URL(string: url))
+            let plain = try await TCP.exchange(
+                port: UInt16(parsed.port ?? 0), send: Array("GET \(parsed.path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8),
+                halfClose: false)
+            #expect(!String(decoding: plain, as: UTF8.self).hasPrefix("HTTP/1.1 101"))
+            let ctl = CocoonCtl(socket: daemon.socket)
+            for transport in ["spdy", "websocket"] {
+                let own = try await runCommand(
+                    ctl.argv(
+                        "exec", ["--transport", transport, id, "sh", "-c", "echo tls-out; echo tls-err >&2; exit 4"]))
+                #expect(own.out == "tls-out\n" && own.stderr == "tls-err\n" && own.code == 4, "\(transport): \(own)")
+                if let crictl {
+                    let theirs = try await runCommand(
+                        crictl.prefix + ["exec", "-r", transport, id, "echo", "tls-crictl"])
+                    #expect(theirs.out == "tls-crictl\n", "crictl \(transport): \(theirs.stderr)")
+                }
+            }
             let fifo = NSTemporaryDirectory() + "cocoon-idle-\(UUID().uuidString.prefix(8))"
             mkfifo(fifo, 0o600)
             defer { unlink(fifo) }  // test scratch

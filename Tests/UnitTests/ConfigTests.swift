@@ -34,6 +34,13 @@ import Testing
         #expect(set.address == "0.0.0.0" && set.port == 10010 && set.streamIdleTimeoutSeconds == 60)
         #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + "[streaming]\nport = 70000\n") }
         #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + "[streaming]\nidle = 5\n") }
+        #expect(defaults.urlTTLSeconds == 60 && defaults.tlsCertFile.isEmpty)
+        let tls = try ConfigLoader.parse(
+            base + "[streaming]\nurl_ttl = 5\ntls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\n"
+        ).streaming
+        #expect(tls.urlTTLSeconds == 5 && tls.tlsCertFile == "/c.pem" && tls.tlsKeyFile == "/k.pem")
+        // A certificate without its key (or the other way round) is a mistake, not plain HTTP.
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + "[streaming]\ntls_cert_file = \"/c\"\n") }
     }
 
     @Test func missingRequiredFileIsAnError() {

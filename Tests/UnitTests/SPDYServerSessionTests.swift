@@ -83,4 +83,70 @@ import Testing
         // Stream ids going backwards break the session.
         #expect(throws: SPDYProtocolError.self) { _ = try server.receive(try client.open(3, "stdin")) }
     }
+
+    /// moby/spdystream never sends windows: nothing is held back, however much goes.
+    @Test func withoutTheClientsWindowsNothingIsHeld() throws {
+        let server = try SPDYServerSession()
+        let client = try Client()
+        _ = try server.receive(try client.open(1, "stdout"))
+        _ = try server.accept(1)
+        _ = try server.send(1, [UInt8](repeating: 1, count: 200_000))
+        #expect(!server.flowControlled && server.window(1) == Int.max)
+    }
+
+    /// A SPDY/3.1 client (SETTINGS INITIAL_WINDOW_SIZE, then WINDOW_UPDATEs): the server sends no more
+    /// than the stream's and the session's windows, and opens the client's as it takes its data.
+    @Test func aFlowControllingClientsWindowsAreHonoured() throws {
+        let server = try SPDYServerSession()
+        let client = try Client()
+        let settings = try client.encoder.encode(
+            .settings(clearPrevious: false, entries: [SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: 1000)]))
+        let (events, _) = try server.receive(settings + client.open(1, "stdout") + client.open(3, "stdin"))
+        #expect(events.contains(.windowOpened(id: 0)) && server.flowControlled)
+        _ = try server.accept(1)
+        _ = try server.accept(3)
+        #expect(server.window(1) == 1000)
+        _ = try server.send(1, [UInt8](repeating: 1, count: 1000))
+        #expect(server.window(1) == 0)
+        // The stream's window opens by 500; the session's (64 KiB less 1000) is larger.
+        let update = try client.encoder.encode(.windowUpdate(streamID: 1, delta: 500))
+        #expect(try server.receive(update).events == [.windowOpened(id: 1)])
+        #expect(server.window(1) == 500)
+        // A window update for a stream that does not exist changes nothing.
+        #expect(try server.receive(try client.encoder.encode(.windowUpdate(streamID: 9, delta: 5))).events.isEmpty)
+        // Data from the client reopens its windows (stream and session) once it has been used.
+        let stdin = try client.encoder.encode(.data(streamID: 3, flags: [], payload: [UInt8](repeating: 2, count: 300)))
+        let (got, reply) = try server.receive(stdin)
+        #expect(got == [.data(id: 3, [UInt8](repeating: 2, count: 300))] && reply.isEmpty)
+        #expect(
+            try client.read(server.consumed(3, 300)) == [
+                .windowUpdate(streamID: 3, delta: 300), .windowUpdate(streamID: 0, delta: 300),
+            ])
+        // The session window bounds every stream together.
+        _ = try server.send(1, [UInt8](repeating: 1, count: 500))
+        let bigStream = try client.encoder.encode(.windowUpdate(streamID: 1, delta: 1 << 20))
+        _ = try server.receive(bigStream)
+        #expect(server.window(1) == SPDYServerSession.defaultWindow - 1500)
+    }
+
+    /// A client that claims flow control but sends past the window we gave it ends the session:
+    /// what waits for the process is bounded by that window.
+    @Test func aClientOverrunningItsWindowEndsTheSession() throws {
+        let server = try SPDYServerSession()
+        let client = try Client()
+        let settings = try client.encoder.encode(
+            .settings(clearPrevious: false, entries: [SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: 1 << 20)])
+        )
+        let (_, reply) = try server.receive(settings + client.open(1, "stdin"))
+        // Our own SETTINGS tells the client it must keep to our 64 KiB windows.
+        #expect(
+            try client.read(reply) == [
+                .settings(
+                    clearPrevious: false, entries: [SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: 65536)])
+            ])
+        let chunk = try client.encoder.encode(
+            .data(streamID: 1, flags: [], payload: [UInt8](repeating: 0, count: 40_000)))
+        _ = try server.receive(chunk)
+        #expect(throws: SPDYProtocolError.self) { _ = try server.receive(chunk) }
+    }
 }

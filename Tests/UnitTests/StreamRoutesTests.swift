@@ -14,7 +14,7 @@ import Testing
     }
 
     @Test func execOutputGoesToItsSessionAndAnotherPodsIsDropped() async {
-        let routes = StreamRoutes()
+        let routes = StreamRoutes(window: 256 << 10)
         let events = routes.addExec("e1", pod: "pod-a", container: "c1")
         #expect(routes.execOutput("e1", pod: "pod-a", container: "c1", stream: .stdout, Array("ok".utf8)))
         // pod-b's agent claims the exec: consumed (not an ExecSync's) but not delivered.
@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func attachSessionsShareOutputAndEndWithTheContainer() async {
-        let routes = StreamRoutes()
+        let routes = StreamRoutes(window: 256 << 10)
         let first = routes.addAttach("c1")
         let second = routes.addAttach("c1")
         routes.attachOutput("c1", stream: .stdout, [1, 2])
@@ -39,7 +39,7 @@ import Testing
     }
 
     @Test func portDataOnlyFromTheConnectionsPod() async {
-        let routes = StreamRoutes()
+        let routes = StreamRoutes(window: 256 << 10)
         let events = routes.addPort(9, pod: "pod-a")
         routes.portData(9, pod: "pod-b", Array("forged".utf8))
         routes.portData(9, pod: "pod-a", Array("data".utf8))
@@ -52,9 +52,76 @@ import Testing
     }
 
     @Test func execsOfAnEndedContainerEnd() async {
-        let routes = StreamRoutes()
+        let routes = StreamRoutes(window: 256 << 10)
         let events = routes.addExec("e1", pod: "pod-a", container: "c1")
         routes.containerEnded("c1", code: 0)
         #expect(await collect(events) == [.exit(137)])
+    }
+
+    /// A hostile guest ignores its window and floods while the client reads nothing: the route is
+    /// cut once it holds more than the window plus one read, so the daemon never buffers more.
+    @Test func aGuestOverrunningItsWindowHasItsExecCut() async {
+        let routes = StreamRoutes(window: 256 << 10)
+        let events = routes.addExec("e1", pod: "pod-a", container: "c1")
+        let chunk = [UInt8](repeating: 7, count: 64 << 10)
+        for _ in 0..<5 { #expect(routes.execOutput("e1", pod: "pod-a", container: "c1", stream: .stdout, chunk)) }
+        // The sixth chunk goes over 256 KiB + 64 KiB: cut; what follows is no streaming exec's any more.
+        #expect(routes.execOutput("e1", pod: "pod-a", container: "c1", stream: .stdout, chunk))
+        #expect(!routes.execOutput("e1", pod: "pod-a", container: "c1", stream: .stdout, chunk))
+        let received = await collect(events)
+        #expect(received.count == 6)
+        guard case .failed(let message)? = received.last else {
+            Issue.record("expected the stream to be cut, got \(String(describing: received.last))")
+            return
+        }
+        #expect(message.contains("window"))
+    }
+
+    /// The same volume is fine when the client takes it as it comes (the host acknowledges).
+    @Test func acknowledgedOutputIsNeverCut() async {
+        let routes = StreamRoutes(window: 256 << 10)
+        let events = routes.addExec("e1", pod: "pod-a", container: "c1")
+        let chunk = [UInt8](repeating: 7, count: 64 << 10)
+        for _ in 0..<64 {
+            #expect(routes.execOutput("e1", pod: "pod-a", container: "c1", stream: .stdout, chunk))
+            routes.execDelivered("e1", chunk.count)
+        }
+        #expect(routes.execExited("e1", pod: "pod-a", container: "c1", code: 0))
+        let received = await collect(events)
+        #expect(received.count == 65)
+        #expect(received.last == .exit(0))
+    }
+
+    @Test func aGuestOverrunningAPortWindowHasTheConnectionClosed() async {
+        let routes = StreamRoutes(window: 1000, chunk: 100)
+        let events = routes.addPort(9, pod: "pod-a")
+        #expect(routes.portData(9, pod: "pod-a", [UInt8](repeating: 1, count: 600)))
+        routes.portDelivered(9, 600)
+        #expect(routes.portData(9, pod: "pod-a", [UInt8](repeating: 1, count: 1000)))
+        #expect(!routes.portData(9, pod: "pod-a", [UInt8](repeating: 1, count: 200)))
+        routes.portData(9, pod: "pod-a", [1])  // after the cut: nobody's
+        let received = await collect(events)
+        #expect(received.count == 3)
+        guard case .closed(let error)? = received.last else {
+            Issue.record("expected the connection to close")
+            return
+        }
+        #expect(error.contains("window"))
+    }
+
+    /// A pod whose agent went away ends all its streams, and only its own.
+    @Test func aPodsEndClosesItsStreamsOnly() async {
+        let routes = StreamRoutes(window: 256 << 10)
+        let exec = routes.addExec("e1", pod: "pod-a", container: "c1")
+        let attach = routes.addAttach("c1")
+        let port = routes.addPort(9, pod: "pod-a")
+        let otherPort = routes.addPort(10, pod: "pod-b")
+        routes.podEnded("pod-a", containers: ["c1"], reason: "lost the pod's agent")
+        #expect(await collect(exec) == [.failed("lost the pod's agent")])
+        #expect(await collect(attach.events) == [.failed("lost the pod's agent")])
+        #expect(await collect(port) == [.closed(error: "lost the pod's agent")])
+        routes.portData(10, pod: "pod-b", [1])
+        routes.portClosed(10, pod: "pod-b", error: "")
+        #expect(await collect(otherPort) == [.data([1]), .closed(error: "")])
     }
 }

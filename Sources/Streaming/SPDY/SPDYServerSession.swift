@@ -5,7 +5,14 @@
 ///
 /// Each stream: SYN_STREAM (client) → `accept` (our SYN_REPLY, required before any data of ours) →
 /// data both ways → each side's FIN half-closes it; RST_STREAM from either side ends it at once.
-/// Flow control is not enforced (moby/spdystream neither sends nor honours WINDOW_UPDATE).
+///
+/// Flow control (SPDY/3.1 stream and session windows) is on once the client declares it runs it, by a
+/// SETTINGS INITIAL_WINDOW_SIZE, which we answer with our own SETTINGS (before any SYN_REPLY, so the
+/// client knows before it sends data): from then on `window` says how much may be sent, the client
+/// may send no more than the windows we gave it (64 KiB a stream and for the session, reopened by
+/// `consumed` as its data is used), and a client that overruns them ends the session.
+/// moby/spdystream (client-go, crictl, the kubelet) neither sends nor honours windows, so with it
+/// windows are only counted, as the kubelet's own server does; TCP's backpressure bounds such a client.
 public final class SPDYServerSession {
     /// What the client did.
     public enum Event: Sendable, Equatable {
@@ -17,6 +24,8 @@ public final class SPDYServerSession {
         case streamReset(id: UInt32)
         /// GOAWAY: the client opens no more streams; the session ends.
         case sessionEnded
+        /// The client opened our send window (of stream `id`, or of the whole session for 0).
+        case windowOpened(id: UInt32)
     }
 
     /// A misuse of the session by our own code (not the client's fault).
@@ -28,7 +37,18 @@ public final class SPDYServerSession {
         var accepted = false
         var remoteOpen = true
         var localOpen = true
+        var sendWindow: Int
+        var receiveWindow = SPDYServerSession.defaultWindow
     }
+
+    /// SPDY/3.1's window for a new stream and for the session, until SETTINGS says otherwise.
+    public static let defaultWindow = 64 << 10
+    /// True once the client has shown it runs SPDY/3.1 flow control.
+    public private(set) var flowControlled = false
+    private var initialWindow = SPDYServerSession.defaultWindow
+    private var sessionWindow = SPDYServerSession.defaultWindow
+    /// What the client may still send us, once flow-controlled.
+    private var sessionReceiveWindow = SPDYServerSession.defaultWindow
 
     /// DATA frames we send are cut to this size, so one stream never holds the connection for long.
     public static let sendChunk = 32 << 10
@@ -71,7 +91,16 @@ public final class SPDYServerSession {
                     reply += try encoder.encode(.rstStream(streamID: id, status: status))
                     continue
                 }
-                if !payload.isEmpty { events.append(.data(id: id, payload)) }
+                if !payload.isEmpty {
+                    if flowControlled {
+                        streams[id]?.receiveWindow = state.receiveWindow - payload.count
+                        sessionReceiveWindow -= payload.count
+                        guard state.receiveWindow - payload.count >= 0, sessionReceiveWindow >= 0 else {
+                            throw .malformed("stream \(id) sent more than its flow-control window")
+                        }
+                    }
+                    events.append(.data(id: id, payload))
+                }
                 if flags.contains(.fin) { events += remoteFin(id) }
             case .headers(let id, let flags, _):
                 if flags.contains(.fin), streams[id]?.remoteOpen == true { events += remoteFin(id) }
@@ -83,8 +112,30 @@ public final class SPDYServerSession {
             case .goAway:
                 ended = true
                 events.append(.sessionEnded)
-            case .synReply, .settings, .windowUpdate:
-                break  // a client never replies to us; settings and windows are not enforced
+            case .windowUpdate(let id, let delta):
+                let delta = Int(delta & 0x7fff_ffff)
+                if id == 0 {
+                    sessionWindow = min(sessionWindow + delta, Int(Int32.max))
+                } else if let window = streams[id]?.sendWindow {
+                    streams[id]?.sendWindow = min(window + delta, Int(Int32.max))
+                } else {
+                    continue
+                }
+                events.append(.windowOpened(id: id))
+            case .settings(_, let entries):
+                guard let entry = entries.last(where: { $0.id == SPDYSetting.initialWindowSizeID }) else { continue }
+                if !flowControlled {
+                    let ours = SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: UInt32(Self.defaultWindow))
+                    reply += try encoder.encode(.settings(clearPrevious: false, entries: [ours]))
+                }
+                flowControlled = true
+                let size = Int(min(entry.value, UInt32(Int32.max)))
+                let change = size - initialWindow
+                initialWindow = size
+                for id in streams.keys { streams[id]?.sendWindow += change }
+                events.append(.windowOpened(id: 0))
+            case .synReply:
+                break  // a client never replies to us
             }
         }
         return (events, reply)
@@ -100,7 +151,26 @@ public final class SPDYServerSession {
         return try frame(.synReply(streamID: id, flags: [], headers: SPDYHeaders()))
     }
 
-    /// DATA frames carrying `data` on an accepted stream, the last with FIN when `fin`.
+    /// We used `count` bytes the client sent on stream `id`: the WINDOW_UPDATEs that let it send as
+    /// much again (nothing without flow control).
+    public func consumed(_ id: UInt32, _ count: Int) -> [UInt8] {
+        guard flowControlled, count > 0 else { return [] }
+        sessionReceiveWindow += count
+        streams[id]?.receiveWindow += count
+        let delta = UInt32(clamping: count)
+        // try?: fixed-size frames, cannot fail
+        return ((try? frame(.windowUpdate(streamID: id, delta: delta))) ?? [])
+            + ((try? frame(.windowUpdate(streamID: 0, delta: delta))) ?? [])
+    }
+
+    /// How many bytes may go on stream `id` now: unbounded without flow control.
+    public func window(_ id: UInt32) -> Int {
+        guard flowControlled else { return Int.max }
+        return max(0, min(streams[id]?.sendWindow ?? 0, sessionWindow))
+    }
+
+    /// DATA frames carrying `data` on an accepted stream, the last with FIN when `fin`. Under flow
+    /// control the caller sends no more than `window(id)`.
     public func send(_ id: UInt32, _ data: [UInt8], fin: Bool = false) throws(UsageError) -> [UInt8] {
         guard var state = streams[id], state.accepted, state.localOpen else {
             throw UsageError(description: "stream \(id) is not open for sending")
@@ -113,10 +183,10 @@ public final class SPDYServerSession {
             out += try frame(.data(streamID: id, flags: last && fin ? .fin : [], payload: Array(data[offset..<end])))
             offset = end
         } while offset < data.count
-        if fin {
-            state.localOpen = false
-            streams[id] = state.remoteOpen ? state : nil
-        }
+        state.sendWindow -= data.count
+        sessionWindow -= data.count
+        if fin { state.localOpen = false }
+        streams[id] = state.localOpen || state.remoteOpen ? state : nil
         return out
     }
 
@@ -150,7 +220,7 @@ public final class SPDYServerSession {
         lastClientStream = id
         guard !ended else { return .refusedStream }
         guard streams.count < maxStreams else { return .refusedStream }
-        streams[id] = StreamState()
+        streams[id] = StreamState(sendWindow: initialWindow)
         return nil
     }
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import NIOWebSocket
 
 /// The CRI streaming server: the HTTP endpoint whose URLs Exec, Attach and PortForward return. It
@@ -20,10 +21,17 @@ public final class StreamingServer: Sendable {
         public var idleTimeout: Duration
         /// The largest frame a client may send.
         public var maxFrame: Int
+        /// How long a URL from Exec, Attach or PortForward stays valid (the kubelet's minute).
+        public var urlTTL: Duration
+        /// PEM files of the server's certificate (chain) and key: the server speaks HTTPS when set.
+        public var tls: (certificate: String, key: String)?
         public init(
             address: String = "127.0.0.1", port: Int = 0, streamCreationTimeout: Duration = .seconds(30),
-            idleTimeout: Duration = .seconds(4 * 3600), maxFrame: Int = 1 << 20
+            idleTimeout: Duration = .seconds(4 * 3600), maxFrame: Int = 1 << 20,
+            urlTTL: Duration = .seconds(60), tls: (certificate: String, key: String)? = nil
         ) {
+            self.urlTTL = urlTTL
+            self.tls = tls
             self.address = address
             self.port = port
             self.streamCreationTimeout = streamCreationTimeout
@@ -57,8 +65,9 @@ public final class StreamingServer: Sendable {
     public static func bind(
         _ options: Options, runtime: any StreamingRuntime, logger: Logger = Logger(label: "cocoon.streaming")
     ) async throws(CocoonError) -> StreamingServer {
-        let tokens = StreamingTokens<StreamingRequest>()
+        let tokens = StreamingTokens<StreamingRequest>(ttl: options.urlTTL)
         let maxFrame = options.maxFrame
+        let tls = try options.tls.map { files throws(CocoonError) in try tlsContext(files) }
         let listener: NIOAsyncChannel<EventLoopFuture<UpgradedConnection>, Never>
         do {
             listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -69,6 +78,7 @@ public final class StreamingServer: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: UpgradedConnection.self)
                         let sync = channel.pipeline.syncOperations
+                        if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
                         try sync.addHandler(HTTPResponseEncoder())
                         try sync.addHandler(
                             ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
@@ -83,7 +93,24 @@ public final class StreamingServer: Sendable {
         let host = options.address.contains(":") ? "[\(options.address)]" : options.address
         return StreamingServer(
             listener: listener, tokens: tokens, runtime: runtime, options: options, logger: logger,
-            baseURL: "http://\(host):\(port)")
+            baseURL: "\(tls == nil ? "http" : "https")://\(host):\(port)")
+    }
+
+    private static func tlsContext(_ files: (certificate: String, key: String)) throws(CocoonError) -> NIOSSLContext {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(files.certificate).map {
+                NIOSSLCertificateSource.certificate($0)
+            }
+            guard !chain.isEmpty else { throw CocoonError.invalidArgument("no certificate in \(files.certificate)") }
+            let key = try NIOSSLPrivateKey(file: files.key, format: .pem)
+            return try NIOSSLContext(
+                configuration: .makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key)))
+        } catch let error as CocoonError {
+            throw error
+        } catch {
+            throw .invalidArgument(
+                "streaming TLS: cannot use certificate \(files.certificate) with key \(files.key): \(error)")
+        }
     }
 
     /// The URL for a checked request: single use, valid for a minute.

@@ -82,14 +82,15 @@ struct PortForwardOverSPDY {
                     }
                     pairs[key] = pair
                 case .data(let id, let bytes):
-                    guard let key = byStream[id], let pair = pairs[key], id == pair.data, let c = pair.connection else {
-                        continue
+                    if let key = byStream[id], let pair = pairs[key], id == pair.data, let c = pair.connection {
+                        do {
+                            try await c.write(bytes)
+                        } catch {
+                            await c.end()
+                        }
                     }
-                    do {
-                        try await c.write(bytes)
-                    } catch {
-                        await c.end()
-                    }
+                    // A flow-controlled client may send as much again once the pod has taken it.
+                    await connection.consumed(id, bytes.count)
                 case .remoteClosed(let id):
                     guard let key = byStream[id], let pair = pairs[key], id == pair.data else { continue }
                     await pair.connection?.closeWrite()
@@ -97,6 +98,8 @@ struct PortForwardOverSPDY {
                     guard let key = byStream[id], let pair = pairs[key] else { continue }
                     await pair.connection?.end()
                     pairs[key] = nil
+                case .windowOpened:
+                    break  // SPDYConnection's
                 case .sessionEnded:
                     return
                 }

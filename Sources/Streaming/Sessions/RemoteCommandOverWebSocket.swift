@@ -36,7 +36,14 @@ struct RemoteCommandOverWebSocket {
                     let first =
                         wanted.stdout ? WebSocketChannels.stdout : (wanted.stderr ? WebSocketChannels.stderr : 3)
                     send(.data(channel: first, []), writer)
-                    group.addTask { await pumpOutput(process, writer: writer) }
+                    let connection = channel.channel
+                    group.addTask {
+                        await pumpOutput(process, writer: writer)
+                        // Our close frame is out: a client that never answers it is not waited for long.
+                        try? await Task.sleep(for: .seconds(2))
+                        // try?: the connection may be closed already
+                        try? await connection.close()
+                    }
                     try await readLoop(inbound, process: process, writer: writer)
                 } catch let error as CocoonError {
                     send(
@@ -132,6 +139,8 @@ struct RemoteCommandOverWebSocket {
                 send(.data(channel: channel, data), writer) { process.delivered(data.count) }
             case .exit(let code):
                 if code != 0, case .exec(let exec, _, _) = request { status = .exitCode(code, command: exec.command) }
+            case .failed(let message):
+                status = .failure(message)
             }
         }
         let bytes = status.encoded(for: wire)
