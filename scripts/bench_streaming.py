@@ -245,17 +245,21 @@ try:
         print(f"exec run {i + 1}/{runs}: streaming {stream_exec[-1] * 1000:.0f} ms, sync {sync_exec[-1] * 1000:.0f} ms",
               file=sys.stderr)
 
+    print("agent path down (ExecSync 3 MiB)...", file=sys.stderr)
     floor_down = []
     for _ in range(max(3, runs // 3)):
         floor_down.append(3 / (timed(ctl_argv("exec", "--sync", cid, "sh", "-c", "head -c 3145728 /dev/zero"))
                                 - statistics.median(sync_exec)))
     with open(f"{root}/hundred", "wb") as f:
         f.truncate(100 * MIB)
+    print("agent path up (exec -i, 100 MiB stdin)...", file=sys.stderr)
     floor_up = []
     for _ in range(max(3, runs // 3)):
         with open(f"{root}/hundred", "rb") as f:
             floor_up.append(100 / timed(ctl_argv("exec", "-i", cid, "sh", "-c", "cat > /dev/null"), stdin=f))
+    print("raw channel (bare guest, virtio-serial)...", file=sys.stderr)
     raw = [raw_channel() for _ in range(max(3, runs // 3))]
+    print("port-forward throughput...", file=sys.stderr)
     raw_down, raw_up = statistics.median(r[0] for r in raw), statistics.median(r[1] for r in raw)
     own_up, own_down = throughput("cocoonctl", pod, cid)
     cri_up, cri_down = throughput("crictl", pod, cid) if crictl else (None, None)
