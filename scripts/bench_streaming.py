@@ -144,6 +144,8 @@ def raw_channel():
             "-initrd", f"{guest}/bare.cpio", "-append", append, "-serial", "stdio",
             "-device", "virtio-serial-device", "-chardev", f"socket,id=raw,path={path},server=on,wait=off",
             "-device", "virtserialport,chardev=raw,name=raw"]
+    if os.path.exists(path):
+        os.unlink(path)  # the last run's: QEMU's listening socket must be a new one
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         for _ in range(500):
