@@ -29,51 +29,83 @@ public enum AgentFrame {
     }
 }
 
-/// Accumulates bytes from a stream and yields whole envelopes.
+/// Accumulates bytes from a stream and yields whole envelopes. The buffer is kept between reads
+/// and read into directly (`fill`): no zeroing or copying per read, and a frame is parsed where it
+/// lies.
 public struct AgentFrameDecoder: Sendable {
+    /// Storage; the bytes not yet decoded are `start..<end`.
     private var buffer: [UInt8] = []
     private var start = 0
+    private var end = 0
 
     public init() {}
 
+    /// Bytes received and not yet decoded.
+    public var buffered: Int { end - start }
+
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
-        buffer.append(contentsOf: bytes)
+        _ = fill(atMost: bytes.count) { free in
+            free.copyBytes(from: bytes)
+            return bytes.count
+        }
+    }
+
+    /// Lets `read` write up to `atMost` bytes straight into the buffer; returns what `read`
+    /// returned (a count, or 0 or less for EOF and errors, which add nothing).
+    public mutating func fill(atMost: Int, _ read: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        reserve(atMost)
+        let n = buffer.withUnsafeMutableBytes { raw in
+            read(UnsafeMutableRawBufferPointer(rebasing: raw[end..<(end + atMost)]))
+        }
+        if n > 0 { end += min(n, atMost) }
+        return n
+    }
+
+    /// Makes room for `count` more bytes after `end`: moves the undecoded bytes to the front when
+    /// that is enough, grows the storage otherwise (zeroed once, then reused).
+    private mutating func reserve(_ count: Int) {
+        if buffer.count - end >= count { return }
+        if start > 0 {
+            buffer.withUnsafeMutableBytes { raw in
+                guard let base = raw.baseAddress else { return }
+                (base).copyMemory(from: base + start, byteCount: end - start)
+            }
+            end -= start
+            start = 0
+        }
+        if buffer.count - end < count {
+            buffer.append(contentsOf: repeatElement(0, count: max(count - (buffer.count - end), 64 << 10)))
+        }
     }
 
     /// Drops any partial frame, e.g. when a new session starts on the same stream.
     public mutating func reset() {
-        buffer.removeAll(keepingCapacity: true)
         start = 0
+        end = 0
     }
 
     /// The next complete envelope, or nil when more bytes are needed.
     public mutating func next() throws -> Cocoon_Agent_V4_Envelope? {
-        let available = buffer.count - start
-        guard available >= 4 else {
-            compact()
-            return nil
-        }
+        let available = end - start
+        guard available >= 4 else { return nil }
         let n =
             Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
             | Int(buffer[start + 3])
         guard n <= AgentFrame.maxFrameSize else { throw AgentFrame.DecodeError.frameTooLarge(n) }
-        guard available >= 4 + n else {
-            compact()
-            return nil
-        }
+        guard available >= 4 + n else { return nil }
         let body = buffer[(start + 4)..<(start + 4 + n)]
         start += 4 + n
+        if start == end {
+            start = 0
+            end = 0
+        }
         do {
-            return try Cocoon_Agent_V4_Envelope(serializedBytes: Array(body))
+            return try Cocoon_Agent_V4_Envelope(serializedBytes: body)
         } catch {
             throw AgentFrame.DecodeError.malformed("\(error)")
         }
     }
-
-    private mutating func compact() {
-        if start > 0 {
-            buffer.removeFirst(start)
-            start = 0
-        }
-    }
 }
+
+/// Lets a frame be parsed where it lies in the decoder's buffer.
+extension ArraySlice: @retroactive SwiftProtobufContiguousBytes where Element == UInt8 {}

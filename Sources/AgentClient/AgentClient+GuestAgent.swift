@@ -105,8 +105,8 @@ extension AgentClient: GuestAgent {
             .with { $0.removeContainer = .with { $0.id = id } }, name: "RemoveContainer", timeout: timeout)
     }
 
-    public func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
-        async throws(AgentClientError)
+    public func sendStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
+        -> AgentReply
     {
         let request = Cocoon_Agent_V4_Request.with {
             $0.writeStdin = .with {
@@ -116,7 +116,7 @@ extension AgentClient: GuestAgent {
                 $0.close = close
             }
         }
-        _ = try await call(request, name: "WriteStdin", timeout: timeout)
+        return start(request, name: "WriteStdin", timeout: timeout)
     }
 
     public func resize(container: String, exec: String, width: UInt32, height: UInt32, timeout: Duration)
@@ -157,9 +157,7 @@ extension AgentClient: GuestAgent {
         _ = try await call(request, name: "OpenPort", timeout: timeout)
     }
 
-    public func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration)
-        async throws(AgentClientError)
-    {
+    public func sendPort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) -> AgentReply {
         let request = Cocoon_Agent_V4_Request.with {
             $0.writePort = .with {
                 $0.connectionID = connection
@@ -167,7 +165,7 @@ extension AgentClient: GuestAgent {
                 $0.close = close
             }
         }
-        _ = try await call(request, name: "WritePort", timeout: timeout)
+        return start(request, name: "WritePort", timeout: timeout)
     }
 
     public func ackPort(connection: UInt64, bytes: Int) {

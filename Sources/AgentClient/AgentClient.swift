@@ -63,15 +63,34 @@ public final class AgentClient: Sendable {
     func call(_ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration) async throws(AgentClientError)
         -> Cocoon_Agent_V4_Response
     {
+        try await Self.answer(send(request, name: name, timeout: timeout))
+    }
+
+    /// Sends one request now and returns its answer to await later. Requests sent one after the
+    /// other from one task reach the channel in that order (the event loop runs them in turn).
+    func start(_ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration) -> AgentReply {
+        let future = send(request, name: name, timeout: timeout)
+        return AgentReply { () async throws(AgentClientError) in _ = try await Self.answer(future) }
+    }
+
+    private func send(_ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration)
+        -> EventLoopFuture<Cocoon_Agent_V4_Response>
+    {
         let loop = channel.eventLoop
         let promise = loop.makePromise(of: Cocoon_Agent_V4_Response.self)
         let handler = self.handler
         loop.execute {
             handler.value.send(request, name: name, timeout: timeout, promise: promise)
         }
+        return promise.futureResult
+    }
+
+    private static func answer(_ future: EventLoopFuture<Cocoon_Agent_V4_Response>) async throws(AgentClientError)
+        -> Cocoon_Agent_V4_Response
+    {
         let response: Cocoon_Agent_V4_Response
         do {
-            response = try await promise.futureResult.get()
+            response = try await future.get()
         } catch let error as AgentClientError {
             throw error
         } catch {

@@ -32,22 +32,48 @@ public protocol GuestAgent: Sendable {
     func updateResources(_ id: String, _ resources: ResourceLimits, timeout: Duration) async throws(AgentClientError)
     func removeContainer(_ id: String, timeout: Duration) async throws(AgentClientError)
 
-    // Streams (agent API v4). Writes return once the guest has written the bytes: one in flight per
-    // stream is the host's side of the flow control.
+    // Streams (agent API v4). A write is sent at once and answered once the guest has written the
+    // bytes; writes of one stream stay in order on the channel, so a stream may keep several in
+    // flight (`StreamWriter` bounds how many bytes).
 
-    /// Writes to a process's stdin (`exec` empty: the container's own); `close` closes it after.
-    func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
-        async throws(AgentClientError)
+    /// Sends bytes for a process's stdin (`exec` empty: the container's own); `close` closes it after.
+    func sendStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration) -> AgentReply
     func resize(container: String, exec: String, width: UInt32, height: UInt32, timeout: Duration)
         async throws(AgentClientError)
     /// Tells the agent `bytes` more output of a windowed exec was delivered (no reply).
     func ackOutput(container: String, exec: String, bytes: Int)
     /// Connects to 127.0.0.1:port in the pod; `connection` is the host's id for it.
     func openPort(connection: UInt64, port: UInt16, window: Int, timeout: Duration) async throws(AgentClientError)
-    func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) async throws(AgentClientError)
+    /// Sends bytes for a forwarded connection; `close` half-closes it after.
+    func sendPort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) -> AgentReply
     /// Tells the agent `bytes` more of a connection's data was delivered (no reply).
     func ackPort(connection: UInt64, bytes: Int)
     func closePort(connection: UInt64, timeout: Duration) async throws(AgentClientError)
+}
+
+extension GuestAgent {
+    /// Writes to a process's stdin and waits until the guest has.
+    public func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
+        async throws(AgentClientError)
+    {
+        try await sendStdin(container: container, exec: exec, data, close: close, timeout: timeout).get()
+    }
+
+    /// Writes to a forwarded connection and waits until the guest has.
+    public func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration)
+        async throws(AgentClientError)
+    {
+        try await sendPort(connection: connection, data, close: close, timeout: timeout).get()
+    }
+}
+
+/// The answer to an agent request already sent: awaited later, so that a stream can keep several
+/// writes in flight while they stay in order on the channel.
+public struct AgentReply: Sendable {
+    private let answer: @Sendable () async throws(AgentClientError) -> Void
+    public init(_ answer: @escaping @Sendable () async throws(AgentClientError) -> Void) { self.answer = answer }
+    /// Waits for the answer: the guest did it, or the error it gave.
+    public func get() async throws(AgentClientError) { try await answer() }
 }
 
 /// How an exec's standard streams are set up in the guest.

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -181,6 +182,49 @@ static void reset_signals(void) {
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+/// Opens a terminal in the devpts of the container's /dev, sends its master to the caller and
+/// returns the terminal, owned by the process's user as a login terminal is.
+static int open_console(const struct ccore_spawn *s) {
+    int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0) fail(s, "open the container's /dev/ptmx", NULL);
+    int unlock = 0;
+    if (ioctl(master, TIOCSPTLCK, &unlock) < 0) fail(s, "unlock terminal", NULL);
+    int terminal = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (terminal < 0) fail(s, "open terminal", NULL);
+    if (fchown(terminal, s->uid, (gid_t)-1) < 0) fail(s, "chown terminal", NULL);
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &master, sizeof(int));
+    if (sendmsg(s->console_socket, &msg, MSG_NOSIGNAL) != 1) fail(s, "send terminal", NULL);
+    close(master);
+    close(s->console_socket);
+    return terminal;
+}
+
+int ccore_recv_fd(int socket) {
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union { struct cmsghdr align; char buf[CMSG_SPACE(sizeof(int))]; } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    ssize_t n = recvmsg(socket, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n != 1) { if (n >= 0) errno = EPROTO; return -1; }
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    if (!cmsg || cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS ||
+        cmsg->cmsg_len != CMSG_LEN(sizeof(int))) { errno = EPROTO; return -1; }
+    int fd;
+    memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+    return fd;
+}
+
 static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const int *nsfds) {
     reset_signals();
     char byte;
@@ -194,6 +238,7 @@ static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const i
         setup_filesystem(s);
         if (s->hostname && sethostname(s->hostname, slen(s->hostname)) < 0) fail(s, "sethostname", NULL);
     }
+    int console = s->console_socket >= 0 ? open_console(s) : -1;
     for (int cap = 0; cap <= s->last_cap; cap++) {
         if (!(s->capabilities & (1ull << cap)) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
             fail(s, "drop capability from bounding set", NULL);
@@ -209,7 +254,7 @@ static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const i
     if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(s, "no_new_privs", NULL);
     if (s->cwd && chdir(s->cwd) < 0) fail(s, "chdir to working directory", s->cwd);
     for (int i = 0; i < 3; i++) {
-        int fd = s->stdio[i];
+        int fd = console >= 0 ? console : s->stdio[i];
         if (fd < 0) {
             fd = open("/dev/null", O_RDWR);
             if (fd < 0) fail(s, "open /dev/null", NULL);

@@ -9,15 +9,30 @@ import Glibc
 public enum ContainerLauncher {
     /// Standard streams for the new process: fds the caller owns (they stay open here), -1 for /dev/null.
     /// `terminal`: `input` is a terminal that becomes the process's controlling terminal (new session).
+    /// `console` (a container's first process): a socket on which the process sends the master of a
+    /// terminal it opens in the container's own devpts, once that exists; the terminal is then its
+    /// stdio and controlling terminal, and `receiveTerminal` gets the master.
     public struct Stdio: Sendable {
         public var input: Int32, output: Int32, error: Int32
         public var terminal: Bool
-        public init(input: Int32 = -1, output: Int32 = -1, error: Int32 = -1, terminal: Bool = false) {
+        public var console: Int32
+        public init(
+            input: Int32 = -1, output: Int32 = -1, error: Int32 = -1, terminal: Bool = false, console: Int32 = -1
+        ) {
             self.input = input
             self.output = output
             self.error = error
             self.terminal = terminal
+            self.console = console
         }
+    }
+
+    /// The terminal master a process started with `Stdio.console` sent (it has, once `start`
+    /// returned): close-on-exec, owned by the caller.
+    public static func receiveTerminal(_ console: Int32) throws(ContainerCoreError) -> Int32 {
+        let fd = ccore_recv_fd(console)
+        guard fd >= 0 else { throw .errno("receive the container's terminal") }
+        return fd
     }
 
     /// Starts the container's first process; returns its pid.
@@ -81,7 +96,8 @@ public enum ContainerLauncher {
             c.n_readonly = Int32(spec.readonlyPaths.count)
             c.cwd = arena.string(workingDir)
             c.stdio = (stdio.input, stdio.output, stdio.error)
-            c.controlling_tty = stdio.terminal ? 1 : 0
+            c.controlling_tty = stdio.terminal || stdio.console >= 0 ? 1 : 0
+            c.console_socket = stdio.console
         }
     }
 
@@ -124,6 +140,7 @@ public enum ContainerLauncher {
         let arena = CArena()
         var c = ccore_spawn()
         c.stdio = (-1, -1, -1)
+        c.console_socket = -1
         configure(arena, &c)
         c.argv = arena.strings(process.args)
         c.envp = arena.strings(env)

@@ -19,6 +19,7 @@ public final class ProcessStream: Sendable {
     let timeout: Duration
     let routes: StreamRoutes
     let finish: @Sendable () async -> Void
+    private let writer = StreamWriter()
 
     init(
         events: AsyncStream<ProcessStreamEvent>, tty: Bool, agent: any GuestAgent, containerID: String, execID: String,
@@ -34,10 +35,14 @@ public final class ProcessStream: Sendable {
         self.finish = finish
     }
 
-    /// Writes to the process's stdin; returns once the guest has written it.
+    /// Sends bytes for the process's stdin; returns once fewer than `StreamWriter.limit` bytes are
+    /// on their way (a process not reading holds the client back there).
     public func write(_ data: [UInt8]) async throws(CocoonError) {
+        let (agent, containerID, execID, timeout) = (agent, containerID, execID, timeout)
         do {
-            try await agent.writeStdin(container: containerID, exec: execID, data, close: false, timeout: timeout)
+            try await writer.write(data.count) {
+                agent.sendStdin(container: containerID, exec: execID, data, close: false, timeout: timeout)
+            }
         } catch {
             throw CocoonError.from(error, "stdin of \(execID.isEmpty ? containerID : execID)")
         }
@@ -47,7 +52,8 @@ public final class ProcessStream: Sendable {
     /// container's stdin open for the next attach (stdin_once closes it when the session ends).
     public func closeStdin() async {
         guard !execID.isEmpty else { return }
-        // try?: a process that exited has no stdin left to close
+        // try?: a process that exited has no stdin left to close (the close follows the writes on
+        // the channel, so it need not wait for them)
         try? await agent.writeStdin(container: containerID, exec: execID, [], close: true, timeout: timeout)
     }
 
@@ -79,6 +85,7 @@ public final class PortConnection: Sendable {
     let timeout: Duration
     let routes: StreamRoutes
     let finish: @Sendable () async -> Void
+    private let writer = StreamWriter()
 
     init(
         events: AsyncStream<PortStreamEvent>, agent: any GuestAgent, id: UInt64, timeout: Duration,
@@ -92,9 +99,12 @@ public final class PortConnection: Sendable {
         self.finish = finish
     }
 
+    /// Sends bytes to the pod's side; returns once fewer than `StreamWriter.limit` bytes are on
+    /// their way.
     public func write(_ data: [UInt8]) async throws(CocoonError) {
+        let (agent, id, timeout) = (agent, id, timeout)
         do {
-            try await agent.writePort(connection: id, data, close: false, timeout: timeout)
+            try await writer.write(data.count) { agent.sendPort(connection: id, data, close: false, timeout: timeout) }
         } catch {
             throw CocoonError.from(error, "port-forward connection")
         }

@@ -192,14 +192,17 @@ struct StreamingTests {
             }
             #expect(noStdin?.code == .invalidArgument)
             // `script` copies its stdin to the terminal the client runs on: a user typing. First
-            // cocoonctl's client, then crictl's.
+            // cocoonctl's client, then crictl's. The shell's terminal is the first of the
+            // container's own devpts, its controlling terminal.
             let ownTyping =
-                "(sleep 3; printf 'echo own-$((40+1))\\n'; sleep 4) | /usr/bin/script -qec "
+                "(sleep 3; printf 'echo own-$((40+1)) $(tty) $(ls /dev/pts)\\n'; sleep 4) | /usr/bin/script -qec "
                 + shellQuote(
                     CocoonCtl(socket: daemon.socket).argv("attach", ["-it", id]).map(shellQuote).joined(separator: " "))
                 + " /dev/null"
             let ownAttach = try await runCommand(["/bin/sh", "-c", ownTyping], timeout: .seconds(60))
-            #expect(ownAttach.out.contains("own-41"), "cocoonctl attach screen: \(ownAttach.out) \(ownAttach.stderr)")
+            #expect(
+                ownAttach.out.contains("own-41 /dev/pts/0 0 ptmx"),
+                "cocoonctl attach screen: \(ownAttach.out) \(ownAttach.stderr)")
             guard let crictl else { return }
             // `script` copies its stdin to the terminal crictl runs on: a user typing.
             let typing =

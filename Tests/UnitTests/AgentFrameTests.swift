@@ -1,4 +1,5 @@
 import AgentAPI
+import Foundation
 import Testing
 
 @Suite struct AgentFrameTests {
@@ -29,5 +30,111 @@ import Testing
         var decoder = AgentFrameDecoder()
         decoder.append([0, 0, 0, 3, 0xff, 0xff, 0xff])
         #expect(throws: AgentFrame.DecodeError.self) { try decoder.next() }
+    }
+}
+
+@Suite struct AgentFrameBufferTests {
+    /// Many large frames read in uneven pieces through `fill` (as the agent reads its port): every
+    /// frame comes out whole, across compactions and growth of the buffer.
+    @Test func framesReadInPiecesThroughFill() throws {
+        var sent: [Cocoon_Agent_V4_Envelope] = []
+        var wire: [UInt8] = []
+        for i in 0..<40 {
+            var e = Cocoon_Agent_V4_Envelope()
+            e.id = UInt64(i + 1)
+            e.request.writePort = .with {
+                $0.connectionID = UInt64(i)
+                $0.data = Data((0..<(i * 5000 % 70000)).map { UInt8(truncatingIfNeeded: $0 * 7 + i) })
+            }
+            sent.append(e)
+            wire += try AgentFrame.encode(e)
+        }
+        var decoder = AgentFrameDecoder()
+        var got: [Cocoon_Agent_V4_Envelope] = []
+        var offset = 0
+        var piece = 1
+        while offset < wire.count {
+            let want = min(piece, wire.count - offset)
+            let n = decoder.fill(atMost: 4096) { free in
+                let take = min(want, free.count)
+                wire.withUnsafeBytes {
+                    free.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[offset..<(offset + take)]))
+                }
+                return take
+            }
+            offset += n
+            piece = piece * 3 % 4093 + 1
+            while let e = try decoder.next() { got.append(e) }
+        }
+        #expect(got == sent)
+        #expect(decoder.buffered == 0)
+    }
+
+    @Test func fillAddsNothingOnEOFOrError() throws {
+        var decoder = AgentFrameDecoder()
+        #expect(decoder.fill(atMost: 100) { _ in 0 } == 0)
+        #expect(decoder.fill(atMost: 100) { _ in -1 } == -1)
+        #expect(decoder.buffered == 0)
+    }
+}
+
+@Suite struct StreamFrameTests {
+    private func viaProtobuf(_ header: StreamFrame.Header, _ payload: [UInt8]) throws -> [UInt8] {
+        var event = Cocoon_Agent_V4_Event()
+        switch header {
+        case .portData(let id):
+            event.portData = .with {
+                $0.connectionID = id
+                $0.data = Data(payload)
+            }
+        case .output(let c, let e, let stream):
+            event.output = .with {
+                $0.containerID = c
+                $0.execID = e
+                $0.stream = stream
+                $0.data = Data(payload)
+            }
+        }
+        var envelope = Cocoon_Agent_V4_Envelope()
+        envelope.event = event
+        return try AgentFrame.encode(envelope)
+    }
+
+    /// The in-place frame is byte for byte SwiftProtobuf's, across varint boundaries of ids and
+    /// lengths, empty and maximal ids, and both streams.
+    @Test func matchesTheProtobufEncoderByteForByte() throws {
+        let long = String(repeating: "c", count: 128)
+        let headers: [StreamFrame.Header] = [
+            .portData(connectionID: 0), .portData(connectionID: 1), .portData(connectionID: 127),
+            .portData(connectionID: 128), .portData(connectionID: UInt64.max),
+            .output(containerID: "abc", execID: "", stream: .stdout),
+            .output(containerID: long, execID: "s1f", stream: .stderr),
+            .output(containerID: long, execID: long, stream: .stdout),
+        ]
+        for header in headers {
+            for size in [1, 2, 100, 127, 128, 129, 16383, 16384, 65536] {
+                let payload = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+                let (frame, n) = StreamFrame.read(header, atMost: 65536) { free in
+                    free.copyBytes(from: payload)
+                    return payload.count
+                }
+                #expect(n == size)
+                let built = try #require(frame)
+                #expect(built.payloadCount == size)
+                #expect(built.bytes == (try viaProtobuf(header, payload)), "\(header) \(size)")
+                var decoder = AgentFrameDecoder()
+                decoder.append(built.bytes)
+                #expect(try decoder.next()?.event.kind != nil)
+            }
+        }
+    }
+
+    @Test func readsNothingIntoNoFrame() {
+        #expect(StreamFrame.read(.portData(connectionID: 1), atMost: 10) { _ in 0 }.frame == nil)
+        #expect(StreamFrame.read(.portData(connectionID: 1), atMost: 10) { _ in -1 }.result == -1)
+        let tooLong = String(repeating: "x", count: 129)
+        #expect(
+            StreamFrame.read(.output(containerID: tooLong, execID: "", stream: .stdout), atMost: 10) { _ in 5 }.frame
+                == nil)
     }
 }

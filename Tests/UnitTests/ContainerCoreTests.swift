@@ -17,7 +17,7 @@ import Testing
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
         for applet in [
             "sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir",
-            "seq", "head", "tr",
+            "seq", "head", "tr", "tty", "stat",
         ] {
             try fm.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
         }
@@ -165,6 +165,33 @@ import Testing
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         #expect(output.split(separator: "\n").map(String.init) == ["pod-host", "4", "0"], "\(output)")
+    }
+
+    /// A container's first process with a terminal gets it from the container's own devpts (not the
+    /// caller's), as its controlling terminal owned by its user; the caller gets the master.
+    @Test func aConsoleComesFromTheContainersOwnDevpts() throws {
+        let root = try Self.makeRootfs()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        var pair: [Int32] = [-1, -1]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0)
+        var s = spec("tty; ls /dev/pts; stat -c %u $(tty); [ -t 0 ] && [ -t 2 ] && echo all-terminal", root: root)
+        s.process.user.username = "app"
+        let pid = try ContainerLauncher.start(s, stdio: .init(console: pair[1]), cgroup: nil)
+        close(pair[1])
+        let master = try ContainerLauncher.receiveTerminal(pair[0])
+        close(pair[0])
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(master, $0.baseAddress, $0.count) }
+            if n <= 0 { break }  // EIO once the process and its terminal are gone
+            output += chunk[0..<n]
+        }
+        close(master)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        let words = String(decoding: output, as: UTF8.self).split(whereSeparator: \.isWhitespace).map(String.init)
+        #expect(words == ["/dev/pts/0", "0", "ptmx", "1000", "all-terminal"], "\(words)")
     }
 
     @Test func seccompRuntimeDefaultRefusesBlockedSyscalls() throws {

@@ -52,11 +52,18 @@ struct ccore_spawn {
     int error_fd;                    // child writes "step: strerror" here on failure (close-on-exec)
     int last_cap;                    // highest capability number the kernel knows
     int controlling_tty;             // 1: stdin is a terminal: new session, stdin its controlling tty
+    int console_socket;              // -1, or a socket: the child opens a terminal in the container's own
+                                     // devpts (after its /dev is set up), sends the master over it
+                                     // (SCM_RIGHTS), and makes the terminal its stdio and controlling tty
 };
 
 /// Starts the process described by `spec`. Returns its pid (in the caller's PID namespace), or -1
 /// with errno set when clone itself failed. Setup errors are reported on `error_fd` by the child.
 pid_t ccore_spawn(const struct ccore_spawn *spec);
+
+/// Receives one fd sent with SCM_RIGHTS on `socket` (close-on-exec), without waiting. Returns it, or
+/// -1 with errno set.
+int ccore_recv_fd(int socket);
 
 /// pipe2(fds, O_CLOEXEC).
 int ccore_pipe(int fds[2]);

@@ -98,9 +98,10 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
     }
 
     // Streams: recorded; the real ones are tested against a VM (StreamingIntegrationTests).
-    func writeStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration)
-        async throws(AgentClientError)
-    { try record("WriteStdin") }
+    func sendStdin(container: String, exec: String, _ data: [UInt8], close: Bool, timeout: Duration) -> AgentReply {
+        let result = Result { () throws(AgentClientError) in try record("WriteStdin") }
+        return AgentReply { () throws(AgentClientError) in try result.get() }
+    }
     func resize(container: String, exec: String, width: UInt32, height: UInt32, timeout: Duration)
         async throws(AgentClientError)
     { try record("Resize") }
@@ -108,8 +109,9 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
     func openPort(connection: UInt64, port: UInt16, window: Int, timeout: Duration) async throws(AgentClientError) {
         try record("OpenPort")
     }
-    func writePort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) async throws(AgentClientError) {
-        try record("WritePort")
+    func sendPort(connection: UInt64, _ data: [UInt8], close: Bool, timeout: Duration) -> AgentReply {
+        let result = Result { () throws(AgentClientError) in try record("WritePort") }
+        return AgentReply { () throws(AgentClientError) in try result.get() }
     }
     func ackPort(connection: UInt64, bytes: Int) {}
     func closePort(connection: UInt64, timeout: Duration) async throws(AgentClientError) { try record("ClosePort") }

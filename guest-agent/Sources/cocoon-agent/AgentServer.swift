@@ -108,24 +108,33 @@ struct AgentServer {
         }
     }
 
-    /// Reads what is there and serves every whole frame. False on EOF or a broken stream.
+    /// Reads what is there, straight into the decoder's buffer, and serves every whole frame; goes
+    /// on reading while there is more (a virtio-serial read returns one 4 KiB buffer at a time), up
+    /// to `readBudget` bytes before the loop serves the rest. False on EOF or a broken stream.
     private mutating func readAvailable(_ fd: Int32) -> Bool {
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { return errno == EAGAIN || errno == EINTR }
-        if n == 0 { return false }
-        decoder.append(chunk[0..<n])
-        while true {
-            do {
-                guard let envelope = try decoder.next() else { return true }
-                handle(envelope)
-            } catch {
-                log("dropping session: \(error)")
-                decoder.reset()
-                return false
+        var taken = 0
+        while taken < Self.readBudget {
+            let n = decoder.fill(atMost: 65536) { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { return errno == EAGAIN || errno == EINTR }
+            if n == 0 { return taken > 0 }
+            taken += n
+            while true {
+                do {
+                    guard let envelope = try decoder.next() else { break }
+                    handle(envelope)
+                } catch {
+                    log("dropping session: \(error)")
+                    decoder.reset()
+                    return false
+                }
             }
+            // A request may have ended the session (Detach, Shutdown): read no further.
+            if sessionFD < 0 || detached || shutdownRequested { return true }
         }
+        return true
     }
+
+    static let readBudget = 1 << 20
 
     // MARK: requests
 
@@ -256,7 +265,7 @@ struct AgentServer {
         }
     }
 
-    private var pendingEvents: [Cocoon_Agent_V4_Event] = []
+    private var pendingEvents: [Outgoing] = []
 
     private static func failure(_ error: AgentFailure) -> Cocoon_Agent_V4_Response {
         var response = Cocoon_Agent_V4_Response()
@@ -318,27 +327,38 @@ struct AgentServer {
     }
 
     /// Events raised while no host is connected (a daemon restart), sent when the next session starts.
-    private var backlog: [Cocoon_Agent_V4_Event] = []
+    private var backlog: [Outgoing] = []
     private var backlogBytes = 0
     private static let backlogLimit = 4 << 20
 
-    private mutating func sendEvent(_ event: Cocoon_Agent_V4_Event) {
+    private mutating func sendEvent(_ event: Cocoon_Agent_V4_Event) { sendEvent(.event(event)) }
+
+    private mutating func sendEvent(_ outgoing: Outgoing) {
         guard sessionFD >= 0 else {
             // A forwarded connection lives and dies with its host session.
-            if case .portData? = event.kind { return }
-            if case .portClosed? = event.kind { return }
-            backlog.append(event)
-            backlogBytes += event.output.data.count
+            switch outgoing {
+            case .event(let event):
+                if case .portClosed? = event.kind { return }
+            case .stream(let frame):
+                if case .portData = frame.header { return }
+            }
+            backlog.append(outgoing)
+            backlogBytes += outgoing.outputBytes
             // Over the limit, the oldest output goes first; exits are always kept.
-            while backlogBytes > Self.backlogLimit, let i = backlog.firstIndex(where: { $0.output.data.count > 0 }) {
-                backlogBytes -= backlog[i].output.data.count
+            while backlogBytes > Self.backlogLimit, let i = backlog.firstIndex(where: { $0.outputBytes > 0 }) {
+                backlogBytes -= backlog[i].outputBytes
                 backlog.remove(at: i)
             }
             return
         }
-        var envelope = Cocoon_Agent_V4_Envelope()
-        envelope.event = event
-        send(envelope)
+        switch outgoing {
+        case .event(let event):
+            var envelope = Cocoon_Agent_V4_Envelope()
+            envelope.event = event
+            send(envelope)
+        case .stream(let frame):
+            frame.withBytes { write($0) }
+        }
     }
 
     private func health() -> Cocoon_Agent_V4_HealthResponse {
@@ -386,9 +406,15 @@ struct AgentServer {
     private func send(_ envelope: Cocoon_Agent_V4_Envelope) {
         // try?: an event too large to frame is dropped, never the session
         guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
+        bytes.withUnsafeBytes { write($0) }
+    }
+
+    /// Writes one whole frame to the host, waiting for room up to a second at a time.
+    private func write(_ bytes: UnsafeRawBufferPointer) {
+        guard sessionFD >= 0, let base = bytes.baseAddress else { return }
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(sessionFD, $0.baseAddress! + offset, bytes.count - offset) }
+            let n = Glibc.write(sessionFD, base + offset, bytes.count - offset)
             if n > 0 {
                 offset += n
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {

@@ -15,8 +15,9 @@ struct StdioOptions {
     var tty: Bool
     /// Output flow control (bytes unacknowledged), 0 for none.
     var window: Int
-    /// The devpts multiplexer a terminal comes from (the container's own for an exec).
-    var ptmx: String
+    /// The devpts multiplexer a terminal comes from (the container's own for an exec); nil: the
+    /// process opens it in its container's devpts once that exists (a container's first process).
+    var ptmx: String?
 }
 
 /// Stdin, terminals and output flow control of the containers' processes.
@@ -32,15 +33,25 @@ extension GuestContainers {
         var outputs: [(Int32, Cocoon_Agent_V4_ProcessOutput.Stream)] = []
         var input: Int32 = -1
         var terminal: Int32 = -1
+        var console: Int32 = -1
         func closeAll() {
             for fd in childEnds + agentEnds { close(fd) }
         }
         let stdio: ContainerLauncher.Stdio
-        if options.tty {
+        if options.tty, options.ptmx == nil {
+            var pair: [Int32] = [-1, -1]
+            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+                throw .internal("terminal socket: \(SystemError("socketpair"))")
+            }
+            childEnds.append(pair[1])
+            agentEnds.append(pair[0])
+            console = pair[0]
+            stdio = ContainerLauncher.Stdio(terminal: true, console: pair[1])
+        } else if options.tty, let ptmx = options.ptmx {
             var master: Int32 = -1
             var slave: Int32 = -1
-            guard cocoon_open_pty(options.ptmx, &master, &slave) == 0 else {
-                throw .internal("terminal from \(options.ptmx): \(SystemError("open pty"))")
+            guard cocoon_open_pty(ptmx, &master, &slave) == 0 else {
+                throw .internal("terminal from \(ptmx): \(SystemError("open pty"))")
             }
             childEnds.append(slave)
             agentEnds.append(master)
@@ -80,7 +91,6 @@ extension GuestContainers {
             stdio = ContainerLauncher.Stdio(
                 input: options.stdin ? fds[4] : -1, output: fds[1], error: fds[3])
         }
-        for fd in agentEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         let pid: Int32
         do {
             pid = try body(stdio)
@@ -93,6 +103,32 @@ extension GuestContainers {
             }
         }
         for fd in childEnds { close(fd) }
+        if console >= 0 {
+            // The process sent its terminal before it exec'd, so before `body` returned.
+            func abandon(_ why: String) -> AgentFailure {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                for fd in agentEnds { close(fd) }
+                return .internal(why)
+            }
+            let master: Int32
+            do {
+                master = try ContainerLauncher.receiveTerminal(console)
+            } catch {
+                throw abandon("\(error)")
+            }
+            close(console)
+            agentEnds = [master]
+            outputs = [(master, .stdout)]
+            terminal = dup(master)
+            input = options.stdin ? dup(master) : -1
+            agentEnds += [terminal, input].filter { $0 >= 0 }
+            guard terminal >= 0, !options.stdin || input >= 0 else {
+                throw abandon("dup terminal: \(SystemError("dup"))")
+            }
+        }
+        for fd in agentEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
         for (fd, stream) in outputs { pipes[fd] = (owner, stream) }
         if input >= 0 { inputs[owner] = ProcessInput(fd: input) }
         if terminal >= 0 { terminals[owner] = terminal }
@@ -111,14 +147,15 @@ extension GuestContainers {
         -> [DeferredReply]
     {
         let owner = try owner(r.containerID, r.execID)
-        guard var input = inputs[owner] else {
+        guard let fd = inputs[owner]?.fd else {
             throw .precondition("process \(r.execID.isEmpty ? r.containerID : r.execID) has no open stdin")
         }
-        guard input.pending.add([UInt8](r.data), close: r.close, replyTo: id) else {
+        // In place (`inputs[owner]?.`): a copy of the entry would copy the queued bytes too.
+        guard inputs[owner]?.pending.add(r.data, close: r.close, replyTo: id, writingTo: fd, socket: false) == true
+        else {
             throw .precondition("more than \(PendingWrite.limit) bytes of stdin in flight")
         }
-        inputs[owner] = input
-        return flushInput(input.fd)
+        return flushInput(fd)
     }
 
     /// Stdin fds with bytes waiting for room.
@@ -126,18 +163,16 @@ extension GuestContainers {
 
     /// Writes a stdin's queued bytes; the requests now answered.
     mutating func flushInput(_ fd: Int32) -> [DeferredReply] {
-        guard let (owner, found) = inputs.first(where: { $0.value.fd == fd }) else { return [] }
-        var input = found
-        switch input.pending.flush(fd, socket: false) {
+        guard let owner = inputs.first(where: { $0.value.fd == fd })?.key,
+            let progress = inputs[owner]?.pending.flush(fd, socket: false)
+        else { return [] }
+        switch progress {
         case .blocked:
-            inputs[owner] = input
             return []
         case .done(let waiters, let closeNow):
-            inputs[owner] = input
             if closeNow { releaseInput(owner) }
             return waiters.map { DeferredReply(id: $0) }
         case .failed(let error):
-            inputs[owner] = input
             let waiters = releaseInput(owner)
             return waiters.map { DeferredReply(id: $0, failure: .precondition("stdin closed: \(error)")) }
         }
@@ -167,12 +202,12 @@ extension GuestContainers {
     }
 
     /// The host delivered output; a process whose exit is held may now finish sending.
-    mutating func ackOutput(_ r: Cocoon_Agent_V4_AckOutputRequest) -> [Cocoon_Agent_V4_Event] {
+    mutating func ackOutput(_ r: Cocoon_Agent_V4_AckOutputRequest) -> [Outgoing] {
         let owner = Owner(containerID: r.containerID, execID: r.execID)
         guard windows[owner] != nil else { return [] }
         windows[owner]?.acked(r.bytes)
         guard heldExits[owner] != nil else { return [] }
-        var events: [Cocoon_Agent_V4_Event] = []
+        var events: [Outgoing] = []
         for fd in pipes.filter({ $0.value.0 == owner }).map(\.key) { events += drain(fd) }
         return events
     }

@@ -108,7 +108,7 @@ struct GuestContainers {
         }
         container.cgroup = cgroup
         let owner = Owner(containerID: id, execID: "")
-        let options = StdioOptions(stdin: container.stdin, tty: container.tty, window: 0, ptmx: "/dev/pts/ptmx")
+        let options = StdioOptions(stdin: container.stdin, tty: container.tty, window: 0, ptmx: nil)
         let pid = try withStdio(owner, options) { stdio throws(ContainerCoreError) in
             try ContainerLauncher.start(container.spec, stdio: stdio, cgroup: cgroup)
         }
@@ -198,9 +198,9 @@ struct GuestContainers {
     }
 
     /// Kills what runs, waits for the container's process, and removes its filesystem and cgroup.
-    mutating func remove(_ id: String) -> [Cocoon_Agent_V4_Event] {
+    mutating func remove(_ id: String) -> [Outgoing] {
         guard let container = containers[id] else { return [] }
-        var events: [Cocoon_Agent_V4_Event] = []
+        var events: [Outgoing] = []
         if container.state == .running {
             container.cgroup?.killAll()
             kill(container.pid, SIGKILL)
@@ -252,9 +252,9 @@ struct GuestContainers {
     // MARK: processes and output
 
     /// A child ended: its remaining output, then its exit event.
-    mutating func reaped(pid: Int32, status: Int32) -> [Cocoon_Agent_V4_Event] {
+    mutating func reaped(pid: Int32, status: Int32) -> [Outgoing] {
         guard let owner = processes.removeValue(forKey: pid) else { return [] }
-        var events: [Cocoon_Agent_V4_Event] = []
+        var events: [Outgoing] = []
         releaseInput(owner)
         let code = WaitStatus.exitCode(status)
         var exit = Cocoon_Agent_V4_ProcessExit()
@@ -283,31 +283,27 @@ struct GuestContainers {
         } else {
             for fd in outputs { events += drain(fd) }
             windows[owner] = nil
-            events.append(event)
+            events.append(.event(event))
         }
         return events
     }
 
-    /// Reads what a pipe holds now, as far as its window allows; closes it at EOF, and then sends
-    /// its process's held exit once no output of it is left.
-    mutating func drain(_ fd: Int32) -> [Cocoon_Agent_V4_Event] {
+    /// Reads what a pipe holds now, as far as its window allows and at most `drainBudget` bytes per
+    /// call (a process writing without pause must not keep the loop from everything else); closes
+    /// it at EOF, and then sends its process's held exit once no output of it is left.
+    mutating func drain(_ fd: Int32) -> [Outgoing] {
         guard let (owner, stream) = pipes[fd] else { return [] }
-        var events: [Cocoon_Agent_V4_Event] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let room = windows[owner]?.room ?? buffer.count
+        var events: [Outgoing] = []
+        var budget = Self.drainBudget
+        let header = StreamFrame.Header.output(containerID: owner.containerID, execID: owner.execID, stream: stream)
+        while budget > 0 {
+            let room = min(windows[owner]?.room ?? 65536, budget)
             if room == 0 { return events }
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, min(room, $0.count)) }
-            if n > 0 {
+            let (frame, n) = StreamFrame.read(header, atMost: room) { read(fd, $0.baseAddress, $0.count) }
+            if let frame {
                 windows[owner]?.sent(n)
-                var output = Cocoon_Agent_V4_ProcessOutput()
-                output.containerID = owner.containerID
-                output.execID = owner.execID
-                output.stream = stream
-                output.data = Data(buffer[0..<n])
-                var event = Cocoon_Agent_V4_Event()
-                event.output = output
-                events.append(event)
+                budget -= n
+                events.append(.stream(frame))
                 continue
             }
             if n < 0 && errno == EINTR { continue }
@@ -317,12 +313,15 @@ struct GuestContainers {
                 pipes[fd] = nil
                 if !pipes.values.contains(where: { $0.0 == owner }), let exit = heldExits.removeValue(forKey: owner) {
                     windows[owner] = nil
-                    events.append(exit)
+                    events.append(.event(exit))
                 }
             }
             return events
         }
+        return events
     }
+
+    static let drainBudget = 256 << 10
 
     // MARK: helpers
 

@@ -71,14 +71,18 @@ struct GuestPorts {
     mutating func write(_ r: Cocoon_Agent_V4_WritePortRequest, replyTo id: UInt64) throws(AgentFailure)
         -> [DeferredReply]
     {
-        guard var c = connections[r.connectionID] else {
+        guard let c = connections[r.connectionID] else {
             throw .notFound("connection \(r.connectionID) is not open")
         }
         guard !c.writeClosed else { throw .precondition("connection \(r.connectionID) was closed for writing") }
-        guard c.pending.add([UInt8](r.data), close: r.close, replyTo: id) else {
+        // In place (`connections[id]?.`): a copy of the entry would copy the queued bytes too.
+        let fd = c.connecting ? nil : c.fd
+        guard
+            connections[r.connectionID]?.pending.add(r.data, close: r.close, replyTo: id, writingTo: fd, socket: true)
+                == true
+        else {
             throw .precondition("more than \(PendingWrite.limit) bytes in flight on connection \(r.connectionID)")
         }
-        connections[r.connectionID] = c
         if c.connecting { return [] }
         return flush(r.connectionID).replies
     }
@@ -105,7 +109,7 @@ struct GuestPorts {
     }
 
     /// Serves a connection fd that poll reported.
-    mutating func ready(_ fd: Int32, revents: Int16) -> (replies: [DeferredReply], events: [Cocoon_Agent_V4_Event]) {
+    mutating func ready(_ fd: Int32, revents: Int16) -> (replies: [DeferredReply], events: [Outgoing]) {
         guard let id = connections.first(where: { $0.value.fd == fd })?.key, let c = connections[id] else {
             return ([], [])
         }
@@ -115,7 +119,7 @@ struct GuestPorts {
             return (replies, [])
         }
         var replies: [DeferredReply] = []
-        var events: [Cocoon_Agent_V4_Event] = []
+        var events: [Outgoing] = []
         if revents & Int16(POLLOUT) != 0 {
             let result = flush(id)
             replies += result.replies
@@ -129,51 +133,45 @@ struct GuestPorts {
         return (replies, events)
     }
 
-    private mutating func flush(_ id: UInt64) -> (replies: [DeferredReply], events: [Cocoon_Agent_V4_Event]) {
-        guard var c = connections[id] else { return ([], []) }
-        let progress = c.pending.flush(c.fd, socket: true)
-        connections[id] = c
+    private mutating func flush(_ id: UInt64) -> (replies: [DeferredReply], events: [Outgoing]) {
+        guard let fd = connections[id]?.fd, let progress = connections[id]?.pending.flush(fd, socket: true) else {
+            return ([], [])
+        }
         switch progress {
         case .blocked:
             return ([], [])
         case .done(let waiters, let closeNow):
             if closeNow {
-                shutdown(c.fd, Int32(SHUT_WR))
+                shutdown(fd, Int32(SHUT_WR))
                 connections[id]?.writeClosed = true
                 finishIfDone(id)
             }
             return (waiters.map { DeferredReply(id: $0) }, [])
         case .failed(let error):
             let replies = close(id).map { DeferredReply(id: $0.id, failure: .precondition("\(error)")) }
-            return (replies, [closed(id, error: "\(error)")])
+            return (replies, [.event(closed(id, error: "\(error)"))])
         }
     }
 
-    private mutating func read(_ id: UInt64) -> (replies: [DeferredReply], events: [Cocoon_Agent_V4_Event]) {
-        guard var c = connections[id] else { return ([], []) }
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(c.fd, $0.baseAddress, min(c.window.room, $0.count)) }
-        if n > 0 {
-            c.window.sent(n)
-            connections[id] = c
-            var data = Cocoon_Agent_V4_PortData()
-            data.connectionID = id
-            data.data = Data(buffer[0..<n])
-            var event = Cocoon_Agent_V4_Event()
-            event.portData = data
-            return ([], [event])
+    private mutating func read(_ id: UInt64) -> (replies: [DeferredReply], events: [Outgoing]) {
+        guard let c = connections[id] else { return ([], []) }
+        let (frame, n) = StreamFrame.read(.portData(connectionID: id), atMost: min(c.window.room, 65536)) {
+            Glibc.read(c.fd, $0.baseAddress, $0.count)
+        }
+        if let frame {
+            connections[id]?.window.sent(n)
+            return ([], [.stream(frame)])
         }
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return ([], []) }
         let error = n < 0 ? "\(SystemError("read"))" : ""
-        c.readClosed = true
-        connections[id] = c
+        connections[id]?.readClosed = true
         var replies: [DeferredReply] = []
         if !error.isEmpty {
             replies = close(id).map { DeferredReply(id: $0.id, failure: .precondition(error)) }
         } else {
             finishIfDone(id)
         }
-        return (replies, [closed(id, error: error)])
+        return (replies, [.event(closed(id, error: error))])
     }
 
     /// Both directions ended: the connection is closed and forgotten.

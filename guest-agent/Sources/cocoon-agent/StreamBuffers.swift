@@ -1,4 +1,6 @@
+import AgentAPI
 import CAgentSys
+import FoundationEssentials
 import Glibc
 
 /// Bytes the host sent for one stream (a process's stdin, a forwarded connection) that the guest
@@ -16,14 +18,33 @@ struct PendingWrite {
     var isEmpty: Bool { offset >= bytes.count }
     var hasWork: Bool { !isEmpty || closeRequested }
 
-    /// Queues a request's bytes; false when that would exceed the limit.
-    mutating func add(_ data: [UInt8], close: Bool, replyTo id: UInt64) -> Bool {
+    /// Takes a request's bytes: written at once as far as `fd` takes them when nothing is queued
+    /// before them (no copy), the rest queued. False when that would exceed the limit.
+    mutating func add(_ data: Data, close: Bool, replyTo id: UInt64, writingTo fd: Int32?, socket: Bool) -> Bool {
         guard bytes.count - offset + data.count <= Self.limit else { return false }
+        var written = 0
+        if let fd, isEmpty {
+            written = data.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let base = raw.baseAddress.map { $0 + done }
+                    let n = socket ? cocoon_send(fd, base, UInt(raw.count - done)) : write(fd, base, raw.count - done)
+                    if n > 0 {
+                        done += n
+                    } else if n < 0 && errno == EINTR {
+                        continue
+                    } else {
+                        break  // full, or an error that the flush after this reports
+                    }
+                }
+                return done
+            }
+        }
         if offset > 0 {
             bytes.removeFirst(offset)
             offset = 0
         }
-        bytes += data
+        if written < data.count { bytes += data[data.index(data.startIndex, offsetBy: written)...] }
         closeRequested = closeRequested || close
         if id != 0 { waiters.append(id) }
         return true
@@ -92,4 +113,21 @@ struct OutputWindow {
 struct DeferredReply {
     var id: UInt64
     var failure: AgentFailure?
+}
+
+/// What the agent sends the host unasked: an event, or stream bytes framed in place.
+enum Outgoing {
+    case event(Cocoon_Agent_V4_Event)
+    case stream(StreamFrame)
+}
+
+extension Outgoing {
+    /// Process output bytes it carries (what the backlog limit counts).
+    var outputBytes: Int {
+        switch self {
+        case .event: 0
+        case .stream(let frame):
+            if case .output = frame.header { frame.payloadCount } else { 0 }
+        }
+    }
 }
