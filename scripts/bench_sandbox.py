@@ -32,7 +32,7 @@ def pss_kib(pid):
 
 
 def bare_boot(hold):
-    argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max", "-smp", "1", "-m", "256M", "-nodefaults",
+    argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max,-erms,-fsrm", "-smp", "1", "-m", "256M", "-nodefaults",
             "-no-user-config", "-display", "none", "-no-reboot", "-kernel", f"{guest}/vmlinuz",
             "-initrd", f"{guest}/bare.cpio", "-append", APPEND + (" cocoon.bare=hold" if hold else ""),
             "-serial", "stdio"]

@@ -159,7 +159,7 @@ def raw_channel():
     QEMU = "/usr/bin/qemu-system-x86_64"
     path = f"{root}/raw.sock"
     append = "console=ttyS0 quiet tsc=reliable panic=-1 pci=off cocoon.bare=channel"
-    argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max", "-smp", "1", "-m", "512M", "-nodefaults",
+    argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max,-erms,-fsrm", "-smp", "1", "-m", "512M", "-nodefaults",
             "-no-user-config", "-display", "none", "-no-reboot", "-kernel", f"{guest}/vmlinuz",
             "-initrd", f"{guest}/bare.cpio", "-append", append, "-serial", "stdio",
             "-device", "virtio-serial-device", "-chardev", f"socket,id=raw,path={path},server=on,wait=off",

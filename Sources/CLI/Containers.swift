@@ -324,6 +324,8 @@ struct PortForwardPod: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Argument(help: "Pod sandbox ID (or unique prefix).") var pod: String
     @Argument(help: "Port mappings: LOCAL:REMOTE or PORT.") var ports: [String]
+    @Option(help: "Streaming transport: websocket (portforward.k8s.io channels) or spdy (as kubectl).")
+    var transport: StreamingTransport = .websocket
 
     func validate() throws {
         for p in ports where PortForwardClient.Mapping(p) == nil {
@@ -337,7 +339,7 @@ struct PortForwardPod: AsyncParsableCommand {
         let options = global.callOptions()
         let pod = self.pod
         try await runCLI {
-            try await PortForwardClient.run(mappings) { remote in
+            try await PortForwardClient.run(mappings, transport: transport) { remote in
                 try await endpoint.withClients { rt, _ in
                     try await rt.portForward(
                         .with {

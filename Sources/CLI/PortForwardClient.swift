@@ -4,8 +4,8 @@ import NIOPosix
 import NIOWebSocket
 
 /// `cocoonctl port-forward`: listens on local ports; each connection gets its own PortForward URL
-/// and WebSocket session (`v4.channel.k8s.io`: channel 0 data, channel 1 errors, each opened by
-/// the port number), relayed both ways until either side closes.
+/// and session, relayed both ways until either side closes: WebSocket (`v4.channel.k8s.io`: channel
+/// 0 data, channel 1 errors, each opened by the port number) or SPDY (`PortForwardOverSPDYClient`).
 enum PortForwardClient {
     struct Mapping: Sendable, Equatable {
         var local: UInt16
@@ -27,7 +27,9 @@ enum PortForwardClient {
     }
 
     /// Serves until cancelled; `url` asks the runtime for a fresh URL for a remote port.
-    static func run(_ mappings: [Mapping], url: @escaping @Sendable (UInt16) async throws -> String) async throws {
+    static func run(
+        _ mappings: [Mapping], transport: StreamingTransport, url: @escaping @Sendable (UInt16) async throws -> String
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for mapping in mappings {
                 let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -46,8 +48,14 @@ enum PortForwardClient {
                             for try await connection in inbound {
                                 connections.addTask {
                                     do {
-                                        try await relay(
-                                            connection, remote: mapping.remote, url: try await url(mapping.remote))
+                                        let session = try await url(mapping.remote)
+                                        switch transport {
+                                        case .websocket:
+                                            try await relay(connection, remote: mapping.remote, url: session)
+                                        case .spdy:
+                                            try await PortForwardOverSPDYClient.relay(
+                                                connection, remote: mapping.remote, url: session)
+                                        }
                                     } catch {
                                         FileHandle.standardError.write(
                                             Data("port-forward \(mapping.remote): \(error)\n".utf8))

@@ -44,43 +44,27 @@ enum RemoteCommandOverSPDYClient {
                             resize: { try await wire.send(streams.resize, RemoteCommandClient.resizeMessage($0, $1)) }
                         ))
                 }
-                let decoder = try SPDYFrameDecoder(maxPayload: 1 << 24)
                 var status: [UInt8] = []
-                var pending = leftover
                 var closedByServer: Set<UInt32> = []
-                receive: while true {
-                    decoder.append(pending)
-                    while let frame = try decoder.next() {
-                        wire.windows.serverSent(frame)
-                        switch frame {
-                        case .data(let id, let flags, let payload):
-                            if id == streams.stdout || id == streams.stderr {
-                                output(id == streams.stdout ? 1 : 2, payload)
-                                try await wire.consumed(id, payload.count)
-                            } else if id == streams.error {
-                                status += payload
-                            }
-                            if flags.contains(.fin) { closedByServer.insert(id) }
-                        case .windowUpdate:
-                            continue  // counted by wire.windows
-                        case .ping(let id):
-                            try await wire.write(.ping(id: id))
-                        case .rstStream(let id, _):
-                            closedByServer.insert(id)
-                        case .goAway:
-                            break receive
-                        case .synReply(let id, let flags, _):
-                            if flags.contains(.fin) { closedByServer.insert(id) }
-                        case .synStream(let id, _, _, _, _):
-                            try await wire.write(.rstStream(streamID: id, status: .refusedStream))
-                        case .settings, .headers:
-                            continue
+                try await SPDYClientWire.readFrames(leftover, &iterator, wire) { frame in
+                    switch frame {
+                    case .data(let id, let flags, let payload):
+                        if id == streams.stdout || id == streams.stderr {
+                            output(id == streams.stdout ? 1 : 2, payload)
+                            try await wire.consumed(id, payload.count)
+                        } else if id == streams.error {
+                            status += payload
                         }
+                        if flags.contains(.fin) { closedByServer.insert(id) }
+                    case .rstStream(let id, _):
+                        closedByServer.insert(id)
+                    case .synReply(let id, let flags, _):
+                        if flags.contains(.fin) { closedByServer.insert(id) }
+                    default:
+                        break
                     }
                     // The result has come and every stream the server writes on is closed: done.
-                    if closedByServer.isSuperset(of: [streams.error, streams.stdout]) { break receive }
-                    guard let buffer = try await iterator.next() else { break receive }
-                    pending = Array(buffer.readableBytesView)
+                    return !closedByServer.isSuperset(of: [streams.error, streams.stdout])
                 }
                 group.cancelAll()
                 return status
@@ -113,17 +97,22 @@ actor SPDYClientWire {
     /// SETTINGS with our window, then a SYN_STREAM per stream; streams we only read get FIN at once
     /// (we send nothing on them), as client-go's do.
     func start(_ streams: [(UInt32, String)], receiveOnly: Set<UInt32>) async throws {
+        try await start(streams.map { ($0.0, SPDYHeaders([("streamType", $0.1)])) }, receiveOnly: receiveOnly)
+    }
+
+    /// As `start(_:receiveOnly:)`, with each stream's own headers.
+    func start(_ streams: [(UInt32, SPDYHeaders)], receiveOnly: Set<UInt32>) async throws {
         try await write(
             .settings(
                 clearPrevious: false,
                 entries: [
                     SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: RemoteCommandOverSPDYClient.receiveWindow)
                 ]))
-        for (id, type) in streams {
+        for (id, headers) in streams {
             try await write(
                 .synStream(
                     streamID: id, associatedTo: 0, priority: 0, flags: receiveOnly.contains(id) ? .fin : [],
-                    headers: SPDYHeaders([("streamType", type)])))
+                    headers: headers))
         }
     }
 
@@ -137,6 +126,37 @@ actor SPDYClientWire {
             try await write(.data(streamID: id, flags: last ? .fin : [], payload: Array(data[offset..<end])))
             offset = end
         } while offset < data.count
+    }
+
+    /// Reads the server's frames after the upgrade (`leftover` first): counts its windows, answers
+    /// its pings and refuses streams it opens; every other frame goes to `handle`, until `handle`
+    /// returns false, the server sends GOAWAY or the connection ends.
+    static func readFrames(
+        _ leftover: [UInt8], _ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+        _ wire: SPDYClientWire, _ handle: (SPDYFrame) async throws -> Bool
+    ) async throws {
+        let decoder = try SPDYFrameDecoder(maxPayload: 1 << 24)
+        var pending = leftover
+        while true {
+            decoder.append(pending)
+            while let frame = try decoder.next() {
+                wire.windows.serverSent(frame)
+                switch frame {
+                case .ping(let id):
+                    try await wire.write(.ping(id: id))
+                case .synStream(let id, _, _, _, _):
+                    try await wire.write(.rstStream(streamID: id, status: .refusedStream))
+                case .goAway:
+                    return
+                case .windowUpdate, .settings, .headers:
+                    continue  // windows: counted above
+                default:
+                    if try await !handle(frame) { return }
+                }
+            }
+            guard let buffer = try await iterator.next() else { return }
+            pending = Array(buffer.readableBytesView)
+        }
     }
 
     /// We wrote `count` bytes of the server's data: it may send that much more.

@@ -176,7 +176,7 @@ enum LibvirtDomainXML {
                 <initrd>\(escape(spec.initrd))</initrd>
                 <cmdline>\(escape(cmdline))</cmdline>
               </os>
-              <cpu mode='\(accel == .kvm ? "host-passthrough" : "maximum")'/>
+              \(GuestCPU.libvirt(accel))
               <on_poweroff>destroy</on_poweroff>
               <on_reboot>destroy</on_reboot>
               <on_crash>destroy</on_crash>

@@ -156,7 +156,7 @@ enum QEMUArguments {
         var args = [
             "-name", "\(spec.vmName),process=\(spec.vmName)",
             "-M", accel == .kvm ? "microvm,accel=kvm,rtc=on" : "microvm,accel=tcg,rtc=on",
-            "-cpu", accel == .kvm ? "host" : "max",
+            "-cpu", GuestCPU.qemu(accel),
             "-smp", "\(spec.vcpus)",
             "-m", "\(spec.memoryMiB)M",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",

@@ -108,16 +108,24 @@ func runCommand(_ argv: [String], stdinFile: String? = nil, timeout: Duration = 
 /// Plain blocking TCP for tests, run on a thread of its own so that many at once do not starve
 /// the test's cooperative pool.
 enum TCP {
-    /// Connects to 127.0.0.1:port, sends `data`, half-closes when `halfClose`, and reads until EOF.
-    static func exchange(port: UInt16, send data: [UInt8], halfClose: Bool = true) async throws -> [UInt8] {
+    /// Connects to 127.0.0.1:port, sends `data`, half-closes when `halfClose`, and reads until EOF;
+    /// `concurrently`: reads while it sends (an echo of more than the buffers on the way hold).
+    static func exchange(port: UInt16, send data: [UInt8], halfClose: Bool = true, concurrently: Bool = false)
+        async throws -> [UInt8]
+    {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread {
-                continuation.resume(with: Result { try blockingExchange(port: port, data, halfClose: halfClose) })
+                continuation.resume(
+                    with: Result {
+                        try blockingExchange(port: port, data, halfClose: halfClose, concurrently: concurrently)
+                    })
             }
         }
     }
 
-    private static func blockingExchange(port: UInt16, _ data: [UInt8], halfClose: Bool) throws -> [UInt8] {
+    private static func blockingExchange(port: UInt16, _ data: [UInt8], halfClose: Bool, concurrently: Bool) throws
+        -> [UInt8]
+    {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure(description: "socket: \(errno)") }
         defer { close(fd) }
@@ -133,15 +141,28 @@ enum TCP {
             }
         }
         guard rc == 0 else { throw TestFailure(description: "connect to port \(port): errno \(errno)") }
-        var offset = 0
-        while offset < data.count {
-            let n = data.withUnsafeBytes {
-                Glibc.send(fd, $0.baseAddress! + offset, data.count - offset, Int32(MSG_NOSIGNAL))
+        let sendAll: @Sendable () -> Void = {
+            var offset = 0
+            while offset < data.count {
+                let n = data.withUnsafeBytes {
+                    Glibc.send(fd, $0.baseAddress! + offset, data.count - offset, Int32(MSG_NOSIGNAL))
+                }
+                guard n > 0 else { break }  // the peer went away: what it sent back tells
+                offset += n
             }
-            guard n > 0 else { throw TestFailure(description: "send: errno \(errno)") }
-            offset += n
+            if halfClose { shutdown(fd, Int32(SHUT_WR)) }
         }
-        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
+        let sent = DispatchSemaphore(value: 0)
+        if concurrently {
+            Thread.detachNewThread {
+                sendAll()
+                sent.signal()
+            }
+        } else {
+            sendAll()
+            sent.signal()
+        }
+        defer { sent.wait() }  // before the fd is closed
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {

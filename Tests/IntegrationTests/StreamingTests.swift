@@ -232,7 +232,8 @@ struct StreamingTests {
                     "sh", "-c",
                     "mkdir -p /www && seq 1 700000 > /www/blob && busybox httpd -p 8080 -h /www"
                         + " && head -c 52428800 /dev/urandom > /tmp/big"
-                        + " && (sleep 1000 | nc -l -p 7000 > /tmp/recv &) && (nc -l -p 7001 < /tmp/big &)",
+                        + " && (sleep 1000 | nc -l -p 7000 > /tmp/recv &) && (nc -l -p 7001 < /tmp/big &)"
+                        + " && (nc -l -p 7002 -e cat &)",
                 ])
             let expected = Array((1...700_000).map { "\($0)\n" }.joined().utf8)
             // cocoonctl port-forward (WebSocket): the same file, and a refused port named.
@@ -248,6 +249,17 @@ struct StreamingTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(own.errors.contains("connection refused"), "\(own.errors)")
+
+            // cocoonctl over SPDY keeps windows both ways: 16 MiB through `cat` in the pod comes back
+            // byte-exact while it is still being sent (more than every window and buffer on the way:
+            // the session must read the client's window updates while its writes wait for the pod).
+            let ownEcho = freePort()
+            let spdy = try Command(ctl.argv("port-forward", ["--transport", "spdy", podID, "\(ownEcho):7002"]))
+            defer { spdy.kill() }
+            try await spdy.waitForOutput("Forwarding from 127.0.0.1:\(ownEcho)")
+            let echoed = [UInt8](try randomBytes(16 << 20))
+            let back = try await TCP.exchange(port: ownEcho, send: echoed, concurrently: true)
+            #expect(back.count == echoed.count && back == echoed, "echo: \(back.count) of \(echoed.count) bytes")
 
             guard let crictl else { return }
             let (web, up, down, refused) = (freePort(), freePort(), freePort(), freePort())

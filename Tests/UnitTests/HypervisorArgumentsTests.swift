@@ -12,7 +12,7 @@ import Testing
         let args = QEMUArguments.make(
             spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"))
         let line = args.joined(separator: " ")
-        #expect(line.contains("-M microvm,accel=tcg,rtc=on -cpu max"))
+        #expect(line.contains("-M microvm,accel=tcg,rtc=on -cpu max,-erms,-fsrm"))
         #expect(line.contains("-smp 2 -m 384M"))
         #expect(line.contains("-name cocoon-0123456789ab,process=cocoon-0123456789ab"))
         #expect(line.contains("tsc_early_khz=\(HostTSC.khz) tsc=reliable"))

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOWebSocket
 import Testing
 
 @testable import Streaming
@@ -74,5 +76,22 @@ import Testing
                 == .v5)
         #expect(StreamProtocol.v3.supportsResize && !StreamProtocol.v2.supportsResize)
         #expect(StreamProtocol.v4.reportsJSONStatus && !StreamProtocol.v3.reportsJSONStatus)
+    }
+}
+
+@Suite struct WebSocketUnmaskingTests {
+    /// Word-wise unmasking gives NIO's byte-wise result for every length around the word size.
+    @Test func matchesNIOsUnmaskingForEveryLength() throws {
+        let key = try #require(WebSocketMaskingKey([0x9a, 0x3c, 0x01, 0xfe]))
+        for count in [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 100, 65536 + 5] {
+            let payload = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) }
+            var masked = ByteBuffer(bytes: payload)
+            masked.webSocketMask(key)
+            let frame = WebSocketFrame(fin: true, opcode: .binary, maskKey: key, data: masked)
+            #expect(frame.unmaskedBytes == Array(frame.unmaskedData.readableBytesView), "\(count)")
+            #expect(frame.unmaskedBytes == payload, "\(count)")
+        }
+        let plain = WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [1, 2, 3]))
+        #expect(plain.unmaskedBytes == [1, 2, 3])
     }
 }

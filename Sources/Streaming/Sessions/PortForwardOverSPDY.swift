@@ -19,6 +19,8 @@ struct PortForwardOverSPDY {
         var error: UInt32?
         var data: UInt32?
         var connection: PortConnection?
+        /// A flow-controlled client's data for the connection.
+        var pump: ClientInputPump?
     }
 
     func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
@@ -48,6 +50,7 @@ struct PortForwardOverSPDY {
     ) async throws {
         var pairs: [String: Pair] = [:]
         var byStream: [UInt32: String] = [:]
+        defer { for pair in pairs.values { pair.pump?.cancel() } }
         for try await buffer in inbound {
             guard let events = await connection.receive(buffer, logger: logger) else { return }
             for event in events {
@@ -82,20 +85,42 @@ struct PortForwardOverSPDY {
                     }
                     pairs[key] = pair
                 case .data(let id, let bytes):
-                    if let key = byStream[id], let pair = pairs[key], id == pair.data, let c = pair.connection {
-                        do {
-                            try await c.write(bytes)
-                        } catch {
-                            await c.end()
-                        }
+                    guard let key = byStream[id], var pair = pairs[key], id == pair.data, let c = pair.connection
+                    else {
+                        await connection.consumed(id, bytes.count)
+                        continue
                     }
-                    // A flow-controlled client may send as much again once the pod has taken it.
+                    if await connection.flowControlled {
+                        if pair.pump == nil {
+                            pair.pump = ClientInputPump(
+                                stream: id, connection: connection, group: &group,
+                                write: { bytes in
+                                    do {
+                                        try await c.write(bytes)
+                                        return true
+                                    } catch {
+                                        await c.end()
+                                        return false
+                                    }
+                                },
+                                close: { await c.closeWrite() })
+                            pairs[key] = pair
+                        }
+                        pair.pump?.send(bytes)
+                        continue
+                    }
+                    do {
+                        try await c.write(bytes)
+                    } catch {
+                        await c.end()
+                    }
                     await connection.consumed(id, bytes.count)
                 case .remoteClosed(let id):
                     guard let key = byStream[id], let pair = pairs[key], id == pair.data else { continue }
-                    await pair.connection?.closeWrite()
+                    if let pump = pair.pump { pump.end() } else { await pair.connection?.closeWrite() }
                 case .streamReset(let id):
                     guard let key = byStream[id], let pair = pairs[key] else { continue }
+                    pair.pump?.cancel()
                     await pair.connection?.end()
                     pairs[key] = nil
                 case .windowOpened:

@@ -59,7 +59,7 @@ struct PortForwardOverWebSocket {
                         case .connectionClose:
                             break
                         case .binary:
-                            let bytes = Array(frame.unmaskedData.readableBytesView)
+                            let bytes = frame.unmaskedBytes
                             // [255, ch]: the client sends nothing more on data channel ch (half-close).
                             if bytes.count == 2, bytes[0] == 255, bytes[1] % 2 == 0,
                                 Int(bytes[1] / 2) < connections.count

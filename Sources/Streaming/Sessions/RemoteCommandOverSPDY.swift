@@ -63,12 +63,9 @@ struct RemoteCommandOverSPDY {
         var process: ProcessStream?
         var stdinOpen = true
         var resizeCarry: [UInt8] = []
-        // A flow-controlled client's stdin goes through a task of its own, so that this loop keeps
-        // reading its window updates while a write waits for the process (else output waiting for
-        // the client's window and stdin waiting for the process would hold each other up). The
-        // client's window (64 KiB) bounds what waits there.
-        var stdinPump: AsyncStream<[UInt8]?>.Continuation?
-        defer { stdinPump?.finish() }
+        // A flow-controlled client's stdin goes through a task of its own (`ClientInputPump`).
+        var stdinPump: ClientInputPump?
+        defer { stdinPump?.cancel() }
         for try await buffer in inbound {
             guard let events = await connection.receive(buffer, logger: logger) else { return }
             for event in events {
@@ -107,8 +104,16 @@ struct RemoteCommandOverSPDY {
                     guard let process else { continue }
                     if id == streams.stdin, stdinOpen {
                         if await connection.flowControlled {
-                            if stdinPump == nil { stdinPump = pumpStdin(process, stream: id, connection, &group) }
-                            stdinPump?.yield(bytes)
+                            if stdinPump == nil {
+                                stdinPump = ClientInputPump(
+                                    stream: id, connection: connection, group: &group,
+                                    write: { bytes in
+                                        // false: the process closed its stdin or ended; the rest is dropped
+                                        (try? await process.write(bytes)) != nil
+                                    },
+                                    close: { await process.closeStdin() })
+                            }
+                            stdinPump?.send(bytes)
                             continue
                         }
                         do {
@@ -124,7 +129,7 @@ struct RemoteCommandOverSPDY {
                 case .remoteClosed(let id):
                     guard id == streams.stdin, let process else { continue }
                     if let stdinPump {
-                        stdinPump.yield(nil)
+                        stdinPump.end()
                     } else {
                         await process.closeStdin()
                     }
@@ -137,33 +142,6 @@ struct RemoteCommandOverSPDY {
                 }
             }
         }
-    }
-
-    /// Writes a flow-controlled client's stdin in order (nil: its end), reopening the client's
-    /// window as each write is taken.
-    private func pumpStdin(
-        _ process: ProcessStream, stream id: UInt32, _ connection: SPDYConnection,
-        _ group: inout ThrowingTaskGroup<Void, any Error>
-    ) -> AsyncStream<[UInt8]?>.Continuation {
-        let (items, input) = AsyncStream<[UInt8]?>.makeStream()
-        group.addTask {
-            var open = true
-            for await item in items {
-                guard let bytes = item else {
-                    await process.closeStdin()
-                    break
-                }
-                if open {
-                    do {
-                        try await process.write(bytes)
-                    } catch {
-                        open = false  // the process closed its stdin or ended: the rest is dropped
-                    }
-                }
-                await connection.consumed(id, bytes.count)
-            }
-        }
-        return input
     }
 
     private func start() async throws(CocoonError) -> ProcessStream {

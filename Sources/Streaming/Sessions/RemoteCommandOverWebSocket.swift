@@ -99,7 +99,7 @@ struct RemoteCommandOverWebSocket {
                 return
             case .binary, .text:
                 guard
-                    let message = WebSocketChannels.decode(Array(frame.unmaskedData.readableBytesView), protocol: wire)
+                    let message = WebSocketChannels.decode(frame.unmaskedBytes, protocol: wire)
                 else { continue }
                 switch message {
                 case .data(WebSocketChannels.stdin, let bytes) where stdinOpen:
