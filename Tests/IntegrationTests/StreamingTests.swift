@@ -407,6 +407,21 @@ struct StreamingTests {
             #expect(!ps.contains(" cat"), "the exec outlived its client: \(ps)")
             let fdsAfter = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemonPID)/fd").count) ?? 0
             #expect(fdsAfter <= fdsBefore + 1, "daemon fds \(fdsBefore) -> \(fdsAfter)")
+
+            // The same with a terminal: its pty goes with the exec (a pty lives in the container's
+            // devpts as long as any fd of it is open, the agent's included).
+            let ttyClient = try Command(
+                CocoonCtl(socket: daemon.socket).argv("exec", ["-t", id, "sh", "-c", "echo started; exec sleep 999"]))
+            try await ttyClient.waitForOutput("started")
+            #expect(try await execSync(rt, id, ["ls", "/dev/pts"]).contains("0"))
+            ttyClient.kill()
+            var pts = ""
+            for _ in 0..<100 {
+                pts = try await execSync(rt, id, ["sh", "-c", "ls /dev/pts; ps | grep -c 'sleep 99[9]'; true"])
+                if pts.split(whereSeparator: \.isWhitespace) == ["ptmx", "0"] { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(pts.split(whereSeparator: \.isWhitespace) == ["ptmx", "0"], "left in the guest: \(pts)")
         }
     }
 
