@@ -20,17 +20,20 @@ public final class AgentClient: Sendable {
 
     /// Opens the channel (the hypervisor's socket, or vsock). The guest need not be up yet:
     /// requests wait in the virtio-serial socket until the agent opens its port.
-    /// `onEvent` receives the agent's process output and exit events, in the order they arrive.
+    /// `onEvent` receives the agent's process output and exit events, in the order they arrive;
+    /// the channel stops reading while more than `credit`'s limit of them are not released.
     public static func connect(
         _ endpoint: AgentEndpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        timeout: Duration = .seconds(5), onEvent: (@Sendable (AgentEvent) -> Void)? = nil
+        timeout: Duration = .seconds(5), credit: EventCredit = EventCredit(),
+        onEvent: (@Sendable (AgentEvent) -> Void)? = nil
     ) async throws(AgentClientError) -> AgentClient {
         let loop = group.next()
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(timeout.nanoseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(AgentClientHandler(onEvent: onEvent))
+                    try channel.pipeline.syncOperations.addHandler(
+                        AgentClientHandler(credit: credit, onEvent: onEvent))
                 }
             }
         do {
@@ -55,8 +58,9 @@ public final class AgentClient: Sendable {
     }
 
     /// The connector the daemon's sandbox manager uses: the real agent channel.
-    public static let connector: GuestAgentConnector = { endpoint, timeout, onEvent async throws(AgentClientError) in
-        try await AgentClient.connect(endpoint, timeout: timeout, onEvent: onEvent)
+    public static let connector: GuestAgentConnector = {
+        endpoint, timeout, credit, onEvent async throws(AgentClientError) in
+        try await AgentClient.connect(endpoint, timeout: timeout, credit: credit, onEvent: onEvent)
     }
 
     /// Sends one request and waits for its response, at most `timeout`.
@@ -131,10 +135,21 @@ final class AgentClientHandler: ChannelInboundHandler {
     private var nextID: UInt64 = 1
     private var closedReason: String?
     private let onEvent: (@Sendable (AgentEvent) -> Void)?
+    private let credit: EventCredit
 
-    init(onEvent: (@Sendable (AgentEvent) -> Void)?) { self.onEvent = onEvent }
+    init(credit: EventCredit, onEvent: (@Sendable (AgentEvent) -> Void)?) {
+        self.credit = credit
+        self.onEvent = onEvent
+    }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let channel = context.channel
+        credit.onResume {
+            // The consumer caught up: read again (autoRead also asks for the next read).
+            channel.setOption(.autoRead, value: true).whenFailure { _ in }
+        }
+    }
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func send(
@@ -176,10 +191,8 @@ final class AgentClientHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        if let bytes = buffer.readBytes(length: buffer.readableBytes) {
-            decoder.append(bytes)
-        }
+        let buffer = unwrapInboundIn(data)
+        decoder.append(buffer.readableBytesView)
         do {
             while let envelope = try decoder.next() {
                 dispatch(envelope)
@@ -198,7 +211,12 @@ final class AgentClientHandler: ChannelInboundHandler {
             call.promise.succeed(response)
         case .event(let event)?:
             // Hello (a new session's greeting) is not an event the host acts on.
-            if let event = AgentEvent(event) { onEvent?(event) }
+            guard let event = AgentEvent(event), let onEvent else { return }
+            if !credit.charge(EventCredit.cost(event)), let context {
+                // The consumer is behind: stop reading; the guest's writes block until it catches up.
+                context.channel.setOption(.autoRead, value: false).whenFailure { _ in }
+            }
+            onEvent(event)
         default:
             break
         }
@@ -206,7 +224,9 @@ final class AgentClientHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         failAll("the VM or its channel went away")
-        onEvent?(.disconnected(reason: closedReason ?? "the VM or its channel went away"))
+        let gone = AgentEvent.disconnected(reason: closedReason ?? "the VM or its channel went away")
+        _ = credit.charge(EventCredit.cost(gone))  // released by the consumer like any other
+        onEvent?(gone)
         context.fireChannelInactive()
     }
 

@@ -92,10 +92,12 @@ public struct ExecStdio: Sendable, Equatable {
 }
 
 /// How a sandbox manager opens an agent: the real channel in the daemon, a fake in unit tests.
-/// `onEvent` receives the agent's process output and exits in the order they arrive.
+/// `onEvent` receives the agent's process output and exits in the order they arrive; the channel
+/// stops reading while more than `credit`'s limit of them are not yet released by the consumer.
 public typealias GuestAgentConnector =
     @Sendable (
-        _ endpoint: AgentEndpoint, _ timeout: Duration, _ onEvent: (@Sendable (AgentEvent) -> Void)?
+        _ endpoint: AgentEndpoint, _ timeout: Duration, _ credit: EventCredit,
+        _ onEvent: (@Sendable (AgentEvent) -> Void)?
     ) async throws(AgentClientError) -> any GuestAgent
 
 /// The agent API version this host speaks; a guest agent answering Health with another is refused.

@@ -162,7 +162,8 @@ static void set_capabilities(const struct ccore_spawn *s) {
     memset(data, 0, sizeof data);
     for (int i = 0; i < 2; i++) {
         uint32_t word = (uint32_t)(s->capabilities >> (32 * i));
-        data[i].effective = data[i].permitted = data[i].inheritable = word;
+        data[i].effective = data[i].permitted = word;
+        data[i].inheritable = 0;  // as runc >= 1.1.2 (CVE-2022-24769): file inheritable caps grant nothing
     }
     if (syscall(SYS_capset, &hdr, data) < 0) fail(s, "capset", NULL);
 }

@@ -55,19 +55,36 @@ public final class CRILogWriter {
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
     }
 
+    /// Splits `data` into lines in one pass (a flood of short lines costs its length, not its square).
     public func write(stream: CRILog.Stream, _ data: [UInt8]) {
-        var buffer = pending[stream, default: []] + data
+        let stamp = CRILog.timestamp()
+        let full = Array("\(stamp) \(stream.rawValue) \(CRILog.Tag.full.rawValue) ".utf8)
+        let partial = Array("\(stamp) \(stream.rawValue) \(CRILog.Tag.partial.rawValue) ".utf8)
         var out: [UInt8] = []
-        let stamp = Array(CRILog.timestamp().utf8)
-        while let nl = buffer.firstIndex(of: 0x0A) {
-            out += CRILog.line(stamp, stream, .full, buffer[..<nl])
-            buffer.removeSubrange(...nl)
+        out.reserveCapacity(data.count + (data.count / 8 + 1) * full.count)
+        var carry = pending[stream, default: []]
+        var start = data.startIndex
+        while let nl = data[start...].firstIndex(of: 0x0A) {
+            out += full
+            if carry.isEmpty {
+                out += data[start..<nl]
+            } else {
+                out += carry
+                out += data[start..<nl]
+                carry = []
+            }
+            out.append(0x0A)
+            start = nl + 1
         }
-        while buffer.count >= CRILog.maxLine {
-            out += CRILog.line(stamp, stream, .partial, buffer[..<CRILog.maxLine])
-            buffer.removeFirst(CRILog.maxLine)
+        carry += data[start...]
+        var offset = 0
+        while carry.count - offset >= CRILog.maxLine {
+            out += partial
+            out += carry[offset..<(offset + CRILog.maxLine)]
+            out.append(0x0A)
+            offset += CRILog.maxLine
         }
-        pending[stream] = buffer
+        pending[stream] = offset == 0 ? carry : Array(carry[offset...])
         emit(out)
     }
 
@@ -102,12 +119,15 @@ public struct CRILogReader {
 
     public init(timestamps: Bool = false) { self.timestamps = timestamps }
 
+    /// Reads whole lines in one pass; an unterminated rest waits for the next feed.
     public mutating func feed(_ data: Data) -> [Line] {
         carry.append(data)
         var out: [Line] = []
-        while let nl = carry.firstIndex(of: 0x0A) {
-            let raw = String(decoding: carry[carry.startIndex..<nl], as: UTF8.self)
-            carry.removeSubrange(carry.startIndex...nl)
+        var start = carry.startIndex
+        defer { carry = Data(carry[start...]) }
+        while let nl = carry[start...].firstIndex(of: 0x0A) {
+            let raw = String(decoding: carry[start..<nl], as: UTF8.self)
+            start = nl + 1
             let parts = raw.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
             guard parts.count >= 3, let stream = CRILog.Stream(rawValue: String(parts[1])) else { continue }
             let text = parts.count == 4 ? String(parts[3]) : ""

@@ -112,7 +112,10 @@ public actor ContainerManager {
 
     /// Applies the pods' agent events until their stream ends; run by the daemon for its whole life.
     public func processEvents() async {
-        for await tagged in pods.agentEvents { await apply(tagged) }
+        for await tagged in pods.agentEvents {
+            await apply(tagged)
+            tagged.handled()
+        }
     }
 
     /// Ends every lifecycle event stream (the daemon is shutting down).

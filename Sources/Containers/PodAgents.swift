@@ -22,8 +22,16 @@ public protocol PodAgents: Sendable {
 public struct PodAgentEvent: Sendable, Equatable {
     public var podID: String
     public var event: AgentEvent
-    public init(podID: String, event: AgentEvent) {
+    /// The pod's channel's credit, released once the event is handled (nil: none kept).
+    public var credit: EventCredit?
+    public init(podID: String, event: AgentEvent, credit: EventCredit? = nil) {
         self.podID = podID
         self.event = event
+        self.credit = credit
     }
+
+    public static func == (a: PodAgentEvent, b: PodAgentEvent) -> Bool { a.podID == b.podID && a.event == b.event }
+
+    /// The event is handled: its channel may read that much more.
+    public func handled() { credit?.release(EventCredit.cost(event)) }
 }

@@ -62,7 +62,8 @@ extension SandboxManager {
                 throw .internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
             }
             do {
-                let agent = try await connect(vm.agent, .seconds(2), eventForwarder(id))
+                let link = eventLink(id)
+                let agent = try await connect(vm.agent, .seconds(2), link.credit, link.forward)
                 let remaining = deadline - clock.now
                 // The agent answers once the guest has booted and opened its port; QEMU holds the
                 // request meanwhile. Check the VM now and then so a dead guest fails fast.
@@ -117,7 +118,7 @@ extension SandboxManager {
             if await hypervisor.describe(vm) != .exited {
                 var agent = agents.removeValue(forKey: record.id)
                 // no agent: the VM is killed below
-                if agent == nil { agent = try? await connect(vm.agent, .seconds(1), nil) }
+                if agent == nil { agent = try? await connect(vm.agent, .seconds(1), EventCredit(), nil) }
                 var graceful = false
                 if let agent {
                     do {

@@ -64,9 +64,11 @@ public actor SandboxManager {
             logger: logger)
     }
 
-    /// Where an agent's events go: tagged with the pod, onto the one stream.
-    func eventForwarder(_ id: String) -> @Sendable (AgentEvent) -> Void {
-        { [eventInput] in eventInput.yield(PodAgentEvent(podID: id, event: $0)) }
+    /// Where an agent's events go: tagged with the pod and its channel's credit, onto the one
+    /// stream (the credit bounds what each pod has on it).
+    nonisolated func eventLink(_ id: String) -> (credit: EventCredit, forward: @Sendable (AgentEvent) -> Void) {
+        let credit = EventCredit()
+        return (credit, { [eventInput] in eventInput.yield(PodAgentEvent(podID: id, event: $0, credit: credit)) })
     }
 
     /// Ends the agents' event stream (the daemon is shutting down; call after `detachAll`).
@@ -279,8 +281,8 @@ public actor SandboxManager {
         // One connection per sandbox, however many callers ask at once (after a daemon restart).
         let connecting =
             self.connecting[id]
-            ?? Task { [connect, onEvent = eventForwarder(id)] () async throws -> any GuestAgent in
-                try await connect(vm.agent, .seconds(2), onEvent)
+            ?? Task { [connect, link = eventLink(id)] () async throws -> any GuestAgent in
+                try await connect(vm.agent, .seconds(2), link.credit, link.forward)
             }
         self.connecting[id] = connecting
         do {

@@ -112,11 +112,14 @@ import Testing
         #expect(result.output.contains("CapBnd:\t0000000000000000"))
         #expect(result.output.contains("denied"))
         s.process.capabilities = try Capability.resolve(add: ["NET_ADMIN"], drop: ["MKNOD"])
+        s.process.args = ["sh", "-c", "grep -E '^Cap(Eff|Inh)' /proc/self/status"]
         result = try Self.run(s)
         let expected = String(Capability.mask(s.process.capabilities), radix: 16)
         #expect(
             result.output.contains("CapEff:\t" + String(repeating: "0", count: 16 - expected.count) + expected),
             "\(result.output)")
+        // No inheritable capabilities (CVE-2022-24769): a file's inheritable caps grant nothing.
+        #expect(result.output.contains("CapInh:\t0000000000000000"), "\(result.output)")
         #expect(throws: ContainerCoreError.self) { try Capability.resolve(add: ["CAP_FLY"], drop: []) }
     }
 

@@ -28,7 +28,7 @@ import Testing
             config.runDir = root + "/run"
             let agents = self.agents
             manager = SandboxManager(config: config, hypervisors: [hypervisor]) {
-                _, _, onEvent async throws(AgentClientError) in
+                _, _, _, onEvent async throws(AgentClientError) in
                 let agent = FakeGuestAgent()
                 agent.state.withLock {
                     $0.onEvent = onEvent

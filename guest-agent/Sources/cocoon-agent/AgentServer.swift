@@ -409,7 +409,9 @@ struct AgentServer {
         bytes.withUnsafeBytes { write($0) }
     }
 
-    /// Writes one whole frame to the host, waiting for room up to a second at a time.
+    /// Writes one whole frame to the host. A host that does not read yet is behind on this pod's
+    /// output and holds back on purpose: wait for it, however long (dropping the rest of a frame
+    /// would garble every frame after it); only its hang-up ends the wait.
     private func write(_ bytes: UnsafeRawBufferPointer) {
         guard sessionFD >= 0, let base = bytes.baseAddress else { return }
         var offset = 0
@@ -419,8 +421,9 @@ struct AgentServer {
                 offset += n
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
                 var p = pollfd(fd: sessionFD, events: Int16(POLLOUT), revents: 0)
-                if poll(&p, 1, 1000) <= 0 {
-                    log("host not reading; reply dropped")
+                let ready = poll(&p, 1, 1000)
+                if ready < 0 && errno != EINTR || p.revents & Int16(POLLHUP | POLLERR) != 0 {
+                    log("host gone while it was sent a frame")
                     return
                 }
             } else {

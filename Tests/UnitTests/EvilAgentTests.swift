@@ -1,0 +1,107 @@
+import AgentAPI
+import Foundation
+import Synchronization
+import Testing
+
+@testable import AgentClient
+
+/// The host's end of the agent channel against a guest that floods it: a test plays the guest's
+/// side on a real socket (as QEMU's virtio-serial socket would carry it) and writes output events
+/// as fast as the socket takes them, while the host's consumer does not keep up.
+@Suite struct EvilAgentTests {
+    /// A guest agent that only floods: accepts the host, then writes 64 KiB output events without
+    /// end, counting what the socket took.
+    final class FloodingGuest: @unchecked Sendable {
+        let path: String
+        private let listener: Int32
+        let written = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+
+        init() throws {
+            path = NSTemporaryDirectory() + "evil-\(UUID().uuidString.prefix(8)).sock"
+            listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_un()
+            addr.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                for (i, b) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
+            }
+            let bound = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(listener, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            guard bound == 0, listen(listener, 1) == 0 else { throw POSIXError(.EADDRINUSE) }
+        }
+
+        func run() {
+            Thread.detachNewThread { [self] in
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                defer { close(fd) }
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                var event = Cocoon_Agent_V4_Envelope()
+                event.event.output = .with {
+                    $0.containerID = "c1"
+                    $0.data = Data(repeating: 0x79, count: 64 << 10)
+                }
+                guard let frame = try? AgentFrame.encode(event) else { return }
+                var offset = 0
+                while !stop.load(ordering: .relaxed) {
+                    let n = frame.withUnsafeBytes { send(fd, $0.baseAddress! + offset, frame.count - offset, 0) }
+                    if n > 0 {
+                        written.add(n, ordering: .relaxed)
+                        offset = (offset + n) % frame.count
+                    } else {
+                        usleep(1000)  // the host does not read: wait, as a guest's write would
+                    }
+                }
+            }
+        }
+
+        deinit {
+            close(listener)
+            unlink(path)
+        }
+    }
+
+    @Test func aFloodingGuestIsHeldBackWhileTheHostIsBehind() async throws {
+        let guest = try FloodingGuest()
+        guest.run()
+        defer { guest.stop.store(true, ordering: .relaxed) }
+        let credit = EventCredit(limit: 1 << 20)
+        let (events, input) = AsyncStream.makeStream(of: AgentEvent.self)
+        let client = try await AgentClient.connect(.serial(path: guest.path), credit: credit) { input.yield($0) }
+        // Nobody consumes: the host reads the limit's worth, then stops; the guest is held back
+        // by its socket (without the credit the host would read everything, without bound).
+        try await Task.sleep(for: .seconds(2))
+        let held = guest.written.load(ordering: .relaxed)
+        #expect(credit.outstanding > 1 << 20 && credit.outstanding < 2 << 20, "\(credit.outstanding)")
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(guest.written.load(ordering: .relaxed) == held, "the guest went on writing: \(held)")
+        #expect(held < 16 << 20, "the host took \(held) bytes from a guest it could not keep up with")
+        // The consumer catches up: the host reads on.
+        var handled = 0
+        for await event in events {
+            credit.release(EventCredit.cost(event))
+            handled += 1
+            if handled == 64 { break }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(guest.written.load(ordering: .relaxed) > held)
+        await client.close()
+    }
+
+    @Test func creditPausesOverTheLimitAndResumesUnderHalf() {
+        let credit = EventCredit(limit: 1000)
+        let resumed = Atomic<Int>(0)
+        credit.onResume { resumed.add(1, ordering: .relaxed) }
+        #expect(credit.charge(600))
+        #expect(!credit.charge(600))  // 1200 > 1000: stop reading
+        credit.release(600)  // 600: not yet under half
+        #expect(resumed.load(ordering: .relaxed) == 0)
+        credit.release(200)  // 400: read again, once
+        credit.release(100)
+        #expect(resumed.load(ordering: .relaxed) == 1)
+        #expect(EventCredit.cost(.output(containerID: "c", execID: "", stream: .stdout, data: [1])) == 256)
+    }
+}
