@@ -19,9 +19,11 @@ public enum AgentFrame {
         }
     }
 
-    /// Serializes an envelope with its length prefix.
+    /// Serializes an envelope with its length prefix. A frame the peer would refuse as too large is
+    /// refused here (`frameTooLarge`): sent, it would end the session for every call on it.
     public static func encode(_ envelope: Cocoon_Agent_V4_Envelope) throws -> [UInt8] {
         let body: [UInt8] = try envelope.serializedBytes()
+        guard body.count <= maxFrameSize else { throw DecodeError.frameTooLarge(body.count) }
         let n = UInt32(body.count)
         var out: [UInt8] = [UInt8(n >> 24 & 0xff), UInt8(n >> 16 & 0xff), UInt8(n >> 8 & 0xff), UInt8(n & 0xff)]
         out.append(contentsOf: body)

@@ -168,6 +168,14 @@ final class AgentClientHandler: ChannelInboundHandler {
         let bytes: [UInt8]
         do {
             bytes = try AgentFrame.encode(envelope)
+        } catch AgentFrame.DecodeError.frameTooLarge(let size) {
+            // Refused before it is sent: the channel and every other call on it go on.
+            let limit = AgentFrame.maxFrameSize >> 20
+            promise.fail(
+                AgentClientError.agent(
+                    .invalidArgument,
+                    message: "\(name) of \(size) bytes exceeds the agent channel's \(limit) MiB frame limit"))
+            return
         } catch {
             promise.fail(AgentClientError.protocolViolation("cannot encode \(name): \(error)"))
             return

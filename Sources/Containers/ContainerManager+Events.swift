@@ -12,7 +12,7 @@ extension ContainerManager {
     func apply(_ tagged: PodAgentEvent) async {
         switch tagged.event {
         case .output(let containerID, let execID, let stream, let data):
-            guard records[containerID]?.sandboxID == tagged.podID else { return }
+            guard records[containerID]?.sandboxID == tagged.podID else { return dropped(tagged, containerID) }
             let stream: CRILog.Stream = stream == .stderr ? .stderr : .stdout
             if execID.isEmpty {
                 logs[containerID]?.write(stream: stream, data)
@@ -21,7 +21,7 @@ extension ContainerManager {
                 execs.output(execID, container: containerID, stream: stream, data)
             }
         case .exit(let containerID, let execID, let exitCode, let oomKilled):
-            guard records[containerID]?.sandboxID == tagged.podID else { return }
+            guard records[containerID]?.sandboxID == tagged.podID else { return dropped(tagged, containerID) }
             if execID.isEmpty {
                 let reason = oomKilled ? "OOMKilled" : (exitCode == 0 ? "Completed" : "Error")
                 do {
@@ -40,8 +40,20 @@ extension ContainerManager {
         case .portClosed(let connection, let error):
             routes.portClosed(connection, pod: tagged.podID, error: error)
         case .disconnected(let reason):
+            droppedEvents[tagged.podID] = nil  // counted per channel: kept no longer than the pod's
             let containers = records.values.filter { $0.sandboxID == tagged.podID }.map(\.id)
             routes.podEnded(tagged.podID, containers: containers, reason: "lost the pod's agent: \(reason)")
+        }
+    }
+
+    /// An event about a container the sending pod does not have: dropped and counted.
+    private func dropped(_ tagged: PodAgentEvent, _ containerID: String) {
+        let count = droppedEvents[tagged.podID, default: 0] + 1
+        droppedEvents[tagged.podID] = count
+        if count == 1 || count % 1000 == 0 {
+            logger.warning(
+                "dropped agent events about containers not of their pod",
+                metadata: ["pod": "\(tagged.podID)", "container": "\(containerID)", "count": "\(count)"])
         }
     }
 

@@ -60,6 +60,9 @@ public actor ContainerManager {
     let logger: Logger
     let agentCall: Duration
     var records: [String: ContainerRecord] = [:]
+    /// Events a pod's agent sent about containers that are not that pod's (forged, or stale), per
+    /// pod: dropped, counted, and logged at the first and every 1000th.
+    public internal(set) var droppedEvents: [String: Int] = [:]
     var logs: [String: CRILogWriter] = [:]
     var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var execs = ExecSessions()
@@ -68,7 +71,8 @@ public actor ContainerManager {
     var stdinOnceUsed: Set<String> = []
     private let locks = KeyedLock()
     let eventHub = ContainerEventHub()
-    static let maxCopiedMountBytes = 64 << 20
+    /// What one container's copied mounts may hold: its CreateContainer must fit one agent frame (16 MiB).
+    static let maxCopiedMountBytes = 12 << 20
 
     public init(
         pods: any PodAgents, stateRoot: String, agentCall: Duration = .seconds(30),

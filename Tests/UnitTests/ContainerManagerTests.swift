@@ -185,6 +185,23 @@ import Testing
             })
         #expect(try await f.state(id) == .running)
         #expect(try String(contentsOfFile: f.root + "/logs/web.log", encoding: .utf8).contains("forged") == false)
+        #expect(await f.manager.droppedEvents == ["pod-b": 2, "pod-a": 1])
+    }
+
+    /// Copied mounts must fit the one agent frame their CreateContainer travels in: 13 MiB of them
+    /// is INVALID_ARGUMENT naming the limit, before the agent is asked anything.
+    @Test func mountsTooLargeForOneAgentFrameAreRefused() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let big = NSTemporaryDirectory() + "cocoon-big-\(UUID().uuidString.prefix(8)).bin"
+        FileManager.default.createFile(atPath: big, contents: Data(count: 13 << 20))
+        defer { try? FileManager.default.removeItem(atPath: big) }  // test scratch
+        var r = f.request("web")
+        r.mounts = [.init(hostPath: big, containerPath: "/data/big.bin", readOnly: true)]
+        let error = await #expect(throws: CocoonError.self) { _ = try await f.manager.create(r) }
+        #expect(
+            error?.code == .invalidArgument && error?.message.contains("12 MiB") == true, "\(String(describing: error))"
+        )
     }
 
     @Test func execSyncCollectsOutputAndTimesOut() async throws {

@@ -14,6 +14,7 @@ import Testing
     final class FloodingGuest: @unchecked Sendable {
         let path: String
         private let listener: Int32
+        /// Bytes the guest wrote (flooding) or read (reading).
         let written = Atomic<Int>(0)
         let stop = Atomic<Bool>(false)
 
@@ -54,6 +55,21 @@ import Testing
                     } else {
                         usleep(1000)  // the host does not read: wait, as a guest's write would
                     }
+                }
+            }
+        }
+
+        /// Plays a guest that only reads, counting the bytes the host sent in `written`.
+        func runReading() {
+            Thread.detachNewThread { [self] in
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                defer { close(fd) }
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while !stop.load(ordering: .relaxed) {
+                    let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                    if n <= 0 { return }
+                    written.add(n, ordering: .relaxed)
                 }
             }
         }
@@ -103,5 +119,37 @@ import Testing
         credit.release(100)
         #expect(resumed.load(ordering: .relaxed) == 1)
         #expect(EventCredit.cost(.output(containerID: "c", execID: "", stream: .stdout, data: [1])) == 256)
+    }
+}
+
+/// A request too large for one agent frame is refused on this side: sent, the guest would end the
+/// session, and every other call on the channel with it.
+@Suite struct OversizedRequestTests {
+    @Test func aRequestOverTheFrameLimitIsRefusedBeforeItIsSent() async throws {
+        let guest = try EvilAgentTests.FloodingGuest()
+        guest.runReading()
+        defer { guest.stop.store(true, ordering: .relaxed) }
+        let client = try await AgentClient.connect(.serial(path: guest.path))
+        let error = await #expect(throws: AgentClientError.self) {
+            try await client.writePort(
+                connection: 1, [UInt8](repeating: 0, count: AgentFrame.maxFrameSize + 1), close: false,
+                timeout: .seconds(5))
+        }
+        guard case .agent(.invalidArgument, let message)? = error else {
+            Issue.record("not INVALID_ARGUMENT: \(String(describing: error))")
+            return
+        }
+        #expect(message.contains("frame limit"), "\(message)")
+        // The channel is intact: a small request still goes out whole.
+        client.ackPort(connection: 1, bytes: 1)
+        try await Task.sleep(for: .milliseconds(300))
+        let received = guest.written.load(ordering: .relaxed)
+        #expect(received > 0 && received < 64, "the host sent \(received) bytes")
+        #expect(throws: AgentFrame.DecodeError.self) {
+            var big = Cocoon_Agent_V4_Envelope()
+            big.request.writePort.data = Data(count: AgentFrame.maxFrameSize)
+            _ = try AgentFrame.encode(big)
+        }
+        await client.close()
     }
 }
