@@ -43,6 +43,15 @@ public final class RegistryClient: Sendable {
         return mirrors + ["\(scheme)://\(upstreamHost)"]
     }
 
+    /// Scheme, host and port of a URL (the scheme's default port when none is given).
+    static func origin(_ url: String) -> String? {
+        guard let u = URL(string: url), let scheme = u.scheme?.lowercased(), let host = u.host?.lowercased() else {
+            return nil
+        }
+        let port = u.port ?? (scheme == "https" ? 443 : scheme == "http" ? 80 : 0)
+        return "\(scheme)://\(host):\(port)"
+    }
+
     /// Plain HTTP is allowed only for hosts configured as insecure and for loopback.
     public static func allowsPlainHTTP(_ domain: String, insecure: [String]) -> Bool {
         if insecure.contains(domain) { return true }
@@ -95,7 +104,9 @@ public final class RegistryClient: Sendable {
         _ url: String, method: HTTPMethod, accept: [String], scope: String,
         credentials: RegistryCredentials, timeout: TimeAmount
     ) async throws -> HTTPClientResponse {
-        guard let origin = URL(string: url)?.host else { throw CocoonError.invalidArgument("bad registry URL \(url)") }
+        guard let origin = URL(string: url)?.host, let home = Self.origin(url) else {
+            throw CocoonError.invalidArgument("bad registry URL \(url)")
+        }
         let authKey = (URL(string: url).map { "\($0.host ?? ""):\($0.port ?? 0)" } ?? url) + " " + scope
         var authorization: String? =
             credentials.registryToken.isEmpty ? await tokens.token(for: authKey) : "Bearer " + credentials.registryToken
@@ -107,7 +118,9 @@ public final class RegistryClient: Sendable {
             request.method = method
             if !accept.isEmpty { request.headers.add(name: "Accept", value: accept.joined(separator: ", ")) }
             request.headers.add(name: "User-Agent", value: "cocoon/0.1")
-            let sameHost = URL(string: current)?.host == origin
+            // Credentials go only where they were given for: same scheme, host and port (not to
+            // another port of the host, not down an https -> http redirect).
+            let sameHost = Self.origin(current) == home
             if sameHost, let authorization { request.headers.add(name: "Authorization", value: authorization) }
             let response = try await http.execute(request, timeout: timeout)
             switch response.status.code {
@@ -127,8 +140,10 @@ public final class RegistryClient: Sendable {
                             + "\"\(header.prefix(100))\""
                     )
                 }
+                let registry = URL(string: url).flatMap { u in u.port.map { "\(origin):\($0)" } } ?? origin
                 authorization = try await authorize(
-                    challenge, scope: scope, origin: origin, credentials: credentials, cacheKey: authKey)
+                    challenge, scope: scope, origin: origin, registry: registry, credentials: credentials,
+                    cacheKey: authKey)
                 continue
             case 401:
                 throw credentials.isEmpty
@@ -148,7 +163,8 @@ public final class RegistryClient: Sendable {
 
     /// Answers a challenge: Basic sends the password directly; Bearer fetches a token from the realm.
     private func authorize(
-        _ challenge: AuthChallenge, scope: String, origin: String, credentials: RegistryCredentials, cacheKey: String
+        _ challenge: AuthChallenge, scope: String, origin: String, registry: String, credentials: RegistryCredentials,
+        cacheKey: String
     ) async throws -> String {
         switch challenge.scheme {
         case .basic:
@@ -162,6 +178,11 @@ public final class RegistryClient: Sendable {
                 components.scheme == "https" || components.scheme == "http"
             else {
                 throw CocoonError.unauthenticated("registry \(origin) sent a bearer challenge without a usable realm")
+            }
+            // The realm gets the credentials: over HTTPS, unless the registry itself may be plain HTTP.
+            guard components.scheme == "https" || Self.allowsPlainHTTP(registry, insecure: settings.insecure) else {
+                throw CocoonError.unauthenticated(
+                    "registry \(origin) sent a token realm over plain HTTP (\(realm)); credentials go only over HTTPS")
             }
             let service = challenge.parameters["service"] ?? ""
             var query = components.queryItems ?? []

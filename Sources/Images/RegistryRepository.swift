@@ -15,6 +15,11 @@ struct RegistryRepository: ImageSource {
     let unreachable = UnreachableEndpoints()
     var scope: String { "repository:\(reference.path):pull" }
 
+    /// The pull's credentials are the registry's: a mirror is asked anonymously.
+    func credentials(for base: String) -> RegistryCredentials {
+        base == client.endpoints(for: reference.domain).last ? credentials : RegistryCredentials()
+    }
+
     /// A manifest or index, verified against `digest` when pulled by digest.
     func manifest(_ tagOrDigest: String) async throws(CocoonError) -> (
         bytes: [UInt8], mediaType: String, digest: Digest
@@ -23,7 +28,7 @@ struct RegistryRepository: ImageSource {
             let url = "\(base)/v2/\(reference.path)/manifests/\(tagOrDigest)"
             let response = try await client.send(
                 url, accept: MediaTypes.acceptedManifests, scope: scope,
-                credentials: credentials, timeout: .seconds(60))
+                credentials: credentials(for: base), timeout: .seconds(60))
             let body: ByteBuffer
             do { body = try await response.body.collect(upTo: MediaTypes.maxManifestBytes) } catch {
                 throw .integrity(
@@ -74,7 +79,7 @@ struct RegistryRepository: ImageSource {
                 do {
                     let url = "\(base)/v2/\(reference.path)/blobs/\(d.digest)"
                     let response = try await client.send(
-                        url, scope: scope, credentials: credentials, timeout: .hours(2))
+                        url, scope: scope, credentials: credentials(for: base), timeout: .hours(2))
                     streaming = true
                     switch response.status.code {
                     case 200: break
