@@ -45,6 +45,10 @@ extension ContainerManager {
                 if !first { self.execs.wake(execID) }
                 return first
             }
+            if let lost = session.lost {
+                // Nothing to kill: the VM or its channel is gone (also without a timeout, the call ends).
+                throw .unavailable("command \(command) in container \(id): \(lost)")
+            }
             if !finished || session.exitCode == nil {
                 do {
                     try await agent.signal(container: id, exec: execID, signal: SIGKILL, timeout: agentCall)

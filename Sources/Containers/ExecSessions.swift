@@ -8,6 +8,8 @@ struct ExecSessions {
         var stdout: [UInt8] = []
         var stderr: [UInt8] = []
         var exitCode: Int32?
+        /// Why the exec can no longer end (its pod's agent is gone), when so.
+        var lost: String?
         var waiter: CheckedContinuation<Void, Never>?
         init(containerID: String) { self.containerID = containerID }
     }
@@ -40,6 +42,14 @@ struct ExecSessions {
         guard let s = sessions[execID], s.containerID == container, s.exitCode == nil else { return }
         s.exitCode = code
         wake(execID)
+    }
+
+    /// The agent of these containers' pod went away: their execs will never report an exit.
+    func podLost(containers: Set<String>, reason: String) {
+        for (execID, s) in sessions where containers.contains(s.containerID) && s.exitCode == nil {
+            s.lost = reason
+            wake(execID)
+        }
     }
 
     func wake(_ execID: String) {

@@ -231,6 +231,26 @@ import Testing
         #expect(empty?.code == .invalidArgument)
     }
 
+    /// An ExecSync without a timeout ends when its pod's agent goes away (the VM died): UNAVAILABLE,
+    /// not a call that waits forever. Another pod's agent going away does not end it.
+    @Test(.timeLimit(.minutes(1))) func execSyncWithoutTimeoutEndsWhenThePodsAgentIsLost() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let agent = try #require(f.pods.agent("pod-a"))
+        let id = try await f.manager.create(f.request("web"))
+        try await f.manager.start(id)
+        agent.state.withLock { $0.execExit = nil }  // the command never ends by itself
+        let call = Task { try await f.manager.execSync(id, command: ["sleep", "1000"], timeout: .zero) }
+        try await Task.sleep(for: .milliseconds(100))
+        f.pods.send(.disconnected(reason: "test"), from: "pod-b")
+        try await Task.sleep(for: .milliseconds(100))
+        f.pods.send(.disconnected(reason: "the VM died"), from: "pod-a")
+        let error = await #expect(throws: CocoonError.self) { _ = try await call.value }
+        #expect(
+            error?.code == .unavailable && error?.message.contains("the VM died") == true,
+            "\(String(describing: error))")
+    }
+
     @Test func aRestartedManagerFindsItsContainers() async throws {
         let pods = FakePodAgents(pods: ["pod-a", "pod-b"])
         let first = try await Fixture(pods: pods)
