@@ -9,8 +9,9 @@ public enum CRILog {
     /// Longer lines are written in P pieces of this size.
     public static let maxLine = 16 * 1024
 
-    static func line(_ stamp: [UInt8], _ stream: Stream, _ tag: Tag, _ text: ArraySlice<UInt8>) -> [UInt8] {
-        stamp + Array(" \(stream.rawValue) \(tag.rawValue) ".utf8) + text + [0x0A]
+    /// What starts every line: `<stamp> <stream> <tag> `.
+    static func prefix(_ stamp: String, _ stream: Stream, _ tag: Tag) -> [UInt8] {
+        Array("\(stamp) \(stream.rawValue) \(tag.rawValue) ".utf8)
     }
 
     /// UTC with nine fractional digits, as containerd writes it.
@@ -58,8 +59,8 @@ public final class CRILogWriter {
     /// Splits `data` into lines in one pass (a flood of short lines costs its length, not its square).
     public func write(stream: CRILog.Stream, _ data: [UInt8]) {
         let stamp = CRILog.timestamp()
-        let full = Array("\(stamp) \(stream.rawValue) \(CRILog.Tag.full.rawValue) ".utf8)
-        let partial = Array("\(stamp) \(stream.rawValue) \(CRILog.Tag.partial.rawValue) ".utf8)
+        let full = CRILog.prefix(stamp, stream, .full)
+        let partial = CRILog.prefix(stamp, stream, .partial)
         var out: [UInt8] = []
         out.reserveCapacity(data.count + (data.count / 8 + 1) * full.count)
         var carry = pending[stream, default: []]
@@ -90,11 +91,11 @@ public final class CRILogWriter {
 
     /// Writes what is left of unterminated lines as partial lines.
     public func finish() {
-        let stamp = Array(CRILog.timestamp().utf8)
+        let stamp = CRILog.timestamp()
         var out: [UInt8] = []
         for stream in [CRILog.Stream.stdout, .stderr] {
             guard let rest = pending[stream], !rest.isEmpty else { continue }
-            out += CRILog.line(stamp, stream, .partial, rest[...])
+            out += CRILog.prefix(stamp, stream, .partial) + rest + [0x0A]
             pending[stream] = []
         }
         emit(out)

@@ -42,8 +42,9 @@ extension ContainerManager {
         case .disconnected(let reason):
             droppedEvents[tagged.podID] = nil  // counted per channel: kept no longer than the pod's
             let containers = records.values.filter { $0.sandboxID == tagged.podID }.map(\.id)
-            routes.podEnded(tagged.podID, containers: containers, reason: "lost the pod's agent: \(reason)")
-            execs.podLost(containers: Set(containers), reason: "lost the pod's agent: \(reason)")
+            let why = "lost the pod's agent: \(reason)"
+            routes.podEnded(tagged.podID, containers: containers, reason: why)
+            execs.podLost(containers: Set(containers), reason: why)
         }
     }
 

@@ -17,18 +17,17 @@ actor StreamWriter {
     /// Sends `count` bytes with `send` once fewer than the limit are unanswered; throws the first
     /// error the guest answered an earlier write with.
     func write(_ count: Int, _ send: @Sendable () -> AgentReply) async throws(AgentClientError) {
-        while bytes + count > bound, !unanswered.isEmpty {
-            let first = unanswered.removeFirst()
-            bytes -= first.bytes
-            try await first.reply.get()
-        }
+        try await awaitOldest { bytes + count > bound }
         unanswered.append((send(), count))
         bytes += count
     }
 
     /// Waits for every write sent so far.
-    func flush() async throws(AgentClientError) {
-        while !unanswered.isEmpty {
+    func flush() async throws(AgentClientError) { try await awaitOldest { true } }
+
+    /// Waits for the oldest answers, in order, while `more` says so and any are outstanding.
+    private func awaitOldest(while more: () -> Bool) async throws(AgentClientError) {
+        while more(), !unanswered.isEmpty {
             let first = unanswered.removeFirst()
             bytes -= first.bytes
             try await first.reply.get()

@@ -24,21 +24,8 @@ struct PendingWrite {
         guard bytes.count - offset + data.count <= Self.limit else { return false }
         var written = 0
         if let fd, isEmpty {
-            written = data.withUnsafeBytes { raw in
-                var done = 0
-                while done < raw.count {
-                    let base = raw.baseAddress.map { $0 + done }
-                    let n = socket ? cocoon_send(fd, base, UInt(raw.count - done)) : write(fd, base, raw.count - done)
-                    if n > 0 {
-                        done += n
-                    } else if n < 0 && errno == EINTR {
-                        continue
-                    } else {
-                        break  // full, or an error that the flush after this reports
-                    }
-                }
-                return done
-            }
+            // An error stops it here; the flush that follows reports it.
+            written = data.withUnsafeBytes { Self.writeNow(fd, $0, socket: socket).written }
         }
         if offset > 0 {
             bytes.removeFirst(offset)
@@ -60,18 +47,14 @@ struct PendingWrite {
 
     /// Writes what the fd takes now.
     mutating func flush(_ fd: Int32, socket: Bool) -> Progress {
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { raw -> Int in
-                let base = raw.baseAddress.map { $0 + offset }
-                return socket ? cocoon_send(fd, base, UInt(raw.count - offset)) : write(fd, base, raw.count - offset)
+        if offset < bytes.count {
+            let (written, error) = bytes.withUnsafeBytes {
+                Self.writeNow(fd, UnsafeRawBufferPointer(rebasing: $0[offset...]), socket: socket)
             }
-            if n > 0 {
-                offset += n
-                continue
+            offset += written
+            if offset < bytes.count {
+                return error == EAGAIN || error == EWOULDBLOCK ? .blocked : .failed(SystemError("write", error))
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .blocked }
-            return .failed(SystemError("write"))
         }
         bytes.removeAll(keepingCapacity: true)
         offset = 0
@@ -80,6 +63,26 @@ struct PendingWrite {
         let close = closeRequested
         closeRequested = false
         return .done(waiters: answered, close: close)
+    }
+
+    /// Writes as much of `raw` as `fd` takes now (`send` for a socket: no SIGPIPE); how much, and
+    /// the errno that stopped it short (EAGAIN: the fd is full).
+    private static func writeNow(_ fd: Int32, _ raw: UnsafeRawBufferPointer, socket: Bool) -> (
+        written: Int, error: Int32
+    ) {
+        var done = 0
+        while done < raw.count {
+            let base = raw.baseAddress.map { $0 + done }
+            let n = socket ? cocoon_send(fd, base, UInt(raw.count - done)) : write(fd, base, raw.count - done)
+            if n > 0 {
+                done += n
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else {
+                return (done, n < 0 ? errno : EIO)
+            }
+        }
+        return (done, 0)
     }
 
     /// Drops what is queued; the requests still waiting, to be answered with an error.
