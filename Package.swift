@@ -61,6 +61,7 @@ let package = Package(
                 "AgentAPI", "BootContract", "ContainerCore", "Errors", "Spawn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -73,7 +74,7 @@ let package = Package(
         .target(
             name: "Hypervisor",
             dependencies: [
-                "BootContract", "CLibvirt", "Spawn", "Persistence",
+                "BootContract", "CLibvirt", "CSpawn", "Spawn", "Persistence",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -184,7 +185,7 @@ let package = Package(
             name: "cocoond",
             dependencies: [
                 "CRI", "CocoonServices", "Config", "Containers", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
-                "Streaming",
+                "Streaming", "Persistence",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -221,7 +222,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "CRIAPI", "CLI", "CocoonAPI", "Hypervisor", "Spawn",
+                "AgentAPI", "CRIAPI", "CLI", "CocoonAPI", "Hypervisor", "Spawn",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -10,12 +10,18 @@
 
 /// The Cocoon host <-> guest agent protocol, version 4 (v2 added containers, image disks and process
 /// events; v3 pod settings: sysctls and pod-wide resources, and a container's masked/read-only paths;
-/// v4 streams: stdin, terminals, output flow control, port forwarding).
+/// v4 streams: stdin, terminals, output flow control, port forwarding; v5 authenticated sessions).
+/// The package name stays v4: it names the generated types only and never reaches the wire.
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte
 /// big-endian length followed by one serialized Envelope. Requests carry an id; the response
-/// echoes it; a request with id 0 is a notification and gets no response. The agent sends an
-/// unsolicited Hello event whenever a new host session starts.
+/// echoes it; a request with id 0 is a notification and gets no response.
+///
+/// Sessions: the host's first frame of every session is an Authenticate request carrying the VM's
+/// token (given to the guest out of band, through QEMU's fw_cfg from a file only cocoond can read).
+/// Until it arrives the agent sends nothing and serves nothing; a wrong token or any other first
+/// frame ends the session. After a good token the agent answers, then sends a Hello event and the
+/// events kept while no host was connected.
 ///
 /// Flow control: output of a process started with `output_window` > 0, and data of a forwarded port,
 /// is sent only while fewer than that many bytes are unacknowledged (AckOutput / AckPort), so a slow
@@ -251,6 +257,14 @@ public nonisolated struct Cocoon_Agent_V4_Request: Sendable {
     set {call = .closePort(newValue)}
   }
 
+  public var authenticate: Cocoon_Agent_V4_AuthenticateRequest {
+    get {
+      if case .authenticate(let v)? = call {return v}
+      return Cocoon_Agent_V4_AuthenticateRequest()
+    }
+    set {call = .authenticate(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -274,6 +288,7 @@ public nonisolated struct Cocoon_Agent_V4_Request: Sendable {
     case writePort(Cocoon_Agent_V4_WritePortRequest)
     case ackPort(Cocoon_Agent_V4_AckPortRequest)
     case closePort(Cocoon_Agent_V4_ClosePortRequest)
+    case authenticate(Cocoon_Agent_V4_AuthenticateRequest)
 
   }
 
@@ -441,6 +456,14 @@ public nonisolated struct Cocoon_Agent_V4_Response: Sendable {
     set {result = .closePort(newValue)}
   }
 
+  public var authenticate: Cocoon_Agent_V4_AuthenticateResponse {
+    get {
+      if case .authenticate(let v)? = result {return v}
+      return Cocoon_Agent_V4_AuthenticateResponse()
+    }
+    set {result = .authenticate(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -462,6 +485,7 @@ public nonisolated struct Cocoon_Agent_V4_Response: Sendable {
     case openPort(Cocoon_Agent_V4_OpenPortResponse)
     case writePort(Cocoon_Agent_V4_WritePortResponse)
     case closePort(Cocoon_Agent_V4_ClosePortResponse)
+    case authenticate(Cocoon_Agent_V4_AuthenticateResponse)
 
   }
 
@@ -550,6 +574,9 @@ public nonisolated struct Cocoon_Agent_V4_AgentError: Sendable {
     case failedPrecondition // = 3
     case unimplemented // = 4
     case `internal` // = 5
+
+    /// The session has not proved it is the VM's host (a missing or wrong token).
+    case permissionDenied // = 6
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -564,6 +591,7 @@ public nonisolated struct Cocoon_Agent_V4_AgentError: Sendable {
       case 3: self = .failedPrecondition
       case 4: self = .unimplemented
       case 5: self = .internal
+      case 6: self = .permissionDenied
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -576,6 +604,7 @@ public nonisolated struct Cocoon_Agent_V4_AgentError: Sendable {
       case .failedPrecondition: return 3
       case .unimplemented: return 4
       case .internal: return 5
+      case .permissionDenied: return 6
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -588,6 +617,7 @@ public nonisolated struct Cocoon_Agent_V4_AgentError: Sendable {
       .failedPrecondition,
       .unimplemented,
       .internal,
+      .permissionDenied,
     ]
 
   }
@@ -687,6 +717,29 @@ public nonisolated struct Cocoon_Agent_V4_HealthResponse: Sendable {
 
 /// The host is going away (a daemon restart): after the reply the agent keeps events for the next
 /// session instead of writing them to a channel nobody reads.
+/// The first frame of a session: the VM's token, compared in constant time.
+public nonisolated struct Cocoon_Agent_V4_AuthenticateRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var token: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_AuthenticateResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Cocoon_Agent_V4_DetachRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1699,7 +1752,7 @@ nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProt
 
 nonisolated extension Cocoon_Agent_V4_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0\u{3}write_stdin\0\u{1}resize\0\u{3}ack_output\0\u{3}open_port\0\u{3}write_port\0\u{3}ack_port\0\u{3}close_port\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0\u{3}write_stdin\0\u{1}resize\0\u{3}ack_output\0\u{3}open_port\0\u{3}write_port\0\u{3}ack_port\0\u{3}close_port\0\u{1}authenticate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1967,6 +2020,19 @@ nonisolated extension Cocoon_Agent_V4_Request: SwiftProtobuf.Message, SwiftProto
           self.call = .closePort(v)
         }
       }()
+      case 21: try {
+        var v: Cocoon_Agent_V4_AuthenticateRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .authenticate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .authenticate(v)
+        }
+      }()
       default: break
       }
     }
@@ -2058,6 +2124,10 @@ nonisolated extension Cocoon_Agent_V4_Request: SwiftProtobuf.Message, SwiftProto
       guard case .closePort(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
     }()
+    case .authenticate?: try {
+      guard case .authenticate(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2072,7 +2142,7 @@ nonisolated extension Cocoon_Agent_V4_Request: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Cocoon_Agent_V4_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0\u{3}write_stdin\0\u{1}resize\0\u{3}open_port\0\u{3}write_port\0\u{3}close_port\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}error\0\u{1}health\0\u{1}shutdown\0\u{3}create_container\0\u{3}start_container\0\u{1}signal\0\u{1}exec\0\u{3}container_status\0\u{3}remove_container\0\u{3}unmount_disk\0\u{3}update_resources\0\u{1}detach\0\u{3}configure_pod\0\u{3}update_pod_resources\0\u{3}write_stdin\0\u{1}resize\0\u{3}open_port\0\u{3}write_port\0\u{3}close_port\0\u{1}authenticate\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2315,6 +2385,19 @@ nonisolated extension Cocoon_Agent_V4_Response: SwiftProtobuf.Message, SwiftProt
           self.result = .closePort(v)
         }
       }()
+      case 20: try {
+        var v: Cocoon_Agent_V4_AuthenticateResponse?
+        var hadOneofValue = false
+        if let current = self.result {
+          hadOneofValue = true
+          if case .authenticate(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.result = .authenticate(v)
+        }
+      }()
       default: break
       }
     }
@@ -2400,6 +2483,10 @@ nonisolated extension Cocoon_Agent_V4_Response: SwiftProtobuf.Message, SwiftProt
     case .closePort?: try {
       guard case .closePort(let v)? = self.result else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .authenticate?: try {
+      guard case .authenticate(let v)? = self.result else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
     }()
     case nil: break
     }
@@ -2568,7 +2655,7 @@ nonisolated extension Cocoon_Agent_V4_AgentError: SwiftProtobuf.Message, SwiftPr
 }
 
 nonisolated extension Cocoon_Agent_V4_AgentError.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}INVALID_ARGUMENT\0\u{1}NOT_FOUND\0\u{1}FAILED_PRECONDITION\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}INVALID_ARGUMENT\0\u{1}NOT_FOUND\0\u{1}FAILED_PRECONDITION\0\u{1}UNIMPLEMENTED\0\u{1}INTERNAL\0\u{1}PERMISSION_DENIED\0")
 }
 
 nonisolated extension Cocoon_Agent_V4_BootReport: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -2743,6 +2830,55 @@ nonisolated extension Cocoon_Agent_V4_HealthResponse: SwiftProtobuf.Message, Swi
     if lhs._boot != rhs._boot {return false}
     if lhs.memTotalKib != rhs.memTotalKib {return false}
     if lhs.memAvailableKib != rhs.memAvailableKib {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_AuthenticateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuthenticateRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.token) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.token.isEmpty {
+      try visitor.visitSingularBytesField(value: self.token, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_AuthenticateRequest, rhs: Cocoon_Agent_V4_AuthenticateRequest) -> Bool {
+    if lhs.token != rhs.token {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_AuthenticateResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AuthenticateResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_AuthenticateResponse, rhs: Cocoon_Agent_V4_AuthenticateResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

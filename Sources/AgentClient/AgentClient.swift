@@ -1,5 +1,7 @@
 import AgentAPI
 import BootContract
+import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Spawn
@@ -18,22 +20,28 @@ public final class AgentClient: Sendable {
         self.endpoint = endpoint
     }
 
-    /// Opens the channel (the hypervisor's socket, or vsock). The guest need not be up yet:
-    /// requests wait in the virtio-serial socket until the agent opens its port.
+    /// Opens the channel (the hypervisor's socket, or vsock) and proves to the agent that this is its
+    /// host: the first frame carries the VM's `token`; a guest that refuses it ends the channel.
+    /// The guest need not be up yet: requests wait in the virtio-serial socket until the agent
+    /// opens its port.
     /// `onEvent` receives the agent's process output and exit events, in the order they arrive;
     /// the channel stops reading while more than `credit`'s limit of them are not released.
     public static func connect(
-        _ endpoint: AgentEndpoint, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        _ endpoint: AgentEndpoint, token: [UInt8], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         timeout: Duration = .seconds(5), credit: EventCredit = EventCredit(),
         onEvent: (@Sendable (AgentEvent) -> Void)? = nil
     ) async throws(AgentClientError) -> AgentClient {
         let loop = group.next()
+        // Kept when the pipeline is built: a guest may refuse the session and the channel close
+        // before `connect` returns, and a closed pipeline no longer holds its handlers.
+        let made = NIOLockedValueBox<NIOLoopBound<AgentClientHandler>?>(nil)
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(.nanoseconds(timeout.nanoseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        AgentClientHandler(credit: credit, onEvent: onEvent))
+                    let handler = AgentClientHandler(token: token, credit: credit, onEvent: onEvent)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                    made.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
             }
         do {
@@ -46,12 +54,12 @@ public final class AgentClient: Sendable {
                     to: VsockAddress(cid: .init(rawValue: cid), port: .init(rawValue: port))
                 ).get()
             }
-            let handler = try await channel.eventLoop.submit {
-                NIOLoopBound(
-                    try channel.pipeline.syncOperations.handler(type: AgentClientHandler.self),
-                    eventLoop: channel.eventLoop)
-            }.get()
+            guard let handler = made.withLockedValue({ $0 }) else {
+                throw AgentClientError.connectFailed("\(endpoint): the channel was set up without its handler")
+            }
             return AgentClient(channel: channel, handler: handler, endpoint: endpoint)
+        } catch let error as AgentClientError {
+            throw error
         } catch {
             throw .connectFailed("\(endpoint): \(error)")
         }
@@ -59,8 +67,8 @@ public final class AgentClient: Sendable {
 
     /// The connector the daemon's sandbox manager uses: the real agent channel.
     public static let connector: GuestAgentConnector = {
-        endpoint, timeout, credit, onEvent async throws(AgentClientError) in
-        try await AgentClient.connect(endpoint, timeout: timeout, credit: credit, onEvent: onEvent)
+        endpoint, token, timeout, credit, onEvent async throws(AgentClientError) in
+        try await AgentClient.connect(endpoint, token: token, timeout: timeout, credit: credit, onEvent: onEvent)
     }
 
     /// Sends one request and waits for its response, at most `timeout`.
@@ -112,14 +120,18 @@ public final class AgentClient: Sendable {
         channel.eventLoop.execute { handler.value.notify(request) }
     }
 
+    /// False once the channel has gone away (the VM died, or the guest broke or refused the session).
+    public var isOpen: Bool { channel.isActive }
+
     public func close() async {
         // try?: closing a closed channel fails; it is closed either way
         try? await channel.close().get()
     }
 }
 
-/// Lives on the channel's event loop: frames requests, matches responses to calls by id, enforces
-/// deadlines, and fails everything pending when the channel goes inactive.
+/// Lives on the channel's event loop: authenticates the session (its first frame), frames requests,
+/// matches responses to calls by id, enforces deadlines, and fails everything pending when the
+/// channel goes inactive.
 final class AgentClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -133,13 +145,34 @@ final class AgentClientHandler: ChannelInboundHandler {
     private var decoder = AgentFrameDecoder()
     private var pending: [UInt64: Pending] = [:]
     private var nextID: UInt64 = 1
+    /// Why the channel ended: what later calls fail with.
+    private var closedError: AgentClientError?
     private var closedReason: String?
     private let onEvent: (@Sendable (AgentEvent) -> Void)?
     private let credit: EventCredit
+    private let token: [UInt8]
+    /// The id of the session's Authenticate request; its answer is awaited by nobody, but a refusal
+    /// ends the channel.
+    private var authID: UInt64?
 
-    init(credit: EventCredit, onEvent: (@Sendable (AgentEvent) -> Void)?) {
+    init(token: [UInt8], credit: EventCredit, onEvent: (@Sendable (AgentEvent) -> Void)?) {
+        self.token = token
         self.credit = credit
         self.onEvent = onEvent
+    }
+
+    /// The session's first frame: the token, before any request.
+    func channelActive(context: ChannelHandlerContext) {
+        var envelope = Cocoon_Agent_V4_Envelope()
+        envelope.id = nextID
+        authID = nextID
+        nextID += 1
+        envelope.request.authenticate.token = Data(token)
+        // try?: a 32-byte token always encodes
+        if let bytes = try? AgentFrame.encode(envelope) {
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        }
+        context.fireChannelActive()
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -156,8 +189,8 @@ final class AgentClientHandler: ChannelInboundHandler {
         _ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration,
         promise: EventLoopPromise<Cocoon_Agent_V4_Response>
     ) {
-        guard let context, closedReason == nil else {
-            promise.fail(AgentClientError.disconnected(closedReason ?? "no channel"))
+        guard let context, closedError == nil else {
+            promise.fail(closedError ?? AgentClientError.disconnected("no channel"))
             return
         }
         let id = nextID
@@ -190,7 +223,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     }
 
     func notify(_ request: Cocoon_Agent_V4_Request) {
-        guard let context, closedReason == nil else { return }
+        guard let context, closedError == nil else { return }
         var envelope = Cocoon_Agent_V4_Envelope()
         envelope.request = request
         // try?: a notification that cannot be encoded is dropped; its stream stalls, nothing else
@@ -213,6 +246,12 @@ final class AgentClientHandler: ChannelInboundHandler {
 
     private func dispatch(_ envelope: Cocoon_Agent_V4_Envelope) {
         switch envelope.body {
+        case .response(let response)? where envelope.id == authID:
+            authID = nil
+            if response.hasError, let context {
+                failAll(.sessionRefused(response.error.message))
+                context.close(promise: nil)
+            }
         case .response(let response)?:
             guard let call = pending.removeValue(forKey: envelope.id) else { return }  // late reply after its deadline
             call.deadline.cancel()
@@ -243,13 +282,17 @@ final class AgentClientHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func failAll(_ reason: String) {
-        closedReason = closedReason ?? reason
+    private func failAll(_ reason: String) { failAll(.disconnected(reason), reason: reason) }
+
+    /// Fails every call in flight with `error`; later calls fail as disconnected with its reason.
+    private func failAll(_ error: AgentClientError, reason: String? = nil) {
+        closedError = closedError ?? error
+        closedReason = closedReason ?? reason ?? "\(error)"
         let calls = pending
         pending.removeAll()
         for (_, call) in calls {
             call.deadline.cancel()
-            call.promise.fail(AgentClientError.disconnected(reason))
+            call.promise.fail(error)
         }
     }
 }

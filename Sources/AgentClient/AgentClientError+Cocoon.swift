@@ -16,7 +16,8 @@ extension CocoonError {
             }
             return CocoonError(code, "\(what): \(message)", cause: error)
         case .deadlineExceeded: return .deadlineExceeded("\(what): \(error)", cause: error)
-        case .connectFailed, .disconnected, .protocolViolation: return .unavailable("\(what): \(error)", cause: error)
+        case .connectFailed, .disconnected, .protocolViolation, .sessionRefused:
+            return .unavailable("\(what): \(error)", cause: error)
         }
     }
 }

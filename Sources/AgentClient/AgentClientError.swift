@@ -10,6 +10,8 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
     case disconnected(String)
     case agent(Refusal, message: String)
     case protocolViolation(String)
+    /// The agent refused the session: this host did not give the VM's token (or a wrong one).
+    case sessionRefused(String)
 
     public var description: String {
         switch self {
@@ -18,6 +20,7 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
         case .disconnected(let m): "guest agent channel closed: \(m)"
         case .agent(let code, let message): "guest agent error \(code.rawValue): \(message)"
         case .protocolViolation(let m): "guest agent protocol violation: \(m)"
+        case .sessionRefused(let m): "the guest agent refused this host's session: \(m)"
         }
     }
 }

@@ -12,6 +12,9 @@ public protocol GuestAgent: Sendable {
     /// Tells the agent this host is leaving (a daemon restart): it keeps later events for the next session.
     func detach(timeout: Duration) async throws(AgentClientError)
     func close() async
+    /// False once the channel is gone (the VM died, or the guest broke or refused the session): the
+    /// next caller connects again.
+    var isOpen: Bool { get }
 
     /// Applies the pod's sysctls in the guest, before its containers start.
     func configurePod(sysctls: [String: String], timeout: Duration) async throws(AgentClientError)
@@ -92,11 +95,12 @@ public struct ExecStdio: Sendable, Equatable {
 }
 
 /// How a sandbox manager opens an agent: the real channel in the daemon, a fake in unit tests.
-/// `onEvent` receives the agent's process output and exits in the order they arrive; the channel
-/// stops reading while more than `credit`'s limit of them are not yet released by the consumer.
+/// `token` is the VM's agent token (the session's proof that it is the VM's host). `onEvent`
+/// receives the agent's process output and exits in the order they arrive; the channel stops
+/// reading while more than `credit`'s limit of them are not yet released by the consumer.
 public typealias GuestAgentConnector =
     @Sendable (
-        _ endpoint: AgentEndpoint, _ timeout: Duration, _ credit: EventCredit,
+        _ endpoint: AgentEndpoint, _ token: [UInt8], _ timeout: Duration, _ credit: EventCredit,
         _ onEvent: (@Sendable (AgentEvent) -> Void)?
     ) async throws(AgentClientError) -> any GuestAgent
 

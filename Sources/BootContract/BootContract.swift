@@ -22,6 +22,13 @@ public enum BootContract {
     public static let agentPortName = "cocoon.agent"
     /// The vsock port the agent listens on.
     public static let agentVsockPort: UInt32 = 1024
+    /// The fw_cfg file that carries the VM's agent token (`-fw_cfg name=...,file=...`): the guest
+    /// reads it at boot; on the host it comes from a file only cocoond can read, never from the
+    /// command line (which every host user can see).
+    public static let agentTokenFwCfgName = "opt/io.cocoon/agent-token"
+    /// The token's length in bytes (random, one per VM).
+    public static let agentTokenBytes = 32
+
     /// The line /init prints for the KVM probe before it powers off.
     public static let probeMarker = "COCOON-PROBE-OK"
 

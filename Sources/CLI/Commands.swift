@@ -206,7 +206,8 @@ enum InspectTable {
                 ["HYPERVISOR", field("hypervisor")], ["VM", field("vm_name")], ["VM PID", field("pid")],
                 ["ACCEL", field("accel")],
                 ["VCPUS", field("vcpus")], ["MEMORY MIB", field("memory_mib")], ["BOOT MS", field("boot_ms")],
-                ["CONSOLE LOG", field("console_log")],
+                ["CONSOLE LOG", field("console_log")], ["VMM UID", field("vmm_uid")],
+                ["VMM SECCOMP", field("vmm_seccomp")], ["VMM CGROUP", field("vmm_cgroup")],
             ]
         }
         return rows.map { $0[0].padding(toLength: 12, withPad: " ", startingAt: 0) + $0[1] }.joined(separator: "\n")

@@ -10,6 +10,13 @@ public struct CocoonConfig: Sendable, Equatable {
     public var stateRoot: String = "/var/lib/cocoon"
     public var runDir: String = "/run/cocoon"
     public var socket: String = "/run/cocoon/cocoon.sock"
+    /// The group that may use the CRI socket besides root (mode 0660, as containerd's `[grpc] gid`);
+    /// empty: root only (0600). A group name or a numeric gid.
+    public var socketGroup: String = ""
+    /// Each pod VM's process runs as a host user and group of its own: `vm_uid_base` plus a slot
+    /// (0..<`vmUIDCount`), persisted with the pod. Pick a range no other user or user namespace uses.
+    public var vmUIDBase: UInt32 = 1_500_000_000
+    public static let vmUIDCount: UInt32 = 65536
     public var logLevel: LogLevel = .info
     /// The handler used when a request names none (`runtime_handler: ""`).
     public var defaultHandler: String = CocoonConfig.defaultHandlerName
@@ -71,6 +78,16 @@ public struct RuntimeHandler: Sendable, Equatable {
     public var accel: Accel
     /// Extra guest kernel arguments appended after Cocoon's own.
     public var kernelArgs: String
+    /// Which `io.cocoon.vm.*` annotations pods may use to size their VM (as Kata's
+    /// `enable_annotations`): names after the prefix, from `RuntimeHandler.sizingAnnotations`. Others
+    /// are ignored with a warning.
+    public var enableAnnotations: [String] = RuntimeHandler.sizingAnnotations
+    /// The largest VM a pod may ask for, by annotation or by its resources.
+    public var maxVcpus: Int = 8
+    public var maxMemoryMiB: Int = 16384
+
+    /// The annotations a handler can enable.
+    public static let sizingAnnotations = ["vcpus", "memory_mib"]
 
     public init(
         backend: Backend, kernel: String = "/var/lib/cocoon/guest/vmlinuz",

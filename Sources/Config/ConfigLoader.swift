@@ -17,12 +17,21 @@ public enum ConfigLoader {
         var config = CocoonConfig()
         let topKeys: Set = [
             "state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers",
-            "streaming",
+            "streaming", "socket_group", "vm_uid_base",
         ]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
         config.runDir = try path(table, "run_dir", source) ?? config.runDir
         config.socket = try path(table, "socket", source) ?? (config.runDir + "/cocoon.sock")
+        config.socketGroup = try string(table, "socket_group", source) ?? ""
+        if let base = try int(table, "vm_uid_base", source) {
+            guard base >= 1000, base <= Int(UInt32.max - CocoonConfig.vmUIDCount) else {
+                throw ConfigError(
+                    "\(source): vm_uid_base \(base) must be 1000...\(UInt32.max - CocoonConfig.vmUIDCount) "
+                        + "(each pod VM runs as vm_uid_base + a slot below \(CocoonConfig.vmUIDCount))")
+            }
+            config.vmUIDBase = UInt32(base)
+        }
         if let level = try string(table, "log_level", source) {
             guard let parsed = LogLevel(rawValue: level) else {
                 throw ConfigError(
@@ -109,7 +118,11 @@ public enum ConfigLoader {
 
     private static func handler(_ t: TOMLTable, at where_: String) throws -> RuntimeHandler {
         try rejectUnknown(
-            t, allowed: ["backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args"],
+            t,
+            allowed: [
+                "backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args",
+                "enable_annotations", "max_vcpus", "max_memory_mib",
+            ],
             at: where_)
         guard let backendName = try string(t, "backend", where_) else {
             throw ConfigError("\(where_): backend is required (qemu or libvirt)")
@@ -140,6 +153,28 @@ public enum ConfigLoader {
             h.accel = accel
         }
         h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
+        if let names = try strings(t, "enable_annotations", where_) {
+            for name in names where !RuntimeHandler.sizingAnnotations.contains(name) {
+                throw ConfigError(
+                    "\(where_): enable_annotations: \"\(name)\" is not one of \(RuntimeHandler.sizingAnnotations)")
+            }
+            h.enableAnnotations = names
+        }
+        if let v = try int(t, "max_vcpus", where_) {
+            guard RuntimeHandler.vcpuRange.contains(v), v >= h.vcpus else {
+                throw ConfigError("\(where_): max_vcpus \(v) must be within \(RuntimeHandler.vcpuRange) and >= vcpus")
+            }
+            h.maxVcpus = v
+        }
+        if let m = try int(t, "max_memory_mib", where_) {
+            guard RuntimeHandler.memoryRangeMiB.contains(m), m >= h.memoryMiB else {
+                throw ConfigError(
+                    "\(where_): max_memory_mib \(m) must be within \(RuntimeHandler.memoryRangeMiB) and >= memory_mib")
+            }
+            h.maxMemoryMiB = m
+        }
+        h.maxVcpus = max(h.maxVcpus, h.vcpus)
+        h.maxMemoryMiB = max(h.maxMemoryMiB, h.memoryMiB)
         return h
     }
 

@@ -43,10 +43,16 @@ public struct VMSpec: Sendable, Equatable {
     public var stateDir: String
     /// Per-VM directory for sockets and pid files.
     public var runDir: String
+    /// The 0600 file with the VM's agent token, given to the guest through fw_cfg
+    /// (`BootContract.agentTokenFwCfgName`); nil: no token (a guest that then refuses every session).
+    public var agentTokenFile: String?
+    /// The host user and group the VM's process runs as (one of its own per pod); nil: the daemon's.
+    public var user: VMUser?
 
     public init(
         id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,
-        extraKernelArgs: String = "", stateDir: String, runDir: String
+        extraKernelArgs: String = "", stateDir: String, runDir: String, agentTokenFile: String? = nil,
+        user: VMUser? = nil
     ) {
         self.id = id
         self.kernel = kernel
@@ -58,6 +64,8 @@ public struct VMSpec: Sendable, Equatable {
         self.extraKernelArgs = extraKernelArgs
         self.stateDir = stateDir
         self.runDir = runDir
+        self.agentTokenFile = agentTokenFile
+        self.user = user
     }
 
     public var vmName: String { "cocoon-" + String(id.prefix(12)) }
@@ -66,6 +74,7 @@ public struct VMSpec: Sendable, Equatable {
     /// state and run directories are there.
     func prepareFiles() throws(HypervisorError) {
         for (what, path) in [("kernel", kernel), ("initrd", initrd), ("agent image", agentImage)]
+            + (agentTokenFile.map { [("agent token", $0)] } ?? [])
         where !FileManager.default.fileExists(atPath: path) {
             throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
         }
@@ -106,6 +115,17 @@ public enum GuestCPU {
     }
 }
 
+/// The host identity of one VM's process: a user and group of its own, so that one VM's process can
+/// neither signal nor read another's, nor the daemon's files.
+public struct VMUser: Sendable, Codable, Equatable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+}
+
 /// A running (or once running) VM, as persisted with its sandbox: enough to find it again after
 /// a daemon restart.
 public struct VMHandle: Sendable, Codable, Equatable {
@@ -121,6 +141,12 @@ public struct VMHandle: Sendable, Codable, Equatable {
     public var runDir: String
     /// Unix time (ns) when the hypervisor was asked to boot.
     public var launchedAtNs: Int64
+    /// The host user the VM's process runs as (nil: root, or the backend's own user).
+    public var uid: UInt32?
+    /// QEMU's `-sandbox` (seccomp) setting, as given.
+    public var seccomp: String?
+    /// The VM's cgroup, relative to each hierarchy's root (e.g. `/cocoon/cocoon-0123abcd`).
+    public var cgroup: String?
 
     public init(
         backend: Backend, name: String, pid: Int32, accel: Accel, agent: AgentEndpoint, controlSocket: String?,

@@ -165,6 +165,10 @@ enum LibvirtDomainXML {
     static func make(spec: VMSpec, accel: Accel, agentSocket: String, consoleLog: String) -> String {
         let cmdline = GuestKernelArgs.make(
             transport: .serial(path: agentSocket), bus: .pci, pciOff: false, extra: spec.extraKernelArgs)
+        // The agent token reaches the guest through fw_cfg from its 0600 file (libvirt >= 6.5).
+        let token = spec.agentTokenFile.map {
+            "<sysinfo type='fwcfg'><entry name='\(BootContract.agentTokenFwCfgName)' file='\(escape($0))'/></sysinfo>"
+        }
         return """
             <domain type='\(accel == .kvm ? "kvm" : "qemu")'>
               <name>\(escape(spec.vmName))</name>
@@ -176,6 +180,7 @@ enum LibvirtDomainXML {
                 <initrd>\(escape(spec.initrd))</initrd>
                 <cmdline>\(escape(cmdline))</cmdline>
               </os>
+              \(token ?? "")
               \(GuestCPU.libvirt(accel))
               <on_poweroff>destroy</on_poweroff>
               <on_reboot>destroy</on_reboot>

@@ -24,40 +24,72 @@ public struct QEMUHypervisor: Hypervisor {
             throw .unavailable("\(qemuBinary) not found (apt-get install qemu-system-x86)")
         }
         try spec.prepareFiles()
-        let accel = try await Accelerator.shared.resolve(
+        var accel = try await Accelerator.shared.resolve(
             spec.accel, qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd)
+        let user = spec.user ?? VMUser(uid: 0, gid: 0)
+        if accel == .kvm, user.uid != 0, KVMDevice.groups.isEmpty {
+            // QEMU runs as the VM's user: it reaches /dev/kvm only through the device's group.
+            let why =
+                "/dev/kvm is not read-write for a group other than root (scripts/setup-host makes it root:kvm 0660)"
+            guard spec.accel == .auto else { throw .unavailable(why) }
+            logger.warning("pod VM boots under TCG", metadata: ["vm": "\(spec.vmName)", "why": "\(why)"])
+            accel = .tcg
+        }
         let launched = HostProcess.nowNs()
         let layout = QEMULayout(spec: spec)
         let endpoint =
             VsockSupport.available
             ? AgentEndpoint.vsock(cid: VsockSupport.cid(for: spec.id), port: BootContract.agentVsockPort)
             : .serial(path: layout.agentSocket)
-        let argv = [qemuBinary] + QEMUArguments.make(spec: spec, layout: layout, accel: accel, agent: endpoint)
+        let files = try QEMUFiles.open(spec: spec, layout: layout, user: user)
+        defer { files.close() }
+        let cgroupPath = "/cocoon/" + spec.vmName
+        let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec, accel: accel))
+        let argv =
+            [qemuBinary]
+            + QEMUArguments.make(
+                spec: spec, layout: layout, accel: accel, agent: endpoint, files: files.paths)
         logger.debug("booting VM", metadata: ["vm": "\(spec.vmName)", "argv": "\(argv.joined(separator: " "))"])
-        let result: HostProcess.Result
+        let launch = VMProcess.Launch(
+            uid: user.uid, gid: user.gid, groups: accel == .kvm ? KVMDevice.groups : [], keep: files.kept,
+            output: files.output, cgroupProcs: procs, fileSizeLimit: QEMULimits.fileSizeBytes)
+        let pid: Int32
         do {
-            result = try await HostProcess.run(argv, timeout: .seconds(60))
+            pid = try VMProcess.start(argv, launch)
         } catch {
+            VMCgroup.remove(cgroupPath)
             throw .bootFailed("cannot start \(qemuBinary): \(error)")
         }
-        guard result.status == 0 else {
-            throw .bootFailed(
-                "\(spec.vmName): qemu exited with status \(result.status): "
-                    + "\(result.output.trimmingCharacters(in: .whitespacesAndNewlines))"
-            )
+        // Running once QMP answers (QEMU listens on it after it has built the machine).
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while !UnixSocketAddress.accepts(layout.qmpSocket) {
+            // Our own child until it is reaped: waitpid tells (its command line may still be ours).
+            var status: Int32 = 0
+            let alive = waitpid(pid, &status, WNOHANG) == 0
+            if !alive || clock.now >= deadline {
+                if alive {
+                    Glibc.kill(pid, SIGKILL)
+                    _ = waitpid(pid, &status, 0)
+                }
+                VMCgroup.remove(cgroupPath)
+                let output = (FileManager.default.contents(atPath: layout.outputLog) ?? Data()).suffix(1000)
+                let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
+                throw .bootFailed(
+                    "\(spec.vmName): qemu \(alive ? "did not start within 30 s" : "exited while starting"): "
+                        + String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                        + (console.isEmpty ? "" : "; console: \(String(decoding: console, as: UTF8.self))"))
+            }
+            // try?: cancellation ends the wait early; the loop checks the process again
+            try? await Task.sleep(for: .milliseconds(10))
         }
-        // try?: no pid file yet: QEMU has not daemonized
-        guard let text = try? String(contentsOfFile: layout.pidFile, encoding: .utf8),
-            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
-        else {
-            let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
-            throw .bootFailed(
-                "\(spec.vmName): qemu exited right after starting; console: \(String(decoding: console, as: UTF8.self))"
-            )
-        }
-        return VMHandle(
+        var handle = VMHandle(
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: endpoint,
             controlSocket: layout.qmpSocket, consoleLog: layout.consoleLog, runDir: spec.runDir, launchedAtNs: launched)
+        handle.uid = user.uid
+        handle.seccomp = QEMUArguments.sandbox
+        handle.cgroup = cgroupPath
+        return handle
     }
 
     public func kvmFailed(_ spec: VMSpec, reason: String) async {
@@ -74,6 +106,7 @@ public struct QEMUHypervisor: Hypervisor {
                 await kill(vm)
             }
         }
+        if let cgroup = vm.cgroup { VMCgroup.remove(cgroup) }
         // try?: sockets of an ended VM; a leftover is harmless and reused by nobody
         try? FileManager.default.removeItem(atPath: vm.runDir)
     }
@@ -91,13 +124,25 @@ public struct QEMUHypervisor: Hypervisor {
 
     public func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError) {
         guard let qmp = vm.controlSocket else { throw .deviceFailed("\(vm.name) has no QMP socket") }
+        // QEMU runs as the VM's user and cannot open the daemon's image files: it is handed the open
+        // file, read-only, in an fd set of its own (named by the serial, never reused: a later disk
+        // on the same slot must not find this one's descriptor), in the same QMP session that uses
+        // it (QEMU drops an unused fd set when the session that added it ends).
+        let fdset = Int.random(in: 1_000...Int(Int32.max))
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            throw .deviceFailed("attach \(path) to \(vm.name): \(String(cString: strerror(errno)))")
+        }
+        defer { Glibc.close(fd) }
         let replies = await QMPClient.run(
             [
+                QMPClient.command("add-fd", ["fdset-id": fdset, "opaque": "disk-" + serial]),
                 QMPClient.command(
                     "blockdev-add",
                     [
                         "driver": "raw", "node-name": "n" + serial, "read-only": true,
-                        "file": ["driver": "file", "filename": path, "read-only": true] as [String: Any],
+                        "file": ["driver": "file", "filename": "/dev/fdset/\(fdset)", "read-only": true]
+                            as [String: Any],
                     ]),
                 QMPClient.command(
                     "device_add",
@@ -105,9 +150,13 @@ public struct QEMUHypervisor: Hypervisor {
                         "driver": "scsi-hd", "bus": "scsi0.0", "drive": "n" + serial, "scsi-id": 0, "lun": slot,
                         "id": "d" + serial, "serial": serial,
                     ]),
-            ], socketPath: qmp)
+            ], socketPath: qmp, passing: fd)
         for reply in replies where reply == nil || reply?.contains("\"error\"") == true {
-            _ = await QMPClient.run([QMPClient.command("blockdev-del", ["node-name": "n" + serial])], socketPath: qmp)
+            _ = await QMPClient.run(
+                [
+                    QMPClient.command("blockdev-del", ["node-name": "n" + serial]),
+                    QMPClient.command("remove-fd", ["fdset-id": fdset]),
+                ], socketPath: qmp)
             throw .deviceFailed("attach \(path) to \(vm.name): \(reply ?? "no answer from QEMU")")
         }
     }
@@ -121,11 +170,28 @@ public struct QEMUHypervisor: Hypervisor {
                 await QMPClient.run([QMPClient.command("blockdev-del", ["node-name": "n" + serial])], socketPath: qmp)
                 .first ?? nil
             guard let reply else { return }  // QEMU gone: nothing left to detach
-            if !reply.contains("\"error\"") || reply.contains("Failed to find node") { return }
+            if !reply.contains("\"error\"") || reply.contains("Failed to find node") {
+                await removeFDSets(of: serial, qmp: qmp)
+                return
+            }
             // try?: cancellation ends the wait early
             try? await Task.sleep(for: .milliseconds(50))
         }
         throw .deviceFailed("detach \(serial) from \(vm.name): the disk is still in use")
+    }
+
+    /// Closes QEMU's copies of a detached disk's file (its fd sets, found by their opaque name).
+    private func removeFDSets(of serial: String, qmp: String) async {
+        guard let reply = await QMPClient.run([QMPClient.command("query-fdsets")], socketPath: qmp).first ?? nil,
+            let object = try? JSONSerialization.jsonObject(with: Data(reply.utf8)) as? [String: Any],
+            let sets = object["return"] as? [[String: Any]]
+        else { return }
+        let ids = sets.compactMap { set -> Int? in
+            let fds = set["fds"] as? [[String: Any]] ?? []
+            return fds.contains { $0["opaque"] as? String == "disk-" + serial } ? set["fdset-id"] as? Int : nil
+        }
+        guard !ids.isEmpty else { return }
+        _ = await QMPClient.run(ids.map { QMPClient.command("remove-fd", ["fdset-id": $0]) }, socketPath: qmp)
     }
 
     public func describe(_ vm: VMHandle) async -> VMStatus {
@@ -137,42 +203,50 @@ public struct QEMUHypervisor: Hypervisor {
 struct QEMULayout {
     let agentSocket: String
     let qmpSocket: String
-    let pidFile: String
+    /// QEMU's own stdout and stderr (its error messages).
+    let outputLog: String
     let consoleLog: String
 
     init(spec: VMSpec) {
         agentSocket = spec.runDir + "/agent.sock"
         qmpSocket = spec.runDir + "/qmp.sock"
-        pidFile = spec.runDir + "/qemu.pid"
+        outputLog = spec.runDir + "/qemu.log"
         consoleLog = spec.stateDir + "/console.log"
     }
 }
 
 /// The QEMU command line for one pod VM (a pure function, unit-tested).
 enum QEMUArguments {
-    static func make(spec: VMSpec, layout: QEMULayout, accel: Accel, agent: AgentEndpoint) -> [String] {
-        // QEMU's option syntax doubles commas inside a value.
-        let agentImage = spec.agentImage.replacingOccurrences(of: ",", with: ",,")
+    /// QEMU's seccomp filter (as libvirt sets it): no obsolete system calls, no set*uid, no fork or
+    /// exec, no scheduler or affinity changes.
+    static let sandbox = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+    static func make(spec: VMSpec, layout: QEMULayout, accel: Accel, agent: AgentEndpoint, files: QEMUFiles.Paths)
+        -> [String]
+    {
         var args = [
             "-name", "\(spec.vmName),process=\(spec.vmName)",
-            "-M", accel == .kvm ? "microvm,accel=kvm,rtc=on" : "microvm,accel=tcg,rtc=on",
+            "-M", "microvm,rtc=on",
+            "-accel", accel == .kvm ? "kvm" : "tcg,tb-size=\(QEMULimits.tcgCacheMiB)",
             "-cpu", GuestCPU.qemu(accel),
             "-smp", "\(spec.vcpus)",
             "-m", "\(spec.memoryMiB)M",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-            "-kernel", spec.kernel, "-initrd", spec.initrd,
+            "-kernel", files.kernel, "-initrd", files.initrd,
             "-append", GuestKernelArgs.make(transport: agent, bus: .mmio, pciOff: true, extra: spec.extraKernelArgs),
-            "-serial", "file:\(layout.consoleLog)",
+            "-serial", "file:\(files.console)",
             "-qmp", "unix:\(layout.qmpSocket),server=on,wait=off",
             "-drive",
-            "file=\(agentImage),if=none,id=agent-disk,format=raw,readonly=on",
+            "file=\(files.agentImage),if=none,id=agent-disk,format=raw,readonly=on",
             "-device", "virtio-blk-device,drive=agent-disk",
             "-device", "virtio-balloon-device,free-page-reporting=on",
             // Image disks are hot-plugged onto this bus (virtio-mmio devices cannot be hot-plugged).
             "-device", "virtio-scsi-device,id=scsi0",
-            "-pidfile", layout.pidFile,
-            "-daemonize",
+            "-sandbox", sandbox,
         ]
+        if let token = files.token {
+            args += ["-fw_cfg", "name=\(BootContract.agentTokenFwCfgName),file=\(token)"]
+        }
         switch agent {
         case .serial(let path):
             args += [

@@ -1,3 +1,4 @@
+import CSpawn
 import Foundation
 import Spawn
 
@@ -11,15 +12,20 @@ enum QMPClient {
 
     /// Runs commands given as whole QMP JSON objects, in order, on one session; returns each reply
     /// (nil where QEMU did not answer, and for every command after that).
-    static func run(_ commands: [String], socketPath: String, timeout: Duration = .seconds(5)) async -> [String?] {
+    /// `passing`: a descriptor sent with the first command (SCM_RIGHTS), as `add-fd` takes it.
+    static func run(_ commands: [String], socketPath: String, timeout: Duration = .seconds(5), passing fd: Int32? = nil)
+        async -> [String?]
+    {
         await withCheckedContinuation { (cont: CheckedContinuation<[String?], Never>) in
             DispatchQueue.global().async {
-                cont.resume(returning: runBlocking(commands, socketPath: socketPath, timeout: timeout))
+                cont.resume(returning: runBlocking(commands, socketPath: socketPath, timeout: timeout, passing: fd))
             }
         }
     }
 
-    private static func runBlocking(_ commands: [String], socketPath: String, timeout: Duration) -> [String?] {
+    private static func runBlocking(_ commands: [String], socketPath: String, timeout: Duration, passing: Int32?)
+        -> [String?]
+    {
         var replies = [String?](repeating: nil, count: commands.count)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return replies }
@@ -33,7 +39,16 @@ enum QMPClient {
         guard reader.next() != nil else { return replies }
         guard send(fd, Self.command("qmp_capabilities") + "\n"), reader.nextReply() != nil else { return replies }
         for (i, command) in commands.enumerated() {
-            guard send(fd, command + "\n"), let reply = reader.nextReply() else { break }
+            let sent: Bool
+            if i == 0, let passing {
+                let bytes = Array((command + "\n").utf8)
+                sent =
+                    bytes.withUnsafeBytes { cocoon_send_with_fd(fd, $0.baseAddress, UInt($0.count), passing) }
+                    == bytes.count
+            } else {
+                sent = send(fd, command + "\n")
+            }
+            guard sent, let reply = reader.nextReply() else { break }
             replies[i] = reply
         }
         return replies
@@ -85,6 +100,14 @@ enum QMPClient {
 
 /// Connects a socket to a Unix path (paths longer than sun_path are refused).
 public enum UnixSocketAddress {
+    /// True when something listens on the Unix socket at `path` and accepts a connection.
+    public static func accepts(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return connect(fd, path: path)
+    }
+
     public static func connect(_ fd: Int32, path: String) -> Bool {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)

@@ -63,7 +63,7 @@ extension SandboxManager {
             }
             do {
                 let link = eventLink(id)
-                let agent = try await connect(vm.agent, .seconds(2), link.credit, link.forward)
+                let agent = try await connect(vm.agent, try agentToken(id), .seconds(2), link.credit, link.forward)
                 let remaining = deadline - clock.now
                 // The agent answers once the guest has booted and opened its port; QEMU holds the
                 // request meanwhile. Check the VM now and then so a dead guest fails fast.
@@ -79,6 +79,10 @@ extension SandboxManager {
                 return health
             } catch let error as CocoonError {
                 throw error
+            } catch AgentClientError.sessionRefused(let why) {
+                throw CocoonError.failedPrecondition(
+                    "guest agent of \(vm.name) refused cocoond's session (\(why)): its token does not match; "
+                        + "a guest image older than agent API v\(hostAgentAPIVersion)? (images/build-guest)")
             } catch {
                 lastError = "\(error)"
                 // a retry pause; cancellation is seen by the next connect
@@ -118,7 +122,9 @@ extension SandboxManager {
             if await hypervisor.describe(vm) != .exited {
                 var agent = agents.removeValue(forKey: record.id)
                 // no agent: the VM is killed below
-                if agent == nil { agent = try? await connect(vm.agent, .seconds(1), EventCredit(), nil) }
+                if agent == nil, let token = try? agentToken(record.id) {
+                    agent = try? await connect(vm.agent, token, .seconds(1), EventCredit(), nil)
+                }
                 var graceful = false
                 if let agent {
                     do {

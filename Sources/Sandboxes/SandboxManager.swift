@@ -121,7 +121,13 @@ public actor SandboxManager {
             throw .alreadyExists(
                 "failed to reserve sandbox name \"\(name)\": name \"\(name)\" is reserved for \"\(owner)\"")
         }
-        let memory = request.memoryMiBOverride ?? (handler.memoryMiB + request.extraMemoryMiB)
+        let size = try VMSizing.resolve(request, handler: handler, handlerName: handlerName)
+        if !size.ignored.isEmpty {
+            logger.warning(
+                "pod annotations not enabled for its runtime handler are ignored",
+                metadata: ["pod": "\(name)", "handler": "\(handlerName)", "ignored": "\(size.ignored)"])
+        }
+        let memory = size.memoryMiB
         let range = RuntimeHandler.memoryRangeMiB
         guard range.contains(memory) else {
             throw .invalidArgument(
@@ -130,7 +136,7 @@ public actor SandboxManager {
         if let hostMiB = HostMemory.totalMiB(), memory > hostMiB {
             throw .invalidArgument("VM memory of \(memory) MiB exceeds the host's \(hostMiB) MiB")
         }
-        let vcpus = request.vcpus ?? handler.vcpus
+        let vcpus = size.vcpus
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
         names[name] = id
         _ = locks.tryAcquire(id)  // a fresh id: nobody else can hold it
@@ -144,11 +150,17 @@ public actor SandboxManager {
         records[id] = record
         do throws(CocoonError) {
             try store.save(record)
+            let tokenFile = AgentTokenFile.path(inStateDir: store.directory(for: id))
+            _ = try AgentTokenFile.create(at: tokenFile)
+            let uid = try freeVMUID()
+            record.vmUID = uid
+            records[id] = record
+            try store.save(record)
             let spec = VMSpec(
                 id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage, vcpus: vcpus,
                 memoryMiB: memory,
                 accel: handler.accel, extraKernelArgs: handler.kernelArgs, stateDir: store.directory(for: id),
-                runDir: runDir(id))
+                runDir: runDir(id), agentTokenFile: tokenFile, user: VMUser(uid: uid, gid: uid))
             let (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
             if !request.sysctls.isEmpty, let agent = agents[id] {
                 do {
@@ -269,7 +281,8 @@ public actor SandboxManager {
 
     // MARK: what containers need of their sandbox (PodAgents)
 
-    /// The full id and the agent of a READY sandbox (connecting again after a daemon restart).
+    /// The full id and the agent of a READY sandbox, connecting again (with the VM's token) after a
+    /// daemon restart or when the channel went away while the VM lives on.
     public func readyAgent(_ idOrPrefix: String) async throws(CocoonError) -> (id: String, agent: any GuestAgent) {
         let id = try resolve(idOrPrefix)
         await refresh(id)
@@ -277,18 +290,24 @@ public actor SandboxManager {
         guard record.state == .ready, let vm = record.vm else {
             throw .failedPrecondition("pod sandbox \(id) is not ready (\(record.reason ?? record.state.rawValue))")
         }
-        if let agent = agents[id] { return (id, agent) }
+        if let agent = agents[id] {
+            if agent.isOpen { return (id, agent) }
+            agents[id] = nil
+            logger.warning("agent channel of a running pod VM is gone; connecting again", metadata: ["id": "\(id)"])
+            await agent.close()
+        }
+        let token = try agentToken(id)
         // One connection per sandbox, however many callers ask at once (after a daemon restart).
         let connecting =
             self.connecting[id]
             ?? Task { [connect, link = eventLink(id)] () async throws -> any GuestAgent in
-                try await connect(vm.agent, .seconds(2), link.credit, link.forward)
+                try await connect(vm.agent, token, .seconds(2), link.credit, link.forward)
             }
         self.connecting[id] = connecting
         do {
             let agent = try await connecting.value
             self.connecting[id] = nil
-            if let existing = agents[id] { return (id, existing) }
+            if let existing = agents[id], existing.isOpen { return (id, existing) }
             agents[id] = agent
             return (id, agent)
         } catch {
@@ -352,6 +371,24 @@ public actor SandboxManager {
     // MARK: internals
 
     func runDir(_ id: String) -> String { config.runDir + "/vms/" + String(id.prefix(16)) }
+
+    /// The lowest VM user no pod holds (a stopped pod keeps its own until it is removed).
+    private func freeVMUID() throws(CocoonError) -> UInt32 {
+        let taken = Set(records.values.compactMap(\.vmUID))
+        var uid = config.vmUIDBase
+        while taken.contains(uid) {
+            uid += 1
+            guard uid < config.vmUIDBase + CocoonConfig.vmUIDCount else {
+                throw .failedPrecondition("all \(CocoonConfig.vmUIDCount) VM users from vm_uid_base are taken")
+            }
+        }
+        return uid
+    }
+
+    /// The VM's agent token, from its file in the sandbox's state directory.
+    func agentToken(_ id: String) throws(CocoonError) -> [UInt8] {
+        try AgentTokenFile.read(AgentTokenFile.path(inStateDir: store.directory(for: id)))
+    }
 
     private func removeRunDir(_ id: String) {
         do {

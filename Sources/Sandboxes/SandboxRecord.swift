@@ -41,6 +41,8 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var vcpus: Int
     public var memoryMiB: Int
     public var vm: VMHandle?
+    /// The host uid (and gid) the VM's process runs as: `vm_uid_base` + a slot no other pod holds.
+    public var vmUID: UInt32?
     /// RunPodSandbox call to agent answering, in milliseconds.
     public private(set) var bootMs: Double?
     public private(set) var guest: GuestInfo?

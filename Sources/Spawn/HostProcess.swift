@@ -73,7 +73,12 @@ public enum HostProcess {
             let close = stat.lastIndex(of: ")")
         else { return false }
         let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
-        if state == "Z" || state == "X" { return false }
+        if state == "Z" || state == "X" {
+            // A VM the daemon started itself ends as its zombie: reap it (ECHILD for anyone else's).
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)
+            return false
+        }
         guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(marker)
     }

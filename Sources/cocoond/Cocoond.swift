@@ -10,6 +10,7 @@ import GRPCNIOTransportHTTP2
 import Hypervisor
 import Images
 import Logging
+import Persistence
 import Sandboxes
 import Streaming
 
@@ -57,6 +58,16 @@ struct Cocoond: AsyncParsableCommand {
         for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
+        // The daemon's own state: nobody else may read it (tokens, image trees with setuid files).
+        for dir in ["sandboxes", "containers", "images"] {
+            do {
+                try PrivateDirectory.ensure(cfg.stateRoot + "/" + dir)
+            } catch {
+                throw ValidationError("cannot make \(cfg.stateRoot)/\(dir) private (0700): \(error)")
+            }
+        }
+        let socketAccess = try SocketAccess(group: cfg.socketGroup)
+        let socketPath = cfg.socket
         try await SocketGuard.claim(cfg.socket)
         await Accelerator.shared.configure(
             cacheFile: cfg.stateRoot + "/accel.json", logger: Logger(label: "cocoon.accel"))
@@ -113,6 +124,8 @@ struct Cocoond: AsyncParsableCommand {
             }
             group.addTask {
                 if let address = try await server.listeningAddress {
+                    // Bound with the umask's 0755: nobody else could connect (that needs write) before this.
+                    try socketAccess.apply(to: socketPath)
                     logger.info(
                         "cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])
                 }

@@ -83,4 +83,185 @@ struct HostileGuestTests {
             }
         }
     }
+
+    /// A host process other than cocoond opens a pod's agent channel while the daemon is down (the
+    /// one moment the socket is free): without the VM's token it gets no Hello and no answer but a
+    /// refusal, whatever it sends first. The restarted daemon, which has the token, is served.
+    @Test func aHostProcessWithoutTheTokenCannotDriveTheAgent() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let pod = podConfig("intruded-\(UInt32.random(in: 0...UInt32.max))")
+            let (podID, container, socket) = try await daemon.withRuntime { rt in
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                let container = try await runContainer(
+                    rt, containerRequest("sleeper", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox))
+                let status = try await rt.podSandboxStatus(
+                    .with {
+                        $0.podSandboxID = podID
+                        $0.verbose = true
+                    })
+                let info = try #require(
+                    try JSONSerialization.jsonObject(with: Data((status.info["info"] ?? "").utf8)) as? [String: Any])
+                let endpoint = try #require((info["vm"] as? [String: Any])?["agent_endpoint"] as? String)
+                return (podID, container, String(endpoint.dropFirst("virtio-serial:".count)))
+            }
+            await daemon.crash()
+
+            // 1. Requests without authenticating: a Health, then a CreateContainer.
+            var intruder = try AgentIntruder(socket: socket)
+            try intruder.send(AgentIntruder.request(1) { $0.health = .init() })
+            try intruder.send(AgentIntruder.request(2) { $0.createContainer.id = "evil" })
+            var frames = intruder.frames(within: 3)
+            intruder.end()
+            #expect(frames.count == 1, "the guest sent \(frames.count) frames: \(frames)")
+            #expect(frames.first?.response.error.code == .permissionDenied && frames.first?.id == 1, "\(frames)")
+            #expect(!frames.contains { $0.event.hello.apiVersion != 0 }, "no Hello before the token")
+
+            // 2. A wrong token.
+            try await Task.sleep(for: .milliseconds(200))  // the guest sees the hang-up
+            intruder = try AgentIntruder(socket: socket)
+            try intruder.send(AgentIntruder.request(1) { $0.authenticate.token = Data(repeating: 0, count: 32) })
+            try intruder.send(AgentIntruder.request(2) { $0.health = .init() })
+            frames = intruder.frames(within: 3)
+            intruder.end()
+            #expect(frames.count == 1 && frames.first?.response.error.code == .permissionDenied, "\(frames)")
+            #expect(frames.first?.response.error.message.contains("wrong token") == true, "\(frames)")
+
+            // 3. A first frame larger than a token needs.
+            try await Task.sleep(for: .milliseconds(200))
+            intruder = try AgentIntruder(socket: socket)
+            try intruder.send(AgentIntruder.request(1) { $0.writeStdin.data = Data(count: 1 << 20) })
+            try intruder.send(AgentIntruder.request(2) { $0.health = .init() })
+            frames = intruder.frames(within: 3)
+            intruder.end()
+            #expect(!frames.contains { $0.id == 2 || $0.event.hello.apiVersion != 0 }, "\(frames)")
+
+            // The daemon, with the token, finds its pod and is served.
+            try await daemon.start()
+            try await daemon.withRuntime { rt in
+                let r = try await rt.execSync(
+                    .with {
+                        $0.containerID = container
+                        $0.cmd = ["echo", "still mine"]
+                        $0.timeout = 60
+                    })
+                #expect(String(decoding: r.stdout, as: UTF8.self) == "still mine\n" && r.exitCode == 0)
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+        }
+    }
+
+    /// What a VM's process is on the host: a user of its own per pod (not root, no capabilities,
+    /// no_new_privs), QEMU's seccomp filter, and the pod's cgroup bounding its memory and processes.
+    /// A container that writes 12 MiB to the guest's serial port (a device node it made) fills the
+    /// console log only up to its cap, and the VM carries on. Stop and remove leave no cgroup.
+    @Test func eachPodVMRunsAsItsOwnSandboxedUserInItsCgroupWithACappedConsole() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let a = podConfig("jail-a-\(UInt32.random(in: 0...UInt32.max))")
+                let b = podConfig("jail-b-\(UInt32.random(in: 0...UInt32.max))")
+                var aCgroup = ""
+                try await withTestPod(rt, a) { aID in
+                    var vms: [[String: Any]] = []
+                    try await withTestPod(rt, b) { bID in
+                        for id in [aID, bID] {
+                            let status = try await rt.podSandboxStatus(
+                                .with {
+                                    $0.podSandboxID = id
+                                    $0.verbose = true
+                                })
+                            let info =
+                                try JSONSerialization.jsonObject(with: Data((status.info["info"] ?? "").utf8))
+                                as? [String: Any]
+                            vms.append(try #require(info?["vm"] as? [String: Any]))
+                        }
+                        let uids = vms.compactMap { $0["vmm_uid"] as? Int }
+                        #expect(uids.count == 2 && uids[0] != uids[1] && !uids.contains(0), "\(uids)")
+                        for vm in vms {
+                            let pid = try #require(vm["pid"] as? Int)
+                            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+                            func field(_ name: String) -> String {
+                                status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                                    .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
+                                    ?? ""
+                            }
+                            let uid = try #require(vm["vmm_uid"] as? Int)
+                            #expect(
+                                field("Uid").split(separator: "\t").allSatisfy { $0 == "\(uid)" }, "\(field("Uid"))")
+                            #expect(field("Gid").split(separator: "\t").allSatisfy { $0 == "\(uid)" })
+                            #expect(field("CapEff") == "0000000000000000" && field("CapPrm") == "0000000000000000")
+                            #expect(field("NoNewPrivs") == "1")
+                            #expect(field("Seccomp") == "2", "QEMU's -sandbox filter is on")
+                            #expect((vm["vmm_seccomp"] as? String)?.contains("spawn=deny") == true)
+                            let cgroup = try #require(vm["vmm_cgroup"] as? String)
+                            let joined = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+                            #expect(joined.contains(cgroup), "\(joined)")
+                            let memoryLimit = VMCgroupFiles.read(cgroup, "memory")
+                            #expect(memoryLimit == (256 + 384) << 20, "\(String(describing: memoryLimit))")
+                            // Its files: the daemon's state is not readable by it.
+                            let console = try #require(vm["console_log"] as? String)
+                            let stateDir = (console as NSString).deletingLastPathComponent
+                            var info = stat()
+                            #expect(stat(stateDir, &info) == 0 && info.st_uid == 0 && info.st_mode & 0o077 == 0)
+                        }
+                    }
+                    aCgroup = vms.first?["vmm_cgroup"] as? String ?? ""
+                    // Pod b is gone: its cgroup with it.
+                    let bCgroup = try #require(vms[1]["vmm_cgroup"] as? String)
+                    #expect(!VMCgroupFiles.exists(bCgroup), "\(bCgroup) left behind")
+
+                    // A container floods the serial port: the log stops at its cap, the VM goes on.
+                    let flood = try await runContainer(
+                        rt,
+                        containerRequest(
+                            "serial",
+                            [
+                                "sh", "-c",
+                                "mknod /tmp/ttyS0 c 4 64 && head -c 12582912 /dev/zero > /tmp/ttyS0; echo $?",
+                            ],
+                            pod: a, podID: aID, image: Self.busybox))
+                    let console = try #require(vms[0]["console_log"] as? String)
+                    var size = 0
+                    for _ in 0..<240 {
+                        let s = try await rt.containerStatus(.with { $0.containerID = flood })
+                        size = (try? FileManager.default.attributesOfItem(atPath: console)[.size] as? Int) ?? 0
+                        if s.status.state == .containerExited { break }
+                        try await Task.sleep(for: .milliseconds(500))
+                    }
+                    print("serial flood: console log \(size) bytes (cap 4 MiB)")
+                    #expect(size > 1 << 20, "the flood reached the console log: \(size) bytes")
+                    #expect(size <= 4 << 20, "the console log grew past its cap: \(size) bytes")
+                    let pid = try #require(vms[0]["pid"] as? Int)
+                    #expect(processAlive(Int32(pid)), "the VM survives its full console log")
+                    let after = try await rt.podSandboxStatus(.with { $0.podSandboxID = aID })
+                    #expect(after.status.state == .sandboxReady)
+                }
+                #expect(!aCgroup.isEmpty && !VMCgroupFiles.exists(aCgroup), "\(aCgroup) left behind")
+            }
+        }
+    }
+}
+
+/// Reads a VM's cgroup as the host mounts it (v1 hierarchies or the unified one).
+enum VMCgroupFiles {
+    static var unified: Bool { access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0 }
+
+    static func read(_ cgroup: String, _ controller: String) -> Int? {
+        let path =
+            unified
+            ? "/sys/fs/cgroup\(cgroup)/memory.max" : "/sys/fs/cgroup/\(controller)\(cgroup)/memory.limit_in_bytes"
+        return (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
+            Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
+    static func exists(_ cgroup: String) -> Bool {
+        unified
+            ? FileManager.default.fileExists(atPath: "/sys/fs/cgroup\(cgroup)")
+            : ["memory", "cpu", "pids"].contains {
+                FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\($0)\(cgroup)")
+            }
+    }
 }

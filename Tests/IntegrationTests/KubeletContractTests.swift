@@ -603,7 +603,18 @@ struct KubeletContractTests {
 
 /// The inode of the listening Unix socket bound at `path`, from /proc/net/unix.
 func listeningInode(_ path: String) -> String? {
-    guard let table = try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8) else { return nil }
+    // Read to EOF by hand: Foundation reads a /proc file only up to its first page.
+    let fd = open("/proc/net/unix", O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        bytes += chunk[0..<n]
+    }
+    let table = String(decoding: bytes, as: UTF8.self)
     for line in table.split(separator: "\n") {
         let f = line.split(separator: " ", omittingEmptySubsequences: true)
         // Num RefCount Protocol Flags Type St Inode Path; Flags 00010000 = listening.

@@ -74,6 +74,34 @@ import Testing
             }
         }
 
+        /// Plays a guest that reads the host's first frame (kept in `firstFrame`), answers it with
+        /// PERMISSION_DENIED as an agent does for a wrong token, and then serves nothing.
+        func runRefusing() {
+            Thread.detachNewThread { [self] in
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                defer { close(fd) }
+                var decoder = AgentFrameDecoder()
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while !stop.load(ordering: .relaxed) {
+                    let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                    if n <= 0 { return }
+                    decoder.append(buffer[0..<n])
+                    guard let envelope = try? decoder.next() else { continue }
+                    firstFrame.withLock { $0 = envelope }
+                    var reply = Cocoon_Agent_V4_Envelope()
+                    reply.id = envelope.id
+                    reply.response.error.code = .permissionDenied
+                    reply.response.error.message = "session refused: a wrong token"
+                    guard let bytes = try? AgentFrame.encode(reply) else { return }
+                    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+                    while !stop.load(ordering: .relaxed), recv(fd, &buffer, buffer.count, 0) > 0 {}
+                    return
+                }
+            }
+        }
+        let firstFrame = Mutex<Cocoon_Agent_V4_Envelope?>(nil)
+
         deinit {
             close(listener)
             unlink(path)
@@ -86,7 +114,9 @@ import Testing
         defer { guest.stop.store(true, ordering: .relaxed) }
         let credit = EventCredit(limit: 1 << 20)
         let (events, input) = AsyncStream.makeStream(of: AgentEvent.self)
-        let client = try await AgentClient.connect(.serial(path: guest.path), credit: credit) { input.yield($0) }
+        let client = try await AgentClient.connect(.serial(path: guest.path), token: Self.token, credit: credit) {
+            input.yield($0)
+        }
         // Nobody consumes: the host reads the limit's worth, then stops; the guest is held back
         // by its socket (without the credit the host would read everything, without bound).
         try await Task.sleep(for: .seconds(2))
@@ -104,6 +134,30 @@ import Testing
         }
         try await Task.sleep(for: .milliseconds(500))
         #expect(guest.written.load(ordering: .relaxed) > held)
+        await client.close()
+    }
+
+    static let token = [UInt8](repeating: 7, count: 32)
+
+    @Test func theHostsFirstFrameIsTheTokenAndARefusalEndsTheChannel() async throws {
+        let guest = try FloodingGuest()
+        guest.runRefusing()
+        defer { guest.stop.store(true, ordering: .relaxed) }
+        let client = try await AgentClient.connect(.serial(path: guest.path), token: Self.token)
+        let error = await #expect(throws: AgentClientError.self) { _ = try await client.health(timeout: .seconds(10)) }
+        guard case .sessionRefused(let why)? = error else {
+            Issue.record("not a refused session: \(String(describing: error))")
+            return
+        }
+        #expect(why.contains("wrong token"))
+        let first = try #require(guest.firstFrame.withLock { $0 })
+        guard case .authenticate(let auth)? = first.request.call else {
+            Issue.record("the first frame was not Authenticate: \(first)")
+            return
+        }
+        #expect(Array(auth.token) == Self.token)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(!client.isOpen, "the channel is closed after a refusal")
         await client.close()
     }
 
@@ -129,7 +183,9 @@ import Testing
         let guest = try EvilAgentTests.FloodingGuest()
         guest.runReading()
         defer { guest.stop.store(true, ordering: .relaxed) }
-        let client = try await AgentClient.connect(.serial(path: guest.path))
+        let client = try await AgentClient.connect(.serial(path: guest.path), token: EvilAgentTests.token)
+        try await Task.sleep(for: .milliseconds(300))
+        let authBytes = guest.written.load(ordering: .relaxed)  // the session's first frame
         let error = await #expect(throws: AgentClientError.self) {
             try await client.writePort(
                 connection: 1, [UInt8](repeating: 0, count: AgentFrame.maxFrameSize + 1), close: false,
@@ -143,8 +199,8 @@ import Testing
         // The channel is intact: a small request still goes out whole.
         client.ackPort(connection: 1, bytes: 1)
         try await Task.sleep(for: .milliseconds(300))
-        let received = guest.written.load(ordering: .relaxed)
-        #expect(received > 0 && received < 64, "the host sent \(received) bytes")
+        let received = guest.written.load(ordering: .relaxed) - authBytes
+        #expect(authBytes > 32 && received > 0 && received < 64, "the host sent \(authBytes) + \(received) bytes")
         #expect(throws: AgentFrame.DecodeError.self) {
             var big = Cocoon_Agent_V4_Envelope()
             big.request.writePort.data = Data(count: AgentFrame.maxFrameSize)

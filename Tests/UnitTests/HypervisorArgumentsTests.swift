@@ -7,23 +7,33 @@ import Testing
         id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", agentImage: "/g/agent,1.img",
         vcpus: 2, memoryMiB: 384, accel: .auto,
         extraKernelArgs: "loglevel=7", stateDir: "/s/x", runDir: "/r/x")
+    let files = QEMUFiles.Paths(
+        kernel: "/proc/self/fd/3", initrd: "/proc/self/fd/4", agentImage: "/proc/self/fd/5", console: "/proc/self/fd/6",
+        token: "/proc/self/fd/7")
 
     @Test func qemuMicrovmUnderTCG() {
         let args = QEMUArguments.make(
-            spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"))
+            spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"),
+            files: files)
         let line = args.joined(separator: " ")
-        #expect(line.contains("-M microvm,accel=tcg,rtc=on -cpu max,-erms,-fsrm"))
+        #expect(line.contains("-M microvm,rtc=on -accel tcg,tb-size=128 -cpu max,-erms,-fsrm"))
         #expect(line.contains("-smp 2 -m 384M"))
         #expect(line.contains("-name cocoon-0123456789ab,process=cocoon-0123456789ab"))
         #expect(line.contains("tsc_early_khz=\(HostTSC.khz) tsc=reliable"))
         #expect(line.contains("cocoon.transport=serial cocoon.bus=mmio loglevel=7"))
         #expect(line.contains("-chardev socket,id=agent,path=/r/x/agent.sock,server=on,wait=off"))
-        #expect(line.contains("-serial file:/s/x/console.log"))
+        // Every file QEMU reads or writes is a descriptor the daemon opened (QEMU runs as the VM's user).
+        #expect(line.contains("-serial file:/proc/self/fd/6"))
+        #expect(line.contains("-kernel /proc/self/fd/3 -initrd /proc/self/fd/4"))
+        #expect(line.contains("-fw_cfg name=opt/io.cocoon/agent-token,file=/proc/self/fd/7"))
+        #expect(!line.contains("/g/") && !line.contains("/s/x"))
+        #expect(
+            line.contains("-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"))
         #expect(line.contains("-qmp unix:/r/x/qmp.sock,server=on,wait=off"))
-        #expect(args.contains("-daemonize") && args.contains("-no-reboot"))
+        #expect(!args.contains("-daemonize") && args.contains("-no-reboot"), "seccomp's spawn=deny forbids the fork")
         #expect(
             line.contains(
-                "-drive file=/g/agent,,1.img,if=none,id=agent-disk,format=raw,readonly=on -device "
+                "-drive file=/proc/self/fd/5,if=none,id=agent-disk,format=raw,readonly=on -device "
                     + "virtio-blk-device,drive=agent-disk"
             ))
         #expect(line.contains("virtio-balloon-device,free-page-reporting=on"))
@@ -37,9 +47,9 @@ import Testing
 
     @Test func qemuWithKVMAndVsock() {
         let args = QEMUArguments.make(
-            spec: spec, layout: QEMULayout(spec: spec), accel: .kvm, agent: .vsock(cid: 77, port: 1024))
+            spec: spec, layout: QEMULayout(spec: spec), accel: .kvm, agent: .vsock(cid: 77, port: 1024), files: files)
         let line = args.joined(separator: " ")
-        #expect(line.contains("-M microvm,accel=kvm,rtc=on -cpu host"))
+        #expect(line.contains("-M microvm,rtc=on -accel kvm -cpu host"))
         #expect(line.contains("vhost-vsock-device,guest-cid=77"))
         #expect(line.contains("cocoon.transport=vsock cocoon.vsock_port=1024"))
         #expect(!line.contains("virtserialport"))

@@ -28,9 +28,10 @@ import Testing
             config.runDir = root + "/run"
             let agents = self.agents
             manager = SandboxManager(config: config, hypervisors: [hypervisor]) {
-                _, _, _, onEvent async throws(AgentClientError) in
+                _, token, _, _, onEvent async throws(AgentClientError) in
                 let agent = FakeGuestAgent()
                 agent.state.withLock {
+                    $0.token = token
                     $0.onEvent = onEvent
                     $0.apiVersion = apiVersion
                 }
@@ -79,6 +80,35 @@ import Testing
         let error = await #expect(throws: CocoonError.self) { _ = try await f.run("web") }
         #expect(error?.code == .failedPrecondition)
         #expect(f.hypervisor.state.withLock { $0.stopped.count } == 1, "the VM is ended again")
+    }
+
+    @Test func eachVMGetsItsOwnTokenInA0600FileAndTheAgentIsAskedWithIt() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let a = try await f.run("a")
+        _ = try await f.run("b")
+        let specs = f.hypervisor.state.withLock { $0.booted }
+        let files = specs.compactMap(\.agentTokenFile)
+        #expect(files.count == 2 && files[0] == f.root + "/sandboxes/\(a)/agent.token")
+        var info = stat()
+        #expect(stat(files[0], &info) == 0 && info.st_mode & 0o777 == 0o600)
+        let onDisk = try files.map { Array(try Data(contentsOf: URL(fileURLWithPath: $0))) }
+        let given = f.agents.withLock { $0.map { $0.state.withLock { $0.token } } }
+        #expect(onDisk[0].count == 32 && onDisk[0] != onDisk[1], "32 random bytes per VM")
+        #expect(given == onDisk)
+    }
+
+    @Test func aBrokenChannelOfALiveVMIsReplacedWithTheToken() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let id = try await f.run("web")
+        let first = try #require(f.agents.withLock { $0.first })
+        first.state.withLock { $0.open = false }  // the guest garbled its stream; the host closed it
+        let (_, again) = try await f.manager.readyAgent(id)
+        let second = try #require(again as? FakeGuestAgent)
+        #expect(second !== first && second.state.withLock { $0.token } == first.state.withLock { $0.token })
+        let (_, same) = try await f.manager.readyAgent(id)
+        #expect((same as? FakeGuestAgent) === second, "an open channel is kept")
     }
 
     @Test func aVMThatDiesMakesThePodNotReady() async throws {

@@ -61,6 +61,7 @@ public enum SandboxTranslation {
                 case hypervisor, pid, accel, vcpus, guest, reason
                 case vmName = "vm_name", memoryMiB = "memory_mib", consoleLog = "console_log"
                 case agentEndpoint = "agent_endpoint", bootMs = "boot_ms"
+                case uid = "vmm_uid", seccomp = "vmm_seccomp", cgroup = "vmm_cgroup"
             }
             var hypervisor: Backend?
             var vmName: String?
@@ -73,6 +74,10 @@ public enum SandboxTranslation {
             var bootMs: Double?
             var guest: GuestInfo?
             var reason: String?
+            /// The host user, seccomp filter and cgroup of the VM's process.
+            var uid: UInt32?
+            var seccomp: String?
+            var cgroup: String?
         }
         struct Info: Encodable {
             enum CodingKeys: String, CodingKey {
@@ -95,7 +100,8 @@ public enum SandboxTranslation {
             vm: VMInfo(
                 hypervisor: vm?.backend, vmName: vm?.name, pid: vm?.pid, accel: vm?.accel, vcpus: record.vcpus,
                 memoryMiB: record.memoryMiB, consoleLog: vm?.consoleLog, agentEndpoint: endpoint,
-                bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, guest: record.guest, reason: record.reason))
+                bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, guest: record.guest, reason: record.reason,
+                uid: vm?.uid, seccomp: vm?.seccomp, cgroup: vm?.cgroup))
         return try VerboseJSON.encode(info)
     }
 }

@@ -10,3 +10,33 @@ int cocoon_spawn(const char *path, char *const argv[], char *const envp[], int i
 
 /// Sets FD_CLOEXEC on `fd`; returns 0 or -1.
 int cocoon_set_cloexec(int fd);
+
+/// How a VM process starts: as whom, where, with which limits and descriptors.
+struct cocoon_vm_launch {
+    /// Descriptors the VM keeps, in order: the child has them as 3, 4, 5, ... (none close-on-exec).
+    const int *keep_fds;
+    int keep_count;
+    /// stdout and stderr of the VM (its own error messages).
+    int out_fd;
+    /// The user, group and supplementary groups it runs as (all of root's capabilities are gone
+    /// once it is not root; no_new_privs is set too).
+    unsigned int uid, gid;
+    const unsigned int *groups;
+    int group_count;
+    /// `cgroup.procs` files the child moves itself into before it runs anything.
+    const char *const *cgroup_procs;
+    int cgroup_count;
+    /// RLIMIT_FSIZE in bytes (0: unchanged); SIGXFSZ is ignored, so a write past it fails with EFBIG.
+    unsigned long long file_size_limit;
+};
+
+/// fork + exec of a VM process (QEMU) in a session of its own: joins its cgroups, sets its file size
+/// limit, drops to its user, keeps exactly the given descriptors, and execs `path`. The daemon
+/// reaps it (`HostProcess.isAlive` does) while it lives; after a daemon restart init does.
+/// Returns 0 and sets *pid, or an errno value. A failure in the child (a cgroup that cannot be
+/// joined, a user that cannot be set) is written to out_fd and the child exits with 127.
+int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], const struct cocoon_vm_launch *launch,
+                    pid_t *pid);
+
+/// Sends `len` bytes and one descriptor (SCM_RIGHTS) on a Unix socket. Returns bytes sent or -1.
+long cocoon_send_with_fd(int sock, const void *buf, unsigned long len, int fd);

@@ -16,6 +16,10 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
         var exitOnSignal: Int32? = 0
         var onEvent: (@Sendable (AgentEvent) -> Void)?
         var apiVersion = hostAgentAPIVersion
+        /// The channel is up; a test sets it false to play a channel that broke.
+        var open = true
+        /// The token the sandbox manager connected with.
+        var token: [UInt8] = []
     }
     let state = Mutex(State())
 
@@ -41,7 +45,13 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
     }
     func shutdown(timeout: Duration) async throws(AgentClientError) { try record("Shutdown") }
     func detach(timeout: Duration) async throws(AgentClientError) { try record("Detach") }
-    func close() async { state.withLock { $0.calls.append("close") } }
+    func close() async {
+        state.withLock {
+            $0.calls.append("close")
+            $0.open = false
+        }
+    }
+    var isOpen: Bool { state.withLock { $0.open } }
     func configurePod(sysctls: [String: String], timeout: Duration) async throws(AgentClientError) {
         try record("ConfigurePod")
     }

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <termios.h>
 #include <net/if.h>
+#include <sys/io.h>
 #include <sys/ioctl.h>
 #include <signal.h>
 #include <string.h>
@@ -117,3 +118,44 @@ int cocoon_socket_error(int fd) {
 }
 
 long cocoon_send(int fd, const void *buf, unsigned long len) { return send(fd, buf, len, MSG_NOSIGNAL); }
+
+// QEMU fw_cfg on x86: a 16-bit selector port and an 8-bit data port. Entry 0x19 is the file
+// directory: a big-endian count, then per file a big-endian size and selector and a 56-byte name.
+#define FW_CFG_PORT_SEL 0x510
+#define FW_CFG_PORT_DATA 0x511
+#define FW_CFG_FILE_DIR 0x19
+
+static void fwcfg_read_bytes(unsigned char *out, int n) {
+    for (int i = 0; i < n; i++) out[i] = inb(FW_CFG_PORT_DATA);
+}
+
+int cocoon_fwcfg_read(const char *name, unsigned char *buf, int size) {
+    if (ioperm(FW_CFG_PORT_SEL, 2, 1) != 0) return -2;
+    // The signature entry (selector 0) reads "QEMU" where there is a fw_cfg device.
+    unsigned char signature[4];
+    outw(0, FW_CFG_PORT_SEL);
+    fwcfg_read_bytes(signature, 4);
+    int result = -2;
+    if (memcmp(signature, "QEMU", 4) == 0) {
+        result = -1;
+        unsigned char word[4];
+        outw(FW_CFG_FILE_DIR, FW_CFG_PORT_SEL);
+        fwcfg_read_bytes(word, 4);
+        unsigned count = (unsigned)word[0] << 24 | (unsigned)word[1] << 16 | (unsigned)word[2] << 8 | word[3];
+        for (unsigned i = 0; i < count && i < 4096; i++) {
+            unsigned char entry[64];
+            fwcfg_read_bytes(entry, 64);
+            unsigned fsize = (unsigned)entry[0] << 24 | (unsigned)entry[1] << 16 | (unsigned)entry[2] << 8 | entry[3];
+            unsigned short select = (unsigned short)(entry[4] << 8 | entry[5]);
+            entry[63] = 0;
+            if (strcmp((const char *)entry + 8, name) != 0) continue;
+            outw(select, FW_CFG_PORT_SEL);
+            int n = fsize < (unsigned)size ? (int)fsize : size;
+            fwcfg_read_bytes(buf, n);
+            result = fsize > 0x7fffffff ? 0x7fffffff : (int)fsize;
+            break;
+        }
+    }
+    ioperm(FW_CFG_PORT_SEL, 2, 0);
+    return result;
+}

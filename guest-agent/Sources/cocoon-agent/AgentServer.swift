@@ -3,23 +3,36 @@ import CAgentSys
 import Glibc
 
 /// Serves the agent protocol on the channel: one host session at a time, a fresh frame decoder
-/// per session, a Hello at the start of each session, and zombie reaping between requests.
+/// per session, a session served only once its first frame carried the VM's token (then a Hello),
+/// and zombie reaping between requests.
 struct AgentServer {
     private let channel: AgentChannel
     private let boot: Cocoon_Agent_V4_BootReport
+    /// The VM's token from fw_cfg; nil: none was given, and every session is refused.
+    private let token: [UInt8]?
+    /// The current session proved it is the VM's host (its first frame carried the token).
+    private var authenticated = false
+    /// When the current session started (CLOCK_BOOTTIME ns): one that has not authenticated
+    /// within `authDeadlineNs` is dropped (vsock), so nobody can hold the channel without the token.
+    private var sessionStartedNs: UInt64 = 0
+    private static let authDeadlineNs: UInt64 = 2_000_000_000
+    /// The most a session may send before it has authenticated.
+    private static let preAuthBytes = 4096
     private var decoder = AgentFrameDecoder()
     private let childFD: Int32
     /// The fd of the current host session (the port itself for serial), or -1.
     private var sessionFD: Int32 = -1
     private var shutdownRequested = false
-    /// Set by Detach: the host is leaving, so no session until it has really disconnected.
+    /// Set by Detach (the host is leaving) or by a refused session: nothing is served on the
+    /// connection until it has really hung up.
     private var detached = false
     private var containers = GuestContainers()
     private var ports = GuestPorts()
 
-    init(channel: AgentChannel, boot: Cocoon_Agent_V4_BootReport) {
+    init(channel: AgentChannel, boot: Cocoon_Agent_V4_BootReport, token: [UInt8]?) {
         self.channel = channel
         self.boot = boot
+        self.token = token
         self.childFD = cocoon_sigchld_fd()
     }
 
@@ -35,7 +48,12 @@ struct AgentServer {
     // MARK: transports
 
     /// Wait for events without end, except while signals are held for a PID 1 (checked every 5 ms).
-    private var pollTimeoutMs: Int32 { containers.holdsSignals ? 5 : -1 }
+    /// A vsock session still owing its token is checked every 250 ms against its deadline.
+    private var pollTimeoutMs: Int32 {
+        if containers.holdsSignals { return 5 }
+        if case .vsock = channel, sessionFD >= 0, !authenticated { return 250 }
+        return -1
+    }
 
     private mutating func pollSerial(_ fd: Int32) {
         var fds = [
@@ -51,23 +69,24 @@ struct AgentServer {
         let revents = Int32(fds[0].revents)
         if revents & Int32(POLLHUP) != 0 {
             // No host is connected: wait for one (reads would return EOF meanwhile).
-            if sessionFD >= 0 { log("host disconnected") }
+            if sessionFD >= 0 && authenticated { log("host disconnected") }
             sessionFD = -1
+            authenticated = false
             detached = false
             decoder.reset()
             usleep(20_000)
             return
         }
         if detached {
-            // Still connected, but the host said it is leaving: wait for its hang-up.
-            if revents & Int32(POLLIN) != 0 { _ = readAvailable(fd) }
+            // Still connected, but the host said it is leaving (or was refused): wait for its hang-up,
+            // dropping what it sends unread.
+            if revents & Int32(POLLIN) != 0 { discardAvailable(fd) }
             usleep(20_000)
             return
         }
         if sessionFD < 0 {
             sessionFD = fd
-            decoder.reset()
-            startSession()
+            beginSession()
         }
         if revents & Int32(POLLIN) != 0 {
             if !readAvailable(fd) {
@@ -92,20 +111,41 @@ struct AgentServer {
         if fds[0].revents != 0 {
             let conn = cocoon_accept(listenFD)
             if conn >= 0 {
-                // The newest host session wins (a restarted daemon reconnecting).
-                if sessionFD >= 0 { close(sessionFD) }
-                sessionFD = conn
-                decoder.reset()
-                startSession()
+                if sessionFD >= 0 {
+                    // One session at a time: a second connection is refused while one is live.
+                    log("refused a second host connection while a session is live")
+                    close(conn)
+                } else {
+                    sessionFD = conn
+                    beginSession()
+                }
             }
         }
         if fds[2].revents != 0, sessionFD >= 0 {
-            if !readAvailable(sessionFD) {
-                close(sessionFD)
-                sessionFD = -1
-                decoder.reset()
+            if !readAvailable(sessionFD) || detached {
+                endVsockSession()
             }
         }
+        if sessionFD >= 0, !authenticated, cocoon_boottime_ns() - sessionStartedNs > Self.authDeadlineNs {
+            log("dropped a host connection that sent no token within 2 s")
+            endVsockSession()
+        }
+    }
+
+    private mutating func endVsockSession() {
+        close(sessionFD)
+        sessionFD = -1
+        authenticated = false
+        detached = false
+        decoder.reset()
+    }
+
+    /// A host connected: nothing is sent or served until its first frame carries the token.
+    private mutating func beginSession() {
+        decoder.reset()
+        authenticated = false
+        detached = false
+        sessionStartedNs = cocoon_boottime_ns()
     }
 
     /// Reads what is there, straight into the decoder's buffer, and serves every whole frame; goes
@@ -121,12 +161,21 @@ struct AgentServer {
             while true {
                 do {
                     guard let envelope = try decoder.next() else { break }
+                    guard authenticated else {
+                        authenticate(envelope)
+                        if detached { return true }
+                        continue
+                    }
                     handle(envelope)
                 } catch {
                     log("dropping session: \(error)")
                     decoder.reset()
                     return false
                 }
+            }
+            if !authenticated && decoder.buffered > Self.preAuthBytes {
+                refuse("a first frame of more than \(Self.preAuthBytes) bytes")
+                return true
             }
             // A request may have ended the session (Detach, Shutdown): read no further.
             if sessionFD < 0 || detached || shutdownRequested { return true }
@@ -135,6 +184,63 @@ struct AgentServer {
     }
 
     static let readBudget = 1 << 20
+
+    /// Reads and drops what is there (a session that is over), at most `readBudget` bytes a round.
+    private func discardAvailable(_ fd: Int32) {
+        var scratch = [UInt8](repeating: 0, count: 65536)
+        var taken = 0
+        while taken < Self.readBudget {
+            let n = scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            taken += n
+        }
+    }
+
+    // MARK: session authentication
+
+    /// The first frame of a session: an Authenticate request with the VM's token opens it (answer,
+    /// Hello, then the kept events); anything else refuses it.
+    private mutating func authenticate(_ envelope: Cocoon_Agent_V4_Envelope) {
+        guard case .request(let request)? = envelope.body, case .authenticate(let auth)? = request.call else {
+            refuse("a first frame that is not Authenticate", answering: envelope)
+            return
+        }
+        guard let token, Self.sameBytes(Array(auth.token), token) else {
+            refuse(token == nil ? "no token was given to this VM" : "a wrong token", answering: envelope)
+            return
+        }
+        authenticated = true
+        var reply = Cocoon_Agent_V4_Envelope()
+        reply.id = envelope.id
+        reply.response.authenticate = Cocoon_Agent_V4_AuthenticateResponse()
+        send(reply)
+        startSession()
+    }
+
+    /// Ends the session's chance: answered once with PERMISSION_DENIED (so a host with a stale token
+    /// learns why), then nothing is served until it hangs up (serial) or it is closed (vsock).
+    private mutating func refuse(_ why: String, answering envelope: Cocoon_Agent_V4_Envelope? = nil) {
+        log("refused a host session: \(why)")
+        if let envelope, envelope.id != 0 {
+            var error = Cocoon_Agent_V4_AgentError()
+            error.code = .permissionDenied
+            error.message = "session refused: \(why)"
+            var reply = Cocoon_Agent_V4_Envelope()
+            reply.id = envelope.id
+            reply.response.error = error
+            writeFrame(reply)
+        }
+        detached = true
+        decoder.reset()
+    }
+
+    /// Compares in time that depends only on the lengths.
+    private static func sameBytes(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        var diff: UInt8 = 0
+        for i in a.indices { diff |= a[i] ^ b[i] }
+        return diff == 0
+    }
 
     // MARK: requests
 
@@ -238,6 +344,8 @@ struct AgentServer {
         case .closePort(let r)?:
             sendReplies(ports.close(r.connectionID))
             response.closePort = Cocoon_Agent_V4_ClosePortResponse()
+        case .authenticate?:
+            response.authenticate = Cocoon_Agent_V4_AuthenticateResponse()  // already open
         case nil:
             var error = Cocoon_Agent_V4_AgentError()
             error.code = .unimplemented
@@ -259,9 +367,14 @@ struct AgentServer {
         }
         if detachAfterReply {
             log("host detaching; keeping events for the next session")
-            if case .vsock = channel, sessionFD >= 0 { close(sessionFD) } else { detached = true }
-            sessionFD = -1
-            decoder.reset()
+            authenticated = false
+            if case .vsock = channel, sessionFD >= 0 {
+                endVsockSession()
+            } else {
+                detached = true
+                sessionFD = -1
+                decoder.reset()
+            }
         }
     }
 
@@ -334,7 +447,7 @@ struct AgentServer {
     private mutating func sendEvent(_ event: Cocoon_Agent_V4_Event) { sendEvent(.event(event)) }
 
     private mutating func sendEvent(_ outgoing: Outgoing) {
-        guard sessionFD >= 0 else {
+        guard sessionFD >= 0, authenticated, !detached else {
             // A forwarded connection lives and dies with its host session.
             switch outgoing {
             case .event(let event):
@@ -403,7 +516,13 @@ struct AgentServer {
         send(envelope)
     }
 
+    /// Sends on an authenticated session only.
     private func send(_ envelope: Cocoon_Agent_V4_Envelope) {
+        guard authenticated else { return }
+        writeFrame(envelope)
+    }
+
+    private func writeFrame(_ envelope: Cocoon_Agent_V4_Envelope) {
         // try?: an event too large to frame is dropped, never the session
         guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
         bytes.withUnsafeBytes { write($0) }

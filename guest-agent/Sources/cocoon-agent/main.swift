@@ -16,6 +16,7 @@ if getpid() == 1 {
 }
 let modules = ModuleLoader.loadAll(transport: cmdline.transport, bus: cmdline.bus)
 let modulesLoadedNs = cocoon_boottime_ns()
+let token = AgentToken.read()
 
 var boot = Cocoon_Agent_V4_BootReport()
 boot.agentStartedNs = startedNs
@@ -27,7 +28,7 @@ do {
     let channel = try AgentChannel.open(cmdline)
     boot.channelOpenNs = cocoon_boottime_ns()
     log("channel \(cmdline.transport.rawValue) open after \((boot.channelOpenNs - startedNs) / 1_000_000) ms")
-    var server = AgentServer(channel: channel, boot: boot)
+    var server = AgentServer(channel: channel, boot: boot, token: token)
     server.run()
 } catch {
     log("fatal: \(error)")

@@ -29,3 +29,7 @@ int cocoon_connect_loopback(unsigned int port);
 int cocoon_socket_error(int fd);
 /// send(2) with MSG_NOSIGNAL.
 long cocoon_send(int fd, const void *buf, unsigned long len);
+/// Reads the QEMU fw_cfg file `name` (e.g. "opt/io.cocoon/agent-token") through the x86 I/O ports
+/// into buf: its size (which may exceed `size`; only `size` bytes are copied), -1 when fw_cfg has no
+/// such file, -2 when the ports cannot be reached (no fw_cfg device, or no CAP_SYS_RAWIO).
+int cocoon_fwcfg_read(const char *name, unsigned char *buf, int size);

@@ -1,0 +1,61 @@
+import CSpawn
+import Foundation
+
+/// Starts a VM's process (QEMU) the way a jailer does: in a session of its own, inside its cgroups,
+/// as its own unprivileged user with no_new_privs, with a file size limit, and with only the
+/// descriptors it is given (as 3, 4, 5, ... in `keep`'s order).
+public enum VMProcess {
+    public struct Launch: Sendable {
+        public var uid: UInt32
+        public var gid: UInt32
+        public var groups: [UInt32]
+        /// Descriptors the VM keeps; the child has keep[i] as descriptor 3 + i.
+        public var keep: [Int32]
+        /// Where its stdout and stderr go.
+        public var output: Int32
+        /// `cgroup.procs` files it joins before it runs.
+        public var cgroupProcs: [String]
+        /// RLIMIT_FSIZE (bytes); 0: unchanged.
+        public var fileSizeLimit: UInt64
+
+        public init(
+            uid: UInt32, gid: UInt32, groups: [UInt32] = [], keep: [Int32], output: Int32, cgroupProcs: [String] = [],
+            fileSizeLimit: UInt64 = 0
+        ) {
+            self.uid = uid
+            self.gid = gid
+            self.groups = groups
+            self.keep = keep
+            self.output = output
+            self.cgroupProcs = cgroupProcs
+            self.fileSizeLimit = fileSizeLimit
+        }
+
+        /// The path by which the process opens keep[i] again: `/proc/self/fd/<3+i>`.
+        public static func path(ofKept index: Int) -> String { "/proc/self/fd/\(3 + index)" }
+    }
+
+    /// Starts `argv` and returns its pid (it runs on; `HostProcess.isAlive` reaps it once it ends).
+    public static func start(_ argv: [String], _ launch: Launch) throws -> Int32 {
+        guard let path = argv.first else { throw POSIXError(.EINVAL) }
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { for a in cargs { free(a) } }
+        var cgroups: [UnsafePointer<CChar>?] = launch.cgroupProcs.map { UnsafePointer(strdup($0)) }
+        defer { for c in cgroups { free(UnsafeMutablePointer(mutating: c)) } }
+        var pid: pid_t = 0
+        let rc = launch.keep.withUnsafeBufferPointer { keep in
+            launch.groups.withUnsafeBufferPointer { groups in
+                cgroups.withUnsafeMutableBufferPointer { cg in
+                    var l = cocoon_vm_launch(
+                        keep_fds: keep.baseAddress, keep_count: Int32(keep.count), out_fd: launch.output,
+                        uid: launch.uid, gid: launch.gid, groups: groups.baseAddress, group_count: Int32(groups.count),
+                        cgroup_procs: cg.baseAddress, cgroup_count: Int32(cg.count),
+                        file_size_limit: launch.fileSizeLimit)
+                    return cocoon_spawn_vm(path, &cargs, environ, &l, &pid)
+                }
+            }
+        }
+        guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
+        return pid
+    }
+}
