@@ -1048,6 +1048,12 @@ public nonisolated struct Cocoon_Agent_V4_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._tty = newValue}
   }
 
+  /// A privileged container may open every device; others only runc's default list.
+  public var allDevices: Bool {
+    get {_storage._allDevices}
+    set {_uniqueStorage()._allDevices = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3249,7 +3255,7 @@ nonisolated extension Cocoon_Agent_V4_Resources: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3264,6 +3270,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
     var _readonlyPaths: [String] = []
     var _stdin: Bool = false
     var _tty: Bool = false
+    var _allDevices: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3286,6 +3293,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       _readonlyPaths = source._readonlyPaths
       _stdin = source._stdin
       _tty = source._tty
+      _allDevices = source._allDevices
     }
   }
 
@@ -3316,6 +3324,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         case 10: try { try decoder.decodeRepeatedStringField(value: &_storage._readonlyPaths) }()
         case 11: try { try decoder.decodeSingularBoolField(value: &_storage._stdin) }()
         case 12: try { try decoder.decodeSingularBoolField(value: &_storage._tty) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._allDevices) }()
         default: break
         }
       }
@@ -3364,6 +3373,9 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       if _storage._tty != false {
         try visitor.visitSingularBoolField(value: _storage._tty, fieldNumber: 12)
       }
+      if _storage._allDevices != false {
+        try visitor.visitSingularBoolField(value: _storage._allDevices, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3385,6 +3397,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         if _storage._readonlyPaths != rhs_storage._readonlyPaths {return false}
         if _storage._stdin != rhs_storage._stdin {return false}
         if _storage._tty != rhs_storage._tty {return false}
+        if _storage._allDevices != rhs_storage._allDevices {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -66,6 +66,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var stdin = false
     /// The process's stdio is a terminal.
     public var tty = false
+    /// Every device may be opened (a privileged container); else runc's default allow-list.
+    public var allDevices = false
 
     public struct PathOverrides: Sendable, Codable, Equatable {
         public var masked: [String]

@@ -52,6 +52,7 @@ extension Cocoon_Agent_V4_CreateContainerRequest {
         readOnlyRootfs = spec.readOnlyRootfs
         stdin = spec.stdin
         tty = spec.tty
+        allDevices = spec.allDevices
         if let paths = spec.paths {
             customPaths = true
             maskedPaths = paths.masked

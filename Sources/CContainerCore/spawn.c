@@ -362,3 +362,64 @@ void *ccore_seccomp_program(const void *bpf, size_t len) {
     prog->filter = copy;
     return prog;
 }
+
+// --- the device cgroup (eBPF) ------------------------------------------------------------------
+
+#include <linux/bpf.h>
+
+#define INSN(c, d, s, o, i) ((struct bpf_insn){.code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i)})
+
+int ccore_attach_device_filter(int cgroup_fd) {
+    // Char devices a container may open: {major, minor}, minor -1 for any.
+    static const int allowed[][2] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 2}, {136, -1}, {10, 200}};
+    enum { N = sizeof(allowed) / sizeof(allowed[0]) };
+    struct bpf_insn prog[16 + 4 * N];
+    int n = 0;
+    // r2 = access (high 16 bits of access_type), r3 = type (low 16), r4 = major, r5 = minor.
+    prog[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, 2, 1, 0, 0);
+    prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_X, 3, 2, 0, 0);
+    prog[n++] = INSN(BPF_ALU64 | BPF_AND | BPF_K, 3, 0, 0, 0xffff);
+    prog[n++] = INSN(BPF_ALU64 | BPF_RSH | BPF_K, 2, 0, 0, 16);
+    prog[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, 4, 1, 4, 0);
+    prog[n++] = INSN(BPF_LDX | BPF_W | BPF_MEM, 5, 1, 8, 0);
+    // mknod alone (access == BPF_DEVCG_ACC_MKNOD) is allowed for any device.
+    int mknod_jump = n;
+    prog[n++] = INSN(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 0, BPF_DEVCG_ACC_MKNOD);  // off patched to "allow"
+    int rule_jumps[N];
+    for (int i = 0; i < N; i++) {
+        int has_minor = allowed[i][1] >= 0;
+        int skip = has_minor ? 3 : 2;  // instructions after this one up to the rule's "goto allow"
+        prog[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 3, 0, (short)(skip + 0), BPF_DEVCG_DEV_CHAR);
+        prog[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 4, 0, (short)(skip - 1), allowed[i][0]);
+        if (has_minor) prog[n++] = INSN(BPF_JMP | BPF_JNE | BPF_K, 5, 0, 1, allowed[i][1]);
+        rule_jumps[i] = n;
+        prog[n++] = INSN(BPF_JMP | BPF_JA, 0, 0, 0, 0);  // off patched to "allow"
+    }
+    // deny:
+    prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
+    prog[n++] = INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    int allow = n;
+    prog[n++] = INSN(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
+    prog[n++] = INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+    prog[mknod_jump].off = (short)(allow - mknod_jump - 1);
+    for (int i = 0; i < N; i++) prog[rule_jumps[i]].off = (short)(allow - rule_jumps[i] - 1);
+
+    union bpf_attr load;
+    memset(&load, 0, sizeof(load));
+    load.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    load.insns = (unsigned long)prog;
+    load.insn_cnt = (unsigned)n;
+    load.license = (unsigned long)"Apache";
+    int prog_fd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof(load));
+    if (prog_fd < 0) return -errno;
+    union bpf_attr attach;
+    memset(&attach, 0, sizeof(attach));
+    attach.target_fd = (unsigned)cgroup_fd;
+    attach.attach_bpf_fd = (unsigned)prog_fd;
+    attach.attach_type = BPF_CGROUP_DEVICE;
+    attach.attach_flags = BPF_F_ALLOW_MULTI;
+    int rc = (int)syscall(SYS_bpf, BPF_PROG_ATTACH, &attach, sizeof(attach));
+    int err = rc < 0 ? -errno : 0;
+    close(prog_fd);
+    return err;
+}

@@ -1,3 +1,4 @@
+import CContainerCore
 import Glibc
 
 /// One cgroup v2 directory: created with the cpu, memory and pids controllers enabled above it,
@@ -42,6 +43,17 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     public func add(pid: Int32) throws(ContainerCoreError) { try set("cgroup.procs", "\(pid)") }
+
+    /// runc's default device allow-list for everything in this cgroup (an eBPF device program): any
+    /// device node may be made, but only null, zero, full, random, urandom, tty, ptmx, the pty
+    /// slaves and /dev/net/tun may be opened; a serial port or a disk made with mknod cannot.
+    public func restrictDevices() throws(ContainerCoreError) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw .errno("open cgroup \(path)") }
+        defer { close(fd) }
+        let rc = ccore_attach_device_filter(fd)
+        guard rc == 0 else { throw .system("attach the device filter to \(path): \(String(cString: strerror(-rc)))") }
+    }
 
     /// Usage figures for CRI stats.
     public struct Stats: Sendable, Equatable {

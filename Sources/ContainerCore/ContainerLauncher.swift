@@ -128,7 +128,7 @@ public enum ContainerLauncher {
         if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) }
 
-        let filter = try Seccomp.compile(process.seccomp)
+        let filter = try Seccomp.compile(process.seccomp, capabilities: process.capabilities)
         var sync: [Int32] = [-1, -1]
         var report: [Int32] = [-1, -1]
         guard ccore_pipe(&sync) == 0 else { throw .errno("pipe") }

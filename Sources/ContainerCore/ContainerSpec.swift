@@ -16,6 +16,9 @@ public struct ContainerSpec: Sendable, Equatable {
     public var newIPCNamespace = true
     /// Absolute cgroup v2 directory for the container (created, limited and removed by `Cgroup`), or nil.
     public var cgroupPath: String?
+    /// Every device may be opened (a privileged container). Otherwise the cgroup gets runc's default
+    /// device allow-list (`Cgroup.restrictDevices`): devices can be made, not opened.
+    public var allDevices = false
     public var resources = Resources()
 
     public init(id: String, rootfs: String, process: ProcessSpec) {

@@ -12,31 +12,17 @@ public enum SeccompProfile: Sendable, Equatable, Codable {
 
 /// Compiles profiles to BPF (x86_64, plus the i386 and x32 ABIs so they cannot be used to get around it).
 public enum Seccomp {
-    /// The system calls Docker's and containerd's default profile refuse to a container without
-    /// CAP_SYS_ADMIN and friends: kernel modules, mounts and namespaces, keyrings, BPF, perf, clocks,
-    /// reboot, swap, ptrace and cross-process memory access, and the obsolete calls.
-    public static let runtimeDefaultDenied = [
-        "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module", "finit_module",
-        "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms", "get_mempolicy", "init_module", "io_uring_enter",
-        "io_uring_register", "io_uring_setup", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl",
-        "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages", "name_to_handle_at",
-        "nfsservctl",
-        "open_by_handle_at", "open_tree", "perf_event_open", "pivot_root", "process_vm_readv", "process_vm_writev",
-        "ptrace", "query_module", "quotactl", "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns",
-        "settimeofday", "stime", "swapoff", "swapon", "sysfs", "_sysctl", "umount", "umount2", "unshare", "uselib",
-        "userfaultfd", "ustat", "vm86", "vm86old",
-    ]
-
-    /// The BPF program (an array of struct sock_filter) or nil for `.unconfined`.
-    public static func compile(_ profile: SeccompProfile) throws(ContainerCoreError) -> [UInt8]? {
+    /// The BPF program (an array of struct sock_filter) or nil for `.unconfined`. RuntimeDefault
+    /// depends on the process's capabilities (a call that needs one is allowed only with it).
+    public static func compile(_ profile: SeccompProfile, capabilities: Set<Capability> = Capability.defaultSet)
+        throws(ContainerCoreError) -> [UInt8]?
+    {
         switch profile {
         case .unconfined:
             return nil
         case .runtimeDefault:
-            var rules = runtimeDefaultDenied.map { Rule(names: [$0], action: actErrno(EPERM), args: []) }
-            // clone3 cannot be filtered by flags: ENOSYS makes libc fall back to clone.
-            rules.append(Rule(names: ["clone3"], action: actErrno(ENOSYS), args: []))
-            return try build(defaultAction: actAllow, rules: rules)
+            return try build(
+                defaultAction: actErrno(EPERM), rules: RuntimeDefaultSeccomp.rules(capabilities: capabilities))
         case .json(let text):
             let profile: OCIProfile
             do {

@@ -33,6 +33,8 @@ public actor ContainerManager {
         public var stopSignal: Int32 = 15
         public var configJSON: String?
         public var stdio = ContainerRecord.StdioConfig()
+        /// A privileged container: every device of the VM may be opened.
+        public var allDevices = false
         public init(
             sandboxID: String, name: String, attempt: UInt32, image: String, imageID: String, rootfsImage: String,
             process: ProcessSpec
@@ -152,6 +154,7 @@ public actor ContainerManager {
             mounts: fileMounts, resources: r.resources)
         spec.stdin = r.stdio.stdin
         spec.tty = r.stdio.tty
+        spec.allDevices = r.allDevices
         do {
             try await agent.createContainer(spec, timeout: agentCall)
         } catch {

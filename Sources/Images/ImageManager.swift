@@ -329,15 +329,16 @@ public actor ImageManager {
                     progress.phase(key, "unpacking")
                 }
                 group.addTask {  // unpacking, in layer order
-                    let unpacker = LayerUnpacker(root: scratch)
+                    var unpacker = LayerUnpacker(root: scratch)
                     var ready = Set<Int>()
                     var next = 0
                     for await index in stored {
                         ready.insert(index)
                         while ready.contains(next) {
                             let t0 = ContinuousClock.now
-                            try unpacker.apply(
+                            let stats = try unpacker.apply(
                                 layerAt: content.path(layers[next].digest), name: layers[next].digest.description)
+                            unpacker.maxUnpackedBytes -= stats.bytes  // one budget for the image's layers
                             busy.add(Self.seconds(since: t0))
                             next += 1
                         }

@@ -10,8 +10,12 @@ import Glibc
 /// layer (`CocoonError.hostileLayer`).
 public struct LayerUnpacker: Sendable {
     public let root: String
-    /// Refuse layers that expand beyond this (decompression bombs).
+    /// Refuse layers that expand beyond this (decompression bombs); an image's layers share it
+    /// (`ImageManager` lowers it by what each layer took).
     public var maxUnpackedBytes: Int64 = 64 << 30
+    /// The free space a layer must leave on the file system it is unpacked to, checked before every
+    /// 16 MiB it writes: a layer never fills the host's disk.
+    public var reserveFreeBytes: Int64 = 512 << 20
 
     public init(root: String) {
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
@@ -96,9 +100,13 @@ public struct LayerUnpacker: Sendable {
             prepareFinal(rel, isDir: type == S_IFDIR && !isHardlink)
             filterXattrs(entry)
             archive_entry_copy_pathname(entry, root + "/" + rel)
+            let before = stats.bytes
             stats.bytes += max(0, archive_entry_size(entry))
             if stats.bytes > maxUnpackedBytes {
                 throw .hostileLayer("layer \(label) expands beyond \(maxUnpackedBytes) bytes")
+            }
+            if before == 0 || stats.bytes >> 24 != before >> 24 || archive_entry_size(entry) > 16 << 20 {
+                try checkFreeSpace(for: archive_entry_size(entry), layer: label)
             }
             let wr = archive_write_header(writer, entry)
             guard wr >= ARCHIVE_WARN else {
@@ -231,6 +239,18 @@ public struct LayerUnpacker: Sendable {
             guard archive_write_data_block(writer, buf, size, offset) >= ARCHIVE_WARN else {
                 throw .internalError("layer \(layer): writing \"\(entry)\": \(Self.message(writer))")
             }
+        }
+    }
+
+    /// Refuses to write `bytes` more when that would leave less than `reserveFreeBytes` free.
+    private func checkFreeSpace(for bytes: Int64, layer: String) throws(CocoonError) {
+        var fs = statvfs()
+        guard statvfs(root, &fs) == 0 else { return }  // unknown: the write itself reports ENOSPC
+        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+        guard free - bytes >= reserveFreeBytes else {
+            throw .failedPrecondition(
+                "layer \(layer): unpacking it would leave less than \(reserveFreeBytes >> 20) MiB free on the image "
+                    + "store's file system (\(free >> 20) MiB free)")
         }
     }
 

@@ -212,16 +212,29 @@ struct HostileGuestTests {
                     let bCgroup = try #require(vms[1]["vmm_cgroup"] as? String)
                     #expect(!VMCgroupFiles.exists(bCgroup), "\(bCgroup) left behind")
 
-                    // A container floods the serial port: the log stops at its cap, the VM goes on.
-                    let flood = try await runContainer(
-                        rt,
-                        containerRequest(
-                            "serial",
-                            [
-                                "sh", "-c",
-                                "mknod /tmp/ttyS0 c 4 64 && head -c 12582912 /dev/zero > /tmp/ttyS0; echo $?",
-                            ],
-                            pod: a, podID: aID, image: Self.busybox))
+                    // An ordinary container may make the serial port's node but not open it (the guest's
+                    // device cgroup: runc's allow-list).
+                    let probe = try await runContainer(
+                        rt, containerRequest("probe", ["sleep", "1000"], pod: a, podID: aID, image: Self.busybox))
+                    let denied = try await rt.execSync(
+                        .with {
+                            $0.containerID = probe
+                            $0.cmd = [
+                                "sh", "-c", "mknod /tmp/ttyS0 c 4 64 && echo made; echo x > /tmp/ttyS0 && echo wrote",
+                            ]
+                            $0.timeout = 30
+                        })
+                    let said = String(decoding: denied.stdout + denied.stderr, as: UTF8.self)
+                    #expect(
+                        said.contains("made") && !said.contains("wrote") && said.contains("not permitted"), "\(said)")
+                    // A privileged one (or a guest that owns its kernel) floods it: the host's log stops at
+                    // its cap and the VM goes on.
+                    var serial = containerRequest(
+                        "serial",
+                        ["sh", "-c", "mknod /tmp/ttyS0 c 4 64 && head -c 12582912 /dev/zero > /tmp/ttyS0; echo $?"],
+                        pod: a, podID: aID, image: Self.busybox)
+                    serial.config.linux.securityContext.privileged = true
+                    let flood = try await runContainer(rt, serial)
                     let console = try #require(vms[0]["console_log"] as? String)
                     var size = 0
                     for _ in 0..<240 {

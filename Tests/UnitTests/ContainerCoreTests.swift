@@ -17,7 +17,7 @@ import Testing
         try fm.copyItem(atPath: busybox, toPath: "\(root)/bin/busybox")
         for applet in [
             "sh", "cat", "echo", "id", "hostname", "touch", "grep", "sleep", "ls", "wc", "readlink", "unshare", "mkdir",
-            "seq", "head", "tr", "tty", "stat",
+            "seq", "head", "tr", "tty", "stat", "mknod",
         ] {
             try fm.createSymbolicLink(atPath: "\(root)/bin/\(applet)", withDestinationPath: "busybox")
         }
@@ -206,6 +206,108 @@ import Testing
         let result = try Self.run(s)
         #expect(
             result.output.contains("refused") && result.output.contains("Operation not permitted"), "\(result.output)")
+    }
+
+    /// A static probe, built with the host's gcc into the rootfs, that tries one system call of each
+    /// class RuntimeDefault decides on and prints what the kernel said.
+    static func buildSeccompProbe(into root: String) throws {
+        let source = root + "/probe.c"
+        try """
+        #define _GNU_SOURCE
+        #include <errno.h>
+        #include <sched.h>
+        #include <stdio.h>
+        #include <sys/personality.h>
+        #include <sys/socket.h>
+        #include <signal.h>
+        #include <sys/syscall.h>
+        #include <unistd.h>
+        static void report(const char *what, long rc) { printf("%s=%s\\n", what, rc < 0 ? (errno == EPERM ? "EPERM" : errno == ENOSYS ? "ENOSYS" : "error") : "ok"); }
+        int main(void) {
+            long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+            if (pid == 0) _exit(0);
+            report("clone_newuser", pid);
+            pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+            if (pid == 0) _exit(0);
+            report("clone_plain", pid);
+            report("socket_vsock", socket(40, SOCK_STREAM, 0));
+            report("socket_unix", socket(AF_UNIX, SOCK_STREAM, 0));
+            report("personality_query", personality(0xffffffff));
+            report("personality_exec", personality(READ_IMPLIES_EXEC));
+            report("kexec_load", syscall(SYS_kexec_load, 0, 0, 0, 0));
+            report("sethostname", sethostname("x", 1));
+            report("clone3", syscall(SYS_clone3, 0, 0));
+            return 0;
+        }
+        """.write(toFile: source, atomically: true, encoding: .utf8)
+        let gcc = Process()
+        gcc.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
+        gcc.arguments = ["-static", "-O1", "-o", root + "/bin/probe", source]
+        try gcc.run()
+        gcc.waitUntilExit()
+        #expect(gcc.terminationStatus == 0, "gcc could not build the seccomp probe (apt: gcc libc6-dev)")
+    }
+
+    /// RuntimeDefault is an allow-list with Docker's semantics: each class of call is decided as
+    /// Docker's default profile decides it, and capabilities widen it as they do there.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc")))
+    func seccompRuntimeDefaultIsAnAllowListWithDockersConditions() throws {
+        let root = try Self.makeRootfs()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try Self.buildSeccompProbe(into: root)
+        var s = ContainerSpec(id: "t", rootfs: root, process: ProcessSpec(args: ["/bin/probe"]))
+        s.process.seccomp = .runtimeDefault
+        let confined = try Self.run(s).output
+        for expected in [
+            "clone_newuser=EPERM", "clone_plain=ok", "socket_vsock=EPERM", "socket_unix=ok", "personality_query=ok",
+            "personality_exec=EPERM", "kexec_load=EPERM", "sethostname=EPERM", "clone3=ENOSYS",
+        ] {
+            #expect(confined.contains(expected + "\n"), "\(expected) in \(confined)")
+        }
+        // With CAP_SYS_ADMIN, the namespace and host-name calls are the capability's to decide.
+        s.process.capabilities.insert(try #require(Capability(name: "SYS_ADMIN")))
+        let admin = try Self.run(s).output
+        #expect(admin.contains("clone_newuser=ok\n") && admin.contains("sethostname=ok\n"), "\(admin)")
+        #expect(admin.contains("socket_vsock=EPERM\n") && admin.contains("kexec_load=EPERM\n"), "\(admin)")
+        // Unconfined: the probe sees the kernel's own answers.
+        s.process.seccomp = .unconfined
+        s.process.capabilities = Capability.defaultSet
+        #expect(try Self.run(s).output.contains("personality_exec=ok\n"))
+    }
+
+    /// A cgroup v2 directory to test the device filter in (any cgroup2 mount will do: it needs no
+    /// controller), or nil.
+    static let deviceCgroupRoot: String? = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"].first {
+        FileManager.default.fileExists(atPath: $0 + "/cgroup.procs")
+            && FileManager.default.fileExists(atPath: $0 + "/cgroup.controllers")
+    }
+
+    /// runc's default device list: a container may make a device node (/dev/kmsg here) but not open it, while
+    /// /dev/null still opens; a container allowed every device opens it.
+    @Test(.enabled(if: deviceCgroupRoot != nil, "no cgroup v2 mount on this host"))
+    func theDeviceCgroupLetsContainersMakeButNotOpenOtherDevices() throws {
+        let root = try Self.makeRootfs()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let base = try #require(Self.deviceCgroupRoot)
+        let path = base + "/ccore-dev-\(UUID().uuidString.prefix(8))"
+        let cgroup = try Cgroup.create(path, root: base, resources: Resources())
+        defer { rmdir(path) }
+        try cgroup.restrictDevices()
+        let script =
+            "mknod /tmp/kmsg c 1 11 && echo made; (exec 3>/tmp/kmsg) && echo opened-kmsg; "
+            + "mknod /tmp/null c 1 3 && echo x > /tmp/null && echo opened-null"
+        var s = spec(script, root: root)
+        s.process.capabilities.insert(try #require(Capability(name: "MKNOD")))
+        let restricted = try Self.run(s, cgroup: cgroup).output
+        #expect(restricted.contains("made") && restricted.contains("opened-null"), "\(restricted)")
+        #expect(!restricted.contains("opened-kmsg") && restricted.contains("Operation not permitted"), "\(restricted)")
+        // Without the filter (a privileged container's cgroup), the same node opens.
+        let open = base + "/ccore-dev-\(UUID().uuidString.prefix(8))"
+        let unrestricted = try Cgroup.create(open, root: base, resources: Resources())
+        defer { rmdir(open) }
+        var plain = spec("mknod /tmp/kmsg c 1 11; (exec 3>/tmp/kmsg) && echo opened-kmsg", root: root)
+        plain.process.capabilities = s.process.capabilities
+        #expect(try Self.run(plain, cgroup: unrestricted).output.contains("opened-kmsg"))
     }
 
     @Test func seccompLocalhostProfileApplies() throws {

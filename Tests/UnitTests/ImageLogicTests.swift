@@ -110,6 +110,26 @@ struct ContentStoreTests {
         #expect(lstat(rootfs + "/keep/hl", &a) == 0 && lstat(rootfs + "/etc/b", &b) == 0 && a.st_ino == b.st_ino)
     }
 
+    /// A layer may not fill the host's disk, nor an image's layers together exceed one budget.
+    @Test func unpackingStopsBeforeTheDiskFillsAndAtTheImagesBudget() throws {
+        let dir = try scratchDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let rootfs = dir + "/rootfs"
+        try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
+        let layer = try TarFixture.write(
+            dir + "/l.tar", gzip: false, [.file("big", String(repeating: "x", count: 4096))])
+        var u = LayerUnpacker(root: rootfs)
+        u.reserveFreeBytes = Int64.max / 2  // more than any disk has
+        let full = #expect(throws: CocoonError.self) { try u.apply(layerAt: layer) }
+        #expect(
+            full?.code == .failedPrecondition && full?.message.contains("MiB free") == true,
+            "\(String(describing: full))")
+        u.reserveFreeBytes = 0
+        u.maxUnpackedBytes = 4095
+        let bomb = #expect(throws: CocoonError.self) { try u.apply(layerAt: layer) }
+        #expect(bomb?.message.contains("expands beyond") == true)
+    }
+
     /// Each hostile layer is refused and writes nothing outside the root.
     @Test(arguments: HostileCase.allCases)
     func refusesHostileLayers(_ c: HostileCase) throws {

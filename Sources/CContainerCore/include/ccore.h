@@ -77,3 +77,8 @@ int ccore_seccomp_export(scmp_filter_ctx ctx, void **buf, size_t *len);
 
 /// Wraps a BPF program (from ccore_seccomp_export) as the struct sock_fprog prctl expects; malloc'd.
 void *ccore_seccomp_program(const void *bpf, size_t len);
+
+/// Attaches runc's default device allow-list to a cgroup v2 directory (an eBPF cgroup-device
+/// program): any device may be created (mknod), but only /dev/null, zero, full, random, urandom,
+/// tty, ptmx, the pty slaves and /dev/net/tun may be opened. Returns 0 or -errno.
+int ccore_attach_device_filter(int cgroup_fd);

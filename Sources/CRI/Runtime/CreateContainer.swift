@@ -53,6 +53,7 @@ extension RuntimeService {
             create.hostname = request.sandboxConfig.hostname
             create.readOnlyRootfs = security.readonlyRootfs
             create.paths = try ContainerArgs.paths(security)
+            create.allDevices = security.privileged
             create.mounts = config.mounts.map {
                 .init(hostPath: $0.hostPath, containerPath: $0.containerPath, readOnly: $0.readonly)
             }

@@ -73,6 +73,7 @@ struct GuestContainers {
         spec.readOnlyRootfs = r.readOnlyRootfs
         spec.resources = GuestContainers.resources(r.resources)
         spec.newIPCNamespace = false  // the pod's IPC namespace is the VM's
+        spec.allDevices = r.allDevices
         if r.customPaths {
             spec.maskedPaths = r.maskedPaths
             spec.readonlyPaths = r.readonlyPaths
@@ -103,6 +104,7 @@ struct GuestContainers {
         let cgroup: Cgroup
         do {
             cgroup = try Cgroup.create(container.spec.cgroupPath ?? "", resources: container.spec.resources)
+            if !container.spec.allDevices { try cgroup.restrictDevices() }
         } catch {
             throw .internal("cgroup for \(id): \(error)")
         }
