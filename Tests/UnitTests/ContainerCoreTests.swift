@@ -222,7 +222,10 @@ import Testing
         #include <signal.h>
         #include <sys/syscall.h>
         #include <unistd.h>
-        static void report(const char *what, long rc) { printf("%s=%s\\n", what, rc < 0 ? (errno == EPERM ? "EPERM" : errno == ENOSYS ? "ENOSYS" : "error") : "ok"); }
+        static void report(const char *what, long rc) {
+            const char *e = errno == EPERM ? "EPERM" : errno == ENOSYS ? "ENOSYS" : "error";
+            printf("%s=%s\\n", what, rc < 0 ? e : "ok");
+        }
         int main(void) {
             long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
             if (pid == 0) _exit(0);
