@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "Containers",
             dependencies: [
-                "AgentClient", "ContainerCore", "Errors", "Persistence", "Spawn",
+                "AgentClient", "ContainerCore", "CSpawn", "Errors", "Persistence", "Spawn",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

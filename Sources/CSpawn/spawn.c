@@ -152,3 +152,13 @@ long cocoon_send_with_fd(int sock, const void *buf, unsigned long len, int fd) {
     memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
     return (long)sendmsg(sock, &msg, MSG_NOSIGNAL);
 }
+
+#include <linux/openat2.h>
+
+int cocoon_open_beneath(int dirfd, const char *path) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+}

@@ -143,7 +143,7 @@ public actor ContainerManager {
                     + "sandbox \(sandboxID)"
             )
         }
-        let fileMounts = try ContainerMounts.copy(
+        let fileMounts = try await ContainerMounts.copyOffActor(
             r.mounts, forbiddenRoots: [stateRoot], limit: Self.maxCopiedMountBytes)
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
         let serial = "img-" + String(r.imageID.split(separator: ":").last?.prefix(16) ?? "")

@@ -1,4 +1,5 @@
 import AgentClient
+import CSpawn
 import Errors
 import Foundation
 
@@ -7,6 +8,17 @@ import Foundation
 /// exist, sources inside the daemon's own state or the host's /proc, /sys and /dev, and trees too big
 /// to copy.
 enum ContainerMounts {
+    /// `copy`, off the caller's actor: reading up to the limit from disk must not hold up other calls.
+    @concurrent
+    static func copyOffActor(_ mounts: [ContainerRecord.MountInfo], forbiddenRoots: [String], limit: Int)
+        async throws(CocoonError) -> [FileMount]
+    {
+        try copy(mounts, forbiddenRoots: forbiddenRoots, limit: limit)
+    }
+
+    /// O_PATH (a _GNU_SOURCE flag Glibc's module does not export).
+    static let oPath: Int32 = 0o10_000_000
+
     static func copy(_ mounts: [ContainerRecord.MountInfo], forbiddenRoots: [String], limit: Int) throws(CocoonError)
         -> [FileMount]
     {
@@ -53,14 +65,7 @@ enum ContainerMounts {
         var e = FileMount.Entry(path: relative, mode: st.st_mode)
         switch st.st_mode & S_IFMT {
         case S_IFREG:
-            total += Int(st.st_size)
-            guard total <= limit else {
-                throw .invalidArgument("mount sources exceed \(limit >> 20) MiB; Cocoon copies mounts into the VM")
-            }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw .failedPrecondition("cannot read mount source \(path)")
-            }
-            e.data = data
+            e.data = try read(path, relative: relative, expected: st, total: &total, limit: limit)
         case S_IFLNK:
             do {
                 e.data = Data(try FileManager.default.destinationOfSymbolicLink(atPath: path).utf8)
@@ -70,8 +75,53 @@ enum ContainerMounts {
         case S_IFDIR:
             break
         default:
-            e.mode = S_IFREG | 0o644  // sockets, fifos, devices: an empty placeholder
+            e.mode = S_IFREG | 0o644  // sockets, fifos, devices: an empty placeholder, never opened
         }
         return e
+    }
+
+    /// A regular file's bytes, read through a descriptor that is the file `lstat` saw: opened without
+    /// following a symlink anywhere below the mount's source (a file swapped for a symlink to
+    /// /etc/shadow meanwhile is refused), checked to be the same regular file, and read only up to
+    /// the size it had (a file growing meanwhile cannot blow the limit).
+    static func read(_ path: String, relative: String, expected: stat, total: inout Int, limit: Int)
+        throws(CocoonError) -> Data
+    {
+        let fd: Int32
+        if relative.isEmpty {
+            fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
+        } else {
+            let base = String(path.dropLast(relative.count + 1))
+            let dir = open(base, Self.oPath | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+            guard dir >= 0 else { throw .failedPrecondition("cannot open mount source \(base)") }
+            defer { close(dir) }
+            fd = cocoon_open_beneath(dir, relative)
+        }
+        guard fd >= 0 else {
+            throw .failedPrecondition("mount source \(path) cannot be opened without following a symlink")
+        }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_ino == expected.st_ino,
+            st.st_dev == expected.st_dev
+        else {
+            throw .failedPrecondition("mount source \(path) changed while it was copied")
+        }
+        let size = Int(st.st_size)
+        total += size
+        guard total <= limit else {
+            throw .invalidArgument("mount sources exceed \(limit >> 20) MiB; Cocoon copies mounts into the VM")
+        }
+        var bytes = [UInt8](repeating: 0, count: size)
+        var got = 0
+        while got < size {
+            let n = bytes.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return -1 }
+                return pread(fd, base + got, size - got, off_t(got))
+            }
+            if n <= 0 { break }
+            got += n
+        }
+        return Data(bytes.prefix(got))
     }
 }

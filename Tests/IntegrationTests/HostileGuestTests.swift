@@ -255,6 +255,85 @@ struct HostileGuestTests {
             }
         }
     }
+
+    /// A privileged container that breaks out of a chroot (chroot into a subdirectory without
+    /// changing directory, then `..` past the root), or detaches its own root, finds only its own
+    /// files: containers are pivot_root'ed (the guest's root is a tmpfs, not the initramfs) with the
+    /// guest's mounts detached, so the agent's disk, /run/cocoon and other containers' files are not
+    /// in their mount namespace at all.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc")))
+    func aContainerBreakingOutOfAChrootFindsNoGuestFiles() async throws {
+        let dir = NSTemporaryDirectory() + "escape-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try """
+        #include <stdio.h>
+        #include <sys/stat.h>
+        #include <unistd.h>
+        int main(void) {
+            mkdir("/tmp/jail", 0755);
+            if (chroot("/tmp/jail") != 0) { perror("chroot"); return 1; }
+            for (int i = 0; i < 64; i++) chdir("..");
+            if (chroot(".") != 0) { perror("chroot ."); return 1; }
+            puts(access("/opt/cocoon/cocoon-agent", F_OK) == 0 ? "AGENT-VISIBLE" : "agent-hidden");
+            puts(access("/run/cocoon/containers", F_OK) == 0 ? "CONTAINERS-VISIBLE" : "containers-hidden");
+            puts(access("/bin/busybox", F_OK) == 0 ? "own-root" : "not-own-root");
+            return 0;
+        }
+        """.write(toFile: dir + "/escape.c", atomically: true, encoding: .utf8)
+        let gcc = Process()
+        gcc.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
+        gcc.arguments = ["-static", "-O1", "-o", dir + "/escape", dir + "/escape.c"]
+        try gcc.run()
+        gcc.waitUntilExit()
+        try #require(gcc.terminationStatus == 0)
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("escape-\(UInt32.random(in: 0...UInt32.max))")
+                try await withTestPod(rt, pod) { podID in
+                    var request = containerRequest(
+                        "breaker", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    request.config.linux.securityContext.privileged = true
+                    request.config.mounts = [
+                        .with {
+                            $0.hostPath = dir + "/escape"
+                            $0.containerPath = "/escape"
+                            $0.readonly = true
+                        }
+                    ]
+                    let id = try await runContainer(rt, request)
+                    let r = try await rt.execSync(
+                        .with {
+                            $0.containerID = id
+                            $0.cmd = ["/escape"]
+                            $0.timeout = 30
+                        })
+                    let out = String(decoding: r.stdout + r.stderr, as: UTF8.self)
+                    #expect(out.contains("agent-hidden") && out.contains("containers-hidden"), "\(out)")
+                    #expect(out.contains("own-root"), "the breakout ends at the container's own root: \(out)")
+                    // Detaching its own root: with the guest's mounts still in the container's mount
+                    // namespace (a chroot), the next exec would start in the guest's root and list every
+                    // container's files with the agent's own busybox. Pivoted, there is nothing beneath.
+                    _ = try await rt.execSync(
+                        .with {
+                            $0.containerID = id
+                            $0.cmd = ["busybox", "umount", "-l", "/"]
+                            $0.timeout = 30
+                        })
+                    let after = try? await rt.execSync(
+                        .with {
+                            $0.containerID = id
+                            $0.cmd = ["/opt/cocoon/bin/busybox", "ls", "/run/cocoon/containers"]
+                            $0.timeout = 30
+                        })
+                    let listed = String(decoding: (after?.stdout ?? Data()) + (after?.stderr ?? Data()), as: UTF8.self)
+                    #expect(!listed.contains(id), "the guest's container files were reachable: \(listed)")
+                    #expect(after == nil || after?.exitCode != 0, "the agent's busybox ran in the container: \(listed)")
+                }
+            }
+        }
+    }
 }
 
 /// Reads a VM's cgroup as the host mounts it (v1 hierarchies or the unified one).

@@ -7,12 +7,18 @@
  * whole life, and which the guest unpacks into RAM) at about a megabyte.
  *
  * Steps: mount /proc and /dev, load the block-device modules listed for the VM's bus
- * (/etc/cocoon/modules.boot.<bus>, bus from `cocoon.bus=` on the kernel command line), wait for
- * /dev/vda, mount it read-only on /opt/cocoon, exec /opt/cocoon/cocoon-agent. A static Swift
- * binary reads /proc/self/exe before main() runs, which is why /proc comes first.
+ * (/etc/cocoon/modules.boot.<bus>, bus from `cocoon.bus=` on the kernel command line), move the
+ * initramfs into a tmpfs that becomes the root (as switch_root does: the initramfs itself cannot be
+ * pivoted away from, so containers could only be chrooted, with every guest mount still in their
+ * mount namespace), wait for /dev/vda, mount it read-only on /opt/cocoon, exec
+ * /opt/cocoon/cocoon-agent. A static Swift binary reads /proc/self/exe before main() runs, which is
+ * why /proc comes first.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -66,6 +72,59 @@ static void load_modules(const char *list) {
     fclose(f);
 }
 
+/* Copies one entry of the initramfs (a path under ".") into /newroot. */
+static int copy_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)ftw;
+    if (strcmp(path, ".") == 0) return 0;
+    char dest[4096];
+    snprintf(dest, sizeof dest, "/newroot/%s", path + 2);
+    if (type == FTW_D) {
+        if (mkdir(dest, st->st_mode & 07777) != 0 && errno != EEXIST) fail(dest);
+    } else if (type == FTW_SL) {
+        char target[4096];
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n >= 0) { target[n] = 0; if (symlink(target, dest) != 0) fail(dest); }
+    } else if (type == FTW_F && S_ISREG(st->st_mode)) {
+        int in = open(path, O_RDONLY | O_CLOEXEC);
+        int out = open(dest, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, st->st_mode & 07777);
+        char buf[65536];
+        ssize_t n;
+        while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0) {
+            if (write(out, buf, (size_t)n) != n) { fail(dest); break; }
+        }
+        if (in < 0 || out < 0) fail(dest);
+        if (in >= 0) close(in);
+        if (out >= 0) close(out);
+    }
+    return 0;
+}
+
+/* Frees the initramfs's memory once it is copied (mount points and the new root are kept). */
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st; (void)type; (void)ftw;
+    if (strcmp(path, ".") != 0) remove(path);
+    return 0;
+}
+
+/* The initramfs's files into a tmpfs, /proc and /dev moved along, the tmpfs made the root. */
+static int switch_root(void) {
+    mkdir("/newroot", 0755);
+    if (mount("tmpfs", "/newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) { fail("mount /newroot"); return -1; }
+    if (chdir("/") != 0) return -1;
+    /* FTW_MOUNT: /proc, /dev and /newroot are other file systems and are not walked. */
+    nftw(".", copy_entry, 32, FTW_PHYS | FTW_MOUNT);
+    nftw(".", remove_entry, 32, FTW_PHYS | FTW_MOUNT | FTW_DEPTH);
+    mkdir("/newroot/proc", 0555);
+    mkdir("/newroot/dev", 0755);
+    if (mount("/proc", "/newroot/proc", NULL, MS_MOVE, NULL) != 0) { fail("move /proc"); return -1; }
+    if (mount("/dev", "/newroot/dev", NULL, MS_MOVE, NULL) != 0) { fail("move /dev"); return -1; }
+    if (chdir("/newroot") != 0 || mount(".", "/", NULL, MS_MOVE, NULL) != 0 || chroot(".") != 0 || chdir("/") != 0) {
+        fail("switch to the new root");
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     mkdir("/proc", 0555);
@@ -88,6 +147,7 @@ int main(int argc, char **argv) {
     read_bus(bus, sizeof bus);
     snprintf(list, sizeof list, "/etc/cocoon/modules.boot.%s", bus);
     load_modules(list);
+    if (switch_root() != 0) return 1;
 
     /* The disk node appears as the driver probes; allow two seconds (it is normally there at once). */
     struct timespec step = {0, 5 * 1000 * 1000};

@@ -40,3 +40,8 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
 
 /// Sends `len` bytes and one descriptor (SCM_RIGHTS) on a Unix socket. Returns bytes sent or -1.
 long cocoon_send_with_fd(int sock, const void *buf, unsigned long len, int fd);
+
+/// openat2(2) of `path` beneath `dirfd` (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS),
+/// read-only, close-on-exec, non-blocking: a symlink anywhere on the way, `..` out of dirfd, or a
+/// swapped component refuses the open. Returns the descriptor or -1 with errno.
+int cocoon_open_beneath(int dirfd, const char *path);
