@@ -6,16 +6,19 @@ import Spawn
 /// the VM's own user and could not open them by path (the state root is the daemon's alone). QEMU
 /// opens each again through `/proc/self/fd/N`, which checks only the file's own permissions: the
 /// guest image is world-readable, the console log and the token belong to the VM's user, and no
-/// directory on the way needs to let it in. The run directory (QMP and agent sockets) is the VM
-/// user's own, mode 0700.
+/// directory on the way needs to let it in. Its QMP and agent sockets are listening sockets cocoond
+/// made in the run directory (root's, 0700), as libvirt does: QEMU never touches a path there.
 struct QEMUFiles {
-    /// What QEMU's arguments name: descriptor paths.
+    /// What QEMU's arguments name: descriptor paths and numbers.
     struct Paths {
         var kernel: String
         var initrd: String
         var agentImage: String
         var console: String
         var token: String?
+        /// The listening QMP socket and (serial transport) agent socket.
+        var qmpFD: Int
+        var agentFD: Int?
     }
 
     /// Descriptors the VM keeps (as 3, 4, ...), in the order of `paths`.
@@ -24,62 +27,64 @@ struct QEMUFiles {
     let output: Int32
     let paths: Paths
 
-    static func open(spec: VMSpec, layout: QEMULayout, user: VMUser) throws(HypervisorError) -> QEMUFiles {
+    static func open(spec: VMSpec, layout: QEMULayout, user: VMUser, agentSerial: Bool) throws(HypervisorError)
+        -> QEMUFiles
+    {
         var fds: [Int32] = []
         func fail(_ what: String, _ path: String) -> HypervisorError {
             let reason = String(cString: strerror(errno))
             for fd in fds { Glibc.close(fd) }
             return .bootFailed("\(spec.vmName): cannot open the \(what) \(path): \(reason)")
         }
-        func keep(_ fd: Int32) -> String {
+        func keep(_ fd: Int32) -> Int {
             fds.append(fd)
-            return VMProcess.Launch.path(ofKept: fds.count - 1)
+            return 3 + fds.count - 1
         }
-        // The run directory: the VM user's alone; its parents let it through, nothing more.
-        try prepareRunDir(spec.runDir, user: user)
+        func path(_ fd: Int32) -> String { "/proc/self/fd/\(keep(fd))" }
+        func listening(_ socketPath: String, _ what: String) throws(HypervisorError) -> Int {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            unlink(socketPath)
+            guard fd >= 0, UnixSocketAddress.bind(fd, path: socketPath), listen(fd, 4) == 0 else {
+                if fd >= 0 { Glibc.close(fd) }
+                throw fail(what, socketPath)
+            }
+            return keep(fd)
+        }
+        chmod(spec.runDir, 0o700)
         let readOnly = O_RDONLY | O_CLOEXEC | O_NOFOLLOW
         let kernelFD = Glibc.open(spec.kernel, readOnly)
         guard kernelFD >= 0 else { throw fail("guest kernel", spec.kernel) }
-        let kernel = keep(kernelFD)
+        let kernel = path(kernelFD)
         let initrdFD = Glibc.open(spec.initrd, readOnly)
         guard initrdFD >= 0 else { throw fail("guest initrd", spec.initrd) }
-        let initrd = keep(initrdFD)
+        let initrd = path(initrdFD)
         let agentFD = Glibc.open(spec.agentImage, readOnly)
         guard agentFD >= 0 else { throw fail("agent image", spec.agentImage) }
-        let agentImage = keep(agentFD)
+        let agentImage = path(agentFD)
         // The console log: a fresh file of the VM's user (QEMU opens it again for writing).
         unlink(layout.consoleLog)
         let consoleFD = Glibc.open(layout.consoleLog, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard consoleFD >= 0, fchown(consoleFD, user.uid, user.gid) == 0 else {
             throw fail("console log", layout.consoleLog)
         }
-        let console = keep(consoleFD)
+        let console = path(consoleFD)
         var token: String?
         if let tokenFile = spec.agentTokenFile {
             let tokenFD = Glibc.open(tokenFile, readOnly)
             guard tokenFD >= 0, fchown(tokenFD, user.uid, user.gid) == 0, fchmod(tokenFD, 0o400) == 0 else {
                 throw fail("agent token", tokenFile)
             }
-            token = keep(tokenFD)
+            token = path(tokenFD)
         }
+        let qmp = try listening(layout.qmpSocket, "QMP socket")
+        let agent = agentSerial ? try listening(layout.agentSocket, "agent socket") : nil
         let output = Glibc.open(layout.outputLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard output >= 0 else { throw fail("output log", layout.outputLog) }
         return QEMUFiles(
             kept: fds, output: output,
-            paths: Paths(kernel: kernel, initrd: initrd, agentImage: agentImage, console: console, token: token))
-    }
-
-    private static func prepareRunDir(_ dir: String, user: VMUser) throws(HypervisorError) {
-        // The parents (the daemon's run dir and its vms/): others may pass, not list.
-        var parent = (dir as NSString).deletingLastPathComponent
-        for _ in 0..<2 where parent.count > 1 {
-            chmod(parent, 0o711)
-            parent = (parent as NSString).deletingLastPathComponent
-        }
-        guard chown(dir, user.uid, user.gid) == 0, chmod(dir, 0o700) == 0 else {
-            throw .bootFailed(
-                "cannot give the VM's run directory \(dir) to uid \(user.uid): \(String(cString: strerror(errno)))")
-        }
+            paths: Paths(
+                kernel: kernel, initrd: initrd, agentImage: agentImage, console: console, token: token, qmpFD: qmp,
+                agentFD: agent))
     }
 
     func close() {

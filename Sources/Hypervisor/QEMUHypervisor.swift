@@ -41,10 +41,17 @@ public struct QEMUHypervisor: Hypervisor {
             VsockSupport.available
             ? AgentEndpoint.vsock(cid: VsockSupport.cid(for: spec.id), port: BootContract.agentVsockPort)
             : .serial(path: layout.agentSocket)
-        let files = try QEMUFiles.open(spec: spec, layout: layout, user: user)
-        defer { files.close() }
+        let agentSerial: Bool
+        if case .serial = endpoint { agentSerial = true } else { agentSerial = false }
+        let files = try QEMUFiles.open(spec: spec, layout: layout, user: user, agentSerial: agentSerial)
         let cgroupPath = "/cocoon/" + spec.vmName
-        let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec, accel: accel))
+        let procs: [String]
+        do {
+            procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec, accel: accel))
+        } catch {
+            files.close()
+            throw error
+        }
         let argv =
             [qemuBinary]
             + QEMUArguments.make(
@@ -57,13 +64,16 @@ public struct QEMUHypervisor: Hypervisor {
         do {
             pid = try VMProcess.start(argv, launch)
         } catch {
+            files.close()
             VMCgroup.remove(cgroupPath)
             throw .bootFailed("cannot start \(qemuBinary): \(error)")
         }
-        // Running once QMP answers (QEMU listens on it after it has built the machine).
+        files.close()  // QEMU has its copies; with ours closed, a QEMU that died refuses connections
+        // Running once QMP answers (QEMU greets on it after it has built the machine).
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(30)
-        while !UnixSocketAddress.accepts(layout.qmpSocket) {
+        while await QMPClient.execute("query-status", socketPath: layout.qmpSocket, timeout: .milliseconds(500)) == nil
+        {
             // Our own child until it is reaped: waitpid tells (its command line may still be ours).
             var status: Int32 = 0
             let alive = waitpid(pid, &status, WNOHANG) == 0
@@ -235,7 +245,7 @@ enum QEMUArguments {
             "-kernel", files.kernel, "-initrd", files.initrd,
             "-append", GuestKernelArgs.make(transport: agent, bus: .mmio, pciOff: true, extra: spec.extraKernelArgs),
             "-serial", "file:\(files.console)",
-            "-qmp", "unix:\(layout.qmpSocket),server=on,wait=off",
+            "-chardev", "socket,id=qmp,fd=\(files.qmpFD),server=on,wait=off", "-mon", "chardev=qmp,mode=control",
             "-drive",
             "file=\(files.agentImage),if=none,id=agent-disk,format=raw,readonly=on",
             "-device", "virtio-blk-device,drive=agent-disk",
@@ -249,9 +259,10 @@ enum QEMUArguments {
         }
         switch agent {
         case .serial(let path):
+            let socket = files.agentFD.map { "fd=\($0)" } ?? "path=\(path)"
             args += [
                 "-device", "virtio-serial-device",
-                "-chardev", "socket,id=agent,path=\(path),server=on,wait=off",
+                "-chardev", "socket,id=agent,\(socket),server=on,wait=off",
                 "-device", "virtserialport,chardev=agent,name=\(BootContract.agentPortName)",
             ]
         case .vsock(let cid, _):

@@ -100,6 +100,22 @@ enum QMPClient {
 
 /// Connects a socket to a Unix path (paths longer than sun_path are refused).
 public enum UnixSocketAddress {
+    /// Binds a socket to a Unix path (paths longer than sun_path are refused).
+    public static func bind(_ fd: Int32, path: String) -> Bool {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        } == 0
+    }
+
     /// True when something listens on the Unix socket at `path` and accepts a connection.
     public static func accepts(_ path: String) -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

@@ -75,10 +75,15 @@ static void load_modules(const char *list) {
 /* Copies one entry of the initramfs (a path under ".") into /newroot. */
 static int copy_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
     (void)ftw;
-    if (strcmp(path, ".") == 0) return 0;
+    if (strcmp(path, ".") == 0) return FTW_CONTINUE;
     char dest[4096];
     snprintf(dest, sizeof dest, "/newroot/%s", path + 2);
     if (type == FTW_D) {
+        /* The boot modules are loaded already; the agent binds the agent disk's full tree here. */
+        if (strcmp(path, "./lib/modules") == 0) {
+            mkdir(dest, 0755);
+            return FTW_SKIP_SUBTREE;
+        }
         if (mkdir(dest, st->st_mode & 07777) != 0 && errno != EEXIST) fail(dest);
     } else if (type == FTW_SL) {
         char target[4096];
@@ -96,7 +101,7 @@ static int copy_entry(const char *path, const struct stat *st, int type, struct 
         if (in >= 0) close(in);
         if (out >= 0) close(out);
     }
-    return 0;
+    return FTW_CONTINUE;
 }
 
 /* Frees the initramfs's memory once it is copied (mount points and the new root are kept). */
@@ -112,7 +117,7 @@ static int switch_root(void) {
     if (mount("tmpfs", "/newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0) { fail("mount /newroot"); return -1; }
     if (chdir("/") != 0) return -1;
     /* FTW_MOUNT: /proc, /dev and /newroot are other file systems and are not walked. */
-    nftw(".", copy_entry, 32, FTW_PHYS | FTW_MOUNT);
+    nftw(".", copy_entry, 32, FTW_PHYS | FTW_MOUNT | FTW_ACTIONRETVAL);
     nftw(".", remove_entry, 32, FTW_PHYS | FTW_MOUNT | FTW_DEPTH);
     mkdir("/newroot/proc", 0555);
     mkdir("/newroot/dev", 0755);
