@@ -98,22 +98,11 @@ enum QMPClient {
     }
 }
 
-/// Connects a socket to a Unix path (paths longer than sun_path are refused).
+/// Binds and connects sockets to Unix paths (paths longer than sun_path are refused).
 public enum UnixSocketAddress {
-    /// Binds a socket to a Unix path (paths longer than sun_path are refused).
+    /// Binds a socket to a Unix path.
     public static func bind(_ fd: Int32, path: String) -> Bool {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        } == 0
+        withAddress(path) { Glibc.bind(fd, $0, $1) == 0 }
     }
 
     /// True when something listens on the Unix socket at `path` and accepts a connection.
@@ -125,6 +114,11 @@ public enum UnixSocketAddress {
     }
 
     public static func connect(_ fd: Int32, path: String) -> Bool {
+        withAddress(path) { Glibc.connect(fd, $0, $1) == 0 }
+    }
+
+    /// Calls `body` with `path` as a sockaddr_un; false when it does not fit.
+    private static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Bool) -> Bool {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
@@ -133,9 +127,7 @@ public enum UnixSocketAddress {
             for (i, b) in bytes.enumerated() { raw[i] = b }
         }
         return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
-            }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
     }
 }
