@@ -334,6 +334,43 @@ struct HostileGuestTests {
             }
         }
     }
+
+    /// The daemon's doors: its CRI socket is root's alone (0600), or root's and one group's (0660 with
+    /// `socket_group`, as containerd's `[grpc] gid`); its state directories are 0700.
+    @Test func theCRISocketAndTheStateAreTheDaemonsAlone() async throws {
+        func mode(_ path: String) -> (mode: mode_t, gid: gid_t)? {
+            var info = stat()
+            return stat(path, &info) == 0 ? (info.st_mode & 0o777, info.st_gid) : nil
+        }
+        /// The socket's mode once the daemon has set it (right after it listens).
+        func settled(_ path: String, _ expected: mode_t) async -> (mode: mode_t, gid: gid_t)? {
+            for _ in 0..<100 where mode(path)?.mode != expected { try? await Task.sleep(for: .milliseconds(20)) }
+            return mode(path)
+        }
+        try await withDaemon { daemon in
+            let alone = await settled(daemon.socket, 0o600)
+            #expect(alone?.mode == 0o600, "\(String(describing: alone))")
+            for dir in ["sandboxes", "containers", "images"] {
+                #expect(mode(daemon.stateRoot + "/" + dir)?.mode == 0o700, "\(dir)")
+            }
+        }
+        let group = try #require(getgrnam("kvm") ?? getgrnam("nogroup"), "a group to hand the socket to")
+        let name = String(cString: group.pointee.gr_name)
+        let gid = group.pointee.gr_gid
+        let daemon = try DaemonHarness()
+        let config = try String(contentsOfFile: daemon.root + "/config.toml", encoding: .utf8)
+        try ("socket_group = \"\(name)\"\n" + config).write(
+            toFile: daemon.root + "/config.toml", atomically: true, encoding: .utf8)
+        do {
+            try await daemon.start()
+            let shared = await settled(daemon.socket, 0o660)
+            #expect(shared?.mode == 0o660 && shared?.gid == gid, "\(String(describing: shared))")
+        } catch {
+            await daemon.cleanup()
+            throw error
+        }
+        await daemon.cleanup()
+    }
 }
 
 /// Reads a VM's cgroup as the host mounts it (v1 hierarchies or the unified one).
