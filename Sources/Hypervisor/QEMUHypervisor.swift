@@ -44,7 +44,7 @@ public struct QEMUHypervisor: Hypervisor {
         let agentSerial: Bool
         if case .serial = endpoint { agentSerial = true } else { agentSerial = false }
         let files = try QEMUFiles.open(spec: spec, layout: layout, user: user, agentSerial: agentSerial)
-        let cgroupPath = "/cocoon/" + spec.vmName
+        let cgroupPath = VMCgroup.path(forVM: spec.vmName)
         let procs: [String]
         do {
             procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec, accel: accel))

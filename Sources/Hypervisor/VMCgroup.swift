@@ -64,8 +64,11 @@ public enum VMCgroup {
         return procsFiles(path)
     }
 
+    /// Where a VM's cgroup is, relative to each hierarchy's root.
+    public static func path(forVM name: String) -> String { "/cocoon/" + name }
+
     /// Removes the (empty) cgroup; a VM process still exiting gets a moment.
-    static func remove(_ path: String) {
+    public static func remove(_ path: String) {
         let dirs = unified ? ["\(mountRoot)\(path)"] : v1Controllers.map { "\(mountRoot)/\($0)\(path)" }
         for dir in dirs {
             for _ in 0..<50 {

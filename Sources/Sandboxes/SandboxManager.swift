@@ -85,6 +85,7 @@ public actor SandboxManager {
                 if let vm = record.vm, let hv = hypervisors[vm.backend] { await hv.stop(vm, timeout: .zero) }
                 let vmName = "cocoon-" + String(record.id.prefix(12))
                 for pid in HostProcess.pids(withArgument: "process=" + vmName) { kill(pid, SIGKILL) }
+                VMCgroup.remove(VMCgroup.path(forVM: vmName))
                 removeRunDir(record.id)
                 do {
                     try store.delete(record.id)

@@ -159,6 +159,7 @@ final class DaemonHarness: @unchecked Sendable {
             let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
             if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) { kill(pid, SIGKILL) }
         }
+        for name in names { VMCgroup.remove(VMCgroup.path(forVM: name)) }  // waits for the killed VM to go
         try? FileManager.default.removeItem(atPath: root)
     }
 
