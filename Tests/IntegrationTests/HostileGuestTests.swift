@@ -199,7 +199,7 @@ struct HostileGuestTests {
                             let joined = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
                             #expect(joined.contains(cgroup), "\(joined)")
                             let memoryLimit = VMCgroupFiles.read(cgroup, "memory")
-                            #expect(memoryLimit == (256 + 384) << 20, "\(String(describing: memoryLimit))")
+                            #expect(memoryLimit == (256 + 640) << 20, "\(String(describing: memoryLimit))")
                             // Its files: the daemon's state is not readable by it.
                             let console = try #require(vm["console_log"] as? String)
                             let stateDir = (console as NSString).deletingLastPathComponent

@@ -16,7 +16,7 @@ import Testing
             spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"),
             files: files)
         let line = args.joined(separator: " ")
-        #expect(line.contains("-M microvm,rtc=on -accel tcg,tb-size=128 -cpu max,-erms,-fsrm"))
+        #expect(line.contains("-M microvm,rtc=on -accel tcg,tb-size=512 -cpu max,-erms,-fsrm"))
         #expect(line.contains("-smp 2 -m 384M"))
         #expect(line.contains("-name cocoon-0123456789ab,process=cocoon-0123456789ab"))
         #expect(line.contains("tsc_early_khz=\(HostTSC.khz) tsc=reliable"))
