@@ -112,16 +112,17 @@ enum ContainerMounts {
         guard total <= limit else {
             throw .invalidArgument("mount sources exceed \(limit >> 20) MiB; Cocoon copies mounts into the VM")
         }
-        var bytes = [UInt8](repeating: 0, count: size)
+        var data = Data(count: size)
         var got = 0
         while got < size {
-            let n = bytes.withUnsafeMutableBytes { raw -> Int in
+            let n = data.withUnsafeMutableBytes { raw -> Int in
                 guard let base = raw.baseAddress else { return -1 }
                 return pread(fd, base + got, size - got, off_t(got))
             }
             if n <= 0 { break }
             got += n
         }
-        return Data(bytes.prefix(got))
+        data.count = got  // a file that shrank meanwhile: what was there
+        return data
     }
 }

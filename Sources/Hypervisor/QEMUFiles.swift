@@ -105,7 +105,7 @@ enum QEMULimits {
     /// its heap.
     static let overheadMiB = 640
 
-    static func cgroup(spec: VMSpec, accel: Accel) -> VMCgroup.Limits {
+    static func cgroup(spec: VMSpec) -> VMCgroup.Limits {
         VMCgroup.Limits(
             memoryBytes: UInt64(spec.memoryMiB + overheadMiB) << 20, pids: 512, vcpus: spec.vcpus)
     }

@@ -47,7 +47,7 @@ public struct QEMUHypervisor: Hypervisor {
         let cgroupPath = VMCgroup.path(forVM: spec.vmName)
         let procs: [String]
         do {
-            procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec, accel: accel))
+            procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
         } catch {
             files.close()
             throw error

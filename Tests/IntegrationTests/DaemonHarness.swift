@@ -69,18 +69,11 @@ final class DaemonHarness: @unchecked Sendable {
         // Ready once this start's daemon runs and the socket accepts (the file exists before listen()).
         for _ in 0..<400 {
             if pid == nil { pid = daemonPids().first { !before.contains($0) } }
-            if pid != nil, Self.accepts(socket) { return }
+            if pid != nil, UnixSocketAddress.accepts(socket) { return }
             if !p.isRunning { break }
             try await Task.sleep(for: .milliseconds(25))
         }
         throw HarnessError("cocoond did not listen on \(socket); log: \(daemonLog())")
-    }
-
-    static func accepts(_ path: String) -> Bool {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return UnixSocketAddress.connect(fd, path: path)
     }
 
     /// SIGTERM, as an operator restarting the daemon would; VMs keep running. Waits until that daemon
