@@ -79,6 +79,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .systemLibrary(
+            name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        // Links, addresses, routes and tc through libnl: the host wires pod taps, the guest agent
+        // configures the pod's interface.
+        .target(name: "Netlink", dependencies: ["CNetlink"], swiftSettings: strict),
+        // Entering network namespaces on threads of their own (C: setns, unshare, tun).
+        .target(name: "CNetns"),
+        // Pod networking: CNI plugins into a namespace per pod, a tap wired to the pod's interface.
+        .target(
+            name: "Network",
+            dependencies: [
+                "CNetns", "Netlink", "Persistence", "Spawn", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The CRI streaming server (exec, attach, port-forward): SPDY/3.1 and WebSocket, optionally over TLS.
@@ -140,8 +155,9 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors", "Persistence", "Spawn",
-                .product(name: "Logging", package: "swift-log"),
+                "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors", "Network",
+                "Persistence",
+                "Spawn", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -150,7 +166,7 @@ let package = Package(
             name: "CRI",
             dependencies: [
                 "CRIAPI", "Containers", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "ContainerCore",
-                "Errors", "Spawn", "Streaming",
+                "Errors", "Network", "Spawn", "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -185,7 +201,7 @@ let package = Package(
             name: "cocoond",
             dependencies: [
                 "CRI", "CocoonServices", "Config", "Containers", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
-                "Streaming", "Persistence",
+                "Network", "Streaming", "Persistence",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -201,7 +217,7 @@ let package = Package(
         // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
         .executableTarget(
             name: "cocoon-agent",
-            dependencies: ["AgentAPI", "BootContract", "CAgentSys", "ContainerCore"],
+            dependencies: ["AgentAPI", "BootContract", "CAgentSys", "ContainerCore", "Netlink"],
             path: "guest-agent/Sources/cocoon-agent",
             swiftSettings: strict
         ),
@@ -210,7 +226,8 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "Config", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient",
-                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Persistence", "Spawn", "Streaming",
+                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Network", "Netlink", "Persistence",
+                "Spawn", "Streaming",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -10,7 +10,8 @@
 
 /// The Cocoon host <-> guest agent protocol, version 4 (v2 added containers, image disks and process
 /// events; v3 pod settings: sysctls and pod-wide resources, and a container's masked/read-only paths;
-/// v4 streams: stdin, terminals, output flow control, port forwarding; v5 authenticated sessions).
+/// v4 streams: stdin, terminals, output flow control, port forwarding; v5 authenticated sessions;
+/// v6 the pod's network interface and identity files).
 /// The package name stays v4: it names the generated types only and never reaches the wire.
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte
@@ -1324,6 +1325,62 @@ public nonisolated struct Cocoon_Agent_V4_ConfigurePodRequest: Sendable {
 
   /// Namespaced sysctls (the host has checked the keys), "kernel.shm_rmid_forced" -> "1".
   public var sysctls: Dictionary<String,String> = [:]
+
+  /// The pod's network interface (the guest NIC with this MAC); absent: loopback only.
+  public var interface: Cocoon_Agent_V4_PodInterface {
+    get {_interface ?? Cocoon_Agent_V4_PodInterface()}
+    set {_interface = newValue}
+  }
+  /// Returns true if `interface` has been explicitly set.
+  public var hasInterface: Bool {self._interface != nil}
+  /// Clears the value of `interface`. Subsequent reads from it will return its default value.
+  public mutating func clearInterface() {self._interface = nil}
+
+  /// What every container of the pod sees as /etc/hostname, /etc/hosts and /etc/resolv.conf unless it
+  /// mounts its own (each at most 64 KiB; empty: not provided).
+  public var hostname: String = String()
+
+  public var hosts: String = String()
+
+  public var resolvConf: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _interface: Cocoon_Agent_V4_PodInterface? = nil
+}
+
+/// The guest NIC of the pod's network, configured from the CNI result before the pod is READY.
+public nonisolated struct Cocoon_Agent_V4_PodInterface: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var mac: String = String()
+
+  public var mtu: UInt32 = 0
+
+  /// "10.88.0.5/16", "fd00::5/64"
+  public var addresses: [String] = []
+
+  public var routes: [Cocoon_Agent_V4_PodRoute] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Cocoon_Agent_V4_PodRoute: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// A CIDR; "0.0.0.0/0" or "::/0" for the default route.
+  public var destination: String = String()
+
+  /// Empty: a route on the link.
+  public var gateway: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3888,7 +3945,7 @@ nonisolated extension Cocoon_Agent_V4_UpdateResourcesResponse: SwiftProtobuf.Mes
 
 nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0\u{1}interface\0\u{1}hostname\0\u{1}hosts\0\u{3}resolv_conf\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3897,20 +3954,124 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.sysctls) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._interface) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.hosts) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.resolvConf) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.sysctls.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.sysctls, fieldNumber: 1)
+    }
+    try { if let v = self._interface {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 3)
+    }
+    if !self.hosts.isEmpty {
+      try visitor.visitSingularStringField(value: self.hosts, fieldNumber: 4)
+    }
+    if !self.resolvConf.isEmpty {
+      try visitor.visitSingularStringField(value: self.resolvConf, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cocoon_Agent_V4_ConfigurePodRequest, rhs: Cocoon_Agent_V4_ConfigurePodRequest) -> Bool {
     if lhs.sysctls != rhs.sysctls {return false}
+    if lhs._interface != rhs._interface {return false}
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs.hosts != rhs.hosts {return false}
+    if lhs.resolvConf != rhs.resolvConf {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_PodInterface: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PodInterface"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}mac\0\u{1}mtu\0\u{1}addresses\0\u{1}routes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.mac) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.mtu) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.addresses) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.routes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.mac.isEmpty {
+      try visitor.visitSingularStringField(value: self.mac, fieldNumber: 1)
+    }
+    if self.mtu != 0 {
+      try visitor.visitSingularUInt32Field(value: self.mtu, fieldNumber: 2)
+    }
+    if !self.addresses.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.addresses, fieldNumber: 3)
+    }
+    if !self.routes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.routes, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_PodInterface, rhs: Cocoon_Agent_V4_PodInterface) -> Bool {
+    if lhs.mac != rhs.mac {return false}
+    if lhs.mtu != rhs.mtu {return false}
+    if lhs.addresses != rhs.addresses {return false}
+    if lhs.routes != rhs.routes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_PodRoute: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PodRoute"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}destination\0\u{1}gateway\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.gateway) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 1)
+    }
+    if !self.gateway.isEmpty {
+      try visitor.visitSingularStringField(value: self.gateway, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_PodRoute, rhs: Cocoon_Agent_V4_PodRoute) -> Bool {
+    if lhs.destination != rhs.destination {return false}
+    if lhs.gateway != rhs.gateway {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -20,9 +20,9 @@ extension AgentClient: GuestAgent {
         _ = try await call(.with { $0.detach = .init() }, name: "Detach", timeout: timeout)
     }
 
-    public func configurePod(sysctls: [String: String], timeout: Duration) async throws(AgentClientError) {
+    public func configurePod(_ configuration: PodConfiguration, timeout: Duration) async throws(AgentClientError) {
         _ = try await call(
-            .with { $0.configurePod = .with { $0.sysctls = sysctls } }, name: "ConfigurePod", timeout: timeout)
+            .with { $0.configurePod = .init(configuration) }, name: "ConfigurePod", timeout: timeout)
     }
 
     public func updatePodResources(_ resources: ResourceLimits, timeout: Duration) async throws(AgentClientError) {

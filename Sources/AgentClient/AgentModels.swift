@@ -145,3 +145,48 @@ public enum AgentEvent: Sendable, Equatable {
     /// The channel to the agent closed (the VM stopped or died); no more events come on it.
     case disconnected(reason: String)
 }
+
+/// What the guest sets up for the whole pod before it is READY: sysctls, its network interface,
+/// and the identity files its containers see.
+public struct PodConfiguration: Sendable, Equatable {
+    /// The guest NIC (found by MAC) and what it gets.
+    public struct Interface: Sendable, Equatable {
+        public var mac: String
+        public var mtu: Int
+        /// CIDRs.
+        public var addresses: [String]
+        /// (destination CIDR, gateway or nil for a link route)
+        public var routes: [(destination: String, gateway: String?)]
+
+        public init(mac: String, mtu: Int, addresses: [String], routes: [(destination: String, gateway: String?)]) {
+            self.mac = mac
+            self.mtu = mtu
+            self.addresses = addresses
+            self.routes = routes
+        }
+
+        public static func == (a: Interface, b: Interface) -> Bool {
+            a.mac == b.mac && a.mtu == b.mtu && a.addresses == b.addresses
+                && a.routes.map(\.destination) == b.routes.map(\.destination)
+                && a.routes.map(\.gateway) == b.routes.map(\.gateway)
+        }
+    }
+
+    public var sysctls: [String: String]
+    public var interface: Interface?
+    /// Contents of /etc/hostname, /etc/hosts and /etc/resolv.conf for the pod's containers ("": none).
+    public var hostname: String
+    public var hosts: String
+    public var resolvConf: String
+
+    public init(
+        sysctls: [String: String] = [:], interface: Interface? = nil, hostname: String = "", hosts: String = "",
+        resolvConf: String = ""
+    ) {
+        self.sysctls = sysctls
+        self.interface = interface
+        self.hostname = hostname
+        self.hosts = hosts
+        self.resolvConf = resolvConf
+    }
+}

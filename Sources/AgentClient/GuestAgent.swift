@@ -16,8 +16,9 @@ public protocol GuestAgent: Sendable {
     /// next caller connects again.
     var isOpen: Bool { get }
 
-    /// Applies the pod's sysctls in the guest, before its containers start.
-    func configurePod(sysctls: [String: String], timeout: Duration) async throws(AgentClientError)
+    /// Applies the pod's sysctls, network interface and identity files in the guest, before its
+    /// containers start.
+    func configurePod(_ configuration: PodConfiguration, timeout: Duration) async throws(AgentClientError)
     /// Limits all of the pod's containers together.
     func updatePodResources(_ resources: ResourceLimits, timeout: Duration) async throws(AgentClientError)
     /// Unmounts an image disk in the guest before it is unplugged.

@@ -124,3 +124,26 @@ extension AgentClientError.Refusal {
         }
     }
 }
+
+extension Cocoon_Agent_V4_ConfigurePodRequest {
+    init(_ c: PodConfiguration) {
+        self.init()
+        sysctls = c.sysctls
+        if let i = c.interface {
+            interface = .with { nic in
+                nic.mac = i.mac
+                nic.mtu = UInt32(clamping: i.mtu)
+                nic.addresses = i.addresses
+                nic.routes = i.routes.map { route in
+                    .with {
+                        $0.destination = route.destination
+                        $0.gateway = route.gateway ?? ""
+                    }
+                }
+            }
+        }
+        hostname = c.hostname
+        hosts = c.hosts
+        resolvConf = c.resolvConf
+    }
+}

@@ -195,6 +195,7 @@ enum InspectTable {
             ["ATTEMPT", "\(s.metadata.attempt)"],
             ["STATE", s.state == .sandboxReady ? "SANDBOX_READY" : "SANDBOX_NOTREADY"],
             ["RUNTIME", s.runtimeHandler],
+            ["IP", ([s.network.ip] + s.network.additionalIps.map(\.ip)).filter { !$0.isEmpty }.joined(separator: ",")],
         ]
         // try?: not JSON: shown as is
         if let text = response.info["info"],
@@ -209,6 +210,13 @@ enum InspectTable {
                 ["CONSOLE LOG", field("console_log")], ["VMM UID", field("vmm_uid")],
                 ["VMM SECCOMP", field("vmm_seccomp")], ["VMM CGROUP", field("vmm_cgroup")],
             ]
+            if let network = info["network"] as? [String: Any] {
+                rows += [
+                    ["NETNS", network["namespace"].map { "/var/run/netns/\($0)" } ?? "-"],
+                    ["NETWORK", network["network"].map { "\($0)" } ?? "-"],
+                    ["MAC", network["mac"].map { "\($0)" } ?? "-"],
+                ]
+            }
         }
         return rows.map { $0[0].padding(toLength: 12, withPad: " ", startingAt: 0) + $0[1] }.joined(separator: "\n")
     }

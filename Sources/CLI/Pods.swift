@@ -11,14 +11,15 @@ struct Pods: AsyncParsableCommand {
     @Option(help: "Filter by label key=value (repeatable).") var label: [String] = []
     @Option(help: "Filter by pod name (substring).") var name: String = ""
     @Option(help: "Filter by namespace (substring).") var namespace: String = ""
-    @Option(name: .shortAndLong, help: "Output format: table, json or yaml.") var output: String = "table"
+    @Option(name: .shortAndLong, help: "Output format: table, wide (adds each pod's IPs), json or yaml.")
+    var output: String = "table"
     @Flag(name: .shortAndLong, help: "Only print pod sandbox IDs.") var quiet = false
     @Flag(help: "Do not truncate IDs.") var noTrunc = false
 
     func validate() throws {
         _ = try PodsQuery(id: id, state: state, labels: label, name: name, namespace: namespace)
-        guard OutputFormat(rawValue: output) != nil else {
-            throw ValidationError("--output must be table, json or yaml")
+        guard OutputFormat(rawValue: output) != nil || output == "wide" else {
+            throw ValidationError("--output must be table, wide, json or yaml")
         }
     }
 
@@ -34,16 +35,28 @@ struct Pods: AsyncParsableCommand {
                 result.items.forEach { print($0.id) }
                 return
             }
-            try Render.emit(result, format: output) {
+            // wide: each pod's IPs, from its status (ListPodSandbox carries none).
+            var ips: [String: String] = [:]
+            if output == "wide" {
+                for pod in result.items {
+                    let status = try await global.endpoint().withClients { rt, _ in
+                        try await rt.podSandboxStatus(.with { $0.podSandboxID = pod.id }, options: global.callOptions())
+                    }
+                    let all = [status.status.network.ip] + status.status.network.additionalIps.map(\.ip)
+                    ips[pod.id] = all.filter { !$0.isEmpty }.joined(separator: ",")
+                }
+            }
+            try Render.emit(result, format: output == "wide" ? "table" : output) {
                 let now = Int64(Date().timeIntervalSince1970 * 1e9)
+                let wide = output == "wide"
                 return Render.table(
-                    ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"],
+                    ["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"] + (wide ? ["IP"] : []),
                     result.items.map { p in
                         [
                             noTrunc ? p.id : String(p.id.prefix(13)), Render.age(sinceNs: p.createdAt, nowNs: now),
                             p.state == .sandboxReady ? "Ready" : "NotReady", p.metadata.name, p.metadata.namespace,
                             "\(p.metadata.attempt)", p.runtimeHandler.isEmpty ? "(default)" : p.runtimeHandler,
-                        ]
+                        ] + (wide ? [ips[p.id].flatMap { $0.isEmpty ? nil : $0 } ?? "-"] : [])
                     })
             }
         }

@@ -27,6 +27,8 @@ public struct CocoonConfig: Sendable, Equatable {
     public var containers = ContainerSettings()
     /// The CRI streaming server (Exec, Attach, PortForward URLs).
     public var streaming = StreamingSettings()
+    /// Pod networking through CNI plugins.
+    public var cni = CNISettings()
 
     public init() {
         handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)
@@ -62,6 +64,16 @@ public struct StreamingSettings: Sendable, Equatable {
     /// `enable_tls_streaming` with `x509_key_pair_streaming`).
     public var tlsCertFile = ""
     public var tlsKeyFile = ""
+    public init() {}
+}
+
+/// `[cni]`: where the network configuration and the plugins are (containerd's `conf_dir` and
+/// `bin_dir`), and how long one plugin call may take.
+public struct CNISettings: Sendable, Equatable {
+    public var confDir = "/etc/cni/net.d"
+    /// Searched in order; Debian's `containernetworking-plugins` installs into /usr/lib/cni.
+    public var binDirs = ["/opt/cni/bin", "/usr/lib/cni"]
+    public var pluginTimeoutSeconds = 30
     public init() {}
 }
 

@@ -17,7 +17,7 @@ public enum ConfigLoader {
         var config = CocoonConfig()
         let topKeys: Set = [
             "state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers",
-            "streaming", "socket_group", "vm_uid_base",
+            "streaming", "socket_group", "vm_uid_base", "cni",
         ]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
@@ -61,6 +61,29 @@ public enum ConfigLoader {
                     throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more")
                 }
                 config.containers.pidsLimit = Int64(limit)
+            }
+        }
+        if let cni = table["cni"] {
+            guard let t = cni.table else { throw ConfigError("\(source): cni must be a table") }
+            let at = "\(source): cni"
+            try rejectUnknown(t, allowed: ["conf_dir", "bin_dirs", "plugin_timeout"], at: at)
+            config.cni.confDir = try path(t, "conf_dir", at) ?? config.cni.confDir
+            if let dirs = t["bin_dirs"] {
+                guard let array = dirs.array, !array.isEmpty else {
+                    throw ConfigError("\(at): bin_dirs must be a non-empty array of absolute paths")
+                }
+                config.cni.binDirs = try array.map { value in
+                    guard let dir = value.string, dir.hasPrefix("/") else {
+                        throw ConfigError("\(at): bin_dirs must be a non-empty array of absolute paths")
+                    }
+                    return dir
+                }
+            }
+            if let timeout = try int(t, "plugin_timeout", at) {
+                guard (1...600).contains(timeout) else {
+                    throw ConfigError("\(at): plugin_timeout \(timeout) must be 1...600 seconds")
+                }
+                config.cni.pluginTimeoutSeconds = timeout
             }
         }
         if let streaming = table["streaming"] {

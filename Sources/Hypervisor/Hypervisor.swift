@@ -6,6 +6,9 @@ import Foundation
 public protocol Hypervisor: Sendable {
     /// Which driver this is.
     var backend: Backend { get }
+    /// True when the driver attaches a pod's tap by its name in the host's namespace (`VMNic.tapName`)
+    /// rather than taking the open descriptor `VMNic.tapFD`.
+    var opensTapByName: Bool { get }
     /// Starts a VM and returns once the hypervisor runs it (not once the guest is up).
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
@@ -48,6 +51,8 @@ public struct VMSpec: Sendable, Equatable {
     public var agentTokenFile: String?
     /// The host user and group the VM's process runs as (one of its own per pod); nil: the daemon's.
     public var user: VMUser?
+    /// The pod's network interface: a tap the daemon opened in the pod's network namespace.
+    public var nic: VMNic?
 
     public init(
         id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,
@@ -112,6 +117,23 @@ public enum GuestCPU {
         guard accel != .kvm else { return "<cpu mode='host-passthrough'/>" }
         let features = tcgDisabledFeatures.map { "<feature policy='disable' name='\($0)'/>" }.joined()
         return "<cpu mode='maximum'>\(features)</cpu>"
+    }
+}
+
+/// A VM's virtio-net NIC on a tap that cocoond opened (QEMU gets the descriptor; it never opens a
+/// tap itself). The caller keeps its descriptor open until `boot` returns.
+public struct VMNic: Sendable, Equatable {
+    public var tapFD: Int32
+    /// The guest NIC's MAC: the pod's CNI interface's, so traffic redirected from it reaches the guest.
+    public var mac: String
+    public var mtu: Int
+    /// The tap's name, for a backend that attaches it by name (libvirt).
+    public var tapName: String
+    public init(tapFD: Int32, mac: String, mtu: Int, tapName: String) {
+        self.tapFD = tapFD
+        self.mac = mac
+        self.mtu = mtu
+        self.tapName = tapName
     }
 }
 

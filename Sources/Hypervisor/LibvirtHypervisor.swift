@@ -10,6 +10,9 @@ import Spawn
 /// DAC label), so it can use the daemon's files without libvirt relabelling them.
 public struct LibvirtHypervisor: Hypervisor {
     public let backend = Backend.libvirt
+    /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
+    /// namespace); cocoond then moves it into the pod's namespace.
+    public let opensTapByName = true
     public let uri: String
     private let logger: Logger
 
@@ -198,11 +201,24 @@ enum LibvirtDomainXML {
                   <target dev='vda' bus='virtio'/>
                   <readonly/>
                 </disk>
+                \(spec.nic.map(interface) ?? "")
                 <controller type='scsi' index='0' model='virtio-scsi'/>
                 <memballoon model='virtio' freePageReporting='on'/>
               </devices>
             </domain>
             """
+    }
+
+    /// The pod's NIC: virtio on the existing tap cocoond made, with the pod interface's MAC and MTU.
+    static func interface(_ nic: VMNic) -> String {
+        """
+        <interface type='ethernet'>
+          <mac address='\(escape(nic.mac))'/>
+          <target dev='\(escape(nic.tapName))' managed='no'/>
+          <model type='virtio'/>
+          <mtu size='\(nic.mtu)'/>
+        </interface>
+        """
     }
 
     /// A read-only image disk on the SCSI controller, at unit `slot`, found in the guest by serial.

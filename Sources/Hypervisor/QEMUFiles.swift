@@ -19,6 +19,9 @@ struct QEMUFiles {
         /// The listening QMP socket and (serial transport) agent socket.
         var qmpFD: Int
         var agentFD: Int?
+        /// The pod's tap and, where the host has /dev/vhost-net, a vhost-net descriptor for it.
+        var tapFD: Int?
+        var vhostFD: Int?
     }
 
     /// Descriptors the VM keeps (as 3, 4, ...), in the order of `paths`.
@@ -78,13 +81,22 @@ struct QEMUFiles {
         }
         let qmp = try listening(layout.qmpSocket, "QMP socket")
         let agent = agentSerial ? try listening(layout.agentSocket, "agent socket") : nil
+        var tap: Int?
+        var vhost: Int?
+        if let nic = spec.nic {
+            let copy = fcntl(nic.tapFD, F_DUPFD_CLOEXEC, 3)
+            guard copy >= 0 else { throw fail("pod tap", nic.tapName) }
+            tap = keep(copy)
+            let vhostFD = Glibc.open("/dev/vhost-net", O_RDWR | O_CLOEXEC)
+            if vhostFD >= 0 { vhost = keep(vhostFD) }
+        }
         let output = Glibc.open(layout.outputLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard output >= 0 else { throw fail("output log", layout.outputLog) }
         return QEMUFiles(
             kept: fds, output: output,
             paths: Paths(
                 kernel: kernel, initrd: initrd, agentImage: agentImage, console: console, token: token, qmpFD: qmp,
-                agentFD: agent))
+                agentFD: agent, tapFD: tap, vhostFD: vhost))
     }
 
     func close() {

@@ -8,6 +8,7 @@ import Spawn
 /// restart. The agent channel is vsock when the host has vhost-vsock, else a virtio-serial port.
 public struct QEMUHypervisor: Hypervisor {
     public let backend = Backend.qemu
+    public let opensTapByName = false
     public let qemuBinary: String
     private let logger: Logger
 
@@ -256,6 +257,13 @@ enum QEMUArguments {
         ]
         if let token = files.token {
             args += ["-fw_cfg", "name=\(BootContract.agentTokenFwCfgName),file=\(token)"]
+        }
+        if let nic = spec.nic, let tap = files.tapFD {
+            let vhost = files.vhostFD.map { ",vhost=on,vhostfd=\($0)" } ?? ""
+            args += [
+                "-netdev", "tap,id=net0,fd=\(tap)\(vhost)",
+                "-device", "virtio-net-device,netdev=net0,mac=\(nic.mac),host_mtu=\(nic.mtu)",
+            ]
         }
         switch agent {
         case .serial(let path):

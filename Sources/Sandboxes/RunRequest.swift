@@ -1,3 +1,5 @@
+import Network
+
 /// A validated request to start a pod sandbox, already translated from CRI.
 public struct RunRequest: Sendable {
     public var metadata: PodMetadata
@@ -13,6 +15,14 @@ public struct RunRequest: Sendable {
     public var configJSON: String?
     /// Namespaced sysctls (already checked), applied in the guest before the pod is READY.
     public var sysctls: [String: String] = [:]
+    /// The pod's host name (CRI `hostname`; the pod name when empty).
+    public var hostname: String = ""
+    /// `hostPort`s for the `portmap` plugin.
+    public var portMappings: [PortMapping] = []
+    /// CRI `dns_config`, when it has any setting.
+    public var dns: PodDNS?
+    /// From the `kubernetes.io/{ingress,egress}-bandwidth` annotations.
+    public var bandwidth: Bandwidth?
 
     public init(
         metadata: PodMetadata, labels: [String: String] = [:], annotations: [String: String] = [:],

@@ -5,6 +5,7 @@ import Errors
 import Foundation
 import Hypervisor
 import Logging
+import Network
 import Persistence
 import Spawn
 
@@ -31,6 +32,7 @@ public actor SandboxManager {
     let timeouts: Timeouts
     let logger: Logger
     let connect: GuestAgentConnector
+    let network: any PodNetworking
     var records: [String: SandboxRecord] = [:]
     /// reserved pod name -> sandbox id, including sandboxes still booting.
     private var names: [String: String] = [:]
@@ -41,7 +43,7 @@ public actor SandboxManager {
     private let eventInput: AsyncStream<PodAgentEvent>.Continuation
 
     public init(
-        config: CocoonConfig, hypervisors: [any Hypervisor],
+        config: CocoonConfig, hypervisors: [any Hypervisor], network: any PodNetworking,
         connect: @escaping GuestAgentConnector = AgentClient.connector,
         timeouts: Timeouts = Timeouts(), logger: Logger = Logger(label: "cocoon.sandboxes")
     ) {
@@ -49,6 +51,7 @@ public actor SandboxManager {
         self.store = Self.store(stateRoot: config.stateRoot, logger: logger)
         self.hypervisors = Dictionary(hypervisors.map { ($0.backend, $0) }) { first, _ in first }
         self.connect = connect
+        self.network = network
         self.timeouts = timeouts
         self.logger = logger
         (agentEvents, eventInput) = AsyncStream.makeStream(of: PodAgentEvent.self)
@@ -87,6 +90,7 @@ public actor SandboxManager {
                 for pid in HostProcess.pids(withArgument: "process=" + vmName) { kill(pid, SIGKILL) }
                 VMCgroup.remove(VMCgroup.path(forVM: vmName))
                 removeRunDir(record.id)
+                await recoverNetwork(of: record)
                 do {
                     try store.delete(record.id)
                     logger.info("removed a pod sandbox left booting by a crash", metadata: ["id": "\(record.id)"])
@@ -100,6 +104,7 @@ public actor SandboxManager {
             records[record.id] = record
             names[record.reservedName] = record.id
             await refresh(record.id)
+            if let current = records[record.id] { await checkNetwork(of: current) }
         }
         logger.info(
             "recovered sandboxes",
@@ -157,17 +162,29 @@ public actor SandboxManager {
             record.vmUID = uid
             records[id] = record
             try store.save(record)
-            let spec = VMSpec(
+            let placement: TapPlacement =
+                hypervisor.opensTapByName ? .host(name: Self.hostTapName(id)) : .podNamespace
+            let attachment = try await setUpNetwork(request, id: id, tap: placement)
+            record.network = attachment.state
+            records[id] = record
+            defer { if attachment.tapFD >= 0 { close(attachment.tapFD) } }  // the VM has its own copy once booted
+            try store.save(record)
+            var spec = VMSpec(
                 id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage, vcpus: vcpus,
                 memoryMiB: memory,
                 accel: handler.accel, extraKernelArgs: handler.kernelArgs, stateDir: store.directory(for: id),
                 runDir: runDir(id), agentTokenFile: tokenFile, user: VMUser(uid: uid, gid: uid))
+            spec.nic = VMNic(
+                tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
+                tapName: attachment.state.hostTap ?? TapWiring.tapName)
             let (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
-            if !request.sysctls.isEmpty, let agent = agents[id] {
+            try await adoptHostTap(attachment.state)
+            if let agent = agents[id] {
                 do {
-                    try await agent.configurePod(sysctls: request.sysctls, timeout: timeouts.agentCall)
+                    try await agent.configurePod(
+                        podConfiguration(request, network: attachment.state), timeout: timeouts.agentCall)
                 } catch {
-                    throw CocoonError.from(error, "config.linux.sysctls")
+                    throw CocoonError.from(error, "pod configuration (sysctls, network interface)")
                 }
             }
             record.transition(.booted(bootMs: (ContinuousClock.now - started).milliseconds, guest: GuestInfo(health)))
@@ -184,6 +201,15 @@ public actor SandboxManager {
             // Roll back completely: no VM, no files, no name left behind.
             if let vm = records[id]?.vm { await hypervisor.stop(vm, timeout: .zero) }
             if let agent = agents.removeValue(forKey: id) { await agent.close() }
+            if let state = records[id]?.network {
+                do throws(CNIError) {
+                    try await network.tearDown(podID: id, state)
+                } catch let cleanup {
+                    logger.error(
+                        "CNI DEL of a failed sandbox failed", metadata: ["id": "\(id)", "error": "\(cleanup)"])
+                }
+                await network.removeNamespace(state)
+            }
             do {
                 try store.delete(id)
             } catch let cleanup {
@@ -204,6 +230,7 @@ public actor SandboxManager {
         defer { locks.release(id) }
         guard var record = records[id] else { return }
         try await stopVM(&record, reason: "stopped")
+        try await tearDownNetwork(&record)
     }
 
     /// Removing an unknown sandbox succeeds (idempotent, as containerd does).
@@ -213,6 +240,8 @@ public actor SandboxManager {
         defer { locks.release(id) }
         guard var record = records[id] else { return }
         try await stopVM(&record, reason: "removed")
+        try await tearDownNetwork(&record)
+        if let state = record.network { await network.removeNamespace(state) }
         try store.delete(id)
         records[id] = nil
         if names[record.reservedName] == id { names[record.reservedName] = nil }

@@ -1,5 +1,6 @@
 import AgentClient
 import Hypervisor
+import Network
 
 /// Everything Cocoon knows about one pod sandbox, persisted as JSON so it survives daemon restarts.
 /// CRI-agnostic: the CRI layer translates to and from `runtime.v1` messages.
@@ -53,6 +54,8 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var configJSON: String?
     /// Image disks hot-plugged into the VM: serial -> SCSI slot.
     public var disks: [String: Int]?
+    /// The pod's network (namespace, CNI result, NIC), from before its VM boots until removal.
+    public var network: PodNetworkState?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],

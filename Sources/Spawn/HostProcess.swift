@@ -25,20 +25,49 @@ public enum HostProcess {
     /// stdin from /dev/null, the output file as stdout and stderr, and no other descriptor of the
     /// daemon (see `cocoon_spawn`); its signal mask is empty and its dispositions default.
     public static func runBlocking(_ argv: [String], timeout: Duration = .seconds(60)) throws -> Result {
+        let done = try execute(argv, environment: nil, input: nil, separateErrors: false, timeout: timeout)
+        return Result(status: done.status, output: String(decoding: done.output, as: UTF8.self))
+    }
+
+    /// What `execute` gives back: the exit code (128 + signal for a killed process), stdout (with
+    /// stderr unless they were separated) and stderr, each cut at 1 MiB.
+    public struct Captured: Sendable {
+        public var status: Int32
+        public var output: [UInt8]
+        public var errors: [UInt8]
+    }
+
+    /// Runs `argv` to completion on the calling thread (callers keep it off the cooperative pool):
+    /// `environment` replaces the daemon's when given ("KEY=value" entries), `input` is its stdin
+    /// (else /dev/null); stdout and stderr go to temp files, together or apart. Killed after `timeout`.
+    public static func execute(
+        _ argv: [String], environment: [String]?, input: [UInt8]?, separateErrors: Bool, timeout: Duration
+    ) throws -> Captured {
         guard let path = argv.first else { throw POSIXError(.EINVAL) }
-        var template = Array("/tmp/cocoon-out-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { buf -> Int32 in
-            guard let base = buf.baseAddress else { return -1 }
-            return mkstemp(base)
+        let out = try scratchFile()
+        defer { close(out) }
+        let err = separateErrors ? try scratchFile() : out
+        defer { if separateErrors { close(err) } }
+        var inFD: Int32 = -1
+        if let input {
+            inFD = try scratchFile()
+            let written = input.withUnsafeBytes { write(inFD, $0.baseAddress, $0.count) }
+            lseek(inFD, 0, SEEK_SET)
+            guard written == input.count else {
+                close(inFD)
+                throw POSIXError(.EIO)
+            }
         }
-        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        unlink(String(cString: template))
-        _ = cocoon_set_cloexec(fd)
-        defer { close(fd) }
+        defer { if inFD >= 0 { close(inFD) } }
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for a in cargs { free(a) } }
+        var cenv: [UnsafeMutablePointer<CChar>?] = (environment ?? []).map { strdup($0) } + [nil]
+        defer { for e in cenv { free(e) } }
         var pid: pid_t = 0
-        let rc = cocoon_spawn(path, &cargs, environ, -1, fd, fd, &pid)
+        let rc =
+            environment == nil
+            ? cocoon_spawn(path, &cargs, environ, inFD, out, err, &pid)
+            : cocoon_spawn(path, &cargs, &cenv, inFD, out, err, &pid)
         guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
         // Reap it ourselves: waitpid with a deadline, SIGKILL when it passes.
         let deadline = ContinuousClock.now + timeout
@@ -51,9 +80,27 @@ public enum HostProcess {
                 _ = waitpid(pid, &status, 0)
                 break
             }
-            usleep(5_000)
+            usleep(2_000)
         }
-        let exitStatus = WaitStatus.exitCode(status)
+        return Captured(
+            status: WaitStatus.exitCode(status), output: readBack(out),
+            errors: separateErrors ? readBack(err) : [])
+    }
+
+    /// An unlinked temp file, close-on-exec.
+    private static func scratchFile() throws -> Int32 {
+        var template = Array("/tmp/cocoon-out-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { buf -> Int32 in
+            guard let base = buf.baseAddress else { return -1 }
+            return mkstemp(base)
+        }
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        unlink(String(cString: template))
+        _ = cocoon_set_cloexec(fd)
+        return fd
+    }
+
+    private static func readBack(_ fd: Int32) -> [UInt8] {
         lseek(fd, 0, SEEK_SET)
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
@@ -62,7 +109,7 @@ public enum HostProcess {
             if n <= 0 { break }
             bytes.append(contentsOf: chunk[0..<n])
         }
-        return Result(status: exitStatus, output: String(decoding: bytes, as: UTF8.self))
+        return bytes
     }
 
     /// True when `pid` is a live process whose command line contains `marker`.

@@ -10,6 +10,7 @@ import GRPCNIOTransportHTTP2
 import Hypervisor
 import Images
 import Logging
+import Network
 import Persistence
 import Sandboxes
 import Streaming
@@ -59,7 +60,7 @@ struct Cocoond: AsyncParsableCommand {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
         // The daemon's own state: nobody else may read it (tokens, image trees with setuid files).
-        for dir in ["sandboxes", "containers", "images"] {
+        for dir in ["sandboxes", "containers", "images", "cni"] {
             do {
                 try PrivateDirectory.ensure(cfg.stateRoot + "/" + dir)
             } catch {
@@ -72,7 +73,13 @@ struct Cocoond: AsyncParsableCommand {
         await Accelerator.shared.configure(
             cacheFile: cfg.stateRoot + "/accel.json", logger: Logger(label: "cocoon.accel"))
 
-        let manager = SandboxManager(config: cfg, hypervisors: [QEMUHypervisor(), LibvirtHypervisor()])
+        let network = CNIPodNetwork(
+            .init(
+                confDir: cfg.cni.confDir, binDirs: cfg.cni.binDirs,
+                pluginTimeout: .seconds(cfg.cni.pluginTimeoutSeconds),
+                cacheDir: cfg.stateRoot + "/cni/results"))
+        let manager = SandboxManager(
+            config: cfg, hypervisors: [QEMUHypervisor(), LibvirtHypervisor()], network: network)
         await manager.recover()
         let images: ImageManager
         do {

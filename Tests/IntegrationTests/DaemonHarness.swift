@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hypervisor
+import Synchronization
 
 /// Starts a real cocoond (the built binary) on a private socket, state root and run dir, with one
 /// handler per backend pointing at the guest image in $COCOON_GUEST_DIR. Tests talk real CRI to it.
@@ -19,15 +20,24 @@ final class DaemonHarness: @unchecked Sendable {
     var stateRoot: String { root + "/state" }
     var runDir: String { root + "/run" }
     private var process: Process?
+    /// This daemon's pod network: a bridge and a /24 of its own (the real CNI plugins from
+    /// containernetworking-plugins), so daemons of concurrent tests never share addresses.
+    let network: TestNetwork
+    var cniConfDir: String { root + "/net.d" }
 
     init(extraConfig: String = "") throws {
         root = "/tmp/cocoon-it-" + String(UUID().uuidString.prefix(8))
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        network = TestNetwork.next(root: root)
+        try FileManager.default.createDirectory(atPath: cniConfDir, withIntermediateDirectories: true)
+        try network.conflist().write(toFile: cniConfDir + "/10-cocoon-it.conflist", atomically: true, encoding: .utf8)
         let guest = Self.guestDir ?? "/var/lib/cocoon/guest"
         let config = """
             state_root = "\(stateRoot)"
             run_dir = "\(runDir)"
             log_level = "debug"
+            [cni]
+            conf_dir = "\(cniConfDir)"
             [handlers.cocoon]
             backend = "qemu"
             kernel = "\(guest)/vmlinuz"
@@ -153,6 +163,13 @@ final class DaemonHarness: @unchecked Sendable {
             if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) { kill(pid, SIGKILL) }
         }
         for name in names { VMCgroup.remove(VMCgroup.path(forVM: name)) }  // waits for the killed VM to go
+        // Namespaces of pods a failed test left, then the test's bridge (CNI DEL leaves bridges).
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? [] {
+            let ns = "/var/run/netns/cocoon-" + id.prefix(16)
+            umount2(ns, Int32(MNT_DETACH))
+            unlink(ns)
+        }
+        network.removeBridge()
         try? FileManager.default.removeItem(atPath: root)
     }
 
@@ -184,6 +201,50 @@ func withDaemon(extraConfig: String = "", _ body: (DaemonHarness) async throws -
         throw error
     }
     await daemon.cleanup()
+}
+
+/// One test daemon's CNI network: bridge `ccit<n>` with gateway 10.213.<n>.1/24, host-local leases
+/// under the test's directory, portmap for host ports.
+struct TestNetwork: Sendable {
+    let bridge: String
+    let subnetIndex: Int
+    let leaseDir: String
+    private static let counter = Mutex(0)
+
+    static func next(root: String) -> TestNetwork {
+        let n = counter.withLock { value -> Int in
+            value += 1
+            return value
+        }
+        let index = (Int(getpid()) * 13 + n) % 250 + 1
+        return TestNetwork(bridge: "ccit\(index)", subnetIndex: index, leaseDir: root + "/ipam")
+    }
+
+    var subnet: String { "10.213.\(subnetIndex).0/24" }
+    var gateway: String { "10.213.\(subnetIndex).1" }
+    var name: String { "cocoon-it-\(subnetIndex)" }
+
+    func conflist(subnet override: String? = nil) -> String {
+        """
+        {"cniVersion":"1.0.0","name":"\(name)","plugins":[
+          {"type":"bridge","bridge":"\(bridge)","isGateway":true,"ipMasq":false,"hairpinMode":true,
+           "ipam":{"type":"host-local","dataDir":"\(leaseDir)","ranges":[[{"subnet":"\(override ?? subnet)"}]],
+                   "routes":[{"dst":"0.0.0.0/0"}]}},
+          {"type":"portmap","capabilities":{"portMappings":true}},
+          {"type":"loopback"}]}
+        """
+    }
+
+    /// The lease files host-local holds (one per pod address).
+    func leases() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: leaseDir + "/" + name)) ?? []).filter {
+            $0.first?.isNumber == true
+        }
+    }
+
+    func removeBridge() {
+        try? shell("ip link del \(bridge) 2>/dev/null || true")  // try?: never created is fine
+    }
 }
 
 /// A pod config as the kubelet would send it.
@@ -228,6 +289,19 @@ func containerRequest(
     r.config.labels = ["app": name]
     r.sandboxConfig = pod.config
     return r
+}
+
+/// ExecSync of `sh -c SCRIPT` (60 s): stdout and stderr together, and the exit code.
+func execScript(_ rt: Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, _ id: String, _ script: String)
+    async throws -> (out: String, code: Int32)
+{
+    let r = try await rt.execSync(
+        .with {
+            $0.containerID = id
+            $0.cmd = ["sh", "-c", script]
+            $0.timeout = 60
+        })
+    return (String(decoding: r.stdout, as: UTF8.self) + String(decoding: r.stderr, as: UTF8.self), r.exitCode)
 }
 
 /// Creates and starts a container; its id.

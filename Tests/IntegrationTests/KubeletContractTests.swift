@@ -41,13 +41,7 @@ struct KubeletContractTests {
     }
 
     func exec(_ rt: Runtime, _ id: String, _ script: String) async throws -> (out: String, code: Int32) {
-        let r = try await rt.execSync(
-            .with {
-                $0.containerID = id
-                $0.cmd = ["sh", "-c", script]
-                $0.timeout = 60
-            })
-        return (String(decoding: r.stdout, as: UTF8.self) + String(decoding: r.stderr, as: UTF8.self), r.exitCode)
+        try await execScript(rt, id, script)
     }
 
     func code<T>(of call: () async throws -> T) async -> RPCError.Code? {

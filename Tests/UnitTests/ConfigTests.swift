@@ -43,6 +43,22 @@ import Testing
         #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + "[streaming]\ntls_cert_file = \"/c\"\n") }
     }
 
+    @Test func cniSettings() throws {
+        let base = "[handlers.a]\nbackend = \"qemu\"\n"
+        let defaults = try ConfigLoader.parse(base).cni
+        #expect(defaults.confDir == "/etc/cni/net.d" && defaults.binDirs == ["/opt/cni/bin", "/usr/lib/cni"])
+        let set = try ConfigLoader.parse(
+            base + "[cni]\nconf_dir = \"/x/net.d\"\nbin_dirs = [\"/x/bin\"]\nplugin_timeout = 5\n"
+        ).cni
+        #expect(set.confDir == "/x/net.d" && set.binDirs == ["/x/bin"] && set.pluginTimeoutSeconds == 5)
+        for bad in [
+            "[cni]\nconf_dir = \"net.d\"\n", "[cni]\nbin_dirs = []\n", "[cni]\nbin_dirs = [\"bin\"]\n",
+            "[cni]\nplugin_timeout = 0\n", "[cni]\nbin_dir = \"/x\"\n",
+        ] {
+            #expect(throws: ConfigError.self) { try ConfigLoader.parse(base + bad) }
+        }
+    }
+
     @Test func missingRequiredFileIsAnError() {
         #expect(throws: ConfigError.self) { try ConfigLoader.load(path: "/nonexistent/cocoon.toml", required: true) }
     }

@@ -4,6 +4,7 @@ import Containers
 import Errors
 import Foundation
 import Hypervisor
+import Network
 import Sandboxes
 import Synchronization
 import Testing
@@ -14,12 +15,16 @@ import Testing
         let root: String
         let hypervisor: FakeHypervisor
         let agents = Shared<[FakeGuestAgent]>([])
+        let network: FakePodNetwork
         let manager: SandboxManager
 
         /// `hypervisor`: the VMs a previous daemon left running (a restart), or a fresh host.
         init(
-            root: String? = nil, hypervisor: FakeHypervisor = FakeHypervisor(), apiVersion: UInt32 = hostAgentAPIVersion
+            root: String? = nil, hypervisor: FakeHypervisor = FakeHypervisor(),
+            apiVersion: UInt32 = hostAgentAPIVersion,
+            network: FakePodNetwork = FakePodNetwork()
         ) async throws {
+            self.network = network
             let root = try root ?? temporaryStateRoot()
             self.root = root
             self.hypervisor = hypervisor
@@ -27,7 +32,7 @@ import Testing
             config.stateRoot = root
             config.runDir = root + "/run"
             let agents = self.agents
-            manager = SandboxManager(config: config, hypervisors: [hypervisor]) {
+            manager = SandboxManager(config: config, hypervisors: [hypervisor], network: network) {
                 _, token, _, _, onEvent async throws(AgentClientError) in
                 let agent = FakeGuestAgent()
                 agent.state.withLock {
@@ -70,8 +75,42 @@ import Testing
         #expect(error?.code == .internalError && error?.cause is HypervisorError)
         #expect(await f.manager.list(SandboxFilter()).isEmpty)
         #expect((try? FileManager.default.contentsOfDirectory(atPath: f.root + "/sandboxes"))?.isEmpty ?? true)
+        let p = String(f.network.calls.first?.dropFirst(6) ?? "")
+        #expect(f.network.calls == ["setUp \(p)", "tearDown \(p)", "removeNamespace \(p)"], "the network is undone")
         f.hypervisor.state.withLock { $0.bootError = nil }
         _ = try await f.run("web")  // the name is free again
+    }
+
+    @Test func thePodNetworkIsSetUpBeforeBootGivenToTheVMAndTheGuestAndUndoneOnce() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        let id = try await f.run("web")
+        let p = String(id.prefix(8))
+        let spec = try #require(f.hypervisor.state.withLock { $0.booted.first })
+        #expect(spec.nic?.mac == "02:00:00:00:00:01" && spec.nic?.mtu == 1500)
+        let record = try await f.manager.status(id)
+        #expect(record.network?.ips == ["10.99.0.2"] && record.network?.deleted == false)
+        let configured = try #require(f.agents.withLock { $0.first?.state.withLock { $0.podConfiguration } })
+        #expect(configured.interface?.addresses == ["10.99.0.2/24"] && configured.hostname == "web\n")
+        #expect(configured.hosts.contains("10.99.0.2\tweb") && !configured.resolvConf.isEmpty)
+        try await f.manager.stop(id)
+        try await f.manager.stop(id)
+        #expect(try await f.manager.status(id).network?.deleted == true)
+        try await f.manager.remove(id)
+        #expect(f.network.calls == ["setUp \(p)", "tearDown \(p)", "removeNamespace \(p)"], "DEL runs once")
+    }
+
+    @Test func aFailedNetworkSetUpBootsNoVMAndNamesTheCause() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        f.network.state.withLock { $0.failSetUp = .noConfig("no CNI network config found in /etc/cni/net.d") }
+        let error = await #expect(throws: CocoonError.self) { _ = try await f.run("web") }
+        #expect(error?.code == .failedPrecondition && error?.message.contains("/etc/cni/net.d") == true)
+        #expect(f.hypervisor.state.withLock { $0.booted.isEmpty })
+        #expect(await f.manager.list(SandboxFilter()).isEmpty)
+        f.network.state.withLock { $0.failSetUp = .plugin("CNI plugin bridge failed (ADD): no IPs left") }
+        let plugin = await #expect(throws: CocoonError.self) { _ = try await f.run("web") }
+        #expect(plugin?.message.contains("no IPs left") == true)
     }
 
     @Test func anOldGuestAgentIsRefused() async throws {

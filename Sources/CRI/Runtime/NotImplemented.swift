@@ -7,11 +7,6 @@ import GRPCCore
 // file into its own file when it is built.
 
 extension RuntimeService {
-    public func updateRuntimeConfig(request: Runtime_V1_UpdateRuntimeConfigRequest, context: ServerContext) async throws
-        -> Runtime_V1_UpdateRuntimeConfigResponse
-    {
-        throw CocoonError.notImplemented("UpdateRuntimeConfig").rpcError
-    }
     public func checkpointContainer(request: Runtime_V1_CheckpointContainerRequest, context: ServerContext) async throws
         -> Runtime_V1_CheckpointContainerResponse
     {

@@ -58,7 +58,13 @@ public enum PodSandboxRequest {
         }
         if config.hasLinux {
             run.sysctls = try Sysctls.validate(config.linux.sysctls)
+            if config.linux.securityContext.namespaceOptions.network == .node {
+                throw .invalidArgument(
+                    "config.linux.security_context.namespace_options.network: NODE is not supported: a pod VM cannot "
+                        + "share the node's network stack, and an untrusted workload must not get it")
+            }
         }
+        try PodNetworkFields.validate(config, into: &run)
         if let v = config.annotations[vcpusAnnotation] {
             guard let n = Int(v), (1...64).contains(n) else {
                 throw .invalidArgument("annotation \(vcpusAnnotation)=\"\(v)\" must be an integer in 1...64")

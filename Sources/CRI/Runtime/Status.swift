@@ -5,8 +5,8 @@ import GRPCCore
 import Hypervisor
 
 extension RuntimeService {
-    /// RuntimeReady is true when the hypervisors the handlers need can run. NetworkReady is false
-    /// until CNI networking is built, with the reason kubelet knows from containerd.
+    /// RuntimeReady is true when the hypervisors the handlers need can run; NetworkReady once a CNI
+    /// network configuration loads (else false with the reason the kubelet knows from containerd).
     public func status(request: Runtime_V1_StatusRequest, context: ServerContext) async throws
         -> Runtime_V1_StatusResponse
     {
@@ -20,9 +20,12 @@ extension RuntimeService {
         }
         var network = Runtime_V1_RuntimeCondition()
         network.type = "NetworkReady"
-        network.status = false
-        network.reason = "NetworkPluginNotReady"
-        network.message = "cocoon: CNI networking is not implemented yet"
+        let readiness = await sandboxes.networkReadiness()
+        network.status = readiness.ready
+        if !readiness.ready {
+            network.reason = "NetworkPluginNotReady"
+            network.message = "cocoon: network plugin returns error: \(readiness.message)"
+        }
 
         var response = Runtime_V1_StatusResponse()
         response.status.conditions = [runtime, network]
@@ -42,6 +45,10 @@ extension RuntimeService {
             }
             response.info["accelerator"] = try VerboseJSON.encode(decisions)
             response.info["config"] = try VerboseJSON.encode(ConfigInfo(config))
+            response.info["network"] = try VerboseJSON.encode(
+                NetworkInfo(
+                    ready: readiness.ready, message: readiness.message, network: readiness.network,
+                    confDir: config.cni.confDir, binDirs: config.cni.binDirs, podCIDR: sandboxes.podCIDR()))
         }
         return response
     }
@@ -71,6 +78,20 @@ struct AccelInfo: Encodable {
     enum CodingKeys: String, CodingKey {
         case kernel, qemu, accel, reason
         case decidedAtNs = "decided_at_ns"
+    }
+}
+
+/// Pod networking as `Status` (verbose) shows it.
+struct NetworkInfo: Encodable {
+    var ready: Bool
+    var message: String
+    var network: String?
+    var confDir: String
+    var binDirs: [String]
+    var podCIDR: String
+    enum CodingKeys: String, CodingKey {
+        case ready, message, network
+        case confDir = "conf_dir", binDirs = "bin_dirs", podCIDR = "pod_cidr"
     }
 }
 

@@ -3,6 +3,7 @@ import Containers
 import Errors
 import Foundation
 import Hypervisor
+import Network
 import Sandboxes
 
 /// Converts sandbox records to CRI messages and CRI filters to sandbox filters.
@@ -39,6 +40,10 @@ public enum SandboxTranslation {
         status.state = state(record)
         status.createdAt = record.createdAtNs
         status.network = Runtime_V1_PodSandboxNetworkStatus()
+        if let ips = record.network?.ips, let first = ips.first {
+            status.network.ip = first
+            status.network.additionalIps = ips.dropFirst().map { ip in .with { $0.ip = ip } }
+        }
         status.labels = record.labels
         status.annotations = record.annotations
         status.runtimeHandler = record.runtimeHandler
@@ -81,12 +86,13 @@ public enum SandboxTranslation {
         }
         struct Info: Encodable {
             enum CodingKeys: String, CodingKey {
-                case sandboxID = "sandbox_id", runtimeHandler = "runtime_handler", state, vm
+                case sandboxID = "sandbox_id", runtimeHandler = "runtime_handler", state, vm, network
             }
             var sandboxID: String
             var runtimeHandler: String
             var state: String
             var vm: VMInfo
+            var network: PodNetworkState?
         }
         let vm = record.vm
         var endpoint: String?
@@ -101,7 +107,7 @@ public enum SandboxTranslation {
                 hypervisor: vm?.backend, vmName: vm?.name, pid: vm?.pid, accel: vm?.accel, vcpus: record.vcpus,
                 memoryMiB: record.memoryMiB, consoleLog: vm?.consoleLog, agentEndpoint: endpoint,
                 bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, guest: record.guest, reason: record.reason,
-                uid: vm?.uid, seccomp: vm?.seccomp, cgroup: vm?.cgroup))
+                uid: vm?.uid, seccomp: vm?.seccomp, cgroup: vm?.cgroup), network: record.network)
         return try VerboseJSON.encode(info)
     }
 }

@@ -18,6 +18,7 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
         var apiVersion = hostAgentAPIVersion
         /// The channel is up; a test sets it false to play a channel that broke.
         var open = true
+        var podConfiguration: PodConfiguration?
         /// The token the sandbox manager connected with.
         var token: [UInt8] = []
     }
@@ -52,7 +53,8 @@ final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
         }
     }
     var isOpen: Bool { state.withLock { $0.open } }
-    func configurePod(sysctls: [String: String], timeout: Duration) async throws(AgentClientError) {
+    func configurePod(_ configuration: PodConfiguration, timeout: Duration) async throws(AgentClientError) {
+        state.withLock { $0.podConfiguration = configuration }
         try record("ConfigurePod")
     }
     func updatePodResources(_ resources: ResourceLimits, timeout: Duration) async throws(AgentClientError) {

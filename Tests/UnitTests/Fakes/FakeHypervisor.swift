@@ -14,6 +14,7 @@ final class FakeHypervisor: Hypervisor, @unchecked Sendable {
         var attached: [String: Int] = [:]
     }
     let backend = Backend.qemu
+    let opensTapByName = false
     let state = Mutex(State())
 
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {

@@ -300,6 +300,8 @@ struct AgentServer {
         case .configurePod(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
                 try PodSettings.apply(sysctls: r.sysctls)
+                if r.hasInterface { try GuestNetwork.configure(r.interface) }
+                try PodIdentityFiles.write(r)
                 return .configurePod(Cocoon_Agent_V4_ConfigurePodResponse())
             }
         case .updatePodResources(let r)?:

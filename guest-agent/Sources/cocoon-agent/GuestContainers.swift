@@ -84,6 +84,10 @@ struct GuestContainers {
                 spec.mounts.append(
                     Mount(source: source, destination: fileMount.destination, readOnly: fileMount.readOnly))
             }
+            let own = Set(r.mounts.map { GuestContainers.normalized($0.destination) })
+            for file in PodIdentityFiles.mounts(excluding: own) {
+                spec.mounts.append(Mount(source: file.source, destination: file.destination, readOnly: false))
+            }
         } catch {
             umount2(dir + "/rootfs", Int32(MNT_DETACH))
             GuestContainers.removeTree(dir)
@@ -326,6 +330,11 @@ struct GuestContainers {
     static let drainBudget = 256 << 10
 
     // MARK: helpers
+
+    /// "/etc//hosts/" -> "/etc/hosts": a mount destination as a path to compare.
+    static func normalized(_ path: String) -> String {
+        "/" + path.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+    }
 
     static func validateID(_ id: String, field: String) throws(AgentFailure) {
         guard !id.isEmpty, id.count <= 128,

@@ -1,0 +1,335 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// Pod networks through the real CNI plugins (bridge, host-local, portmap, loopback from Debian's
+/// containernetworking-plugins) into real pod VMs: the pod's IP answers from the host and from
+/// another pod, host ports work, the pod knows its DNS and name, and nothing is left afterwards.
+@Suite(
+    .serialized,
+    .enabled(
+        if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)")
+)
+struct PodNetworkTests {
+    typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
+    static let busybox = "127.0.0.1:5000/busybox:latest"
+    /// Serves /www/index.html (the pod's name) on port 80.
+    static let web = ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+
+    func exec(_ rt: Runtime, _ id: String, _ script: String) async throws -> (out: String, code: Int32) {
+        try await execScript(rt, id, script)
+    }
+
+    /// GET from the host (busybox wget under `timeout`: Debian's busybox-static wget crashes on its
+    /// own -T), retried for a few seconds while the server starts.
+    func fetch(_ url: String) async throws -> String {
+        var last = ""
+        for _ in 0..<50 {
+            let r = try await runCommand(
+                ["/usr/bin/timeout", "5", "/usr/bin/busybox", "wget", "-q", "-O", "-", url], timeout: .seconds(20))
+            if r.code == 0 { return r.out }
+            last = r.stderr
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw TestFailure(description: "GET \(url) failed: \(last)")
+    }
+
+    /// A pod running the web container; its id, its IP and the container's id.
+    func webPod(_ rt: Runtime, _ name: String, edit: (inout Runtime_V1_RunPodSandboxRequest) -> Void = { _ in })
+        async throws -> (pod: String, ip: String, container: String, config: Runtime_V1_RunPodSandboxRequest)
+    {
+        var pod = podConfig(name)
+        pod.config.hostname = name
+        edit(&pod)
+        let podID = try await rt.runPodSandbox(pod).podSandboxID
+        let ip = try await rt.podSandboxStatus(.with { $0.podSandboxID = podID }).status.network.ip
+        let container = try await runContainer(
+            rt, containerRequest("web", Self.web, pod: pod, podID: podID, image: Self.busybox))
+        return (podID, ip, container, pod)
+    }
+
+    func remove(_ rt: Runtime, _ podID: String) async throws {
+        try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+        try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+    }
+
+    /// What a pod leaves on the host while it lives: its namespace, the veth end on the bridge, the
+    /// host-local lease, portmap's chains and rules naming its IP.
+    struct HostTraces: Equatable, CustomStringConvertible {
+        var namespaces: [String]
+        var veths: [String]
+        var leases: [String]
+        var iptables: [String]
+        var isEmpty: Bool { namespaces.isEmpty && veths.isEmpty && leases.isEmpty && iptables.isEmpty }
+        var description: String { "netns \(namespaces), veths \(veths), leases \(leases), iptables \(iptables)" }
+    }
+
+    func traces(_ daemon: DaemonHarness, ips: [String] = []) async throws -> HostTraces {
+        let links = try await runCommand(["/usr/sbin/ip", "-o", "link", "show", "master", daemon.network.bridge]).out
+        let veths = links.split(separator: "\n").compactMap {
+            $0.split(separator: " ").dropFirst().first.map(String.init)
+        }
+        let rules = try await runCommand(["/usr/sbin/iptables-save", "-t", "nat"]).out.split(separator: "\n").map(
+            String.init)
+        let pod = rules.filter { line in
+            ips.contains { line.contains($0 + "/") || line.contains($0 + ":") || line.contains(" " + $0 + " ") }
+        }
+        return HostTraces(
+            namespaces: orphanNamespaces(), veths: veths, leases: daemon.network.leases(), iptables: pod)
+    }
+
+    /// Pod namespaces no daemon's sandbox owns (a sandbox's record is saved before its namespace is
+    /// made and deleted after it is removed, so a live pod of any test daemon is never counted).
+    func orphanNamespaces() -> [String] {
+        var owned = Set<String>()
+        let roots =
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? [])
+            .filter { $0.hasPrefix("cocoon-it-") }.map { "/tmp/\($0)/state/sandboxes" } + ["/var/lib/cocoon/sandboxes"]
+        for root in roots {
+            for id in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] {
+                owned.insert("cocoon-" + id.prefix(16))
+            }
+        }
+        let all = (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []
+        return all.filter { $0.hasPrefix("cocoon-") && !owned.contains($0) }
+    }
+
+    @Test func podsAreReachableByIPFromTheHostFromEachOtherAndThroughAHostPort() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let status = try await rt.status(.init())
+                #expect(status.status.conditions.first { $0.type == "NetworkReady" }?.status == true)
+                let hostPort = Int32(freePort())
+                let a = try await webPod(rt, "net-a") { pod in
+                    pod.config.portMappings = [
+                        .with {
+                            $0.containerPort = 80
+                            $0.hostPort = hostPort
+                            $0.protocol = .tcp
+                        }
+                    ]
+                    pod.config.dnsConfig = .with {
+                        $0.servers = ["10.96.0.10"]
+                        $0.searches = ["it.svc.cluster.local", "svc.cluster.local"]
+                        $0.options = ["ndots:5"]
+                    }
+                }
+                let b = try await webPod(rt, "net-b")
+                #expect(a.ip.hasPrefix("10.213.\(daemon.network.subnetIndex).") && b.ip != a.ip && !b.ip.isEmpty)
+
+                // host -> pod, by IP and through the host port (portmap's DNAT on the node).
+                #expect(try await fetch("http://\(a.ip)/") == "net-a\n")
+                #expect(try await fetch("http://\(b.ip)/") == "net-b\n")
+                #expect(try await fetch("http://127.0.0.1:\(hostPort)/") == "net-a\n")
+
+                // pod -> pod across the bridge, and pod -> the bridge's gateway (a server on the host).
+                let fromA = try await exec(rt, a.container, "wget -q -O - http://\(b.ip)/")
+                #expect(fromA.code == 0 && fromA.out == "net-b\n", "\(fromA)")
+                let gatewayPort = freePort()
+                let www = daemon.root + "/gateway-www"
+                try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+                try "host-side\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
+                let server = try Command([
+                    "/usr/bin/busybox", "httpd", "-f", "-p", "\(daemon.network.gateway):\(gatewayPort)", "-h", www,
+                ])
+                defer { server.kill() }
+                let toGateway = try await exec(
+                    rt, b.container, "wget -q -O - http://\(daemon.network.gateway):\(gatewayPort)/")
+                #expect(toGateway.code == 0 && toGateway.out == "host-side\n", "\(toGateway)")
+
+                // What the pod was told: its resolv.conf, its name, its address in /etc/hosts and on eth0.
+                let resolv = try await exec(rt, a.container, "cat /etc/resolv.conf")
+                #expect(
+                    resolv.out
+                        == "search it.svc.cluster.local svc.cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n")
+                let identity = try await exec(rt, a.container, "cat /etc/hostname; hostname; grep net-a /etc/hosts")
+                #expect(identity.out == "net-a\nnet-a\n\(a.ip)\tnet-a\n", "\(identity)")
+                let eth0 = try await exec(rt, a.container, "cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu")
+                let verbose =
+                    try await rt.podSandboxStatus(
+                        .with {
+                            $0.podSandboxID = a.pod
+                            $0.verbose = true
+                        }
+                    ).info["info"] ?? ""
+                let info = try JSONSerialization.jsonObject(with: Data(verbose.utf8)) as? [String: Any]
+                let network = try #require(info?["network"] as? [String: Any])
+                #expect(
+                    eth0.out == "\(network["mac"] ?? "?")\n\(network["mtu"] ?? "?")\n",
+                    "the guest NIC is the CNI interface's")
+
+                // A container the kubelet gives its own /etc/hosts keeps it (the pod's is for the others).
+                let kubeletHosts = daemon.root + "/kubelet-hosts"
+                try "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n".write(
+                    toFile: kubeletHosts, atomically: true, encoding: .utf8)
+                var mounted = containerRequest(
+                    "hosts", ["sleep", "1000"], pod: b.config, podID: b.pod, image: Self.busybox)
+                mounted.config.mounts = [
+                    .with {
+                        $0.hostPath = kubeletHosts
+                        $0.containerPath = "/etc/hosts"
+                    }
+                ]
+                let withHosts = try await runContainer(rt, mounted)
+                let kubelets = try await exec(rt, withHosts, "cat /etc/hosts; cat /etc/hostname")
+                #expect(
+                    kubelets.out == "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\nnet-b\n", "\(kubelets)")
+
+                // crictl, an independent client, sees the same IP.
+                if let crictl = Crictl.path {
+                    let inspect = try await runCommand(
+                        Crictl(binary: crictl, socket: daemon.socket).prefix + ["inspectp", "-o", "json", a.pod])
+                    #expect(inspect.out.contains("\"ip\": \"\(a.ip)\""), "\(inspect.out.prefix(400))")
+                }
+                try await remove(rt, a.pod)
+                try await remove(rt, b.pod)
+                let left = try await traces(daemon, ips: [a.ip, b.ip])
+                #expect(left.isEmpty, "\(left)")
+                let gone = try await runCommand(
+                    [
+                        "/usr/bin/timeout", "2", "/usr/bin/busybox", "wget", "-q", "-O", "-",
+                        "http://127.0.0.1:\(hostPort)/",
+                    ])
+                #expect(gone.code != 0, "the host port is closed with its pod")
+            }
+        }
+    }
+
+    @Test func aLibvirtPodIsOnThePodNetworkToo() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let pod = try await webPod(rt, "net-lv") { $0.runtimeHandler = "libvirt" }
+                #expect(try await fetch("http://\(pod.ip)/") == "net-lv\n")
+                let tap = "cc" + pod.pod.prefix(12)
+                let hostLinks = try await runCommand(["/usr/sbin/ip", "-o", "link"]).out
+                #expect(!hostLinks.contains(tap + ":"), "libvirt's tap has moved into the pod's namespace")
+                try await remove(rt, pod.pod)
+                let left = try await traces(daemon, ips: [pod.ip])
+                #expect(left.isEmpty, "\(left)")
+                #expect(!(try await runCommand(["/usr/sbin/ip", "-o", "link"]).out.contains(tap + ":")))
+            }
+        }
+    }
+
+    @Test func tenPodsUpAndDownLeaveNothingAndDelWorksForAKilledVM() async throws {
+        try await withDaemon { daemon in
+            try await daemon.withRuntime { rt in
+                var ips: [String] = []
+                for round in 0..<5 {
+                    try await withThrowingTaskGroup(of: String.self) { group in
+                        for slot in 0..<2 {
+                            group.addTask {
+                                var pod = podConfig("churn-\(round)-\(slot)")
+                                pod.config.portMappings = [
+                                    .with {
+                                        $0.containerPort = 80
+                                        $0.hostPort = Int32(freePort())
+                                    }
+                                ]
+                                let id = try await rt.runPodSandbox(pod).podSandboxID
+                                let ip = try await rt.podSandboxStatus(.with { $0.podSandboxID = id }).status.network.ip
+                                try await remove(rt, id)
+                                return ip
+                            }
+                        }
+                        for try await ip in group { ips.append(ip) }
+                    }
+                }
+                #expect(Set(ips).count >= 2 && ips.allSatisfy { !$0.isEmpty })
+                let left = try await traces(daemon, ips: ips)
+                #expect(left.isEmpty, "\(left)")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/cni/results").isEmpty)
+
+                // A pod whose VM was killed from outside: stop still runs CNI DEL and frees everything.
+                let pod = podConfig("killed")
+                let id = try await rt.runPodSandbox(pod).podSandboxID
+                let status = try await rt.podSandboxStatus(
+                    .with {
+                        $0.podSandboxID = id
+                        $0.verbose = true
+                    })
+                kill(try vmPid(status), SIGKILL)
+                try await Task.sleep(for: .milliseconds(500))
+                try await remove(rt, id)
+                let after = try await traces(daemon, ips: [status.status.network.ip])
+                #expect(after.isEmpty, "\(after)")
+                #expect(!FileManager.default.fileExists(atPath: "/var/run/netns/cocoon-" + id.prefix(16)))
+            }
+        }
+    }
+
+    @Test func networkedPodsSurviveADaemonRestartAndStillTearDown() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let pods = try await daemon.withRuntime { rt in
+                [try await webPod(rt, "keep-a"), try await webPod(rt, "keep-b")]
+            }
+            await daemon.stop()
+            try await daemon.start()
+            #expect(try await fetch("http://\(pods[0].ip)/") == "keep-a\n")
+            #expect(try await fetch("http://\(pods[1].ip)/") == "keep-b\n")
+            try await daemon.withRuntime { rt in
+                for pod in pods {
+                    let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = pod.pod }).status
+                    #expect(status.network.ip == pod.ip)
+                    try await remove(rt, pod.pod)
+                }
+            }
+            let left = try await traces(daemon, ips: pods.map(\.ip))
+            #expect(left.isEmpty, "\(left)")
+        }
+    }
+
+    @Test func noConfigAFailingPluginAndAHostNetworkPodAreRefusedLeavingNothing() async throws {
+        try await withDaemon { daemon in
+            try await daemon.withRuntime { rt in
+                let conflist = daemon.cniConfDir + "/10-cocoon-it.conflist"
+                try FileManager.default.removeItem(atPath: conflist)
+                let status = try await rt.status(.init()).status.conditions.first { $0.type == "NetworkReady" }
+                #expect(status?.status == false && status?.reason == "NetworkPluginNotReady")
+                #expect(status?.message.contains(daemon.cniConfDir) == true, "\(status?.message ?? "")")
+                let noConfig = await #expect(throws: RPCError.self) {
+                    _ = try await rt.runPodSandbox(podConfig("nocfg"))
+                }
+                #expect(noConfig?.code == .failedPrecondition && noConfig?.message.contains(daemon.cniConfDir) == true)
+
+                // A real plugin refusing ADD: host-local with a /30, whose one free address another
+                // holder has taken (its lease file).
+                let full = daemon.network.conflist(subnet: "10.213.\(daemon.network.subnetIndex).0/30")
+                try full.write(toFile: conflist, atomically: true, encoding: .utf8)
+                let leases = daemon.network.leaseDir + "/" + daemon.network.name
+                try FileManager.default.createDirectory(atPath: leases, withIntermediateDirectories: true)
+                let taken = "10.213.\(daemon.network.subnetIndex).2"
+                try "someone-else\neth0".write(toFile: leases + "/" + taken, atomically: true, encoding: .utf8)
+                let refused = await #expect(throws: RPCError.self) { _ = try await rt.runPodSandbox(podConfig("full")) }
+                #expect(
+                    refused?.message.contains("CNI plugin bridge failed (ADD)") == true, "\(refused?.message ?? "")")
+                #expect(refused?.message.contains("no IP addresses available") == true, "\(refused?.message ?? "")")
+
+                var host = podConfig("hostnet")
+                host.config.linux.securityContext.namespaceOptions.network = .node
+                let hostNet = await #expect(throws: RPCError.self) { _ = try await rt.runPodSandbox(host) }
+                #expect(
+                    hostNet?.code == .invalidArgument && hostNet?.message.contains("namespace_options.network") == true)
+
+                #expect(try await rt.listPodSandbox(.init()).items.isEmpty)
+                #expect(daemon.leftoverFiles().isEmpty, "\(daemon.leftoverFiles())")
+                try FileManager.default.removeItem(atPath: leases + "/" + taken)
+                let left = try await traces(daemon)
+                #expect(left.isEmpty, "\(left)")
+                let vms = try await runCommand(["/usr/bin/pgrep", "-f", "process=cocoon-"]).out
+                let mine = try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/sandboxes")
+                #expect(mine.isEmpty && !vms.contains(daemon.root), "no VM and no sandbox state")
+
+                try daemon.network.conflist().write(toFile: conflist, atomically: true, encoding: .utf8)
+                let ready = try await rt.status(.init()).status.conditions.first { $0.type == "NetworkReady" }
+                #expect(ready?.status == true, "the config is read again when it comes back")
+                try await rt.updateRuntimeConfig(.with { $0.runtimeConfig.networkConfig.podCidr = "10.213.0.0/16" })
+            }
+        }
+    }
+}
