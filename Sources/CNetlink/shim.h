@@ -3,6 +3,7 @@
 #include <netlink/addr.h>
 #include <netlink/errno.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 #include <netlink/route/nexthop.h>
@@ -12,6 +13,7 @@
 #include <netlink/route/action.h>
 #include <netlink/route/cls/u32.h>
 #include <netlink/route/act/mirred.h>
+#include <netlink/route/act/gact.h>
 #include <linux/if_ether.h>
 #include <linux/pkt_cls.h>
 #include <linux/tc_act/tc_mirred.h>

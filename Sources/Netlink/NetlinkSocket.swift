@@ -4,10 +4,55 @@ import Glibc
 /// Why a netlink request failed: what was asked and libnl's reason.
 public struct NetlinkError: Error, CustomStringConvertible, Equatable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// libnl's error code (negative NLE_*), when libnl gave one.
+    public let code: Int32?
+    public init(_ description: String, code: Int32? = nil) {
+        self.description = description
+        self.code = code
+    }
 
     static func libnl(_ what: String, _ code: Int32) -> NetlinkError {
-        NetlinkError("\(what): \(String(cString: nl_geterror(code)))")
+        NetlinkError("\(what): \(String(cString: nl_geterror(code)))", code: code)
+    }
+
+    /// The kernel lacks what was asked for (a tc action or classifier module): ENOENT from tc.
+    public var isMissingKernelSupport: Bool { code == -NLE_OBJ_NOTFOUND }
+}
+
+/// One u32 filter on an interface's ingress: the packets it matches and what happens to them.
+public struct IngressRule: Sendable, Equatable {
+    /// 32 bits of the packet at `offset` from the network header (the Ethernet header starts at
+    /// -14: destination MAC at -14, source MAC at -8, EtherType at -2), under `mask`, in host order.
+    public struct Key: Sendable, Equatable {
+        public var value: UInt32
+        public var mask: UInt32
+        public var offset: Int32
+        public init(value: UInt32, mask: UInt32, offset: Int32) {
+            self.value = value
+            self.mask = mask
+            self.offset = offset
+        }
+    }
+    public enum Action: Sendable, Equatable {
+        /// Out of the interface with this index.
+        case redirect(Int32)
+        case drop
+    }
+    /// ETH_P_ALL: every packet.
+    public static let allProtocols: UInt16 = 0x0003
+    /// Lower runs first.
+    public var priority: UInt16
+    /// ETH_P_ALL (`allProtocols`), ETH_P_IP, ETH_P_ARP, ETH_P_IPV6, ...
+    public var etherType: UInt16
+    /// All must match; none: every packet of `etherType`.
+    public var keys: [Key]
+    public var action: Action
+
+    public init(priority: UInt16, etherType: UInt16, keys: [Key] = [], action: Action) {
+        self.priority = priority
+        self.etherType = etherType
+        self.keys = keys
+        self.action = action
     }
 }
 
@@ -112,6 +157,19 @@ public final class NetlinkSocket {
         guard rc == 0 else { throw .libnl("\(what) interface #\(index)", rc) }
     }
 
+    /// A veth pair, both ends down, in this socket's namespace.
+    public func addVethPair(_ name: String, peer: String) throws(NetlinkError) {
+        guard let link = rtnl_link_veth_alloc() else { throw NetlinkError("rtnl_link_veth_alloc failed") }
+        defer { rtnl_link_put(link) }
+        rtnl_link_set_name(link, name)
+        if let other = rtnl_link_veth_get_peer(link) {
+            rtnl_link_set_name(other, peer)
+            rtnl_link_put(other)
+        }
+        let rc = rtnl_link_add(sock, link, NLM_F_CREATE | NLM_F_EXCL)
+        guard rc == 0 || rc == -NLE_EXIST else { throw .libnl("add veth \(name)", rc) }
+    }
+
     /// Deletes the interface (a tap or a veth); one already gone is fine.
     public func deleteLink(named name: String) throws(NetlinkError) {
         guard let link = rtnl_link_alloc() else { throw NetlinkError("rtnl_link_alloc failed") }
@@ -174,19 +232,30 @@ public final class NetlinkSocket {
 
     /// Everything arriving on `from` leaves by `to` (an ingress qdisc on `from`, a catch-all u32
     /// filter with a mirred egress redirect): what Kata's "tcfilter" model puts between a pod's CNI
-    /// interface and its VM's tap, in each direction.
+    /// interface and its VM's tap.
     public func redirectIngress(from: Int32, to: Int32) throws(NetlinkError) {
+        try addIngressQdisc(index: from)
+        try addIngressFilter(
+            index: from, IngressRule(priority: 1, etherType: IngressRule.allProtocols, action: .redirect(to)))
+    }
+
+    /// The ingress qdisc filters hang on; one already there is kept.
+    public func addIngressQdisc(index: Int32) throws(NetlinkError) {
         guard let qdisc = rtnl_qdisc_alloc() else { throw NetlinkError("rtnl_qdisc_alloc failed") }
         defer { rtnl_qdisc_put(qdisc) }
         let qtc = cocoon_qdisc_tc(qdisc)
-        rtnl_tc_set_ifindex(qtc, from)
+        rtnl_tc_set_ifindex(qtc, index)
         var rc = rtnl_tc_set_kind(qtc, "ingress")
         guard rc == 0 else { throw .libnl("ingress qdisc", rc) }
         rtnl_tc_set_parent(qtc, TC_H_INGRESS)
         rtnl_tc_set_handle(qtc, cocoon_tc_handle(0xffff, 0))
         rc = rtnl_qdisc_add(sock, qdisc, NLM_F_CREATE)
-        guard rc == 0 || rc == -NLE_EXIST else { throw .libnl("add an ingress qdisc on interface #\(from)", rc) }
+        guard rc == 0 || rc == -NLE_EXIST else { throw .libnl("add an ingress qdisc on interface #\(index)", rc) }
+    }
 
+    /// A u32 filter on the interface's ingress (u32 is on every kernel; matchall is a module some
+    /// hosts lack): packets of `etherType` matching every key get the rule's action.
+    public func addIngressFilter(index: Int32, _ rule: IngressRule) throws(NetlinkError) {
         guard let filter = rtnl_cls_alloc(), let action = rtnl_act_alloc() else {
             throw NetlinkError("rtnl_cls_alloc failed")
         }
@@ -195,26 +264,34 @@ public final class NetlinkSocket {
             rtnl_act_put(action)
         }
         let ftc = cocoon_cls_tc(filter)
-        rtnl_tc_set_ifindex(ftc, from)
-        // u32 with one key matching every packet (value 0 under mask 0): present on every kernel,
-        // where matchall is a module some hosts lack.
-        rc = rtnl_tc_set_kind(ftc, "u32")
+        rtnl_tc_set_ifindex(ftc, index)
+        var rc = rtnl_tc_set_kind(ftc, "u32")
         guard rc == 0 else { throw .libnl("u32 filter", rc) }
         rtnl_tc_set_parent(ftc, cocoon_tc_handle(0xffff, 0))
-        rtnl_cls_set_prio(filter, 1)
-        rtnl_cls_set_protocol(filter, UInt16(ETH_P_ALL))
-        rc = rtnl_u32_add_key_uint32(filter, 0, 0, 0, 0)
-        guard rc == 0 else { throw .libnl("u32 key", rc) }
+        rtnl_cls_set_prio(filter, rule.priority)
+        rtnl_cls_set_protocol(filter, rule.etherType)
+        // No key matches every packet: u32 needs one, so value 0 under mask 0.
+        for key in rule.keys.isEmpty ? [IngressRule.Key(value: 0, mask: 0, offset: 0)] : rule.keys {
+            rc = rtnl_u32_add_key_uint32(filter, key.value, key.mask, key.offset, 0)
+            guard rc == 0 else { throw .libnl("u32 key", rc) }
+        }
         rtnl_u32_set_cls_terminal(filter)
-        rc = rtnl_tc_set_kind(cocoon_act_tc(action), "mirred")
-        guard rc == 0 else { throw .libnl("mirred action", rc) }
-        rtnl_mirred_set_action(action, TCA_EGRESS_REDIR)
-        rtnl_mirred_set_policy(action, TC_ACT_STOLEN)
-        rtnl_mirred_set_ifindex(action, UInt32(to))
+        switch rule.action {
+        case .redirect(let to):
+            rc = rtnl_tc_set_kind(cocoon_act_tc(action), "mirred")
+            guard rc == 0 else { throw .libnl("mirred action", rc) }
+            rtnl_mirred_set_action(action, TCA_EGRESS_REDIR)
+            rtnl_mirred_set_policy(action, TC_ACT_STOLEN)
+            rtnl_mirred_set_ifindex(action, UInt32(to))
+        case .drop:
+            rc = rtnl_tc_set_kind(cocoon_act_tc(action), "gact")
+            guard rc == 0 else { throw .libnl("gact action", rc) }
+            rtnl_gact_set_action(action, TC_ACT_SHOT)
+        }
         rc = rtnl_u32_add_action(filter, action)
         guard rc == 0 else { throw .libnl("u32 action", rc) }
         rc = rtnl_cls_add(sock, filter, NLM_F_CREATE)
-        guard rc == 0 else { throw .libnl("redirect interface #\(from) to #\(to)", rc) }
+        guard rc == 0 else { throw .libnl("ingress filter (priority \(rule.priority)) on interface #\(index)", rc) }
     }
 
     // MARK: helpers

@@ -69,7 +69,7 @@ public actor CNIPodNetwork: PodNetworking {
             let nic = try await Self.offPool { () throws(CNIError) -> TapWiring.NIC in
                 switch tap {
                 case .podNamespace:
-                    return try TapWiring.wire(netns: name, ifName: Self.ifName)
+                    return try TapWiring.wire(netns: name, ifName: Self.ifName, addresses: addresses)
                 case .host(let tapName):
                     let pod = try TapWiring.podInterface(netns: name, ifName: Self.ifName)
                     try TapWiring.createHostTap(tapName)
@@ -104,7 +104,8 @@ public actor CNIPodNetwork: PodNetworking {
     public func adoptHostTap(_ state: PodNetworkState) async throws(CNIError) {
         guard let tapName = state.hostTap else { return }
         try await Self.offPool { () throws(CNIError) in
-            try TapWiring.adoptHostTap(tapName, netns: state.namespace, ifName: state.ifName)
+            try TapWiring.adoptHostTap(
+                tapName, netns: state.namespace, ifName: state.ifName, addresses: state.addresses)
         }
     }
 

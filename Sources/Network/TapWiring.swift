@@ -4,9 +4,12 @@ import Netlink
 
 /// The VM's side of a pod network: in the pod's namespace, a tap for the VM and tc redirects
 /// between it and the interface CNI made (Kata's "tcfilter" model), so the guest's NIC, given the
-/// CNI interface's MAC and MTU, is the pod's interface.
+/// CNI interface's MAC and MTU, is the pod's interface; what leaves the guest is held to that MAC
+/// and the pod's IPv4 addresses (`TapGuard`).
 public enum TapWiring {
     public static let tapName = "tap0"
+    /// Where dropped frames go on a kernel without tc's drop action: a veth left down.
+    static let sinkName = "sink0"
 
     /// What the VM's NIC is given.
     public struct NIC: Sendable {
@@ -19,13 +22,13 @@ public enum TapWiring {
 
     /// Makes the tap inside namespace `netns` and wires it to `ifName` both ways; the tap lives as
     /// long as a descriptor of it is open. Blocking (netlink): run it off the cooperative pool.
-    public static func wire(netns: String, ifName: String) throws(CNIError) -> NIC {
+    public static func wire(netns: String, ifName: String, addresses: [String]) throws(CNIError) -> NIC {
         let nsFD = try NetworkNamespace.openFD(name: netns)
         defer { close(nsFD) }
         let tap = cocoon_tap_in_netns(nsFD, tapName)
         guard tap >= 0 else { throw .wiring("tap \(tapName) in \(netns): \(String(cString: strerror(-tap)))") }
         do {
-            let (mac, mtu) = try wireInside(nsFD, netns: netns, ifName: ifName)
+            let (mac, mtu) = try wireInside(nsFD, netns: netns, ifName: ifName, addresses: addresses)
             return NIC(tapFD: tap, mac: mac, mtu: mtu)
         } catch {
             close(tap)
@@ -53,7 +56,9 @@ public enum TapWiring {
     }
 
     /// Moves the host tap `name` (the hypervisor has it open now) into `netns` as `tap0` and wires it.
-    public static func adoptHostTap(_ name: String, netns: String, ifName: String) throws(CNIError) {
+    public static func adoptHostTap(_ name: String, netns: String, ifName: String, addresses: [String])
+        throws(CNIError)
+    {
         let nsFD = try NetworkNamespace.openFD(name: netns)
         defer { close(nsFD) }
         do throws(NetlinkError) {
@@ -62,7 +67,7 @@ public enum TapWiring {
         } catch {
             throw .wiring("move tap \(name) into \(netns): \(error)")
         }
-        _ = try wireInside(nsFD, netns: netns, ifName: ifName)
+        _ = try wireInside(nsFD, netns: netns, ifName: ifName, addresses: addresses)
     }
 
     /// Deletes a host tap made by `createHostTap` that never moved (a VM that did not boot).
@@ -71,14 +76,30 @@ public enum TapWiring {
         try? NetlinkSocket().deleteLink(named: name)
     }
 
-    private static func wireInside(_ nsFD: Int32, netns: String, ifName: String) throws(CNIError) -> (String, Int) {
+    /// Into the guest: everything arriving on the CNI interface. Out of it: what `TapGuard` lets
+    /// through (the pod's own MAC and IPv4 addresses).
+    private static func wireInside(_ nsFD: Int32, netns: String, ifName: String, addresses: [String])
+        throws(CNIError) -> (String, Int)
+    {
         do throws(NetlinkError) {
             let netlink = try netlink(in: nsFD, netns)
             let pod = try netlink.link(named: ifName)
             let tapLink = try netlink.link(named: tapName)
             try netlink.configureLink(index: tapLink.index, mtu: pod.mtu)
             try netlink.redirectIngress(from: pod.index, to: tapLink.index)
-            try netlink.redirectIngress(from: tapLink.index, to: pod.index)
+            try netlink.addIngressQdisc(index: tapLink.index)
+            for rule in TapGuard.rules(mac: pod.mac, ipv4: addresses, redirectTo: pod.index) {
+                do {
+                    try netlink.addIngressFilter(index: tapLink.index, rule)
+                } catch  where rule.action == .drop && error.isMissingKernelSupport {
+                    // No act_gact in this kernel: drop by redirecting to an interface that stays
+                    // down (tc's mirred drops what it cannot send; the kernel notes it, rate-limited).
+                    try netlink.addVethPair(sinkName, peer: sinkName + "p")
+                    var sink = rule
+                    sink.action = .redirect(try netlink.link(named: sinkName).index)
+                    try netlink.addIngressFilter(index: tapLink.index, sink)
+                }
+            }
             return (pod.mac, pod.mtu)
         } catch {
             throw .wiring("wire \(tapName) to \(ifName) in \(netns): \(error)")

@@ -224,15 +224,20 @@ struct TestNetwork: Sendable {
     var gateway: String { "10.213.\(subnetIndex).1" }
     var name: String { "cocoon-it-\(subnetIndex)" }
 
-    func conflist(subnet override: String? = nil) -> String {
-        """
-        {"cniVersion":"1.0.0","name":"\(name)","plugins":[
-          {"type":"bridge","bridge":"\(bridge)","isGateway":true,"ipMasq":false,"hairpinMode":true,
-           "ipam":{"type":"host-local","dataDir":"\(leaseDir)","ranges":[[{"subnet":"\(override ?? subnet)"}]],
-                   "routes":[{"dst":"0.0.0.0/0"}]}},
-          {"type":"portmap","capabilities":{"portMappings":true}},
-          {"type":"loopback"}]}
-        """
+    /// The IPv6 subnet of a dual-stack variant.
+    var subnet6: String { "fd42:cc:\(subnetIndex)::/64" }
+
+    func conflist(subnet override: String? = nil, dualStack: Bool = false) -> String {
+        let v6 = dualStack ? #",[{"subnet":"\#(subnet6)"}]"# : ""
+        let routes6 = dualStack ? #",{"dst":"::/0"}"# : ""
+        return """
+            {"cniVersion":"1.0.0","name":"\(name)","plugins":[
+              {"type":"bridge","bridge":"\(bridge)","isGateway":true,"ipMasq":false,"hairpinMode":true,
+               "ipam":{"type":"host-local","dataDir":"\(leaseDir)","ranges":[[{"subnet":"\(override ?? subnet)"}]\(v6)],
+                       "routes":[{"dst":"0.0.0.0/0"}\(routes6)]}},
+              {"type":"portmap","capabilities":{"portMappings":true}},
+              {"type":"loopback"}]}
+            """
     }
 
     /// The lease files host-local holds (one per pod address).

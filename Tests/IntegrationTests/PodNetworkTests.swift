@@ -198,6 +198,75 @@ struct PodNetworkTests {
         }
     }
 
+    @Test func aGuestThatTakesAnotherMACOrIPReachesNothing() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                var pod = podConfig("spoof")
+                pod.config.hostname = "spoof"
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                let ip = try await rt.podSandboxStatus(.with { $0.podSandboxID = podID }).status.network.ip
+                // A privileged container owns the guest's network stack, as a guest owning its kernel does.
+                var request = containerRequest(
+                    "owner", ["sleep", "100000"], pod: pod, podID: podID, image: Self.busybox)
+                request.config.linux.securityContext.privileged = true
+                let owner = try await runContainer(rt, request)
+                let www = daemon.root + "/gateway-www"
+                try FileManager.default.createDirectory(atPath: www, withIntermediateDirectories: true)
+                try "host-side\n".write(toFile: www + "/index.html", atomically: true, encoding: .utf8)
+                let port = freePort()
+                let server = try Command([
+                    "/usr/bin/busybox", "httpd", "-f", "-p", "\(daemon.network.gateway):\(port)", "-h", www,
+                ])
+                defer { server.kill() }
+                let gw = daemon.network.gateway
+                let get = "busybox timeout 5 wget -q -O - http://\(gw):\(port)/"
+                let mac = try await execScript(rt, owner, "cat /sys/class/net/eth0/address").out
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                #expect(try await execScript(rt, owner, get).out == "host-side\n", "its own MAC and IP pass")
+
+                // Another MAC: nothing leaves (the bridge never learns it).
+                _ = try await execScript(rt, owner, "busybox ip link set eth0 address 02:de:ad:be:ef:01")
+                #expect(try await execScript(rt, owner, "busybox ip neigh flush dev eth0; \(get)").code != 0)
+                _ = try await execScript(rt, owner, "busybox ip link set eth0 address \(mac)")
+                #expect(try await execScript(rt, owner, get).out == "host-side\n", "its own MAC again")
+
+                // Another IP of the subnet: its ARP and its packets are dropped.
+                let prefix = "10.213.\(daemon.network.subnetIndex)."
+                let readdress = { (address: String) in
+                    "busybox ip addr flush dev eth0; busybox ip addr add \(address)/24 dev eth0; "
+                        + "busybox ip route add default via \(gw); busybox ip neigh flush dev eth0"
+                }
+                _ = try await execScript(rt, owner, readdress(prefix + "250"))
+                #expect(try await execScript(rt, owner, get).code != 0, "a spoofed source IP reaches nothing")
+                _ = try await execScript(rt, owner, readdress(ip))
+                #expect(try await execScript(rt, owner, get).out == "host-side\n", "its own IP again")
+                try await remove(rt, podID)
+            }
+        }
+    }
+
+    @Test func aDualStackNetworkGivesThePodBothAddresses() async throws {
+        try await withDaemon { daemon in
+            try daemon.network.conflist(dualStack: true).write(
+                toFile: daemon.cniConfDir + "/10-cocoon-it.conflist", atomically: true, encoding: .utf8)
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let pod = try await webPod(rt, "dual")
+                let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = pod.pod }).status.network
+                let v6 = try #require(status.additionalIps.first?.ip)
+                #expect(status.ip.hasPrefix("10.213.") && v6.hasPrefix("fd42:cc:"), "IPv4 first, then IPv6")
+                #expect(try await fetch("http://\(pod.ip)/") == "dual\n")
+                #expect(try await fetch("http://[\(v6)]/") == "dual\n", "the guest answers on its IPv6 address")
+                let hosts = try await execScript(rt, pod.container, "grep dual /etc/hosts")
+                #expect(hosts.out == "\(pod.ip)\tdual\n\(v6)\tdual\n")
+                try await remove(rt, pod.pod)
+                let left = try await traces(daemon, ips: [pod.ip, v6])
+                #expect(left.isEmpty, "\(left)")
+            }
+        }
+    }
+
     @Test func aLibvirtPodIsOnThePodNetworkToo() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }

@@ -2,6 +2,7 @@ import CRI
 import CRIAPI
 import Errors
 import Foundation
+import Netlink
 import Network
 import Sandboxes
 import Testing
@@ -190,6 +191,30 @@ import Testing
         #expect(calls.prefix(3) == ["ADD good", "ADD bad", "DEL bad"], "\(calls)")
         let missing = CNIPluginRunner(binDirs: [dir], timeout: .seconds(1))
         await #expect(throws: CNIError.self) { _ = try await missing.run(.add, type: "absent", config: .null, rt: rt) }
+    }
+
+    @Test func theTapLetsOutOnlyThePodsOwnMACAndIPv4() {
+        let rules = TapGuard.rules(mac: "0e:ab:2e:6e:8d:74", ipv4: ["10.213.5.7/24", "fd00::7/64"], redirectTo: 9)
+        let mac = [
+            IngressRule.Key(value: 0x0eab_2e6e, mask: 0xffff_ffff, offset: -8),
+            IngressRule.Key(value: 0x8d74_0000, mask: 0xffff_0000, offset: -4),
+        ]
+        #expect(
+            rules == [
+                IngressRule(
+                    priority: 1, etherType: 0x0806,
+                    keys: mac + [
+                        .init(value: 0x0000_0ad5, mask: 0x0000_ffff, offset: 12),
+                        .init(value: 0x0507_0000, mask: 0xffff_0000, offset: 16),
+                    ], action: .redirect(9)),
+                IngressRule(
+                    priority: 2, etherType: 0x0800,
+                    keys: mac + [.init(value: 0x0ad5_0507, mask: 0xffff_ffff, offset: 12)],
+                    action: .redirect(9)),
+                IngressRule(priority: 3, etherType: 0x86dd, keys: mac, action: .redirect(9)),
+                IngressRule(priority: 100, etherType: IngressRule.allProtocols, action: .drop),
+            ])
+        #expect(TapGuard.rules(mac: "garbage", ipv4: [], redirectTo: 9).map(\.action) == [.drop], "no MAC: nothing out")
     }
 
     @Test func thePodsIdentityFiles() {
