@@ -283,3 +283,4 @@ finally:
         except subprocess.TimeoutExpired:
             p.kill()
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+    shutil.rmtree(root, ignore_errors=True)
