@@ -81,9 +81,12 @@ let package = Package(
         ),
         .systemLibrary(
             name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        // libnl behind plain C functions: libnl's headers (and the Linux uapi headers they include)
+        // stay inside the C file and never become part of a Swift-visible module.
+        .target(name: "CNetlinkOps", dependencies: ["CNetlink"]),
         // Links, addresses, routes and tc through libnl: the host wires pod taps, the guest agent
         // configures the pod's interface.
-        .target(name: "Netlink", dependencies: ["CNetlink"], swiftSettings: strict),
+        .target(name: "Netlink", dependencies: ["CNetlinkOps"], swiftSettings: strict),
         // Entering network namespaces on threads of their own (C: setns, unshare, tun).
         .target(name: "CNetns"),
         // Pod networking: CNI plugins into a namespace per pod, a tap wired to the pod's interface.
