@@ -90,8 +90,10 @@ let package = Package(
         // Entering network namespaces on threads of their own (C: setns, unshare, tun).
         .target(name: "CNetns"),
         // Pod networking: CNI plugins into a namespace per pod, a tap wired to the pod's interface.
+        // (Not named "Network": swift-nio-transport-services imports Apple's Network framework
+        // wherever a module of that name can be imported.)
         .target(
-            name: "Network",
+            name: "PodNetwork",
             dependencies: [
                 "CNetns", "Netlink", "Persistence", "Spawn", .product(name: "Logging", package: "swift-log"),
             ],
@@ -158,7 +160,7 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors", "Network",
+                "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors", "PodNetwork",
                 "Persistence",
                 "Spawn", .product(name: "Logging", package: "swift-log"),
             ],
@@ -169,7 +171,7 @@ let package = Package(
             name: "CRI",
             dependencies: [
                 "CRIAPI", "Containers", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "ContainerCore",
-                "Errors", "Network", "Spawn", "Streaming",
+                "Errors", "PodNetwork", "Spawn", "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -204,7 +206,7 @@ let package = Package(
             name: "cocoond",
             dependencies: [
                 "CRI", "CocoonServices", "Config", "Containers", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
-                "Network", "Streaming", "Persistence",
+                "PodNetwork", "Streaming", "Persistence",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -229,7 +231,8 @@ let package = Package(
             name: "UnitTests",
             dependencies: [
                 "Config", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient",
-                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "Network", "Netlink", "Persistence",
+                "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "PodNetwork", "Netlink",
+                "Persistence",
                 "Spawn", "Streaming",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

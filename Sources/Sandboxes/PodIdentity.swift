@@ -1,5 +1,5 @@
 import Foundation
-import Network
+import PodNetwork
 
 /// The identity files of a pod (what containerd writes per sandbox): /etc/resolv.conf from the pod's
 /// DNS settings, /etc/hosts with its name and IPs, /etc/hostname. Pure functions, unit-tested.

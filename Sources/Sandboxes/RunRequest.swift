@@ -1,4 +1,4 @@
-import Network
+import PodNetwork
 
 /// A validated request to start a pod sandbox, already translated from CRI.
 public struct RunRequest: Sendable {

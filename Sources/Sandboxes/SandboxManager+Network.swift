@@ -1,8 +1,8 @@
 import AgentClient
 import Errors
 import Foundation
-import Network
 import Persistence
+import PodNetwork
 
 /// A pod's network across its life: set up before its VM boots, given to the guest before the pod
 /// is READY, torn down (CNI DEL) at stop, its namespace removed with the pod.

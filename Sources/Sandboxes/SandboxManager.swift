@@ -5,8 +5,8 @@ import Errors
 import Foundation
 import Hypervisor
 import Logging
-import Network
 import Persistence
+import PodNetwork
 import Spawn
 
 /// Owns the pod sandboxes: their records (state changes only through `SandboxRecord.transition`),

@@ -1,6 +1,6 @@
 import AgentClient
 import Hypervisor
-import Network
+import PodNetwork
 
 /// Everything Cocoon knows about one pod sandbox, persisted as JSON so it survives daemon restarts.
 /// CRI-agnostic: the CRI layer translates to and from `runtime.v1` messages.

@@ -10,8 +10,8 @@ import GRPCNIOTransportHTTP2
 import Hypervisor
 import Images
 import Logging
-import Network
 import Persistence
+import PodNetwork
 import Sandboxes
 import Streaming
 

@@ -3,7 +3,7 @@ import CRIAPI
 import Errors
 import Foundation
 import Netlink
-import Network
+import PodNetwork
 import Sandboxes
 import Testing
 

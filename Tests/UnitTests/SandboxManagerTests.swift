@@ -4,7 +4,7 @@ import Containers
 import Errors
 import Foundation
 import Hypervisor
-import Network
+import PodNetwork
 import Sandboxes
 import Synchronization
 import Testing

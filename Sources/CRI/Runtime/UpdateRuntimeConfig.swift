@@ -1,7 +1,7 @@
 import CRIAPI
 import Errors
 import GRPCCore
-import Network
+import PodNetwork
 
 extension RuntimeService {
     /// Stores the node's pod CIDR the kubelet sends (containerd keeps it for its CNI config template;

@@ -1,6 +1,6 @@
 import CRIAPI
 import Errors
-import Network
+import PodNetwork
 import Sandboxes
 
 /// The network fields of a `PodSandboxConfig`, checked: hostname, `port_mappings` (for the portmap

@@ -3,7 +3,7 @@ import Containers
 import Errors
 import Foundation
 import Hypervisor
-import Network
+import PodNetwork
 import Sandboxes
 
 /// Converts sandbox records to CRI messages and CRI filters to sandbox filters.

@@ -1,5 +1,5 @@
 import Foundation
-import Network
+import PodNetwork
 import Synchronization
 
 /// Pod networking without namespaces or plugins, for the sandbox manager's unit tests: records each
