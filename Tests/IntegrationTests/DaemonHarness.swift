@@ -151,6 +151,16 @@ final class DaemonHarness: @unchecked Sendable {
     /// Stops the daemon and kills the VMs of any pod a failed test left behind (pod VMs outlive the
     /// daemon by design), then deletes the test's directory.
     func cleanup() async {
+        // Pods a failed test left: removed through the daemon while it runs, so that CNI DEL frees
+        // what the plugins hold outside this test's directory (portmap's iptables rules).
+        if pid != nil {
+            // try?: a daemon that cannot answer leaves the killing below to do the rest
+            try? await withRuntime { rt in
+                for pod in try await rt.listPodSandbox(.init()).items {
+                    _ = try? await rt.removePodSandbox(.with { $0.podSandboxID = pod.id })
+                }
+            }
+        }
         await stop()
         let names = Set(
             ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []).map {
