@@ -90,7 +90,8 @@ struct HostileGuestTests {
     @Test func aHostProcessWithoutTheTokenCannotDriveTheAgent() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
-            let pod = podConfig("intruded-\(UInt32.random(in: 0...UInt32.max))")
+            var pod = podConfig("intruded-\(UInt32.random(in: 0...UInt32.max))")
+            pod.config.logDirectory = daemon.root + "/logs"  // removed with the test daemon
             let (podID, container, socket) = try await daemon.withRuntime { rt in
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
                 let container = try await runContainer(

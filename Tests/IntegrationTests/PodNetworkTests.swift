@@ -37,10 +37,20 @@ struct PodNetworkTests {
     }
 
     /// A pod running the web container; its id, its IP and the container's id.
-    func webPod(_ rt: Runtime, _ name: String, edit: (inout Runtime_V1_RunPodSandboxRequest) -> Void = { _ in })
+    /// A pod config whose log directory is under the test daemon's directory (removed with it).
+    func netPod(_ daemon: DaemonHarness, _ name: String) -> Runtime_V1_RunPodSandboxRequest {
+        var pod = podConfig(name)
+        pod.config.logDirectory = daemon.root + "/logs/" + name
+        return pod
+    }
+
+    func webPod(
+        _ daemon: DaemonHarness, _ rt: Runtime, _ name: String,
+        edit: (inout Runtime_V1_RunPodSandboxRequest) -> Void = { _ in }
+    )
         async throws -> (pod: String, ip: String, container: String, config: Runtime_V1_RunPodSandboxRequest)
     {
-        var pod = podConfig(name)
+        var pod = netPod(daemon, name)
         pod.config.hostname = name
         edit(&pod)
         let podID = try await rt.runPodSandbox(pod).podSandboxID
@@ -103,7 +113,7 @@ struct PodNetworkTests {
                 let status = try await rt.status(.init())
                 #expect(status.status.conditions.first { $0.type == "NetworkReady" }?.status == true)
                 let hostPort = Int32(freePort())
-                let a = try await webPod(rt, "net-a") { pod in
+                let a = try await webPod(daemon, rt, "net-a") { pod in
                     pod.config.portMappings = [
                         .with {
                             $0.containerPort = 80
@@ -117,7 +127,7 @@ struct PodNetworkTests {
                         $0.options = ["ndots:5"]
                     }
                 }
-                let b = try await webPod(rt, "net-b")
+                let b = try await webPod(daemon, rt, "net-b")
                 #expect(a.ip.hasPrefix("10.213.\(daemon.network.subnetIndex).") && b.ip != a.ip && !b.ip.isEmpty)
 
                 // host -> pod, by IP and through the host port (portmap's DNAT on the node).
@@ -202,7 +212,7 @@ struct PodNetworkTests {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
-                var pod = podConfig("spoof")
+                var pod = netPod(daemon, "spoof")
                 pod.config.hostname = "spoof"
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
                 let ip = try await rt.podSandboxStatus(.with { $0.podSandboxID = podID }).status.network.ip
@@ -252,7 +262,7 @@ struct PodNetworkTests {
                 toFile: daemon.cniConfDir + "/10-cocoon-it.conflist", atomically: true, encoding: .utf8)
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
-                let pod = try await webPod(rt, "dual")
+                let pod = try await webPod(daemon, rt, "dual")
                 let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = pod.pod }).status.network
                 let v6 = try #require(status.additionalIps.first?.ip)
                 #expect(status.ip.hasPrefix("10.213.") && v6.hasPrefix("fd42:cc:"), "IPv4 first, then IPv6")
@@ -271,7 +281,7 @@ struct PodNetworkTests {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
-                let pod = try await webPod(rt, "net-lv") { $0.runtimeHandler = "libvirt" }
+                let pod = try await webPod(daemon, rt, "net-lv") { $0.runtimeHandler = "libvirt" }
                 #expect(try await fetch("http://\(pod.ip)/") == "net-lv\n")
                 let tap = "cc" + pod.pod.prefix(12)
                 let hostLinks = try await runCommand(["/usr/sbin/ip", "-o", "link"]).out
@@ -292,7 +302,7 @@ struct PodNetworkTests {
                     try await withThrowingTaskGroup(of: String.self) { group in
                         for slot in 0..<2 {
                             group.addTask {
-                                var pod = podConfig("churn-\(round)-\(slot)")
+                                var pod = netPod(daemon, "churn-\(round)-\(slot)")
                                 pod.config.portMappings = [
                                     .with {
                                         $0.containerPort = 80
@@ -314,7 +324,7 @@ struct PodNetworkTests {
                 #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/cni/results").isEmpty)
 
                 // A pod whose VM was killed from outside: stop still runs CNI DEL and frees everything.
-                let pod = podConfig("killed")
+                let pod = netPod(daemon, "killed")
                 let id = try await rt.runPodSandbox(pod).podSandboxID
                 let status = try await rt.podSandboxStatus(
                     .with {
@@ -335,7 +345,7 @@ struct PodNetworkTests {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             let pods = try await daemon.withRuntime { rt in
-                [try await webPod(rt, "keep-a"), try await webPod(rt, "keep-b")]
+                [try await webPod(daemon, rt, "keep-a"), try await webPod(daemon, rt, "keep-b")]
             }
             await daemon.stop()
             try await daemon.start()
@@ -362,7 +372,7 @@ struct PodNetworkTests {
                 #expect(status?.status == false && status?.reason == "NetworkPluginNotReady")
                 #expect(status?.message.contains(daemon.cniConfDir) == true, "\(status?.message ?? "")")
                 let noConfig = await #expect(throws: RPCError.self) {
-                    _ = try await rt.runPodSandbox(podConfig("nocfg"))
+                    _ = try await rt.runPodSandbox(netPod(daemon, "nocfg"))
                 }
                 #expect(noConfig?.code == .failedPrecondition && noConfig?.message.contains(daemon.cniConfDir) == true)
 
@@ -374,12 +384,14 @@ struct PodNetworkTests {
                 try FileManager.default.createDirectory(atPath: leases, withIntermediateDirectories: true)
                 let taken = "10.213.\(daemon.network.subnetIndex).2"
                 try "someone-else\neth0".write(toFile: leases + "/" + taken, atomically: true, encoding: .utf8)
-                let refused = await #expect(throws: RPCError.self) { _ = try await rt.runPodSandbox(podConfig("full")) }
+                let refused = await #expect(throws: RPCError.self) {
+                    _ = try await rt.runPodSandbox(netPod(daemon, "full"))
+                }
                 #expect(
                     refused?.message.contains("CNI plugin bridge failed (ADD)") == true, "\(refused?.message ?? "")")
                 #expect(refused?.message.contains("no IP addresses available") == true, "\(refused?.message ?? "")")
 
-                var host = podConfig("hostnet")
+                var host = netPod(daemon, "hostnet")
                 host.config.linux.securityContext.namespaceOptions.network = .node
                 let hostNet = await #expect(throws: RPCError.self) { _ = try await rt.runPodSandbox(host) }
                 #expect(
