@@ -188,6 +188,10 @@ struct PodNetworkTests {
                 #expect(
                     kubelets.out == "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\nnet-b\n", "\(kubelets)")
 
+                // cocoonctl's wide listing shows both pods' IPs.
+                let wide = try await runCommand(CocoonCtl(socket: daemon.socket).argv("pods", ["-o", "wide"]))
+                #expect(wide.out.contains(a.ip) && wide.out.contains(b.ip) && wide.out.contains("IP"), "\(wide.out)")
+
                 // crictl, an independent client, sees the same IP.
                 if let crictl = Crictl.path {
                     let inspect = try await runCommand(
@@ -410,6 +414,12 @@ struct PodNetworkTests {
                 let ready = try await rt.status(.init()).status.conditions.first { $0.type == "NetworkReady" }
                 #expect(ready?.status == true, "the config is read again when it comes back")
                 try await rt.updateRuntimeConfig(.with { $0.runtimeConfig.networkConfig.podCidr = "10.213.0.0/16" })
+                let info = try await rt.status(.with { $0.verbose = true }).info["network"] ?? ""
+                #expect(info.contains("\"pod_cidr\":\"10.213.0.0\\/16\"") || info.contains("10.213.0.0/16"), "\(info)")
+                let bad = await #expect(throws: RPCError.self) {
+                    try await rt.updateRuntimeConfig(.with { $0.runtimeConfig.networkConfig.podCidr = "not-a-cidr" })
+                }
+                #expect(bad?.code == .invalidArgument)
             }
         }
     }
