@@ -95,7 +95,8 @@ let package = Package(
         .target(
             name: "PodNetwork",
             dependencies: [
-                "CNetns", "Netlink", "Persistence", "Spawn", .product(name: "Logging", package: "swift-log"),
+                "CNetns", "ContainerCore", "Netlink", "Persistence", "Spawn",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

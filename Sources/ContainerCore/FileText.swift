@@ -26,7 +26,7 @@ public enum FileText {
     }
 
     /// The file's text, or nil when it cannot be opened (`flags` adds e.g. O_NOFOLLOW).
-    static func read(_ path: String, flags: Int32 = 0, limit: Int = 4 << 20) -> String? {
+    public static func read(_ path: String, flags: Int32 = 0, limit: Int = 4 << 20) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | flags)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

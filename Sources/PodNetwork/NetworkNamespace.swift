@@ -1,4 +1,5 @@
 import CNetns
+import ContainerCore
 import Foundation
 
 /// A pod's named network namespace, `/var/run/netns/<name>`, as `ip netns add` makes it: a file
@@ -60,24 +61,10 @@ public enum NetworkNamespace {
         guard let real = realpath(path, nil) else { return false }
         defer { free(real) }
         let target = String(cString: real)
-        return wholeFile("/proc/self/mountinfo").split(separator: "\n").contains { line in
+        // FileText reads to the end (Foundation stops /proc reads after one page).
+        return (FileText.read("/proc/self/mountinfo", limit: 16 << 20) ?? "").split(separator: "\n").contains { line in
             let fields = line.split(separator: " ")
             return fields.count > 4 && fields[4] == target
         }
-    }
-
-    /// A /proc file to its end (Foundation stops /proc reads after one page).
-    static func wholeFile(_ path: String) -> String {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while bytes.count < 16 << 20 {
-            let n = read(fd, &chunk, chunk.count)
-            if n <= 0 { break }
-            bytes.append(contentsOf: chunk[0..<n])
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

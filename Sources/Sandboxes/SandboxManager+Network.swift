@@ -83,11 +83,16 @@ extension SandboxManager {
             ?? PodNetworkState(
                 namespace: CNIPodNetwork.namespaceName(podID: record.id), network: "", ifName: CNIPodNetwork.ifName,
                 mac: "", mtu: 0, addresses: [], routes: [])
+        await releaseNetwork(podID: record.id, state, what: "a sandbox left booting")
+    }
+
+    /// CNI DEL and the namespace's removal where no caller can be failed (a rollback, recovery):
+    /// a DEL that fails is logged, and the namespace goes anyway.
+    func releaseNetwork(podID: String, _ state: PodNetworkState, what: String) async {
         do throws(CNIError) {
-            try await network.tearDown(podID: record.id, state)
+            try await network.tearDown(podID: podID, state)
         } catch {
-            logger.warning(
-                "CNI DEL of a sandbox left booting failed", metadata: ["id": "\(record.id)", "error": "\(error)"])
+            logger.error("CNI DEL of \(what) failed", metadata: ["id": "\(podID)", "error": "\(error)"])
         }
         await network.removeNamespace(state)
     }

@@ -201,15 +201,7 @@ public actor SandboxManager {
             // Roll back completely: no VM, no files, no name left behind.
             if let vm = records[id]?.vm { await hypervisor.stop(vm, timeout: .zero) }
             if let agent = agents.removeValue(forKey: id) { await agent.close() }
-            if let state = records[id]?.network {
-                do throws(CNIError) {
-                    try await network.tearDown(podID: id, state)
-                } catch let cleanup {
-                    logger.error(
-                        "CNI DEL of a failed sandbox failed", metadata: ["id": "\(id)", "error": "\(cleanup)"])
-                }
-                await network.removeNamespace(state)
-            }
+            if let state = records[id]?.network { await releaseNetwork(podID: id, state, what: "a failed sandbox") }
             do {
                 try store.delete(id)
             } catch let cleanup {
