@@ -89,6 +89,12 @@ let package = Package(
         .target(name: "Netlink", dependencies: ["CNetlinkOps"], swiftSettings: strict),
         // Entering network namespaces on threads of their own (C: setns, unshare, tun).
         .target(name: "CNetns"),
+        // The new mount API (open_tree, mount_setattr, move_mount) for volumes.
+        .target(name: "CMounts"),
+        // Pods' shared directories on the host: volumes bound safely for virtio-fs.
+        .target(
+            name: "Volumes", dependencies: ["AgentClient", "CMounts", "ContainerCore", "Errors"],
+            swiftSettings: strict),
         // Pod networking: CNI plugins into a namespace per pod, a tap wired to the pod's interface.
         // (Not named "Network": swift-nio-transport-services imports Apple's Network framework
         // wherever a module of that name can be imported.)
@@ -152,7 +158,7 @@ let package = Package(
         .target(
             name: "Containers",
             dependencies: [
-                "AgentClient", "ContainerCore", "CSpawn", "Errors", "Persistence", "Spawn",
+                "AgentClient", "ContainerCore", "CSpawn", "Errors", "Persistence", "Spawn", "Volumes",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -161,8 +167,9 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors", "PodNetwork",
-                "Persistence",
+                "BootContract", "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors",
+                "PodNetwork",
+                "Persistence", "Volumes",
                 "Spawn", .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -172,7 +179,7 @@ let package = Package(
             name: "CRI",
             dependencies: [
                 "CRIAPI", "Containers", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "ContainerCore",
-                "Errors", "PodNetwork", "Spawn", "Streaming",
+                "Errors", "PodNetwork", "Spawn", "Streaming", "Volumes",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -233,7 +240,7 @@ let package = Package(
             dependencies: [
                 "Config", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient",
                 "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "PodNetwork", "Netlink",
-                "Persistence",
+                "Persistence", "Volumes",
                 "Spawn", "Streaming",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -246,7 +253,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "AgentAPI", "CRIAPI", "CLI", "CocoonAPI", "Hypervisor", "Spawn",
+                "AgentAPI", "CRIAPI", "CLI", "CocoonAPI", "ContainerCore", "Hypervisor", "Spawn",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

@@ -933,6 +933,26 @@ public nonisolated struct Cocoon_Agent_V4_FileMount: Sendable {
   public init() {}
 }
 
+/// A host volume cocoond bound into the pod's shared directory (virtio-fs): the guest finds it at
+/// `<shared mount>/<name>` and binds it at `destination` in the container.
+public nonisolated struct Cocoon_Agent_V4_SharedMount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One path component chosen by cocoond (letters, digits, '-').
+  public var name: String = String()
+
+  public var destination: String = String()
+
+  /// The whole tree is read-only (the host enforces read-only either way).
+  public var readOnly: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// One entry of a copied tree; `path` is relative to the mount's root ("" is the root itself).
 public nonisolated struct Cocoon_Agent_V4_FileEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -1053,6 +1073,12 @@ public nonisolated struct Cocoon_Agent_V4_CreateContainerRequest: @unchecked Sen
   public var allDevices: Bool {
     get {_storage._allDevices}
     set {_uniqueStorage()._allDevices = newValue}
+  }
+
+  /// Volumes in the pod's shared directory (the pod was configured with `shared_fs_tag`).
+  public var sharedMounts: [Cocoon_Agent_V4_SharedMount] {
+    get {_storage._sharedMounts}
+    set {_uniqueStorage()._sharedMounts = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1343,6 +1369,9 @@ public nonisolated struct Cocoon_Agent_V4_ConfigurePodRequest: Sendable {
   public var hosts: String = String()
 
   public var resolvConf: String = String()
+
+  /// The virtio-fs tag of the pod's shared directory, mounted before the pod is READY (empty: none).
+  public var sharedFsTag: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3220,6 +3249,46 @@ nonisolated extension Cocoon_Agent_V4_FileMount: SwiftProtobuf.Message, SwiftPro
   }
 }
 
+nonisolated extension Cocoon_Agent_V4_SharedMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SharedMount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}destination\0\u{3}read_only\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.destination) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.readOnly) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.destination.isEmpty {
+      try visitor.visitSingularStringField(value: self.destination, fieldNumber: 2)
+    }
+    if self.readOnly != false {
+      try visitor.visitSingularBoolField(value: self.readOnly, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_SharedMount, rhs: Cocoon_Agent_V4_SharedMount) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.destination != rhs.destination {return false}
+    if lhs.readOnly != rhs.readOnly {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Cocoon_Agent_V4_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}mode\0\u{1}data\0")
@@ -3312,7 +3381,7 @@ nonisolated extension Cocoon_Agent_V4_Resources: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0\u{3}shared_mounts\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3328,6 +3397,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
     var _stdin: Bool = false
     var _tty: Bool = false
     var _allDevices: Bool = false
+    var _sharedMounts: [Cocoon_Agent_V4_SharedMount] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3351,6 +3421,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       _stdin = source._stdin
       _tty = source._tty
       _allDevices = source._allDevices
+      _sharedMounts = source._sharedMounts
     }
   }
 
@@ -3382,6 +3453,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         case 11: try { try decoder.decodeSingularBoolField(value: &_storage._stdin) }()
         case 12: try { try decoder.decodeSingularBoolField(value: &_storage._tty) }()
         case 13: try { try decoder.decodeSingularBoolField(value: &_storage._allDevices) }()
+        case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._sharedMounts) }()
         default: break
         }
       }
@@ -3433,6 +3505,9 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       if _storage._allDevices != false {
         try visitor.visitSingularBoolField(value: _storage._allDevices, fieldNumber: 13)
       }
+      if !_storage._sharedMounts.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sharedMounts, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3455,6 +3530,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         if _storage._stdin != rhs_storage._stdin {return false}
         if _storage._tty != rhs_storage._tty {return false}
         if _storage._allDevices != rhs_storage._allDevices {return false}
+        if _storage._sharedMounts != rhs_storage._sharedMounts {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -3945,7 +4021,7 @@ nonisolated extension Cocoon_Agent_V4_UpdateResourcesResponse: SwiftProtobuf.Mes
 
 nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0\u{1}interface\0\u{1}hostname\0\u{1}hosts\0\u{3}resolv_conf\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0\u{1}interface\0\u{1}hostname\0\u{1}hosts\0\u{3}resolv_conf\0\u{3}shared_fs_tag\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3958,6 +4034,7 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
       case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
       case 4: try { try decoder.decodeSingularStringField(value: &self.hosts) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.resolvConf) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.sharedFsTag) }()
       default: break
       }
     }
@@ -3983,6 +4060,9 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
     if !self.resolvConf.isEmpty {
       try visitor.visitSingularStringField(value: self.resolvConf, fieldNumber: 5)
     }
+    if !self.sharedFsTag.isEmpty {
+      try visitor.visitSingularStringField(value: self.sharedFsTag, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3992,6 +4072,7 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
     if lhs.hostname != rhs.hostname {return false}
     if lhs.hosts != rhs.hosts {return false}
     if lhs.resolvConf != rhs.resolvConf {return false}
+    if lhs.sharedFsTag != rhs.sharedFsTag {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -49,6 +49,20 @@ public struct FileMount: Sendable, Equatable {
     }
 }
 
+/// A volume the host bound into the pod's shared directory: the guest binds `<share>/<name>` at
+/// `destination` in the container.
+public struct SharedMount: Sendable, Codable, Equatable {
+    public var name: String
+    public var destination: String
+    /// The whole tree is read-only (the host enforces what is read-only either way).
+    public var readOnly: Bool
+    public init(name: String, destination: String, readOnly: Bool) {
+        self.name = name
+        self.destination = destination
+        self.readOnly = readOnly
+    }
+}
+
 /// Everything the agent needs to prepare a container.
 public struct ContainerCreateSpec: Sendable, Equatable {
     public var id: String
@@ -61,6 +75,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     /// Paths to mask and to make read-only, replacing the runtime's defaults; nil keeps them.
     public var paths: PathOverrides?
     public var mounts: [FileMount]
+    /// Volumes in the pod's shared directory (a pod with a shared filesystem).
+    public var sharedMounts: [SharedMount] = []
     public var resources: ResourceLimits
     /// The process reads a stdin the host writes (attach); else /dev/null.
     public var stdin = false
@@ -178,6 +194,8 @@ public struct PodConfiguration: Sendable, Equatable {
     public var hostname: String
     public var hosts: String
     public var resolvConf: String
+    /// The virtio-fs tag of the pod's shared directory ("": the pod has none).
+    public var sharedFSTag = ""
 
     public init(
         sysctls: [String: String] = [:], interface: Interface? = nil, hostname: String = "", hosts: String = "",

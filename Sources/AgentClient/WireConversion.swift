@@ -71,6 +71,13 @@ extension Cocoon_Agent_V4_CreateContainerRequest {
                 }
             }
         }
+        sharedMounts = spec.sharedMounts.map { m in
+            .with {
+                $0.name = m.name
+                $0.destination = m.destination
+                $0.readOnly = m.readOnly
+            }
+        }
         resources = .init(spec.resources)
     }
 }
@@ -145,5 +152,6 @@ extension Cocoon_Agent_V4_ConfigurePodRequest {
         hostname = c.hostname
         hosts = c.hosts
         resolvConf = c.resolvConf
+        sharedFsTag = c.sharedFSTag
     }
 }

@@ -28,6 +28,9 @@ public enum BootContract {
     public static let agentTokenFwCfgName = "opt/io.cocoon/agent-token"
     /// The token's length in bytes (random, one per VM).
     public static let agentTokenBytes = 32
+    /// The virtio-fs tag of a pod's shared directory (its volumes), and where the guest mounts it.
+    public static let sharedFSTag = "cocoon"
+    public static let sharedFSGuestPath = "/run/cocoon/shared"
 
     /// The line /init prints for the KVM probe before it powers off.
     public static let probeMarker = "COCOON-PROBE-OK"

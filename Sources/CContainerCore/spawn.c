@@ -101,6 +101,29 @@ static void setup_dev(const struct ccore_spawn *s) {
     }
 }
 
+/// A mount target that a filesystem mounted earlier hid (one below /dev, on its fresh tmpfs): made
+/// again, its missing parents as directories, itself as a file or a directory.
+static void ensure_target(const char *target, int is_file) {
+    struct stat st;
+    if (lstat(target, &st) == 0) return;
+    char path[4096];
+    size_t n = slen(target);
+    if (n >= sizeof path) return;
+    memcpy(path, target, n + 1);
+    for (size_t i = 1; i < n; i++) {
+        if (path[i] != '/') continue;
+        path[i] = 0;
+        mkdir(path, 0755);
+        path[i] = '/';
+    }
+    if (is_file) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd >= 0) close(fd);
+    } else {
+        mkdir(path, 0755);
+    }
+}
+
 static void setup_filesystem(const struct ccore_spawn *s) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(s, "make / private", NULL);
     if (mount(s->rootfs, s->rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) fail(s, "bind rootfs", s->rootfs);
@@ -118,10 +141,12 @@ static void setup_filesystem(const struct ccore_spawn *s) {
     if (s->setup_dev) setup_dev(s);
     for (int i = 0; i < s->n_mounts; i++) {
         const struct ccore_mount *m = &s->mounts[i];
+        ensure_target(m->target, m->target_is_file);
         if (m->bind) {
             if (mount(m->source, m->target, NULL, MS_BIND | MS_REC, NULL) < 0) fail(s, "bind mount", m->target);
-            if (m->readonly && mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | m->flags, NULL) < 0)
-                fail(s, "remount read-only", m->target);
+            if ((m->readonly || m->flags) &&
+                mount(NULL, m->target, NULL, MS_BIND | MS_REMOUNT | (m->readonly ? MS_RDONLY : 0) | m->flags, NULL) < 0)
+                fail(s, "remount with its flags", m->target);
         } else if (mount(m->source, m->target, m->fstype, m->flags | (m->readonly ? MS_RDONLY : 0), m->data) < 0) {
             fail(s, "mount", m->target);
         }

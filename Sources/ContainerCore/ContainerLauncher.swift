@@ -85,6 +85,7 @@ public enum ContainerLauncher {
                 m.data = mount.data.map { arena.string($0) }
                 m.bind = mount.type == nil ? 1 : 0
                 m.readonly = mount.readOnly ? 1 : 0
+                m.flags = mount.flags
                 m.target_is_file = isFile ? 1 : 0
                 cMounts[i] = m
             }

@@ -85,13 +85,19 @@ public struct Mount: Sendable, Equatable {
     public var type: String?
     public var data: String?
     public var readOnly: Bool
+    /// Extra mount flags (e.g. MS_NODEV for a volume of an unprivileged container).
+    public var flags: UInt
 
-    public init(source: String, destination: String, type: String? = nil, data: String? = nil, readOnly: Bool = false) {
+    public init(
+        source: String, destination: String, type: String? = nil, data: String? = nil, readOnly: Bool = false,
+        flags: UInt = 0
+    ) {
         self.source = source
         self.destination = destination
         self.type = type
         self.data = data
         self.readOnly = readOnly
+        self.flags = flags
     }
 }
 

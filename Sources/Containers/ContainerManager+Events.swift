@@ -24,9 +24,11 @@ extension ContainerManager {
             guard records[containerID]?.sandboxID == tagged.podID else { return dropped(tagged, containerID) }
             if execID.isEmpty {
                 let reason = oomKilled ? "OOMKilled" : (exitCode == 0 ? "Completed" : "Error")
+                let message = records[containerID].flatMap(TerminationMessage.read)
                 do {
                     try change(
-                        containerID, .exited(code: exitCode, reason: reason, message: nil, atNs: HostProcess.nowNs()))
+                        containerID,
+                        .exited(code: exitCode, reason: reason, message: message, atNs: HostProcess.nowNs()))
                 } catch {
                     // No caller to fail: the record in memory is right, the file is stale until the next save.
                     logger.error(

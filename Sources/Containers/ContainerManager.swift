@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Persistence
 import Spawn
+import Volumes
 
 /// Owns the containers of every pod: their persisted records (state changes only through
 /// `ContainerRecord.transition`), their processes in the pod VMs (through `PodAgents`), their CRI
@@ -143,21 +144,33 @@ public actor ContainerManager {
                     + "sandbox \(sandboxID)"
             )
         }
-        let fileMounts = try await ContainerMounts.copyOffActor(
-            r.mounts, forbiddenRoots: [stateRoot], limit: Self.maxCopiedMountBytes)
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
+        // Volumes go through the pod's shared directory; a pod without one gets copies.
+        let shared = try await pods.shareVolumes(sandboxID, container: id, r.mounts.map(\.volume))
+        var fileMounts: [FileMount] = []
+        if shared == nil {
+            fileMounts = try await ContainerMounts.copyOffActor(
+                r.mounts, forbiddenRoots: [stateRoot], limit: Self.maxCopiedMountBytes)
+        }
         let serial = "img-" + String(r.imageID.split(separator: ":").last?.prefix(16) ?? "")
-        try await pods.attachDisk(sandboxID, path: r.rootfsImage, serial: serial)
+        do {
+            try await pods.attachDisk(sandboxID, path: r.rootfsImage, serial: serial)
+        } catch {
+            await pods.unshareVolumes(sandboxID, container: id)
+            throw error
+        }
         var spec = ContainerCreateSpec(
             id: id, imageDiskSerial: serial, process: r.process, hostname: r.hostname, readOnlyRootfs: r.readOnlyRootfs,
             paths: r.paths,
             mounts: fileMounts, resources: r.resources)
+        spec.sharedMounts = shared ?? []
         spec.stdin = r.stdio.stdin
         spec.tty = r.stdio.tty
         spec.allDevices = r.allDevices
         do {
             try await agent.createContainer(spec, timeout: agentCall)
         } catch {
+            await pods.unshareVolumes(sandboxID, container: id)
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
             throw CocoonError.from(error, "create container \(r.name)")
         }
@@ -173,6 +186,7 @@ public actor ContainerManager {
             // Nothing persisted, nothing kept: the guest forgets the container too.
             // best effort; the save error is the one to report
             _ = try? await agent.removeContainer(id, timeout: agentCall)
+            await pods.unshareVolumes(sandboxID, container: id)
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
             throw error
         }
@@ -263,6 +277,7 @@ public actor ContainerManager {
                 throw CocoonError.from(error, "remove container \(id)")
             }
         }
+        await pods.unshareVolumes(record.sandboxID, container: id)
         try store.delete(id)
         records[id] = nil
         logs[id]?.finish()

@@ -1,5 +1,6 @@
 import AgentClient
 import ContainerCore
+import Volumes
 
 /// Everything Cocoon knows about one container, persisted as JSON. CRI-agnostic: the CRI layer
 /// translates to and from `runtime.v1` messages.
@@ -26,10 +27,25 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
         public var hostPath: String
         public var containerPath: String
         public var readOnly: Bool
-        public init(hostPath: String, containerPath: String, readOnly: Bool) {
+        /// nil in records older than shared volumes: false, private.
+        public var recursiveReadOnly: Bool?
+        public var propagation: VolumeRequest.Propagation?
+        public init(
+            hostPath: String, containerPath: String, readOnly: Bool, recursiveReadOnly: Bool = false,
+            propagation: VolumeRequest.Propagation = .private
+        ) {
             self.hostPath = hostPath
             self.containerPath = containerPath
             self.readOnly = readOnly
+            self.recursiveReadOnly = recursiveReadOnly
+            self.propagation = propagation
+        }
+
+        /// The mount as the pod's shared directory serves it.
+        public var volume: VolumeRequest {
+            VolumeRequest(
+                hostPath: hostPath, containerPath: containerPath, readOnly: readOnly,
+                recursiveReadOnly: recursiveReadOnly ?? false, propagation: propagation ?? .private)
         }
     }
 

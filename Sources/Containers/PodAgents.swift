@@ -1,5 +1,6 @@
 import AgentClient
 import Errors
+import Volumes
 
 /// What the container manager needs of the pods, and nothing more: each READY pod's agent, whether a
 /// pod is still READY, its image disks, and its agents' events. `SandboxManager` provides it in the
@@ -13,6 +14,12 @@ public protocol PodAgents: Sendable {
     func attachDisk(_ podID: String, path: String, serial: String) async throws(CocoonError)
     /// Unmounts (in the guest) and unplugs an image disk no container uses any more.
     func detachDisk(_ podID: String, serial: String) async throws(CocoonError)
+    /// Binds a container's volumes into its READY pod's shared directory and says how the guest
+    /// mounts them; nil when the pod's VM has no shared directory (its volumes are copied in).
+    func shareVolumes(_ podID: String, container: String, _ volumes: [VolumeRequest]) async throws(CocoonError)
+        -> [SharedMount]?
+    /// Unbinds a container's volumes (none bound: nothing happens).
+    func unshareVolumes(_ podID: String, container: String) async
     /// Every agent's events tagged with the pod they came from, in arrival order, until the pods'
     /// owner ends the stream (daemon shutdown). One reader: the container manager.
     var agentEvents: AsyncStream<PodAgentEvent> { get }

@@ -9,6 +9,8 @@ public protocol Hypervisor: Sendable {
     /// True when the driver attaches a pod's tap by its name in the host's namespace (`VMNic.tapName`)
     /// rather than taking the open descriptor `VMNic.tapFD`.
     var opensTapByName: Bool { get }
+    /// True when the driver can share a host directory with the guest (`VMSpec.sharedDir`).
+    var sharesDirectories: Bool { get }
     /// Starts a VM and returns once the hypervisor runs it (not once the guest is up).
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
@@ -53,6 +55,9 @@ public struct VMSpec: Sendable, Equatable {
     public var user: VMUser?
     /// The pod's network interface: a tap the daemon opened in the pod's network namespace.
     public var nic: VMNic?
+    /// The host directory shared with the guest through virtio-fs (tag `BootContract.sharedFSTag`);
+    /// nil: none. The guest's RAM is then a shared mapping (vhost-user needs one).
+    public var sharedDir: String?
 
     public init(
         id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,
@@ -169,6 +174,9 @@ public struct VMHandle: Sendable, Codable, Equatable {
     public var seccomp: String?
     /// The VM's cgroup, relative to each hierarchy's root (e.g. `/cocoon/cocoon-0123abcd`).
     public var cgroup: String?
+    /// The directory shared with the guest, and the pid of the virtiofsd serving it (qemu backend).
+    public var sharedDir: String?
+    public var fsDaemonPid: Int32?
 
     public init(
         backend: Backend, name: String, pid: Int32, accel: Accel, agent: AgentEndpoint, controlSocket: String?,

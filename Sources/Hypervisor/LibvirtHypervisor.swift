@@ -12,6 +12,7 @@ public struct LibvirtHypervisor: Hypervisor {
     public let backend = Backend.libvirt
     /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
     /// namespace); cocoond then moves it into the pod's namespace.
+    public let sharesDirectories = false
     public let opensTapByName = true
     public let uri: String
     private let logger: Logger

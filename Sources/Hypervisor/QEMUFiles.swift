@@ -1,4 +1,5 @@
 import BootContract
+import CSpawn
 import Foundation
 import Spawn
 
@@ -22,6 +23,10 @@ struct QEMUFiles {
         /// The pod's tap and, where the host has /dev/vhost-net, a vhost-net descriptor for it.
         var tapFD: Int?
         var vhostFD: Int?
+        /// Guest RAM (a memfd of its final size) and QEMU's end of virtiofsd's socket, for a VM with
+        /// a shared directory.
+        var ramFD: Int?
+        var fsSocketFD: Int?
     }
 
     /// Descriptors the VM keeps (as 3, 4, ...), in the order of `paths`.
@@ -30,8 +35,8 @@ struct QEMUFiles {
     let output: Int32
     let paths: Paths
 
-    static func open(spec: VMSpec, layout: QEMULayout, user: VMUser, agentSerial: Bool) throws(HypervisorError)
-        -> QEMUFiles
+    static func open(spec: VMSpec, layout: QEMULayout, user: VMUser, agentSerial: Bool, fsSocket: Int32? = nil)
+        throws(HypervisorError) -> QEMUFiles
     {
         var fds: [Int32] = []
         func fail(_ what: String, _ path: String) -> HypervisorError {
@@ -90,13 +95,25 @@ struct QEMUFiles {
             let vhostFD = Glibc.open("/dev/vhost-net", O_RDWR | O_CLOEXEC)
             if vhostFD >= 0 { vhost = keep(vhostFD) }
         }
+        var ram: Int?
+        var fsSocketFD: Int?
+        if let fsSocket {
+            // Guest RAM that virtiofsd can map too (vhost-user), made here at its final size and sealed:
+            // QEMU would otherwise create and grow it itself, past its own file size limit.
+            let memfd = cocoon_guest_ram(spec.vmName, UInt64(spec.memoryMiB) << 20)
+            guard memfd >= 0 else { throw fail("guest RAM", "memfd") }
+            ram = keep(memfd)
+            let copy = fcntl(fsSocket, F_DUPFD_CLOEXEC, 3)
+            guard copy >= 0 else { throw fail("virtiofsd socket", layout.fsSocket) }
+            fsSocketFD = keep(copy)
+        }
         let output = Glibc.open(layout.outputLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard output >= 0 else { throw fail("output log", layout.outputLog) }
         return QEMUFiles(
             kept: fds, output: output,
             paths: Paths(
                 kernel: kernel, initrd: initrd, agentImage: agentImage, console: console, token: token, qmpFD: qmp,
-                agentFD: agent, tapFD: tap, vhostFD: vhost))
+                agentFD: agent, tapFD: tap, vhostFD: vhost, ramFD: ram, fsSocketFD: fsSocketFD))
     }
 
     func close() {

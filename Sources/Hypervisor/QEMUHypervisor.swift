@@ -8,6 +8,7 @@ import Spawn
 /// restart. The agent channel is vsock when the host has vhost-vsock, else a virtio-serial port.
 public struct QEMUHypervisor: Hypervisor {
     public let backend = Backend.qemu
+    public let sharesDirectories = true
     public let opensTapByName = false
     public let qemuBinary: String
     private let logger: Logger
@@ -44,13 +45,33 @@ public struct QEMUHypervisor: Hypervisor {
             : .serial(path: layout.agentSocket)
         let agentSerial: Bool
         if case .serial = endpoint { agentSerial = true } else { agentSerial = false }
-        let files = try QEMUFiles.open(spec: spec, layout: layout, user: user, agentSerial: agentSerial)
         let cgroupPath = VMCgroup.path(forVM: spec.vmName)
-        let procs: [String]
-        do {
-            procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
+        let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
+        var fsDaemon: Virtiofsd.Started?
+        /// Undoes what a failed boot started.
+        func abandon() {
+            if let fsDaemon {
+                Glibc.kill(fsDaemon.pid, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(fsDaemon.pid, &status, 0)
+            }
+            VMCgroup.remove(cgroupPath)
+        }
+        let files: QEMUFiles
+        do throws(HypervisorError) {
+            if let shared = spec.sharedDir {
+                let log = Glibc.open(
+                    layout.fsDaemonLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                guard log >= 0 else { throw HypervisorError.bootFailed("cannot open \(layout.fsDaemonLog)") }
+                defer { Glibc.close(log) }
+                fsDaemon = try Virtiofsd.start(
+                    sharedDir: shared, socketPath: layout.fsSocket, cgroupProcs: procs, output: log)
+            }
+            defer { if let fsDaemon { Glibc.close(fsDaemon.qemuFD) } }
+            files = try QEMUFiles.open(
+                spec: spec, layout: layout, user: user, agentSerial: agentSerial, fsSocket: fsDaemon?.qemuFD)
         } catch {
-            files.close()
+            abandon()
             throw error
         }
         let argv =
@@ -66,7 +87,7 @@ public struct QEMUHypervisor: Hypervisor {
             pid = try VMProcess.start(argv, launch)
         } catch {
             files.close()
-            VMCgroup.remove(cgroupPath)
+            abandon()
             throw .bootFailed("cannot start \(qemuBinary): \(error)")
         }
         files.close()  // QEMU has its copies; with ours closed, a QEMU that died refuses connections
@@ -83,7 +104,7 @@ public struct QEMUHypervisor: Hypervisor {
                     Glibc.kill(pid, SIGKILL)
                     _ = waitpid(pid, &status, 0)
                 }
-                VMCgroup.remove(cgroupPath)
+                abandon()
                 let output = (FileManager.default.contents(atPath: layout.outputLog) ?? Data()).suffix(1000)
                 let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
                 throw .bootFailed(
@@ -100,6 +121,8 @@ public struct QEMUHypervisor: Hypervisor {
         handle.uid = user.uid
         handle.seccomp = QEMUArguments.sandbox
         handle.cgroup = cgroupPath
+        handle.sharedDir = spec.sharedDir
+        handle.fsDaemonPid = fsDaemon?.pid
         return handle
     }
 
@@ -117,6 +140,7 @@ public struct QEMUHypervisor: Hypervisor {
                 await kill(vm)
             }
         }
+        await endFSDaemon(vm)
         if let cgroup = vm.cgroup { VMCgroup.remove(cgroup) }
         // try?: sockets of an ended VM; a leftover is harmless and reused by nobody
         try? FileManager.default.removeItem(atPath: vm.runDir)
@@ -127,6 +151,17 @@ public struct QEMUHypervisor: Hypervisor {
             Glibc.kill(vm.pid, SIGKILL)
         }
         _ = await HostProcess.waitGone(pid: vm.pid, marker: vm.name, timeout: .seconds(5))
+        await endFSDaemon(vm)
+    }
+
+    /// virtiofsd ends by itself once QEMU's connection closes; one that does not is killed.
+    private func endFSDaemon(_ vm: VMHandle) async {
+        guard let pid = vm.fsDaemonPid, let dir = vm.sharedDir else { return }
+        let marker = Virtiofsd.marker(sharedDir: dir)
+        if !(await HostProcess.waitGone(pid: pid, marker: marker, timeout: .seconds(2))) {
+            Glibc.kill(pid, SIGKILL)
+            _ = await HostProcess.waitGone(pid: pid, marker: marker, timeout: .seconds(5))
+        }
     }
 
     public func wait(_ vm: VMHandle, timeout: Duration) async -> Bool {
@@ -217,12 +252,17 @@ struct QEMULayout {
     /// QEMU's own stdout and stderr (its error messages).
     let outputLog: String
     let consoleLog: String
+    /// virtiofsd's socket (gone once QEMU has connected) and its messages.
+    let fsSocket: String
+    let fsDaemonLog: String
 
     init(spec: VMSpec) {
         agentSocket = spec.runDir + "/agent.sock"
         qmpSocket = spec.runDir + "/qmp.sock"
         outputLog = spec.runDir + "/qemu.log"
         consoleLog = spec.stateDir + "/console.log"
+        fsSocket = spec.runDir + "/virtiofs.sock"
+        fsDaemonLog = spec.runDir + "/virtiofsd.log"
     }
 }
 
@@ -235,9 +275,10 @@ enum QEMUArguments {
     static func make(spec: VMSpec, layout: QEMULayout, accel: Accel, agent: AgentEndpoint, files: QEMUFiles.Paths)
         -> [String]
     {
+        let memoryBackend = files.ramFD != nil ? ",memory-backend=ram" : ""
         var args = [
             "-name", "\(spec.vmName),process=\(spec.vmName)",
-            "-M", "microvm,rtc=on",
+            "-M", "microvm,rtc=on\(memoryBackend)",
             "-accel", accel == .kvm ? "kvm" : "tcg,tb-size=\(QEMULimits.tcgCacheMiB)",
             "-cpu", GuestCPU.qemu(accel),
             "-smp", "\(spec.vcpus)",
@@ -255,6 +296,16 @@ enum QEMUArguments {
             "-device", "virtio-scsi-device,id=scsi0",
             "-sandbox", sandbox,
         ]
+        if let ram = files.ramFD, let socket = files.fsSocketFD {
+            // virtio-fs: guest RAM that virtiofsd maps too, and modern virtio-mmio (vhost-user has no
+            // legacy devices; the guest's drivers speak both).
+            args += [
+                "-object", "memory-backend-file,id=ram,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(ram),share=on",
+                "-global", "virtio-mmio.force-legacy=false",
+                "-chardev", "socket,id=fs,fd=\(socket)",
+                "-device", "vhost-user-fs-device,chardev=fs,tag=\(BootContract.sharedFSTag)",
+            ]
+        }
         if let token = files.token {
             args += ["-fw_cfg", "name=\(BootContract.agentTokenFwCfgName),file=\(token)"]
         }

@@ -60,11 +60,6 @@ public enum NetworkNamespace {
     private static func isMountPoint(_ path: String) -> Bool {
         guard let real = realpath(path, nil) else { return false }
         defer { free(real) }
-        let target = String(cString: real)
-        // FileText reads to the end (Foundation stops /proc reads after one page).
-        return (FileText.read("/proc/self/mountinfo", limit: 16 << 20) ?? "").split(separator: "\n").contains { line in
-            let fields = line.split(separator: " ")
-            return fields.count > 4 && fields[4] == target
-        }
+        return MountTable.isMountPoint(String(cString: real))
     }
 }

@@ -1,4 +1,5 @@
 import AgentClient
+import BootContract
 import Config
 import Containers
 import Errors
@@ -38,7 +39,7 @@ public actor SandboxManager {
     private var names: [String: String] = [:]
     var agents: [String: any GuestAgent] = [:]
     private var connecting: [String: Task<any GuestAgent, any Error>] = [:]
-    private let locks = KeyedLock()
+    let locks = KeyedLock()
     public nonisolated let agentEvents: AsyncStream<PodAgentEvent>
     private let eventInput: AsyncStream<PodAgentEvent>.Continuation
 
@@ -90,6 +91,7 @@ public actor SandboxManager {
                 for pid in HostProcess.pids(withArgument: "process=" + vmName) { kill(pid, SIGKILL) }
                 VMCgroup.remove(VMCgroup.path(forVM: vmName))
                 removeRunDir(record.id)
+                releaseShare(record.id)
                 await recoverNetwork(of: record)
                 do {
                     try store.delete(record.id)
@@ -177,12 +179,14 @@ public actor SandboxManager {
             spec.nic = VMNic(
                 tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
                 tapName: attachment.state.hostTap ?? TapWiring.tapName)
+            spec.sharedDir = try prepareShare(id, hypervisor: hypervisor)
             let (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
             try await adoptHostTap(attachment.state)
             if let agent = agents[id] {
                 do {
-                    try await agent.configurePod(
-                        podConfiguration(request, network: attachment.state), timeout: timeouts.agentCall)
+                    var configuration = podConfiguration(request, network: attachment.state)
+                    if vm.sharedDir != nil { configuration.sharedFSTag = BootContract.sharedFSTag }
+                    try await agent.configurePod(configuration, timeout: timeouts.agentCall)
                 } catch {
                     throw CocoonError.from(error, "pod configuration (sysctls, network interface)")
                 }
@@ -202,6 +206,7 @@ public actor SandboxManager {
             if let vm = records[id]?.vm { await hypervisor.stop(vm, timeout: .zero) }
             if let agent = agents.removeValue(forKey: id) { await agent.close() }
             if let state = records[id]?.network { await releaseNetwork(podID: id, state, what: "a failed sandbox") }
+            releaseShare(id)
             do {
                 try store.delete(id)
             } catch let cleanup {
@@ -222,6 +227,7 @@ public actor SandboxManager {
         defer { locks.release(id) }
         guard var record = records[id] else { return }
         try await stopVM(&record, reason: "stopped")
+        releaseShare(id)
         try await tearDownNetwork(&record)
     }
 
@@ -232,6 +238,7 @@ public actor SandboxManager {
         defer { locks.release(id) }
         guard var record = records[id] else { return }
         try await stopVM(&record, reason: "removed")
+        releaseShare(id)
         try await tearDownNetwork(&record)
         if let state = record.network { await network.removeNamespace(state) }
         try store.delete(id)

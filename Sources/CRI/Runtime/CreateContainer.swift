@@ -54,9 +54,7 @@ extension RuntimeService {
             create.readOnlyRootfs = security.readonlyRootfs
             create.paths = try ContainerArgs.paths(security)
             create.allDevices = security.privileged
-            create.mounts = config.mounts.map {
-                .init(hostPath: $0.hostPath, containerPath: $0.containerPath, readOnly: $0.readonly)
-            }
+            create.mounts = try ContainerVolumes.mounts(config.mounts)
             let r = config.linux.resources
             create.resources = ResourceLimits(
                 memoryLimitBytes: r.memoryLimitInBytes, cpuQuotaMicros: r.cpuQuota, cpuPeriodMicros: r.cpuPeriod,

@@ -45,3 +45,7 @@ long cocoon_send_with_fd(int sock, const void *buf, unsigned long len, int fd);
 /// read-only, close-on-exec, non-blocking: a symlink anywhere on the way, `..` out of dirfd, or a
 /// swapped component refuses the open. Returns the descriptor or -1 with errno.
 int cocoon_open_beneath(int dirfd, const char *path);
+
+/// A memfd of `size` bytes for a VM's RAM, sealed against growing and shrinking (holes may still be
+/// punched). The descriptor (close-on-exec), or -1 with errno set.
+int cocoon_guest_ram(const char *name, unsigned long long size);

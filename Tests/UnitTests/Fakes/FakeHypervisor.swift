@@ -15,6 +15,7 @@ final class FakeHypervisor: Hypervisor, @unchecked Sendable {
     }
     let backend = Backend.qemu
     let opensTapByName = false
+    let sharesDirectories = false
     let state = Mutex(State())
 
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {

@@ -2,6 +2,7 @@ import AgentClient
 import Containers
 import Errors
 import Synchronization
+import Volumes
 
 /// Pods without VMs, for the container manager: one fake agent per pod, readiness a test can flip,
 /// attached disks recorded, events delivered on the stream the manager drains.
@@ -58,4 +59,11 @@ final class FakePodAgents: PodAgents, @unchecked Sendable {
     func detachDisk(_ podID: String, serial: String) async throws(CocoonError) {
         _ = state.withLock { $0.disks[podID]?.remove(serial) }
     }
+
+    /// No shared directory: volumes are copied, as for a pod VM without virtio-fs.
+    func shareVolumes(_ podID: String, container: String, _ volumes: [VolumeRequest]) async throws(CocoonError)
+        -> [SharedMount]?
+    { nil }
+
+    func unshareVolumes(_ podID: String, container: String) async {}
 }

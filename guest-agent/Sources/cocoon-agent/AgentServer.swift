@@ -302,6 +302,7 @@ struct AgentServer {
                 try PodSettings.apply(sysctls: r.sysctls)
                 if r.hasInterface { try GuestNetwork.configure(r.interface) }
                 try PodIdentityFiles.write(r)
+                if !r.sharedFsTag.isEmpty { try SharedVolumes.mount(tag: r.sharedFsTag) }
                 return .configurePod(Cocoon_Agent_V4_ConfigurePodResponse())
             }
         case .updatePodResources(let r)?:

@@ -84,7 +84,11 @@ struct GuestContainers {
                 spec.mounts.append(
                     Mount(source: source, destination: fileMount.destination, readOnly: fileMount.readOnly))
             }
-            let own = Set(r.mounts.map { GuestContainers.normalized($0.destination) })
+            for shared in r.sharedMounts {
+                spec.mounts.append(try SharedVolumes.mount(for: shared, privileged: r.allDevices))
+            }
+            let own = Set(
+                (r.mounts.map(\.destination) + r.sharedMounts.map(\.destination)).map(GuestContainers.normalized))
             for file in PodIdentityFiles.mounts(excluding: own) {
                 spec.mounts.append(Mount(source: file.source, destination: file.destination, readOnly: false))
             }

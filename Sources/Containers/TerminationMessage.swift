@@ -1,0 +1,32 @@
+import Glibc
+
+/// A container's termination message: what it wrote to its `terminationMessagePath` (the kubelet's
+/// annotation), read from the host file of the volume mounted there, at most 4096 bytes as the
+/// kubelet reads it. Nil when the path is not a volume, the file is empty or is not a regular file.
+enum TerminationMessage {
+    static let pathAnnotation = "io.kubernetes.container.terminationMessagePath"
+    static let limit = 4096
+
+    static func read(_ record: ContainerRecord) -> String? {
+        guard let path = record.annotations[pathAnnotation], !path.isEmpty,
+            let mount = record.mounts.last(where: { normalized($0.containerPath) == normalized(path) })
+        else { return nil }
+        let fd = open(mount.hostPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        var bytes = [UInt8](repeating: 0, count: limit)
+        var got = 0
+        while got < limit {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, limit - got, off_t(got)) }
+            if n <= 0 { break }
+            got += n
+        }
+        return got == 0 ? nil : String(decoding: bytes[0..<got], as: UTF8.self)
+    }
+
+    private static func normalized(_ path: String) -> String {
+        "/" + path.split(separator: "/").joined(separator: "/")
+    }
+}

@@ -1,0 +1,69 @@
+import BootContract
+import Foundation
+import Spawn
+
+/// One pod's virtiofsd: QEMU 7.2's C daemon serving the pod's shared directory to the guest over
+/// vhost-user. cocoond starts it before QEMU, in the VM's cgroup (its CPU, memory and page cache
+/// count against the pod), sandboxed by its own `sandbox=namespace` (new mount, pid and network
+/// namespaces, pivot_root into the directory, its seccomp filter) and without CAP_MKNOD (a guest
+/// cannot create device nodes on a host volume). It ends when QEMU's connection does.
+///
+/// It runs as root: serving files of every owner needs CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and
+/// setfsuid, and the namespace sandbox needs CAP_SYS_ADMIN; an unprivileged virtiofsd would serve
+/// every file as one user.
+enum Virtiofsd {
+    static let binary = "/usr/lib/qemu/virtiofsd"
+
+    /// The started daemon, and the descriptor QEMU gets as its end of the vhost-user socket.
+    struct Started {
+        var pid: Int32
+        var qemuFD: Int32
+    }
+
+    /// Its command line; `source=` names the pod's directory, which is also how it is found again.
+    static func arguments(sharedDir: String) -> [String] {
+        [
+            binary, "--fd=3", "-o", "source=\(sharedDir)", "-o", "cache=auto", "-o", "sandbox=namespace",
+            "-o", "no_xattr", "-o", "no_posix_lock", "-o", "no_flock", "-o", "modcaps=-mknod:-setfcap",
+            "--rlimit-nofile=65536", "-o", "log_level=warn",
+        ]
+    }
+
+    /// The marker that identifies the pod's virtiofsd among host processes.
+    static func marker(sharedDir: String) -> String { "source=\(sharedDir)" }
+
+    /// Listens on `socketPath`, starts virtiofsd on it and connects QEMU's end (virtiofsd accepts it
+    /// once it runs).
+    static func start(sharedDir: String, socketPath: String, cgroupProcs: [String], output: Int32)
+        throws(HypervisorError) -> Started
+    {
+        guard FileManager.default.isExecutableFile(atPath: binary) else {
+            throw .unavailable("\(binary) not found (apt-get install qemu-system-common)")
+        }
+        let listening = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        unlink(socketPath)
+        guard listening >= 0, UnixSocketAddress.bind(listening, path: socketPath), listen(listening, 1) == 0 else {
+            let reason = String(cString: strerror(errno))
+            if listening >= 0 { close(listening) }
+            throw .bootFailed("virtiofsd socket \(socketPath): \(reason)")
+        }
+        defer { close(listening) }
+        let pid: Int32
+        do {
+            pid = try VMProcess.start(
+                arguments(sharedDir: sharedDir),
+                VMProcess.Launch(uid: 0, gid: 0, keep: [listening], output: output, cgroupProcs: cgroupProcs))
+        } catch {
+            throw .bootFailed("cannot start \(binary): \(error)")
+        }
+        let client = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard client >= 0, UnixSocketAddress.connect(client, path: socketPath) else {
+            let reason = String(cString: strerror(errno))
+            if client >= 0 { close(client) }
+            kill(pid, SIGKILL)
+            throw .bootFailed("cannot connect to virtiofsd at \(socketPath): \(reason)")
+        }
+        unlink(socketPath)  // connected: nobody else may connect to it
+        return Started(pid: pid, qemuFD: client)
+    }
+}

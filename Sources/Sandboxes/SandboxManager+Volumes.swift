@@ -1,0 +1,65 @@
+import AgentClient
+import Errors
+import Foundation
+import Hypervisor
+import Spawn
+import Volumes
+
+/// A pod's shared directory (its containers' volumes, served to the VM by virtio-fs): made before
+/// the VM boots, volumes bound and unbound with containers, all of it gone when the pod stops.
+extension SandboxManager {
+    /// Where pod `id`'s shared directory lives (in the run directory: root's alone, 0700).
+    func podShare(_ id: String) -> PodShare { PodShare(root: config.runDir + "/shared/" + String(id.prefix(16))) }
+
+    /// Makes the pod's shared directory when its hypervisor can share one; the directory to export.
+    func prepareShare(_ id: String, hypervisor: any Hypervisor) throws(CocoonError) -> String? {
+        guard hypervisor.sharesDirectories else { return nil }
+        let share = podShare(id)
+        try share.create()
+        return share.exportDir
+    }
+
+    /// Unbinds every volume of the pod, removes its shared directory and any virtiofsd left serving
+    /// it (a crash mid-boot). Logged when something stays.
+    func releaseShare(_ id: String) {
+        let share = podShare(id)
+        guard FileManager.default.fileExists(atPath: share.root) else { return }
+        for pid in HostProcess.pids(withArgument: "source=" + share.exportDir) { kill(pid, SIGKILL) }
+        if !share.destroy() {
+            logger.warning("pod shared directory left behind", metadata: ["id": "\(id)", "dir": "\(share.root)"])
+        }
+    }
+
+    public func shareVolumes(_ podID: String, container: String, _ volumes: [VolumeRequest]) async throws(CocoonError)
+        -> [SharedMount]?
+    {
+        await locks.acquire(podID)
+        defer { locks.release(podID) }
+        guard let record = records[podID], record.state == .ready, let vm = record.vm else {
+            throw .failedPrecondition("pod sandbox \(podID) is not ready")
+        }
+        guard vm.sharedDir != nil else { return nil }
+        let share = podShare(podID)
+        var shared: [SharedMount] = []
+        for (i, volume) in volumes.enumerated() {
+            guard volume.containerPath.hasPrefix("/") else {
+                share.unbind(prefix: String(container.prefix(16)))
+                throw .invalidArgument("mounts[\(i)].container_path \"\(volume.containerPath)\" must be absolute")
+            }
+            do {
+                shared.append(
+                    try share.bind(
+                        volume, name: PodShare.name(container: container, index: i), field: "mounts[\(i)].host_path",
+                        forbidden: [config.stateRoot, config.runDir]))
+            } catch {
+                share.unbind(prefix: String(container.prefix(16)))
+                throw error
+            }
+        }
+        return shared
+    }
+
+    public func unshareVolumes(_ podID: String, container: String) async {
+        podShare(podID).unbind(prefix: String(container.prefix(16)))
+    }
+}

@@ -1,0 +1,134 @@
+import AgentClient
+import CMounts
+import ContainerCore
+import Errors
+import Foundation
+
+/// One pod's shared directory on the host: the tree its virtiofsd exports to the VM, and the bind
+/// mounts of its containers' volumes in it (Kata's layout).
+///
+/// - `<root>/mounts` is a shared mount of its own; each volume is bound at `mounts/<name>`.
+/// - `<root>/export` is a read-only slave of it: virtiofsd serves it, so the guest sees every volume
+///   (each with its own read-only setting) but can create nothing beside them.
+///
+/// A volume is cloned from its source as a detached mount, made nosuid and nodev (a guest never
+/// reaches a host device through a volume), read-only as asked and slave or private, and only
+/// then attached, so nobody ever sees it writable. Removing a container unbinds its volumes; the
+/// pod's stop unbinds the rest and removes the tree. Nothing here ever deletes recursively: a
+/// still-mounted volume is left alone (and logged by the caller), never emptied.
+public struct PodShare: Sendable {
+    public let root: String
+    var mountsDir: String { root + "/mounts" }
+    /// What virtiofsd exports.
+    public var exportDir: String { root + "/export" }
+
+    public init(root: String) { self.root = root }
+
+    /// The name of a container's `index`th volume in the tree.
+    public static func name(container: String, index: Int) -> String { "\(container.prefix(16))-\(index)" }
+
+    /// Creates the tree (idempotent: a tree already mounted is kept).
+    public func create() throws(CocoonError) {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: (root as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .internalError("cannot create the pods' shared directories under \(root): \(error)")
+        }
+        for dir in [root, mountsDir, exportDir] {
+            if mkdir(dir, 0o700) != 0, errno != EEXIST {
+                throw .internalError("cannot create the pod's shared directory \(dir): \(Self.errorText())")
+            }
+        }
+        chmod(root, 0o700)
+        guard !MountTable.isMountPoint(exportDir) else { return }
+        let steps: [(String?, String, UInt, String)] = [
+            (mountsDir, mountsDir, UInt(MS_BIND), "bind"),
+            (nil, mountsDir, UInt(MS_PRIVATE), "make private"),
+            (nil, mountsDir, UInt(MS_SHARED), "make shared"),
+            (mountsDir, exportDir, UInt(MS_BIND), "bind"),
+            (nil, exportDir, UInt(MS_SLAVE), "make slave"),
+            (nil, exportDir, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV), "remount read-only"),
+        ]
+        for (source, target, flags, what) in steps where mount(source, target, nil, flags, nil) != 0 {
+            let reason = Self.errorText()
+            _ = destroy()
+            throw .internalError("pod shared directory: \(what) \(target): \(reason)")
+        }
+    }
+
+    /// Binds `volume` at `mounts/<name>` and says how the guest mounts it. `field` names the CRI
+    /// field in errors; `forbidden` are roots no volume may be in or contain.
+    public func bind(_ volume: VolumeRequest, name: String, field: String, forbidden: [String])
+        throws(CocoonError) -> SharedMount
+    {
+        guard cocoon_has_mount_setattr() == 1 else {
+            throw .failedPrecondition("the host kernel lacks mount_setattr (Linux 5.12): volumes cannot be shared")
+        }
+        let source = try VolumeSource(volume.hostPath, field: field, forbidden: forbidden)
+        let target = mountsDir + "/" + name
+        unbind(target)  // a leftover of a crash between bind and record
+        if source.isDirectory {
+            guard mkdir(target, 0o755) == 0 || errno == EEXIST else {
+                throw .internalError("cannot create mount point \(target): \(Self.errorText())")
+            }
+        } else {
+            let fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
+            guard fd >= 0 else { throw .internalError("cannot create mount point \(target): \(Self.errorText())") }
+            close(fd)
+        }
+        let rc = cocoon_bind_volume(
+            source.fd, target, volume.readOnly ? 1 : 0, volume.recursiveReadOnly ? 1 : 0,
+            Int32(volume.propagation == .hostToContainer ? 1 : 0))
+        guard rc == 0 else {
+            removeMountPoint(target)
+            throw .internalError("bind \(field) \(volume.hostPath) into the pod: \(String(cString: strerror(rc)))")
+        }
+        // The guest makes its bind read-only only when nothing below is writable on the host (a
+        // non-recursive read-only volume keeps writable submounts writable).
+        let whollyReadOnly =
+            volume.readOnly && (volume.recursiveReadOnly || MountTable.mountPoints(below: source.path).isEmpty)
+        return SharedMount(name: name, destination: volume.containerPath, readOnly: whollyReadOnly)
+    }
+
+    /// Unbinds every volume whose name starts with `prefix` (a container's).
+    public func unbind(prefix: String) {
+        // try?: no tree: nothing bound
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: mountsDir)) ?? []
+        where entry.hasPrefix(prefix) {
+            unbind(mountsDir + "/" + entry)
+        }
+    }
+
+    /// Unbinds everything and removes the tree. True when nothing is left.
+    @discardableResult
+    public func destroy() -> Bool {
+        for point in MountTable.mountPoints(below: root) + [exportDir, mountsDir] {
+            while MountTable.isMountPoint(point), umount2(point, Int32(MNT_DETACH)) == 0 {}
+        }
+        // try?: no tree: nothing to remove
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: mountsDir)) ?? [] {
+            removeMountPoint(mountsDir + "/" + entry)
+        }
+        for dir in [mountsDir, exportDir, root] { rmdir(dir) }
+        return !FileManager.default.fileExists(atPath: root)
+    }
+
+    /// Detaches whatever is mounted on `target` and removes the mount point.
+    private func unbind(_ target: String) {
+        var rounds = 0
+        while MountTable.isMountPoint(target), rounds < 16, umount2(target, Int32(MNT_DETACH)) == 0 { rounds += 1 }
+        removeMountPoint(target)
+    }
+
+    /// Removes an empty directory or a file that is no longer a mount point: never anything below.
+    private func removeMountPoint(_ path: String) {
+        guard !MountTable.isMountPoint(path) else { return }
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return }
+        if st.st_mode & S_IFMT == S_IFDIR { rmdir(path) } else { unlink(path) }
+    }
+
+    private static func errorText() -> String { String(cString: strerror(errno)) }
+}

@@ -1,0 +1,290 @@
+import CRIAPI
+import ContainerCore
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Testing
+
+/// Volumes shared live between the host and a pod VM through the pod's shared directory (virtio-fs,
+/// one virtiofsd per pod): real VMs, real bind mounts on the host, busybox containers.
+@Suite(
+    .serialized,
+    .enabled(
+        if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)")
+)
+struct SharedVolumeTests {
+    typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
+    static let busybox = "127.0.0.1:5000/busybox:latest"
+
+    static func volume(_ host: String, _ path: String, readOnly: Bool = false) -> Runtime_V1_Mount {
+        .with {
+            $0.hostPath = host
+            $0.containerPath = path
+            $0.readonly = readOnly
+        }
+    }
+
+    /// Runs `script` in the container until its output contains `expected` or `within` passes; the
+    /// time it took, or nil.
+    static func poll(_ rt: Runtime, _ id: String, _ script: String, until expected: String, within: Duration)
+        async throws -> Duration?
+    {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while clock.now - start < within {
+            if try await execScript(rt, id, script).out.contains(expected) { return clock.now - start }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return nil
+    }
+
+    static func sh(_ command: String) throws -> (out: String, code: Int32) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (String(decoding: data, as: UTF8.self), p.terminationStatus)
+    }
+
+    /// What a pod's shared directory leaves on the host: mounts under the run dir, virtiofsd processes
+    /// serving it, the directory itself.
+    static func leftovers(_ daemon: DaemonHarness) -> [String] {
+        let shared = daemon.runDir + "/shared"
+        var out = MountTable.mountPoints().filter { $0.hasPrefix(shared) }.map { "mount " + $0 }
+        out += HostProcessList.withArgument("source=" + shared).map { "virtiofsd pid \($0)" }
+        out += ((try? FileManager.default.contentsOfDirectory(atPath: shared)) ?? []).map { "dir " + $0 }
+        return out
+    }
+
+    @Test func volumesAreLiveBetweenHostAndContainers() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let vols = daemon.root + "/vols"
+            for dir in ["empty", "cm", "ro/sub", "big"] {
+                try FileManager.default.createDirectory(atPath: vols + "/" + dir, withIntermediateDirectories: true)
+            }
+            try "".write(toFile: vols + "/termlog", atomically: true, encoding: .utf8)
+            // A ConfigMap volume as the kubelet writes it: a timestamped dir, `..data` pointing at it,
+            // and each key a symlink through `..data`.
+            try FileManager.default.createDirectory(atPath: vols + "/cm/..2026_01", withIntermediateDirectories: true)
+            try "v1".write(toFile: vols + "/cm/..2026_01/key", atomically: true, encoding: .utf8)
+            try FileManager.default.createSymbolicLink(atPath: vols + "/cm/..data", withDestinationPath: "..2026_01")
+            try FileManager.default.createSymbolicLink(atPath: vols + "/cm/key", withDestinationPath: "..data/key")
+            // A tmpfs below a read-only volume.
+            #expect(try Self.sh("mount -t tmpfs tmpfs \(vols)/ro/sub").code == 0)
+            defer { _ = try? Self.sh("umount -l \(vols)/ro/sub") }
+            // 1 GiB of random bytes, and their checksum on the host.
+            #expect(try Self.sh("head -c 1073741824 /dev/urandom > \(vols)/big/file").code == 0)
+            let hostSum = try Self.sh("md5sum < \(vols)/big/file").out.prefix(32)
+
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("vol-\(UInt32.random(in: 0...UInt32.max))")
+                try await withTestPod(rt, pod) { podID in
+                    // Writer and reader share the emptyDir (the same host path for both).
+                    var writer = containerRequest(
+                        "writer", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    writer.config.mounts = [Self.volume(vols + "/empty", "/data")]
+                    let writerID = try await runContainer(rt, writer)
+                    var reader = containerRequest(
+                        "reader", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    reader.config.mounts = [
+                        Self.volume(vols + "/empty", "/shared"), Self.volume(vols + "/cm", "/config", readOnly: true),
+                        Self.volume(vols + "/ro", "/ro", readOnly: true), Self.volume(vols + "/big", "/big"),
+                    ]
+                    var rro = Self.volume(vols + "/ro", "/rro", readOnly: true)
+                    rro.recursiveReadOnly = true
+                    reader.config.mounts.append(rro)
+                    let readerID = try await runContainer(rt, reader)
+                    for i in 0..<5 {
+                        #expect(try await execScript(rt, writerID, "echo line\(i) >> /data/log").code == 0)
+                        let seen = try await Self.poll(
+                            rt, readerID, "cat /shared/log", until: "line\(i)", within: .seconds(1))
+                        #expect(seen != nil, "line\(i) not seen by the reader within 1 s")
+                    }
+                    #expect(try String(contentsOfFile: vols + "/empty/log", encoding: .utf8).contains("line4"))
+
+                    // The ConfigMap update, swapped in as the kubelet does it.
+                    #expect(try await execScript(rt, readerID, "cat /config/key").out == "v1")
+                    try FileManager.default.createDirectory(
+                        atPath: vols + "/cm/..2026_02", withIntermediateDirectories: true)
+                    try "v2".write(toFile: vols + "/cm/..2026_02/key", atomically: true, encoding: .utf8)
+                    try FileManager.default.createSymbolicLink(
+                        atPath: vols + "/cm/..data_tmp", withDestinationPath: "..2026_02")
+                    #expect(rename(vols + "/cm/..data_tmp", vols + "/cm/..data") == 0)
+                    let updated = try await Self.poll(rt, readerID, "cat /config/key", until: "v2", within: .seconds(5))
+                    #expect(updated != nil, "the ConfigMap update was not seen")
+
+                    // Read-only: the volume refuses writes, its tmpfs submount does not, unless recursive.
+                    #expect(try await execScript(rt, readerID, "echo x > /ro/file").code != 0)
+                    #expect(
+                        try await execScript(rt, readerID, "echo x > /ro/sub/file && cat /ro/sub/file").out == "x\n")
+                    #expect(try await execScript(rt, readerID, "echo x > /rro/sub/other").code != 0)
+                    #expect(try await execScript(rt, readerID, "echo x > /config/new").code != 0)
+
+                    // 1 GiB on a volume reads back whole.
+                    let r = try await rt.execSync(
+                        .with {
+                            $0.containerID = readerID
+                            $0.cmd = ["busybox", "md5sum", "/big/file"]
+                            $0.timeout = 600
+                        })
+                    #expect(String(decoding: r.stdout, as: UTF8.self).prefix(32) == hostSum)
+
+                    // The termination log reaches the host and ContainerStatus.
+                    var ending = containerRequest(
+                        "ending", ["sh", "-c", "echo goodbye from the pod > /dev/termination-log; exit 3"], pod: pod,
+                        podID: podID, image: Self.busybox)
+                    ending.config.mounts = [Self.volume(vols + "/termlog", "/dev/termination-log")]
+                    ending.config.annotations = [
+                        "io.kubernetes.container.terminationMessagePath": "/dev/termination-log"
+                    ]
+                    let endingID = try await runContainer(rt, ending)
+                    var status = try await rt.containerStatus(.with { $0.containerID = endingID }).status
+                    for _ in 0..<300 where status.state != .containerExited {
+                        try await Task.sleep(for: .milliseconds(100))
+                        status = try await rt.containerStatus(.with { $0.containerID = endingID }).status
+                    }
+                    #expect(status.exitCode == 3)
+                    #expect(status.message == "goodbye from the pod\n", "\(status)")
+                    #expect(try String(contentsOfFile: vols + "/termlog", encoding: .utf8) == "goodbye from the pod\n")
+
+                    // Removing a container unbinds its volumes, and only its own.
+                    try await rt.removeContainer(.with { $0.containerID = endingID })
+                    let bound = MountTable.mountPoints().filter { $0.hasPrefix(daemon.runDir + "/shared") }
+                    #expect(!bound.contains { $0.contains(endingID.prefix(16)) }, "\(bound)")
+                    #expect(bound.contains { $0.contains(readerID.prefix(16)) }, "\(bound)")
+                }
+            }
+            #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+        }
+    }
+
+    @Test func propagationAndEscapes() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let vols = daemon.root + "/vols"
+            for dir in ["prop", "empty"] {
+                try FileManager.default.createDirectory(atPath: vols + "/" + dir, withIntermediateDirectories: true)
+            }
+            // A shared mount on the host, as the kubelet's volume plugins make them.
+            #expect(try Self.sh("mount --bind \(vols)/prop \(vols)/prop && mount --make-shared \(vols)/prop").code == 0)
+            defer { _ = try? Self.sh("umount -R -l \(vols)/prop") }
+            let marker = "cocoon-host-secret-\(UInt32.random(in: 0...UInt32.max))"
+            try marker.write(toFile: daemon.root + "/" + marker, atomically: true, encoding: .utf8)
+            #expect(try Self.sh("mknod \(vols)/empty/hostnull c 1 3").code == 0)
+
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("prop-\(UInt32.random(in: 0...UInt32.max))")
+                try await withTestPod(rt, pod) { podID in
+                    // A guest may not make host mounts.
+                    var bidirectional = containerRequest(
+                        "bi", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    var mount = Self.volume(vols + "/prop", "/prop")
+                    mount.propagation = .propagationBidirectional
+                    bidirectional.config.mounts = [mount]
+                    do {
+                        _ = try await rt.createContainer(bidirectional)
+                        Issue.record("a bidirectional volume was accepted")
+                    } catch let error as RPCError {
+                        #expect(error.code == .invalidArgument && error.message.contains("mounts[0].propagation"))
+                    }
+
+                    var watcher = containerRequest(
+                        "watcher", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    var slave = Self.volume(vols + "/prop", "/slave")
+                    slave.propagation = .propagationHostToContainer
+                    watcher.config.mounts = [slave, Self.volume(vols + "/prop", "/private")]
+                    let watcherID = try await runContainer(rt, watcher)
+                    // A mount made on the host after the container started.
+                    #expect(
+                        try Self.sh("mkdir -p \(vols)/prop/late && mount -t tmpfs tmpfs \(vols)/prop/late").code == 0)
+                    try "late mount".write(toFile: vols + "/prop/late/file", atomically: true, encoding: .utf8)
+                    let seen = try await Self.poll(
+                        rt, watcherID, "cat /slave/late/file", until: "late mount", within: .seconds(5))
+                    #expect(seen != nil, "the host mount did not appear under the rslave volume")
+                    #expect(try await execScript(rt, watcherID, "cat /private/late/file").code != 0)
+
+                    // A privileged container tries to reach the host through its volume.
+                    var breaker = containerRequest(
+                        "breaker", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    breaker.config.linux.securityContext.privileged = true
+                    breaker.config.mounts = [Self.volume(vols + "/empty", "/vol")]
+                    let breakerID = try await runContainer(rt, breaker)
+                    let escape = """
+                        cd /vol; ls -a /vol/.. /vol/../.. > /tmp/up 2>&1
+                        ln -s / /vol/root-link; ls /vol/root-link/ > /tmp/link 2>&1
+                        ln /etc/passwd /vol/hard 2>/dev/null && echo HARDLINK-MADE
+                        mknod /vol/disk b 8 0 2>/dev/null && echo MKNOD-MADE
+                        cat /vol/../../\(marker) /vol/root-link/\(marker) 2>/dev/null
+                        grep -rl \(marker) / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head -3
+                        echo done
+                        """
+                    let out = try await execScript(rt, breakerID, escape).out
+                    #expect(out.hasSuffix("done\n"), "\(out)")
+                    #expect(!out.contains(marker), "the guest read a host file: \(out)")
+                    #expect(!out.contains("HARDLINK-MADE") && !out.contains("MKNOD-MADE"), "\(out)")
+                    // The guest's symlink is a symlink on the host, never followed by virtiofsd.
+                    #expect(
+                        (try? FileManager.default.destinationOfSymbolicLink(atPath: vols + "/empty/root-link")) == "/")
+                    // A device node on a volume does not open in an unprivileged container.
+                    var plain = containerRequest(
+                        "plain", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    plain.config.mounts = [Self.volume(vols + "/empty", "/vol")]
+                    let plainID = try await runContainer(rt, plain)
+                    #expect(try await execScript(rt, plainID, "echo x > /vol/hostnull").code != 0)
+                    #expect(try await execScript(rt, breakerID, "echo x > /vol/hostnull").code == 0)
+                }
+            }
+            #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+        }
+    }
+
+    @Test func aDaemonRestartFindsTheVolumeServerAgain() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let vol = daemon.root + "/vols/data"
+            try FileManager.default.createDirectory(atPath: vol, withIntermediateDirectories: true)
+            let pod = podConfig("restart-\(UInt32.random(in: 0...UInt32.max))")
+            try FileManager.default.createDirectory(atPath: pod.config.logDirectory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: pod.config.logDirectory) }  // test scratch space
+            let (podID, id) = try await daemon.withRuntime { rt in
+                let podID = try await rt.runPodSandbox(pod).podSandboxID
+                var request = containerRequest("c", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                request.config.mounts = [Self.volume(vol, "/data")]
+                return (podID, try await runContainer(rt, request))
+            }
+            // virtiofsd and the child it forks into its own namespaces.
+            let servers = HostProcessList.withArgument("source=" + daemon.runDir + "/shared")
+            #expect(!servers.isEmpty)
+            await daemon.stop()
+            try await daemon.start()
+            try await daemon.withRuntime { rt in
+                try "after restart".write(toFile: vol + "/f", atomically: true, encoding: .utf8)
+                let seen = try await Self.poll(rt, id, "cat /data/f", until: "after restart", within: .seconds(5))
+                #expect(seen != nil)
+                #expect(HostProcessList.withArgument("source=" + daemon.runDir + "/shared") == servers)
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+                #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+            #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+        }
+    }
+}
+
+/// Host processes by command-line argument (the tests' view, independent of the daemon's code).
+enum HostProcessList {
+    static func withArgument(_ marker: String) -> [Int32] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { entry in
+            guard let pid = Int32(entry), let cmdline = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline")
+            else { return nil }
+            let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return args.contains { $0.contains(marker) } ? pid : nil
+        }.sorted()
+    }
+}

@@ -1,0 +1,162 @@
+import AgentClient
+import CRIAPI
+import Errors
+import Foundation
+import Testing
+import Volumes
+
+@testable import CRI
+@testable import ContainerCore
+@testable import Hypervisor
+
+/// The pieces of shared volumes that need no VM: QEMU's and virtiofsd's command lines, the CRI mount
+/// checks, mountinfo parsing, and a pod's shared directory made with real mounts on this host.
+@Suite(.serialized) struct SharedVolumeUnitTests {
+    @Test func qemuSharesGuestRAMAndAddsTheVirtioFSDevice() {
+        var spec = VMSpec(
+            id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", agentImage: "/g/agent.img",
+            vcpus: 1, memoryMiB: 256, accel: .auto, stateDir: "/s/x", runDir: "/r/x")
+        spec.sharedDir = "/run/cocoon/shared/0123/export"
+        let files = QEMUFiles.Paths(
+            kernel: "/proc/self/fd/3", initrd: "/proc/self/fd/4", agentImage: "/proc/self/fd/5",
+            console: "/proc/self/fd/6", token: nil, qmpFD: 7, agentFD: 8, ramFD: 9, fsSocketFD: 10)
+        let line = QEMUArguments.make(
+            spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"),
+            files: files
+        ).joined(separator: " ")
+        #expect(line.contains("-M microvm,rtc=on,memory-backend=ram "))
+        #expect(line.contains("memory-backend-file,id=ram,size=256M,mem-path=/proc/self/fd/9,share=on"))
+        #expect(line.contains("-global virtio-mmio.force-legacy=false"))
+        #expect(line.contains("-chardev socket,id=fs,fd=10 -device vhost-user-fs-device,chardev=fs,tag=cocoon"))
+
+        let plain = QEMUFiles.Paths(
+            kernel: "/proc/self/fd/3", initrd: "/proc/self/fd/4", agentImage: "/proc/self/fd/5",
+            console: "/proc/self/fd/6", token: nil, qmpFD: 7, agentFD: 8)
+        let without = QEMUArguments.make(
+            spec: spec, layout: QEMULayout(spec: spec), accel: .tcg, agent: .serial(path: "/r/x/agent.sock"),
+            files: plain
+        ).joined(separator: " ")
+        #expect(!without.contains("vhost-user-fs") && !without.contains("memory-backend"))
+    }
+
+    @Test func virtiofsdIsSandboxedWithoutMknod() {
+        let args = Virtiofsd.arguments(sharedDir: "/run/cocoon/shared/ab/export")
+        #expect(args.first == "/usr/lib/qemu/virtiofsd")
+        #expect(args.contains("--fd=3"))
+        #expect(args.contains("source=/run/cocoon/shared/ab/export"))
+        #expect(args.contains("sandbox=namespace"))
+        #expect(args.contains("modcaps=-mknod:-setfcap"))
+        #expect(args.contains("cache=auto"))
+    }
+
+    @Test func criMountsAreChecked() throws {
+        func check(_ edit: (inout Runtime_V1_Mount) -> Void) -> CocoonError? {
+            var m = Runtime_V1_Mount()
+            m.hostPath = "/var/lib/kubelet/pods/u/volumes/x"
+            m.containerPath = "/x"
+            edit(&m)
+            do {
+                _ = try ContainerVolumes.mounts([m])
+                return nil
+            } catch { return error }
+        }
+        #expect(check { _ in } == nil)
+        #expect(check { $0.propagation = .propagationBidirectional }?.code == .invalidArgument)
+        #expect(check { $0.propagation = .propagationBidirectional }?.message.contains("mounts[0].propagation") == true)
+        #expect(check { $0.recursiveReadOnly = true }?.code == .invalidArgument)
+        #expect(
+            check {
+                $0.readonly = true
+                $0.recursiveReadOnly = true
+                $0.propagation = .propagationHostToContainer
+            }?.code == .invalidArgument)
+        #expect(check { $0.containerPath = "x" }?.code == .invalidArgument)
+        #expect(check { $0.hostPath = "" }?.code == .invalidArgument)
+        #expect(check { $0.image.image = "busybox" }?.code == .unimplemented)
+        let ok = try ContainerVolumes.mounts([
+            .with {
+                $0.hostPath = "/h"
+                $0.containerPath = "/c"
+                $0.readonly = true
+                $0.recursiveReadOnly = true
+            },
+            .with {
+                $0.hostPath = "/h"
+                $0.containerPath = "/d"
+                $0.propagation = .propagationHostToContainer
+            },
+        ])
+        #expect(ok.map(\.volume.recursiveReadOnly) == [true, false])
+        #expect(ok.map(\.volume.propagation) == [.private, .hostToContainer])
+    }
+
+    @Test func mountinfoEscapesAreDecoded() {
+        #expect(MountTable.unescape("/a\\040b\\134c") == "/a b\\c")
+        #expect(MountTable.unescape("/plain") == "/plain")
+        #expect(MountTable.unescape("/end\\04") == "/end\\04")
+    }
+
+    /// Real mounts: needs root (CI and scripts/test run as root).
+    @Test(.enabled(if: getuid() == 0, "needs root")) func aPodShareBindsSafelyAndLeavesNothing() throws {
+        let base = "/tmp/cocoon-share-\(UUID().uuidString.prefix(8))"
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: base + "/src/sub", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: base + "/state", withIntermediateDirectories: true)
+        defer {
+            umount2(base + "/src/sub", Int32(MNT_DETACH))
+            try? fm.removeItem(atPath: base)  // test scratch space
+        }
+        try "hello".write(toFile: base + "/src/file", atomically: true, encoding: .utf8)
+        #expect(mount("tmpfs", base + "/src/sub", "tmpfs", 0, nil) == 0)
+        try fm.createSymbolicLink(atPath: base + "/link", withDestinationPath: "/etc")
+
+        let share = PodShare(root: base + "/run/shared/pod")
+        try share.create()
+        try share.create()  // idempotent
+        let forbidden = [base + "/state"]
+        let ro = try share.bind(
+            VolumeRequest(hostPath: base + "/src", containerPath: "/v", readOnly: true), name: "c1-0", field: "m",
+            forbidden: forbidden)
+        // A read-only volume with a writable submount: the guest must not make it read-only itself.
+        #expect(ro == SharedMount(name: "c1-0", destination: "/v", readOnly: false))
+        let rro = try share.bind(
+            VolumeRequest(hostPath: base + "/src", containerPath: "/r", readOnly: true, recursiveReadOnly: true),
+            name: "c1-1", field: "m", forbidden: forbidden)
+        #expect(rro.readOnly)
+        let file = try share.bind(
+            VolumeRequest(hostPath: base + "/src/file", containerPath: "/f", readOnly: false), name: "c2-0",
+            field: "m", forbidden: forbidden)
+        #expect(!file.readOnly)
+        let export = share.exportDir
+        #expect((try? String(contentsOfFile: export + "/c1-0/file", encoding: .utf8)) == "hello")
+        #expect(access(export + "/c1-0/file", W_OK) != 0 && errno == EROFS)
+        #expect(access(export + "/c1-0/sub", W_OK) == 0)
+        #expect(access(export + "/c1-1/sub", W_OK) != 0 && errno == EROFS)
+        #expect(access(export + "/c2-0", W_OK) == 0)
+        // Nothing can be made beside the volumes.
+        #expect(mkdir(export + "/new", 0o755) != 0 && errno == EROFS)
+
+        func refusal(_ path: String) -> CocoonError? {
+            do {
+                _ = try share.bind(
+                    VolumeRequest(hostPath: path, containerPath: "/x", readOnly: false), name: "c3-0",
+                    field: "mounts[0].host_path", forbidden: forbidden)
+                return nil
+            } catch { return error }
+        }
+        #expect(refusal(base + "/link")?.code == .invalidArgument)
+        #expect(refusal(base + "/link")?.message.contains("symlink") == true)
+        #expect(refusal(base + "/state")?.code == .invalidArgument)
+        #expect(refusal(base)?.message.contains("contains") == true)
+        #expect(refusal("/proc/self")?.code == .invalidArgument)
+        #expect(refusal(base + "/missing")?.code == .notFound)
+        #expect(refusal(base + "/src/../state")?.code == .invalidArgument)
+
+        share.unbind(prefix: "c1")
+        #expect(!fm.fileExists(atPath: export + "/c1-0") && fm.fileExists(atPath: export + "/c2-0"))
+        #expect(share.destroy())
+        #expect(MountTable.mountPoints().filter { $0.hasPrefix(base + "/run") }.isEmpty)
+        #expect(!fm.fileExists(atPath: share.root))
+        #expect((try? String(contentsOfFile: base + "/src/file", encoding: .utf8)) == "hello")
+    }
+}
