@@ -153,8 +153,9 @@ let package = Package(
             dependencies: ["Hypervisor", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict
         ),
-        // Containers in pod VMs: records and their state machine, mounts copied into the VM, CRI log
-        // files, exec sessions. Reaches each pod's agent through `PodAgents`.
+        // Containers in pod VMs: records and their state machine, volumes (shared, or copied into a VM
+        // without a shared directory), CRI log files, exec sessions. Reaches each pod's agent through
+        // `PodAgents`.
         .target(
             name: "Containers",
             dependencies: [

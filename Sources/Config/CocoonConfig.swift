@@ -78,6 +78,12 @@ public struct CNISettings: Sendable, Equatable {
 }
 
 /// One runtime handler: a hypervisor backend plus the guest image and default VM size it boots.
+/// How a handler's pods get their volumes (`shared_fs`).
+public enum SharedFS: String, Sendable, Equatable, CaseIterable {
+    case virtioFS = "virtio-fs"
+    case none
+}
+
 public struct RuntimeHandler: Sendable, Equatable {
 
     public var backend: Backend
@@ -97,6 +103,12 @@ public struct RuntimeHandler: Sendable, Equatable {
     /// The largest VM a pod may ask for, by annotation or by its resources.
     public var maxVcpus: Int = 8
     public var maxMemoryMiB: Int = 16384
+    /// How pods' volumes reach their VM: a shared directory (virtio-fs), or copies made at
+    /// CreateContainer (`none`: never updated, at most 12 MiB per container; for VMs whose RAM
+    /// cannot be shared with virtiofsd, such as copy-on-write clones of a template).
+    public var sharedFS: SharedFS = .virtioFS
+    /// How pods' guests cache their shared directory (volumes).
+    public var sharedFSCache: SharedFSCache = .auto
 
     /// The annotations a handler can enable.
     public static let sizingAnnotations = ["vcpus", "memory_mib"]

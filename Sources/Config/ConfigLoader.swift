@@ -144,7 +144,7 @@ public enum ConfigLoader {
             t,
             allowed: [
                 "backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args",
-                "enable_annotations", "max_vcpus", "max_memory_mib",
+                "enable_annotations", "max_vcpus", "max_memory_mib", "shared_fs", "shared_fs_cache",
             ],
             at: where_)
         guard let backendName = try string(t, "backend", where_) else {
@@ -169,13 +169,10 @@ public enum ConfigLoader {
             }
             h.memoryMiB = m
         }
-        if let a = try string(t, "accel", where_) {
-            guard let accel = Accel(rawValue: a) else {
-                throw ConfigError("\(where_): accel \"\(a)\" is not one of auto, kvm, tcg")
-            }
-            h.accel = accel
-        }
+        h.accel = try choice(t, "accel", where_) ?? h.accel
         h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
+        h.sharedFS = try choice(t, "shared_fs", where_) ?? h.sharedFS
+        h.sharedFSCache = try choice(t, "shared_fs_cache", where_) ?? h.sharedFSCache
         if let names = try strings(t, "enable_annotations", where_) {
             for name in names where !RuntimeHandler.sizingAnnotations.contains(name) {
                 throw ConfigError(
@@ -244,6 +241,18 @@ public enum ConfigLoader {
         guard let v = t[key] else { return nil }
         guard let s = v.string else { throw ConfigError("\(where_): \(key) must be a string") }
         return s
+    }
+
+    /// One of an enumeration's raw values.
+    private static func choice<T: RawRepresentable & CaseIterable>(_ t: TOMLTable, _ key: String, _ where_: String)
+        throws -> T? where T.RawValue == String
+    {
+        guard let s = try string(t, key, where_) else { return nil }
+        guard let value = T(rawValue: s) else {
+            let known = T.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ConfigError("\(where_): \(key) \"\(s)\" is not one of \(known)")
+        }
+        return value
     }
 
     private static func path(_ t: TOMLTable, _ key: String, _ where_: String) throws -> String? {

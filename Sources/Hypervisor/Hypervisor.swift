@@ -58,6 +58,8 @@ public struct VMSpec: Sendable, Equatable {
     /// The host directory shared with the guest through virtio-fs (tag `BootContract.sharedFSTag`);
     /// nil: none. The guest's RAM is then a shared mapping (vhost-user needs one).
     public var sharedDir: String?
+    /// How the guest caches the shared directory (virtiofsd's `cache=`).
+    public var sharedCache: SharedFSCache = .auto
 
     public init(
         id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,
@@ -96,6 +98,12 @@ public struct VMSpec: Sendable, Equatable {
         }
     }
 }
+
+/// How a guest caches its shared directory (virtiofsd's `cache=` option): `auto` keeps file data
+/// and attributes for about a second (a host change shows within it), `always` keeps them until the
+/// guest forgets them (fastest metadata, host changes may stay unseen), `none` asks the host every
+/// time (host changes seen at once, slowest metadata).
+public enum SharedFSCache: String, Sendable, Codable, CaseIterable { case auto, always, none }
 
 /// A VM driver, as named in the config (`backend = "qemu"`).
 public enum Backend: String, Sendable, Codable, CaseIterable { case qemu, libvirt }

@@ -6,13 +6,14 @@ import Spawn
 
 /// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`
 /// otherwise): q35 with direct kernel boot, file-backed serial console, the agent channel as a
-/// virtio-serial port bound to a Unix socket. QEMU runs as root for these domains (a per-domain
+/// virtio-serial port bound to a Unix socket, the pod's shared directory through a virtiofsd cocoond
+/// starts (`<filesystem>` on its socket, guest RAM a shared memfd). QEMU runs as root for these domains (a per-domain
 /// DAC label), so it can use the daemon's files without libvirt relabelling them.
 public struct LibvirtHypervisor: Hypervisor {
     public let backend = Backend.libvirt
     /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
     /// namespace); cocoond then moves it into the pod's namespace.
-    public let sharesDirectories = false
+    public let sharesDirectories = true
     public let opensTapByName = true
     public let uri: String
     private let logger: Logger
@@ -28,21 +29,50 @@ public struct LibvirtHypervisor: Hypervisor {
             spec.accel, qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd)
         let agentSocket = spec.runDir + "/agent.sock"
         let console = spec.stateDir + "/console.log"
-        let xml = LibvirtDomainXML.make(spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console)
+        let fsSocket = spec.runDir + "/virtiofs.sock"
+        let xml = LibvirtDomainXML.make(
+            spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console,
+            fsSocket: spec.sharedDir == nil ? nil : fsSocket)
         let launched = HostProcess.nowNs()
-        let uri = self.uri
-        let pid: Int32 = try await Libvirt.blocking { () throws(HypervisorError) -> Int32 in
-            let conn = try Libvirt.open(uri)
-            defer { virConnectClose(conn) }
-            guard let dom = virDomainCreateXML(conn, xml, 0) else {
-                throw .bootFailed("\(spec.vmName): virDomainCreateXML: \(Libvirt.lastError())")
-            }
-            virDomainFree(dom)
-            return Libvirt.qemuPid(name: spec.vmName) ?? 0
+        // The pod's virtiofsd, listening on a path libvirt's QEMU (root, as every domain here) connects to.
+        var fsDaemon: Int32?
+        if let shared = spec.sharedDir {
+            let log = Glibc.open(
+                spec.runDir + "/virtiofsd.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard log >= 0 else { throw .bootFailed("cannot open \(spec.runDir)/virtiofsd.log") }
+            defer { Glibc.close(log) }
+            fsDaemon =
+                try Virtiofsd.start(
+                    sharedDir: shared, cache: spec.sharedCache, socketPath: fsSocket, cgroupProcs: [], output: log,
+                    connect: false
+                ).pid
         }
-        return VMHandle(
+        let uri = self.uri
+        let pid: Int32
+        do throws(HypervisorError) {
+            pid = try await Libvirt.blocking { () throws(HypervisorError) -> Int32 in
+                let conn = try Libvirt.open(uri)
+                defer { virConnectClose(conn) }
+                guard let dom = virDomainCreateXML(conn, xml, 0) else {
+                    throw .bootFailed("\(spec.vmName): virDomainCreateXML: \(Libvirt.lastError())")
+                }
+                virDomainFree(dom)
+                return Libvirt.qemuPid(name: spec.vmName) ?? 0
+            }
+        } catch {
+            if let fsDaemon {
+                Glibc.kill(fsDaemon, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(fsDaemon, &status, 0)
+            }
+            throw error
+        }
+        var handle = VMHandle(
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: .serial(path: agentSocket),
             controlSocket: nil, consoleLog: console, runDir: spec.runDir, launchedAtNs: launched)
+        handle.sharedDir = spec.sharedDir
+        handle.fsDaemonPid = fsDaemon
+        return handle
     }
 
     public func kvmFailed(_ spec: VMSpec, reason: String) async {
@@ -54,6 +84,7 @@ public struct LibvirtHypervisor: Hypervisor {
         if !(await wait(vm, timeout: timeout)) {
             await kill(vm)
         }
+        await Virtiofsd.end(vm)
         // try?: sockets of an ended VM; a leftover is harmless
         try? FileManager.default.removeItem(atPath: vm.runDir)
     }
@@ -70,6 +101,7 @@ public struct LibvirtHypervisor: Hypervisor {
             virDomainDestroy(dom)
         }
         _ = await wait(vm, timeout: .seconds(5))
+        await Virtiofsd.end(vm)
     }
 
     public func wait(_ vm: VMHandle, timeout: Duration) async -> Bool {
@@ -166,17 +198,27 @@ enum Libvirt {
 
 /// The domain definition for one pod VM (a pure function, unit-tested).
 enum LibvirtDomainXML {
-    static func make(spec: VMSpec, accel: Accel, agentSocket: String, consoleLog: String) -> String {
+    static func make(spec: VMSpec, accel: Accel, agentSocket: String, consoleLog: String, fsSocket: String? = nil)
+        -> String
+    {
         let cmdline = GuestKernelArgs.make(
             transport: .serial(path: agentSocket), bus: .pci, pciOff: false, extra: spec.extraKernelArgs)
         // The agent token reaches the guest through fw_cfg from its 0600 file (libvirt >= 6.5).
         let token = spec.agentTokenFile.map {
             "<sysinfo type='fwcfg'><entry name='\(BootContract.agentTokenFwCfgName)' file='\(escape($0))'/></sysinfo>"
         }
+        // virtio-fs (vhost-user): guest RAM a shared memfd, and the pod's running virtiofsd.
+        let sharedRAM =
+            fsSocket == nil ? "" : "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
+        let filesystem = fsSocket.map {
+            "<filesystem type='mount'><driver type='virtiofs' queue='1024'/><source socket='\(escape($0))'/>"
+                + "<target dir='\(BootContract.sharedFSTag)'/></filesystem>"
+        }
         return """
             <domain type='\(accel == .kvm ? "kvm" : "qemu")'>
               <name>\(escape(spec.vmName))</name>
               <memory unit='MiB'>\(spec.memoryMiB)</memory>
+              \(sharedRAM)
               <vcpu>\(spec.vcpus)</vcpu>
               <os>
                 <type arch='x86_64' machine='q35'>hvm</type>
@@ -203,6 +245,7 @@ enum LibvirtDomainXML {
                   <readonly/>
                 </disk>
                 \(spec.nic.map(interface) ?? "")
+                \(filesystem ?? "")
                 <controller type='scsi' index='0' model='virtio-scsi'/>
                 <memballoon model='virtio' freePageReporting='on'/>
               </devices>

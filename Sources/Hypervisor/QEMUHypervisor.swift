@@ -65,9 +65,10 @@ public struct QEMUHypervisor: Hypervisor {
                 guard log >= 0 else { throw HypervisorError.bootFailed("cannot open \(layout.fsDaemonLog)") }
                 defer { Glibc.close(log) }
                 fsDaemon = try Virtiofsd.start(
-                    sharedDir: shared, socketPath: layout.fsSocket, cgroupProcs: procs, output: log)
+                    sharedDir: shared, cache: spec.sharedCache, socketPath: layout.fsSocket, cgroupProcs: procs,
+                    output: log)
             }
-            defer { if let fsDaemon { Glibc.close(fsDaemon.qemuFD) } }
+            defer { if let fd = fsDaemon?.qemuFD { Glibc.close(fd) } }
             files = try QEMUFiles.open(
                 spec: spec, layout: layout, user: user, agentSerial: agentSerial, fsSocket: fsDaemon?.qemuFD)
         } catch {
@@ -140,7 +141,7 @@ public struct QEMUHypervisor: Hypervisor {
                 await kill(vm)
             }
         }
-        await endFSDaemon(vm)
+        await Virtiofsd.end(vm)
         if let cgroup = vm.cgroup { VMCgroup.remove(cgroup) }
         // try?: sockets of an ended VM; a leftover is harmless and reused by nobody
         try? FileManager.default.removeItem(atPath: vm.runDir)
@@ -151,17 +152,7 @@ public struct QEMUHypervisor: Hypervisor {
             Glibc.kill(vm.pid, SIGKILL)
         }
         _ = await HostProcess.waitGone(pid: vm.pid, marker: vm.name, timeout: .seconds(5))
-        await endFSDaemon(vm)
-    }
-
-    /// virtiofsd ends by itself once QEMU's connection closes; one that does not is killed.
-    private func endFSDaemon(_ vm: VMHandle) async {
-        guard let pid = vm.fsDaemonPid, let dir = vm.sharedDir else { return }
-        let marker = Virtiofsd.marker(sharedDir: dir)
-        if !(await HostProcess.waitGone(pid: pid, marker: marker, timeout: .seconds(2))) {
-            Glibc.kill(pid, SIGKILL)
-            _ = await HostProcess.waitGone(pid: pid, marker: marker, timeout: .seconds(5))
-        }
+        await Virtiofsd.end(vm)
     }
 
     public func wait(_ vm: VMHandle, timeout: Duration) async -> Bool {
@@ -303,7 +294,7 @@ enum QEMUArguments {
                 "-object", "memory-backend-file,id=ram,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(ram),share=on",
                 "-global", "virtio-mmio.force-legacy=false",
                 "-chardev", "socket,id=fs,fd=\(socket)",
-                "-device", "vhost-user-fs-device,chardev=fs,tag=\(BootContract.sharedFSTag)",
+                "-device", "vhost-user-fs-device,chardev=fs,tag=\(BootContract.sharedFSTag),queue-size=1024",
             ]
         }
         if let token = files.token {

@@ -14,16 +14,17 @@ import Spawn
 enum Virtiofsd {
     static let binary = "/usr/lib/qemu/virtiofsd"
 
-    /// The started daemon, and the descriptor QEMU gets as its end of the vhost-user socket.
+    /// The started daemon, and the descriptor QEMU gets as its end of the vhost-user socket (nil:
+    /// QEMU connects to the socket's path itself, as libvirt's does).
     struct Started {
         var pid: Int32
-        var qemuFD: Int32
+        var qemuFD: Int32?
     }
 
     /// Its command line; `source=` names the pod's directory, which is also how it is found again.
-    static func arguments(sharedDir: String) -> [String] {
+    static func arguments(sharedDir: String, cache: SharedFSCache = .auto) -> [String] {
         [
-            binary, "--fd=3", "-o", "source=\(sharedDir)", "-o", "cache=auto", "-o", "sandbox=namespace",
+            binary, "--fd=3", "-o", "source=\(sharedDir)", "-o", "cache=\(cache.rawValue)", "-o", "sandbox=namespace",
             "-o", "no_xattr", "-o", "no_posix_lock", "-o", "no_flock", "-o", "modcaps=-mknod:-setfcap",
             "--rlimit-nofile=65536", "-o", "log_level=warn",
         ]
@@ -32,11 +33,12 @@ enum Virtiofsd {
     /// The marker that identifies the pod's virtiofsd among host processes.
     static func marker(sharedDir: String) -> String { "source=\(sharedDir)" }
 
-    /// Listens on `socketPath`, starts virtiofsd on it and connects QEMU's end (virtiofsd accepts it
-    /// once it runs).
-    static func start(sharedDir: String, socketPath: String, cgroupProcs: [String], output: Int32)
-        throws(HypervisorError) -> Started
-    {
+    /// Listens on `socketPath`, starts virtiofsd on it and, with `connect`, connects QEMU's end
+    /// (virtiofsd accepts it once it runs) and removes the path.
+    static func start(
+        sharedDir: String, cache: SharedFSCache, socketPath: String, cgroupProcs: [String], output: Int32,
+        connect: Bool = true
+    ) throws(HypervisorError) -> Started {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw .unavailable("\(binary) not found (apt-get install qemu-system-common)")
         }
@@ -51,11 +53,12 @@ enum Virtiofsd {
         let pid: Int32
         do {
             pid = try VMProcess.start(
-                arguments(sharedDir: sharedDir),
+                arguments(sharedDir: sharedDir, cache: cache),
                 VMProcess.Launch(uid: 0, gid: 0, keep: [listening], output: output, cgroupProcs: cgroupProcs))
         } catch {
             throw .bootFailed("cannot start \(binary): \(error)")
         }
+        guard connect else { return Started(pid: pid, qemuFD: nil) }
         let client = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard client >= 0, UnixSocketAddress.connect(client, path: socketPath) else {
             let reason = String(cString: strerror(errno))
@@ -65,5 +68,16 @@ enum Virtiofsd {
         }
         unlink(socketPath)  // connected: nobody else may connect to it
         return Started(pid: pid, qemuFD: client)
+    }
+
+    /// Ends a VM's virtiofsd: it ends by itself once QEMU's connection closes; one that does not is
+    /// killed (with it, the child it runs in its own namespaces).
+    static func end(_ vm: VMHandle) async {
+        guard let pid = vm.fsDaemonPid, let dir = vm.sharedDir else { return }
+        let marker = marker(sharedDir: dir)
+        if !(await HostProcess.waitGone(pid: pid, marker: marker, timeout: .seconds(2))) {
+            kill(pid, SIGKILL)
+            _ = await HostProcess.waitGone(pid: pid, marker: marker, timeout: .seconds(5))
+        }
     }
 }

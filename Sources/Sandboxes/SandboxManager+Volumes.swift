@@ -1,4 +1,5 @@
 import AgentClient
+import Config
 import Errors
 import Foundation
 import Hypervisor
@@ -11,9 +12,12 @@ extension SandboxManager {
     /// Where pod `id`'s shared directory lives (in the run directory: root's alone, 0700).
     func podShare(_ id: String) -> PodShare { PodShare(root: config.runDir + "/shared/" + String(id.prefix(16))) }
 
-    /// Makes the pod's shared directory when its hypervisor can share one; the directory to export.
-    func prepareShare(_ id: String, hypervisor: any Hypervisor) throws(CocoonError) -> String? {
-        guard hypervisor.sharesDirectories else { return nil }
+    /// Makes the pod's shared directory when its handler wants one and its hypervisor can share one;
+    /// the directory to export.
+    func prepareShare(_ id: String, handler: RuntimeHandler, hypervisor: any Hypervisor) throws(CocoonError)
+        -> String?
+    {
+        guard handler.sharedFS == .virtioFS, hypervisor.sharesDirectories else { return nil }
         let share = podShare(id)
         try share.create()
         return share.exportDir

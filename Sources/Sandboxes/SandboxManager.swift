@@ -179,7 +179,8 @@ public actor SandboxManager {
             spec.nic = VMNic(
                 tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
                 tapName: attachment.state.hostTap ?? TapWiring.tapName)
-            spec.sharedDir = try prepareShare(id, hypervisor: hypervisor)
+            spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: hypervisor)
+            spec.sharedCache = handler.sharedFSCache
             let (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
             try await adoptHostTap(attachment.state)
             if let agent = agents[id] {

@@ -1,8 +1,10 @@
 import CRIAPI
+import ContainerCore
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Hypervisor
+import Spawn
 import Synchronization
 
 /// Starts a real cocoond (the built binary) on a private socket, state root and run dir, with one
@@ -180,6 +182,10 @@ final class DaemonHarness: @unchecked Sendable {
             unlink(ns)
         }
         network.removeBridge()
+        // Volume servers and bind mounts of pods a failed test left: unmounted before the directory
+        // is deleted, so the deletion never goes through a bind into a volume's source.
+        for pid in HostProcess.pids(withArgument: "source=" + runDir + "/shared") { kill(pid, SIGKILL) }
+        for point in MountTable.mountPoints(below: root) { umount2(point, Int32(MNT_DETACH)) }
         try? FileManager.default.removeItem(atPath: root)
     }
 

@@ -244,6 +244,62 @@ struct SharedVolumeTests {
         }
     }
 
+    /// A pod of `handler` with one busybox container that mounts a fresh host directory at /data
+    /// (holding `f` = "before"): `body` gets the client, the container and the directory.
+    func withVolumePod(
+        _ daemon: DaemonHarness, handler: String, _ body: (Runtime, String, String) async throws -> Void
+    ) async throws {
+        _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+        let vol = daemon.root + "/vols/" + handler
+        try FileManager.default.createDirectory(atPath: vol, withIntermediateDirectories: true)
+        try "before".write(toFile: vol + "/f", atomically: true, encoding: .utf8)
+        var pod = podConfig("vol-\(handler)-\(UInt32.random(in: 0...UInt32.max))")
+        pod.runtimeHandler = handler
+        try await daemon.withRuntime { rt in
+            try await withTestPod(rt, pod) { podID in
+                var request = containerRequest("c", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                request.config.mounts = [Self.volume(vol, "/data")]
+                try await body(rt, try await runContainer(rt, request), vol)
+            }
+        }
+    }
+
+    @Test func aLibvirtPodSharesVolumesToo() async throws {
+        try await withDaemon { daemon in
+            try await withVolumePod(daemon, handler: "libvirt") { rt, id, vol in
+                #expect(try await execScript(rt, id, "echo from-guest > /data/g").code == 0)
+                #expect(try String(contentsOfFile: vol + "/g", encoding: .utf8) == "from-guest\n")
+                try "from-host".write(toFile: vol + "/h", atomically: true, encoding: .utf8)
+                let seen = try await Self.poll(rt, id, "cat /data/h", until: "from-host", within: .seconds(5))
+                #expect(seen != nil)
+                #expect(!HostProcessList.withArgument("source=" + daemon.runDir + "/shared").isEmpty)
+            }
+            #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+        }
+    }
+
+    /// `shared_fs = "none"`: volumes are copied into the VM at CreateContainer, never updated.
+    @Test func aHandlerWithoutSharedFSCopiesVolumes() async throws {
+        let guest = DaemonHarness.guestDir ?? "/var/lib/cocoon/guest"
+        let copyHandler = """
+            [handlers.copy]
+            backend = "qemu"
+            kernel = "\(guest)/vmlinuz"
+            initrd = "\(guest)/initrd.cpio"
+            shared_fs = "none"
+            """
+        try await withDaemon(extraConfig: copyHandler) { daemon in
+            try await withVolumePod(daemon, handler: "copy") { rt, id, vol in
+                #expect(HostProcessList.withArgument("source=" + daemon.runDir + "/shared").isEmpty)
+                #expect(Self.leftovers(daemon).isEmpty, "no shared directory: \(Self.leftovers(daemon))")
+                #expect(try await execScript(rt, id, "cat /data/f").out == "before")
+                try "after".write(toFile: vol + "/f", atomically: true, encoding: .utf8)
+                try await Task.sleep(for: .seconds(2))
+                #expect(try await execScript(rt, id, "cat /data/f").out == "before", "a copy is never updated")
+            }
+        }
+    }
+
     @Test func aDaemonRestartFindsTheVolumeServerAgain() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }

@@ -1,5 +1,6 @@
 import AgentClient
 import CRIAPI
+import Config
 import Errors
 import Foundation
 import Testing
@@ -12,11 +13,16 @@ import Volumes
 /// The pieces of shared volumes that need no VM: QEMU's and virtiofsd's command lines, the CRI mount
 /// checks, mountinfo parsing, and a pod's shared directory made with real mounts on this host.
 @Suite(.serialized) struct SharedVolumeUnitTests {
-    @Test func qemuSharesGuestRAMAndAddsTheVirtioFSDevice() {
+    /// A pod VM with a shared directory.
+    var spec: VMSpec {
         var spec = VMSpec(
             id: "0123456789abcdef0123", kernel: "/g/vmlinuz", initrd: "/g/initrd.cpio", agentImage: "/g/agent.img",
             vcpus: 1, memoryMiB: 256, accel: .auto, stateDir: "/s/x", runDir: "/r/x")
         spec.sharedDir = "/run/cocoon/shared/0123/export"
+        return spec
+    }
+
+    @Test func qemuSharesGuestRAMAndAddsTheVirtioFSDevice() {
         let files = QEMUFiles.Paths(
             kernel: "/proc/self/fd/3", initrd: "/proc/self/fd/4", agentImage: "/proc/self/fd/5",
             console: "/proc/self/fd/6", token: nil, qmpFD: 7, agentFD: 8, ramFD: 9, fsSocketFD: 10)
@@ -27,7 +33,9 @@ import Volumes
         #expect(line.contains("-M microvm,rtc=on,memory-backend=ram "))
         #expect(line.contains("memory-backend-file,id=ram,size=256M,mem-path=/proc/self/fd/9,share=on"))
         #expect(line.contains("-global virtio-mmio.force-legacy=false"))
-        #expect(line.contains("-chardev socket,id=fs,fd=10 -device vhost-user-fs-device,chardev=fs,tag=cocoon"))
+        #expect(
+            line.contains(
+                "-chardev socket,id=fs,fd=10 -device vhost-user-fs-device,chardev=fs,tag=cocoon,queue-size=1024"))
 
         let plain = QEMUFiles.Paths(
             kernel: "/proc/self/fd/3", initrd: "/proc/self/fd/4", agentImage: "/proc/self/fd/5",
@@ -37,6 +45,18 @@ import Volumes
             files: plain
         ).joined(separator: " ")
         #expect(!without.contains("vhost-user-fs") && !without.contains("memory-backend"))
+    }
+
+    @Test func libvirtDomainsGetSharedRAMAndTheFilesystem() {
+        let xml = LibvirtDomainXML.make(
+            spec: spec, accel: .tcg, agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log",
+            fsSocket: "/r/x/virtiofs.sock")
+        #expect(xml.contains("<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"))
+        #expect(xml.contains("<driver type='virtiofs' queue='1024'/><source socket='/r/x/virtiofs.sock'/>"))
+        #expect(xml.contains("<target dir='cocoon'/>"))
+        let plain = LibvirtDomainXML.make(
+            spec: spec, accel: .tcg, agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log")
+        #expect(!plain.contains("memoryBacking") && !plain.contains("virtiofs"))
     }
 
     @Test func virtiofsdIsSandboxedWithoutMknod() {
@@ -88,6 +108,22 @@ import Volumes
         ])
         #expect(ok.map(\.volume.recursiveReadOnly) == [true, false])
         #expect(ok.map(\.volume.propagation) == [.private, .hostToContainer])
+    }
+
+    @Test func handlersChooseSharedFSAndCache() throws {
+        let config = try ConfigLoader.parse(
+            "[handlers.a]\nbackend = \"qemu\"\n[handlers.b]\nbackend = \"libvirt\"\nshared_fs = \"none\"\n"
+                + "shared_fs_cache = \"none\"\n")
+        #expect(config.handlers["a"]?.sharedFS == .virtioFS && config.handlers["a"]?.sharedFSCache == .auto)
+        #expect(
+            config.handlers["b"]?.sharedFS == SharedFS.none && config.handlers["b"]?.sharedFSCache == SharedFSCache.none
+        )
+        #expect(throws: (any Error).self) {
+            try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\nshared_fs = \"9p\"\n")
+        }
+        #expect(throws: (any Error).self) {
+            try ConfigLoader.parse("[handlers.a]\nbackend = \"qemu\"\nshared_fs_cache = \"sometimes\"\n")
+        }
     }
 
     @Test func mountinfoEscapesAreDecoded() {

@@ -35,8 +35,9 @@ extension RuntimeService {
             var h = Runtime_V1_RuntimeHandler()
             h.name = name
             h.features = Runtime_V1_RuntimeHandlerFeatures()
-            // Volumes of QEMU pods are bound on the host with mount_setattr (recursive read-only).
-            h.features.recursiveReadOnlyMounts = config.handler(named: name)?.handler.backend == .qemu
+            // Shared volumes are bound on the host with mount_setattr (recursive read-only); copied
+            // ones are read-only trees in the guest, submounts included.
+            h.features.recursiveReadOnlyMounts = true
             return h
         }
         if request.verbose {
