@@ -51,9 +51,11 @@ final class Command: @unchecked Sendable {
     let process = Process()
     let outPath: String
     let errPath: String
+    /// Its output files' directory, deleted with it.
+    private let dir: String
 
     init(_ argv: [String], stdinFile: String? = nil) throws {
-        let dir = NSTemporaryDirectory() + "cocoon-cmd-" + UUID().uuidString.prefix(8)
+        dir = NSTemporaryDirectory() + "cocoon-cmd-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         outPath = dir + "/out"
         errPath = dir + "/err"
@@ -66,6 +68,8 @@ final class Command: @unchecked Sendable {
         process.standardInput = stdinFile.flatMap { FileHandle(forReadingAtPath: $0) } ?? FileHandle.nullDevice
         try process.run()
     }
+
+    deinit { try? FileManager.default.removeItem(atPath: dir) }  // test scratch space
 
     var output: String { (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "" }
     var errors: String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
