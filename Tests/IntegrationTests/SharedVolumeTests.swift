@@ -90,8 +90,16 @@ struct SharedVolumeTests {
                         "writer", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
                     writer.config.mounts = [Self.volume(vols + "/empty", "/data")]
                     let writerID = try await runContainer(rt, writer)
+                    // The reader notes, by the guest's clock, when each line shows up (ExecSync's own latency
+                    // under emulation stays out of the measure).
+                    let watch = """
+                        i=0; while [ $i -lt 5 ]; do
+                          until grep -q line$i /shared/log 2>/dev/null; do usleep 5000; done
+                          read t _ </proc/uptime; echo "line$i $t" >> /tmp/seen; i=$((i+1))
+                        done; sleep 1000
+                        """
                     var reader = containerRequest(
-                        "reader", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                        "reader", ["sh", "-c", watch], pod: pod, podID: podID, image: Self.busybox)
                     reader.config.mounts = [
                         Self.volume(vols + "/empty", "/shared"), Self.volume(vols + "/cm", "/config", readOnly: true),
                         Self.volume(vols + "/ro", "/ro", readOnly: true), Self.volume(vols + "/big", "/big"),
@@ -100,11 +108,18 @@ struct SharedVolumeTests {
                     rro.recursiveReadOnly = true
                     reader.config.mounts.append(rro)
                     let readerID = try await runContainer(rt, reader)
+                    var written: [Double] = []
                     for i in 0..<5 {
-                        #expect(try await execScript(rt, writerID, "echo line\(i) >> /data/log").code == 0)
-                        let seen = try await Self.poll(
-                            rt, readerID, "cat /shared/log", until: "line\(i)", within: .seconds(1))
-                        #expect(seen != nil, "line\(i) not seen by the reader within 1 s")
+                        let w = try await execScript(
+                            rt, writerID, "echo line\(i) >> /data/log; read t _ </proc/uptime; echo $t")
+                        written.append(Double(w.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1)
+                        _ = try await Self.poll(rt, readerID, "cat /tmp/seen", until: "line\(i) ", within: .seconds(10))
+                    }
+                    let seen = try await execScript(rt, readerID, "cat /tmp/seen").out.split(separator: "\n")
+                    #expect(seen.count == 5, "\(seen)")
+                    for (i, line) in seen.enumerated() {
+                        let at = Double(line.split(separator: " ").last ?? "") ?? .infinity
+                        #expect(at - written[i] < 1.0, "line\(i) written at \(written[i]), seen at \(at)")
                     }
                     #expect(try String(contentsOfFile: vols + "/empty/log", encoding: .utf8).contains("line4"))
 
