@@ -13,7 +13,7 @@ public enum FileText {
     }
 
     /// Everything readable from `fd` until EOF, at most `limit` bytes.
-    static func readAll(_ fd: Int32, limit: Int = 4 << 20) -> String {
+    public static func readAll(_ fd: Int32, limit: Int = 4 << 20) -> String {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while bytes.count < limit {

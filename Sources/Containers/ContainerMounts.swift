@@ -4,7 +4,7 @@ import Errors
 import Foundation
 
 /// Turns a container's host mounts (the kubelet's /etc/hosts, resolv.conf, volumes, secrets) into
-/// trees the agent recreates inside the VM, for a pod whose VM has no shared directory (libvirt):
+/// trees the agent recreates inside the VM, for a pod whose handler has `shared_fs = "none"`:
 /// copies, never updated. Refuses sources that do not
 /// exist, sources inside the daemon's own state or the host's /proc, /sys and /dev, and trees too big
 /// to copy.

@@ -1,3 +1,4 @@
+import ContainerCore
 import Glibc
 
 /// A container's termination message: what it wrote to its `terminationMessagePath` (the kubelet's
@@ -16,14 +17,8 @@ enum TerminationMessage {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
-        var bytes = [UInt8](repeating: 0, count: limit)
-        var got = 0
-        while got < limit {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, limit - got, off_t(got)) }
-            if n <= 0 { break }
-            got += n
-        }
-        return got == 0 ? nil : String(decoding: bytes[0..<got], as: UTF8.self)
+        let text = FileText.readAll(fd, limit: limit)
+        return text.isEmpty ? nil : text
     }
 
     private static func normalized(_ path: String) -> String {

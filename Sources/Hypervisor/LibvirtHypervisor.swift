@@ -7,8 +7,8 @@ import Spawn
 /// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`
 /// otherwise): q35 with direct kernel boot, file-backed serial console, the agent channel as a
 /// virtio-serial port bound to a Unix socket, the pod's shared directory through a virtiofsd cocoond
-/// starts (`<filesystem>` on its socket, guest RAM a shared memfd). QEMU runs as root for these domains (a per-domain
-/// DAC label), so it can use the daemon's files without libvirt relabelling them.
+/// starts (`<filesystem>` on its socket, guest RAM a shared memfd). QEMU runs as root for these
+/// domains (a per-domain DAC label), so it can use the daemon's files without libvirt relabelling them.
 public struct LibvirtHypervisor: Hypervisor {
     public let backend = Backend.libvirt
     /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
@@ -29,22 +29,16 @@ public struct LibvirtHypervisor: Hypervisor {
             spec.accel, qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd)
         let agentSocket = spec.runDir + "/agent.sock"
         let console = spec.stateDir + "/console.log"
-        let fsSocket = spec.runDir + "/virtiofs.sock"
         let xml = LibvirtDomainXML.make(
             spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console,
-            fsSocket: spec.sharedDir == nil ? nil : fsSocket)
+            fsSocket: spec.sharedDir == nil ? nil : Virtiofsd.socketPath(runDir: spec.runDir))
         let launched = HostProcess.nowNs()
         // The pod's virtiofsd, listening on a path libvirt's QEMU (root, as every domain here) connects to.
         var fsDaemon: Int32?
         if let shared = spec.sharedDir {
-            let log = Glibc.open(
-                spec.runDir + "/virtiofsd.log", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard log >= 0 else { throw .bootFailed("cannot open \(spec.runDir)/virtiofsd.log") }
-            defer { Glibc.close(log) }
             fsDaemon =
                 try Virtiofsd.start(
-                    sharedDir: shared, cache: spec.sharedCache, socketPath: fsSocket, cgroupProcs: [], output: log,
-                    connect: false
+                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: [], connect: false
                 ).pid
         }
         let uri = self.uri
@@ -60,11 +54,7 @@ public struct LibvirtHypervisor: Hypervisor {
                 return Libvirt.qemuPid(name: spec.vmName) ?? 0
             }
         } catch {
-            if let fsDaemon {
-                Glibc.kill(fsDaemon, SIGKILL)
-                var status: Int32 = 0
-                _ = waitpid(fsDaemon, &status, 0)
-            }
+            if let fsDaemon { Virtiofsd.abandon(fsDaemon) }
             throw error
         }
         var handle = VMHandle(

@@ -104,7 +104,7 @@ struct QEMUFiles {
             guard memfd >= 0 else { throw fail("guest RAM", "memfd") }
             ram = keep(memfd)
             let copy = fcntl(fsSocket, F_DUPFD_CLOEXEC, 3)
-            guard copy >= 0 else { throw fail("virtiofsd socket", layout.fsSocket) }
+            guard copy >= 0 else { throw fail("virtiofsd socket", Virtiofsd.socketPath(runDir: spec.runDir)) }
             fsSocketFD = keep(copy)
         }
         let output = Glibc.open(layout.outputLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)

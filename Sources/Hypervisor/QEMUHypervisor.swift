@@ -50,23 +50,14 @@ public struct QEMUHypervisor: Hypervisor {
         var fsDaemon: Virtiofsd.Started?
         /// Undoes what a failed boot started.
         func abandon() {
-            if let fsDaemon {
-                Glibc.kill(fsDaemon.pid, SIGKILL)
-                var status: Int32 = 0
-                _ = waitpid(fsDaemon.pid, &status, 0)
-            }
+            if let fsDaemon { Virtiofsd.abandon(fsDaemon.pid) }
             VMCgroup.remove(cgroupPath)
         }
         let files: QEMUFiles
         do throws(HypervisorError) {
             if let shared = spec.sharedDir {
-                let log = Glibc.open(
-                    layout.fsDaemonLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-                guard log >= 0 else { throw HypervisorError.bootFailed("cannot open \(layout.fsDaemonLog)") }
-                defer { Glibc.close(log) }
                 fsDaemon = try Virtiofsd.start(
-                    sharedDir: shared, cache: spec.sharedCache, socketPath: layout.fsSocket, cgroupProcs: procs,
-                    output: log)
+                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs)
             }
             defer { if let fd = fsDaemon?.qemuFD { Glibc.close(fd) } }
             files = try QEMUFiles.open(
@@ -243,17 +234,12 @@ struct QEMULayout {
     /// QEMU's own stdout and stderr (its error messages).
     let outputLog: String
     let consoleLog: String
-    /// virtiofsd's socket (gone once QEMU has connected) and its messages.
-    let fsSocket: String
-    let fsDaemonLog: String
 
     init(spec: VMSpec) {
         agentSocket = spec.runDir + "/agent.sock"
         qmpSocket = spec.runDir + "/qmp.sock"
         outputLog = spec.runDir + "/qemu.log"
         consoleLog = spec.stateDir + "/console.log"
-        fsSocket = spec.runDir + "/virtiofs.sock"
-        fsDaemonLog = spec.runDir + "/virtiofsd.log"
     }
 }
 

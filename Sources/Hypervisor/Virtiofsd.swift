@@ -11,8 +11,12 @@ import Spawn
 /// It runs as root: serving files of every owner needs CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and
 /// setfsuid, and the namespace sandbox needs CAP_SYS_ADMIN; an unprivileged virtiofsd would serve
 /// every file as one user.
-enum Virtiofsd {
+public enum Virtiofsd {
     static let binary = "/usr/lib/qemu/virtiofsd"
+
+    /// Where a VM's virtiofsd listens (gone once QEMU has connected, for the QEMU backend) and logs.
+    static func socketPath(runDir: String) -> String { runDir + "/virtiofs.sock" }
+    static func logPath(runDir: String) -> String { runDir + "/virtiofsd.log" }
 
     /// The started daemon, and the descriptor QEMU gets as its end of the vhost-user socket (nil:
     /// QEMU connects to the socket's path itself, as libvirt's does).
@@ -31,17 +35,21 @@ enum Virtiofsd {
     }
 
     /// The marker that identifies the pod's virtiofsd among host processes.
-    static func marker(sharedDir: String) -> String { "source=\(sharedDir)" }
+    public static func marker(sharedDir: String) -> String { "source=\(sharedDir)" }
 
-    /// Listens on `socketPath`, starts virtiofsd on it and, with `connect`, connects QEMU's end
-    /// (virtiofsd accepts it once it runs) and removes the path.
+    /// Listens on `socketPath(runDir:)`, starts virtiofsd on it (its messages to `logPath(runDir:)`)
+    /// and, with `connect`, connects QEMU's end (virtiofsd accepts it once it runs) and removes the path.
     static func start(
-        sharedDir: String, cache: SharedFSCache, socketPath: String, cgroupProcs: [String], output: Int32,
-        connect: Bool = true
+        sharedDir: String, cache: SharedFSCache, runDir: String, cgroupProcs: [String], connect: Bool = true
     ) throws(HypervisorError) -> Started {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw .unavailable("\(binary) not found (apt-get install qemu-system-common)")
         }
+        let socketPath = socketPath(runDir: runDir)
+        let logPath = logPath(runDir: runDir)
+        let output = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard output >= 0 else { throw .bootFailed("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(output) }
         let listening = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         unlink(socketPath)
         guard listening >= 0, UnixSocketAddress.bind(listening, path: socketPath), listen(listening, 1) == 0 else {
@@ -63,11 +71,18 @@ enum Virtiofsd {
         guard client >= 0, UnixSocketAddress.connect(client, path: socketPath) else {
             let reason = String(cString: strerror(errno))
             if client >= 0 { close(client) }
-            kill(pid, SIGKILL)
+            abandon(pid)
             throw .bootFailed("cannot connect to virtiofsd at \(socketPath): \(reason)")
         }
         unlink(socketPath)  // connected: nobody else may connect to it
         return Started(pid: pid, qemuFD: client)
+    }
+
+    /// Kills a virtiofsd this daemon just started (a boot that failed) and reaps it.
+    static func abandon(_ pid: Int32) {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
     }
 
     /// Ends a VM's virtiofsd: it ends by itself once QEMU's connection closes; one that does not is

@@ -28,7 +28,7 @@ extension SandboxManager {
     func releaseShare(_ id: String) {
         let share = podShare(id)
         guard FileManager.default.fileExists(atPath: share.root) else { return }
-        for pid in HostProcess.pids(withArgument: "source=" + share.exportDir) { kill(pid, SIGKILL) }
+        for pid in HostProcess.pids(withArgument: Virtiofsd.marker(sharedDir: share.exportDir)) { kill(pid, SIGKILL) }
         if !share.destroy() {
             logger.warning("pod shared directory left behind", metadata: ["id": "\(id)", "dir": "\(share.root)"])
         }
@@ -45,11 +45,8 @@ extension SandboxManager {
         guard vm.sharedDir != nil else { return nil }
         let share = podShare(podID)
         var shared: [SharedMount] = []
+        // container_path was checked at the CRI edge (ContainerVolumes).
         for (i, volume) in volumes.enumerated() {
-            guard volume.containerPath.hasPrefix("/") else {
-                share.unbind(prefix: String(container.prefix(16)))
-                throw .invalidArgument("mounts[\(i)].container_path \"\(volume.containerPath)\" must be absolute")
-            }
             do {
                 shared.append(
                     try share.bind(
