@@ -315,7 +315,7 @@ struct SharedVolumeTests {
         }
     }
 
-    @Test func aDaemonRestartFindsTheVolumeServerAgain() async throws {
+    @Test func aDaemonCrashLeavesTheVolumeServerRunningAndFoundAgain() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             let vol = daemon.root + "/vols/data"
@@ -332,7 +332,7 @@ struct SharedVolumeTests {
             // virtiofsd and the child it forks into its own namespaces.
             let servers = HostProcessList.withArgument("source=" + daemon.runDir + "/shared")
             #expect(!servers.isEmpty)
-            await daemon.stop()
+            await daemon.crash()  // kill -9 of the daemon's whole process group
             try await daemon.start()
             try await daemon.withRuntime { rt in
                 try "after restart".write(toFile: vol + "/f", atomically: true, encoding: .utf8)
