@@ -93,7 +93,10 @@ let package = Package(
         .target(name: "CMounts"),
         // Pods' shared directories on the host: volumes bound safely for virtio-fs.
         .target(
-            name: "Volumes", dependencies: ["AgentClient", "CMounts", "ContainerCore", "Errors"],
+            name: "Volumes",
+            dependencies: [
+                "AgentClient", "CMounts", "ContainerCore", "Errors", .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict),
         // Pod networking: CNI plugins into a namespace per pod, a tap wired to the pod's interface.
         // (Not named "Network": swift-nio-transport-services imports Apple's Network framework

@@ -50,17 +50,21 @@ extension SandboxManager {
             do {
                 shared.append(
                     try share.bind(
-                        volume, name: PodShare.name(container: container, index: i), field: "mounts[\(i)].host_path",
+                        volume, user: container, field: "mounts[\(i)].host_path",
                         forbidden: [config.stateRoot, config.runDir]))
             } catch {
-                share.unbind(prefix: String(container.prefix(16)))
+                share.release(user: container)
                 throw error
             }
         }
         return shared
     }
 
+    /// Releases a container's volumes (under the pod's lock: another container may be taking the
+    /// same bind).
     public func unshareVolumes(_ podID: String, container: String) async {
-        podShare(podID).unbind(prefix: String(container.prefix(16)))
+        await locks.acquire(podID)
+        defer { locks.release(podID) }
+        podShare(podID).release(user: container)
     }
 }

@@ -1,6 +1,7 @@
 import AgentClient
 import CMounts
 import ContainerCore
+import Crypto
 import Errors
 import Foundation
 
@@ -10,22 +11,35 @@ import Foundation
 /// - `<root>/mounts` is a shared mount of its own; each volume is bound at `mounts/<name>`.
 /// - `<root>/export` is a read-only slave of it: virtiofsd serves it, so the guest sees every volume
 ///   (each with its own read-only setting) but can create nothing beside them.
+/// - `<root>/users/<name>/<container>`: which containers use each bind (empty files).
 ///
 /// A volume is cloned from its source as a detached mount, made nosuid and nodev (a guest never
 /// reaches a host device through a volume), read-only as asked and slave or private, and only
-/// then attached, so nobody ever sees it writable. Removing a container unbinds its volumes; the
-/// pod's stop unbinds the rest and removes the tree. Nothing here ever deletes recursively: a
-/// still-mounted volume is left alone (and logged by the caller), never emptied.
+/// then attached, so nobody ever sees it writable. Containers of the pod that mount the same source
+/// with the same settings share one bind: in the guest they are the same inodes, so a file one
+/// container creates in an emptyDir is there at once for the other (separate binds would be
+/// separate FUSE inodes, and the other's cached "no such file" would last the entry timeout).
+/// Releasing a container unbinds what nobody else uses; the pod's stop unbinds the rest and removes
+/// the tree. Nothing here ever deletes recursively: a still-mounted volume is left alone (and
+/// logged by the caller), never emptied.
 public struct PodShare: Sendable {
     public let root: String
     var mountsDir: String { root + "/mounts" }
+    var usersDir: String { root + "/users" }
     /// What virtiofsd exports.
     public var exportDir: String { root + "/export" }
 
     public init(root: String) { self.root = root }
 
-    /// The name of a container's `index`th volume in the tree.
-    public static func name(container: String, index: Int) -> String { "\(container.prefix(16))-\(index)" }
+    /// The name of the bind of `source` with `volume`'s settings: the same for every container of
+    /// the pod that asks for the same thing.
+    static func name(_ source: borrowing VolumeSource, _ volume: VolumeRequest) -> String {
+        let key = [
+            source.path, String(source.device), String(source.inode), String(volume.readOnly),
+            String(volume.recursiveReadOnly), volume.propagation.rawValue,
+        ].joined(separator: "\0")
+        return "v" + SHA256.hash(data: Data(key.utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
 
     /// Creates the tree (idempotent: a tree already mounted is kept).
     public func create() throws(CocoonError) {
@@ -36,7 +50,7 @@ public struct PodShare: Sendable {
         } catch {
             throw .internalError("cannot create the pods' shared directories under \(root): \(error)")
         }
-        for dir in [root, mountsDir, exportDir] {
+        for dir in [root, mountsDir, exportDir, usersDir] {
             if mkdir(dir, 0o700) != 0, errno != EEXIST {
                 throw .internalError("cannot create the pod's shared directory \(dir): \(Self.errorText())")
             }
@@ -58,17 +72,64 @@ public struct PodShare: Sendable {
         }
     }
 
-    /// Binds `volume` at `mounts/<name>` and says how the guest mounts it. `field` names the CRI
-    /// field in errors; `forbidden` are roots no volume may be in or contain.
-    public func bind(_ volume: VolumeRequest, name: String, field: String, forbidden: [String])
+    /// Binds `volume` into the tree for container `user` (or finds the bind another container of
+    /// the pod already uses) and says how the guest mounts it. `field` names the CRI field in
+    /// errors; `forbidden` are roots no volume may be in or contain.
+    public func bind(_ volume: VolumeRequest, user: String, field: String, forbidden: [String])
         throws(CocoonError) -> SharedMount
     {
         guard cocoon_has_mount_setattr() == 1 else {
             throw .failedPrecondition("the host kernel lacks mount_setattr (Linux 5.12): volumes cannot be shared")
         }
         let source = try VolumeSource(volume.hostPath, field: field, forbidden: forbidden)
+        let name = Self.name(source, volume)
         let target = mountsDir + "/" + name
-        unbind(target)  // a leftover of a crash between bind and record
+        try addUser(user, of: name)
+        if !MountTable.isMountPoint(target) {
+            do throws(CocoonError) {
+                try attach(source, volume, at: target, field: field)
+            } catch {
+                removeUser(user, of: name)
+                throw error
+            }
+        }
+        // The guest makes its bind read-only only when nothing below is writable on the host (a
+        // non-recursive read-only volume keeps writable submounts writable).
+        let whollyReadOnly =
+            volume.readOnly && (volume.recursiveReadOnly || MountTable.mountPoints(below: source.path).isEmpty)
+        return SharedMount(name: name, destination: volume.containerPath, readOnly: whollyReadOnly)
+    }
+
+    /// Releases container `user`'s volumes: a bind no other container uses is unbound.
+    public func release(user: String) {
+        let me = String(user.prefix(16))
+        // try?: no tree: nothing bound
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: usersDir)) ?? [] {
+            unlink(usersDir + "/" + name + "/" + me)
+            if rmdir(usersDir + "/" + name) == 0 { unbind(mountsDir + "/" + name) }
+        }
+    }
+
+    private func addUser(_ user: String, of name: String) throws(CocoonError) {
+        let dir = usersDir + "/" + name
+        guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {
+            throw .internalError("cannot record the volume's user in \(dir): \(Self.errorText())")
+        }
+        let fd = open(dir + "/" + String(user.prefix(16)), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw .internalError("cannot record the volume's user in \(dir): \(Self.errorText())") }
+        close(fd)
+    }
+
+    private func removeUser(_ user: String, of name: String) {
+        unlink(usersDir + "/" + name + "/" + String(user.prefix(16)))
+        rmdir(usersDir + "/" + name)
+    }
+
+    /// Makes the mount point and moves a detached, flagged clone of the source onto it.
+    private func attach(_ source: borrowing VolumeSource, _ volume: VolumeRequest, at target: String, field: String)
+        throws(CocoonError)
+    {
+        removeMountPoint(target)  // a leftover of a crash between making it and binding
         if source.isDirectory {
             guard mkdir(target, 0o755) == 0 || errno == EEXIST else {
                 throw .internalError("cannot create mount point \(target): \(Self.errorText())")
@@ -85,20 +146,6 @@ public struct PodShare: Sendable {
             removeMountPoint(target)
             throw .internalError("bind \(field) \(volume.hostPath) into the pod: \(String(cString: strerror(rc)))")
         }
-        // The guest makes its bind read-only only when nothing below is writable on the host (a
-        // non-recursive read-only volume keeps writable submounts writable).
-        let whollyReadOnly =
-            volume.readOnly && (volume.recursiveReadOnly || MountTable.mountPoints(below: source.path).isEmpty)
-        return SharedMount(name: name, destination: volume.containerPath, readOnly: whollyReadOnly)
-    }
-
-    /// Unbinds every volume whose name starts with `prefix` (a container's).
-    public func unbind(prefix: String) {
-        // try?: no tree: nothing bound
-        for entry in (try? FileManager.default.contentsOfDirectory(atPath: mountsDir)) ?? []
-        where entry.hasPrefix(prefix) {
-            unbind(mountsDir + "/" + entry)
-        }
     }
 
     /// Unbinds everything and removes the tree. True when nothing is left.
@@ -111,7 +158,14 @@ public struct PodShare: Sendable {
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: mountsDir)) ?? [] {
             removeMountPoint(mountsDir + "/" + entry)
         }
-        for dir in [mountsDir, exportDir, root] { rmdir(dir) }
+        // try?: no record of users: nothing to remove (the files are ours, one level deep)
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: usersDir)) ?? [] {
+            for user in (try? FileManager.default.contentsOfDirectory(atPath: usersDir + "/" + name)) ?? [] {
+                unlink(usersDir + "/" + name + "/" + user)
+            }
+            rmdir(usersDir + "/" + name)
+        }
+        for dir in [mountsDir, exportDir, usersDir, root] { rmdir(dir) }
         return !FileManager.default.fileExists(atPath: root)
     }
 

@@ -11,6 +11,9 @@ struct VolumeSource: ~Copyable {
     /// The resolved path (for checks and messages).
     let path: String
     let isDirectory: Bool
+    /// The source's identity (device and inode), so two requests for the same directory share one bind.
+    let device: UInt64
+    let inode: UInt64
 
     /// Opens `hostPath` for `field` (e.g. `mounts[0].host_path`). `forbidden`: directories that
     /// neither the source nor anything above it may be (the daemon's state and run roots); /proc,
@@ -63,6 +66,8 @@ struct VolumeSource: ~Copyable {
         self.fd = fd
         self.path = path
         self.isDirectory = type == S_IFDIR
+        self.device = UInt64(st.st_dev)
+        self.inode = UInt64(st.st_ino)
     }
 
     deinit { close(fd) }

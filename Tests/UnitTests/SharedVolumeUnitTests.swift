@@ -151,31 +151,37 @@ import Volumes
         try share.create()  // idempotent
         let forbidden = [base + "/state"]
         let ro = try share.bind(
-            VolumeRequest(hostPath: base + "/src", containerPath: "/v", readOnly: true), name: "c1-0", field: "m",
+            VolumeRequest(hostPath: base + "/src", containerPath: "/v", readOnly: true), user: "c1", field: "m",
             forbidden: forbidden)
         // A read-only volume with a writable submount: the guest must not make it read-only itself.
-        #expect(ro == SharedMount(name: "c1-0", destination: "/v", readOnly: false))
+        #expect(ro.destination == "/v" && !ro.readOnly)
         let rro = try share.bind(
             VolumeRequest(hostPath: base + "/src", containerPath: "/r", readOnly: true, recursiveReadOnly: true),
-            name: "c1-1", field: "m", forbidden: forbidden)
-        #expect(rro.readOnly)
+            user: "c1", field: "m", forbidden: forbidden)
+        #expect(rro.readOnly && rro.name != ro.name)
         let file = try share.bind(
-            VolumeRequest(hostPath: base + "/src/file", containerPath: "/f", readOnly: false), name: "c2-0",
+            VolumeRequest(hostPath: base + "/src/file", containerPath: "/f", readOnly: false), user: "c2",
             field: "m", forbidden: forbidden)
         #expect(!file.readOnly)
+        // Another container asking for the same source with the same settings gets the same bind.
+        let again = try share.bind(
+            VolumeRequest(hostPath: base + "/src/", containerPath: "/w", readOnly: true), user: "c2", field: "m",
+            forbidden: forbidden)
+        #expect(again.name == ro.name && again.destination == "/w")
         let export = share.exportDir
-        #expect((try? String(contentsOfFile: export + "/c1-0/file", encoding: .utf8)) == "hello")
-        #expect(access(export + "/c1-0/file", W_OK) != 0 && errno == EROFS)
-        #expect(access(export + "/c1-0/sub", W_OK) == 0)
-        #expect(access(export + "/c1-1/sub", W_OK) != 0 && errno == EROFS)
-        #expect(access(export + "/c2-0", W_OK) == 0)
+        #expect((try? String(contentsOfFile: export + "/\(ro.name)/file", encoding: .utf8)) == "hello")
+        #expect(access(export + "/\(ro.name)/file", W_OK) != 0 && errno == EROFS)
+        #expect(access(export + "/\(ro.name)/sub", W_OK) == 0)
+        #expect(access(export + "/\(rro.name)/sub", W_OK) != 0 && errno == EROFS)
+        #expect(access(export + "/\(file.name)", W_OK) == 0)
+        #expect(MountTable.mountPoints().filter { $0.hasPrefix(share.root + "/mounts/") }.count == 3 + 2)
         // Nothing can be made beside the volumes.
         #expect(mkdir(export + "/new", 0o755) != 0 && errno == EROFS)
 
         func refusal(_ path: String) -> CocoonError? {
             do {
                 _ = try share.bind(
-                    VolumeRequest(hostPath: path, containerPath: "/x", readOnly: false), name: "c3-0",
+                    VolumeRequest(hostPath: path, containerPath: "/x", readOnly: false), user: "c3",
                     field: "mounts[0].host_path", forbidden: forbidden)
                 return nil
             } catch { return error }
@@ -188,8 +194,10 @@ import Volumes
         #expect(refusal(base + "/missing")?.code == .notFound)
         #expect(refusal(base + "/src/../state")?.code == .invalidArgument)
 
-        share.unbind(prefix: "c1")
-        #expect(!fm.fileExists(atPath: export + "/c1-0") && fm.fileExists(atPath: export + "/c2-0"))
+        // c1 goes: its recursive read-only bind with it, the bind c2 shares stays.
+        share.release(user: "c1")
+        #expect(!fm.fileExists(atPath: export + "/\(rro.name)"))
+        #expect(fm.fileExists(atPath: export + "/\(ro.name)/file") && fm.fileExists(atPath: export + "/\(file.name)"))
         #expect(share.destroy())
         #expect(MountTable.mountPoints().filter { $0.hasPrefix(base + "/run") }.isEmpty)
         #expect(!fm.fileExists(atPath: share.root))
