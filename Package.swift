@@ -174,7 +174,8 @@ let package = Package(
                 "BootContract", "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors",
                 "PodNetwork",
                 "Persistence", "Volumes",
-                "Spawn", .product(name: "Logging", package: "swift-log"),
+                "Spawn", "CSpawn", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),

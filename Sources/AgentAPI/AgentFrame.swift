@@ -1,7 +1,7 @@
 import SwiftProtobuf
 
 /// The agent protocol version spoken by this build, carried in `Hello` and `HealthResponse`.
-public let agentAPIVersion: UInt32 = 7
+public let agentAPIVersion: UInt32 = 8
 
 /// Owns the wire framing of the agent channel: a 4-byte big-endian length, then one `Envelope`.
 /// Both sides treat the peer as untrusted: a frame longer than `maxFrameSize` is an error.

@@ -1373,11 +1373,45 @@ public nonisolated struct Cocoon_Agent_V4_ConfigurePodRequest: Sendable {
   /// The virtio-fs tag of the pod's shared directory, mounted before the pod is READY (empty: none).
   public var sharedFsTag: String = String()
 
+  /// Set when the VM was restored from a template rather than booted: applied first of all.
+  public var restored: Cocoon_Agent_V4_RestoredIdentity {
+    get {_restored ?? Cocoon_Agent_V4_RestoredIdentity()}
+    set {_restored = newValue}
+  }
+  /// Returns true if `restored` has been explicitly set.
+  public var hasRestored: Bool {self._restored != nil}
+  /// Clears the value of `restored`. Subsequent reads from it will return its default value.
+  public mutating func clearRestored() {self._restored = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _interface: Cocoon_Agent_V4_PodInterface? = nil
+  fileprivate var _restored: Cocoon_Agent_V4_RestoredIdentity? = nil
+}
+
+/// What makes a VM restored from a template its own: every clone of a template resumes with the
+/// template's random state, clock and NIC address.
+public nonisolated struct Cocoon_Agent_V4_RestoredIdentity: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Host random bytes (32 to 512) the agent adds to the guest's entropy pool before it reseeds the
+  /// kernel's random generator: two clones never share random state.
+  public var entropy: Data = Data()
+
+  /// The host's CLOCK_REALTIME (ns since the epoch) when the call was made; the guest's clock is set
+  /// to it.
+  public var realtimeNs: Int64 = 0
+
+  /// The MAC the guest NIC had in the template; the agent gives that NIC `interface.mac`.
+  public var templateMac: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// The guest NIC of the pod's network, configured from the CNI result before the pod is READY.
@@ -4021,7 +4055,7 @@ nonisolated extension Cocoon_Agent_V4_UpdateResourcesResponse: SwiftProtobuf.Mes
 
 nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigurePodRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0\u{1}interface\0\u{1}hostname\0\u{1}hosts\0\u{3}resolv_conf\0\u{3}shared_fs_tag\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sysctls\0\u{1}interface\0\u{1}hostname\0\u{1}hosts\0\u{3}resolv_conf\0\u{3}shared_fs_tag\0\u{1}restored\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4035,6 +4069,7 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
       case 4: try { try decoder.decodeSingularStringField(value: &self.hosts) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.resolvConf) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.sharedFsTag) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._restored) }()
       default: break
       }
     }
@@ -4063,6 +4098,9 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
     if !self.sharedFsTag.isEmpty {
       try visitor.visitSingularStringField(value: self.sharedFsTag, fieldNumber: 6)
     }
+    try { if let v = self._restored {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4073,6 +4111,47 @@ nonisolated extension Cocoon_Agent_V4_ConfigurePodRequest: SwiftProtobuf.Message
     if lhs.hosts != rhs.hosts {return false}
     if lhs.resolvConf != rhs.resolvConf {return false}
     if lhs.sharedFsTag != rhs.sharedFsTag {return false}
+    if lhs._restored != rhs._restored {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_RestoredIdentity: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RestoredIdentity"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entropy\0\u{3}realtime_ns\0\u{3}template_mac\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.entropy) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.realtimeNs) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.templateMac) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.entropy.isEmpty {
+      try visitor.visitSingularBytesField(value: self.entropy, fieldNumber: 1)
+    }
+    if self.realtimeNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.realtimeNs, fieldNumber: 2)
+    }
+    if !self.templateMac.isEmpty {
+      try visitor.visitSingularStringField(value: self.templateMac, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_RestoredIdentity, rhs: Cocoon_Agent_V4_RestoredIdentity) -> Bool {
+    if lhs.entropy != rhs.entropy {return false}
+    if lhs.realtimeNs != rhs.realtimeNs {return false}
+    if lhs.templateMac != rhs.templateMac {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -196,6 +196,8 @@ public struct PodConfiguration: Sendable, Equatable {
     public var resolvConf: String
     /// The virtio-fs tag of the pod's shared directory ("": the pod has none).
     public var sharedFSTag = ""
+    /// Set for a VM restored from a template: what makes it its own before anything else runs.
+    public var restored: RestoredIdentity?
 
     public init(
         sysctls: [String: String] = [:], interface: Interface? = nil, hostname: String = "", hosts: String = "",
@@ -206,5 +208,30 @@ public struct PodConfiguration: Sendable, Equatable {
         self.hostname = hostname
         self.hosts = hosts
         self.resolvConf = resolvConf
+    }
+}
+
+/// What a VM restored from a template gets so that it shares nothing with its template's other
+/// clones: fresh entropy (the guest reseeds its random generator), the host's clock, and the NIC
+/// address it had in the template (the agent gives that NIC the pod's).
+public struct RestoredIdentity: Sendable, Equatable {
+    public var entropy: [UInt8]
+    public var realtimeNs: Int64
+    public var templateMAC: String
+
+    public init(entropy: [UInt8], realtimeNs: Int64, templateMAC: String) {
+        self.entropy = entropy
+        self.realtimeNs = realtimeNs
+        self.templateMAC = templateMAC
+    }
+
+    /// 64 fresh bytes from the host's generator and the host's clock now.
+    public static func fresh(templateMAC: String) -> RestoredIdentity {
+        var generator = SystemRandomNumberGenerator()
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return RestoredIdentity(
+            entropy: (0..<64).map { _ in UInt8.random(in: .min ... .max, using: &generator) },
+            realtimeNs: Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec), templateMAC: templateMAC)
     }
 }

@@ -153,5 +153,12 @@ extension Cocoon_Agent_V4_ConfigurePodRequest {
         hosts = c.hosts
         resolvConf = c.resolvConf
         sharedFsTag = c.sharedFSTag
+        if let r = c.restored {
+            restored = .with {
+                $0.entropy = Data(r.entropy)
+                $0.realtimeNs = r.realtimeNs
+                $0.templateMac = r.templateMAC
+            }
+        }
     }
 }

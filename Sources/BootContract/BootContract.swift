@@ -23,7 +23,7 @@ public enum BootContract {
     /// The vsock port the agent listens on.
     public static let agentVsockPort: UInt32 = 1024
     /// The fw_cfg file that carries the VM's agent token (`-fw_cfg name=...,file=...`): the guest
-    /// reads it at boot; on the host it comes from a file only cocoond can read, never from the
+    /// reads it at each host session; on the host it comes from a file only cocoond can read, never from the
     /// command line (which every host user can see).
     public static let agentTokenFwCfgName = "opt/io.cocoon/agent-token"
     /// The token's length in bytes (random, one per VM).
@@ -31,6 +31,10 @@ public enum BootContract {
     /// The virtio-fs tag of a pod's shared directory (its volumes), and where the guest mounts it.
     public static let sharedFSTag = "cocoon"
     public static let sharedFSGuestPath = "/run/cocoon/shared"
+
+    /// The MAC of a template VM's NIC (locally administered): every clone resumes with it, and its
+    /// agent gives that NIC the pod's MAC.
+    public static let templateMAC = "02:cc:00:00:00:01"
 
     /// The line /init prints for the KVM probe before it powers off.
     public static let probeMarker = "COCOON-PROBE-OK"

@@ -84,6 +84,15 @@ public enum SharedFS: String, Sendable, Equatable, CaseIterable {
     case none
 }
 
+/// How a handler's pod VMs start (`start`).
+public enum StartMode: String, Sendable, Equatable, CaseIterable {
+    /// Each pod boots its own kernel.
+    case cold
+    /// Each pod is a copy-on-write clone of a VM booted once per handler (or a clone restored ahead
+    /// of time, from the handler's warm pool).
+    case template
+}
+
 public struct RuntimeHandler: Sendable, Equatable {
 
     public var backend: Backend
@@ -109,6 +118,12 @@ public struct RuntimeHandler: Sendable, Equatable {
     public var sharedFS: SharedFS = .virtioFS
     /// How pods' guests cache their shared directory (volumes).
     public var sharedFSCache: SharedFSCache = .auto
+    /// Cold boots, or clones of the handler's template (which need `shared_fs = "none"`: a clone's
+    /// RAM is private to it, and virtiofsd must map guest RAM shared).
+    public var start: StartMode = .cold
+    /// How many clones of the template wait restored for a pod (template handlers only).
+    public var poolSize = 1
+    public static let poolSizeRange = 0...16
 
     /// The annotations a handler can enable.
     public static let sizingAnnotations = ["vcpus", "memory_mib"]

@@ -144,7 +144,8 @@ public enum ConfigLoader {
             t,
             allowed: [
                 "backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args",
-                "enable_annotations", "max_vcpus", "max_memory_mib", "shared_fs", "shared_fs_cache",
+                "enable_annotations", "max_vcpus", "max_memory_mib", "shared_fs", "shared_fs_cache", "start",
+                "pool_size",
             ],
             at: where_)
         guard let backendName = try string(t, "backend", where_) else {
@@ -171,8 +172,27 @@ public enum ConfigLoader {
         }
         h.accel = try choice(t, "accel", where_) ?? h.accel
         h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
-        h.sharedFS = try choice(t, "shared_fs", where_) ?? h.sharedFS
+        h.start = try choice(t, "start", where_) ?? h.start
+        let sharedFS: SharedFS? = try choice(t, "shared_fs", where_)
+        if h.start == .template {
+            guard backend == .qemu else {
+                throw ConfigError("\(where_): start = \"template\" needs backend = \"qemu\"")
+            }
+            guard sharedFS != .virtioFS else {
+                throw ConfigError(
+                    "\(where_): start = \"template\" needs shared_fs = \"none\" (a clone's RAM is private; "
+                        + "virtiofsd must map guest RAM shared)")
+            }
+            h.sharedFS = .none
+        }
+        h.sharedFS = sharedFS ?? h.sharedFS
         h.sharedFSCache = try choice(t, "shared_fs_cache", where_) ?? h.sharedFSCache
+        if let n = try int(t, "pool_size", where_) {
+            guard RuntimeHandler.poolSizeRange.contains(n) else {
+                throw ConfigError("\(where_): pool_size \(n) is outside \(RuntimeHandler.poolSizeRange)")
+            }
+            h.poolSize = n
+        }
         if let names = try strings(t, "enable_annotations", where_) {
             for name in names where !RuntimeHandler.sizingAnnotations.contains(name) {
                 throw ConfigError(

@@ -11,6 +11,8 @@ public protocol Hypervisor: Sendable {
     var opensTapByName: Bool { get }
     /// True when the driver can share a host directory with the guest (`VMSpec.sharedDir`).
     var sharesDirectories: Bool { get }
+    /// True when the driver can boot a template VM and restore clones of it (`VMSpec.origin`).
+    var makesTemplates: Bool { get }
     /// Starts a VM and returns once the hypervisor runs it (not once the guest is up).
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
@@ -30,6 +32,22 @@ public protocol Hypervisor: Sendable {
     func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError)
     /// Unplugs a disk attached by `attachDisk` (the guest must have unmounted it).
     func detachDisk(_ vm: VMHandle, serial: String, slot: Int) async throws(HypervisorError)
+    /// Pauses a VM booted with `origin = .template` and writes its device state (not its RAM, which
+    /// is in the template's memory file) to the open file `stateFD`. The VM stays paused; stop it.
+    func saveTemplate(_ vm: VMHandle, stateFD: Int32) async throws(HypervisorError)
+}
+
+/// How a VM comes to be.
+public enum VMOrigin: Sendable, Equatable {
+    /// A fresh boot.
+    case boot
+    /// A boot that becomes a template: its RAM is the memfd `ramFD` (shared; the caller seals it
+    /// once the VM has ended), its devices are the ones every clone has, and nothing in it may
+    /// punch holes in its RAM (no free-page reporting).
+    case template(ramFD: Int32)
+    /// A clone of a template: its RAM maps the template's sealed memfd privately (copy-on-write)
+    /// and its devices resume from the template's saved device state.
+    case clone(ramFD: Int32, state: Data)
 }
 
 /// What to boot: identity, guest image, size and where the VM's files go.
@@ -60,6 +78,8 @@ public struct VMSpec: Sendable, Equatable {
     public var sharedDir: String?
     /// How the guest caches the shared directory (virtiofsd's `cache=`).
     public var sharedCache: SharedFSCache = .auto
+    /// A fresh boot, a template's boot or a template's clone.
+    public var origin: VMOrigin = .boot
 
     public init(
         id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,
@@ -134,7 +154,8 @@ public enum GuestCPU {
 }
 
 /// A VM's virtio-net NIC on a tap that cocoond opened (QEMU gets the descriptor; it never opens a
-/// tap itself). The caller keeps its descriptor open until `boot` returns.
+/// tap itself). The caller keeps its descriptor open until `boot` returns. A template's NIC has no
+/// tap (`tapFD` -1): the device alone, which its clones find again with their own taps.
 public struct VMNic: Sendable, Equatable {
     public var tapFD: Int32
     /// The guest NIC's MAC: the pod's CNI interface's, so traffic redirected from it reaches the guest.

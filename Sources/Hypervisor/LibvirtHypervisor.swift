@@ -14,6 +14,8 @@ public struct LibvirtHypervisor: Hypervisor {
     /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
     /// namespace); cocoond then moves it into the pod's namespace.
     public let sharesDirectories = true
+    /// Templates need QEMU's migration to a descriptor and a RAM file mapped privately: not through libvirt here.
+    public let makesTemplates = false
     public let opensTapByName = true
     public let uri: String
     private let logger: Logger
@@ -25,6 +27,7 @@ public struct LibvirtHypervisor: Hypervisor {
 
     public func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {
         try spec.prepareFiles()
+        guard spec.origin == .boot else { throw .invalidSpec("\(spec.vmName): the libvirt backend makes no templates") }
         let accel = try await Accelerator.shared.resolve(
             spec.accel, qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd)
         let agentSocket = spec.runDir + "/agent.sock"
@@ -113,6 +116,10 @@ public struct LibvirtHypervisor: Hypervisor {
         try await changeDevice(vm, LibvirtDomainXML.disk(path: "", serial: serial, slot: slot), attach: false)
     }
 
+    public func saveTemplate(_ vm: VMHandle, stateFD: Int32) async throws(HypervisorError) {
+        throw .invalidSpec("\(vm.name): the libvirt backend makes no templates (start = \"template\" needs qemu)")
+    }
+
     private func changeDevice(_ vm: VMHandle, _ xml: String, attach: Bool) async throws(HypervisorError) {
         let uri = self.uri
         let name = vm.name
@@ -173,16 +180,7 @@ enum Libvirt {
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(HypervisorError) -> T)
         async throws(HypervisorError) -> T
     {
-        let result: Result<T, HypervisorError> = await withCheckedContinuation { cont in
-            DispatchQueue.global().async {
-                do throws(HypervisorError) {
-                    cont.resume(returning: .success(try body()))
-                } catch {
-                    cont.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await OffPool.run(body)
     }
 }
 

@@ -88,7 +88,7 @@ struct QEMUFiles {
         let agent = agentSerial ? try listening(layout.agentSocket, "agent socket") : nil
         var tap: Int?
         var vhost: Int?
-        if let nic = spec.nic {
+        if let nic = spec.nic, nic.tapFD >= 0 {
             let copy = fcntl(nic.tapFD, F_DUPFD_CLOEXEC, 3)
             guard copy >= 0 else { throw fail("pod tap", nic.tapName) }
             tap = keep(copy)
@@ -97,6 +97,13 @@ struct QEMUFiles {
         }
         var ram: Int?
         var fsSocketFD: Int?
+        switch spec.origin {
+        case .boot: break
+        case .template(let ramFD), .clone(let ramFD, _):
+            let copy = fcntl(ramFD, F_DUPFD_CLOEXEC, 3)
+            guard copy >= 0 else { throw fail("template RAM", "memfd") }
+            ram = keep(copy)
+        }
         if let fsSocket {
             // Guest RAM that virtiofsd can map too (vhost-user), made here at its final size and sealed:
             // QEMU would otherwise create and grow it itself, past its own file size limit.

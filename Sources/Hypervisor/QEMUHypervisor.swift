@@ -9,6 +9,8 @@ import Spawn
 public struct QEMUHypervisor: Hypervisor {
     public let backend = Backend.qemu
     public let sharesDirectories = true
+    /// Over virtio-serial only: a vsock device's context id is the template's in every clone.
+    public var makesTemplates: Bool { !VsockSupport.available }
     public let opensTapByName = false
     public let qemuBinary: String
     private let logger: Logger
@@ -26,6 +28,14 @@ public struct QEMUHypervisor: Hypervisor {
             throw .unavailable("\(qemuBinary) not found (apt-get install qemu-system-x86)")
         }
         try spec.prepareFiles()
+        if spec.origin != .boot {
+            guard makesTemplates else {
+                throw .invalidSpec("\(spec.vmName): templates need the virtio-serial agent channel")
+            }
+            guard spec.sharedDir == nil else {
+                throw .invalidSpec("\(spec.vmName): a template or its clone cannot share a directory (virtio-fs)")
+            }
+        }
         var accel = try await Accelerator.shared.resolve(
             spec.accel, qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd)
         let user = spec.user ?? VMUser(uid: 0, gid: 0)
@@ -106,6 +116,17 @@ public struct QEMUHypervisor: Hypervisor {
             }
             // try?: cancellation ends the wait early; the loop checks the process again
             try? await Task.sleep(for: .milliseconds(10))
+        }
+        if case .clone(_, let state) = spec.origin {
+            do {
+                try await QEMUMigration.restore(from: state, qmp: layout.qmpSocket, vm: spec.vmName)
+            } catch {
+                Glibc.kill(pid, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, 0)
+                abandon()
+                throw error
+            }
         }
         var handle = VMHandle(
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: endpoint,
@@ -222,6 +243,11 @@ public struct QEMUHypervisor: Hypervisor {
         _ = await QMPClient.run(ids.map { QMPClient.command("remove-fd", ["fdset-id": $0]) }, socketPath: qmp)
     }
 
+    public func saveTemplate(_ vm: VMHandle, stateFD: Int32) async throws(HypervisorError) {
+        guard let qmp = vm.controlSocket else { throw .deviceFailed("\(vm.name) has no QMP socket") }
+        try await QEMUMigration.save(to: stateFD, qmp: qmp, vm: vm.name)
+    }
+
     public func describe(_ vm: VMHandle) async -> VMStatus {
         HostProcess.isAlive(pid: vm.pid, marker: vm.name) ? .running(pid: vm.pid) : .exited
     }
@@ -253,6 +279,9 @@ enum QEMUArguments {
         -> [String]
     {
         let memoryBackend = files.ramFD != nil ? ",memory-backend=ram" : ""
+        // Free-page reporting discards guest pages: in a clone that would punch holes in the
+        // template's memory file on QEMU 7.2, and a template's clones must have its devices.
+        let pageReporting = spec.origin == .boot ? "on" : "off"
         var args = [
             "-name", "\(spec.vmName),process=\(spec.vmName)",
             "-M", "microvm,rtc=on\(memoryBackend)",
@@ -268,16 +297,25 @@ enum QEMUArguments {
             "-drive",
             "file=\(files.agentImage),if=none,id=agent-disk,format=raw,readonly=on",
             "-device", "virtio-blk-device,drive=agent-disk",
-            "-device", "virtio-balloon-device,free-page-reporting=on",
+            "-device", "virtio-balloon-device,free-page-reporting=\(pageReporting)",
             // Image disks are hot-plugged onto this bus (virtio-mmio devices cannot be hot-plugged).
             "-device", "virtio-scsi-device,id=scsi0",
             "-sandbox", sandbox,
         ]
-        if let ram = files.ramFD, let socket = files.fsSocketFD {
-            // virtio-fs: guest RAM that virtiofsd maps too, and modern virtio-mmio (vhost-user has no
-            // legacy devices; the guest's drivers speak both).
+        if let ram = files.ramFD {
+            // Shared for virtiofsd (which maps it too) and for a template (whose RAM is the file its
+            // clones start from); private, copy-on-write, for a clone.
+            var share = "on"
+            if case .clone = spec.origin { share = "off" }
             args += [
-                "-object", "memory-backend-file,id=ram,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(ram),share=on",
+                "-object",
+                "memory-backend-file,id=ram,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(ram),share=\(share)",
+            ]
+        }
+        if let socket = files.fsSocketFD {
+            // virtio-fs: modern virtio-mmio (vhost-user has no legacy devices; the guest's drivers
+            // speak both).
+            args += [
                 "-global", "virtio-mmio.force-legacy=false",
                 "-chardev", "socket,id=fs,fd=\(socket)",
                 "-device", "vhost-user-fs-device,chardev=fs,tag=\(BootContract.sharedFSTag),queue-size=1024",
@@ -286,12 +324,18 @@ enum QEMUArguments {
         if let token = files.token {
             args += ["-fw_cfg", "name=\(BootContract.agentTokenFwCfgName),file=\(token)"]
         }
-        if let nic = spec.nic, let tap = files.tapFD {
-            let vhost = files.vhostFD.map { ",vhost=on,vhostfd=\($0)" } ?? ""
-            args += [
-                "-netdev", "tap,id=net0,fd=\(tap)\(vhost)",
-                "-device", "virtio-net-device,netdev=net0,mac=\(nic.mac),host_mtu=\(nic.mtu)",
-            ]
+        if let nic = spec.nic {
+            // A template's clones resume with its NIC address; their agents give it the pod's.
+            let mac = spec.origin == .boot ? nic.mac : BootContract.templateMAC
+            if let tap = files.tapFD {
+                let vhost = files.vhostFD.map { ",vhost=on,vhostfd=\($0)" } ?? ""
+                args += [
+                    "-netdev", "tap,id=net0,fd=\(tap)\(vhost)",
+                    "-device", "virtio-net-device,netdev=net0,mac=\(mac),host_mtu=\(nic.mtu)",
+                ]
+            } else if spec.origin != .boot {
+                args += ["-device", "virtio-net-device,mac=\(mac),host_mtu=\(nic.mtu)"]
+            }
         }
         switch agent {
         case .serial(let path):
@@ -304,6 +348,7 @@ enum QEMUArguments {
         case .vsock(let cid, _):
             args += ["-device", "vhost-vsock-device,guest-cid=\(cid)"]
         }
+        if case .clone = spec.origin { args += ["-S", "-incoming", "defer"] }
         return args
     }
 }

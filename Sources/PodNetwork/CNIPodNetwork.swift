@@ -74,12 +74,18 @@ public actor CNIPodNetwork: PodNetworking {
                     let pod = try TapWiring.podInterface(netns: name, ifName: Self.ifName)
                     try TapWiring.createHostTap(tapName)
                     return TapWiring.NIC(tapFD: -1, mac: pod.mac, mtu: pod.mtu)
+                case .existingHost:
+                    let pod = try TapWiring.podInterface(netns: name, ifName: Self.ifName)
+                    return TapWiring.NIC(tapFD: -1, mac: pod.mac, mtu: pod.mtu)
                 }
             }
             var state = PodNetworkState(
                 namespace: name, network: list.name, ifName: Self.ifName, mac: nic.mac, mtu: nic.mtu,
                 addresses: addresses, routes: Self.routes(result))
-            if case .host(let tapName) = tap { state.hostTap = tapName }
+            switch tap {
+            case .host(let tapName), .existingHost(let tapName): state.hostTap = tapName
+            case .podNamespace: break
+            }
             state.timing = NetworkTiming(
                 namespaceMs: Self.ms(created - started), pluginsMs: Self.ms(added - created),
                 wiringMs: Self.ms(clock.now - added))
@@ -194,18 +200,8 @@ public actor CNIPodNetwork: PodNetworking {
     private static func ms(_ d: Duration) -> Double { (d.milliseconds * 10).rounded() / 10 }
 
     private static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws(CNIError) -> T)
-        async throws(CNIError)
-        -> T
+        async throws(CNIError) -> T
     {
-        let result: Result<T, CNIError> = await withCheckedContinuation { cont in
-            DispatchQueue.global().async {
-                do throws(CNIError) {
-                    cont.resume(returning: .success(try body()))
-                } catch {
-                    cont.resume(returning: .failure(error))
-                }
-            }
-        }
-        return try result.get()
+        try await OffPool.run(body)
     }
 }

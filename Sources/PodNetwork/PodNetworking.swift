@@ -22,6 +22,9 @@ public protocol PodNetworking: Sendable {
 public enum TapPlacement: Sendable, Equatable {
     case podNamespace
     case host(name: String)
+    /// A tap that exists already in the host's namespace, held open by a VM restored ahead of time
+    /// (a warm pool's): moved into the pod's namespace by `adoptHostTap`.
+    case existingHost(name: String)
 }
 
 public struct NetworkReadiness: Sendable, Equatable {

@@ -55,6 +55,17 @@ public enum TapWiring {
         guard rc == 0 else { throw .wiring("host tap \(name): \(String(cString: strerror(rc)))") }
     }
 
+    /// Makes the tap `name` in the host's namespace and returns its descriptor (it lives while a
+    /// descriptor is open): a pool VM's, moved into its pod's namespace when a pod takes the VM.
+    public static func openHostTap(_ name: String) throws(CNIError) -> Int32 {
+        let nsFD = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
+        guard nsFD >= 0 else { throw .wiring("host network namespace: \(String(cString: strerror(errno)))") }
+        defer { close(nsFD) }
+        let tap = cocoon_tap_in_netns(nsFD, name)
+        guard tap >= 0 else { throw .wiring("host tap \(name): \(String(cString: strerror(-tap)))") }
+        return tap
+    }
+
     /// Moves the host tap `name` (the hypervisor has it open now) into `netns` as `tap0` and wires it.
     public static func adoptHostTap(_ name: String, netns: String, ifName: String, addresses: [String])
         throws(CNIError)

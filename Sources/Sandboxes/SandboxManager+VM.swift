@@ -23,7 +23,9 @@ extension SandboxManager {
             record.vm = vm
             records[record.id] = record
             try store.save(record)
-            if vm.accel == .kvm, spec.accel == .auto, let stall = await kvmStall(vm, hypervisor: hypervisor) {
+            if vm.accel == .kvm, spec.accel == .auto, spec.origin == .boot,
+                let stall = await kvmStall(vm, hypervisor: hypervisor)
+            {
                 logger.warning(
                     "KVM boot of the pod VM stalled; booting it again under TCG",
                     metadata: ["vm": "\(vm.name)", "why": "\(stall)"])
@@ -54,16 +56,27 @@ extension SandboxManager {
     private func waitForAgent(_ vm: VMHandle, hypervisor: any Hypervisor, id: String) async throws(CocoonError)
         -> GuestHealth
     {
+        let (agent, health) = try await connectAgent(
+            vm, hypervisor: hypervisor, token: try agentToken(id), link: eventLink(id))
+        agents[id] = agent
+        return health
+    }
+
+    /// Connects to the VM's agent once it answers (within the boot timeout), checking its API version.
+    func connectAgent(
+        _ vm: VMHandle, hypervisor: any Hypervisor, token: [UInt8],
+        link: (credit: EventCredit, forward: @Sendable (AgentEvent) -> Void)
+    ) async throws(CocoonError) -> (any GuestAgent, GuestHealth) {
         let clock = ContinuousClock()
         let deadline = clock.now + timeouts.boot
         var lastError = "no answer"
         while clock.now < deadline {
+            if Task.isCancelled { throw .unavailable("waiting for the agent of \(vm.name) was cancelled") }
             if await hypervisor.describe(vm) == .exited {
                 throw .internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
             }
             do {
-                let link = eventLink(id)
-                let agent = try await connect(vm.agent, try agentToken(id), .seconds(2), link.credit, link.forward)
+                let agent = try await connect(vm.agent, token, .seconds(2), link.credit, link.forward)
                 let remaining = deadline - clock.now
                 // The agent answers once the guest has booted and opened its port; QEMU holds the
                 // request meanwhile. Check the VM now and then so a dead guest fails fast.
@@ -75,8 +88,7 @@ extension SandboxManager {
                             + "the guest image (images/build-guest)"
                     )
                 }
-                agents[id] = agent
-                return health
+                return (agent, health)
             } catch let error as CocoonError {
                 throw error
             } catch AgentClientError.sessionRefused(let why) {

@@ -40,6 +40,17 @@ public actor SandboxManager {
     var agents: [String: any GuestAgent] = [:]
     private var connecting: [String: Task<any GuestAgent, any Error>] = [:]
     let locks = KeyedLock()
+    /// Templates ready for clones, by handler name; the work loading or building them and filling
+    /// their pools (owned here, cancelled by `stopTemplates`); when a build last failed.
+    var templates: [String: LoadedTemplate] = [:]
+    var templateWork: [String: Task<Void, Never>] = [:]
+    var templateFailedAt: [String: ContinuousClock.Instant] = [:]
+    var templatesStopping = false
+    /// Clones restored ahead of time, by handler name, and how many are being restored.
+    var pools: [String: [PoolVM]] = [:]
+    var poolStarting: [String: Int] = [:]
+    /// VM users held by VMs that are no pod's (yet): templates being built, pool VMs.
+    var reservedUIDs: Set<UInt32> = []
     public nonisolated let agentEvents: AsyncStream<PodAgentEvent>
     private let eventInput: AsyncStream<PodAgentEvent>.Continuation
 
@@ -75,6 +86,13 @@ public actor SandboxManager {
         return (credit, { [eventInput] in eventInput.yield(PodAgentEvent(podID: id, event: $0, credit: credit)) })
     }
 
+    /// The same for a VM that belongs to no pod yet (a pool VM's): tagged with its owner's id of
+    /// the moment.
+    nonisolated func eventLink(_ owner: EventOwner) -> (credit: EventCredit, forward: @Sendable (AgentEvent) -> Void) {
+        let credit = EventCredit()
+        return (credit, { [eventInput] in eventInput.yield(PodAgentEvent(podID: owner.id, event: $0, credit: credit)) })
+    }
+
     /// Ends the agents' event stream (the daemon is shutting down; call after `detachAll`).
     public nonisolated func endAgentEvents() { eventInput.finish() }
 
@@ -83,6 +101,7 @@ public actor SandboxManager {
     /// Loads persisted sandboxes. A sandbox whose VM is gone becomes NOTREADY; one left booting by a
     /// crash is removed with its VM (found by name when the crash came before its handle was saved).
     public func recover() async {
+        await recoverPool()
         for var record in store.loadAll() {
             if record.state == .creating {
                 // RunPodSandbox never answered for it: end its VM and forget it (the kubelet retries).
@@ -159,34 +178,46 @@ public actor SandboxManager {
         do throws(CocoonError) {
             try store.save(record)
             let tokenFile = AgentTokenFile.path(inStateDir: store.directory(for: id))
-            _ = try AgentTokenFile.create(at: tokenFile)
-            let uid = try freeVMUID()
-            record.vmUID = uid
-            records[id] = record
-            try store.save(record)
-            let placement: TapPlacement =
-                hypervisor.opensTapByName ? .host(name: Self.hostTapName(id)) : .podNamespace
-            let attachment = try await setUpNetwork(request, id: id, tap: placement)
-            record.network = attachment.state
-            records[id] = record
-            defer { if attachment.tapFD >= 0 { close(attachment.tapFD) } }  // the VM has its own copy once booted
-            try store.save(record)
-            var spec = VMSpec(
-                id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage, vcpus: vcpus,
-                memoryMiB: memory,
-                accel: handler.accel, extraKernelArgs: handler.kernelArgs, stateDir: store.directory(for: id),
-                runDir: runDir(id), agentTokenFile: tokenFile, user: VMUser(uid: uid, gid: uid))
-            spec.nic = VMNic(
-                tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
-                tapName: attachment.state.hostTap ?? TapWiring.tapName)
-            spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: hypervisor)
-            spec.sharedCache = handler.sharedFSCache
-            let (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
-            try await adoptHostTap(attachment.state)
+            let choice = startChoice(handlerName, handler, vcpus: vcpus, memoryMiB: memory)
+            let vm: VMHandle
+            let health: GuestHealth
+            let attachment: PodNetworkAttachment
+            if case .pool(let pooled) = choice {
+                (vm, health, attachment) = try await adoptPoolVM(
+                    pooled, request: request, tokenFile: tokenFile, record: &record)
+            } else {
+                _ = try AgentTokenFile.create(at: tokenFile)
+                let uid = try freeVMUID()
+                record.vmUID = uid
+                records[id] = record
+                try store.save(record)
+                let placement: TapPlacement =
+                    hypervisor.opensTapByName ? .host(name: Self.hostTapName(id)) : .podNamespace
+                attachment = try await setUpNetwork(request, id: id, tap: placement)
+                record.network = attachment.state
+                records[id] = record
+                defer { if attachment.tapFD >= 0 { close(attachment.tapFD) } }  // the VM has its own copy once booted
+                try store.save(record)
+                var spec = VMSpec(
+                    id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage,
+                    vcpus: vcpus, memoryMiB: memory, accel: handler.accel, extraKernelArgs: handler.kernelArgs,
+                    stateDir: store.directory(for: id), runDir: runDir(id), agentTokenFile: tokenFile,
+                    user: VMUser(uid: uid, gid: uid))
+                spec.nic = VMNic(
+                    tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
+                    tapName: attachment.state.hostTap ?? TapWiring.tapName)
+                spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: hypervisor)
+                spec.sharedCache = handler.sharedFSCache
+                (vm, health) = try await bootPodVM(spec, choice, handlerName, hypervisor: hypervisor, record: &record)
+                try await adoptHostTap(attachment.state)
+            }
             if let agent = agents[id] {
                 do {
                     var configuration = podConfiguration(request, network: attachment.state)
                     if vm.sharedDir != nil { configuration.sharedFSTag = BootContract.sharedFSTag }
+                    if record.start != .cold {
+                        configuration.restored = RestoredIdentity.fresh(templateMAC: BootContract.templateMAC)
+                    }
                     try await agent.configurePod(configuration, timeout: timeouts.agentCall)
                 } catch {
                     throw CocoonError.from(error, "pod configuration (sysctls, network interface)")
@@ -199,8 +230,9 @@ public actor SandboxManager {
                 "sandbox ready",
                 metadata: [
                     "id": "\(id)", "pod": "\(name)", "boot_ms": "\(Int(record.bootMs ?? 0))",
-                    "accel": "\(vm.accel.rawValue)",
+                    "accel": "\(vm.accel.rawValue)", "start": "\(record.start?.rawValue ?? "cold")",
                 ])
+            if record.start == .pool { refillPool(handlerName, handler) }
             return id
         } catch {
             // Roll back completely: no VM, no files, no name left behind.
@@ -403,8 +435,8 @@ public actor SandboxManager {
     func runDir(_ id: String) -> String { config.runDir + "/vms/" + String(id.prefix(16)) }
 
     /// The lowest VM user no pod holds (a stopped pod keeps its own until it is removed).
-    private func freeVMUID() throws(CocoonError) -> UInt32 {
-        let taken = Set(records.values.compactMap(\.vmUID))
+    func freeVMUID() throws(CocoonError) -> UInt32 {
+        let taken = Set(records.values.compactMap(\.vmUID)).union(reservedUIDs)
         var uid = config.vmUIDBase
         while taken.contains(uid) {
             uid += 1

@@ -56,6 +56,10 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var disks: [String: Int]?
     /// The pod's network (namespace, CNI result, NIC), from before its VM boots until removal.
     public var network: PodNetworkState?
+    /// How its VM started: booted, cloned from its handler's template, or taken from the warm pool.
+    public var start: VMStart?
+    /// Why a pod of a template handler booted cold (no template yet, a size of its own, ...).
+    public var coldReason: String?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],
@@ -145,4 +149,14 @@ public struct GuestInfo: Codable, Sendable, Equatable {
     public var agentStartedMs: Double
     public var channelOpenMs: Double
     public var memTotalKiB: UInt64
+}
+
+/// How a pod's VM started.
+public enum VMStart: String, Sendable, Codable, Equatable {
+    /// A boot of its own kernel.
+    case cold
+    /// A clone of its handler's template, restored for this pod.
+    case template
+    /// A clone restored ahead of time and waiting in its handler's pool.
+    case pool
 }

@@ -90,6 +90,8 @@ struct Cocoond: AsyncParsableCommand {
         await images.resumeBlockImages()
         let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot)
         await containers.recover()
+        // Templates load (or build) in the background; pods boot cold until theirs is ready.
+        await manager.prepareTemplates()
 
         let streaming = try await StreamingServer.bind(
             .init(
@@ -115,6 +117,7 @@ struct Cocoond: AsyncParsableCommand {
             group.addTask {
                 try await server.serve()
                 await streaming.close()
+                await manager.stopTemplates()
                 // Detach before the event stream ends, so nothing an agent sends meanwhile is dropped.
                 await manager.detachAll()
                 manager.endAgentEvents()

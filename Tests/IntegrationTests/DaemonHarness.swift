@@ -164,10 +164,14 @@ final class DaemonHarness: @unchecked Sendable {
             }
         }
         await stop()
+        // Pods' VMs, and pool VMs a crashed daemon left.
         let names = Set(
             ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? []).map {
                 "cocoon-" + $0.prefix(12)
-            })
+            }
+                + ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/pool")) ?? []).map {
+                    "cocoon-" + $0.prefix(12)
+                })
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8)
             else { continue }

@@ -48,6 +48,8 @@ extension RuntimeService {
             }
             response.info["accelerator"] = try VerboseJSON.encode(decisions)
             response.info["config"] = try VerboseJSON.encode(ConfigInfo(config))
+            // Templates (start = "template") and their warm pools.
+            response.info["templates"] = try VerboseJSON.encode(await sandboxes.templateStatus())
             response.info["network"] = try VerboseJSON.encode(
                 NetworkInfo(
                     ready: readiness.ready, message: readiness.message, network: readiness.network,
@@ -109,9 +111,12 @@ struct ConfigInfo: Encodable {
         var vcpus: Int
         var memoryMiB: Int
         var accel: Accel
+        var start: String
+        var sharedFS: String
+        var poolSize: Int
         enum CodingKeys: String, CodingKey {
-            case name, backend, kernel, initrd, vcpus, accel
-            case agentImage = "agent_image", memoryMiB = "memory_mib"
+            case name, backend, kernel, initrd, vcpus, accel, start
+            case agentImage = "agent_image", memoryMiB = "memory_mib", sharedFS = "shared_fs", poolSize = "pool_size"
         }
     }
     var stateRoot: String
@@ -132,8 +137,8 @@ struct ConfigInfo: Encodable {
         handlers = c.handlers.sorted { $0.key < $1.key }.map { name, h in
             Handler(
                 name: name, backend: h.backend, kernel: h.kernel, initrd: h.initrd, agentImage: h.agentImage,
-                vcpus: h.vcpus,
-                memoryMiB: h.memoryMiB, accel: h.accel)
+                vcpus: h.vcpus, memoryMiB: h.memoryMiB, accel: h.accel, start: h.start.rawValue,
+                sharedFS: h.sharedFS.rawValue, poolSize: h.poolSize)
         }
     }
 }

@@ -65,7 +65,8 @@ public enum SandboxTranslation {
             enum CodingKeys: String, CodingKey {
                 case hypervisor, pid, accel, vcpus, guest, reason
                 case vmName = "vm_name", memoryMiB = "memory_mib", consoleLog = "console_log"
-                case agentEndpoint = "agent_endpoint", bootMs = "boot_ms"
+                case agentEndpoint = "agent_endpoint", bootMs = "boot_ms", start
+                case coldReason = "cold_reason"
                 case uid = "vmm_uid", seccomp = "vmm_seccomp", cgroup = "vmm_cgroup"
             }
             var hypervisor: Backend?
@@ -77,6 +78,9 @@ public enum SandboxTranslation {
             var consoleLog: String?
             var agentEndpoint: String?
             var bootMs: Double?
+            /// cold, template or pool, and why a template handler's pod booted cold.
+            var start: VMStart?
+            var coldReason: String?
             var guest: GuestInfo?
             var reason: String?
             /// The host user, seccomp filter and cgroup of the VM's process.
@@ -106,7 +110,8 @@ public enum SandboxTranslation {
             vm: VMInfo(
                 hypervisor: vm?.backend, vmName: vm?.name, pid: vm?.pid, accel: vm?.accel, vcpus: record.vcpus,
                 memoryMiB: record.memoryMiB, consoleLog: vm?.consoleLog, agentEndpoint: endpoint,
-                bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, guest: record.guest, reason: record.reason,
+                bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, start: record.start,
+                coldReason: record.coldReason, guest: record.guest, reason: record.reason,
                 uid: vm?.uid, seccomp: vm?.seccomp, cgroup: vm?.cgroup), network: record.network)
         return try VerboseJSON.encode(info)
     }

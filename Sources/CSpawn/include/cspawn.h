@@ -49,3 +49,10 @@ int cocoon_open_beneath(int dirfd, const char *path);
 /// A memfd of `size` bytes for a VM's RAM, sealed against growing and shrinking (holes may still be
 /// punched). The descriptor (close-on-exec), or -1 with errno set.
 int cocoon_guest_ram(const char *name, unsigned long long size);
+/// A template VM's RAM: a memfd of `size` bytes that can neither grow nor shrink, and that can
+/// still be sealed against writes (`cocoon_seal_writes`) once the template VM has ended.
+int cocoon_template_ram(const char *name, unsigned long long size);
+/// Seals a template's RAM against every write (and every further seal): clones map it privately,
+/// copy-on-write, and nothing can change it under them. 0, or -1 with errno (EBUSY: a shared
+/// writable mapping of it remains).
+int cocoon_seal_writes(int fd);

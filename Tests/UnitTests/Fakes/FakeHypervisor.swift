@@ -16,6 +16,7 @@ final class FakeHypervisor: Hypervisor, @unchecked Sendable {
     let backend = Backend.qemu
     let opensTapByName = false
     let sharesDirectories = false
+    let makesTemplates = false
     let state = Mutex(State())
 
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {
@@ -48,6 +49,9 @@ final class FakeHypervisor: Hypervisor, @unchecked Sendable {
     }
     func detachDisk(_ vm: VMHandle, serial: String, slot: Int) async throws(HypervisorError) {
         _ = state.withLock { $0.attached.removeValue(forKey: serial) }
+    }
+    func saveTemplate(_ vm: VMHandle, stateFD: Int32) async throws(HypervisorError) {
+        throw .invalidSpec("the fake hypervisor makes no templates")
     }
     /// The VM ends by itself (a guest crash, a kill from outside).
     func crash(_ name: String) { _ = state.withLock { $0.running.remove(name) } }

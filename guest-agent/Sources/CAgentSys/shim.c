@@ -1,6 +1,7 @@
 #define _GNU_SOURCE
 #include "cagentsys.h"
 #include <linux/vm_sockets.h>
+#include <linux/random.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -158,4 +159,19 @@ int cocoon_fwcfg_read(const char *name, unsigned char *buf, int size) {
     }
     ioperm(FW_CFG_PORT_SEL, 2, 0);
     return result;
+}
+
+int cocoon_reseed_random(const unsigned char *bytes, int size) {
+    if (size <= 0 || size > 512) return -EINVAL;
+    unsigned int words[2 + 512 / sizeof(unsigned int)];
+    struct rand_pool_info *pool = (struct rand_pool_info *)words;
+    pool->entropy_count = size * 8;
+    pool->buf_size = size;
+    memcpy(pool->buf, bytes, (size_t)size);
+    int fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = 0;
+    if (ioctl(fd, RNDADDENTROPY, pool) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0) rc = -errno;
+    close(fd);
+    return rc;
 }

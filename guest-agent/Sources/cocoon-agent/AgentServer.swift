@@ -8,8 +8,6 @@ import Glibc
 struct AgentServer {
     private let channel: AgentChannel
     private let boot: Cocoon_Agent_V4_BootReport
-    /// The VM's token from fw_cfg; nil: none was given, and every session is refused.
-    private let token: [UInt8]?
     /// The current session proved it is the VM's host (its first frame carried the token).
     private var authenticated = false
     /// When the current session started (CLOCK_BOOTTIME ns): one that has not authenticated
@@ -29,10 +27,9 @@ struct AgentServer {
     private var containers = GuestContainers()
     private var ports = GuestPorts()
 
-    init(channel: AgentChannel, boot: Cocoon_Agent_V4_BootReport, token: [UInt8]?) {
+    init(channel: AgentChannel, boot: Cocoon_Agent_V4_BootReport) {
         self.channel = channel
         self.boot = boot
-        self.token = token
         self.childFD = cocoon_sigchld_fd()
     }
 
@@ -205,6 +202,9 @@ struct AgentServer {
             refuse("a first frame that is not Authenticate", answering: envelope)
             return
         }
+        // Read at every session, not once at boot: a VM restored from a template resumes with the
+        // template's memory, and only its own fw_cfg holds its own token.
+        let token = AgentToken.read()
         guard let token, Self.sameBytes(Array(auth.token), token) else {
             refuse(token == nil ? "no token was given to this VM" : "a wrong token", answering: envelope)
             return
@@ -299,8 +299,11 @@ struct AgentServer {
             }
         case .configurePod(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
+                if r.hasRestored { try RestoredGuest.apply(r.restored) }
                 try PodSettings.apply(sysctls: r.sysctls)
-                if r.hasInterface { try GuestNetwork.configure(r.interface) }
+                if r.hasInterface {
+                    try GuestNetwork.configure(r.interface, templateMAC: r.hasRestored ? r.restored.templateMac : nil)
+                }
                 try PodIdentityFiles.write(r)
                 if !r.sharedFsTag.isEmpty { try SharedVolumes.mount(tag: r.sharedFsTag) }
                 return .configurePod(Cocoon_Agent_V4_ConfigurePodResponse())

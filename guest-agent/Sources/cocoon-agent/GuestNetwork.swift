@@ -3,16 +3,14 @@ import Glibc
 import Netlink
 
 /// The pod's interface inside the guest: the virtio NIC whose MAC the host gave (the CNI
-/// interface's), brought up with the CNI result's MTU, addresses and routes.
+/// interface's), brought up with the CNI result's MTU, addresses and routes. A VM restored from a
+/// template finds its NIC by the template's MAC and takes the pod's.
 enum GuestNetwork {
-    static func configure(_ nic: Cocoon_Agent_V4_PodInterface) throws(AgentFailure) {
+    static func configure(_ nic: Cocoon_Agent_V4_PodInterface, templateMAC: String?) throws(AgentFailure) {
         let mac = nic.mac.lowercased()
-        let hex = Set("0123456789abcdef")
-        guard mac.count == 17, mac.split(separator: ":").count == 6,
-            mac.split(separator: ":").allSatisfy({ $0.count == 2 && $0.allSatisfy(hex.contains) })
-        else {
-            throw .invalid("interface.mac \"\(nic.mac)\" is not a MAC address")
-        }
+        guard isMAC(mac) else { throw .invalid("interface.mac \"\(nic.mac)\" is not a MAC address") }
+        let current = templateMAC?.lowercased() ?? mac
+        guard isMAC(current) else { throw .invalid("restored.template_mac \"\(current)\" is not a MAC address") }
         guard (68...65535).contains(nic.mtu) else { throw .invalid("interface.mtu \(nic.mtu) is not 68...65535") }
         guard nic.addresses.count <= 16, nic.routes.count <= 64 else {
             throw .invalid("interface: at most 16 addresses and 64 routes")
@@ -22,12 +20,12 @@ enum GuestNetwork {
             // The NIC is probed when virtio_net loads at boot; give a slow guest a moment more.
             var link: LinkInfo?
             for _ in 0..<100 {
-                link = try netlink.links().first { $0.mac.lowercased() == mac }
+                link = try netlink.links().first { $0.mac.lowercased() == current }
                 if link != nil { break }
                 usleep(20_000)
             }
-            guard let link else { throw NetlinkError("no network interface with MAC \(mac) in the guest") }
-            try netlink.configureLink(index: link.index, mtu: Int(nic.mtu))
+            guard let link else { throw NetlinkError("no network interface with MAC \(current) in the guest") }
+            try netlink.configureLink(index: link.index, mtu: Int(nic.mtu), mac: current == mac ? nil : mac)
             for address in nic.addresses { try netlink.addAddress(address, index: link.index) }
             for route in nic.routes {
                 try netlink.addRoute(
@@ -38,6 +36,12 @@ enum GuestNetwork {
         } catch {
             throw .internal("pod network interface: \(error)")
         }
+    }
+
+    private static func isMAC(_ mac: String) -> Bool {
+        let hex = Set("0123456789abcdef")
+        let parts = mac.split(separator: ":", omittingEmptySubsequences: false)
+        return mac.count == 17 && parts.count == 6 && parts.allSatisfy { $0.count == 2 && $0.allSatisfy(hex.contains) }
     }
 }
 

@@ -16,7 +16,6 @@ if getpid() == 1 {
 }
 let modules = ModuleLoader.loadAll(transport: cmdline.transport, bus: cmdline.bus)
 let modulesLoadedNs = cocoon_boottime_ns()
-let token = AgentToken.read()
 
 var boot = Cocoon_Agent_V4_BootReport()
 boot.agentStartedNs = startedNs
@@ -28,7 +27,7 @@ do {
     let channel = try AgentChannel.open(cmdline)
     boot.channelOpenNs = cocoon_boottime_ns()
     log("channel \(cmdline.transport.rawValue) open after \((boot.channelOpenNs - startedNs) / 1_000_000) ms")
-    var server = AgentServer(channel: channel, boot: boot, token: token)
+    var server = AgentServer(channel: channel, boot: boot)
     server.run()
 } catch {
     log("fatal: \(error)")

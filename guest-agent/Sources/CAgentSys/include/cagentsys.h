@@ -33,3 +33,6 @@ long cocoon_send(int fd, const void *buf, unsigned long len);
 /// into buf: its size (which may exceed `size`; only `size` bytes are copied), -1 when fw_cfg has no
 /// such file, -2 when the ports cannot be reached (no fw_cfg device, or no CAP_SYS_RAWIO).
 int cocoon_fwcfg_read(const char *name, unsigned char *buf, int size);
+/// Adds `size` bytes (at most 512) to the kernel's entropy pool, credited in full, and reseeds its
+/// random generator from the pool at once (RNDADDENTROPY, RNDRESEEDCRNG). 0, or -errno.
+int cocoon_reseed_random(const unsigned char *bytes, int size);
