@@ -44,6 +44,7 @@ final class DaemonHarness: @unchecked Sendable {
             backend = "qemu"
             kernel = "\(guest)/vmlinuz"
             initrd = "\(guest)/initrd.cpio"
+            \(Self.startMode.config)
             [handlers.libvirt]
             backend = "libvirt"
             kernel = "\(guest)/vmlinuz"
@@ -51,6 +52,41 @@ final class DaemonHarness: @unchecked Sendable {
             \(extraConfig)
             """
         try config.write(toFile: root + "/config.toml", atomically: true, encoding: .utf8)
+    }
+
+    /// How the default handler's pods start (`COCOON_TEST_START`: cold, template or pool), so that
+    /// the same suites run against pods booted, cloned from a template and taken from a warm pool.
+    enum StartMode: String {
+        case cold, template, pool
+        var config: String {
+            switch self {
+            case .cold: ""
+            case .template: "start = \"template\"\npool_size = 0"
+            case .pool: "start = \"template\"\npool_size = 1"
+            }
+        }
+    }
+    static var startMode: StartMode {
+        StartMode(rawValue: ProcessInfo.processInfo.environment["COCOON_TEST_START"] ?? "") ?? .cold
+    }
+
+    /// Waits until the default handler's template (and pool) are ready: the suites' pods then
+    /// start the way `COCOON_TEST_START` asks, not cold because they came first.
+    private func waitForTemplate() async throws {
+        guard Self.startMode != .cold else { return }
+        let want = Self.startMode == .pool ? 1 : 0
+        for _ in 0..<1200 {
+            let status = try await withRuntime { rt in try await rt.status(.with { $0.verbose = true }) }
+            if let text = status.info["templates"],
+                let list = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]],
+                let t = list.first(where: { $0["handler"] as? String == "cocoon" }), t["ready"] as? Bool == true,
+                (t["pool_ready"] as? Int ?? 0) >= want
+            {
+                return
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw HarnessError("the default handler's template was not ready within 5 minutes; log: \(daemonLog())")
     }
 
     static var binary: String {
@@ -81,7 +117,10 @@ final class DaemonHarness: @unchecked Sendable {
         // Ready once this start's daemon runs and the socket accepts (the file exists before listen()).
         for _ in 0..<400 {
             if pid == nil { pid = daemonPids().first { !before.contains($0) } }
-            if pid != nil, UnixSocketAddress.accepts(socket) { return }
+            if pid != nil, UnixSocketAddress.accepts(socket) {
+                try await waitForTemplate()
+                return
+            }
             if !p.isRunning { break }
             try await Task.sleep(for: .milliseconds(25))
         }
@@ -193,12 +232,15 @@ final class DaemonHarness: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    /// Every file left under the daemon's sandbox state and VM run directories.
+    /// Every file left under the daemon's sandbox state and VM run directories (but the warm
+    /// pool's VMs, which wait there for the next pod).
     func leftoverFiles() -> [String] {
         var out: [String] = []
         for dir in [stateRoot + "/sandboxes", runDir + "/vms"] {
             if let e = FileManager.default.enumerator(atPath: dir) {
-                while let f = e.nextObject() as? String { out.append(dir + "/" + f) }
+                while let f = e.nextObject() as? String {
+                    if !f.hasPrefix("pool") { out.append(dir + "/" + f) }
+                }
             }
         }
         return out
