@@ -192,6 +192,14 @@ final class DaemonHarness: @unchecked Sendable {
     /// Stops the daemon and kills the VMs of any pod a failed test left behind (pod VMs outlive the
     /// daemon by design), then deletes the test's directory.
     func cleanup() async {
+        if Self.startMode != .cold {
+            // How this test's pods really started (the daemon logs each one's start mode).
+            let log = daemonLog()
+            let counts = ["cold", "template", "pool"].map { mode in
+                "\(mode) \(log.components(separatedBy: "start=\(mode) ").count - 1)"
+            }
+            print("pods started with COCOON_TEST_START=\(Self.startMode.rawValue): \(counts.joined(separator: ", "))")
+        }
         // Pods a failed test left: removed through the daemon while it runs, so that CNI DEL frees
         // what the plugins hold outside this test's directory (portmap's iptables rules).
         if pid != nil {
