@@ -15,6 +15,10 @@ guest = os.environ["COCOON_GUEST_DIR"]
 bindir = os.environ["COCOON_BIN"]
 out_png = os.environ.get("COCOON_BENCH_PNG", "bench-density.png")
 checkpoints = sorted({c for c in (10, 50, target) if c <= target})
+# COCOON_BENCH_KSM=SECONDS: at the last checkpoint (and for the cold reference), turn the host's KSM on
+# for that long (QEMU marks guest RAM mergeable: mem-merge, its default) and measure again.
+ksm_seconds = int(os.environ.get("COCOON_BENCH_KSM", "0"))
+KSM = "/sys/kernel/mm/ksm"
 COLD_REF = min(10, target)
 
 
@@ -106,7 +110,26 @@ def measure(n, lat):
             "runp_p99_s": pct(lat, 99), "cpu_idle_pct": idle}
 
 
+def with_ksm(n, lat):
+    """The same measure after KSM has run for `ksm_seconds` (scanning fast), then KSM off and unmerged."""
+    saved = {k: open(f"{KSM}/{k}").read().strip() for k in ("run", "pages_to_scan", "sleep_millisecs")}
+    try:
+        open(f"{KSM}/pages_to_scan", "w").write("20000")
+        open(f"{KSM}/sleep_millisecs", "w").write("20")
+        open(f"{KSM}/run", "w").write("1")
+        time.sleep(ksm_seconds)
+        row = measure(n, lat)
+        row["ksm_pages_sharing"] = int(open(f"{KSM}/pages_sharing").read())
+        row["ksm_pages_shared"] = int(open(f"{KSM}/pages_shared").read())
+        return row
+    finally:
+        open(f"{KSM}/run", "w").write("2")  # unmerge everything, then restore the host's setting
+        for k, v in saved.items():
+            open(f"{KSM}/{k}", "w").write(v)
+
+
 rows, cold_row, leftovers = [], None, {}
+ksm_cold, ksm_rows = None, []
 pods = []
 try:
     deadline = time.monotonic() + 300
@@ -122,6 +145,8 @@ try:
         cold.append(pod)
         lat.append(s)
     cold_row = measure(COLD_REF, lat)
+    if ksm_seconds and os.access(f"{KSM}/run", os.W_OK):
+        ksm_cold = with_ksm(COLD_REF, lat)
     for pod in cold:
         ctl("stopp", pod)
         ctl("rmp", pod)
@@ -137,6 +162,9 @@ try:
             row["starts"] = dict(starts)
             rows.append(row)
             print(f"{i} pods: {json.dumps(row)}", flush=True)
+            if i == target and ksm_seconds and os.access(f"{KSM}/run", os.W_OK):
+                ksm_rows.append(with_ksm(i, lat))
+                print(f"{i} pods with KSM: {json.dumps(ksm_rows[-1])}", flush=True)
             lat = []
     t0 = time.monotonic()
     for pod in pods:
@@ -178,6 +206,10 @@ if cold_row:
     line(f"{COLD_REF} cold", cold_row, {"cold": COLD_REF})
 for r in rows:
     line(str(r["pods"]), r, r["starts"])
+if ksm_cold:
+    line(f"{COLD_REF} c+ksm", ksm_cold, f"KSM {ksm_seconds}s: {ksm_cold['ksm_pages_sharing']} pages sharing")
+for r in ksm_rows:
+    line(f"{r['pods']} +ksm", r, f"KSM {ksm_seconds}s: {r['ksm_pages_sharing']} pages sharing")
 if cold_row and rows:
     first = rows[0]
     print(f"PSS per pod at {first['pods']} pods: template {first['pss_per_pod_mib']:.1f} MiB vs cold "
@@ -186,7 +218,7 @@ if cold_row and rows:
           f"({first['runp_p50_s'] / cold_row['runp_p50_s']:.2f}x)")
 print("target: 100 idle pods at once with <= 64 MiB PSS per pod; stop+remove of all leaves nothing")
 print(f"left after stop+remove of all: {json.dumps(leftovers)}; QEMU processes after the daemon stopped: {after_stop}")
-print("raw:", json.dumps({"cold": cold_row, "template": rows}))
+print("raw:", json.dumps({"cold": cold_row, "template": rows, "ksm_cold": ksm_cold, "ksm_template": ksm_rows}))
 
 if rows:
     data = f"{out_png}.dat"

@@ -95,6 +95,7 @@ floor, bare_pss, stoprm_s = [], [], []
 run_s = {m: [] for m, _ in MODES}
 inside = {m: [] for m, _ in MODES}
 pod_pss = {m: [] for m, _ in MODES}
+steps = {}
 try:
     built = wait_templates(1)
     for i in range(runs):
@@ -113,6 +114,8 @@ try:
             if info.get("start") != mode:
                 raise SystemExit(f"{mode} run started as {info.get('start')}: {info.get('cold_reason')}")
             inside[mode].append(info["boot_ms"] / 1000)
+            for step, ms in (info.get("start_steps_ms") or {}).items():
+                steps.setdefault(mode, {}).setdefault(step, []).append(ms)
             time.sleep(SETTLE)
             pod_pss[mode].append(pss_kib(info["pid"]))
             t0 = time.monotonic()
@@ -134,6 +137,8 @@ for mode, _ in MODES:
     r, d = med(run_s[mode]), med(inside[mode])
     print(f"{'RunPodSandbox ' + mode + ' (cocoonctl runp)':48} {r:9.3f}s {f_floor:9.2f}s {r / f_floor:6.2f}x   (reference: bare QEMU boot to init marker)")
     print(f"{'  of which inside cocoond (call to ready)':48} {d:9.3f}s {f_floor:9.2f}s {d / f_floor:6.2f}x")
+    parts = ", ".join(f"{k} {med(v):.0f} ms" for k, v in sorted(steps.get(mode, {}).items()))
+    print(f"{'    steps (medians; vm and network overlap for a clone)':48} {parts}")
 print(f"{'StopPodSandbox + RemovePodSandbox':48} {med(stoprm_s):9.2f}s {'-':>10} {'':>7}")
 bp = med(bare_pss) / 1024
 for mode, _ in MODES:

@@ -179,12 +179,19 @@ public actor SandboxManager {
             try store.save(record)
             let tokenFile = AgentTokenFile.path(inStateDir: store.directory(for: id))
             let choice = startChoice(handlerName, handler, vcpus: vcpus, memoryMiB: memory)
+            record.startSteps = [:]
             let vm: VMHandle
             let health: GuestHealth
             let attachment: PodNetworkAttachment
             if case .pool(let pooled) = choice {
                 (vm, health, attachment) = try await adoptPoolVM(
                     pooled, request: request, tokenFile: tokenFile, record: &record)
+            } else if case .template(let template) = choice,
+                let cloned = try await cloneForPod(
+                    template, handlerName, handler, hypervisor: hypervisor, request: request, tokenFile: tokenFile,
+                    record: &record)
+            {
+                (vm, health, attachment) = cloned
             } else {
                 _ = try AgentTokenFile.create(at: tokenFile)
                 let uid = try freeVMUID()
@@ -193,7 +200,9 @@ public actor SandboxManager {
                 try store.save(record)
                 let placement: TapPlacement =
                     hypervisor.opensTapByName ? .host(name: Self.hostTapName(id)) : .podNamespace
+                let networking = ContinuousClock.now
                 attachment = try await setUpNetwork(request, id: id, tap: placement)
+                record.startSteps?["network"] = (ContinuousClock.now - networking).milliseconds
                 record.network = attachment.state
                 records[id] = record
                 defer { if attachment.tapFD >= 0 { close(attachment.tapFD) } }  // the VM has its own copy once booted
@@ -208,9 +217,16 @@ public actor SandboxManager {
                     tapName: attachment.state.hostTap ?? TapWiring.tapName)
                 spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: hypervisor)
                 spec.sharedCache = handler.sharedFSCache
-                (vm, health) = try await bootPodVM(spec, choice, handlerName, hypervisor: hypervisor, record: &record)
+                if case .cold(let reason) = choice { record.coldReason = reason }
+                let booting = ContinuousClock.now
+                (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
+                record.startSteps?["vm"] = (ContinuousClock.now - booting).milliseconds
+                record.start = .cold
                 try await adoptHostTap(attachment.state)
             }
+            // A clone's tap joins the pod's namespace while its guest is configured.
+            let isClone = record.start != .cold
+            async let tapWired: (error: CocoonError?, ms: Double) = isClone ? wireTap(attachment.state) : (nil, 0)
             if let agent = agents[id] {
                 do {
                     var configuration = podConfiguration(request, network: attachment.state)
@@ -218,11 +234,16 @@ public actor SandboxManager {
                     if record.start != .cold {
                         configuration.restored = RestoredIdentity.fresh(templateMAC: BootContract.templateMAC)
                     }
+                    let configuring = ContinuousClock.now
                     try await agent.configurePod(configuration, timeout: timeouts.agentCall)
+                    record.startSteps?["configure"] = (ContinuousClock.now - configuring).milliseconds
                 } catch {
                     throw CocoonError.from(error, "pod configuration (sysctls, network interface)")
                 }
             }
+            let wired = await tapWired
+            if record.start != .cold { record.startSteps?["tap"] = wired.ms }
+            if let error = wired.error { throw error }
             record.transition(.booted(bootMs: (ContinuousClock.now - started).milliseconds, guest: GuestInfo(health)))
             records[id] = record
             try store.save(record)

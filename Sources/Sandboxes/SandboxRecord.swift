@@ -60,6 +60,9 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var start: VMStart?
     /// Why a pod of a template handler booted cold (no template yet, a size of its own, ...).
     public var coldReason: String?
+    /// Where RunPodSandbox spent its time, in milliseconds (`vm`: boot or restore to a ready agent,
+    /// `network`: CNI and wiring, `configure`: ConfigurePod; side by side for a clone).
+    public var startSteps: [String: Double]?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],

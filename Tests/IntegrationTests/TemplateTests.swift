@@ -218,6 +218,15 @@ struct TemplateTests {
                 _ = try await Self.waitReady(rt, pool: 2)
                 #expect(try await Self.templateStatus(rt)["pool_ready"] as? Int == 2)
             }
+            // A daemon that crashes leaves its pool's VMs running; the next one ends them and fills
+            // a pool of its own.
+            let before = Set(HostProcessList.withArgument("process=cocoon-pool"))
+            #expect(before.count == 2)
+            await daemon.crash()
+            try await daemon.start()
+            try await daemon.withRuntime { rt in _ = try await Self.waitReady(rt, pool: 2) }
+            let after = Set(HostProcessList.withArgument("process=cocoon-pool"))
+            #expect(after.count == 2 && after.isDisjoint(with: before), "before \(before), after \(after)")
             // A stopped daemon ends its pool's VMs.
             await daemon.stop()
             #expect(daemon.leftoverFiles().isEmpty, "\(daemon.leftoverFiles())")

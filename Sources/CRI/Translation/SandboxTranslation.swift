@@ -66,7 +66,7 @@ public enum SandboxTranslation {
                 case hypervisor, pid, accel, vcpus, guest, reason
                 case vmName = "vm_name", memoryMiB = "memory_mib", consoleLog = "console_log"
                 case agentEndpoint = "agent_endpoint", bootMs = "boot_ms", start
-                case coldReason = "cold_reason"
+                case coldReason = "cold_reason", startSteps = "start_steps_ms"
                 case uid = "vmm_uid", seccomp = "vmm_seccomp", cgroup = "vmm_cgroup"
             }
             var hypervisor: Backend?
@@ -81,6 +81,7 @@ public enum SandboxTranslation {
             /// cold, template or pool, and why a template handler's pod booted cold.
             var start: VMStart?
             var coldReason: String?
+            var startSteps: [String: Double]?
             var guest: GuestInfo?
             var reason: String?
             /// The host user, seccomp filter and cgroup of the VM's process.
@@ -111,7 +112,8 @@ public enum SandboxTranslation {
                 hypervisor: vm?.backend, vmName: vm?.name, pid: vm?.pid, accel: vm?.accel, vcpus: record.vcpus,
                 memoryMiB: record.memoryMiB, consoleLog: vm?.consoleLog, agentEndpoint: endpoint,
                 bootMs: record.bootMs.map { ($0 * 10).rounded() / 10 }, start: record.start,
-                coldReason: record.coldReason, guest: record.guest, reason: record.reason,
+                coldReason: record.coldReason, startSteps: record.startSteps?.mapValues { ($0 * 10).rounded() / 10 },
+                guest: record.guest, reason: record.reason,
                 uid: vm?.uid, seccomp: vm?.seccomp, cgroup: vm?.cgroup), network: record.network)
         return try VerboseJSON.encode(info)
     }

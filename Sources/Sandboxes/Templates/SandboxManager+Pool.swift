@@ -71,9 +71,11 @@ extension SandboxManager {
     }
 
     /// Makes a pool VM the pod's: its console log and token move into the pod's directory, its
-    /// events go to the pod, its tap joins the pod's network.
+    /// events go to the pod, CNI sets up the pod's network (unless done already: `attachment`). Its
+    /// tap, still in the host's namespace, is the caller's to move (`wireTap`).
     func adoptPoolVM(
-        _ pooled: PoolVM, request: RunRequest, tokenFile: String, record: inout SandboxRecord
+        _ pooled: PoolVM, request: RunRequest, tokenFile: String, record: inout SandboxRecord,
+        attachment ready: PodNetworkAttachment? = nil
     ) async throws(CocoonError) -> (VMHandle, GuestHealth, PodNetworkAttachment) {
         let id = record.id
         var vm = pooled.vm
@@ -88,17 +90,36 @@ extension SandboxManager {
         }
         Self.removePoolDir(pooled.stateDir)
         record.vm = vm
-        record.start = .pool
+        record.start = ready == nil ? .pool : .template
+        record.network = ready?.state
         records[id] = record
         pooled.owner.hand(to: id)
         agents[id] = pooled.agent
         try store.save(record)
-        let attachment = try await setUpNetwork(request, id: id, tap: .existingHost(name: pooled.tapName))
+        var attachment: PodNetworkAttachment
+        if let ready {
+            attachment = ready
+        } else {
+            let started = ContinuousClock.now
+            attachment = try await setUpNetwork(request, id: id, tap: .existingHost(name: pooled.tapName))
+            record.startSteps?["network"] = (ContinuousClock.now - started).milliseconds
+        }
         record.network = attachment.state
         records[id] = record
         try store.save(record)
-        try await adoptHostTap(attachment.state)
-        return (vm, pooled.health, attachment)
+        return (vm, pooled.health, attachment)  // its tap joins the pod while the guest is configured
+    }
+
+    /// Moves a clone's tap into the pod's namespace and wires it (side by side with ConfigurePod):
+    /// the error, if any, and the time it took.
+    func wireTap(_ state: PodNetworkState) async -> (error: CocoonError?, ms: Double) {
+        let started = ContinuousClock.now
+        do {
+            try await adoptHostTap(state)
+            return (nil, (ContinuousClock.now - started).milliseconds)
+        } catch {
+            return (error, (ContinuousClock.now - started).milliseconds)
+        }
     }
 
     /// Starts a refill of the handler's pool unless one runs.
@@ -120,7 +141,7 @@ extension SandboxManager {
             (pools[name]?.count ?? 0) < handler.poolSize
         {
             do {
-                let vm = try await startPoolVM(name, handler, template, hypervisor: hypervisor)
+                let vm = try await startPoolVM(Self.poolVMID(), name, handler, template, hypervisor: hypervisor)
                 if templates[name] === template, !templatesStopping {
                     pools[name, default: []].append(vm)
                 } else {
@@ -135,10 +156,16 @@ extension SandboxManager {
         }
     }
 
-    private func startPoolVM(
-        _ name: String, _ handler: RuntimeHandler, _ template: LoadedTemplate, hypervisor: any Hypervisor
+    /// A fresh pool VM id (`pool` and 12 hex digits; its QEMU is named `cocoon-pool…`).
+    static func poolVMID() -> String { "pool" + String(RecordID.make { _ in false }.prefix(12)) }
+    /// Its tap in the host's namespace: `cp` and its 12 digits.
+    static func poolTapName(_ id: String) -> String { "cp" + String(id.dropFirst(4).prefix(12)) }
+
+    /// Restores a clone of `template` with a tap of its own in the host's namespace and connects to
+    /// its agent (a pool VM, or a template pod's VM before the pod takes it).
+    func startPoolVM(
+        _ id: String, _ name: String, _ handler: RuntimeHandler, _ template: LoadedTemplate, hypervisor: any Hypervisor
     ) async throws(CocoonError) -> PoolVM {
-        let id = "pool" + String(RecordID.make { _ in false }.prefix(12))
         let stateDir = poolRoot + "/" + id
         do {
             try FileManager.default.createDirectory(
@@ -152,7 +179,7 @@ extension SandboxManager {
         do throws(CocoonError) {
             let tokenFile = AgentTokenFile.path(inStateDir: stateDir)
             let token = try AgentTokenFile.create(at: tokenFile)
-            let tapName = "cp" + String(id.dropFirst(4).prefix(12))
+            let tapName = Self.poolTapName(id)
             let tapFD: Int32
             do {
                 tapFD = try TapWiring.openHostTap(tapName)
@@ -208,7 +235,7 @@ extension SandboxManager {
         }
     }
 
-    private func end(_ pooled: PoolVM) async {
+    func end(_ pooled: PoolVM) async {
         await pooled.agent.close()
         if let hypervisor = hypervisors[pooled.vm.backend] { await hypervisor.stop(pooled.vm, timeout: .zero) }
         reservedUIDs.remove(pooled.uid)

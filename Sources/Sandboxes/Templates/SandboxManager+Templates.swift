@@ -6,6 +6,7 @@ import Errors
 import Foundation
 import Hypervisor
 import Persistence
+import PodNetwork
 import Spawn
 
 /// A handler's template, ready for clones: its RAM as a write-sealed memfd (owned here, closed
@@ -180,6 +181,16 @@ extension SandboxManager {
             }
             do throws(CocoonError) {
                 let (agent, _) = try await connectAgent(vm, hypervisor: hypervisor, token: token, link: eventLink(id))
+                do {
+                    // The NIC goes up once, here (its receive ring filled): no clone pays for it again.
+                    try await agent.configurePod(
+                        PodConfiguration(
+                            interface: .init(mac: BootContract.templateMAC, mtu: 1500, addresses: [], routes: [])),
+                        timeout: timeouts.agentCall)
+                } catch {
+                    await agent.close()
+                    throw CocoonError.from(error, "template NIC")
+                }
                 await agent.close()
                 // The agent must have seen the host leave, so every clone starts a fresh session.
                 try await waitForConsole(vm.consoleLog, "cocoon-agent: host disconnected", within: .seconds(10))
@@ -257,38 +268,64 @@ extension TemplateFiles {
 }
 
 extension SandboxManager {
-    /// Boots the pod's VM: a clone of the template when `choice` says so (a failed restore falls
-    /// back to a cold boot, and the template is loaded again before the next clone), else cold.
-    func bootPodVM(
-        _ spec: VMSpec, _ choice: StartChoice, _ handlerName: String, hypervisor: any Hypervisor,
-        record: inout SandboxRecord
-    ) async throws(CocoonError) -> (VMHandle, GuestHealth) {
-        switch choice {
-        case .template(let template):
-            var clone = spec
-            clone.origin = .clone(ramFD: template.ramFD, state: template.state)
-            do {
-                let booted = try await bootUntilAgent(clone, hypervisor: hypervisor, record: &record)
-                record.start = .template
-                return booted
-            } catch {
-                logger.error(
-                    "restoring a pod from its handler's template failed; it boots cold",
-                    metadata: ["id": "\(record.id)", "handler": "\(handlerName)", "error": "\(error.message)"])
-                if let vm = record.vm { await hypervisor.stop(vm, timeout: .zero) }
-                if let agent = agents.removeValue(forKey: record.id) { await agent.close() }
-                record.vm = nil
-                if templates[handlerName] === template { templates[handlerName] = nil }
-                record.coldReason = "restoring from the template failed: \(error.message)"
+    /// Restores a clone of the template for the pod while CNI sets up the pod's network (the
+    /// clone's tap waits in the host's namespace), then gives the clone to the pod as a pool VM is
+    /// given. Nil when the restore failed: logged, the network undone, the template dropped (loaded
+    /// again before the next clone); the caller boots the pod cold.
+    func cloneForPod(
+        _ template: LoadedTemplate, _ handlerName: String, _ handler: RuntimeHandler, hypervisor: any Hypervisor,
+        request: RunRequest, tokenFile: String, record: inout SandboxRecord
+    ) async throws(CocoonError) -> (VMHandle, GuestHealth, PodNetworkAttachment)? {
+        let cloneID = Self.poolVMID()
+        let podID = record.id
+        async let restoring = restoredClone(cloneID, handlerName, handler, template, hypervisor: hypervisor)
+        let network = await podNetwork(request, id: podID, tap: .existingHost(name: Self.poolTapName(cloneID)))
+        let restored = await restoring
+        record.startSteps?["vm"] = restored.ms
+        record.startSteps?["network"] = network.ms
+        switch (restored.result, network.result) {
+        case (.success(let clone), .success(let attachment)):
+            return try await adoptPoolVM(
+                clone, request: request, tokenFile: tokenFile, record: &record, attachment: attachment)
+        case (.success(let clone), .failure(let error)):
+            await end(clone)
+            throw error
+        case (.failure(let error), let network):
+            logger.error(
+                "restoring a pod from its handler's template failed; it boots cold",
+                metadata: ["id": "\(podID)", "handler": "\(handlerName)", "error": "\(error.message)"])
+            if case .success(let attachment) = network {
+                await releaseNetwork(podID: podID, attachment.state, what: "a pod whose clone failed")
             }
-        case .cold(let reason):
-            record.coldReason = reason
-        case .pool:
-            break  // adopted by the caller, never booted
+            if templates[handlerName] === template { templates[handlerName] = nil }
+            record.coldReason = "restoring from the template failed: \(error.message)"
+            return nil
         }
-        let booted = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
-        record.start = .cold
-        return booted
+    }
+
+    // The two halves of `cloneForPod`, run side by side, as values with their time.
+    private func restoredClone(
+        _ id: String, _ name: String, _ handler: RuntimeHandler, _ template: LoadedTemplate, hypervisor: any Hypervisor
+    ) async -> (result: Result<PoolVM, CocoonError>, ms: Double) {
+        let started = ContinuousClock.now
+        do {
+            let vm = try await startPoolVM(id, name, handler, template, hypervisor: hypervisor)
+            return (.success(vm), (ContinuousClock.now - started).milliseconds)
+        } catch {
+            return (.failure(error), (ContinuousClock.now - started).milliseconds)
+        }
+    }
+
+    private func podNetwork(_ request: RunRequest, id: String, tap: TapPlacement) async
+        -> (result: Result<PodNetworkAttachment, CocoonError>, ms: Double)
+    {
+        let started = ContinuousClock.now
+        do {
+            let attachment = try await setUpNetwork(request, id: id, tap: tap)
+            return (.success(attachment), (ContinuousClock.now - started).milliseconds)
+        } catch {
+            return (.failure(error), (ContinuousClock.now - started).milliseconds)
+        }
     }
 }
 

@@ -299,13 +299,20 @@ struct AgentServer {
             }
         case .configurePod(let r)?:
             response = serve { (_: inout AgentServer) throws(AgentFailure) in
+                let t0 = cocoon_boottime_ns()
                 if r.hasRestored { try RestoredGuest.apply(r.restored) }
+                let t1 = cocoon_boottime_ns()
                 try PodSettings.apply(sysctls: r.sysctls)
                 if r.hasInterface {
                     try GuestNetwork.configure(r.interface, templateMAC: r.hasRestored ? r.restored.templateMac : nil)
                 }
+                let t2 = cocoon_boottime_ns()
                 try PodIdentityFiles.write(r)
                 if !r.sharedFsTag.isEmpty { try SharedVolumes.mount(tag: r.sharedFsTag) }
+                let t3 = cocoon_boottime_ns()
+                log(
+                    "pod configured in \((t3 - t0) / 1_000_000) ms: identity \((t1 - t0) / 1_000_000), sysctls and "
+                        + "network \((t2 - t1) / 1_000_000), files and volumes \((t3 - t2) / 1_000_000)")
                 return .configurePod(Cocoon_Agent_V4_ConfigurePodResponse())
             }
         case .updatePodResources(let r)?:
