@@ -37,7 +37,7 @@ def timed(*args):
 
 with open(f"{root}/config.toml", "w") as f:
     f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[handlers.cocoon]\nbackend = "qemu"\n'
-            f'kernel = "{guest}/vmlinuz"\ninitrd = "{guest}/initrd.cpio"\nmemory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
+            f'kernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\nmemory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
 with open(f"{root}/pod.yaml", "w") as f:
     f.write(f"metadata: {{name: bench, namespace: default, uid: bench-1}}\nlog_directory: {root}/logs\n")
 with open(f"{root}/ctr.yaml", "w") as f:

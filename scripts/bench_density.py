@@ -69,7 +69,7 @@ sock = f"{root}/run/cocoon.sock"
 with open(f"{root}/config.toml", "w") as f:
     f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n')
     for name, start, pool in (("tpl", "template", 1), ("cold", "cold", 0)):
-        f.write(f'[handlers.{name}]\nbackend = "qemu"\nkernel = "{guest}/vmlinuz"\ninitrd = "{guest}/initrd.cpio"\n'
+        f.write(f'[handlers.{name}]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
                 f'memory_mib = 256\nvcpus = 1\naccel = "tcg"\nstart = "{start}"\npool_size = {pool}\n')
 daemon = subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"])
 

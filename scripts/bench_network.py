@@ -203,7 +203,7 @@ try:
     sock = f"{root}/run/cocoon.sock"
     with open(f"{root}/config.toml", "w") as f:
         f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[cni]\nconf_dir = "{netdir}"\n'
-                f'[handlers.cocoon]\nbackend = "qemu"\nkernel = "{guest}/vmlinuz"\ninitrd = "{guest}/initrd.cpio"\n'
+                f'[handlers.cocoon]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
                 'memory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
     procs.append(subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"]))
     for _ in range(200):

@@ -160,7 +160,7 @@ def raw_channel():
     path = f"{root}/raw.sock"
     append = "console=ttyS0 quiet tsc=reliable panic=-1 pci=off cocoon.bare=channel"
     argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max,-erms,-fsrm", "-smp", "1", "-m", "512M", "-nodefaults",
-            "-no-user-config", "-display", "none", "-no-reboot", "-kernel", f"{guest}/vmlinuz",
+            "-no-user-config", "-display", "none", "-no-reboot", "-kernel", f"{guest}/vmlinux",
             "-initrd", f"{guest}/bare.cpio", "-append", append, "-serial", "stdio",
             "-device", "virtio-serial-device", "-chardev", f"socket,id=raw,path={path},server=on,wait=off",
             "-device", "virtserialport,chardev=raw,name=raw"]
@@ -237,7 +237,7 @@ def keystrokes(cid, count=200):
 
 with open(f"{root}/config.toml", "w") as f:
     f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[handlers.cocoon]\nbackend = "qemu"\n'
-            f'kernel = "{guest}/vmlinuz"\ninitrd = "{guest}/initrd.cpio"\nmemory_mib = 512\nvcpus = 1\naccel = "tcg"\n')
+            f'kernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\nmemory_mib = 512\nvcpus = 1\naccel = "tcg"\n')
 with open(f"{root}/pod.yaml", "w") as f:
     f.write(f"metadata: {{name: bench, namespace: default, uid: bench-1}}\nlog_directory: {root}/logs\n")
 with open(f"{root}/ctr.yaml", "w") as f:

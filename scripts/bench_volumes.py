@@ -118,7 +118,7 @@ def visibility(cid, hostdir, kind):
 
 
 handlers = "".join(
-    f'[handlers.{"cocoon" if m == "auto" else "vfs-" + m}]\nbackend = "qemu"\nkernel = "{guest}/vmlinuz"\n'
+    f'[handlers.{"cocoon" if m == "auto" else "vfs-" + m}]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\n'
     f'initrd = "{guest}/initrd.cpio"\nmemory_mib = 1536\nvcpus = 1\naccel = "tcg"\nshared_fs_cache = "{m}"\n'
     for m in MODES)
 with open(f"{root}/config.toml", "w") as f:

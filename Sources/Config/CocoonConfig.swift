@@ -129,7 +129,7 @@ public struct RuntimeHandler: Sendable, Equatable {
     public static let sizingAnnotations = ["vcpus", "memory_mib"]
 
     public init(
-        backend: Backend, kernel: String = "/var/lib/cocoon/guest/vmlinuz",
+        backend: Backend, kernel: String = "/var/lib/cocoon/guest/vmlinux",
         initrd: String = "/var/lib/cocoon/guest/initrd.cpio", agentImage: String? = nil, vcpus: Int = 1,
         memoryMiB: Int = 256, accel: Accel = .auto, kernelArgs: String = ""
     ) {

@@ -42,12 +42,12 @@ final class DaemonHarness: @unchecked Sendable {
             conf_dir = "\(cniConfDir)"
             [handlers.cocoon]
             backend = "qemu"
-            kernel = "\(guest)/vmlinuz"
+            kernel = "\(guest)/vmlinux"
             initrd = "\(guest)/initrd.cpio"
             \(Self.startMode.config)
             [handlers.libvirt]
             backend = "libvirt"
-            kernel = "\(guest)/vmlinuz"
+            kernel = "\(guest)/vmlinux"
             initrd = "\(guest)/initrd.cpio"
             \(extraConfig)
             """

@@ -533,7 +533,7 @@ struct KubeletContractTests {
     /// again under TCG instead of failing, and the decision flips, with its reason, for later pods.
     @Test func aStalledKVMBootIsRetriedUnderTCG() async throws {
         let guest = DaemonHarness.guestDir ?? "/var/lib/cocoon/guest"
-        let kernel = guest + "/vmlinuz", initrd = guest + "/initrd.cpio", qemu = QEMUHypervisor.defaultBinary
+        let kernel = guest + "/vmlinux", initrd = guest + "/initrd.cpio", qemu = QEMUHypervisor.defaultBinary
         let daemon = try DaemonHarness()
         let stale: [[String: Any]] = [
             [

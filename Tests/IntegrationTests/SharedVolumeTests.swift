@@ -311,7 +311,7 @@ struct SharedVolumeTests {
         let copyHandler = """
             [handlers.copy]
             backend = "qemu"
-            kernel = "\(guest)/vmlinuz"
+            kernel = "\(guest)/vmlinux"
             initrd = "\(guest)/initrd.cpio"
             shared_fs = "none"
             """

@@ -21,7 +21,7 @@ struct TemplateTests {
         return """
             [handlers.\(name)]
             backend = "qemu"
-            kernel = "\(kernel ?? guest + "/vmlinuz")"
+            kernel = "\(kernel ?? guest + "/vmlinux")"
             initrd = "\(guest)/initrd.cpio"
             agent_image = "\(guest)/agent.img"
             start = "template"
@@ -140,15 +140,15 @@ struct TemplateTests {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }  // test scratch space
         let guest = DaemonHarness.guestDir ?? "/var/lib/cocoon/guest"
-        let kernel = root + "/vmlinuz"
-        try FileManager.default.copyItem(atPath: guest + "/vmlinuz", toPath: kernel)
+        let kernel = root + "/vmlinux"
+        try FileManager.default.copyItem(atPath: guest + "/vmlinux", toPath: kernel)
         try await withDaemon(extraConfig: Self.handler(pool: 0, kernel: kernel)) { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             let first = try await daemon.withRuntime { rt in try await Self.waitReady(rt, pool: 0) }
 
             // The kernel file changes: the next pod boots cold, and the template is built again.
             try FileManager.default.removeItem(atPath: kernel)
-            try FileManager.default.copyItem(atPath: guest + "/vmlinuz", toPath: kernel)
+            try FileManager.default.copyItem(atPath: guest + "/vmlinux", toPath: kernel)
             try await daemon.withRuntime { rt in
                 try await withTestPod(rt, Self.pod("after-kernel")) { podID in
                     let start = try await Self.start(rt, podID)
