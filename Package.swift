@@ -194,7 +194,9 @@ let package = Package(
         // Cocoon's own gRPC services beside CRI (image import), errors mapped like CRI's.
         .target(
             name: "CocoonServices",
-            dependencies: ["CocoonAPI", "CRI", "Images", .product(name: "GRPCCore", package: "grpc-swift-2")],
+            dependencies: [
+                "CocoonAPI", "CRI", "Images", "Sandboxes", .product(name: "GRPCCore", package: "grpc-swift-2"),
+            ],
             swiftSettings: strict
         ),
         // cocoonctl commands (a library so the parsing is unit-testable).

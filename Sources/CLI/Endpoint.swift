@@ -55,6 +55,24 @@ extension Endpoint {
     }
 }
 
+extension Endpoint {
+    /// Cocoon's template extension (`cocoon.v1.Templates/Rebuild`).
+    public func rebuildTemplates(_ request: TemplateRebuildAPI.Request, options: CallOptions) async throws
+        -> TemplateRebuildAPI.Response
+    {
+        let transport = try HTTP2ClientTransport.Posix(
+            target: .unixDomainSocket(path: socketPath), transportSecurity: .plaintext)
+        return try await withGRPCClient(transport: transport) { client in
+            try await client.unary(
+                request: ClientRequest(message: request), descriptor: TemplateRebuildAPI.method,
+                serializer: JSONMessageCoder<TemplateRebuildAPI.Request>(),
+                deserializer: JSONMessageCoder<TemplateRebuildAPI.Response>(),
+                options: options
+            ) { try $0.message }
+        }
+    }
+}
+
 /// A user-facing CLI error, printed as `cocoonctl: <message>`.
 public struct CLIError: Error, CustomStringConvertible {
     public let description: String

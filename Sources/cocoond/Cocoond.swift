@@ -109,6 +109,7 @@ struct Cocoond: AsyncParsableCommand {
                     config: cfg, sandboxes: manager, containers: containers, images: images, streaming: streaming),
                 ImageService(images: images),
                 ImageImportService(images: images),
+                TemplateRebuildService(sandboxes: manager),
             ])
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let stateRootPath = cfg.stateRoot

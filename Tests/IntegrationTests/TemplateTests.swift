@@ -113,6 +113,13 @@ struct TemplateTests {
                     }
                 }
                 print("template pods: \(modes) \(seen)")
+                // A pod that asks for a VM size of its own boots cold, and says why.
+                var sized = Self.pod("sized")
+                sized.config.annotations["io.cocoon.vm.memory_mib"] = "384"
+                try await withTestPod(rt, sized) { podID in
+                    let start = try await Self.start(rt, podID)
+                    #expect(start.mode == "cold" && start.reason?.contains("384 MiB") == true, "\(start)")
+                }
                 // The first pod takes the pool's VM; the second comes from the pool again (refilled)
                 // or straight from the template.
                 #expect(modes.first == "pool")
@@ -183,6 +190,31 @@ struct TemplateTests {
                 }
             }
             #expect(daemon.daemonLog().contains("template is damaged"), "no log line for the damaged template")
+
+            // `cocoonctl template rebuild` builds it again now; a cold or unknown handler is refused.
+            let manifest = daemon.stateRoot + "/templates/tpl/template.json"
+            let before = try FileManager.default.attributesOfItem(atPath: manifest)[.modificationDate] as? Date
+            func rebuild(_ handler: String) async throws -> CommandResult {
+                try await runCommand(
+                    [
+                        CocoonCtl(socket: daemon.socket).binary, "template", "rebuild", "-r", "unix://" + daemon.socket,
+                        "--handler", handler,
+                    ], timeout: .seconds(240))
+            }
+            let rebuilt = try await rebuild("tpl")
+            #expect(rebuilt.code == 0 && rebuilt.out.contains("Rebuilt tpl"), "\(rebuilt.out) \(rebuilt.stderr)")
+            let after = try FileManager.default.attributesOfItem(atPath: manifest)[.modificationDate] as? Date
+            #expect(before != nil && after != nil && before != after)
+            let cold = try await rebuild("cocoon")
+            #expect(cold.code != 0 && cold.stderr.contains("cold"), "\(cold.stderr)")
+            let unknown = try await rebuild("nope")
+            #expect(unknown.code != 0 && unknown.stderr.contains("not configured"), "\(unknown.stderr)")
+            try await daemon.withRuntime { rt in
+                try await withTestPod(rt, Self.pod("after-rebuild")) { podID in
+                    let start = try await Self.start(rt, podID)
+                    #expect(start.mode == "template", "\(start)")
+                }
+            }
         }
     }
 

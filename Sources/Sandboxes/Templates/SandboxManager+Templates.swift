@@ -67,6 +67,46 @@ extension SandboxManager {
         return nil
     }
 
+    /// Builds the template of `handler` (empty: of every template handler) again now: the saved
+    /// one is removed, the pool drained and refilled from the new one. Running pods are untouched.
+    public func rebuildTemplates(_ handler: String) async throws(CocoonError) -> [TemplateStatus] {
+        let names: [String]
+        if handler.isEmpty {
+            names = config.handlers.filter { $0.value.start == .template }.keys.sorted()
+            guard !names.isEmpty else {
+                throw .failedPrecondition("no runtime handler starts pods from a template (start = \"template\")")
+            }
+        } else {
+            guard let h = config.handlers[handler] else {
+                throw .notFound("runtime handler \"\(handler)\" is not configured")
+            }
+            guard h.start == .template else {
+                throw .failedPrecondition(
+                    "runtime handler \(handler) boots its pods cold (start = \"cold\"): no template")
+            }
+            names = [handler]
+        }
+        for name in names {
+            guard let h = config.handlers[name], let hypervisor = hypervisors[h.backend], hypervisor.makesTemplates
+            else {
+                throw .failedPrecondition("runtime handler \(name): its hypervisor cannot make templates here")
+            }
+            guard !templatesStopping else { throw .unavailable("the daemon is stopping") }
+            if let running = templateWork[name] { await running.value }
+            templates[name] = nil
+            retire(pools.removeValue(forKey: name) ?? [])
+            TemplateFiles.remove(templateDir(name))
+            templateFailedAt[name] = nil
+            let work = Task { await self.prepareTemplate(name, h, hypervisor: hypervisor) }
+            templateWork[name] = work
+            await work.value
+            guard templates[name] != nil else {
+                throw .internalError("the template of handler \(name) could not be built (the daemon's log says why)")
+            }
+        }
+        return templateStatus().filter { names.contains($0.handler) }
+    }
+
     private func qemuBinary(_ hypervisor: any Hypervisor) -> String {
         (hypervisor as? QEMUHypervisor)?.qemuBinary ?? QEMUHypervisor.defaultBinary
     }
