@@ -217,39 +217,21 @@ try:
 
     theirs = None
     why = ""
-    if not (shutil.which("containerd") and shutil.which("runc") and os.access(crictl_bin, os.X_OK)):
-        why = "containerd, runc or crictl not found"
-    else:
-        csock = f"{root}/containerd/containerd.sock"
-        os.makedirs(f"{root}/containerd", exist_ok=True)
-        with open(f"{root}/containerd/config.toml", "w") as f:
-            f.write(f'version = 2\nroot = "{root}/containerd/root"\nstate = "{root}/containerd/state"\n'
-                    f'[grpc]\naddress = "{csock}"\n[plugins."io.containerd.grpc.v1.cri"]\n'
-                    'sandbox_image = "cocoon.local/pause:latest"\nrestrict_oom_score_adj = true\n'
-                    f'[plugins."io.containerd.grpc.v1.cri".cni]\nbin_dir = "/usr/lib/cni"\nconf_dir = "{netdir}"\n')
-        log = open(f"{root}/containerd/log", "w")
-        procs.append(subprocess.Popen(["containerd", "--config", f"{root}/containerd/config.toml"], stdout=log,
-                                      stderr=log))
-        for _ in range(200):
-            if os.path.exists(csock):
-                break
-            time.sleep(0.05)
-        # Images without a registry: busybox, and busybox sleeping for ever as the pause image.
-        sys.path.insert(0, os.path.join(repo, "images"))
-        import oci_layout
-        bb = oci_layout.busybox_layer(os.path.realpath(shutil.which("busybox")))
-        lay = f"{root}/layouts"
-        oci_layout.single(lay, "pause", [bb], {"Entrypoint": ["/bin/sleep"], "Cmd": ["2147483647"]})
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_peer
+    peer_argv, peer, why = bench_peer.start(root, netdir)
+    if peer:
+        procs.append(peer)
+    if peer_argv:
+        csock = peer_argv[2].removeprefix("unix://")
         ctr = ["ctr", "--address", csock, "-n", "k8s.io"]
-        for name, path in (("pause", f"{lay}/pause"), ("busybox", f"{images}/busybox")):
-            subprocess.run(["tar", "-C", path, "-cf", f"{root}/{name}.tar", "."], check=True)
-            r = subprocess.run(ctr + ["images", "import", "--base-name", f"cocoon.local/{name}", f"{root}/{name}.tar"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                why = f"ctr import: {r.stderr.strip()}"
+        subprocess.run(["tar", "-C", f"{images}/busybox", "-cf", f"{root}/busybox.tar", "."], check=True)
+        r = subprocess.run(ctr + ["images", "import", "--base-name", "cocoon.local/busybox", f"{root}/busybox.tar"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            why = f"ctr import: {r.stderr.strip()}"
         if not why:
-            crictl = Runtime("containerd", [crictl_bin, "--runtime-endpoint", f"unix://{csock}", "-t", "120s"],
-                             "cocoon.local/busybox:latest")
+            crictl = Runtime("containerd", peer_argv, "cocoon.local/busybox:latest")
             try:
                 theirs = measure(crictl, False)
             except SystemExit as e:

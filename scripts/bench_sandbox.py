@@ -127,6 +127,27 @@ try:
             ctl("rmp", pid_)
             stoprm_s.append(time.monotonic() - t0)
         bare_pss.append(bare_boot(hold=True)[1])
+    # The peer: containerd + runc's RunPodSandbox (a pause container in a netns), same CNI network.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import bench_peer
+    crictl, peer, peer_why = bench_peer.start(root, "/etc/cni/net.d")
+    peer_s = []
+    if crictl:
+        for i in range(runs):
+            spec = f"{root}/peer{i}.json"
+            with open(spec, "w") as f:
+                json.dump({"metadata": {"name": f"peer{i}", "namespace": "bench", "uid": f"p{i}"}, "linux": {}}, f)
+            t0 = time.monotonic()
+            r = subprocess.run(crictl + ["runp", spec], capture_output=True, text=True)
+            if r.returncode != 0:
+                peer_why = f"crictl runp: {r.stderr.strip()[-200:]}"
+                break
+            peer_s.append(time.monotonic() - t0)
+            subprocess.run(crictl + ["stopp", r.stdout.strip()], capture_output=True)
+            subprocess.run(crictl + ["rmp", r.stdout.strip()], capture_output=True)
+    if peer:
+        peer.terminate()
+        peer.wait()
 finally:
     daemon.terminate()
     daemon.wait()
@@ -145,11 +166,18 @@ for mode, _ in MODES:
     print(f"{'  of which inside cocoond (call to ready)':48} {d:9.3f}s {f_floor:9.2f}s {d / f_floor:6.2f}x")
     parts = ", ".join(f"{k} {med(v):.0f} ms" for k, v in sorted(steps.get(mode, {}).items()))
     print(f"{'    steps (medians; vm and network overlap for a clone)':48} {parts}")
+if peer_s:
+    p = med(peer_s)
+    print(f"{'containerd + runc RunPodSandbox (crictl runp)':48} {p:9.3f}s   the peer, same machine and CNI network")
+    for mode, _ in MODES:
+        print(f"{'  cocoon ' + mode + ' vs containerd':48} {med(run_s[mode]) / p:8.2f}x")
+else:
+    print(f"containerd + runc: skipped ({peer_why})")
 print(f"{'StopPodSandbox + RemovePodSandbox':48} {med(stoprm_s):9.2f}s {'-':>10} {'':>7}")
 bp = med(bare_pss) / 1024
 for mode, _ in MODES:
     pp = med(pod_pss[mode]) / 1024
     print(f"{'idle pod VM PSS, ' + mode:48} {pp:8.1f}Mi {bp:8.1f}Mi {pp / bp:6.2f}x   ({pp - bp:+.1f} MiB vs the bare guest)")
 print("targets: cold RunPodSandbox <= 1.25x floor; from template <= 0.3 s; from pool <= 0.1 s (call to ready)")
-print("raw:", json.dumps({"floor_s": floor, "old_floor_s": old_floor, "runp_s": run_s, "inside_s": inside, "stop_rm_s": stoprm_s,
+print("raw:", json.dumps({"floor_s": floor, "old_floor_s": old_floor, "containerd_runp_s": peer_s, "runp_s": run_s, "inside_s": inside, "stop_rm_s": stoprm_s,
                           "bare_pss_kib": bare_pss, "pod_pss_kib": pod_pss}))
