@@ -141,7 +141,8 @@ extension SandboxManager {
             (pools[name]?.count ?? 0) < handler.poolSize
         {
             do {
-                let vm = try await startPoolVM(Self.poolVMID(), name, handler, template, hypervisor: hypervisor)
+                let vm = try await startPoolVM(
+                    Self.poolVMID(), name, handler, template, hypervisor: hypervisor, warm: true)
                 if templates[name] === template, !templatesStopping {
                     pools[name, default: []].append(vm)
                 } else {
@@ -163,8 +164,12 @@ extension SandboxManager {
 
     /// Restores a clone of `template` with a tap of its own in the host's namespace and connects to
     /// its agent (a pool VM, or a template pod's VM before the pod takes it).
+    /// `warm`: the guest runs the steps of ConfigurePod once now (reseed, clock, its NIC with the
+    /// template's address): a fresh QEMU translates guest code on first use, and a pod taking this
+    /// VM then waits less (a pool's VM; not a clone a pod waits for already).
     func startPoolVM(
-        _ id: String, _ name: String, _ handler: RuntimeHandler, _ template: LoadedTemplate, hypervisor: any Hypervisor
+        _ id: String, _ name: String, _ handler: RuntimeHandler, _ template: LoadedTemplate, hypervisor: any Hypervisor,
+        warm: Bool = false
     ) async throws(CocoonError) -> PoolVM {
         let stateDir = poolRoot + "/" + id
         do {
@@ -208,6 +213,17 @@ extension SandboxManager {
             let owner = EventOwner(id)
             let (agent, health) = try await connectAgent(
                 vm, hypervisor: hypervisor, token: token, link: eventLink(owner))
+            if warm {
+                var warmUp = PodConfiguration(
+                    interface: .init(mac: BootContract.templateMAC, mtu: 1500, addresses: [], routes: []))
+                warmUp.restored = RestoredIdentity.fresh(templateMAC: BootContract.templateMAC)
+                do {
+                    try await agent.configurePod(warmUp, timeout: timeouts.agentCall)
+                } catch {
+                    await agent.close()
+                    throw CocoonError.from(error, "warming the pool VM up")
+                }
+            }
             return PoolVM(
                 id: id, vm: vm, agent: agent, health: health, uid: uid, stateDir: stateDir, tapName: tapName,
                 owner: owner, templateKey: template.manifest.key)
