@@ -222,10 +222,14 @@ struct TemplateTests {
         try await withDaemon(extraConfig: Self.handler(pool: 2)) { daemon in
             try await daemon.withRuntime { rt in
                 _ = try await Self.waitReady(rt, pool: 2)
+                let pods = (0..<8).map { Self.pod("burst\($0)") }
+                defer {
+                    // try?: test scratch space
+                    for pod in pods { try? FileManager.default.removeItem(atPath: pod.config.logDirectory) }
+                }
                 let ids = try await withThrowingTaskGroup(of: String.self) { group in
-                    for i in 0..<8 {
+                    for pod in pods {
                         group.addTask {
-                            let pod = Self.pod("burst\(i)")
                             try FileManager.default.createDirectory(
                                 atPath: pod.config.logDirectory, withIntermediateDirectories: true)
                             return try await rt.runPodSandbox(pod).podSandboxID
