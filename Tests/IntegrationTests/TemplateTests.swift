@@ -152,6 +152,8 @@ struct TemplateTests {
         try await withDaemon(extraConfig: Self.handler(pool: 0, kernel: kernel)) { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             let first = try await daemon.withRuntime { rt in try await Self.waitReady(rt, pool: 0) }
+            let kept = try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/templates/tpl")
+            #expect(Set(kept) == ["ram", "state", "template.json", "console.log"], "\(kept)")
 
             // The kernel file changes: the next pod boots cold, and the template is built again.
             try FileManager.default.removeItem(atPath: kernel)

@@ -271,6 +271,7 @@ extension SandboxManager {
                 ramDigest: ramDigest, stateDigest: try TemplateFiles.digest(ofFile: TemplateFiles.statePath(building)),
                 ramDataBytes: data, builtAtNs: HostProcess.nowNs(), buildMs: buildMs)
             try TemplateFiles.writeManifest(manifest, building)
+            unlink(tokenFile)  // the template VM is gone: its token opens nothing and is not kept
             TemplateFiles.remove(dir)
             guard rename(building, dir) == 0 else {
                 throw .internalError("cannot move \(building) to \(dir): \(String(cString: strerror(errno)))")
