@@ -147,16 +147,19 @@ class Layout:
         desc.update(extra)
         return desc
 
-    def image(self, layers, config=None, arch="amd64", variant=None):
-        """Stores layers, config and manifest; returns (manifest descriptor, summary)."""
+    def image(self, layers, config=None, arch="amd64", variant=None, claimed=None):
+        """Stores layers, config and manifest; returns (manifest descriptor, summary). With
+        `claimed`, the config describes those layers instead (its diff_ids and history): an image
+        whose config is a byte copy of another's while its blobs are its own."""
+        described = claimed or layers
         cfg = {
             "created": CREATED,
             "architecture": arch,
             "os": "linux",
             "config": {"Env": [PATH_ENV], "Cmd": ["sh"], "WorkingDir": "/"},
-            "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in layers]},
+            "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in described]},
             "history": [{"created": CREATED, "created_by": "cocoon build-test-images: " + l.comment}
-                        for l in layers],
+                        for l in described],
         }
         if variant:
             cfg["variant"] = variant
@@ -190,9 +193,9 @@ class Layout:
         os.rename(self.dir, self.final)
 
 
-def single(outdir, name, layers, config=None, extra=None):
+def single(outdir, name, layers, config=None, extra=None, claimed=None):
     lay = Layout(outdir, name)
-    mdesc, platform, summ = lay.image(layers, config)
+    mdesc, platform, summ = lay.image(layers, config, claimed=claimed)
     lay.finish(mdesc)
     summ = {"ref": name + ":latest", "layout": name, "digest": mdesc["digest"],
             "mediaType": MT_MANIFEST, **summ}
@@ -359,6 +362,15 @@ def build(outdir, busybox, want_big, only_big):
                    "gzip", "tampered layer")
         summary["tampered"] = single(outdir, "tampered", [bb, tl],
                                      extra={"corrupted_layer": tl.digest})
+
+        # The image-identity attack: impostor's config is a byte copy of genuine's (same image id),
+        # its own layer is not the one the config's diff_ids name.
+        genuine = [bb, Layer([F("/whoami.txt", "genuine\n")], "gzip", "the genuine layer")]
+        summary["genuine"] = single(outdir, "genuine", genuine)
+        forged = Layer([F("/whoami.txt", "impostor\n")], "gzip", "the genuine layer")
+        summary["impostor"] = single(outdir, "impostor", [bb, forged], claimed=genuine,
+                                     extra={"forged_layer": forged.digest})
+        assert summary["impostor"]["config"] == summary["genuine"]["config"]
 
         lay = Layout(outdir, "multiarch")
         amd = Layer([F("/arch", "amd64\n")], "gzip", "/arch amd64")

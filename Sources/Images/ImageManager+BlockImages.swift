@@ -9,7 +9,7 @@ extension ImageManager {
     /// The image's EROFS block image (what a pod VM attaches), waiting for its build if it is still
     /// running. Built right after the pull, off the PullImage path.
     public func blockImage(for id: Digest) async throws(CocoonError) -> String {
-        guard let record = records[id] else { throw .notFound("image \(id) not found") }
+        let record = try await checkedRecord(id)
         if FileManager.default.fileExists(atPath: record.rootfsImage) { return record.rootfsImage }
         ensureBlockImage(id)
         guard let task = blockBuilds[id] else { throw .internalError("no block image build for \(id)") }
@@ -20,7 +20,9 @@ extension ImageManager {
 
     /// Starts building the block images that are missing (after a restart, say).
     public func resumeBlockImages() {
-        for (id, r) in records where !FileManager.default.fileExists(atPath: r.rootfsImage) { ensureBlockImage(id) }
+        for (id, r) in records where r.chainID != nil && !FileManager.default.fileExists(atPath: r.rootfsImage) {
+            ensureBlockImage(id)
+        }
     }
 
     /// Starts the block-image build of an image unless it exists or is running. The task is owned

@@ -9,7 +9,8 @@ import Synchronization
 /// Owns the node's images: their persisted records, the content store, the unpacked root
 /// filesystems, and the pulls in flight (two clients pulling the same reference share one pull).
 /// Layout under `<state_root>/images/`: `blobs/sha256/`, `ingest/`, `metadata/<id>.json`,
-/// `rootfs/<id>/` (the unpacked image), `tmp/` (unpacks in progress).
+/// `rootfs/<chain id>/` (the unpacked image: every layer checked against its diff id),
+/// `tmp/` (unpacks in progress).
 public actor ImageManager {
     public nonisolated let root: String
     public nonisolated let content: ContentStore
@@ -20,6 +21,8 @@ public actor ImageManager {
     var records: [Digest: ImageRecord] = [:]
     let store: JSONRecordStore<ImageRecord>
     var pulls: [String: Task<ImageRecord, Error>] = [:]
+    /// Unpacks in flight, by the digests of the (compressed) layers they apply: two images that
+    /// claim the same config but bring other layers never share one.
     var unpacks: [Digest: Task<UnpackTiming, Error>] = [:]
     var blockBuilds: [Digest: Task<String, Error>] = [:]
 
@@ -111,15 +114,18 @@ public actor ImageManager {
     {
         let ref = try ImageReference(parsing: text)
         let key = ref.description
+        // Only pulls with the same credentials join: an anonymous pull must not ride on another
+        // client's authenticated one (AlwaysPullImages relies on that).
+        let joinKey = key + " " + credentials.fingerprint
         let task: Task<ImageRecord, Error>
-        if let running = pulls[key] {
+        if let running = pulls[joinKey] {
             task = running
         } else {
             let source = RegistryRepository(client: client, reference: ref, credentials: credentials)
             task = Task { try await self.performPull(ref, from: source) }
-            pulls[key] = task
+            pulls[joinKey] = task
         }
-        defer { if pulls[key] == task { pulls[key] = nil } }
+        defer { if pulls[joinKey] == task { pulls[joinKey] = nil } }
         do {
             return try await task.value
         } catch let e as CocoonError {
@@ -240,18 +246,22 @@ public actor ImageManager {
         let id = manifest.config.digest
         blobs.append(id)
         blobs += manifest.layers.map(\.digest)
+        guard let chain = ChainID.of(config.rootfs.diff_ids) else {
+            throw CocoonError.integrity("image \(key) has no layers")
+        }
 
         progress.setLayers(key, manifest.layers)
-        let layers = manifest.layers
+        let layers = manifest.layers, diffIDs = config.rootfs.diff_ids
         logger.debug("layers start", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
-        let timing = try await unpackOnce(id: id) {
-            try await self.downloadAndUnpack(layers, from: repo, key: key, id: id)
+        let timing = try await unpackOnce(layers, chain: chain) {
+            try await self.downloadAndUnpack(layers, diffIDs: diffIDs, from: repo, key: key, chain: chain)
         }
 
         var record = ImageRecord(
             id: id, repoTags: [], repoDigests: [], manifestDigest: manifestDigest, layers: manifest.layers,
             blobs: blobs, size: 0, user: config.config?.User ?? "", pinned: false, pulledAt: Date(),
-            rootfs: timing.rootfs, fetchSeconds: timing.fetchSeconds, unpackSeconds: timing.unpackSeconds)
+            rootfs: timing.rootfs, chainID: chain, fetchSeconds: timing.fetchSeconds,
+            unpackSeconds: timing.unpackSeconds)
         logger.debug("layers done", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
         record.size = blobs.reduce(0) { $0 + (content.size($1) ?? 0) }
         if ref.tag != nil { record.repoTags = [ref.description] }
@@ -274,30 +284,38 @@ public actor ImageManager {
         var unpackSeconds: Double
     }
 
-    /// Unpacks an image once, however many references pull it at the same time; an image already
-    /// unpacked is not unpacked again.
-    private func unpackOnce(id: Digest, work: @escaping @Sendable () async throws -> UnpackTiming) async throws
-        -> UnpackTiming
-    {
-        let final = root + "/rootfs/" + id.hex
-        if let existing = records[id], existing.rootfs == final, FileManager.default.fileExists(atPath: final) {
+    /// Unpacks a stack of layers once, however many references pull it at the same time. A tree is
+    /// reused only when a record that was checked layer by layer holds it (same chain id): a config
+    /// digest alone proves nothing about the layers beside it.
+    func unpackOnce(
+        _ layers: [Descriptor], chain: Digest, work: @escaping @Sendable () async throws -> UnpackTiming
+    ) async throws -> UnpackTiming {
+        let final = root + "/rootfs/" + chain.hex
+        if let existing = records.values.first(where: { $0.chainID == chain && $0.rootfs == final }),
+            FileManager.default.fileExists(atPath: final)
+        {
             return UnpackTiming(rootfs: final, fetchSeconds: 0, unpackSeconds: existing.unpackSeconds)
         }
-        if let running = unpacks[id] { return try await running.value }
+        let key = Digest.of(Array(layers.map(\.digest.description).joined(separator: ",").utf8))
+        if let running = unpacks[key] { return try await running.value }
         let task = Task { try await work() }
-        unpacks[id] = task
-        defer { unpacks[id] = nil }
+        unpacks[key] = task
+        defer { unpacks[key] = nil }
         return try await task.value
     }
 
     /// Downloads the layers (bounded concurrency) while applying each one, in order, as soon as it
-    /// and all below it are stored; then moves the tree into place.
-    private nonisolated func downloadAndUnpack(
-        _ layers: [Descriptor], from repo: any ImageSource, key: String, id: Digest
+    /// and all below it are stored, each checked against its diff id; then moves the tree into place
+    /// under the chain id (or keeps the checked tree another unpack put there first).
+    nonisolated func downloadAndUnpack(
+        _ layers: [Descriptor], diffIDs: [Digest], from repo: any ImageSource, key: String, chain: Digest
     ) async throws -> UnpackTiming {
+        guard diffIDs.count == layers.count else {
+            throw CocoonError.integrity("image \(key): \(diffIDs.count) diff ids for \(layers.count) layers")
+        }
         let started = ContinuousClock.now
-        let final = root + "/rootfs/" + id.hex
-        let scratch = root + "/tmp/\(id.hex).\(UInt32.random(in: 0...UInt32.max))"
+        let final = root + "/rootfs/" + chain.hex
+        let scratch = root + "/tmp/\(chain.hex).\(UInt32.random(in: 0...UInt32.max))"
         let content = self.content, progress = self.progress, limit = maxConcurrentDownloads
         let busy = SecondsBox(), fetched = SecondsBox()
         do {
@@ -337,7 +355,8 @@ public actor ImageManager {
                         while ready.contains(next) {
                             let t0 = ContinuousClock.now
                             let stats = try unpacker.apply(
-                                layerAt: content.path(layers[next].digest), name: layers[next].digest.description)
+                                layerAt: content.path(layers[next].digest),
+                                name: "\(next + 1) of \(layers.count) (\(layers[next].digest))", diffID: diffIDs[next])
                             unpacker.maxUnpackedBytes -= stats.bytes  // one budget for the image's layers
                             busy.add(Self.seconds(since: t0))
                             next += 1
@@ -347,9 +366,11 @@ public actor ImageManager {
                 }
                 try await group.waitForAll()
             }
-            if FileManager.default.fileExists(atPath: final) { try FileManager.default.removeItem(atPath: final) }
-            unlink(final + ".erofs")
-            guard rename(scratch, final) == 0 else {
+            if FileManager.default.fileExists(atPath: final) {
+                // Only a checked unpack of the same chain id puts a tree there: keep it (a pod may use it).
+                // try?: scratch space; swept at the next start
+                try? FileManager.default.removeItem(atPath: scratch)
+            } else if rename(scratch, final) != 0 {
                 throw CocoonError.internalError(
                     "cannot move the unpacked image to \(final): \(String(cString: strerror(errno)))")
             }
@@ -365,8 +386,10 @@ public actor ImageManager {
     /// away from the image that held it before.
     private func register(_ pulled: ImageRecord) throws(CocoonError) -> ImageRecord {
         var record = records[pulled.id] ?? pulled
-        if records[pulled.id] != nil {
+        if let before = records[pulled.id] {
             record.rootfs = pulled.rootfs
+            record.chainID = pulled.chainID
+            if before.rootfs != pulled.rootfs { removeTreeUnlessUsed(before, by: record) }
             record.blobs = Array(Set(record.blobs + pulled.blobs)).sorted()
             record.size = pulled.size
             record.pulledAt = pulled.pulledAt
@@ -424,10 +447,18 @@ public actor ImageManager {
         blockBuilds[id]?.cancel()  // its result is discarded by finishBlockImage
         let stillUsed = Set(records.values.flatMap(\.blobs))
         for blob in gone.blobs where !stillUsed.contains(blob) { content.delete(blob) }
-        // try?: a leftover tree is swept at the next start
-        try? FileManager.default.removeItem(atPath: gone.rootfs)
-        unlink(gone.rootfsImage)
+        removeTreeUnlessUsed(gone)
         logger.info("image removed", metadata: ["id": "\(id)", "tags": "\(gone.repoTags)"])
+    }
+
+    /// Removes a record's unpacked tree and block image unless another record (or `keeping`) uses
+    /// them: images with the same layers share one tree.
+    func removeTreeUnlessUsed(_ record: ImageRecord, by keeping: ImageRecord? = nil) {
+        let users = records.values.filter { $0.id != record.id && $0.rootfs == record.rootfs }
+        guard users.isEmpty, keeping?.rootfs != record.rootfs else { return }
+        // try?: a leftover tree is swept at the next start
+        try? FileManager.default.removeItem(atPath: record.rootfs)
+        unlink(record.rootfsImage)
     }
 
     func save(_ r: ImageRecord) throws(CocoonError) {

@@ -18,8 +18,12 @@ public struct ImageRecord: Codable, Sendable, Equatable {
     public var user: String
     public var pinned: Bool
     public var pulledAt: Date
-    /// The unpacked root filesystem (directory).
+    /// The unpacked root filesystem (directory), `<images>/rootfs/<chain id hex>`.
     public var rootfs: String
+    /// The chain id of the image's layers, set once the tree was unpacked with every layer checked
+    /// against its diff id. A record without it (written before that check existed) is not trusted:
+    /// its tree is unpacked again from the stored blobs before any container uses it.
+    public var chainID: Digest?
     /// The same tree as a read-only EROFS block image, what a pod VM attaches (`<rootfs>.erofs`).
     public var rootfsImage: String { rootfs + ".erofs" }
     public var fetchSeconds: Double

@@ -25,20 +25,37 @@ public struct LayerUnpacker: Sendable {
         public var entries = 0
         public var bytes: Int64 = 0
         public var whiteouts = 0
+        /// sha256 of the layer's uncompressed tar stream.
+        public var diffID: Digest?
     }
 
     /// Applies one layer file. On error the root may hold part of the layer; callers unpack into a
     /// scratch directory and discard it on failure.
+    /// With `diffID`, the uncompressed stream must hash to it (the image config's `rootfs.diff_ids`
+    /// entry): a layer whose bytes are not what the config (the image id) says is refused.
     @discardableResult
-    public func apply(layerAt path: String, name: String? = nil) throws(CocoonError) -> Stats {
+    public func apply(layerAt path: String, name: String? = nil, diffID: Digest? = nil) throws(CocoonError) -> Stats {
         let label = name ?? path
+        let stream = try DecompressedLayer(path: path, label: label)
         guard let reader = archive_read_new() else { throw .internalError("libarchive: out of memory") }
         defer { archive_read_free(reader) }
-        archive_read_support_filter_all(reader)
         archive_read_support_format_tar(reader)
-        guard archive_read_open_filename(reader, path, 1 << 20) == ARCHIVE_OK else {
-            throw .integrity("layer \(label): \(Self.message(reader))")
+        guard stream.open(reader) == ARCHIVE_OK else {
+            throw stream.failure ?? .integrity("layer \(label): \(Self.message(reader))")
         }
+        var stats = try extract(reader, label: label, stream: stream)
+        stats.diffID = try stream.drainAndDigest()
+        if let diffID, stats.diffID != diffID {
+            throw .integrity(
+                "layer \(label): its uncompressed content has digest \(stats.diffID?.description ?? "?"), but the "
+                    + "image config's diff_ids say \(diffID): the layer is not the one the image id names")
+        }
+        return stats
+    }
+
+    private func extract(_ reader: OpaquePointer, label: String, stream: DecompressedLayer) throws(CocoonError)
+        -> Stats
+    {
         guard let writer = archive_write_disk_new() else { throw .internalError("libarchive: out of memory") }
         defer { archive_write_free(writer) }
         let flags =
@@ -52,7 +69,9 @@ public struct LayerUnpacker: Sendable {
         while true {
             let r = archive_read_next_header(reader, &entry)
             if r == ARCHIVE_EOF { break }
-            guard r >= ARCHIVE_WARN, let entry else { throw .integrity("layer \(label): \(Self.message(reader))") }
+            guard r >= ARCHIVE_WARN, let entry else {
+                throw stream.failure ?? .integrity("layer \(label): \(Self.message(reader))")
+            }
             guard let rawC = archive_entry_pathname(entry) else {
                 throw .hostileLayer("layer \(label): an entry has no path")
             }

@@ -26,6 +26,16 @@ public struct RegistryCredentials: Sendable, Equatable {
         self.init(username: String(text[..<colon]), password: String(text[text.index(after: colon)...]))
     }
 
+    /// A hash of every secret field: what keys the token cache and the join of concurrent pulls, so
+    /// that what one set of credentials opened is never handed to a client with other (or none).
+    public var fingerprint: String {
+        var bytes: [UInt8] = []
+        for field in [username, password, identityToken, registryToken] {
+            bytes += Array(String(field.utf8.count).utf8) + [0x3A] + Array(field.utf8)
+        }
+        return isEmpty ? "anonymous" : Digest.of(bytes).hex
+    }
+
     public var isEmpty: Bool { username.isEmpty && password.isEmpty && identityToken.isEmpty && registryToken.isEmpty }
     var hasPassword: Bool { !username.isEmpty || !password.isEmpty }
     var basicHeader: String { "Basic " + Data("\(username):\(password)".utf8).base64EncodedString() }

@@ -107,7 +107,11 @@ public final class RegistryClient: Sendable {
         guard let origin = URL(string: url)?.host, let home = Self.origin(url) else {
             throw CocoonError.invalidArgument("bad registry URL \(url)")
         }
-        let authKey = (URL(string: url).map { "\($0.host ?? ""):\($0.port ?? 0)" } ?? url) + " " + scope
+        // Who asked is part of the key: a token fetched with one pull's credentials never serves a
+        // pull without them (or with others).
+        let authKey =
+            (URL(string: url).map { "\($0.host ?? ""):\($0.port ?? 0)" } ?? url) + " " + scope + " "
+            + credentials.fingerprint
         var authorization: String? =
             credentials.registryToken.isEmpty ? await tokens.token(for: authKey) : "Bearer " + credentials.registryToken
         var triedChallenge = false

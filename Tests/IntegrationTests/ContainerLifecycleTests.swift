@@ -328,6 +328,42 @@ struct ContainerLifecycleTests {
         }
     }
 
+    /// Issue 27: `impostor` carries a byte copy of `genuine`'s config (the same image id) and a layer
+    /// of its own. Pulled first, it is refused by the diff-id check (naming the layer) and leaves
+    /// nothing; the genuine image pulled after it, even by digest, runs its own files. Before the
+    /// check, the impostor's tree was "already unpacked" under that id and the genuine image's
+    /// container ran the impostor's files.
+    @Test func anImpostorWithACopiedConfigCannotPassForTheRealImage() async throws {
+        let genuine = try TestImages.entry("genuine"), impostor = try TestImages.entry("impostor")
+        let id = try #require(genuine["config"] as? String)
+        #expect(impostor["config"] as? String == id, "the attack's premise: the same image id")
+        let forged = try #require(impostor["forged_layer"] as? String)
+        try await withDaemon { daemon in
+            let genuineRef = "127.0.0.1:5000/genuine@" + (genuine["digest"] as? String ?? "")
+            try await daemon.withImages { img in
+                let refused = await #expect(throws: RPCError.self) { try await pull(img, "127.0.0.1:5000/impostor") }
+                #expect(refused?.code == .dataLoss, "\(refused?.message ?? "")")
+                #expect(refused?.message.contains(forged) == true, "names the layer: \(refused?.message ?? "")")
+                #expect(refused?.message.contains("diff_ids") == true, "\(refused?.message ?? "")")
+                #expect(try await img.listImages(Runtime_V1_ListImagesRequest()).images.isEmpty)
+                let rootfs = daemon.stateRoot + "/images/rootfs"
+                #expect(try FileManager.default.contentsOfDirectory(atPath: rootfs).isEmpty, "nothing left behind")
+                #expect(try await pull(img, genuineRef) == id)
+                let trees = try FileManager.default.contentsOfDirectory(atPath: rootfs)
+                    .filter { !$0.hasSuffix(".erofs") }
+                #expect(trees.count == 1 && trees.first != String(id.dropFirst(7)), "keyed by chain id: \(trees)")
+            }
+            try await daemon.withRuntime { rt in
+                let pod = podConfig("impostor-\(UInt32.random(in: 0...UInt32.max))")
+                try await withTestPod(rt, pod) { podID in
+                    let c = try await run(
+                        rt, containerRequest("real", ["sleep", "600"], pod: pod, podID: podID, image: genuineRef))
+                    #expect(try await execScript(rt, c, "cat /whoami.txt").out == "genuine\n")
+                }
+            }
+        }
+    }
+
     @Test func badContainerRequestsGetClearErrors() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }

@@ -126,7 +126,11 @@ struct ImageServiceTests {
                 #expect(ia == ib)
                 let starts = daemon.daemonLog().components(separatedBy: "pull started").count - 1
                 #expect(starts == 1, "the second pull should join the first")
-                #expect(await waitForFile(daemon.stateRoot + "/images/rootfs/\(ia.dropFirst(7)).erofs"))
+                let info = try #require(try await imageStatus(img, ia, verbose: true).info["info"])
+                let image = try #require(
+                    (try JSONSerialization.jsonObject(with: Data(info.utf8)) as? [String: Any])?["rootfsImage"]
+                        as? String)
+                #expect(await waitForFile(image))
                 #expect(
                     try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/ingest").isEmpty)
                 #expect(try FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/images/tmp").isEmpty)
@@ -173,6 +177,29 @@ struct ImageServiceTests {
                 request.image.image = "\(registry)/nonroot"
                 request.auth.auth = Data("cocoon:s3cret".utf8).base64EncodedString()
                 _ = try await img.pullImage(request)
+            }
+        }
+    }
+
+    /// Issue 27: a bearer token (or a joined pull) obtained with one client's credentials never serves
+    /// a client without them: right after an authenticated pull, an anonymous pull of the same
+    /// repository is refused, and so is one started while an authenticated pull of it runs.
+    @Test(arguments: [basic, token])
+    func aPullWithoutCredentialsNeverRidesOnOneWithThem(registry: String) async throws {
+        try await withDaemon { daemon in
+            try await daemon.withImages { img in
+                _ = try await pull(img, "\(registry)/busybox", user: "cocoon", password: "s3cret")
+                let after = await #expect(throws: RPCError.self) { try await pull(img, "\(registry)/busybox") }
+                #expect(after?.code == .unauthenticated, "\(after?.message ?? "")")
+                async let authenticated = pull(img, "\(registry)/multilayer", user: "cocoon", password: "s3cret")
+                let during = await #expect(throws: RPCError.self) { try await pull(img, "\(registry)/multilayer") }
+                #expect(during?.code == .unauthenticated, "\(during?.message ?? "")")
+                _ = try await authenticated
+                // Other credentials do not ride either.
+                let wrong = await #expect(throws: RPCError.self) {
+                    try await pull(img, "\(registry)/busybox", user: "cocoon", password: "nope")
+                }
+                #expect(wrong?.code == .permissionDenied, "\(wrong?.message ?? "")")
             }
         }
     }
