@@ -1,7 +1,18 @@
 import SwiftProtobuf
 
 /// The agent protocol version spoken by this build, carried in `Hello` and `HealthResponse`.
-public let agentAPIVersion: UInt32 = 8
+public let agentAPIVersion: UInt32 = 9
+
+/// The session binding of the agent channel: the host picks `idBytes` random bytes (the system's
+/// CSPRNG) and sends them with its token; every later host frame carries them in `Envelope.session`.
+/// A session opens with `marker`, then the Authenticate frame: a guest that lost the frame
+/// boundary (a host gone mid-frame, the bytes of a peer it refused) skips to the marker instead of
+/// reading a new host's frames at the wrong offsets. Read as a length, the marker's first four bytes
+/// exceed `AgentFrame.maxFrameSize`, so a guest still reading frames fails on it and looks for it.
+public enum AgentSession {
+    public static let idBytes = 16
+    public static let marker: [UInt8] = Array("\u{7f}cocoon-agent-session\n".utf8)
+}
 
 /// Owns the wire framing of the agent channel: a 4-byte big-endian length, then one `Envelope`.
 /// Both sides treat the peer as untrusted: a frame longer than `maxFrameSize` is an error.
@@ -78,6 +89,30 @@ public struct AgentFrameDecoder: Sendable {
         if buffer.count - end < count {
             buffer.append(contentsOf: repeatElement(0, count: max(count - (buffer.count - end), 64 << 10)))
         }
+    }
+
+    /// Drops the bytes up to and including the first `marker`; true when it was there. Without it,
+    /// only the last `marker.count - 1` bytes are kept (the start of a marker split across reads).
+    public mutating func skip(past marker: [UInt8]) -> Bool {
+        guard !marker.isEmpty else { return true }
+        let found: Int? = buffer.withUnsafeBufferPointer { b in
+            var i = start
+            while i + marker.count <= end {
+                if b[i] == marker[0] && marker.indices.allSatisfy({ b[i + $0] == marker[$0] }) { return i }
+                i += 1
+            }
+            return nil
+        }
+        if let found {
+            start = found + marker.count
+        } else {
+            start = max(start, end - (marker.count - 1))
+        }
+        if start == end {
+            start = 0
+            end = 0
+        }
+        return found != nil
     }
 
     /// Drops any partial frame, e.g. when a new session starts on the same stream.

@@ -79,6 +79,11 @@ public nonisolated struct Cocoon_Agent_V4_Envelope: Sendable {
     set {body = .event(newValue)}
   }
 
+  /// Host to guest: the session id the host chose in its Authenticate. A frame that does not carry
+  /// the current one comes from another peer (virtio-serial has no hang-up the guest always sees):
+  /// the guest closes the session and treats the frame as a new session's first.
+  public var session: Data = Data()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -725,6 +730,9 @@ public nonisolated struct Cocoon_Agent_V4_AuthenticateRequest: Sendable {
   // methods supported on all messages.
 
   public var token: Data = Data()
+
+  /// 16 random bytes that every later frame of the session carries (Envelope.session).
+  public var session: Data = Data()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1789,7 +1797,7 @@ fileprivate nonisolated let _protobuf_package = "cocoon.agent.v4"
 
 nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}request\0\u{1}response\0\u{1}event\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}request\0\u{1}response\0\u{1}event\0\u{1}session\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1837,6 +1845,7 @@ nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProt
           self.body = .event(v)
         }
       }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.session) }()
       default: break
       }
     }
@@ -1865,12 +1874,16 @@ nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProt
     }()
     case nil: break
     }
+    if !self.session.isEmpty {
+      try visitor.visitSingularBytesField(value: self.session, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cocoon_Agent_V4_Envelope, rhs: Cocoon_Agent_V4_Envelope) -> Bool {
     if lhs.id != rhs.id {return false}
     if lhs.body != rhs.body {return false}
+    if lhs.session != rhs.session {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2963,7 +2976,7 @@ nonisolated extension Cocoon_Agent_V4_HealthResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Cocoon_Agent_V4_AuthenticateRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuthenticateRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}token\0\u{1}session\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2972,6 +2985,7 @@ nonisolated extension Cocoon_Agent_V4_AuthenticateRequest: SwiftProtobuf.Message
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBytesField(value: &self.token) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.session) }()
       default: break
       }
     }
@@ -2981,11 +2995,15 @@ nonisolated extension Cocoon_Agent_V4_AuthenticateRequest: SwiftProtobuf.Message
     if !self.token.isEmpty {
       try visitor.visitSingularBytesField(value: self.token, fieldNumber: 1)
     }
+    if !self.session.isEmpty {
+      try visitor.visitSingularBytesField(value: self.session, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Cocoon_Agent_V4_AuthenticateRequest, rhs: Cocoon_Agent_V4_AuthenticateRequest) -> Bool {
     if lhs.token != rhs.token {return false}
+    if lhs.session != rhs.session {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -151,9 +151,13 @@ final class AgentClientHandler: ChannelInboundHandler {
     private let onEvent: (@Sendable (AgentEvent) -> Void)?
     private let credit: EventCredit
     private let token: [UInt8]
-    /// The id of the session's Authenticate request; its answer is awaited by nobody, but a refusal
-    /// ends the channel.
-    private var authID: UInt64?
+    /// The ids of the session's Authenticate requests (it is resent until answered); the answer is
+    /// awaited by nobody, but a refusal ends the channel.
+    private var authIDs: Set<UInt64> = []
+    /// Chosen here, sent once with the token and carried by every later frame: a peer that takes
+    /// over the channel without the guest seeing a hang-up never saw it, so its frames close the
+    /// session instead of driving it.
+    private let session: [UInt8] = (0..<AgentSession.idBytes).map { _ in UInt8.random(in: .min ... .max) }
 
     init(token: [UInt8], credit: EventCredit, onEvent: (@Sendable (AgentEvent) -> Void)?) {
         self.token = token
@@ -161,19 +165,39 @@ final class AgentClientHandler: ChannelInboundHandler {
         self.onEvent = onEvent
     }
 
-    /// The session's first frame: the token, before any request.
+    /// The session's start: the marker and the token, before any request.
     func channelActive(context: ChannelHandlerContext) {
-        var envelope = Cocoon_Agent_V4_Envelope()
-        envelope.id = nextID
-        authID = nextID
-        nextID += 1
-        envelope.request.authenticate.token = Data(token)
-        // try?: a 32-byte token always encodes
-        if let bytes = try? AgentFrame.encode(envelope) {
-            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
-        }
+        authenticate(context)
         context.fireChannelActive()
     }
+
+    /// Sends the session marker and Authenticate, and again every `authRetry` until it is answered:
+    /// a guest that had lost the frame boundary (a previous host gone mid-frame, a peer it refused)
+    /// finds the next marker, whatever it was reading when this one came.
+    private func authenticate(_ context: ChannelHandlerContext) {
+        guard closedError == nil, authTries < Self.authTriesMax else { return }
+        authTries += 1
+        var envelope = Cocoon_Agent_V4_Envelope()
+        envelope.id = nextID
+        authIDs.insert(nextID)
+        nextID += 1
+        envelope.request.authenticate.token = Data(token)
+        envelope.request.authenticate.session = Data(session)
+        // try?: a 32-byte token always encodes
+        if let bytes = try? AgentFrame.encode(envelope) {
+            let frame = context.channel.allocator.buffer(bytes: AgentSession.marker + bytes)
+            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        }
+        authRetry = context.eventLoop.assumeIsolated().scheduleTask(in: Self.authRetryInterval) { [weak self] in
+            guard let self, !self.authIDs.isEmpty, let context = self.context else { return }
+            self.authenticate(context)
+        }
+    }
+
+    private var authTries = 0
+    private var authRetry: Scheduled<Void>?
+    static let authRetryInterval = TimeAmount.seconds(3)
+    static let authTriesMax = 40
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -197,6 +221,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         nextID += 1
         var envelope = Cocoon_Agent_V4_Envelope()
         envelope.id = id
+        envelope.session = Data(session)
         envelope.request = request
         let bytes: [UInt8]
         do {
@@ -225,6 +250,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     func notify(_ request: Cocoon_Agent_V4_Request) {
         guard let context, closedError == nil else { return }
         var envelope = Cocoon_Agent_V4_Envelope()
+        envelope.session = Data(session)
         envelope.request = request
         // try?: a notification that cannot be encoded is dropped; its stream stalls, nothing else
         guard let bytes = try? AgentFrame.encode(envelope) else { return }
@@ -246,8 +272,9 @@ final class AgentClientHandler: ChannelInboundHandler {
 
     private func dispatch(_ envelope: Cocoon_Agent_V4_Envelope) {
         switch envelope.body {
-        case .response(let response)? where envelope.id == authID:
-            authID = nil
+        case .response(let response)? where authIDs.contains(envelope.id):
+            authIDs = []
+            authRetry?.cancel()
             if response.hasError, let context {
                 failAll(.sessionRefused(response.error.message))
                 context.close(promise: nil)
@@ -270,6 +297,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        authRetry?.cancel()
         failAll("the VM or its channel went away")
         let gone = AgentEvent.disconnected(reason: closedReason ?? "the VM or its channel went away")
         _ = credit.charge(EventCredit.cost(gone))  // released by the consumer like any other

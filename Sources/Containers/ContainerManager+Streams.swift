@@ -16,6 +16,8 @@ public final class ProcessStream: Sendable {
     let containerID: String
     /// Empty for an attach (the container's own process).
     let execID: String
+    /// The attach session's id in `routes` (0 for an exec).
+    let attachID: UInt64
     let timeout: Duration
     let routes: StreamRoutes
     let finish: @Sendable () async -> Void
@@ -23,9 +25,10 @@ public final class ProcessStream: Sendable {
 
     init(
         events: AsyncStream<ProcessStreamEvent>, tty: Bool, agent: any GuestAgent, containerID: String, execID: String,
-        timeout: Duration, routes: StreamRoutes, finish: @escaping @Sendable () async -> Void
+        attachID: UInt64 = 0, timeout: Duration, routes: StreamRoutes, finish: @escaping @Sendable () async -> Void
     ) {
         self.routes = routes
+        self.attachID = attachID
         self.events = events
         self.tty = tty
         self.agent = agent
@@ -66,7 +69,10 @@ public final class ProcessStream: Sendable {
 
     /// The client took `bytes` of output: the agent may send that much more.
     public func delivered(_ bytes: Int) {
-        guard !execID.isEmpty else { return }
+        guard !execID.isEmpty else {
+            routes.attachDelivered(containerID, id: attachID, bytes)
+            return
+        }
         routes.execDelivered(execID, bytes)
         agent.ackOutput(container: containerID, exec: execID, bytes: bytes)
     }
@@ -213,7 +219,7 @@ extension ContainerManager {
         if closeStdinAtEnd { stdinOnceUsed.insert(record.id) }
         let ended = Flag()
         return ProcessStream(
-            events: events, tty: stdio.tty, agent: agent, containerID: containerID, execID: "",
+            events: events, tty: stdio.tty, agent: agent, containerID: containerID, execID: "", attachID: attachID,
             timeout: Self.streamWrite, routes: routes
         ) {
             guard ended.set() else { return }

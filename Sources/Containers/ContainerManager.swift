@@ -67,6 +67,8 @@ public actor ContainerManager {
     /// pod: dropped, counted, and logged at the first and every 1000th.
     public internal(set) var droppedEvents: [String: Int] = [:]
     var logs: [String: CRILogWriter] = [:]
+    /// Each running container's last usage its guest answered (stands in when the guest is late).
+    var usageReadings: [String: UsageReading] = [:]
     var exitWaiters: [String: [CheckedContinuation<Void, Never>]] = [:]
     var execs = ExecSessions()
     let routes: StreamRoutes
@@ -280,6 +282,7 @@ public actor ContainerManager {
         await pods.unshareVolumes(record.sandboxID, container: id)
         try store.delete(id)
         records[id] = nil
+        usageReadings[id] = nil
         logs[id]?.finish()
         logs[id] = nil
         await releaseDisk(sandboxID: record.sandboxID, serial: record.imageDiskSerial, except: id)
@@ -304,24 +307,6 @@ public actor ContainerManager {
         let ids = records.values.filter { sandboxID == nil || $0.sandboxID == sandboxID }.map(\.id)
         for id in ids { try await refresh(id) }
         return ids.compactMap { records[$0] }.sorted { $0.createdAtNs < $1.createdAtNs }
-    }
-
-    /// Usage from the container's cgroup in the guest (zeros for a container that is not running).
-    public func stats(_ idOrPrefix: String) async throws(CocoonError) -> (
-        record: ContainerRecord, usage: ContainerUsage
-    ) {
-        let id = try resolve(idOrPrefix)
-        try await refresh(id)
-        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
-        // try?: not running or its pod just went away: no usage
-        guard record.state == .running, let agent = try? await pods.readyAgent(record.sandboxID).agent else {
-            return (record, ContainerUsage())  // not running (or its pod just went away): no usage
-        }
-        do {
-            return (record, try await agent.containerUsage(id, timeout: agentCall))
-        } catch {
-            throw CocoonError.from(error, "stats of container \(id)")
-        }
     }
 
     public func updateResources(_ idOrPrefix: String, _ resources: ResourceLimits) async throws(CocoonError) {

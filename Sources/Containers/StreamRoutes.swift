@@ -32,6 +32,13 @@ final class StreamRoutes: Sendable {
         var continuation: AsyncStream<ProcessStreamEvent>.Continuation
         var unacknowledged = 0
     }
+    /// An attach session: the container's output is not windowed in the guest (its log takes it
+    /// at the pace the log is written), so the route bounds what it holds for a slow client.
+    private struct AttachRoute {
+        var continuation: AsyncStream<ProcessStreamEvent>.Continuation
+        var held = 0
+        var dropped = 0
+    }
     private struct PortRoute: Metered {
         var podID: String
         var continuation: AsyncStream<PortStreamEvent>.Continuation
@@ -41,7 +48,7 @@ final class StreamRoutes: Sendable {
     let limit: Int
     private struct State {
         var execs: [String: ExecRoute] = [:]
-        var attaches: [String: [UInt64: AsyncStream<ProcessStreamEvent>.Continuation]] = [:]
+        var attaches: [String: [UInt64: AttachRoute]] = [:]
         var ports: [UInt64: PortRoute] = [:]
         var nextAttach: UInt64 = 1
     }
@@ -113,31 +120,62 @@ final class StreamRoutes: Sendable {
     }
 
     func addAttach(_ containerID: String) -> (id: UInt64, events: AsyncStream<ProcessStreamEvent>) {
-        let (stream, continuation) = AsyncStream<ProcessStreamEvent>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let (stream, continuation) = AsyncStream<ProcessStreamEvent>.makeStream()
         let id = state.withLock { s in
             let id = s.nextAttach
             s.nextAttach += 1
-            s.attaches[containerID, default: [:]][id] = continuation
+            s.attaches[containerID, default: [:]][id] = AttachRoute(continuation: continuation)
             return id
         }
         return (id, stream)
     }
 
     func removeAttach(_ containerID: String, id: UInt64) {
-        state.withLock { $0.attaches[containerID]?.removeValue(forKey: id) }?.finish()
+        state.withLock { $0.attaches[containerID]?.removeValue(forKey: id) }?.continuation.finish()
     }
 
-    /// A container's own output, to every attach session (the log has it already).
+    /// The attach session's client took `bytes` of the output.
+    func attachDelivered(_ containerID: String, id: UInt64, _ bytes: Int) {
+        state.withLock { s in s.attaches[containerID]?[id]?.held -= bytes }
+    }
+
+    /// A container's own output, to every attach session (the log has it already). A session whose
+    /// client has more than `limit` bytes untaken misses what comes meanwhile (as conmon drops
+    /// output for an attach socket that is full): a container that writes faster than a client
+    /// reads never makes the daemon hold more than `limit` bytes for that client.
     func attachOutput(_ containerID: String, stream: CRILog.Stream, _ data: [UInt8]) {
-        for continuation in state.withLock({ $0.attaches[containerID]?.values.map { $0 } ?? [] }) {
-            continuation.yield(stream == .stderr ? .stderr(data) : .stdout(data))
+        let (open, firstDrops) = state.withLock { s in
+            var open: [AsyncStream<ProcessStreamEvent>.Continuation] = []
+            var firstDrops = 0
+            for (id, var route) in s.attaches[containerID] ?? [:] {
+                if route.held + data.count > limit {
+                    if route.dropped == 0 { firstDrops += 1 }
+                    route.dropped += data.count
+                } else {
+                    route.held += data.count
+                    open.append(route.continuation)
+                }
+                s.attaches[containerID]?[id] = route
+            }
+            return (open, firstDrops)
         }
+        for continuation in open { continuation.yield(stream == .stderr ? .stderr(data) : .stdout(data)) }
+        if firstDrops > 0 {
+            logger.warning(
+                "attach client behind by more than the window: output dropped for it (the log has all)",
+                metadata: ["container": "\(containerID)", "window": "\(limit)"])
+        }
+    }
+
+    /// Bytes held for and dropped from one attach session (tests).
+    func attachBacklog(_ containerID: String, id: UInt64) -> (held: Int, dropped: Int)? {
+        state.withLock { s in s.attaches[containerID]?[id].map { ($0.held, $0.dropped) } }
     }
 
     /// The container exited (or its pod ended): its attach sessions and execs end with it.
     func containerEnded(_ containerID: String, code: Int32) {
         let (attached, execs) = state.withLock { s in
-            let attached = s.attaches.removeValue(forKey: containerID)?.values.map { $0 } ?? []
+            let attached = s.attaches.removeValue(forKey: containerID)?.values.map(\.continuation) ?? []
             let execIDs = s.execs.filter { $0.value.containerID == containerID }.map(\.key)
             let execs = execIDs.compactMap { s.execs.removeValue(forKey: $0)?.continuation }
             return (attached, execs)
@@ -156,7 +194,7 @@ final class StreamRoutes: Sendable {
     func podEnded(_ podID: String, containers: [String], reason: String) {
         let (processes, ports) = state.withLock { s in
             var processes: [AsyncStream<ProcessStreamEvent>.Continuation] = []
-            for id in containers { processes += s.attaches.removeValue(forKey: id)?.values.map { $0 } ?? [] }
+            for id in containers { processes += s.attaches.removeValue(forKey: id)?.values.map(\.continuation) ?? [] }
             for (id, route) in s.execs where route.podID == podID {
                 s.execs.removeValue(forKey: id)
                 processes.append(route.continuation)

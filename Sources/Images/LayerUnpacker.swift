@@ -16,6 +16,8 @@ public struct LayerUnpacker: Sendable {
     /// The free space a layer must leave on the file system it is unpacked to, checked before every
     /// 16 MiB it writes: a layer never fills the host's disk.
     public var reserveFreeBytes: Int64 = 512 << 20
+    /// The most entries one layer may hold (an inode bomb of empty files fits any byte budget).
+    public var maxEntries = 1_000_000
 
     public init(root: String) {
         self.root = root.hasSuffix("/") ? String(root.dropLast()) : root
@@ -65,12 +67,17 @@ public struct LayerUnpacker: Sendable {
 
         var stats = Stats()
         var touched = Set<String>()  // paths this layer wrote, and their ancestors
+        var seen = 0  // headers read, the root's included
         var entry: OpaquePointer?
         while true {
             let r = archive_read_next_header(reader, &entry)
             if r == ARCHIVE_EOF { break }
             guard r >= ARCHIVE_WARN, let entry else {
                 throw stream.failure ?? .integrity("layer \(label): \(Self.message(reader))")
+            }
+            seen += 1
+            guard seen <= maxEntries else {
+                throw .hostileLayer("layer \(label): more than \(maxEntries) entries")
             }
             guard let rawC = archive_entry_pathname(entry) else {
                 throw .hostileLayer("layer \(label): an entry has no path")

@@ -55,6 +55,7 @@ struct Cocoond: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "cocoond")
+        OpenFileLimit.raise(logger: logger)
 
         for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

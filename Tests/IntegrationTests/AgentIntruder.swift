@@ -13,6 +13,9 @@ struct AgentIntruder {
             close(fd)
             throw HarnessError("cannot connect to the agent socket \(path)")
         }
+        // As a host does: the session marker, behind which the guest looks for a first frame.
+        let marker = AgentSession.marker
+        _ = marker.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
     func send(_ envelope: Cocoon_Agent_V4_Envelope) throws {

@@ -89,23 +89,7 @@ struct HostileGuestTests {
     /// refusal, whatever it sends first. The restarted daemon, which has the token, is served.
     @Test func aHostProcessWithoutTheTokenCannotDriveTheAgent() async throws {
         try await withDaemon { daemon in
-            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
-            var pod = podConfig("intruded-\(UInt32.random(in: 0...UInt32.max))")
-            pod.config.logDirectory = daemon.root + "/logs"  // removed with the test daemon
-            let (podID, container, socket) = try await daemon.withRuntime { rt in
-                let podID = try await rt.runPodSandbox(pod).podSandboxID
-                let container = try await runContainer(
-                    rt, containerRequest("sleeper", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox))
-                let status = try await rt.podSandboxStatus(
-                    .with {
-                        $0.podSandboxID = podID
-                        $0.verbose = true
-                    })
-                let info = try #require(
-                    try JSONSerialization.jsonObject(with: Data((status.info["info"] ?? "").utf8)) as? [String: Any])
-                let endpoint = try #require((info["vm"] as? [String: Any])?["agent_endpoint"] as? String)
-                return (podID, container, String(endpoint.dropFirst("virtio-serial:".count)))
-            }
+            let (podID, container, socket) = try await Self.podWithAgentSocket(daemon, "intruded")
             await daemon.crash()
 
             // 1. Requests without authenticating: a Health, then a CreateContainer.
@@ -137,19 +121,153 @@ struct HostileGuestTests {
             intruder.end()
             #expect(!frames.contains { $0.id == 2 || $0.event.hello.apiVersion != 0 }, "\(frames)")
 
-            // The daemon, with the token, finds its pod and is served.
-            try await daemon.start()
+            try await Self.daemonIsServedAgain(daemon, podID: podID, container: container)
+        }
+    }
+
+    /// A host process queues its connection on the agent socket while cocoond holds it, so QEMU
+    /// hands it the channel the instant the daemon dies: the guest may see no hang-up between the
+    /// two. It still cannot drive the session the daemon had opened: its frames do not carry that
+    /// session's id, so the first one closes the session and is refused like any unauthenticated
+    /// first frame.
+    @Test func aHostThatTakesOverTheChannelUnseenCannotRideTheOpenSession() async throws {
+        try await withDaemon { daemon in
+            let (podID, container, socket) = try await Self.podWithAgentSocket(daemon, "taken-over")
+            let intruder = try AgentIntruder(socket: socket)  // waits in the socket's backlog
+            await daemon.crash()
+            try intruder.send(AgentIntruder.request(1) { $0.health = .init() })
+            try intruder.send(AgentIntruder.request(2) { $0.createContainer.id = "evil" })
+            let frames = intruder.frames(within: 3)
+            intruder.end()
+            #expect(!frames.contains { $0.response.health.apiVersion != 0 }, "Health was answered: \(frames)")
+            #expect(!frames.contains { $0.id == 2 }, "CreateContainer was answered: \(frames)")
+            #expect(
+                frames.contains { $0.id == 1 && $0.response.error.code == .permissionDenied },
+                "the intruder's first frame is refused: \(frames)")
+            try await Self.daemonIsServedAgain(daemon, podID: podID, container: container)
+        }
+    }
+
+    /// One pod's VM stops answering (its QEMU frozen with SIGSTOP): the node-wide stats calls the
+    /// kubelet's summary API and eviction manager live on ask every guest at once with a short
+    /// deadline and answer for the frozen one from its last good sample (an older timestamp), so
+    /// they stay fast, and so do the other pods' calls. Thawed, the pod's stats are fresh again.
+    @Test func aFrozenPodDoesNotSlowTheNodesStats() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
-                let r = try await rt.execSync(
-                    .with {
-                        $0.containerID = container
-                        $0.cmd = ["echo", "still mine"]
-                        $0.timeout = 60
-                    })
-                #expect(String(decoding: r.stdout, as: UTF8.self) == "still mine\n" && r.exitCode == 0)
-                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
-                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+                var pods: [(id: String, container: String, qemu: Int32)] = []
+                for i in 0..<3 {
+                    let (podID, container, vm) = try await Self.sleeperPod(rt, daemon, "stats-\(i)")
+                    pods.append((podID, container, Int32(try #require(vm["pid"] as? Int))))
+                }
+                func timed<T>(_ body: () async throws -> T) async throws -> (T, Double) {
+                    let start = ContinuousClock.now
+                    let value = try await body()
+                    let elapsed = ContinuousClock.now - start
+                    return (value, Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds))
+                }
+                // Warm: every guest has answered once.
+                let (_, healthy) = try await timed { try await rt.listContainerStats(.init()) }
+                let frozen = pods[0]
+                kill(frozen.qemu, SIGSTOP)
+                var thawed = false
+                defer { if !thawed { kill(frozen.qemu, SIGCONT) } }
+                let (containerStats, statsTime) = try await timed { try await rt.listContainerStats(.init()) }
+                let (podStats, podStatsTime) = try await timed { try await rt.listPodSandboxStats(.init()) }
+                let (_, listTime) = try await timed { try await rt.listContainers(.init()) }
+                let (_, statusTime) = try await timed {
+                    try await rt.podSandboxStatus(.with { $0.podSandboxID = pods[1].id })
+                }
+                print(
+                    "stats with a frozen pod: ListContainerStats \(statsTime) s (healthy \(healthy) s),"
+                        + " ListPodSandboxStats \(podStatsTime) s, ListContainers \(listTime) s,"
+                        + " PodSandboxStatus \(statusTime) s")
+                #expect(statsTime < 1.5, "ListContainerStats took \(statsTime) s")
+                #expect(podStatsTime < 1.5, "ListPodSandboxStats took \(podStatsTime) s")
+                #expect(listTime < 0.5 && statusTime < 0.5, "other calls: \(listTime) s, \(statusTime) s")
+                #expect(containerStats.stats.count == 3 && podStats.stats.count == 3)
+                // The frozen pod's figures are its last reading, and its verbose status says how old.
+                func usageInfo(_ id: String) async throws -> [String: Any] {
+                    let status = try await rt.containerStatus(
+                        .with {
+                            $0.containerID = id
+                            $0.verbose = true
+                        })
+                    let info = try JSONSerialization.jsonObject(with: Data((status.info["info"] ?? "").utf8))
+                    return try #require((info as? [String: Any])?["usage"] as? [String: Any])
+                }
+                let late = try await usageInfo(frozen.container)
+                #expect(late["guestLate"] as? Bool == true && (late["readAgeMs"] as? Int ?? 0) >= 300, "\(late)")
+                #expect(try await usageInfo(pods[1].container)["guestLate"] as? Bool == false)
+                let frozenStats = containerStats.stats.first { $0.attributes.id == frozen.container }
+                #expect(frozenStats?.memory.workingSetBytes.value ?? 0 > 0, "the last reading, not zeros")
+                if let crictl = Crictl.path {
+                    let cli = Crictl(binary: crictl, socket: daemon.socket)
+                    let (out, crictlTime) = try await timed { try await runCommand(cli.prefix + ["stats"]) }
+                    print("crictl stats with a frozen pod: \(crictlTime) s")
+                    #expect(out.code == 0 && crictlTime < 2.5, "crictl stats: \(crictlTime) s: \(out.stderr)")
+                }
+                kill(frozen.qemu, SIGCONT)
+                thawed = true
+                var fresh = false
+                for _ in 0..<20 where !fresh {
+                    _ = try await rt.listContainerStats(.with { $0.filter.id = frozen.container })
+                    fresh = try await usageInfo(frozen.container)["guestLate"] as? Bool == false
+                    if !fresh { try await Task.sleep(for: .milliseconds(250)) }
+                }
+                #expect(fresh, "the thawed pod's stats are fresh again")
+                for pod in pods {
+                    try await rt.stopPodSandbox(.with { $0.podSandboxID = pod.id })
+                    try await rt.removePodSandbox(.with { $0.podSandboxID = pod.id })
+                }
             }
+        }
+    }
+
+    /// A pod with a sleeping container, and the host end of its agent channel (virtio-serial).
+    static func podWithAgentSocket(_ daemon: DaemonHarness, _ name: String) async throws -> (
+        pod: String, container: String, socket: String
+    ) {
+        _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+        return try await daemon.withRuntime { rt in
+            let (podID, container, vm) = try await sleeperPod(rt, daemon, name)
+            let endpoint = try #require(vm["agent_endpoint"] as? String)
+            return (podID, container, String(endpoint.dropFirst("virtio-serial:".count)))
+        }
+    }
+
+    /// A pod running a sleeping busybox container, and its VM as verbose PodSandboxStatus shows it.
+    static func sleeperPod(
+        _ rt: Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, _ daemon: DaemonHarness, _ name: String
+    ) async throws -> (pod: String, container: String, vm: [String: Any]) {
+        var pod = podConfig("\(name)-\(UInt32.random(in: 0...UInt32.max))")
+        pod.config.logDirectory = daemon.root + "/logs"  // removed with the test daemon
+        let podID = try await rt.runPodSandbox(pod).podSandboxID
+        let container = try await runContainer(
+            rt, containerRequest("sleeper", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox))
+        let status = try await rt.podSandboxStatus(
+            .with {
+                $0.podSandboxID = podID
+                $0.verbose = true
+            })
+        let info = try JSONSerialization.jsonObject(with: Data((status.info["info"] ?? "").utf8))
+        return (podID, container, try #require((info as? [String: Any])?["vm"] as? [String: Any]))
+    }
+
+    /// The daemon, with the token, finds its pod and is served; then removes it.
+    static func daemonIsServedAgain(_ daemon: DaemonHarness, podID: String, container: String) async throws {
+        try await daemon.start()
+        try await daemon.withRuntime { rt in
+            let r = try await rt.execSync(
+                .with {
+                    $0.containerID = container
+                    $0.cmd = ["echo", "still mine"]
+                    $0.timeout = 60
+                })
+            #expect(String(decoding: r.stdout, as: UTF8.self) == "still mine\n" && r.exitCode == 0)
+            try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+            try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
         }
     }
 

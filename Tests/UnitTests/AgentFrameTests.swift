@@ -26,6 +26,34 @@ import Testing
         #expect(throws: AgentFrame.DecodeError.frameTooLarge(0x7fff_ffff)) { try decoder.next() }
     }
 
+    /// A guest that lost the frame boundary finds the next session's start behind any garbage, even
+    /// with the marker split across reads, and keeps no more than a marker's worth meanwhile.
+    @Test func skipsToTheSessionMarker() throws {
+        var auth = Cocoon_Agent_V4_Envelope()
+        auth.id = 1
+        auth.request.authenticate.token = Data(repeating: 7, count: 32)
+        let marker = AgentSession.marker
+        var decoder = AgentFrameDecoder()
+        decoder.append([UInt8](repeating: 0xab, count: 5000))
+        let found = decoder.skip(past: marker)
+        #expect(!found)
+        #expect(decoder.buffered == marker.count - 1)
+        // A frame length read from the marker is over the limit: a reader in frame mode stops there.
+        decoder.reset()
+        decoder.append(marker)
+        #expect(throws: AgentFrame.DecodeError.self) { try decoder.next() }
+        decoder.reset()
+        let stream = [0, 0, 0, 9, 1, 2] + marker + (try AgentFrame.encode(auth))
+        var got: [Cocoon_Agent_V4_Envelope] = []
+        var synced = false
+        for chunk in stride(from: 0, to: stream.count, by: 5).map({ stream[$0..<min($0 + 5, stream.count)] }) {
+            decoder.append(chunk)
+            if !synced { synced = decoder.skip(past: marker) }
+            while synced, let e = try decoder.next() { got.append(e) }
+        }
+        #expect(got == [auth])
+    }
+
     @Test func refusesGarbage() {
         var decoder = AgentFrameDecoder()
         decoder.append([0, 0, 0, 3, 0xff, 0xff, 0xff])

@@ -83,12 +83,17 @@ import Testing
                 defer { close(fd) }
                 var decoder = AgentFrameDecoder()
                 var buffer = [UInt8](repeating: 0, count: 4096)
+                var head: [UInt8] = []
+                var synced = false
                 while !stop.load(ordering: .relaxed) {
                     let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                     if n <= 0 { return }
+                    head += buffer[0..<n].prefix(AgentSession.marker.count - head.count)
                     decoder.append(buffer[0..<n])
-                    guard let envelope = try? decoder.next() else { continue }
+                    if !synced { synced = decoder.skip(past: AgentSession.marker) }
+                    guard synced, let envelope = try? decoder.next() else { continue }
                     firstFrame.withLock { $0 = envelope }
+                    startedWithMarker.withLock { $0 = head == AgentSession.marker }
                     var reply = Cocoon_Agent_V4_Envelope()
                     reply.id = envelope.id
                     reply.response.error.code = .permissionDenied
@@ -101,6 +106,7 @@ import Testing
             }
         }
         let firstFrame = Mutex<Cocoon_Agent_V4_Envelope?>(nil)
+        let startedWithMarker = Mutex(false)
 
         deinit {
             close(listener)
@@ -156,6 +162,8 @@ import Testing
             return
         }
         #expect(Array(auth.token) == Self.token)
+        #expect(auth.session.count == AgentSession.idBytes, "a session id goes with the token")
+        #expect(guest.startedWithMarker.withLock { $0 }, "the session marker comes first")
         try await Task.sleep(for: .milliseconds(100))
         #expect(!client.isOpen, "the channel is closed after a refusal")
         await client.close()

@@ -130,6 +130,21 @@ struct ContentStoreTests {
         #expect(bomb?.message.contains("expands beyond") == true)
     }
 
+    /// A layer of many empty files (an inode bomb within any byte budget) is refused at its cap.
+    @Test func aLayerWithTooManyEntriesIsRefused() throws {
+        let dir = try scratchDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let rootfs = dir + "/rootfs"
+        try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
+        let layer = try TarFixture.write(dir + "/many.tar", gzip: false, (0..<11).map { .file("f\($0)", "") })
+        var u = LayerUnpacker(root: rootfs)
+        u.maxEntries = 10
+        let refused = #expect(throws: CocoonError.self) { try u.apply(layerAt: layer) }
+        #expect(refused?.message.contains("more than 10 entries") == true, "\(String(describing: refused))")
+        u.maxEntries = 11
+        #expect(try u.apply(layerAt: layer).entries == 11)
+    }
+
     /// Each hostile layer is refused and writes nothing outside the root.
     @Test(arguments: HostileCase.allCases)
     func refusesHostileLayers(_ c: HostileCase) throws {

@@ -26,6 +26,28 @@ import Testing
         #expect(await collect(events) == [.stdout(Array("ok".utf8)), .exit(7)])
     }
 
+    /// An attach client that does not read holds the daemon to its window: 64 MiB of output (what
+    /// 256 events of the old unbounded queue could hold is 4 GiB) leaves at most the window held for
+    /// it, the rest dropped for it alone; a client that keeps up gets every byte.
+    @Test func anAttachClientThatDoesNotReadHoldsAtMostItsWindow() async {
+        let routes = StreamRoutes(window: 256 << 10)
+        let idle = routes.addAttach("c1")
+        let reader = routes.addAttach("c1")
+        let chunk = [UInt8](repeating: 7, count: 64 << 10)  // one guest read
+        for _ in 0..<1024 {
+            routes.attachOutput("c1", stream: .stdout, chunk)
+            routes.attachDelivered("c1", id: reader.id, chunk.count)  // the reader keeps up
+        }
+        let backlog = routes.attachBacklog("c1", id: idle.id)
+        #expect((backlog?.held ?? .max) <= routes.limit, "held \(backlog?.held ?? -1) bytes")
+        #expect((backlog?.dropped ?? 0) >= (64 << 20) - routes.limit)
+        #expect(routes.attachBacklog("c1", id: reader.id)?.dropped == 0)
+        routes.containerEnded("c1", code: 0)
+        let got = await collect(reader.events)
+        #expect(got.count == 1025 && got.last == .exit(0))
+        _ = await collect(idle.events)
+    }
+
     @Test func attachSessionsShareOutputAndEndWithTheContainer() async {
         let routes = StreamRoutes(window: 256 << 10)
         let first = routes.addAttach("c1")

@@ -9,9 +9,8 @@ extension RuntimeService {
     {
         try await mapErrors {
             guard !request.containerID.isEmpty else { throw CocoonError.invalidArgument("container_id is required") }
-            let (record, usage) = try await containers.stats(request.containerID)
             var response = Runtime_V1_ContainerStatsResponse()
-            response.stats = StatsTranslation.container(record, usage)
+            response.stats = StatsTranslation.container(try await containers.usage(request.containerID))
             return response
         }
     }

@@ -14,11 +14,9 @@ extension RuntimeService {
                 $0.podSandboxID = request.filter.podSandboxID
                 $0.labelSelector = request.filter.labelSelector
             }
-            for record in try await containers.list() where ContainerTranslation.matches(record, filter) {
-                // try?: removed meanwhile: not in the list
-                guard let (r, usage) = try? await containers.stats(record.id) else { continue }
-                response.stats.append(StatsTranslation.container(r, usage))
-            }
+            let matching = try await containers.list().filter { ContainerTranslation.matches($0, filter) }
+            // Every guest asked at once; a late one answers from its last sample.
+            response.stats = await containers.usage(of: matching).map(StatsTranslation.container)
             return response
         }
     }

@@ -9,11 +9,8 @@ extension RuntimeService {
     {
         try await mapErrors {
             var response = Runtime_V1_ListPodSandboxStatsResponse()
-            for sandbox in await sandboxes.list(
-                SandboxFilter(id: request.filter.id, labels: request.filter.labelSelector))
-            {
-                response.stats.append(try await podStats(sandbox))
-            }
+            response.stats = try await podStats(
+                await sandboxes.list(SandboxFilter(id: request.filter.id, labels: request.filter.labelSelector)))
             return response
         }
     }

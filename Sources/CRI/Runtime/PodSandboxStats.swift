@@ -19,14 +19,20 @@ extension RuntimeService {
     }
 
     func podStats(_ sandbox: SandboxRecord) async throws(CocoonError) -> Runtime_V1_PodSandboxStats {
-        var stats: [Runtime_V1_ContainerStats] = []
-        var processes: UInt64 = 0
-        for record in try await containers.list(inSandbox: sandbox.id) {
-            // removed meanwhile: not in the stats
-            guard let (r, usage) = try? await containers.stats(record.id) else { continue }
-            processes += usage.pids
-            stats.append(StatsTranslation.container(r, usage))
+        guard let stats = try await podStats([sandbox]).first else {
+            throw .internalError("no stats made for pod \(sandbox.id)")
         }
-        return StatsTranslation.pod(sandbox, stats, processes: processes)
+        return stats
+    }
+
+    /// Stats of several pods, every guest asked at once (a late one answers from its last sample).
+    func podStats(_ sandboxes: [SandboxRecord]) async throws(CocoonError) -> [Runtime_V1_PodSandboxStats] {
+        let ids = Set(sandboxes.map(\.id))
+        let samples = await containers.usage(of: try await containers.list().filter { ids.contains($0.sandboxID) })
+        return sandboxes.map { sandbox in
+            let own = samples.filter { $0.record.sandboxID == sandbox.id }
+            return StatsTranslation.pod(
+                sandbox, own.map(StatsTranslation.container), processes: own.reduce(0) { $0 + $1.usage.pids })
+        }
     }
 }

@@ -48,8 +48,8 @@ enum MetricsTranslation {
         }
     }
 
-    static func container(_ record: ContainerRecord, _ usage: ContainerUsage) -> Runtime_V1_ContainerMetrics {
-        let now = HostProcess.nowNs()
+    static func container(_ sample: UsageSample) -> Runtime_V1_ContainerMetrics {
+        let (record, usage, now) = (sample.record, sample.usage, sample.sampledAtNs)
         return .with { m in
             m.containerID = record.id
             m.metrics = all.map { d in
@@ -68,17 +68,17 @@ enum MetricsTranslation {
 extension RuntimeService {
     /// Metrics of every READY pod's running containers.
     func podMetrics() async throws(CocoonError) -> [Runtime_V1_PodSandboxMetrics] {
-        var result: [Runtime_V1_PodSandboxMetrics] = []
-        let all = try await containers.list()
-        for pod in await sandboxes.list(SandboxFilter()) where pod.state == .ready {
+        let pods = await sandboxes.list(SandboxFilter()).filter { $0.state == .ready }
+        let ready = Set(pods.map(\.id))
+        let running = try await containers.list().filter { ready.contains($0.sandboxID) && $0.state == .running }
+        // Every guest asked at once (a late one answers from its last sample).
+        let samples = await containers.usage(of: running)
+        return pods.map { pod in
             var metrics = Runtime_V1_PodSandboxMetrics()
             metrics.podSandboxID = pod.id
-            for record in all where record.sandboxID == pod.id && record.state == .running {
-                guard let (r, usage) = try? await containers.stats(record.id) else { continue }  // removed meanwhile
-                metrics.containerMetrics.append(MetricsTranslation.container(r, usage))
-            }
-            result.append(metrics)
+            metrics.containerMetrics = samples.filter { $0.record.sandboxID == pod.id }.map(
+                MetricsTranslation.container)
+            return metrics
         }
-        return result
     }
 }

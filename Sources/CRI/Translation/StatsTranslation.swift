@@ -6,8 +6,9 @@ import Spawn
 
 /// Container and pod usage (cgroup figures from the guest) as CRI stats messages.
 enum StatsTranslation {
-    static func container(_ record: ContainerRecord, _ usage: ContainerUsage) -> Runtime_V1_ContainerStats {
-        let now = HostProcess.nowNs()
+    /// A container's stats, stamped with the time its guest read them (older when the guest was late).
+    static func container(_ sample: UsageSample) -> Runtime_V1_ContainerStats {
+        let (record, usage, now) = (sample.record, sample.usage, sample.sampledAtNs)
         var s = Runtime_V1_ContainerStats()
         s.attributes = .with {
             $0.id = record.id

@@ -25,11 +25,18 @@ public final class StreamingServer: Sendable {
         public var urlTTL: Duration
         /// PEM files of the server's certificate (chain) and key: the server speaks HTTPS when set.
         public var tls: (certificate: String, key: String)?
+        /// How long a connection may take to send its request and be upgraded; it is closed then.
+        public var upgradeTimeout: Duration
+        /// The most connections open at once; more are closed as they come.
+        public var maxConnections: Int
         public init(
             address: String = "127.0.0.1", port: Int = 0, streamCreationTimeout: Duration = .seconds(30),
             idleTimeout: Duration = .seconds(4 * 3600), maxFrame: Int = 1 << 20,
-            urlTTL: Duration = .seconds(60), tls: (certificate: String, key: String)? = nil
+            urlTTL: Duration = .seconds(60), tls: (certificate: String, key: String)? = nil,
+            upgradeTimeout: Duration = .seconds(10), maxConnections: Int = 1024
         ) {
+            self.upgradeTimeout = upgradeTimeout
+            self.maxConnections = maxConnections
             self.urlTTL = urlTTL
             self.tls = tls
             self.address = address
@@ -44,6 +51,7 @@ public final class StreamingServer: Sendable {
     private let tokens: StreamingTokens<StreamingRequest>
     private let runtime: any StreamingRuntime
     private let options: Options
+    private let gate: ConnectionGate
     private let logger: Logger
     /// `http://ADDRESS:PORT` as clients reach it.
     public let baseURL: String
@@ -51,8 +59,9 @@ public final class StreamingServer: Sendable {
     private init(
         listener: NIOAsyncChannel<EventLoopFuture<UpgradedConnection>, Never>,
         tokens: StreamingTokens<StreamingRequest>,
-        runtime: any StreamingRuntime, options: Options, logger: Logger, baseURL: String
+        runtime: any StreamingRuntime, options: Options, gate: ConnectionGate, logger: Logger, baseURL: String
     ) {
+        self.gate = gate
         self.listener = listener
         self.tokens = tokens
         self.runtime = runtime
@@ -68,6 +77,10 @@ public final class StreamingServer: Sendable {
         let tokens = StreamingTokens<StreamingRequest>(ttl: options.urlTTL)
         let maxFrame = options.maxFrame
         let tls = try options.tls.map { files throws(CocoonError) in try tlsContext(files) }
+        let gate = ConnectionGate(limit: options.maxConnections)
+        let upgradeTimeout = TimeAmount.nanoseconds(
+            options.upgradeTimeout.components.seconds * 1_000_000_000
+                + options.upgradeTimeout.components.attoseconds / 1_000_000_000)
         let listener: NIOAsyncChannel<EventLoopFuture<UpgradedConnection>, Never>
         do {
             listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -77,6 +90,17 @@ public final class StreamingServer: Sendable {
                 .bind(host: options.address, port: options.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         let promise = channel.eventLoop.makePromise(of: UpgradedConnection.self)
+                        guard gate.enter() else {
+                            channel.close(promise: nil)
+                            promise.succeed(.refused)
+                            return promise.futureResult
+                        }
+                        channel.closeFuture.whenComplete { _ in gate.leave() }
+                        // A client that never finishes its request holds no connection for long.
+                        let deadline = channel.eventLoop.scheduleTask(in: upgradeTimeout) {
+                            channel.close(promise: nil)
+                        }
+                        promise.futureResult.whenComplete { _ in deadline.cancel() }
                         let sync = channel.pipeline.syncOperations
                         if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
                         try sync.addHandler(HTTPResponseEncoder())
@@ -92,7 +116,7 @@ public final class StreamingServer: Sendable {
         let port = listener.channel.localAddress?.port ?? options.port
         let host = options.address.contains(":") ? "[\(options.address)]" : options.address
         return StreamingServer(
-            listener: listener, tokens: tokens, runtime: runtime, options: options, logger: logger,
+            listener: listener, tokens: tokens, runtime: runtime, options: options, gate: gate, logger: logger,
             baseURL: "\(tls == nil ? "http" : "https")://\(host):\(port)")
     }
 
@@ -112,6 +136,9 @@ public final class StreamingServer: Sendable {
                 "streaming TLS: cannot use certificate \(files.certificate) with key \(files.key): \(error)")
         }
     }
+
+    /// Connections open now (upgraded or not yet).
+    public var openConnections: Int { gate.count }
 
     /// The URL for a checked request: single use, valid for a minute.
     public func url(for request: StreamingRequest) throws(CocoonError) -> String {

@@ -3,13 +3,23 @@ import CAgentSys
 import Glibc
 
 /// Serves the agent protocol on the channel: one host session at a time, a fresh frame decoder
-/// per session, a session served only once its first frame carried the VM's token (then a Hello),
-/// and zombie reaping between requests.
+/// per session, a session served only once it sent the session marker and then the VM's token
+/// (then a Hello), and only for frames that carry the session id it chose then; zombie reaping
+/// between requests.
 struct AgentServer {
     private let channel: AgentChannel
     private let boot: Cocoon_Agent_V4_BootReport
     /// The current session proved it is the VM's host (its first frame carried the token).
     private var authenticated = false
+    /// The id the host chose in its Authenticate: every later frame must carry it. A frame without
+    /// it comes from another peer that took the port over unseen (virtio-serial may show no hang-up
+    /// when a host drops and another connects at once): the session is closed, never handed on.
+    private var sessionID: [UInt8] = []
+    /// The decoder is at a frame boundary of the current session's stream; when not, bytes are
+    /// skipped up to the next session marker.
+    private var synced = false
+    /// The next frame follows a session marker: it must be an Authenticate.
+    private var awaitingAuthenticate = false
     /// When the current session started (CLOCK_BOOTTIME ns): one that has not authenticated
     /// within `authDeadlineNs` is dropped (vsock), so nobody can hold the channel without the token.
     private var sessionStartedNs: UInt64 = 0
@@ -74,17 +84,13 @@ struct AgentServer {
             usleep(20_000)
             return
         }
-        if detached {
-            // Still connected, but the host said it is leaving (or was refused): wait for its hang-up,
-            // dropping what it sends unread.
-            if revents & Int32(POLLIN) != 0 { discardAvailable(fd) }
-            usleep(20_000)
-            return
-        }
         if sessionFD < 0 {
             sessionFD = fd
             beginSession()
         }
+        // Read even while refused or detached: the host may have changed without a hang-up the
+        // guest could see, and only the session marker and an Authenticate with the token are
+        // served until a session is open again.
         if revents & Int32(POLLIN) != 0 {
             if !readAvailable(fd) {
                 usleep(20_000)
@@ -137,11 +143,13 @@ struct AgentServer {
         decoder.reset()
     }
 
-    /// A host connected: nothing is sent or served until its first frame carries the token.
+    /// A host connected: nothing is sent or served until it has sent the session marker and then
+    /// the token.
     private mutating func beginSession() {
         decoder.reset()
         authenticated = false
         detached = false
+        synced = false
         sessionStartedNs = cocoon_boottime_ns()
     }
 
@@ -155,48 +163,65 @@ struct AgentServer {
             if n < 0 { return errno == EAGAIN || errno == EINTR }
             if n == 0 { return taken > 0 }
             taken += n
-            while true {
-                do {
-                    guard let envelope = try decoder.next() else { break }
-                    guard authenticated else {
-                        authenticate(envelope)
-                        if detached { return true }
-                        continue
-                    }
-                    handle(envelope)
-                } catch {
-                    log("dropping session: \(error)")
-                    decoder.reset()
-                    return false
-                }
-            }
-            if !authenticated && decoder.buffered > Self.preAuthBytes {
+            serveBuffered()
+            if synced && !authenticated && decoder.buffered > Self.preAuthBytes {
                 refuse("a first frame of more than \(Self.preAuthBytes) bytes")
-                return true
             }
-            // A request may have ended the session (Detach, Shutdown): read no further.
-            if sessionFD < 0 || detached || shutdownRequested { return true }
+            // A request or a refusal may have ended the session (Detach, Shutdown): on vsock, read
+            // no further.
+            if sessionFD < 0 || shutdownRequested { return true }
+            if detached, case .vsock = channel { return true }
         }
         return true
     }
 
-    static let readBudget = 1 << 20
-
-    /// Reads and drops what is there (a session that is over), at most `readBudget` bytes a round.
-    private func discardAvailable(_ fd: Int32) {
-        var scratch = [UInt8](repeating: 0, count: 65536)
-        var taken = 0
-        while taken < Self.readBudget {
-            let n = scratch.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { return }
-            taken += n
+    /// Serves the whole frames in the decoder. Out of sync (a new or refused session, a lost frame
+    /// boundary), bytes are skipped up to the session marker, and the frame after it must be an
+    /// Authenticate; in a session, a frame without the session's id closes it.
+    private mutating func serveBuffered() {
+        while true {
+            if !synced {
+                guard decoder.skip(past: AgentSession.marker) else { return }
+                synced = true
+                awaitingAuthenticate = true
+            }
+            let envelope: Cocoon_Agent_V4_Envelope
+            do {
+                guard let next = try decoder.next() else { return }
+                envelope = next
+            } catch {
+                // Not reset: a new host's marker may be what failed to read as a length.
+                if authenticated { log("lost the frame boundary (\(error)): waiting for the session marker") }
+                synced = false
+                continue
+            }
+            if awaitingAuthenticate {
+                awaitingAuthenticate = false
+                authenticate(envelope)
+                if detached, case .vsock = channel { return }
+                continue
+            }
+            guard authenticated, Self.sameBytes(Array(envelope.session), sessionID) else {
+                if authenticated {
+                    log("closed the session: a frame without its id (another host took the channel over)")
+                    refuse("a frame without the session's id", answering: envelope)
+                }
+                synced = false
+                continue
+            }
+            handle(envelope)
+            if sessionFD < 0 || shutdownRequested { return }
+            if detached, case .vsock = channel { return }
         }
     }
 
+    static let readBudget = 1 << 20
+
     // MARK: session authentication
 
-    /// The first frame of a session: an Authenticate request with the VM's token opens it (answer,
-    /// Hello, then the kept events); anything else refuses it.
+    /// The frame after the session marker: an Authenticate request with the VM's token opens a
+    /// session (answer, Hello, then the kept events), or answers again when it names the session
+    /// already open (the host resends it until answered); anything else refuses the session.
     private mutating func authenticate(_ envelope: Cocoon_Agent_V4_Envelope) {
         guard case .request(let request)? = envelope.body, case .authenticate(let auth)? = request.call else {
             refuse("a first frame that is not Authenticate", answering: envelope)
@@ -209,16 +234,24 @@ struct AgentServer {
             refuse(token == nil ? "no token was given to this VM" : "a wrong token", answering: envelope)
             return
         }
+        guard auth.session.count == AgentSession.idBytes else {
+            refuse("a session id of \(auth.session.count) bytes, not \(AgentSession.idBytes)", answering: envelope)
+            return
+        }
+        let resent = authenticated && !detached && Self.sameBytes(Array(auth.session), sessionID)
+        sessionID = Array(auth.session)
         authenticated = true
+        detached = false
         var reply = Cocoon_Agent_V4_Envelope()
         reply.id = envelope.id
         reply.response.authenticate = Cocoon_Agent_V4_AuthenticateResponse()
         send(reply)
-        startSession()
+        if !resent { startSession() }
     }
 
-    /// Ends the session's chance: answered once with PERMISSION_DENIED (so a host with a stale token
-    /// learns why), then nothing is served until it hangs up (serial) or it is closed (vsock).
+    /// Ends the session's chance: answered with PERMISSION_DENIED (so a host with a stale token
+    /// learns why), then nothing is served until it hangs up or is closed (vsock) or, on the serial
+    /// port, until the session marker and a good Authenticate open a new session.
     private mutating func refuse(_ why: String, answering envelope: Cocoon_Agent_V4_Envelope? = nil) {
         log("refused a host session: \(why)")
         if let envelope, envelope.id != 0 {
@@ -230,8 +263,10 @@ struct AgentServer {
             reply.response.error = error
             writeFrame(reply)
         }
+        authenticated = false
+        sessionID = []
         detached = true
-        decoder.reset()
+        synced = false
     }
 
     /// Compares in time that depends only on the lengths.
@@ -381,12 +416,12 @@ struct AgentServer {
         if detachAfterReply {
             log("host detaching; keeping events for the next session")
             authenticated = false
+            sessionID = []
             if case .vsock = channel, sessionFD >= 0 {
                 endVsockSession()
             } else {
                 detached = true
-                sessionFD = -1
-                decoder.reset()
+                synced = false
             }
         }
     }
