@@ -231,6 +231,9 @@ public enum VMStatus: Sendable, Equatable {
 /// Why a VM could not be booted or controlled. The message names the VM and the cause.
 public enum HypervisorError: Error, CustomStringConvertible, Equatable {
     case bootFailed(String)
+    /// QEMU under KVM exited before it ran the machine (a /dev/kvm that cannot run this guest: on
+    /// some hosts QEMU aborts setting up the vCPU); the same VM may boot under TCG.
+    case kvmStartFailed(String)
     case unavailable(String)
     case invalidSpec(String)
     case deviceFailed(String)
@@ -238,6 +241,7 @@ public enum HypervisorError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .bootFailed(let m): "VM boot failed: \(m)"
+        case .kvmStartFailed(let m): "VM boot under KVM failed: \(m)"
         case .unavailable(let m): "hypervisor unavailable: \(m)"
         case .invalidSpec(let m): "invalid VM spec: \(m)"
         case .deviceFailed(let m): "VM device change failed: \(m)"

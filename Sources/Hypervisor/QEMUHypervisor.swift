@@ -109,10 +109,11 @@ public struct QEMUHypervisor: Hypervisor {
                 abandon()
                 let output = (FileManager.default.contents(atPath: layout.outputLog) ?? Data()).suffix(1000)
                 let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
-                throw .bootFailed(
+                let why =
                     "\(spec.vmName): qemu \(alive ? "did not start within 30 s" : "exited while starting"): "
-                        + String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                        + (console.isEmpty ? "" : "; console: \(String(decoding: console, as: UTF8.self))"))
+                    + String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    + (console.isEmpty ? "" : "; console: \(String(decoding: console, as: UTF8.self))")
+                throw accel == .kvm && !alive ? .kvmStartFailed(why) : .bootFailed(why)
             }
             // try?: cancellation ends the wait early; the loop checks the process again
             try? await Task.sleep(for: .milliseconds(10))

@@ -8,7 +8,8 @@ import Spawn
 extension SandboxManager {
     /// Boots the VM and waits for its agent. Under `accel = auto`, a KVM boot whose guest prints
     /// nothing on its console within `kvmConsole` (a /dev/kvm that cannot run the guest: the VM spins
-    /// and never boots) is ended and booted again under TCG, and the guest's KVM decision flips.
+    /// and never boots), or whose QEMU exits while it starts (hosts differ in how /dev/kvm fails), is
+    /// booted again under TCG, and the guest's KVM decision flips.
     func bootUntilAgent(
         _ initial: VMSpec, hypervisor: any Hypervisor, record: inout SandboxRecord
     ) async throws(CocoonError) -> (VMHandle, GuestHealth) {
@@ -17,6 +18,14 @@ extension SandboxManager {
             let vm: VMHandle
             do {
                 vm = try await hypervisor.boot(spec)
+            } catch .kvmStartFailed(let why) where spec.accel == .auto && spec.origin == .boot {
+                logger.warning(
+                    "QEMU under KVM exited while starting the pod VM; booting it again under TCG",
+                    metadata: ["why": "\(why)"])
+                await hypervisor.kvmFailed(
+                    spec, reason: "a pod VM booted under KVM exited while QEMU started: \(why.prefix(400))")
+                spec.accel = .tcg
+                continue
             } catch {
                 throw CocoonError.from(error)
             }

@@ -512,7 +512,7 @@ extension CocoonError {
         switch error {
         case .invalidSpec(let m): .failedPrecondition(m, cause: error)
         case .unavailable(let m): .unavailable(m, cause: error)
-        case .bootFailed(let m), .deviceFailed(let m): .internalError(m, cause: error)
+        case .bootFailed(let m), .kvmStartFailed(let m), .deviceFailed(let m): .internalError(m, cause: error)
         }
     }
 }
