@@ -88,7 +88,7 @@ public enum TapWiring {
     }
 
     /// Into the guest: everything arriving on the CNI interface. Out of it: what `TapGuard` lets
-    /// through (the pod's own MAC and IPv4 addresses).
+    /// through (the pod's own MAC and addresses).
     private static func wireInside(_ nsFD: Int32, netns: String, ifName: String, addresses: [String])
         throws(CNIError) -> (String, Int)
     {
@@ -99,7 +99,7 @@ public enum TapWiring {
             try netlink.configureLink(index: tapLink.index, mtu: pod.mtu)
             try netlink.redirectIngress(from: pod.index, to: tapLink.index)
             try netlink.addIngressQdisc(index: tapLink.index)
-            for rule in TapGuard.rules(mac: pod.mac, ipv4: addresses, redirectTo: pod.index) {
+            for rule in TapGuard.rules(mac: pod.mac, addresses: addresses, redirectTo: pod.index) {
                 do {
                     try netlink.addIngressFilter(index: tapLink.index, rule)
                 } catch  where rule.action == .drop && error.isMissingKernelSupport {

@@ -281,6 +281,86 @@ struct PodNetworkTests {
         }
     }
 
+    /// A dual-stack pod whose guest owns its network stack (a privileged container sending frames
+    /// it builds whole, from its own MAC): IPv6 from its own address reaches the host's bridge, but
+    /// not from another source address, nor a router advertisement, nor a neighbour advertisement
+    /// for another address. An IPv4-only pod's IPv6 reaches nothing at all.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/gcc")))
+    func aGuestCannotSpoofIPv6OrActAsTheRouter() async throws {
+        let dir = NSTemporaryDirectory() + "v6attack-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }  // test scratch space
+        let attack = try IPv6Attack.build(in: dir)
+        /// A pod with a privileged container holding `v6attack`; the pod id, the container and its MAC.
+        func attacker(_ rt: Runtime, _ daemon: DaemonHarness, _ name: String) async throws -> (String, String, String) {
+            let pod = netPod(daemon, name)
+            let podID = try await rt.runPodSandbox(pod).podSandboxID
+            var request = containerRequest("owner", ["sleep", "100000"], pod: pod, podID: podID, image: Self.busybox)
+            request.config.linux.securityContext.privileged = true
+            request.config.mounts = [
+                .with {
+                    $0.hostPath = attack
+                    $0.containerPath = "/v6attack"
+                    $0.readonly = true
+                }
+            ]
+            let owner = try await runContainer(rt, request)
+            let mac = try await exec(rt, owner, "cat /sys/class/net/eth0/address").out
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            return (podID, owner, mac)
+        }
+        // The guest kernel's link-local address for a MAC (EUI-64).
+        func linkLocal(_ mac: String) -> String {
+            let b = mac.split(separator: ":").compactMap { UInt8($0, radix: 16) }
+            return String(format: "fe80::%02x%02x:%02xff:fe%02x:%02x%02x", b[0] ^ 2, b[1], b[2], b[3], b[4], b[5])
+        }
+
+        // An IPv4-only pod: no IPv6 at all, not even from its link-local.
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let (podID, owner, mac) = try await attacker(rt, daemon, "v4only")
+                let seen = try await IPv6Attack.capture(on: daemon.network.bridge) {
+                    let sent = try await exec(rt, owner, "/v6attack echo \(linkLocal(mac)) ff02::1")
+                    #expect(sent.out.contains("sent"), "\(sent)")
+                }
+                #expect(!seen.contains { $0.mac == mac }, "IPv6 from an IPv4-only pod: \(seen)")
+                try await remove(rt, podID)
+            }
+        }
+
+        try await withDaemon { daemon in
+            try daemon.network.conflist(dualStack: true).write(
+                toFile: daemon.cniConfDir + "/10-cocoon-it.conflist", atomically: true, encoding: .utf8)
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                let (podID, owner, mac) = try await attacker(rt, daemon, "v6spoof")
+                let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = podID }).status.network
+                let own = try #require(status.additionalIps.first?.ip)
+                let prefix = "fd42:cc:\(daemon.network.subnetIndex)::"
+                let (gateway, spoofed, local) = (prefix + "1", prefix + "250", linkLocal(mac))
+                let seen = try await IPv6Attack.capture(on: daemon.network.bridge) {
+                    for command in [
+                        "echo \(own) \(gateway)", "echo \(spoofed) \(gateway)", "ra \(local) ff02::1",
+                        "na \(local) ff02::1 \(gateway)", "na \(own) ff02::1 \(own)",
+                    ] {
+                        let sent = try await exec(rt, owner, "/v6attack " + command)
+                        #expect(sent.out.contains("sent"), "\(command): \(sent)")
+                    }
+                }
+                let fromPod = seen.filter { $0.mac == mac }
+                print("IPv6 frames from the pod on the bridge: \(fromPod)")
+                #expect(fromPod.contains { $0.source == own && $0.icmpType == 128 }, "its own echo passes: \(seen)")
+                #expect(fromPod.contains { $0.icmpType == 136 && $0.target == own }, "its own advertisement passes")
+                #expect(!fromPod.contains { $0.source == spoofed }, "a spoofed source: \(fromPod)")
+                #expect(!fromPod.contains { $0.icmpType == 134 }, "a router advertisement: \(fromPod)")
+                #expect(
+                    !fromPod.contains { $0.icmpType == 136 && $0.target == gateway }, "the gateway's NA: \(fromPod)")
+                try await remove(rt, podID)
+            }
+        }
+    }
+
     @Test func aLibvirtPodIsOnThePodNetworkToo() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }

@@ -3,9 +3,10 @@ import CRIAPI
 import Errors
 import Foundation
 import Netlink
-import PodNetwork
 import Sandboxes
 import Testing
+
+@testable import PodNetwork
 
 /// CNI as libcni does it: configuration files, what a plugin gets (environment, stdin), results in
 /// both formats, and the ADD/DEL order with the DEL cache (plugins here are shell scripts that log
@@ -194,7 +195,7 @@ import Testing
     }
 
     @Test func theTapLetsOutOnlyThePodsOwnMACAndIPv4() {
-        let rules = TapGuard.rules(mac: "0e:ab:2e:6e:8d:74", ipv4: ["10.213.5.7/24", "fd00::7/64"], redirectTo: 9)
+        let rules = TapGuard.rules(mac: "0e:ab:2e:6e:8d:74", addresses: ["10.213.5.7/24"], redirectTo: 9)
         let mac = [
             IngressRule.Key(value: 0x0eab_2e6e, mask: 0xffff_ffff, offset: -8),
             IngressRule.Key(value: 0x8d74_0000, mask: 0xffff_0000, offset: -4),
@@ -211,10 +212,36 @@ import Testing
                     priority: 2, etherType: 0x0800,
                     keys: mac + [.init(value: 0x0ad5_0507, mask: 0xffff_ffff, offset: 12)],
                     action: .redirect(9)),
-                IngressRule(priority: 3, etherType: 0x86dd, keys: mac, action: .redirect(9)),
+                // An IPv4-only pod sends no IPv6 at all.
                 IngressRule(priority: 100, etherType: IngressRule.allProtocols, action: .drop),
             ])
-        #expect(TapGuard.rules(mac: "garbage", ipv4: [], redirectTo: 9).map(\.action) == [.drop], "no MAC: nothing out")
+        #expect(
+            TapGuard.rules(mac: "garbage", addresses: [], redirectTo: 9).map(\.action) == [.drop], "no MAC: nothing out"
+        )
+    }
+
+    /// A dual-stack pod: IPv6 only from its own address, its EUI-64 link-local and the unspecified
+    /// address (those two for ICMPv6 only); no router advertisement or redirect; a neighbour
+    /// advertisement only for its own address, from it.
+    @Test func aDualStackPodSendsIPv6OnlyAsItself() {
+        let rules = TapGuard.rules(mac: "0e:ab:2e:6e:8d:74", addresses: ["10.213.5.7/24", "fd00::7/64"], redirectTo: 9)
+        let v6 = rules.filter { $0.etherType == 0x86dd }
+        let own = TapGuard.words([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7], at: 8)
+        let linkLocal = TapGuard.words(
+            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x0c, 0xab, 0x2e, 0xff, 0xfe, 0x6e, 0x8d, 0x74], at: 8)
+        let icmp = IngressRule.Key(value: 58 << 8, mask: 0x0000_ff00, offset: 4)
+        func type(_ t: UInt32) -> IngressRule.Key { .init(value: t << 24, mask: 0xff00_0000, offset: 40) }
+        let keys = v6.map { Array($0.keys.dropFirst(2)) }  // after the source MAC
+        #expect(v6.first?.action == .drop && keys.first == [icmp, type(134)], "router advertisements dropped first")
+        #expect(v6.dropFirst().first?.action == .drop && keys.dropFirst().first == [icmp, type(137)])
+        let allowed = zip(v6, keys).filter { $0.0.action == .redirect(9) }.map(\.1)
+        #expect(allowed.contains(own), "its own address")
+        #expect(allowed.contains([icmp] + linkLocal), "its link-local, ICMPv6 only")
+        #expect(!allowed.contains(linkLocal), "not any protocol from its link-local")
+        #expect(allowed.filter { $0.contains(type(136)) }.count == 2, "advertisements of its two addresses only")
+        let first = v6.first?.priority ?? 0
+        #expect(v6.map(\.priority) == Array(first..<(first + UInt16(v6.count))), "one priority each, in order")
+        #expect(rules.last == IngressRule(priority: 100, etherType: IngressRule.allProtocols, action: .drop))
     }
 
     @Test func thePodsIdentityFiles() {
