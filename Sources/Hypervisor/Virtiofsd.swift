@@ -26,10 +26,13 @@ public enum Virtiofsd {
     }
 
     /// Its command line; `source=` names the pod's directory, which is also how it is found again.
+    /// Without CAP_FSETID (and with kill-priv), what a guest writes as root cannot leave a setgid
+    /// file of a group it is not in on the host, nor keep a set-id bit through a write.
     static func arguments(sharedDir: String, cache: SharedFSCache = .auto) -> [String] {
         [
             binary, "--fd=3", "-o", "source=\(sharedDir)", "-o", "cache=\(cache.rawValue)", "-o", "sandbox=namespace",
-            "-o", "no_xattr", "-o", "no_posix_lock", "-o", "no_flock", "-o", "modcaps=-mknod:-setfcap",
+            "-o", "no_xattr", "-o", "no_posix_lock", "-o", "no_flock", "-o", "modcaps=-mknod:-setfcap:-fsetid",
+            "-o", "killpriv_v2",
             "--rlimit-nofile=65536", "-o", "log_level=warn",
         ]
     }

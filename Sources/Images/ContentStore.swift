@@ -10,11 +10,15 @@ import NIOCore
 /// or tampered download leaves nothing behind.
 public final class ContentStore: Sendable {
     public let root: String
+    /// The free space a download must leave (checked before it starts, against the size its
+    /// descriptor declares, and every 16 MiB it writes).
+    public let reserveFreeBytes: Int64
     var blobDir: String { root + "/blobs/sha256" }
     var ingestDir: String { root + "/ingest" }
 
-    public init(root: String) throws(CocoonError) {
+    public init(root: String, reserveFreeBytes: Int64 = 512 << 20) throws(CocoonError) {
         self.root = root
+        self.reserveFreeBytes = reserveFreeBytes
         for dir in [root + "/blobs/sha256", root + "/ingest"] {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                 throw .internalError("cannot create \(dir): \(error)")
@@ -66,10 +70,15 @@ public final class ContentStore: Sendable {
 
     /// A writer that streams one blob into the ingest area; `commit` verifies and publishes it.
     public func writer(digest: Digest, expectedSize: Int64?) throws(CocoonError) -> BlobWriter {
+        try FreeSpace.check(
+            ingestDir, adding: expectedSize ?? 0, reserve: reserveFreeBytes,
+            what: "blob \(digest) (\((expectedSize ?? 0) >> 20) MiB)")
         let tmp = ingestDir + "/\(digest.hex).\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw .internalError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        return BlobWriter(fd: fd, tmpPath: tmp, finalPath: path(digest), digest: digest, expectedSize: expectedSize)
+        return BlobWriter(
+            fd: fd, tmpPath: tmp, finalPath: path(digest), digest: digest, expectedSize: expectedSize,
+            reserveFreeBytes: reserveFreeBytes)
     }
 
     public func delete(_ d: Digest) {
@@ -92,11 +101,15 @@ public final class BlobWriter {
     private let finalPath: String
     private let digest: Digest
     private let expectedSize: Int64?
+    private let reserveFreeBytes: Int64
+    /// Written since the last free-space check.
+    private var unchecked: Int64 = 0
     private var hasher = SHA256()
     public private(set) var written: Int64 = 0
     private var closed = false
 
-    init(fd: Int32, tmpPath: String, finalPath: String, digest: Digest, expectedSize: Int64?) {
+    init(fd: Int32, tmpPath: String, finalPath: String, digest: Digest, expectedSize: Int64?, reserveFreeBytes: Int64) {
+        self.reserveFreeBytes = reserveFreeBytes
         self.fd = fd
         self.tmpPath = tmpPath
         self.finalPath = finalPath
@@ -115,6 +128,11 @@ public final class BlobWriter {
         written += Int64(raw.count)
         if let expectedSize, written > expectedSize {
             throw .integrity("blob \(digest) is larger than the \(expectedSize) bytes its descriptor declares")
+        }
+        unchecked += Int64(raw.count)
+        if unchecked >= 16 << 20 {
+            unchecked = 0
+            try FreeSpace.check(tmpPath, adding: 0, reserve: reserveFreeBytes, what: "downloading blob \(digest)")
         }
         hasher.update(bufferPointer: raw)
         guard let base = raw.baseAddress else { return }

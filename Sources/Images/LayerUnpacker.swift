@@ -270,14 +270,7 @@ public struct LayerUnpacker: Sendable {
 
     /// Refuses to write `bytes` more when that would leave less than `reserveFreeBytes` free.
     private func checkFreeSpace(for bytes: Int64, layer: String) throws(CocoonError) {
-        var fs = statvfs()
-        guard statvfs(root, &fs) == 0 else { return }  // unknown: the write itself reports ENOSPC
-        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
-        guard free - bytes >= reserveFreeBytes else {
-            throw .failedPrecondition(
-                "layer \(layer): unpacking it would leave less than \(reserveFreeBytes >> 20) MiB free on the image "
-                    + "store's file system (\(free >> 20) MiB free)")
-        }
+        try FreeSpace.check(root, adding: bytes, reserve: reserveFreeBytes, what: "layer \(layer): unpacking it")
     }
 
     static func message(_ a: OpaquePointer) -> String {

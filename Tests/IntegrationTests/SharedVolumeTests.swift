@@ -291,6 +291,27 @@ struct SharedVolumeTests {
         }
     }
 
+    /// A guest that owns its kernel writes through virtio-fs as root (a host directory's files are
+    /// host files): it cannot leave a setgid file of a group it is not in on the host (virtiofsd
+    /// runs without CAP_FSETID), and a write clears a setuid bit.
+    @Test func aGuestCannotLeaveSetIDFilesOnTheHost() async throws {
+        try await withDaemon { daemon in
+            try await withVolumePod(daemon, handler: "") { rt, id, vol in
+                let made = try await execScript(
+                    rt, id,
+                    "cp /bin/busybox /data/sg && chown 0:42 /data/sg && chmod 2755 /data/sg"
+                        + " && cp /bin/busybox /data/su && chmod 4755 /data/su && echo >> /data/su")
+                #expect(made.code == 0, "\(made)")
+                var sg = stat()
+                var su = stat()
+                #expect(lstat(vol + "/sg", &sg) == 0 && lstat(vol + "/su", &su) == 0)
+                #expect(sg.st_gid == 42 && sg.st_mode & S_ISGID == 0, "setgid kept: \(String(sg.st_mode, radix: 8))")
+                #expect(su.st_mode & S_ISUID == 0, "setuid kept through a write: \(String(su.st_mode, radix: 8))")
+            }
+            #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+        }
+    }
+
     @Test func aLibvirtPodSharesVolumesToo() async throws {
         try await withDaemon { daemon in
             try await withVolumePod(daemon, handler: "libvirt") { rt, id, vol in

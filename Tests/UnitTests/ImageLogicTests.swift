@@ -75,6 +75,29 @@ struct ContentStoreTests {
         w.abort()
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/ingest").isEmpty)
     }
+
+    /// A blob whose descriptor declares more than the disk can hold is refused before a byte is
+    /// fetched, and one that grows past the floor while it streams is cut; nothing is kept.
+    @Test func aDownloadNeverFillsTheDisk() throws {
+        let dir = try scratchDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try ContentStore(root: dir)
+        let huge = #expect(throws: CocoonError.self) {
+            _ = try store.writer(digest: Digest.of([1]), expectedSize: 1 << 60)
+        }
+        #expect(huge?.code == .failedPrecondition && huge?.message.contains("MiB free") == true)
+        // A floor 4 MiB under what is free now: the check after 16 MiB written finds it crossed.
+        var fs = statvfs()
+        #expect(statvfs(dir, &fs) == 0)
+        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+        let full = try ContentStore(root: dir, reserveFreeBytes: free - (4 << 20))
+        let w = try full.writer(digest: Digest.of([2]), expectedSize: nil)
+        let chunk = [UInt8](repeating: 0, count: 4 << 20)
+        let cut = #expect(throws: CocoonError.self) { for _ in 0..<5 { try w.append(chunk) } }
+        #expect(cut?.code == .failedPrecondition, "\(String(describing: cut))")
+        w.abort()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir + "/ingest").isEmpty)
+    }
 }
 
 /// Layers applied for real (root, on the host): whiteouts, links, and every escape attempt refused.
