@@ -28,7 +28,7 @@ public final class AgentClient: Sendable {
     /// the channel stops reading while more than `credit`'s limit of them are not released.
     public static func connect(
         _ endpoint: AgentEndpoint, token: [UInt8], group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        timeout: Duration = .seconds(5), credit: EventCredit = EventCredit(),
+        timeout: Duration = .seconds(5), credit: EventCredit = EventCredit(), stuckAfter: Duration = .seconds(10),
         onEvent: (@Sendable (AgentEvent) -> Void)? = nil
     ) async throws(AgentClientError) -> AgentClient {
         let loop = group.next()
@@ -39,7 +39,9 @@ public final class AgentClient: Sendable {
             .connectTimeout(.nanoseconds(timeout.nanoseconds))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = AgentClientHandler(token: token, credit: credit, onEvent: onEvent)
+                    let handler = AgentClientHandler(
+                        token: token, credit: credit, stuckAfter: .nanoseconds(stuckAfter.nanoseconds), onEvent: onEvent
+                    )
                     try channel.pipeline.syncOperations.addHandler(handler)
                     made.withLockedValue { $0 = NIOLoopBound(handler, eventLoop: channel.eventLoop) }
                 }
@@ -159,7 +161,8 @@ final class AgentClientHandler: ChannelInboundHandler {
     /// session instead of driving it.
     private let session: [UInt8] = (0..<AgentSession.idBytes).map { _ in UInt8.random(in: .min ... .max) }
 
-    init(token: [UInt8], credit: EventCredit, onEvent: (@Sendable (AgentEvent) -> Void)?) {
+    init(token: [UInt8], credit: EventCredit, stuckAfter: TimeAmount, onEvent: (@Sendable (AgentEvent) -> Void)?) {
+        self.stuckAfter = stuckAfter
         self.token = token
         self.credit = credit
         self.onEvent = onEvent
@@ -184,15 +187,35 @@ final class AgentClientHandler: ChannelInboundHandler {
         envelope.request.authenticate.token = Data(token)
         envelope.request.authenticate.session = Data(session)
         // try?: a 32-byte token always encodes
-        if let bytes = try? AgentFrame.encode(envelope) {
-            let frame = context.channel.allocator.buffer(bytes: AgentSession.marker + bytes)
-            context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-        }
+        if let bytes = try? AgentFrame.encode(envelope) { write(context, AgentSession.marker + bytes) }
         authRetry = context.eventLoop.assumeIsolated().scheduleTask(in: Self.authRetryInterval) { [weak self] in
             guard let self, !self.authIDs.isEmpty, let context = self.context else { return }
             self.authenticate(context)
         }
     }
+
+    /// Bytes handed to the channel that the socket has not taken yet: a guest that stops reading
+    /// holds them. Past `maxUnwritten` calls fail at once instead of piling up in the daemon, and a
+    /// call whose deadline passes while bytes have waited `stuckAfter` (10 s) without any being taken
+    /// closes the channel (the pod fails, not the host; a guest that is merely slow keeps it).
+    private var unwritten = 0
+    private var lastWritten = NIODeadline.now()
+    static let maxUnwritten = 4 << 20
+    private let stuckAfter: TimeAmount
+
+    private func write(_ context: ChannelHandlerContext, _ bytes: [UInt8]) {
+        if unwritten == 0 { lastWritten = .now() }
+        unwritten += bytes.count
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.assumeIsolated().whenComplete { [weak self] _ in
+            self?.unwritten -= bytes.count
+            self?.lastWritten = .now()
+        }
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: written)
+    }
+
+    /// Bytes wait and none was taken for `stuckAfter`.
+    private var stuck: Bool { unwritten > 0 && NIODeadline.now() - lastWritten >= stuckAfter }
 
     private var authTries = 0
     private var authRetry: Scheduled<Void>?
@@ -238,13 +261,24 @@ final class AgentClientHandler: ChannelInboundHandler {
             promise.fail(AgentClientError.protocolViolation("cannot encode \(name): \(error)"))
             return
         }
+        guard unwritten + bytes.count <= Self.maxUnwritten else {
+            promise.fail(
+                AgentClientError.notReading(
+                    "\(name) refused: \(unwritten) bytes already wait for the guest (at most \(Self.maxUnwritten))"))
+            return
+        }
         let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
             [weak self] () -> Void in
             guard let self, let call = self.pending.removeValue(forKey: id) else { return }
             call.promise.fail(AgentClientError.deadlineExceeded(call: name, after: timeout))
+            if self.stuck, let context = self.context {
+                // Late and not reading what it was sent: the channel is stuck, not just slow.
+                self.failAll("the guest stopped reading its channel (\(self.unwritten) bytes waiting)")
+                context.close(promise: nil)
+            }
         }
         pending[id] = Pending(promise: promise, deadline: deadline)
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        write(context, bytes)
     }
 
     func notify(_ request: Cocoon_Agent_V4_Request) {
@@ -253,8 +287,8 @@ final class AgentClientHandler: ChannelInboundHandler {
         envelope.session = Data(session)
         envelope.request = request
         // try?: a notification that cannot be encoded is dropped; its stream stalls, nothing else
-        guard let bytes = try? AgentFrame.encode(envelope) else { return }
-        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+        guard let bytes = try? AgentFrame.encode(envelope), unwritten + bytes.count <= Self.maxUnwritten else { return }
+        write(context, bytes)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

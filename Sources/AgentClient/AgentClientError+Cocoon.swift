@@ -16,7 +16,7 @@ extension CocoonError {
             }
             return CocoonError(code, "\(what): \(message)", cause: error)
         case .deadlineExceeded: return .deadlineExceeded("\(what): \(error)", cause: error)
-        case .connectFailed, .disconnected, .protocolViolation, .sessionRefused:
+        case .connectFailed, .disconnected, .protocolViolation, .sessionRefused, .notReading:
             return .unavailable("\(what): \(error)", cause: error)
         }
     }

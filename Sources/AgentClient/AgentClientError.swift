@@ -12,6 +12,8 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
     case protocolViolation(String)
     /// The agent refused the session: this host did not give the VM's token (or a wrong one).
     case sessionRefused(String)
+    /// The guest is not reading its channel: the host's bytes for it are at their cap.
+    case notReading(String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
         case .agent(let code, let message): "guest agent error \(code.rawValue): \(message)"
         case .protocolViolation(let m): "guest agent protocol violation: \(m)"
         case .sessionRefused(let m): "the guest agent refused this host's session: \(m)"
+        case .notReading(let m): "the guest agent is not reading its channel: \(m)"
         }
     }
 }

@@ -59,6 +59,16 @@ import Testing
             }
         }
 
+        /// Plays a guest that accepts the host and never reads (a VM whose QEMU stopped).
+        func runDeaf() {
+            Thread.detachNewThread { [self] in
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                defer { close(fd) }
+                while !stop.load(ordering: .relaxed) { usleep(10_000) }
+            }
+        }
+
         /// Plays a guest that only reads, counting the bytes the host sent in `written`.
         func runReading() {
             Thread.detachNewThread { [self] in
@@ -144,6 +154,35 @@ import Testing
     }
 
     static let token = [UInt8](repeating: 7, count: 32)
+
+    /// A guest that stops reading cannot make the daemon hold what is sent to it: past 4 MiB
+    /// waiting, calls fail at once (the first 16 MiB of stdin would otherwise all be kept), and a
+    /// call that misses its deadline while nothing has been taken for a while closes the channel.
+    @Test func aGuestThatStopsReadingHoldsAtMostTheCap() async throws {
+        let guest = try FloodingGuest()
+        guest.runDeaf()
+        defer { guest.stop.store(true, ordering: .relaxed) }
+        let client = try await AgentClient.connect(
+            .serial(path: guest.path), token: Self.token, stuckAfter: .milliseconds(500))
+        let chunk = [UInt8](repeating: 0x41, count: 1 << 20)
+        let replies = (0..<16).map { _ in
+            client.sendStdin(container: "c1", exec: "", chunk, close: false, timeout: .seconds(2))
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let last = await #expect(throws: AgentClientError.self) { try await replies[15].get() }
+        #expect(clock.now - start < .seconds(1), "a refusal is immediate: \(String(describing: last))")
+        var outcomes: [AgentClientError] = []
+        for reply in replies {
+            do throws(AgentClientError) { try await reply.get() } catch { outcomes.append(error) }
+        }
+        let refused = outcomes.filter { if case .notReading = $0 { true } else { false } }.count
+        #expect(refused >= 10, "\(16 - refused) MiB were kept for a guest that does not read: \(outcomes)")
+        // The accepted calls missed their deadlines with nothing taken: the channel is closed.
+        for _ in 0..<100 where client.isOpen { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!client.isOpen, "a channel stuck past a deadline is closed")
+        await client.close()
+    }
 
     @Test func theHostsFirstFrameIsTheTokenAndARefusalEndsTheChannel() async throws {
         let guest = try FloodingGuest()

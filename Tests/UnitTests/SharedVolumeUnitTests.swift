@@ -59,13 +59,13 @@ import Volumes
         #expect(!plain.contains("memoryBacking") && !plain.contains("virtiofs"))
     }
 
-    @Test func virtiofsdIsSandboxedWithoutMknod() {
+    @Test func virtiofsdIsSandboxedWithoutMknodOrFsetid() {
         let args = Virtiofsd.arguments(sharedDir: "/run/cocoon/shared/ab/export")
         #expect(args.first == "/usr/lib/qemu/virtiofsd")
         #expect(args.contains("--fd=3"))
         #expect(args.contains("source=/run/cocoon/shared/ab/export"))
         #expect(args.contains("sandbox=namespace"))
-        #expect(args.contains("modcaps=-mknod:-setfcap"))
+        #expect(args.contains("modcaps=-mknod:-setfcap:-fsetid") && args.contains("killpriv_v2"))
         #expect(args.contains("cache=auto"))
     }
 
