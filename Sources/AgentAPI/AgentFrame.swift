@@ -18,13 +18,16 @@ public enum AgentSession {
 /// Both sides treat the peer as untrusted: a frame longer than `maxFrameSize` is an error.
 public enum AgentFrame {
     public static let maxFrameSize = 16 << 20
+    /// The most a guest may send in one frame (its largest legitimate one is a 64 KiB chunk of
+    /// output): the host holds at most this much of a pod's bytes before it decodes them.
+    public static let maxGuestFrameSize = 1 << 20
 
     public enum DecodeError: Error, Equatable, CustomStringConvertible {
         case frameTooLarge(Int)
         case malformed(String)
         public var description: String {
             switch self {
-            case .frameTooLarge(let n): "agent frame of \(n) bytes exceeds the \(AgentFrame.maxFrameSize)-byte limit"
+            case .frameTooLarge(let n): "agent frame of \(n) bytes exceeds its size limit"
             case .malformed(let why): "malformed agent frame: \(why)"
             }
         }
@@ -50,8 +53,10 @@ public struct AgentFrameDecoder: Sendable {
     private var buffer: [UInt8] = []
     private var start = 0
     private var end = 0
+    /// Frames longer than this are an error (`AgentFrame.maxGuestFrameSize` for what a guest sends).
+    public let maxFrame: Int
 
-    public init() {}
+    public init(maxFrame: Int = AgentFrame.maxFrameSize) { self.maxFrame = maxFrame }
 
     /// Bytes received and not yet decoded.
     public var buffered: Int { end - start }
@@ -128,7 +133,7 @@ public struct AgentFrameDecoder: Sendable {
         let n =
             Int(buffer[start]) << 24 | Int(buffer[start + 1]) << 16 | Int(buffer[start + 2]) << 8
             | Int(buffer[start + 3])
-        guard n <= AgentFrame.maxFrameSize else { throw AgentFrame.DecodeError.frameTooLarge(n) }
+        guard n <= maxFrame else { throw AgentFrame.DecodeError.frameTooLarge(n) }
         guard available >= 4 + n else { return nil }
         let body = buffer[(start + 4)..<(start + 4 + n)]
         start += 4 + n

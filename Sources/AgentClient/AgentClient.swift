@@ -111,7 +111,7 @@ public final class AgentClient: Sendable {
             throw .disconnected("\(error)")
         }
         if response.hasError {
-            throw .agent(.init(response.error.code), message: response.error.message)
+            throw .agent(.init(response.error.code), message: GuestText.printable(response.error.message))
         }
         return response
     }
@@ -144,7 +144,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     }
 
     private var context: ChannelHandlerContext?
-    private var decoder = AgentFrameDecoder()
+    private var decoder = AgentFrameDecoder(maxFrame: AgentFrame.maxGuestFrameSize)
     private var pending: [UInt64: Pending] = [:]
     private var nextID: UInt64 = 1
     /// Why the channel ended: what later calls fail with.
@@ -310,7 +310,7 @@ final class AgentClientHandler: ChannelInboundHandler {
             authIDs = []
             authRetry?.cancel()
             if response.hasError, let context {
-                failAll(.sessionRefused(response.error.message))
+                failAll(.sessionRefused(GuestText.printable(response.error.message)))
                 context.close(promise: nil)
             }
         case .response(let response)?:

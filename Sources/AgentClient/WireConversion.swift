@@ -100,8 +100,16 @@ extension ContainerUsage {
 }
 
 extension AgentEvent {
-    /// Nil for events the host does not act on (Hello is kept by the client itself).
+    /// Nil for events the host does not act on (Hello is kept by the client itself), and for those
+    /// naming ids longer than any the host gives (`GuestText.maxID`): they match nothing.
     init?(_ e: Cocoon_Agent_V4_Event) {
+        let ids: [String]
+        switch e.kind {
+        case .output(let o)?: ids = [o.containerID, o.execID]
+        case .exit(let x)?: ids = [x.containerID, x.execID]
+        default: ids = []
+        }
+        guard ids.allSatisfy({ $0.utf8.count <= GuestText.maxID }) else { return nil }
         switch e.kind {
         case .output(let o)?:
             self = .output(
@@ -112,7 +120,7 @@ extension AgentEvent {
         case .portData(let d)?:
             self = .portData(connection: d.connectionID, data: [UInt8](d.data))
         case .portClosed(let c)?:
-            self = .portClosed(connection: c.connectionID, error: c.error)
+            self = .portClosed(connection: c.connectionID, error: GuestText.printable(c.error, max: 1024))
         default:
             return nil
         }

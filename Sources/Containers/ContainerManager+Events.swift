@@ -57,7 +57,10 @@ extension ContainerManager {
         if count == 1 || count % 1000 == 0 {
             logger.warning(
                 "dropped agent events about containers not of their pod",
-                metadata: ["pod": "\(tagged.podID)", "container": "\(containerID)", "count": "\(count)"])
+                metadata: [
+                    "pod": "\(tagged.podID)", "container": "\(GuestText.printable(containerID, max: 160))",
+                    "count": "\(count)",
+                ])
         }
     }
 

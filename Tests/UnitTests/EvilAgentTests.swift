@@ -59,6 +59,28 @@ import Testing
             }
         }
 
+        /// Plays a guest that sends one output event carrying `bytes` bytes, then stays.
+        func runSendingOne(_ bytes: Int, containerID: String = "c1") {
+            Thread.detachNewThread { [self] in
+                let fd = accept(listener, nil, nil)
+                guard fd >= 0 else { return }
+                defer { close(fd) }
+                var event = Cocoon_Agent_V4_Envelope()
+                event.event.output = .with {
+                    $0.containerID = containerID
+                    $0.data = Data(repeating: 0x79, count: bytes)
+                }
+                guard let frame = try? AgentFrame.encode(event) else { return }
+                var offset = 0
+                while offset < frame.count, !stop.load(ordering: .relaxed) {
+                    let n = frame.withUnsafeBytes { send(fd, $0.baseAddress! + offset, frame.count - offset, 0) }
+                    if n <= 0 { return }
+                    offset += n
+                }
+                while !stop.load(ordering: .relaxed) { usleep(10_000) }
+            }
+        }
+
         /// Plays a guest that accepts the host and never reads (a VM whose QEMU stopped).
         func runDeaf() {
             Thread.detachNewThread { [self] in
@@ -154,6 +176,42 @@ import Testing
     }
 
     static let token = [UInt8](repeating: 7, count: 32)
+
+    /// A guest frame is at most 1 MiB (the host holds no more of a pod's bytes before it decodes
+    /// them; a guest's largest real frame is a 64 KiB chunk of output): a larger one ends the
+    /// channel undecoded, while one just under the limit is delivered.
+    @Test(arguments: [(1 << 20) - 64, 2 << 20])
+    func aGuestFrameOverOneMiBEndsTheChannel(bytes: Int) async throws {
+        let guest = try FloodingGuest()
+        guest.runSendingOne(bytes)
+        defer { guest.stop.store(true, ordering: .relaxed) }
+        let delivered = Atomic<Int>(0)
+        let client = try await AgentClient.connect(.serial(path: guest.path), token: Self.token) { event in
+            if case .output(_, _, _, let data) = event { delivered.add(data.count, ordering: .relaxed) }
+        }
+        for _ in 0..<150 where client.isOpen && delivered.load(ordering: .relaxed) == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if bytes > AgentFrame.maxGuestFrameSize {
+            #expect(!client.isOpen && delivered.load(ordering: .relaxed) == 0, "a \(bytes)-byte frame was taken")
+        } else {
+            #expect(client.isOpen && delivered.load(ordering: .relaxed) == bytes)
+        }
+        await client.close()
+    }
+
+    /// Ids longer than any the host gives match nothing and are dropped before they are kept;
+    /// what a guest says is escaped and cut before it is logged or returned.
+    @Test func guestTextIsBoundedAndEscaped() {
+        var event = Cocoon_Agent_V4_Event()
+        event.exit = .with { $0.containerID = String(repeating: "x", count: 1000) }
+        #expect(AgentEvent(event) == nil)
+        event.exit = .with { $0.containerID = "c1" }
+        #expect(AgentEvent(event) != nil)
+        #expect(
+            GuestText.printable("ok\nlevel=error msg=\"forged\"\u{1b}[2J") == #"ok\nlevel=error msg="forged"\u{1B}[2J"#)
+        #expect(GuestText.printable(String(repeating: "a", count: 10_000)).utf8.count <= GuestText.maxMessage + 3)
+    }
 
     /// A guest that stops reading cannot make the daemon hold what is sent to it: past 4 MiB
     /// waiting, calls fail at once (the first 16 MiB of stdin would otherwise all be kept), and a
