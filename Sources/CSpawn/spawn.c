@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -108,6 +110,10 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
+    if (l->isolate) {
+        if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) child_fail(out, "unshare(CLONE_NEWNET | CLONE_NEWNS)");
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(out, "mount / private");
+    }
     // Descriptors: move the kept ones out of the way, then down to 3, 4, ...; close the rest.
     int high[64];
     if (l->keep_count > 64) {

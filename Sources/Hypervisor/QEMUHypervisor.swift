@@ -81,9 +81,13 @@ public struct QEMUHypervisor: Hypervisor {
             + QEMUArguments.make(
                 spec: spec, layout: layout, accel: accel, agent: endpoint, files: files.paths)
         logger.debug("booting VM", metadata: ["vm": "\(spec.vmName)", "argv": "\(argv.joined(separator: " "))"])
+        // Out of the host's network and mount namespaces: its tap, sockets and files are descriptors.
+        // (Not with vsock: a kernel that scopes vsock by network namespace would hide its CID.)
+        var isolate = true
+        if case .vsock = endpoint { isolate = false }
         let launch = VMProcess.Launch(
             uid: user.uid, gid: user.gid, groups: accel == .kvm ? KVMDevice.groups : [], keep: files.kept,
-            output: files.output, cgroupProcs: procs, fileSizeLimit: QEMULimits.fileSizeBytes)
+            output: files.output, cgroupProcs: procs, fileSizeLimit: QEMULimits.fileSizeBytes, isolate: isolate)
         let pid: Int32
         do {
             pid = try VMProcess.start(argv, launch)

@@ -2,8 +2,9 @@ import CSpawn
 import Foundation
 
 /// Starts a VM's process (QEMU) the way a jailer does: in a session of its own, inside its cgroups,
-/// as its own unprivileged user with no_new_privs, with a file size limit, and with only the
-/// descriptors it is given (as 3, 4, 5, ... in `keep`'s order).
+/// as its own unprivileged user with no_new_privs, with a file size limit, an empty environment,
+/// optionally in network and mount namespaces of its own, and with only the descriptors it is given
+/// (as 3, 4, 5, ... in `keep`'s order).
 public enum VMProcess {
     public struct Launch: Sendable {
         public var uid: UInt32
@@ -17,11 +18,14 @@ public enum VMProcess {
         public var cgroupProcs: [String]
         /// RLIMIT_FSIZE (bytes); 0: unchanged.
         public var fileSizeLimit: UInt64
+        /// In network and mount namespaces of its own (QEMU: it needs no host network or mounts).
+        public var isolate: Bool
 
         public init(
             uid: UInt32, gid: UInt32, groups: [UInt32] = [], keep: [Int32], output: Int32, cgroupProcs: [String] = [],
-            fileSizeLimit: UInt64 = 0
+            fileSizeLimit: UInt64 = 0, isolate: Bool = false
         ) {
+            self.isolate = isolate
             self.uid = uid
             self.gid = gid
             self.groups = groups
@@ -50,8 +54,10 @@ public enum VMProcess {
                         keep_fds: keep.baseAddress, keep_count: Int32(keep.count), out_fd: launch.output,
                         uid: launch.uid, gid: launch.gid, groups: groups.baseAddress, group_count: Int32(groups.count),
                         cgroup_procs: cg.baseAddress, cgroup_count: Int32(cg.count),
-                        file_size_limit: launch.fileSizeLimit)
-                    return cocoon_spawn_vm(path, &cargs, environ, &l, &pid)
+                        file_size_limit: launch.fileSizeLimit, isolate: launch.isolate ? 1 : 0)
+                    // An empty environment: nothing of the daemon's reaches the VM's process.
+                    var noEnvironment: [UnsafeMutablePointer<CChar>?] = [nil]
+                    return cocoon_spawn_vm(path, &cargs, &noEnvironment, &l, &pid)
                 }
             }
         }

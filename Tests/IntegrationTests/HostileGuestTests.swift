@@ -313,6 +313,17 @@ struct HostileGuestTests {
                             #expect(field("CapEff") == "0000000000000000" && field("CapPrm") == "0000000000000000")
                             #expect(field("NoNewPrivs") == "1")
                             #expect(field("Seccomp") == "2", "QEMU's -sandbox filter is on")
+                            // Out of the host's network and mount namespaces, with nothing of the
+                            // daemon's environment.
+                            for ns in ["net", "mnt"] {
+                                let own = try FileManager.default.destinationOfSymbolicLink(
+                                    atPath: "/proc/\(pid)/ns/\(ns)")
+                                let host = try FileManager.default.destinationOfSymbolicLink(
+                                    atPath: "/proc/self/ns/\(ns)")
+                                #expect(own != host, "QEMU shares the host's \(ns) namespace (\(own))")
+                            }
+                            let environ = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))
+                            #expect(environ.isEmpty, "QEMU's environment: \(String(decoding: environ, as: UTF8.self))")
                             #expect((vm["vmm_seccomp"] as? String)?.contains("spawn=deny") == true)
                             let cgroup = try #require(vm["vmm_cgroup"] as? String)
                             let joined = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)

@@ -28,6 +28,9 @@ struct cocoon_vm_launch {
     int cgroup_count;
     /// RLIMIT_FSIZE in bytes (0: unchanged); SIGXFSZ is ignored, so a write past it fails with EFBIG.
     unsigned long long file_size_limit;
+    /// Non-zero: in a network namespace of its own (empty: it needs none, its tap is a descriptor)
+    /// and a mount namespace of its own with private propagation (no mount made later reaches it).
+    int isolate;
 };
 
 /// fork + exec of a VM process (QEMU) in a session of its own: joins its cgroups, sets its file size
