@@ -1,5 +1,6 @@
 import BootContract
 import Foundation
+import Spawn
 
 /// The seam between pod sandboxes and whatever runs their VMs. One implementation per backend
 /// (`QEMUHypervisor`, `LibvirtHypervisor`); callers never see command lines or domain XML.
@@ -206,6 +207,12 @@ public struct VMHandle: Sendable, Codable, Equatable {
     /// The directory shared with the guest, and the pid of the virtiofsd serving it (qemu backend).
     public var sharedDir: String?
     public var fsDaemonPid: Int32?
+    /// When the VM's process started (`HostProcess.startTicks`): how it is told alive, whatever its
+    /// command line says (nil in records of older daemons: then by its name on its command line).
+    public var startTicks: UInt64?
+
+    /// The VM's process is alive.
+    public var isAlive: Bool { HostProcess.isAlive(pid: pid, marker: name, startTicks: startTicks) }
 
     public init(
         backend: Backend, name: String, pid: Int32, accel: Accel, agent: AgentEndpoint, controlSocket: String?,

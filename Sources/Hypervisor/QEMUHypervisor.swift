@@ -137,6 +137,7 @@ public struct QEMUHypervisor: Hypervisor {
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: endpoint,
             controlSocket: layout.qmpSocket, consoleLog: layout.consoleLog, runDir: spec.runDir, launchedAtNs: launched)
         handle.uid = user.uid
+        handle.startTicks = HostProcess.startTicks(pid)
         handle.seccomp = QEMUArguments.sandbox
         handle.cgroup = cgroupPath
         handle.sharedDir = spec.sharedDir
@@ -165,15 +166,15 @@ public struct QEMUHypervisor: Hypervisor {
     }
 
     public func kill(_ vm: VMHandle) async {
-        if HostProcess.isAlive(pid: vm.pid, marker: vm.name) {
+        if vm.isAlive {
             Glibc.kill(vm.pid, SIGKILL)
         }
-        _ = await HostProcess.waitGone(pid: vm.pid, marker: vm.name, timeout: .seconds(5))
+        _ = await HostProcess.waitGone(pid: vm.pid, marker: vm.name, startTicks: vm.startTicks, timeout: .seconds(5))
         await Virtiofsd.end(vm)
     }
 
     public func wait(_ vm: VMHandle, timeout: Duration) async -> Bool {
-        await HostProcess.waitGone(pid: vm.pid, marker: vm.name, timeout: timeout)
+        await HostProcess.waitGone(pid: vm.pid, marker: vm.name, startTicks: vm.startTicks, timeout: timeout)
     }
 
     public func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError) {
@@ -254,7 +255,7 @@ public struct QEMUHypervisor: Hypervisor {
     }
 
     public func describe(_ vm: VMHandle) async -> VMStatus {
-        HostProcess.isAlive(pid: vm.pid, marker: vm.name) ? .running(pid: vm.pid) : .exited
+        vm.isAlive ? .running(pid: vm.pid) : .exited
     }
 }
 

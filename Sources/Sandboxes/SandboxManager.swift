@@ -455,9 +455,11 @@ public actor SandboxManager {
 
     func runDir(_ id: String) -> String { config.runDir + "/vms/" + String(id.prefix(16)) }
 
-    /// The lowest VM user no pod holds (a stopped pod keeps its own until it is removed).
+    /// The lowest VM user no pod holds (a stopped pod keeps its own until it is removed) and no
+    /// process runs as: a VM process that outlived its pod (one that escaped its end) never shares
+    /// a user with a new pod's.
     func freeVMUID() throws(CocoonError) -> UInt32 {
-        let taken = Set(records.values.compactMap(\.vmUID)).union(reservedUIDs)
+        let taken = Set(records.values.compactMap(\.vmUID)).union(reservedUIDs).union(HostProcess.liveUIDs())
         var uid = config.vmUIDBase
         while taken.contains(uid) {
             uid += 1

@@ -112,22 +112,53 @@ public enum HostProcess {
         return bytes
     }
 
-    /// True when `pid` is a live process whose command line contains `marker`.
-    public static func isAlive(pid: Int32, marker: String) -> Bool {
-        guard pid > 0 else { return false }
-        // try?: no stat file: the process is gone
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return false }
-        let state = stat[stat.index(after: close)...].drop(while: { $0 == " " }).first
-        if state == "Z" || state == "X" {
+    /// True when `pid` is a live process that is the one meant: started at `startTicks` when that is
+    /// known (what the process cannot change: a compromised VM process may rewrite its command
+    /// line, and a pid may be reused), else whose command line contains `marker`.
+    public static func isAlive(pid: Int32, marker: String, startTicks: UInt64? = nil) -> Bool {
+        guard pid > 0, let fields = statFields(pid) else { return false }
+        if fields.state == "Z" || fields.state == "X" {
             // A VM the daemon started itself ends as its zombie: reap it (ECHILD for anyone else's).
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
             return false
         }
+        if let startTicks { return fields.startTicks == startTicks }
         guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         return String(decoding: cmdline.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self).contains(marker)
+    }
+
+    /// When the process started (clock ticks after boot, /proc/PID/stat field 22): with its pid,
+    /// what identifies it for as long as it lives.
+    public static func startTicks(_ pid: Int32) -> UInt64? { statFields(pid)?.startTicks }
+
+    /// The state and start time of a process, read after its command name (which may hold spaces
+    /// and parentheses).
+    private static func statFields(_ pid: Int32) -> (state: Character?, startTicks: UInt64?)? {
+        // try?: no stat file: the process is gone
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let rest = stat[stat.index(after: close)...].split(separator: " ")
+        // rest[0] is field 3 (state); field 22 (starttime) is rest[19].
+        return (rest.first?.first, rest.count > 19 ? UInt64(rest[19]) : nil)
+    }
+
+    /// Users whose processes live now (the real and effective uids of every process).
+    public static func liveUIDs() -> Set<UInt32> {
+        // try?: no procfs: no processes to see
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        var uids = Set<UInt32>()
+        for pid in entries.compactMap({ Int32($0) }) {
+            // try?: a process that ended meanwhile has no status
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+                let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") })
+            else { continue }
+            for field in line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst() {
+                if let uid = UInt32(field) { uids.insert(uid) }
+            }
+        }
+        return uids
     }
 
     /// Live processes with an argument containing `marker` (a VM whose pid was never recorded).
@@ -138,10 +169,11 @@ public enum HostProcess {
     }
 
     /// Polls until the process is gone or the timeout passes. True when gone.
-    public static func waitGone(pid: Int32, marker: String, timeout: Duration) async -> Bool {
+    public static func waitGone(pid: Int32, marker: String, startTicks: UInt64? = nil, timeout: Duration) async -> Bool
+    {
         let clock = ContinuousClock()
         let end = clock.now + timeout
-        while isAlive(pid: pid, marker: marker) {
+        while isAlive(pid: pid, marker: marker, startTicks: startTicks) {
             if clock.now >= end { return false }
             // try?: cancellation ends the wait early
             try? await Task.sleep(for: .milliseconds(20))

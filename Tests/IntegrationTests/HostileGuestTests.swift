@@ -2,6 +2,7 @@ import CRIAPI
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Spawn
 import Testing
 
 /// Pods whose workload turns against the host: the daemon stays up, bounded and fair to other pods.
@@ -221,6 +222,40 @@ struct HostileGuestTests {
                     try await rt.stopPodSandbox(.with { $0.podSandboxID = pod.id })
                     try await rt.removePodSandbox(.with { $0.podSandboxID = pod.id })
                 }
+            }
+        }
+    }
+
+    /// A VM process that outlived its pod (one that escaped its end) keeps its user: while it lives,
+    /// no new pod's VM runs as that user (which could signal it or be signalled by it).
+    @Test func aVMUserIsNotGivenAgainWhileAProcessOfItLives() async throws {
+        try await withDaemon { daemon in
+            try await daemon.withRuntime { rt in
+                func vmUID(_ id: String) async throws -> Int {
+                    let status = try await rt.podSandboxStatus(
+                        .with {
+                            $0.podSandboxID = id
+                            $0.verbose = true
+                        })
+                    let info = try JSONSerialization.jsonObject(with: Data((status.info["info"] ?? "").utf8))
+                    return try #require(((info as? [String: Any])?["vm"] as? [String: Any])?["vmm_uid"] as? Int)
+                }
+                let first = try await rt.runPodSandbox(podConfig("uid-a-\(UInt32.random(in: 0...UInt32.max))"))
+                let uid = try await vmUID(first.podSandboxID)
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = first.podSandboxID })
+                try await rt.removePodSandbox(.with { $0.podSandboxID = first.podSandboxID })
+                let survivor = try Command([
+                    "/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "/bin/sleep", "120",
+                ])
+                defer { survivor.kill() }
+                for _ in 0..<100 where !HostProcess.liveUIDs().contains(UInt32(uid)) {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                let second = try await rt.runPodSandbox(podConfig("uid-b-\(UInt32.random(in: 0...UInt32.max))"))
+                let next = try await vmUID(second.podSandboxID)
+                #expect(next != uid, "the new pod's VM runs as \(next), the user a live process still has")
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = second.podSandboxID })
+                try await rt.removePodSandbox(.with { $0.podSandboxID = second.podSandboxID })
             }
         }
     }

@@ -105,6 +105,22 @@ import Testing
         #expect(try ContainerArgs.seccomp(privileged) == .unconfined)
     }
 
+    /// A VM process is known by its pid and start time, not its command line (which a compromised
+    /// process may rewrite); a pid reused by another process is not it.
+    @Test func aProcessIsKnownByItsStartTimeNotItsCommandLine() throws {
+        let sleeper = Process()
+        sleeper.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        sleeper.arguments = ["30"]
+        try sleeper.run()
+        defer { sleeper.terminate() }
+        let pid = sleeper.processIdentifier
+        let ticks = try #require(HostProcess.startTicks(pid))
+        #expect(!HostProcess.isAlive(pid: pid, marker: "cocoon-0123456789ab"), "its command line names no VM")
+        #expect(HostProcess.isAlive(pid: pid, marker: "cocoon-0123456789ab", startTicks: ticks))
+        #expect(!HostProcess.isAlive(pid: pid, marker: "sleep", startTicks: ticks + 1), "another process's pid")
+        #expect(HostProcess.liveUIDs().contains(getuid()))
+    }
+
     @Test func helpersGetNoDescriptorOfTheDaemon() async throws {
         // A descriptor opened without close-on-exec, as NIO's listening sockets are.
         let leaky = open("/dev/null", O_RDONLY)
