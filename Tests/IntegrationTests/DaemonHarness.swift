@@ -267,10 +267,26 @@ func withDaemon(extraConfig: String = "", _ body: (DaemonHarness) async throws -
         try await daemon.start()
         try await body(daemon)
     } catch {
+        daemon.printDiagnostics(error)
         await daemon.cleanup()
         throw error
     }
     await daemon.cleanup()
+}
+
+extension DaemonHarness {
+    /// What a failed test leaves for its reader before the daemon's directory goes: the end of the
+    /// daemon's log and of each VM's console.
+    func printDiagnostics(_ error: any Error) {
+        var report = "== daemon \(root) after: \(error)\n-- daemon.log (end)\n" + String(daemonLog().suffix(6000))
+        let sandboxes = stateRoot + "/sandboxes"
+        // try?: no sandbox directory: no consoles to show
+        for id in (try? FileManager.default.contentsOfDirectory(atPath: sandboxes)) ?? [] {
+            let console = (try? String(contentsOfFile: "\(sandboxes)/\(id)/console.log", encoding: .utf8)) ?? ""
+            report += "\n-- console of \(id.prefix(12)) (end)\n" + String(console.suffix(2000))
+        }
+        print(report)
+    }
 }
 
 /// One test daemon's CNI network: bridge `ccit<n>` with gateway 10.213.<n>.1/24, host-local leases
