@@ -174,12 +174,10 @@ final class AgentClientHandler: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
-    /// Sends the session marker and Authenticate, and again every `authRetry` until it is answered:
-    /// a guest that had lost the frame boundary (a previous host gone mid-frame, a peer it refused)
-    /// finds the next marker, whatever it was reading when this one came.
+    /// Sends the session marker and Authenticate: a guest that had lost the frame boundary (a peer
+    /// it refused, a previous host gone after a whole frame) finds the marker, whatever it was
+    /// reading when it came.
     private func authenticate(_ context: ChannelHandlerContext) {
-        guard closedError == nil, authTries < Self.authTriesMax else { return }
-        authTries += 1
         var envelope = Cocoon_Agent_V4_Envelope()
         envelope.id = nextID
         authIDs.insert(nextID)
@@ -188,10 +186,6 @@ final class AgentClientHandler: ChannelInboundHandler {
         envelope.request.authenticate.session = Data(session)
         // try?: a 32-byte token always encodes
         if let bytes = try? AgentFrame.encode(envelope) { write(context, AgentSession.marker + bytes) }
-        authRetry = context.eventLoop.assumeIsolated().scheduleTask(in: Self.authRetryInterval) { [weak self] in
-            guard let self, !self.authIDs.isEmpty, let context = self.context else { return }
-            self.authenticate(context)
-        }
     }
 
     /// Bytes handed to the channel that the socket has not taken yet: a guest that stops reading
@@ -216,11 +210,6 @@ final class AgentClientHandler: ChannelInboundHandler {
 
     /// Bytes wait and none was taken for `stuckAfter`.
     private var stuck: Bool { unwritten > 0 && NIODeadline.now() - lastWritten >= stuckAfter }
-
-    private var authTries = 0
-    private var authRetry: Scheduled<Void>?
-    static let authRetryInterval = TimeAmount.seconds(3)
-    static let authTriesMax = 40
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -308,7 +297,6 @@ final class AgentClientHandler: ChannelInboundHandler {
         switch envelope.body {
         case .response(let response)? where authIDs.contains(envelope.id):
             authIDs = []
-            authRetry?.cancel()
             if response.hasError, let context {
                 failAll(.sessionRefused(GuestText.printable(response.error.message)))
                 context.close(promise: nil)
@@ -331,7 +319,6 @@ final class AgentClientHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        authRetry?.cancel()
         failAll("the VM or its channel went away")
         let gone = AgentEvent.disconnected(reason: closedReason ?? "the VM or its channel went away")
         _ = credit.charge(EventCredit.cost(gone))  // released by the consumer like any other

@@ -221,7 +221,7 @@ struct AgentServer {
 
     /// The frame after the session marker: an Authenticate request with the VM's token opens a
     /// session (answer, Hello, then the kept events), or answers again when it names the session
-    /// already open (the host resends it until answered); anything else refuses the session.
+    /// already open; anything else refuses the session.
     private mutating func authenticate(_ envelope: Cocoon_Agent_V4_Envelope) {
         guard case .request(let request)? = envelope.body, case .authenticate(let auth)? = request.call else {
             refuse("a first frame that is not Authenticate", answering: envelope)
