@@ -34,11 +34,19 @@ import Testing
             guard bound == 0, listen(listener, 1) == 0 else { throw POSIXError(.EADDRINUSE) }
         }
 
-        func run() {
+        /// Accepts the host's one connection on a thread of its own and plays `body` on it; the
+        /// connection is closed when `body` returns.
+        private func serveOne(_ body: @escaping @Sendable (Int32) -> Void) {
             Thread.detachNewThread { [self] in
                 let fd = accept(listener, nil, nil)
                 guard fd >= 0 else { return }
                 defer { close(fd) }
+                body(fd)
+            }
+        }
+
+        func run() {
+            serveOne { [self] fd in
                 _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
                 var event = Cocoon_Agent_V4_Envelope()
                 event.event.output = .with {
@@ -61,10 +69,7 @@ import Testing
 
         /// Plays a guest that sends one output event carrying `bytes` bytes, then stays.
         func runSendingOne(_ bytes: Int, containerID: String = "c1") {
-            Thread.detachNewThread { [self] in
-                let fd = accept(listener, nil, nil)
-                guard fd >= 0 else { return }
-                defer { close(fd) }
+            serveOne { [self] fd in
                 var event = Cocoon_Agent_V4_Envelope()
                 event.event.output = .with {
                     $0.containerID = containerID
@@ -83,20 +88,14 @@ import Testing
 
         /// Plays a guest that accepts the host and never reads (a VM whose QEMU stopped).
         func runDeaf() {
-            Thread.detachNewThread { [self] in
-                let fd = accept(listener, nil, nil)
-                guard fd >= 0 else { return }
-                defer { close(fd) }
+            serveOne { [self] fd in
                 while !stop.load(ordering: .relaxed) { usleep(10_000) }
             }
         }
 
         /// Plays a guest that only reads, counting the bytes the host sent in `written`.
         func runReading() {
-            Thread.detachNewThread { [self] in
-                let fd = accept(listener, nil, nil)
-                guard fd >= 0 else { return }
-                defer { close(fd) }
+            serveOne { [self] fd in
                 var buffer = [UInt8](repeating: 0, count: 65536)
                 while !stop.load(ordering: .relaxed) {
                     let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -109,10 +108,7 @@ import Testing
         /// Plays a guest that reads the host's first frame (kept in `firstFrame`), answers it with
         /// PERMISSION_DENIED as an agent does for a wrong token, and then serves nothing.
         func runRefusing() {
-            Thread.detachNewThread { [self] in
-                let fd = accept(listener, nil, nil)
-                guard fd >= 0 else { return }
-                defer { close(fd) }
+            serveOne { [self] fd in
                 var decoder = AgentFrameDecoder()
                 var buffer = [UInt8](repeating: 0, count: 4096)
                 var head: [UInt8] = []
