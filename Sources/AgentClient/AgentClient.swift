@@ -153,9 +153,9 @@ final class AgentClientHandler: ChannelInboundHandler {
     private let onEvent: (@Sendable (AgentEvent) -> Void)?
     private let credit: EventCredit
     private let token: [UInt8]
-    /// The ids of the session's Authenticate requests (it is resent until answered); the answer is
-    /// awaited by nobody, but a refusal ends the channel.
-    private var authIDs: Set<UInt64> = []
+    /// The id of the session's Authenticate request; its answer is awaited by nobody, but a refusal
+    /// ends the channel.
+    private var authID: UInt64?
     /// Chosen here, sent once with the token and carried by every later frame: a peer that takes
     /// over the channel without the guest seeing a hang-up never saw it, so its frames close the
     /// session instead of driving it.
@@ -180,7 +180,7 @@ final class AgentClientHandler: ChannelInboundHandler {
     private func authenticate(_ context: ChannelHandlerContext) {
         var envelope = Cocoon_Agent_V4_Envelope()
         envelope.id = nextID
-        authIDs.insert(nextID)
+        authID = nextID
         nextID += 1
         envelope.request.authenticate.token = Data(token)
         envelope.request.authenticate.session = Data(session)
@@ -295,8 +295,8 @@ final class AgentClientHandler: ChannelInboundHandler {
 
     private func dispatch(_ envelope: Cocoon_Agent_V4_Envelope) {
         switch envelope.body {
-        case .response(let response)? where authIDs.contains(envelope.id):
-            authIDs = []
+        case .response(let response)? where envelope.id == authID:
+            authID = nil
             if response.hasError, let context {
                 failAll(.sessionRefused(GuestText.printable(response.error.message)))
                 context.close(promise: nil)
