@@ -14,8 +14,9 @@ public enum AgentSession {
     public static let marker: [UInt8] = Array("\u{7f}cocoon-agent-session\n".utf8)
 }
 
-/// Owns the wire framing of the agent channel: a 4-byte big-endian length, then one `Envelope`.
-/// Both sides treat the peer as untrusted: a frame longer than `maxFrameSize` is an error.
+/// Owns the wire framing of the agent channel: a 4-byte big-endian length, then one `Envelope` from
+/// the host or one `GuestEnvelope` from the guest. Both sides treat the peer as untrusted: a frame
+/// longer than `maxFrameSize` (`maxGuestFrameSize` from a guest) is an error.
 public enum AgentFrame {
     public static let maxFrameSize = 16 << 20
     /// The most a guest may send in one frame (its largest legitimate one is a 64 KiB chunk of
@@ -25,17 +26,20 @@ public enum AgentFrame {
     public enum DecodeError: Error, Equatable, CustomStringConvertible {
         case frameTooLarge(Int)
         case malformed(String)
+        /// A frame with fields its sender never sends (a guest's request or session id).
+        case unexpectedFields
         public var description: String {
             switch self {
             case .frameTooLarge(let n): "agent frame of \(n) bytes exceeds its size limit"
             case .malformed(let why): "malformed agent frame: \(why)"
+            case .unexpectedFields: "agent frame with fields its sender may not send"
             }
         }
     }
 
     /// Serializes an envelope with its length prefix. A frame the peer would refuse as too large is
     /// refused here (`frameTooLarge`): sent, it would end the session for every call on it.
-    public static func encode(_ envelope: Cocoon_Agent_V4_Envelope) throws -> [UInt8] {
+    public static func encode(_ envelope: some SwiftProtobuf.Message) throws -> [UInt8] {
         let body: [UInt8] = try envelope.serializedBytes()
         guard body.count <= maxFrameSize else { throw DecodeError.frameTooLarge(body.count) }
         let n = UInt32(body.count)
@@ -126,8 +130,18 @@ public struct AgentFrameDecoder: Sendable {
         end = 0
     }
 
-    /// The next complete envelope, or nil when more bytes are needed.
-    public mutating func next() throws -> Cocoon_Agent_V4_Envelope? {
+    /// The next complete host envelope, or nil when more bytes are needed.
+    public mutating func next() throws -> Cocoon_Agent_V4_Envelope? { try next(as: Cocoon_Agent_V4_Envelope.self) }
+
+    /// The next complete guest envelope, or nil when more bytes are needed. A frame with fields a
+    /// guest never sends (a request, a session id: fields of the host's `Envelope`) is an error.
+    public mutating func nextFromGuest() throws -> Cocoon_Agent_V4_GuestEnvelope? {
+        guard let envelope = try next(as: Cocoon_Agent_V4_GuestEnvelope.self) else { return nil }
+        guard envelope.unknownFields.data.isEmpty else { throw AgentFrame.DecodeError.unexpectedFields }
+        return envelope
+    }
+
+    private mutating func next<M: SwiftProtobuf.Message>(as type: M.Type) throws -> M? {
         let available = end - start
         guard available >= 4 else { return nil }
         let n =
@@ -142,7 +156,7 @@ public struct AgentFrameDecoder: Sendable {
             end = 0
         }
         do {
-            return try Cocoon_Agent_V4_Envelope(serializedBytes: body)
+            return try M(serializedBytes: body)
         } catch {
             throw AgentFrame.DecodeError.malformed("\(error)")
         }

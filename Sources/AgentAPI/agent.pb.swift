@@ -15,7 +15,8 @@
 /// The package name stays v4: it names the generated types only and never reaches the wire.
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte
-/// big-endian length followed by one serialized Envelope. Requests carry an id; the response
+/// big-endian length followed by one serialized Envelope (host to guest) or GuestEnvelope (guest to
+/// host). Requests carry an id; the response
 /// echoes it; a request with id 0 is a notification and gets no response.
 ///
 /// Sessions: the host's first frame of every session is an Authenticate request carrying the VM's
@@ -88,6 +89,45 @@ public nonisolated struct Cocoon_Agent_V4_Envelope: Sendable {
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case request(Cocoon_Agent_V4_Request)
+    case response(Cocoon_Agent_V4_Response)
+    case event(Cocoon_Agent_V4_Event)
+
+  }
+
+  public init() {}
+}
+
+/// Guest to host: what a guest may send, and nothing else (no requests, no session). Its fields have
+/// Envelope's numbers. The host decodes every guest frame as this type, at most
+/// AgentFrame.maxGuestFrameSize bytes, and ends the channel on a frame with any other field.
+public nonisolated struct Cocoon_Agent_V4_GuestEnvelope: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 = 0
+
+  public var body: Cocoon_Agent_V4_GuestEnvelope.OneOf_Body? = nil
+
+  public var response: Cocoon_Agent_V4_Response {
+    get {
+      if case .response(let v)? = body {return v}
+      return Cocoon_Agent_V4_Response()
+    }
+    set {body = .response(newValue)}
+  }
+
+  public var event: Cocoon_Agent_V4_Event {
+    get {
+      if case .event(let v)? = body {return v}
+      return Cocoon_Agent_V4_Event()
+    }
+    set {body = .event(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Body: Equatable, Sendable {
     case response(Cocoon_Agent_V4_Response)
     case event(Cocoon_Agent_V4_Event)
 
@@ -1198,6 +1238,17 @@ public nonisolated struct Cocoon_Agent_V4_ExecRequest: @unchecked Sendable {
     set {_uniqueStorage()._outputWindow = newValue}
   }
 
+  /// With tty: the terminal's size before the process starts (0: the kernel's 0x0 until a Resize).
+  public var width: UInt32 {
+    get {_storage._width}
+    set {_uniqueStorage()._width = newValue}
+  }
+
+  public var height: UInt32 {
+    get {_storage._height}
+    set {_uniqueStorage()._height = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1884,6 +1935,78 @@ nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProt
     if lhs.id != rhs.id {return false}
     if lhs.body != rhs.body {return false}
     if lhs.session != rhs.session {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Cocoon_Agent_V4_GuestEnvelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GuestEnvelope"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{2}\u{2}response\0\u{1}event\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 3: try {
+        var v: Cocoon_Agent_V4_Response?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .response(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .response(v)
+        }
+      }()
+      case 4: try {
+        var v: Cocoon_Agent_V4_Event?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .event(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .event(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    switch self.body {
+    case .response?: try {
+      guard case .response(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .event?: try {
+      guard case .event(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Cocoon_Agent_V4_GuestEnvelope, rhs: Cocoon_Agent_V4_GuestEnvelope) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.body != rhs.body {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3732,7 +3855,7 @@ nonisolated extension Cocoon_Agent_V4_SignalResponse: SwiftProtobuf.Message, Swi
 
 nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ExecRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0\u{1}stdin\0\u{1}tty\0\u{3}output_window\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{1}process\0\u{1}stdin\0\u{1}tty\0\u{3}output_window\0\u{1}width\0\u{1}height\0")
 
   fileprivate class _StorageClass {
     var _containerID: String = String()
@@ -3741,6 +3864,8 @@ nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftP
     var _stdin: Bool = false
     var _tty: Bool = false
     var _outputWindow: UInt32 = 0
+    var _width: UInt32 = 0
+    var _height: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3757,6 +3882,8 @@ nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftP
       _stdin = source._stdin
       _tty = source._tty
       _outputWindow = source._outputWindow
+      _width = source._width
+      _height = source._height
     }
   }
 
@@ -3781,6 +3908,8 @@ nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftP
         case 4: try { try decoder.decodeSingularBoolField(value: &_storage._stdin) }()
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._tty) }()
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._outputWindow) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._width) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._height) }()
         default: break
         }
       }
@@ -3811,6 +3940,12 @@ nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftP
       if _storage._outputWindow != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._outputWindow, fieldNumber: 6)
       }
+      if _storage._width != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._width, fieldNumber: 7)
+      }
+      if _storage._height != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._height, fieldNumber: 8)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3826,6 +3961,8 @@ nonisolated extension Cocoon_Agent_V4_ExecRequest: SwiftProtobuf.Message, SwiftP
         if _storage._stdin != rhs_storage._stdin {return false}
         if _storage._tty != rhs_storage._tty {return false}
         if _storage._outputWindow != rhs_storage._outputWindow {return false}
+        if _storage._width != rhs_storage._width {return false}
+        if _storage._height != rhs_storage._height {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -59,6 +59,10 @@ extension AgentClient: GuestAgent {
                 $0.stdin = stdio.stdin
                 $0.tty = stdio.tty
                 $0.outputWindow = UInt32(clamping: stdio.outputWindow)
+                if stdio.tty, let size = stdio.size {
+                    $0.width = UInt32(size.width)
+                    $0.height = UInt32(size.height)
+                }
             }
         }
         guard case .exec(let reply)? = try await call(request, name: "Exec", timeout: timeout).result else {

@@ -284,7 +284,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         let buffer = unwrapInboundIn(data)
         decoder.append(buffer.readableBytesView)
         do {
-            while let envelope = try decoder.next() {
+            while let envelope = try decoder.nextFromGuest() {
                 dispatch(envelope)
             }
         } catch {
@@ -293,7 +293,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         }
     }
 
-    private func dispatch(_ envelope: Cocoon_Agent_V4_Envelope) {
+    private func dispatch(_ envelope: Cocoon_Agent_V4_GuestEnvelope) {
         switch envelope.body {
         case .response(let response)? where envelope.id == authID:
             authID = nil

@@ -86,13 +86,27 @@ public struct ExecStdio: Sendable, Equatable {
     public var tty: Bool
     /// Output bytes the agent may send before the host acknowledges them; 0 for no flow control.
     public var outputWindow: Int
-    public init(stdin: Bool = false, tty: Bool = false, outputWindow: Int = 0) {
+    /// With `tty`: the terminal's size (columns, rows) before the process runs; nil leaves it 0x0
+    /// until the first resize.
+    public var size: Size?
+    public init(stdin: Bool = false, tty: Bool = false, outputWindow: Int = 0, size: Size? = nil) {
         self.stdin = stdin
         self.tty = tty
         self.outputWindow = outputWindow
+        self.size = size
     }
     /// No stdin, no terminal, no flow control (ExecSync).
     public static let collected = ExecStdio()
+
+    /// A terminal's size in character cells.
+    public struct Size: Sendable, Equatable {
+        public var width: UInt16
+        public var height: UInt16
+        public init(width: UInt16, height: UInt16) {
+            self.width = width
+            self.height = height
+        }
+    }
 }
 
 /// How a sandbox manager opens an agent: the real channel in the daemon, a fake in unit tests.

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -17,6 +19,9 @@
 #endif
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
+#endif
+#ifndef SYS_openat2
+#define SYS_openat2 437
 #endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
@@ -47,10 +52,30 @@ int cocoon_open_path_nofollow(int dir_fd, const char *name) {
     return fd;
 }
 
-int cocoon_open_directory_path(const char *path) {
-    int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+static int open_no_magic(const char *path, uint64_t flags) {
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = flags | O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_MAGICLINKS;
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
     if (fd < 0) return -errno;
     return fd;
+}
+
+int cocoon_open_directory_path(const char *path) { return open_no_magic(path, O_DIRECTORY); }
+
+int cocoon_open_path_following(const char *path) { return open_no_magic(path, 0); }
+
+int cocoon_descriptor_path(int fd, char *out, int size) {
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, out, (size_t)size);
+    if (n < 0) return -errno;
+    if (n >= size) return -ENAMETOOLONG;
+    out[n] = 0;
+    // A deleted file's link reads "<path> (deleted)": nothing to check a path against.
+    if (n >= 10 && strcmp(out + n - 10, " (deleted)") == 0) return -ENOENT;
+    return 0;
 }
 
 int cocoon_bind_volume(int source_fd, const char *target, int read_only, int recursive_read_only, int propagation) {

@@ -145,11 +145,18 @@ extension ContainerManager {
         public var command: [String]
         public var stdin: Bool
         public var tty: Bool
+        /// With `tty`: the client's terminal size (columns, rows) when it sent one before the
+        /// process started; the terminal has it before the command runs.
+        public var size: (width: UInt16, height: UInt16)?
         public init(containerID: String, command: [String], stdin: Bool, tty: Bool) {
             self.containerID = containerID
             self.command = command
             self.stdin = stdin
             self.tty = tty
+        }
+        public static func == (a: Self, b: Self) -> Bool {
+            a.containerID == b.containerID && a.command == b.command && a.stdin == b.stdin && a.tty == b.tty
+                && a.size?.width == b.size?.width && a.size?.height == b.size?.height
         }
     }
 
@@ -177,7 +184,10 @@ extension ContainerManager {
         process.args = request.command
         if request.tty, !process.env.contains(where: { $0.hasPrefix("TERM=") }) { process.env.append("TERM=xterm") }
         let events = routes.addExec(execID, pod: record.sandboxID, container: record.id)
-        let stdio = ExecStdio(stdin: request.stdin, tty: request.tty, outputWindow: Self.execWindow)
+        var stdio = ExecStdio(stdin: request.stdin, tty: request.tty, outputWindow: Self.execWindow)
+        if let size = request.size, size.width > 0, size.height > 0 {
+            stdio.size = ExecStdio.Size(width: size.width, height: size.height)
+        }
         do {
             _ = try await agent.exec(
                 container: record.id, execID: execID, process: process, stdio: stdio, timeout: agentCall)

@@ -60,6 +60,8 @@ public actor ContainerManager {
     let pods: any PodAgents
     let store: JSONRecordStore<ContainerRecord>
     let stateRoot: String
+    /// Where no host mount may come from: the daemon's state and run directories.
+    let forbiddenMountRoots: [String]
     let logger: Logger
     let agentCall: Duration
     var records: [String: ContainerRecord] = [:]
@@ -79,10 +81,12 @@ public actor ContainerManager {
     /// What one container's copied mounts may hold: its CreateContainer must fit one agent frame (16 MiB).
     static let maxCopiedMountBytes = 12 << 20
 
+    /// `runDir`: the daemon's run directory, which no copied mount may come from (as the state root).
     public init(
-        pods: any PodAgents, stateRoot: String, agentCall: Duration = .seconds(30),
+        pods: any PodAgents, stateRoot: String, runDir: String? = nil, agentCall: Duration = .seconds(30),
         logger: Logger = Logger(label: "cocoon.containers")
     ) {
+        self.forbiddenMountRoots = [stateRoot] + (runDir.map { [$0] } ?? [])
         self.pods = pods
         self.store = JSONRecordStore(
             root: stateRoot + "/containers", layout: .directoryPerRecord(fileName: "container.json"), what: "container",
@@ -152,7 +156,7 @@ public actor ContainerManager {
         var fileMounts: [FileMount] = []
         if shared == nil {
             fileMounts = try await ContainerMounts.copyOffActor(
-                r.mounts, forbiddenRoots: [stateRoot], limit: Self.maxCopiedMountBytes)
+                r.mounts, forbiddenRoots: forbiddenMountRoots, limit: Self.maxCopiedMountBytes)
         }
         let serial = "img-" + String(r.imageID.split(separator: ":").last?.prefix(16) ?? "")
         do {

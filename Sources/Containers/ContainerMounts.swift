@@ -2,6 +2,7 @@ import AgentClient
 import CSpawn
 import Errors
 import Foundation
+import Volumes
 
 /// Turns a container's host mounts (the kubelet's /etc/hosts, resolv.conf, volumes, secrets) into
 /// trees the agent recreates inside the VM, for a pod whose handler has `shared_fs = "none"`:
@@ -17,9 +18,6 @@ enum ContainerMounts {
         try copy(mounts, forbiddenRoots: forbiddenRoots, limit: limit)
     }
 
-    /// O_PATH (a _GNU_SOURCE flag Glibc's module does not export).
-    static let oPath: Int32 = 0o10_000_000
-
     static func copy(_ mounts: [ContainerRecord.MountInfo], forbiddenRoots: [String], limit: Int) throws(CocoonError)
         -> [FileMount]
     {
@@ -29,24 +27,16 @@ enum ContainerMounts {
             guard m.containerPath.hasPrefix("/") else {
                 throw .invalidArgument("mounts[\(i)].container_path \"\(m.containerPath)\" must be absolute")
             }
-            guard m.hostPath.hasPrefix("/") else {
-                throw .invalidArgument("mounts[\(i)].host_path \"\(m.hostPath)\" must be absolute")
-            }
-            let source = (m.hostPath as NSString).resolvingSymlinksInPath
-            for root in forbiddenRoots + ["/proc", "/sys", "/dev"] where source == root || source.hasPrefix(root + "/")
-            {
-                throw .invalidArgument("mounts[\(i)].host_path \(m.hostPath) is not allowed (inside \(root))")
-            }
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: source, isDirectory: &isDir) else {
-                throw .notFound("mounts[\(i)].host_path \(m.hostPath) does not exist")
-            }
+            // Opened once, checked by what the kernel says the descriptor is; everything copied is
+            // opened beneath it.
+            let source = try VolumeSource(
+                m.hostPath, field: "mounts[\(i)].host_path", forbidden: forbiddenRoots, followLast: true)
             var mount = FileMount(destination: m.containerPath, readOnly: m.readOnly)
             mount.entries.append(try entry(source, relative: "", total: &total, limit: limit))
-            if isDir.boolValue {
-                let walker = FileManager.default.enumerator(atPath: source)
+            if source.isDirectory {
+                let walker = FileManager.default.enumerator(atPath: source.path)
                 while let rel = walker?.nextObject() as? String {
-                    mount.entries.append(try entry(source + "/" + rel, relative: rel, total: &total, limit: limit))
+                    mount.entries.append(try entry(source, relative: rel, total: &total, limit: limit))
                     guard mount.entries.count < 100_000 else {
                         throw .invalidArgument(
                             "mounts[\(i)].host_path \(m.hostPath) has too many files to copy into the VM")
@@ -58,21 +48,25 @@ enum ContainerMounts {
         return result
     }
 
-    private static func entry(_ path: String, relative: String, total: inout Int, limit: Int) throws(CocoonError)
-        -> FileMount.Entry
-    {
+    /// One entry of the tree under `source` (`relative` empty: the source itself), examined through
+    /// the source's descriptor, never by a path that could be swapped.
+    private static func entry(
+        _ source: borrowing VolumeSource, relative: String, total: inout Int, limit: Int
+    ) throws(CocoonError) -> FileMount.Entry {
+        let shown = relative.isEmpty ? source.path : source.path + "/" + relative
         var st = stat()
-        guard lstat(path, &st) == 0 else { throw .notFound("mount source \(path) vanished while copying") }
+        let examined =
+            relative.isEmpty ? fstat(source.fd, &st) : fstatat(source.fd, relative, &st, AT_SYMLINK_NOFOLLOW)
+        guard examined == 0 else { throw .notFound("mount source \(shown) vanished while copying") }
         var e = FileMount.Entry(path: relative, mode: st.st_mode)
         switch st.st_mode & S_IFMT {
         case S_IFREG:
-            e.data = try read(path, relative: relative, expected: st, total: &total, limit: limit)
+            e.data = try read(source, relative: relative, expected: st, total: &total, limit: limit)
         case S_IFLNK:
-            do {
-                e.data = Data(try FileManager.default.destinationOfSymbolicLink(atPath: path).utf8)
-            } catch {
-                throw .notFound("mount source \(path) vanished while copying", cause: error)
-            }
+            var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let n = readlinkat(source.fd, relative, &target, target.count - 1)
+            guard n >= 0 else { throw .notFound("mount source \(shown) vanished while copying") }
+            e.data = Data(target[0..<n].map { UInt8(bitPattern: $0) })
         case S_IFDIR:
             break
         default:
@@ -81,32 +75,28 @@ enum ContainerMounts {
         return e
     }
 
-    /// A regular file's bytes, read through a descriptor that is the file `lstat` saw: opened without
-    /// following a symlink anywhere below the mount's source (a file swapped for a symlink to
-    /// /etc/shadow meanwhile is refused), checked to be the same regular file, and read only up to
-    /// the size it had (a file growing meanwhile cannot blow the limit).
-    static func read(_ path: String, relative: String, expected: stat, total: inout Int, limit: Int)
-        throws(CocoonError) -> Data
-    {
-        let fd: Int32
-        if relative.isEmpty {
-            fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW)
-        } else {
-            let base = String(path.dropLast(relative.count + 1))
-            let dir = open(base, Self.oPath | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-            guard dir >= 0 else { throw .failedPrecondition("cannot open mount source \(base)") }
-            defer { close(dir) }
-            fd = cocoon_open_beneath(dir, relative)
-        }
+    /// A regular file's bytes, read through a descriptor that is the file `fstatat` saw: opened
+    /// beneath the source's descriptor without following any symlink (a file swapped for a symlink
+    /// to /etc/shadow meanwhile is refused), checked to be the same regular file, and read only up
+    /// to the size it had (a file growing meanwhile cannot blow the limit).
+    static func read(
+        _ source: borrowing VolumeSource, relative: String, expected: stat, total: inout Int, limit: Int
+    ) throws(CocoonError) -> Data {
+        let shown = relative.isEmpty ? source.path : source.path + "/" + relative
+        // The source itself is reopened through its own descriptor (readable this time).
+        let fd =
+            relative.isEmpty
+            ? open("/proc/self/fd/\(source.fd)", O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+            : cocoon_open_beneath(source.fd, relative)
         guard fd >= 0 else {
-            throw .failedPrecondition("mount source \(path) cannot be opened without following a symlink")
+            throw .failedPrecondition("mount source \(shown) cannot be opened without following a symlink")
         }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_ino == expected.st_ino,
             st.st_dev == expected.st_dev
         else {
-            throw .failedPrecondition("mount source \(path) changed while it was copied")
+            throw .failedPrecondition("mount source \(shown) changed while it was copied")
         }
         let size = Int(st.st_size)
         total += size

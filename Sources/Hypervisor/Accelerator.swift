@@ -5,10 +5,16 @@ import Spawn
 
 /// Decides between KVM and TCG, once per guest kernel, initramfs and QEMU binary, by booting the
 /// real guest (`KVMProbe`). Each decision is kept with its reason in a JSON file under the state
-/// root, so a restarted daemon does not probe again, and is logged once. A pod whose KVM boot stalls
-/// anyway reports it here (`markUnusable`), and every later pod of that guest uses TCG.
+/// root, so a restarted daemon does not probe again, and is logged once. A pod whose KVM boot fails
+/// anyway reports it here (`noteKVMFailure`); `failuresToFlip` of them with no good KVM boot in
+/// between make every later pod of that guest use TCG. A TCG decision is probed again once it is
+/// `reprobeAfter` old (a slow moment or a since-fixed host does not mean TCG for good).
 public actor Accelerator {
     public static let shared = Accelerator()
+    /// Failed KVM pod boots in a row (no good one between) that flip a KVM decision to TCG.
+    public static let failuresToFlip = 3
+    /// How old a TCG decision may get before the next pod probes KVM again.
+    public static let reprobeAfter = Duration.seconds(3600)
 
     /// One decision: what it applies to, the answer and why.
     public struct Decision: Codable, Sendable, Equatable {
@@ -18,6 +24,10 @@ public actor Accelerator {
         public var accel: Accel
         public var reason: String
         public var decidedAtNs: Int64
+        /// KVM pod boots that failed since the last good one (a KVM decision only).
+        public var kvmFailures: Int?
+        /// Why the last of them failed.
+        public var lastFailure: String?
     }
 
     private var cacheFile: String?
@@ -60,7 +70,7 @@ public actor Accelerator {
     /// The decision for this guest, probing (once, shared by concurrent callers) when there is none.
     public func decide(qemu: String, kernel: String, initrd: String) async -> Decision {
         let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
-        if let d = decisions[key] { return d }
+        if let d = decisions[key], !isStale(d) { return d }
         if let running = probes[key] { return await running.value }
         let workDir = cacheFile.map { ($0 as NSString).deletingLastPathComponent } ?? NSTemporaryDirectory()
         let probe = Task { () -> Decision in
@@ -76,12 +86,55 @@ public actor Accelerator {
         return d
     }
 
-    /// A KVM pod boot of this guest failed after the probe had passed: use TCG from now on.
-    public func markUnusable(qemu: String, kernel: String, initrd: String, reason: String) {
+    /// A TCG decision old enough to be probed again.
+    private func isStale(_ d: Decision) -> Bool {
+        d.accel == .tcg
+            && HostProcess.nowNs() - d.decidedAtNs > Int64(Self.reprobeAfter.components.seconds) * 1_000_000_000
+    }
+
+    /// A KVM pod boot of this guest failed after the probe had passed. The `failuresToFlip`-th in a
+    /// row makes later pods use TCG; fewer are counted and kept with the decision.
+    func noteKVMFailure(qemu: String, kernel: String, initrd: String, reason: String) {
         let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
+        let now = HostProcess.nowNs()
+        var d =
+            decisions[key]
+            ?? Decision(key: key, kernel: kernel, qemu: qemu, accel: .kvm, reason: "not probed", decidedAtNs: now)
+        guard d.accel == .kvm else { return }
+        let failures = (d.kvmFailures ?? 0) + 1
+        guard failures >= Self.failuresToFlip else {
+            d.kvmFailures = failures
+            d.lastFailure = reason
+            decisions[key] = d
+            logger.warning(
+                "a pod VM failed under KVM; pods keep using KVM until \(Self.failuresToFlip) fail in a row",
+                metadata: ["kernel": "\(kernel)", "failures": "\(failures)", "why": "\(reason)"])
+            save()
+            return
+        }
         record(
             Decision(
-                key: key, kernel: kernel, qemu: qemu, accel: .tcg, reason: reason, decidedAtNs: HostProcess.nowNs()))
+                key: key, kernel: kernel, qemu: qemu, accel: .tcg,
+                reason: "\(failures) pod VMs in a row failed under KVM; the last: \(reason)", decidedAtNs: now))
+    }
+
+    /// How a KVM pod boot of this guest went: nil when it reached its guest, else why not.
+    public func note(qemu: String, kernel: String, initrd: String, failure: String?) {
+        if let failure {
+            noteKVMFailure(qemu: qemu, kernel: kernel, initrd: initrd, reason: failure)
+        } else {
+            noteKVMBoot(qemu: qemu, kernel: kernel, initrd: initrd)
+        }
+    }
+
+    /// A KVM pod boot of this guest reached its guest: earlier failures no longer count.
+    func noteKVMBoot(qemu: String, kernel: String, initrd: String) {
+        let key = Self.key(qemu: qemu, kernel: kernel, initrd: initrd)
+        guard var d = decisions[key], d.kvmFailures != nil else { return }
+        d.kvmFailures = nil
+        d.lastFailure = nil
+        decisions[key] = d
+        save()
     }
 
     private func record(_ d: Decision) {
@@ -94,6 +147,10 @@ public actor Accelerator {
                 "KVM cannot run the guest; pod VMs use TCG (software emulation)",
                 metadata: ["kernel": "\(d.kernel)", "why": "\(d.reason)"])
         }
+        save()
+    }
+
+    private func save() {
         guard let cacheFile else { return }
         do {
             let encoder = JSONEncoder()

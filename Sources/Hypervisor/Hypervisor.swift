@@ -19,9 +19,10 @@ public protocol Hypervisor: Sendable {
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
     /// then asks the hypervisor to quit, then kills it. Releases the VM's runtime files.
     func stop(_ vm: VMHandle, timeout: Duration) async
-    /// A VM of this spec booted under KVM never reached its guest: every later VM of this guest
-    /// kernel uses TCG (the caller boots this one again with `accel = .tcg`).
-    func kvmFailed(_ spec: VMSpec, reason: String) async
+    /// How a VM of this spec booted under KVM went: `failure` nil when it reached its guest, else
+    /// why not (the caller boots it again with `accel = .tcg`). Repeated failures make every later
+    /// VM of this guest kernel use TCG (`Accelerator`).
+    func noteKVMBoot(_ spec: VMSpec, failure: String?) async
     /// Ends the VM at once.
     func kill(_ vm: VMHandle) async
     /// True when the VM has ended within `timeout`.

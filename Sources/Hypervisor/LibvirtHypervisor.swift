@@ -68,9 +68,9 @@ public struct LibvirtHypervisor: Hypervisor {
         return handle
     }
 
-    public func kvmFailed(_ spec: VMSpec, reason: String) async {
-        await Accelerator.shared.markUnusable(
-            qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd, reason: reason)
+    public func noteKVMBoot(_ spec: VMSpec, failure: String?) async {
+        await Accelerator.shared.note(
+            qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd, failure: failure)
     }
 
     public func stop(_ vm: VMHandle, timeout: Duration) async {

@@ -145,9 +145,8 @@ public struct QEMUHypervisor: Hypervisor {
         return handle
     }
 
-    public func kvmFailed(_ spec: VMSpec, reason: String) async {
-        await Accelerator.shared.markUnusable(
-            qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd, reason: reason)
+    public func noteKVMBoot(_ spec: VMSpec, failure: String?) async {
+        await Accelerator.shared.note(qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd, failure: failure)
     }
 
     public func stop(_ vm: VMHandle, timeout: Duration) async {

@@ -77,23 +77,29 @@ struct ImportArchive {
     let layoutDir: String
     let entries: [Entry]
 
-    /// Opens `path`; tar files are extracted (safely, like layers) into `scratch`.
+    /// Opens `path`; tar files are extracted (safely, like layers) into `scratch`. A directory is
+    /// only read: a `docker save` one is converted into `scratch`, never written to.
     init(path: String, name: String?, scratch: String) throws(CocoonError) {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw .notFound("import: \(path) does not exist")
         }
-        var dir = path
-        if !isDir.boolValue {
+        func makeScratch() throws(CocoonError) {
             do { try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true) } catch {
                 throw .internalError("import: cannot create \(scratch): \(error)")
             }
+        }
+        var dir = path
+        if !isDir.boolValue {
+            try makeScratch()
             try LayerUnpacker(root: scratch).apply(layerAt: path, name: path)
             dir = scratch
         }
         let fm = FileManager.default
         if !fm.fileExists(atPath: dir + "/index.json") && fm.fileExists(atPath: dir + "/manifest.json") {
-            try Self.convertDockerSave(dir)
+            if dir != scratch { try makeScratch() }
+            try Self.convertDockerSave(from: dir, into: scratch)
+            dir = scratch
         }
         guard fm.fileExists(atPath: dir + "/index.json") else {
             throw .invalidArgument(
@@ -133,8 +139,9 @@ struct ImportArchive {
     }
 
     /// `docker save` (legacy): manifest.json lists Config, RepoTags and Layers (uncompressed tars)
-    /// by path. Each file is hashed into blobs/sha256/, and an OCI manifest and index.json written.
-    static func convertDockerSave(_ dir: String) throws(CocoonError) {
+    /// by path. Each file is hashed into `out`/blobs/sha256/ (linked when `out` is `dir`, copied
+    /// otherwise), and an OCI manifest and index.json written into `out`.
+    static func convertDockerSave(from dir: String, into out: String) throws(CocoonError) {
         struct DockerEntry: Decodable {
             var Config: String
             var RepoTags: [String]?
@@ -142,7 +149,7 @@ struct ImportArchive {
         }
         let bytes = [UInt8](FileManager.default.contents(atPath: dir + "/manifest.json") ?? Data())
         let entries = try DocumentDecoder.decode([DockerEntry].self, from: bytes, what: "docker save manifest.json")
-        let blobs = dir + "/blobs/sha256"
+        let blobs = out + "/blobs/sha256"
         do { try FileManager.default.createDirectory(atPath: blobs, withIntermediateDirectories: true) } catch {
             throw .internalError("import: \(error)")
         }
@@ -173,7 +180,8 @@ struct ImportArchive {
             if !FileManager.default.fileExists(atPath: target) {
                 // try?: both failing is reported just below
                 guard
-                    link(path, target) == 0 || (try? FileManager.default.copyItem(atPath: path, toPath: target)) != nil
+                    (out == dir && link(path, target) == 0)
+                        || (try? FileManager.default.copyItem(atPath: path, toPath: target)) != nil
                 else {
                     throw .internalError("import: cannot place \(rel)")
                 }
@@ -201,7 +209,9 @@ struct ImportArchive {
                 throw .internalError("import: \(error)")
             }
             let mdigest = Digest.of([UInt8](data))
-            FileManager.default.createFile(atPath: blobs + "/" + mdigest.hex, contents: data)
+            guard FileManager.default.createFile(atPath: blobs + "/" + mdigest.hex, contents: data) else {
+                throw .internalError("import: cannot write the manifest into \(blobs)")
+            }
             for tag in e.RepoTags ?? [""] {
                 var d: [String: Any] = [
                     "mediaType": MediaTypes.ociManifest, "digest": mdigest.description, "size": data.count,
@@ -213,7 +223,11 @@ struct ImportArchive {
         do {
             let data = try JSONSerialization.data(
                 withJSONObject: ["schemaVersion": 2, "manifests": index], options: [.sortedKeys])
-            FileManager.default.createFile(atPath: dir + "/index.json", contents: data)
+            guard FileManager.default.createFile(atPath: out + "/index.json", contents: data) else {
+                throw CocoonError.internalError("import: cannot write \(out)/index.json")
+            }
+        } catch let error as CocoonError {
+            throw error
         } catch {
             throw .internalError("import: \(error)")
         }

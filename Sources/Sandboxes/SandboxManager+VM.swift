@@ -9,7 +9,7 @@ extension SandboxManager {
     /// Boots the VM and waits for its agent. Under `accel = auto`, a KVM boot whose guest prints
     /// nothing on its console within `kvmConsole` (a /dev/kvm that cannot run the guest: the VM spins
     /// and never boots), or whose QEMU exits while it starts (hosts differ in how /dev/kvm fails), is
-    /// booted again under TCG, and the guest's KVM decision flips.
+    /// booted again under TCG, and counts toward flipping the guest's KVM decision (`Accelerator`).
     func bootUntilAgent(
         _ initial: VMSpec, hypervisor: any Hypervisor, record: inout SandboxRecord
     ) async throws(CocoonError) -> (VMHandle, GuestHealth) {
@@ -22,8 +22,8 @@ extension SandboxManager {
                 logger.warning(
                     "QEMU under KVM exited while starting the pod VM; booting it again under TCG",
                     metadata: ["why": "\(why)"])
-                await hypervisor.kvmFailed(
-                    spec, reason: "a pod VM booted under KVM exited while QEMU started: \(why.prefix(400))")
+                await hypervisor.noteKVMBoot(
+                    spec, failure: "a pod VM booted under KVM exited while QEMU started: \(why.prefix(400))")
                 spec.accel = .tcg
                 continue
             } catch {
@@ -32,16 +32,17 @@ extension SandboxManager {
             record.vm = vm
             records[record.id] = record
             try store.save(record)
-            if vm.accel == .kvm, spec.accel == .auto, spec.origin == .boot,
-                let stall = await kvmStall(vm, hypervisor: hypervisor)
-            {
-                logger.warning(
-                    "KVM boot of the pod VM stalled; booting it again under TCG",
-                    metadata: ["vm": "\(vm.name)", "why": "\(stall)"])
-                await hypervisor.stop(vm, timeout: .zero)
-                await hypervisor.kvmFailed(spec, reason: "a pod VM booted under KVM \(stall)")
-                spec.accel = .tcg
-                continue
+            if vm.accel == .kvm, spec.accel == .auto, spec.origin == .boot {
+                if let stall = await kvmStall(vm, hypervisor: hypervisor) {
+                    logger.warning(
+                        "KVM boot of the pod VM stalled; booting it again under TCG",
+                        metadata: ["vm": "\(vm.name)", "why": "\(stall)"])
+                    await hypervisor.stop(vm, timeout: .zero)
+                    await hypervisor.noteKVMBoot(spec, failure: "a pod VM booted under KVM \(stall)")
+                    spec.accel = .tcg
+                    continue
+                }
+                await hypervisor.noteKVMBoot(spec, failure: nil)
             }
             return (vm, try await waitForAgent(vm, hypervisor: hypervisor, id: record.id))
         }

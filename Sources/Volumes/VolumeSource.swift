@@ -3,43 +3,49 @@ import Errors
 import Glibc
 
 /// A volume's source on the host, opened as an O_PATH descriptor: its parent directories are
-/// resolved (the kubelet's own paths may go through symlinks), its last component never is (a
-/// symlink there, perhaps planted through another pod's volume, is refused), and what it turned out
-/// to be is checked against the places no pod may see.
-struct VolumeSource: ~Copyable {
-    let fd: Int32
-    /// The resolved path (for checks and messages).
-    let path: String
-    let isDirectory: Bool
+/// resolved (the kubelet's own paths may go through symlinks, never through a /proc magic link),
+/// its last component is not (a symlink there, perhaps planted through another pod's volume, is
+/// refused) unless `followLast`, and what the descriptor turned out to be, by the kernel's own path
+/// for it (not the string that was asked for: a symlink swapped meanwhile changes nothing), is
+/// checked against the places no pod may see.
+public struct VolumeSource: ~Copyable {
+    public let fd: Int32
+    /// The path the kernel has for the opened source (for checks and messages).
+    public let path: String
+    public let isDirectory: Bool
     /// The source's identity (device and inode), so two requests for the same directory share one bind.
     let device: UInt64
     let inode: UInt64
 
     /// Opens `hostPath` for `field` (e.g. `mounts[0].host_path`). `forbidden`: directories that
     /// neither the source nor anything above it may be (the daemon's state and run roots); /proc,
-    /// /sys and /dev are always forbidden.
-    init(_ hostPath: String, field: String, forbidden: [String]) throws(CocoonError) {
+    /// /sys and /dev are always forbidden. `followLast`: a symlink as the last component is followed
+    /// (copies of the kubelet's files) rather than refused.
+    public init(_ hostPath: String, field: String, forbidden: [String], followLast: Bool = false) throws(CocoonError) {
         guard hostPath.hasPrefix("/") else { throw .invalidArgument("\(field) \"\(hostPath)\" must be absolute") }
         let parts = hostPath.split(separator: "/")
         guard !parts.contains("..") else { throw .invalidArgument("\(field) \"\(hostPath)\" must not contain \"..\"") }
         guard let last = parts.last.map(String.init), last != "." else {
             throw .invalidArgument("\(field) \"\(hostPath)\" names no file or directory below /")
         }
-        let parentPath = "/" + parts.dropLast().joined(separator: "/")
-        guard let real = realpath(parentPath, nil) else {
-            throw .notFound("\(field) \(hostPath) does not exist")
+        func failure(_ code: Int32) -> CocoonError {
+            switch code {
+            case ENOENT, ENOTDIR: .notFound("\(field) \(hostPath) does not exist")
+            case ELOOP, EXDEV:
+                .invalidArgument("\(field) \(hostPath) goes through a /proc magic link; volume sources may not")
+            default: .failedPrecondition("\(field) \(hostPath) cannot be opened: \(String(cString: strerror(code)))")
+            }
         }
-        let parent = String(cString: real)
-        free(real)
-        let dir = cocoon_open_directory_path(parent)
-        guard dir >= 0 else { throw .notFound("\(field) \(hostPath) does not exist") }
-        defer { close(dir) }
-        let fd = cocoon_open_path_nofollow(dir, last)
-        guard fd >= 0 else {
-            let code: Int32 = -fd
-            guard code != ENOENT else { throw .notFound("\(field) \(hostPath) does not exist") }
-            throw .failedPrecondition("\(field) \(hostPath) cannot be opened: \(String(cString: strerror(code)))")
+        let fd: Int32
+        if followLast {
+            fd = cocoon_open_path_following(hostPath)
+        } else {
+            let dir = cocoon_open_directory_path("/" + parts.dropLast().joined(separator: "/"))
+            guard dir >= 0 else { throw failure(-dir) }
+            defer { close(dir) }
+            fd = cocoon_open_path_nofollow(dir, last)
         }
+        guard fd >= 0 else { throw failure(-fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             close(fd)
@@ -53,8 +59,15 @@ struct VolumeSource: ~Copyable {
                     ? "\(field) \(hostPath) is a symlink; volume sources are not followed through one"
                     : "\(field) \(hostPath) is neither a file nor a directory")
         }
-        let path = parent == "/" ? "/" + last : parent + "/" + last
-        for root in forbidden + ["/proc", "/sys", "/dev"] {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let named = cocoon_descriptor_path(fd, &buffer, Int32(buffer.count))
+        guard named == 0 else {
+            close(fd)
+            throw .failedPrecondition(
+                "\(field) \(hostPath) has no path on the host (\(String(cString: strerror(-named))))")
+        }
+        let path = String(cString: buffer)
+        for root in (forbidden + ["/proc", "/sys", "/dev"]).map(Self.canonical) {
             let inside = path == root || path.hasPrefix(root + "/")
             let above = root.hasPrefix(path == "/" ? "/" : path + "/")
             if inside || above {
@@ -71,4 +84,12 @@ struct VolumeSource: ~Copyable {
     }
 
     deinit { close(fd) }
+
+    /// `path` with its symlinks resolved when it exists (a state root under a symlinked directory is
+    /// still the directory the kernel names).
+    static func canonical(_ path: String) -> String {
+        guard let real = realpath(path, nil) else { return path }
+        defer { free(real) }
+        return String(cString: real)
+    }
 }

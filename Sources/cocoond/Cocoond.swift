@@ -89,7 +89,7 @@ struct Cocoond: AsyncParsableCommand {
             throw ValidationError("image store: \(error)")
         }
         await images.resumeBlockImages()
-        let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot)
+        let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot, runDir: cfg.runDir)
         await containers.recover()
         // Templates load (or build) in the background; pods boot cold until theirs is ready.
         await manager.prepareTemplates()

@@ -45,6 +45,11 @@ struct ImageImportTests {
                 """)
             let fromSave = try await endpoint.importImage(.init(path: saved + ".tar"), options: .defaults)
             #expect(fromSave.images.map(\.id) == [busyboxID])
+            // The same as a directory: imported from a copy, the caller's directory left as it was.
+            let before = try FileManager.default.subpathsOfDirectory(atPath: saved).sorted()
+            let fromSaveDir = try await endpoint.importImage(.init(path: saved), options: .defaults)
+            #expect(fromSaveDir.images.map(\.id) == [busyboxID])
+            #expect(try FileManager.default.subpathsOfDirectory(atPath: saved).sorted() == before)
             try await daemon.withImages { img in
                 let s = try #require(try await imageStatus(img, "example.com/saved/busybox:v1", verbose: true).image_)
                 #expect(s.repoTags.contains("example.com/saved/busybox:v1"))

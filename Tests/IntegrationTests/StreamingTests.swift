@@ -126,7 +126,7 @@ struct StreamingTests {
                 let ownTTY = try await runCommand([
                     "/usr/bin/script", "-qec",
                     "stty cols 99 rows 33; "
-                        + ctl.argv("exec", via + ["-it", id, "sh", "-c", "tty; stty size"]).map(shellQuote)
+                        + ctl.argv("exec", via + ["-it", id, "sh", "-c", "stty size; tty"]).map(shellQuote)
                         .joined(separator: " "),
                     "/dev/null",
                 ])
@@ -147,11 +147,11 @@ struct StreamingTests {
                         crictl.prefix + ["exec", "-r", transport, "-i", id, "cat"], stdinFile: input)
                     #expect(echoed.code == 0, "\(transport): \(echoed.stderr)")
                     #expect(echoed.stdout == FileManager.default.contents(atPath: input), "\(transport): 10 MiB differ")
-                    // A terminal: the container's own devpts, and its size follows the client's.
+                    // A terminal: the container's own devpts, with the client's size before the command runs.
                     let tty = try await runCommand([
                         "/usr/bin/script", "-qec",
                         "stty cols 123 rows 45; "
-                            + crictl.shell(["exec", "-r", transport, "-it", id, "sh", "-c", "tty; stty size"]),
+                            + crictl.shell(["exec", "-r", transport, "-it", id, "sh", "-c", "stty size; tty"]),
                         "/dev/null",
                     ])
                     #expect(tty.out.contains("/dev/pts/"), "\(transport): \(tty.out)")

@@ -69,13 +69,18 @@ import Testing
 
         /// Plays a guest that sends one output event carrying `bytes` bytes, then stays.
         func runSendingOne(_ bytes: Int, containerID: String = "c1") {
+            var event = Cocoon_Agent_V4_Envelope()
+            event.event.output = .with {
+                $0.containerID = containerID
+                $0.data = Data(repeating: 0x79, count: bytes)
+            }
+            runSending(event)
+        }
+
+        /// Plays a guest that sends one frame of its own making (any field of the host's envelope).
+        func runSending(_ envelope: Cocoon_Agent_V4_Envelope) {
             serveOne { [self] fd in
-                var event = Cocoon_Agent_V4_Envelope()
-                event.event.output = .with {
-                    $0.containerID = containerID
-                    $0.data = Data(repeating: 0x79, count: bytes)
-                }
-                guard let frame = try? AgentFrame.encode(event) else { return }
+                guard let frame = try? AgentFrame.encode(envelope) else { return }
                 var offset = 0
                 while offset < frame.count, !stop.load(ordering: .relaxed) {
                     let n = frame.withUnsafeBytes { send(fd, $0.baseAddress! + offset, frame.count - offset, 0) }
@@ -192,6 +197,35 @@ import Testing
             #expect(!client.isOpen && delivered.load(ordering: .relaxed) == 0, "a \(bytes)-byte frame was taken")
         } else {
             #expect(client.isOpen && delivered.load(ordering: .relaxed) == bytes)
+        }
+        await client.close()
+    }
+
+    /// A guest frame is a `GuestEnvelope`: a request (what only the host sends) or a session id in
+    /// it is a frame no honest guest sends, and ends the channel before anything in it is used.
+    @Test(arguments: ["request", "session", "output"])
+    func aGuestFrameWithHostFieldsEndsTheChannel(kind: String) async throws {
+        var envelope = Cocoon_Agent_V4_Envelope()
+        envelope.event.output = .with {
+            $0.containerID = "c1"
+            $0.data = Data("seen".utf8)
+        }
+        if kind == "request" { envelope.request.exec = .with { $0.containerID = String(repeating: "x", count: 4096) } }
+        if kind == "session" { envelope.session = Data(repeating: 7, count: 16) }
+        let guest = try FloodingGuest()
+        guest.runSending(envelope)
+        defer { guest.stop.store(true, ordering: .relaxed) }
+        let delivered = Atomic<Int>(0)
+        let client = try await AgentClient.connect(.serial(path: guest.path), token: Self.token) { event in
+            if case .output(_, _, _, let data) = event { delivered.add(data.count, ordering: .relaxed) }
+        }
+        for _ in 0..<150 where client.isOpen && delivered.load(ordering: .relaxed) == 0 {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        if kind == "output" {
+            #expect(client.isOpen && delivered.load(ordering: .relaxed) == 4, "an honest frame is taken")
+        } else {
+            #expect(!client.isOpen && delivered.load(ordering: .relaxed) == 0, "a frame with a \(kind) was taken")
         }
         await client.close()
     }

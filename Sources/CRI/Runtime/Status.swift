@@ -44,7 +44,8 @@ extension RuntimeService {
             // KVM or TCG for each guest, and why (decided by a real boot; see Accelerator).
             let decisions = await Accelerator.shared.known().map {
                 AccelInfo(
-                    kernel: $0.kernel, qemu: $0.qemu, accel: $0.accel, reason: $0.reason, decidedAtNs: $0.decidedAtNs)
+                    kernel: $0.kernel, qemu: $0.qemu, accel: $0.accel, reason: $0.reason, decidedAtNs: $0.decidedAtNs,
+                    kvmFailures: $0.kvmFailures, lastKVMFailure: $0.lastFailure)
             }
             response.info["accelerator"] = try VerboseJSON.encode(decisions)
             response.info["config"] = try VerboseJSON.encode(ConfigInfo(config))
@@ -80,9 +81,14 @@ struct AccelInfo: Encodable {
     var accel: Accel
     var reason: String
     var decidedAtNs: Int64
+    /// KVM pod boots that failed since the last good one (`Accelerator.failuresToFlip` flip it).
+    var kvmFailures: Int?
+    var lastKVMFailure: String?
     enum CodingKeys: String, CodingKey {
         case kernel, qemu, accel, reason
         case decidedAtNs = "decided_at_ns"
+        case kvmFailures = "kvm_failures"
+        case lastKVMFailure = "last_kvm_failure"
     }
 }
 

@@ -24,6 +24,21 @@ public enum StreamingRequest: Sendable, Equatable {
         case .portForward: (false, false, false, false)
         }
     }
+
+    /// Starts the exec or attaches; `size` is the client's terminal size when it sent one first: an
+    /// exec's terminal has it before the command runs, an attached container's terminal is resized.
+    func start(on runtime: any StreamingRuntime, size: TerminalSize?) async throws(CocoonError) -> ProcessStream {
+        switch self {
+        case .exec(var exec, _, _):
+            if let size { exec.size = (size.width, size.height) }
+            return try await runtime.openExec(exec)
+        case .attach(let id, let stdin, _, _, _):
+            let process = try await runtime.attach(id, stdin: stdin)
+            if let size { await process.resize(width: size.width, height: size.height) }
+            return process
+        case .portForward: throw .internalError("not a remote command")
+        }
+    }
 }
 
 /// What the streaming server needs of the runtime: processes and connections in the pods' VMs.

@@ -60,7 +60,7 @@ struct RemoteCommandOverSPDY {
     ) async throws {
         let wanted = request.streams
         var streams = Streams()
-        var process: ProcessStream?
+        var starting: SizedStart?
         var stdinOpen = true
         var resizeCarry: [UInt8] = []
         // A flow-controlled client's stdin goes through a task of its own (`ClientInputPump`).
@@ -86,22 +86,21 @@ struct RemoteCommandOverSPDY {
                         streams.error != nil && (streams.stdin != nil) == wanted.stdin
                         && (streams.stdout != nil) == wanted.stdout && (streams.stderr != nil) == wanted.stderr
                         && (!wanted.tty || !version.supportsResize || streams.resize != nil)
-                    guard ready, process == nil else { continue }
-                    do {
-                        let started = try await start()
-                        process = started
-                        held.value = started
-                        let s = streams
-                        group.addTask { try await pumpOutput(started, streams: s, connection: connection) }
-                    } catch {
-                        if let errorStream = streams.error {
-                            let status = RemoteCommandStatus.failure("\(error.message)").encoded(for: version)
-                            await connection.send(errorStream, status)
-                        }
-                        return
-                    }
+                    guard ready, starting == nil else { continue }
+                    // A terminal's process waits (briefly) for the client's first size.
+                    let gate = wanted.tty && streams.resize != nil ? SizedStart() : SizedStart(patience: .zero)
+                    starting = gate
+                    let s = streams
+                    group.addTask { try await run(gate, streams: s, connection: connection, held: held) }
                 case .data(let id, let bytes):
-                    guard let process else { continue }
+                    guard let starting else { continue }
+                    if id == streams.resize {
+                        for size in TerminalSize.parse(bytes, carry: &resizeCarry) where !starting.offer(size) {
+                            await starting.process()?.resize(width: size.width, height: size.height)
+                        }
+                        continue
+                    }
+                    guard let process = await starting.process() else { continue }
                     if id == streams.stdin, stdinOpen {
                         if await connection.flowControlled {
                             if stdinPump == nil {
@@ -121,13 +120,9 @@ struct RemoteCommandOverSPDY {
                         } catch {
                             stdinOpen = false  // the process closed its stdin or ended: the rest is dropped
                         }
-                    } else if id == streams.resize {
-                        for size in TerminalSize.parse(bytes, carry: &resizeCarry) {
-                            await process.resize(width: size.width, height: size.height)
-                        }
                     }
                 case .remoteClosed(let id):
-                    guard id == streams.stdin, let process else { continue }
+                    guard id == streams.stdin, let process = await starting?.process() else { continue }
                     if let stdinPump {
                         stdinPump.end()
                     } else {
@@ -144,12 +139,26 @@ struct RemoteCommandOverSPDY {
         }
     }
 
-    private func start() async throws(CocoonError) -> ProcessStream {
-        switch request {
-        case .exec(let exec, _, _): try await runtime.openExec(exec)
-        case .attach(let id, let stdin, _, _, _): try await runtime.attach(id, stdin: stdin)
-        case .portForward: throw .internalError("not a remote command")
+    /// Starts the process once `gate` has its size, then sends its output; a failed start is
+    /// reported on the error stream and ends the session.
+    private func run(
+        _ gate: SizedStart, streams: Streams, connection: SPDYConnection, held: HeldSession<ProcessStream>
+    ) async throws {
+        let size = await gate.firstSize()
+        let process: ProcessStream
+        do {
+            process = try await request.start(on: runtime, size: size)
+        } catch {
+            gate.settle(nil)
+            if let errorStream = streams.error {
+                await connection.send(errorStream, RemoteCommandStatus.failure(error.message).encoded(for: version))
+            }
+            await connection.finish()
+            return
         }
+        held.value = process
+        gate.settle(process)
+        try await pumpOutput(process, streams: streams, connection: connection)
     }
 
     /// Output to the client; the result on the error stream at the end, then the session closes.

@@ -28,29 +28,22 @@ struct RemoteCommandOverWebSocket {
                     try? await writer.run(outbound)
                     outbound.finish()
                 }
+                // The kubelet's server opens with an empty message on the lowest channel it writes.
+                let wanted = request.streams
+                let first = wanted.stdout ? WebSocketChannels.stdout : (wanted.stderr ? WebSocketChannels.stderr : 3)
+                send(.data(channel: first, []), writer)
+                // A terminal's process waits (briefly) for the client's first size.
+                let gate = wanted.tty && wire.supportsResize ? SizedStart() : SizedStart(patience: .zero)
+                let connection = channel.channel
+                group.addTask {
+                    await run(gate, writer: writer, held: held)
+                    // Our close frame is out: a client that never answers it is not waited for long.
+                    try? await Task.sleep(for: .seconds(2))
+                    // try?: the connection may be closed already
+                    try? await connection.close()
+                }
                 do {
-                    let process = try await start()
-                    held.value = process
-                    // The kubelet's server opens with an empty message on the lowest channel it writes.
-                    let wanted = request.streams
-                    let first =
-                        wanted.stdout ? WebSocketChannels.stdout : (wanted.stderr ? WebSocketChannels.stderr : 3)
-                    send(.data(channel: first, []), writer)
-                    let connection = channel.channel
-                    group.addTask {
-                        await pumpOutput(process, writer: writer)
-                        // Our close frame is out: a client that never answers it is not waited for long.
-                        try? await Task.sleep(for: .seconds(2))
-                        // try?: the connection may be closed already
-                        try? await connection.close()
-                    }
-                    try await readLoop(inbound, process: process, writer: writer)
-                } catch let error as CocoonError {
-                    send(
-                        .data(
-                            channel: WebSocketChannels.error,
-                            RemoteCommandStatus.failure(error.message).encoded(for: wire)), writer)
-                    close(writer)
+                    try await readLoop(inbound, gate: gate, writer: writer)
                 } catch {
                     logger.debug("exec/attach WebSocket session ended", metadata: ["error": "\(error)"])
                 }
@@ -60,12 +53,24 @@ struct RemoteCommandOverWebSocket {
         }
     }
 
-    private func start() async throws(CocoonError) -> ProcessStream {
-        switch request {
-        case .exec(let exec, _, _): try await runtime.openExec(exec)
-        case .attach(let id, let stdin, _, _, _): try await runtime.attach(id, stdin: stdin)
-        case .portForward: throw .internalError("not a remote command")
+    /// Starts the process once `gate` has its size and sends its output and result; a failed start
+    /// is reported on the error channel and closes the session.
+    private func run(_ gate: SizedStart, writer: FrameWriter<WebSocketFrame>, held: HeldSession<ProcessStream>) async {
+        let size = await gate.firstSize()
+        let process: ProcessStream
+        do {
+            process = try await request.start(on: runtime, size: size)
+        } catch {
+            gate.settle(nil)
+            send(
+                .data(channel: WebSocketChannels.error, RemoteCommandStatus.failure(error.message).encoded(for: wire)),
+                writer)
+            close(writer)
+            return
         }
+        held.value = process
+        gate.settle(process)
+        await pumpOutput(process, writer: writer)
     }
 
     private func send(
@@ -85,7 +90,7 @@ struct RemoteCommandOverWebSocket {
     }
 
     private func readLoop(
-        _ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, process: ProcessStream,
+        _ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, gate: SizedStart,
         writer: FrameWriter<WebSocketFrame>
     ) async throws {
         var resizeCarry: [UInt8] = []
@@ -104,17 +109,18 @@ struct RemoteCommandOverWebSocket {
                 switch message {
                 case .data(WebSocketChannels.stdin, let bytes) where stdinOpen:
                     do {
+                        guard let process = await gate.process() else { continue }
                         try await process.write(bytes)
                     } catch {
                         stdinOpen = false
                     }
                 case .data(WebSocketChannels.resize, let bytes):
-                    for size in TerminalSize.parse(bytes, carry: &resizeCarry) {
-                        await process.resize(width: size.width, height: size.height)
+                    for size in TerminalSize.parse(bytes, carry: &resizeCarry) where !gate.offer(size) {
+                        await gate.process()?.resize(width: size.width, height: size.height)
                     }
                 case .close(WebSocketChannels.stdin) where stdinOpen:
                     stdinOpen = false
-                    await process.closeStdin()
+                    await gate.process()?.closeStdin()
                 default:
                     continue
                 }

@@ -38,7 +38,7 @@ final class FakeHypervisor: Hypervisor, @unchecked Sendable {
             $0.stopped.append(vm.name)
         }
     }
-    func kvmFailed(_ spec: VMSpec, reason: String) async {}
+    func noteKVMBoot(_ spec: VMSpec, failure: String?) async {}
     func kill(_ vm: VMHandle) async { _ = state.withLock { $0.running.remove(vm.name) } }
     func wait(_ vm: VMHandle, timeout: Duration) async -> Bool { !state.withLock { $0.running.contains(vm.name) } }
     func describe(_ vm: VMHandle) async -> VMStatus {

@@ -220,8 +220,7 @@ struct AgentServer {
     // MARK: session authentication
 
     /// The frame after the session marker: an Authenticate request with the VM's token opens a
-    /// session (answer, Hello, then the kept events), or answers again when it names the session
-    /// already open; anything else refuses the session.
+    /// session (answer, Hello, then the kept events); anything else refuses the session.
     private mutating func authenticate(_ envelope: Cocoon_Agent_V4_Envelope) {
         guard case .request(let request)? = envelope.body, case .authenticate(let auth)? = request.call else {
             refuse("a first frame that is not Authenticate", answering: envelope)
@@ -238,15 +237,14 @@ struct AgentServer {
             refuse("a session id of \(auth.session.count) bytes, not \(AgentSession.idBytes)", answering: envelope)
             return
         }
-        let resent = authenticated && !detached && Self.sameBytes(Array(auth.session), sessionID)
         sessionID = Array(auth.session)
         authenticated = true
         detached = false
-        var reply = Cocoon_Agent_V4_Envelope()
+        var reply = Cocoon_Agent_V4_GuestEnvelope()
         reply.id = envelope.id
         reply.response.authenticate = Cocoon_Agent_V4_AuthenticateResponse()
         send(reply)
-        if !resent { startSession() }
+        startSession()
     }
 
     /// Ends the session's chance: answered with PERMISSION_DENIED (so a host with a stale token
@@ -258,7 +256,7 @@ struct AgentServer {
             var error = Cocoon_Agent_V4_AgentError()
             error.code = .permissionDenied
             error.message = "session refused: \(why)"
-            var reply = Cocoon_Agent_V4_Envelope()
+            var reply = Cocoon_Agent_V4_GuestEnvelope()
             reply.id = envelope.id
             reply.response.error = error
             writeFrame(reply)
@@ -401,7 +399,7 @@ struct AgentServer {
             response.error = error
         }
         if envelope.id != 0 {  // id 0: a notification, not answered
-            var reply = Cocoon_Agent_V4_Envelope()
+            var reply = Cocoon_Agent_V4_GuestEnvelope()
             reply.id = envelope.id
             reply.response = response
             send(reply)
@@ -440,7 +438,7 @@ struct AgentServer {
     /// Answers requests whose work finished after they arrived (writes that waited for room).
     private func sendReplies(_ replies: [DeferredReply]) {
         for reply in replies where reply.id != 0 {
-            var envelope = Cocoon_Agent_V4_Envelope()
+            var envelope = Cocoon_Agent_V4_GuestEnvelope()
             envelope.id = reply.id
             envelope.response = reply.failure.map(Self.failure) ?? Cocoon_Agent_V4_Response()
             send(envelope)
@@ -514,7 +512,7 @@ struct AgentServer {
         }
         switch outgoing {
         case .event(let event):
-            var envelope = Cocoon_Agent_V4_Envelope()
+            var envelope = Cocoon_Agent_V4_GuestEnvelope()
             envelope.event = event
             send(envelope)
         case .stream(let frame):
@@ -559,18 +557,18 @@ struct AgentServer {
         hello.boot = boot
         var event = Cocoon_Agent_V4_Event()
         event.hello = hello
-        var envelope = Cocoon_Agent_V4_Envelope()
+        var envelope = Cocoon_Agent_V4_GuestEnvelope()
         envelope.event = event
         send(envelope)
     }
 
     /// Sends on an authenticated session only.
-    private func send(_ envelope: Cocoon_Agent_V4_Envelope) {
+    private func send(_ envelope: Cocoon_Agent_V4_GuestEnvelope) {
         guard authenticated else { return }
         writeFrame(envelope)
     }
 
-    private func writeFrame(_ envelope: Cocoon_Agent_V4_Envelope) {
+    private func writeFrame(_ envelope: Cocoon_Agent_V4_GuestEnvelope) {
         // try?: an event too large to frame is dropped, never the session
         guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
         bytes.withUnsafeBytes { write($0) }

@@ -18,6 +18,8 @@ struct StdioOptions {
     /// The devpts multiplexer a terminal comes from (the container's own for an exec); nil: the
     /// process opens it in its container's devpts once that exists (a container's first process).
     var ptmx: String?
+    /// The terminal's size (rows, columns) before the process runs; nil: 0x0 until a resize.
+    var size: (rows: UInt16, columns: UInt16)? = nil
 }
 
 /// Stdin, terminals and output flow control of the containers' processes.
@@ -56,6 +58,11 @@ extension GuestContainers {
             childEnds.append(slave)
             agentEnds.append(master)
             outputs.append((master, .stdout))
+            // Sized before the process runs, so its first `stty size` sees what the client has.
+            if let size = options.size, cocoon_set_winsize(master, size.rows, size.columns) != 0 {
+                closeAll()
+                throw .internal("terminal size: \(SystemError("ioctl"))")
+            }
             terminal = dup(master)
             if terminal >= 0 { agentEnds.append(terminal) }
             if options.stdin {

@@ -140,7 +140,9 @@ struct GuestContainers {
         let owner = Owner(containerID: r.containerID, execID: r.execID)
         let options = StdioOptions(
             stdin: r.stdin, tty: r.tty, window: Int(min(r.outputWindow, 16 << 20)),
-            ptmx: "/proc/\(container.pid)/root/dev/ptmx")
+            ptmx: "/proc/\(container.pid)/root/dev/ptmx",
+            size: r.width > 0 && r.height > 0
+                ? (UInt16(clamping: r.height), UInt16(clamping: r.width)) : nil)
         let pid = try withStdio(owner, options) { stdio throws(ContainerCoreError) in
             try ContainerLauncher.exec(
                 process, into: container.pid, rootfs: container.spec.rootfs, stdio: stdio, cgroup: container.cgroup)

@@ -1,0 +1,109 @@
+import Containers
+import Synchronization
+
+/// The start of a session's process, held back for a terminal session until the client's first
+/// terminal size arrives (kubectl and crictl send it right after opening their streams) or
+/// `patience` has passed, so that the command's terminal has the client's size from its first
+/// instruction (`tty; stty size` in a fresh exec). Owns that first size and hands the started
+/// process (nil when it could not start) to the session's read loop.
+final class SizedStart: Sendable {
+    private struct State {
+        var sizeDecided = false
+        var size: TerminalSize?
+        var sizeWaiter: CheckedContinuation<TerminalSize?, Never>?
+        var settled = false
+        var process: ProcessStream?
+        var processWaiters: [CheckedContinuation<ProcessStream?, Never>] = []
+    }
+    private let state = Mutex(State())
+    let patience: Duration
+
+    /// How long a terminal session waits for the client's first size before its process starts
+    /// without one (a client that has no terminal of its own never sends one).
+    static let defaultPatience = Duration.seconds(1)
+
+    init(patience: Duration = SizedStart.defaultPatience) {
+        self.patience = patience
+    }
+
+    /// A session whose process runs already (no terminal, or nothing to wait for).
+    convenience init(started process: ProcessStream) {
+        self.init(patience: .zero)
+        state.withLock {
+            $0.sizeDecided = true
+            $0.settled = true
+            $0.process = process
+        }
+    }
+
+    /// A size from the client: true when it is the one the terminal starts with; false when the
+    /// start has been decided already (the caller resizes the running process instead).
+    func offer(_ size: TerminalSize) -> Bool {
+        let (taken, waiter) = state.withLock { s -> (Bool, CheckedContinuation<TerminalSize?, Never>?) in
+            guard !s.sizeDecided else { return (false, nil) }
+            s.sizeDecided = true
+            s.size = size
+            defer { s.sizeWaiter = nil }
+            return (true, s.sizeWaiter)
+        }
+        waiter?.resume(returning: size)
+        return taken
+    }
+
+    /// The client's first size, or nil once `patience` has passed without one.
+    func firstSize() async -> TerminalSize? {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { [patience] in
+                try? await Task.sleep(for: patience)  // try?: cancelled means decided already
+                self.expire()
+            }
+            let size = await withCheckedContinuation { (waiter: CheckedContinuation<TerminalSize?, Never>) in
+                let decided = state.withLock { s -> TerminalSize?? in
+                    if s.sizeDecided { return .some(s.size) }
+                    s.sizeWaiter = waiter
+                    return .none
+                }
+                if let decided { waiter.resume(returning: decided) }
+            }
+            group.cancelAll()
+            return size
+        }
+    }
+
+    private func expire() {
+        let waiter = state.withLock { s -> CheckedContinuation<TerminalSize?, Never>? in
+            guard !s.sizeDecided else { return nil }
+            s.sizeDecided = true
+            defer { s.sizeWaiter = nil }
+            return s.sizeWaiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// The start is over: the process, or nil when it failed.
+    func settle(_ process: ProcessStream?) {
+        let waiters = state.withLock { s -> [CheckedContinuation<ProcessStream?, Never>] in
+            guard !s.settled else { return [] }
+            s.settled = true
+            s.process = process
+            defer { s.processWaiters = [] }
+            return s.processWaiters
+        }
+        for waiter in waiters { waiter.resume(returning: process) }
+    }
+
+    /// The session's process once the start is over (nil when it failed).
+    func process() async -> ProcessStream? {
+        await withCheckedContinuation { (waiter: CheckedContinuation<ProcessStream?, Never>) in
+            let settled = state.withLock { s -> ProcessStream?? in
+                if s.settled { return .some(s.process) }
+                s.processWaiters.append(waiter)
+                return .none
+            }
+            if let settled { waiter.resume(returning: settled) }
+        }
+    }
+
+    /// The process if the start is over, without waiting.
+    var startedProcess: ProcessStream? { state.withLock { $0.process } }
+}
