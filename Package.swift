@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "AgentClient",
             dependencies: [
-                "AgentAPI", "BootContract", "ContainerCore", "Errors", "Spawn",
+                "AgentAPI", "BootContract", "ContainerCore", "CSpawn", "Errors", "Spawn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -19,16 +19,10 @@ repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 crictl_bin = os.environ.get("CRICTL") or os.path.join(os.path.dirname(repo), "shared/tools/crictl")
 MIB = 100
 root = tempfile.mkdtemp(prefix="cocoon-bench-net-")
-netdir = f"{root}/net.d"
-os.makedirs(netdir)
 BRIDGE, SUBNET = "ccbench0", "10.214.0.0/24"
-with open(f"{netdir}/10-bench.conflist", "w") as f:
-    json.dump({"cniVersion": "1.0.0", "name": "cocoon-bench", "plugins": [
-        {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-         "ipam": {"type": "host-local", "dataDir": f"{root}/ipam", "ranges": [[{"subnet": SUBNET}]],
-                  "routes": [{"dst": "0.0.0.0/0"}]}},
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-        {"type": "loopback"}]}, f)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_peer
+netdir = bench_peer.conflist(root, "cocoon-bench", BRIDGE, SUBNET, portmap=True)
 
 SERVER = ("mkdir -p /www && echo ok > /www/index.html && dd if=/dev/zero of=/www/big bs=1M count=%d 2>/dev/null; "
           "(while true; do nc -l -p 5001 > /dev/null; done) & exec httpd -f -p 80 -h /www" % MIB)
@@ -200,16 +194,8 @@ def measure(rt, cocoon):
 procs = []
 try:
     # Cocoon (release build) on the bench conflist.
-    sock = f"{root}/run/cocoon.sock"
-    with open(f"{root}/config.toml", "w") as f:
-        f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[cni]\nconf_dir = "{netdir}"\n'
-                f'[handlers.cocoon]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
-                'memory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
-    procs.append(subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"]))
-    for _ in range(200):
-        if os.path.exists(sock):
-            break
-        time.sleep(0.02)
+    sock, daemon = bench_peer.start_cocoond(root, bindir, guest, netdir)
+    procs.append(daemon)
     cocoon = Runtime("cocoon", [f"{bindir}/cocoonctl"], "cocoon.local/busybox:latest", ["-r", f"unix://{sock}"])
     subprocess.run([f"{bindir}/cocoonctl", "image", "import", "-r", f"unix://{sock}", f"{images}/busybox",
                     "--name", "cocoon.local/busybox:latest"], check=True, capture_output=True)
@@ -217,25 +203,15 @@ try:
 
     theirs = None
     why = ""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import bench_peer
-    peer_argv, peer, why = bench_peer.start(root, netdir)
+    peer_argv, peer, why = bench_peer.start(root, netdir, images)
     if peer:
         procs.append(peer)
     if peer_argv:
-        csock = peer_argv[2].removeprefix("unix://")
-        ctr = ["ctr", "--address", csock, "-n", "k8s.io"]
-        subprocess.run(["tar", "-C", f"{images}/busybox", "-cf", f"{root}/busybox.tar", "."], check=True)
-        r = subprocess.run(ctr + ["images", "import", "--base-name", "cocoon.local/busybox", f"{root}/busybox.tar"],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            why = f"ctr import: {r.stderr.strip()}"
-        if not why:
-            crictl = Runtime("containerd", peer_argv, "cocoon.local/busybox:latest")
-            try:
-                theirs = measure(crictl, False)
-            except SystemExit as e:
-                why = f"containerd run failed: {e}"
+        crictl = Runtime("containerd", peer_argv, "cocoon.local/busybox:latest")
+        try:
+            theirs = measure(crictl, False)
+        except SystemExit as e:
+            why = f"containerd run failed: {e}"
     print()
     print(f"medians over {runs} RunPodSandbox and 3 transfers of {MIB} MiB; cocoon under TCG (no vhost-net)")
     print(f"{'':34} {'cocoon':>10} {'containerd':>11} {'ratio':>7}")
@@ -258,11 +234,6 @@ try:
     if theirs is None:
         print(f"containerd: skipped ({why})")
 finally:
-    for p in reversed(procs):
-        p.terminate()
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    bench_peer.stop_all(procs)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)

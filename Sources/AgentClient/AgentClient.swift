@@ -1,5 +1,6 @@
 import AgentAPI
 import BootContract
+import CSpawn
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -52,9 +53,14 @@ public final class AgentClient: Sendable {
             case .serial(let path):
                 channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
             case .vsock(let cid, let port):
-                channel = try await bootstrap.connect(
-                    to: VsockAddress(cid: .init(rawValue: cid), port: .init(rawValue: port))
-                ).get()
+                // From a privileged source port: the agent accepts no other, so a local user who
+                // can open vsock sockets cannot reach (or hold) the agent.
+                let ms = Int32(clamping: max(1, timeout.components.seconds * 1000))
+                let fd = await OffPool.run { cocoon_vsock_connect_privileged(cid, port, ms) }
+                guard fd >= 0 else {
+                    throw AgentClientError.connectFailed("\(endpoint): \(String(cString: strerror(-fd)))")
+                }
+                channel = try await bootstrap.withConnectedSocket(fd).get()
             }
             guard let handler = made.withLockedValue({ $0 }) else {
                 throw AgentClientError.connectFailed("\(endpoint): the channel was set up without its handler")

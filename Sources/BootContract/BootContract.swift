@@ -77,6 +77,16 @@ public enum BootContract {
     }
 }
 
+/// Who the guest agent takes a vsock connection from: the host (CID 2), from a privileged source
+/// port (below 1024: binding one needs CAP_NET_BIND_SERVICE, which cocoond has and other local
+/// users do not). The host connects from one (`cocoon_vsock_connect_privileged`).
+public enum VsockPeer {
+    public static let hostCID: UInt32 = 2
+    public static let privilegedBelow: UInt32 = 1024
+
+    public static func isHost(cid: UInt32, port: UInt32) -> Bool { cid == hostCID && port < privilegedBelow }
+}
+
 /// How the host reaches the guest agent of one VM.
 public enum AgentEndpoint: Sendable, Codable, Equatable {
     /// A virtio-serial port whose host side is this Unix socket.

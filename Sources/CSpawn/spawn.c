@@ -70,7 +70,9 @@ static void child_fail(int fd, const char *what) {
 
 int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], const struct cocoon_vm_launch *l,
                     pid_t *pid) {
-    pid_t child = fork();
+    // An isolated VM process is PID 1 of a PID namespace of its own (it sees no host process); the
+    // raw clone is fork's equivalent here (the child calls only system calls until it execs).
+    pid_t child = l->isolate ? (pid_t)syscall(SYS_clone, SIGCHLD | CLONE_NEWPID, NULL, NULL, NULL, 0) : fork();
     if (child < 0) return errno;
     if (child > 0) {
         *pid = child;
@@ -113,6 +115,8 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
     if (l->isolate) {
         if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) child_fail(out, "unshare(CLONE_NEWNET | CLONE_NEWNS)");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(out, "mount / private");
+        // Its /proc shows its own PID namespace (itself), not the host's processes.
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(out, "mount /proc");
     }
     // Descriptors: move the kept ones out of the way, then down to 3, 4, ...; close the rest.
     int high[64];

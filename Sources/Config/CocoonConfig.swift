@@ -29,6 +29,8 @@ public struct CocoonConfig: Sendable, Equatable {
     public var streaming = StreamingSettings()
     /// Pod networking through CNI plugins.
     public var cni = CNISettings()
+    /// `[cgroups] driver`: how CRI's `cgroup_parent` is written (the kubelet's `cgroupDriver`).
+    public var cgroupDriver: VMCgroup.Driver = .auto
 
     public init() {
         handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)

@@ -17,7 +17,7 @@ public enum ConfigLoader {
         var config = CocoonConfig()
         let topKeys: Set = [
             "state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers",
-            "streaming", "socket_group", "vm_uid_base", "cni",
+            "streaming", "socket_group", "vm_uid_base", "cni", "cgroups",
         ]
         try rejectUnknown(table, allowed: topKeys, at: source)
         config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
@@ -61,6 +61,17 @@ public enum ConfigLoader {
                     throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more")
                 }
                 config.containers.pidsLimit = Int64(limit)
+            }
+        }
+        if let cgroups = table["cgroups"] {
+            guard let t = cgroups.table else { throw ConfigError("\(source): cgroups must be a table") }
+            try rejectUnknown(t, allowed: ["driver"], at: "\(source): cgroups")
+            if let name = try string(t, "driver", "\(source): cgroups") {
+                guard let driver = VMCgroup.Driver(rawValue: name) else {
+                    let known = VMCgroup.Driver.allCases.map(\.rawValue).joined(separator: ", ")
+                    throw ConfigError("\(source): cgroups: driver \"\(name)\" is not one of \(known)")
+                }
+                config.cgroupDriver = driver
             }
         }
         if let cni = table["cni"] {

@@ -25,6 +25,10 @@ public protocol Hypervisor: Sendable {
     func noteKVMBoot(_ spec: VMSpec, failure: String?) async
     /// Ends the VM at once.
     func kill(_ vm: VMHandle) async
+    /// Moves a running VM (one booted before its pod was known: the warm pool) into a cgroup of its
+    /// own under the pod's cgroup `parent`, sized for `vcpus` and `memoryMiB`; the updated handle.
+    func joinPodCgroup(_ vm: VMHandle, parent: String, vcpus: Int, memoryMiB: Int) async throws(HypervisorError)
+        -> VMHandle
     /// True when the VM has ended within `timeout`.
     func wait(_ vm: VMHandle, timeout: Duration) async -> Bool
     /// What the VM is doing now.
@@ -82,6 +86,9 @@ public struct VMSpec: Sendable, Equatable {
     public var sharedCache: SharedFSCache = .auto
     /// A fresh boot, a template's boot or a template's clone.
     public var origin: VMOrigin = .boot
+    /// The pod's cgroup (a hierarchy path from `VMCgroup.resolveParent`) that the VM's cgroup sits
+    /// under; nil: `/cocoon`.
+    public var cgroupParent: String?
 
     public init(
         id: String, kernel: String, initrd: String, agentImage: String, vcpus: Int, memoryMiB: Int, accel: Accel,

@@ -73,6 +73,11 @@ public struct LibvirtHypervisor: Hypervisor {
             qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd, failure: failure)
     }
 
+    /// libvirt keeps its domains in cgroups of its own (`machine.slice`): the VM stays there.
+    public func joinPodCgroup(_ vm: VMHandle, parent: String, vcpus: Int, memoryMiB: Int) async throws(HypervisorError)
+        -> VMHandle
+    { vm }
+
     public func stop(_ vm: VMHandle, timeout: Duration) async {
         if !(await wait(vm, timeout: timeout)) {
             await kill(vm)

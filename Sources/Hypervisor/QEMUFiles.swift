@@ -140,10 +140,18 @@ enum QEMULimits {
     /// QEMU's own memory beyond the guest's RAM: the code cache (resident once used), device state,
     /// its heap.
     static let overheadMiB = 640
+    /// CPU for QEMU's own threads (its main loop, I/O) and virtiofsd beyond the vCPUs, in thousandths
+    /// of a CPU: the VM's quota is `vcpus` CPUs plus this.
+    static let overheadMilliCPU = 500
 
     static func cgroup(spec: VMSpec) -> VMCgroup.Limits {
+        cgroup(vcpus: spec.vcpus, memoryMiB: spec.memoryMiB)
+    }
+
+    static func cgroup(vcpus: Int, memoryMiB: Int) -> VMCgroup.Limits {
         VMCgroup.Limits(
-            memoryBytes: UInt64(spec.memoryMiB + overheadMiB) << 20, pids: 512, vcpus: spec.vcpus)
+            memoryBytes: UInt64(memoryMiB + overheadMiB) << 20, pids: 512, vcpus: vcpus,
+            cpuQuotaMicros: (vcpus * 1000 + overheadMilliCPU) * VMCgroup.Limits.cpuPeriodMicros / 1000)
     }
 }
 

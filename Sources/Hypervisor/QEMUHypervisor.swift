@@ -55,7 +55,7 @@ public struct QEMUHypervisor: Hypervisor {
             : .serial(path: layout.agentSocket)
         let agentSerial: Bool
         if case .serial = endpoint { agentSerial = true } else { agentSerial = false }
-        let cgroupPath = VMCgroup.path(forVM: spec.vmName)
+        let cgroupPath = VMCgroup.path(forVM: spec.vmName, parent: spec.cgroupParent)
         let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
         var fsDaemon: Virtiofsd.Started?
         /// Undoes what a failed boot started.
@@ -159,7 +159,11 @@ public struct QEMUHypervisor: Hypervisor {
             }
         }
         await Virtiofsd.end(vm)
-        if let cgroup = vm.cgroup { VMCgroup.remove(cgroup) }
+        if let cgroup = vm.cgroup {
+            // Whatever else lives in the VM's cgroup (a compromised QEMU's children) ends with it.
+            VMCgroup.killAll(cgroup)
+            VMCgroup.remove(cgroup)
+        }
         // try?: sockets of an ended VM; a leftover is harmless and reused by nobody
         try? FileManager.default.removeItem(atPath: vm.runDir)
     }
@@ -170,6 +174,24 @@ public struct QEMUHypervisor: Hypervisor {
         }
         _ = await HostProcess.waitGone(pid: vm.pid, marker: vm.name, startTicks: vm.startTicks, timeout: .seconds(5))
         await Virtiofsd.end(vm)
+    }
+
+    public func joinPodCgroup(_ vm: VMHandle, parent: String, vcpus: Int, memoryMiB: Int) async throws(HypervisorError)
+        -> VMHandle
+    {
+        let target = VMCgroup.path(forVM: vm.name, parent: parent)
+        guard let current = vm.cgroup, current != target else { return vm }
+        _ = try VMCgroup.create(target, QEMULimits.cgroup(vcpus: vcpus, memoryMiB: memoryMiB))
+        do {
+            try VMCgroup.move(from: current, to: target)
+        } catch {
+            try? VMCgroup.move(from: target, to: current)  // try?: back where it was, as far as it goes
+            VMCgroup.remove(target)
+            throw error
+        }
+        var moved = vm
+        moved.cgroup = target
+        return moved
     }
 
     public func wait(_ vm: VMHandle, timeout: Duration) async -> Bool {

@@ -1,17 +1,72 @@
 import Foundation
 
-/// Owns the host cgroup of each VM process, so the pod's resources bound its VM: memory (guest RAM
-/// plus the VMM's own overhead), process count and CPU weight. cgroup v2 where /sys/fs/cgroup is
-/// the unified hierarchy; otherwise the v1 `memory`, `cpu` and `pids` hierarchies.
+/// Owns the host cgroup of each VM process (QEMU, virtiofsd and their helpers), so the pod's
+/// resources bound its VM: memory (guest RAM plus the VMM's own overhead), process count, CPU weight
+/// and quota. It sits under the pod's CRI `cgroup_parent` (the kubelet's pod cgroup, so the VM counts
+/// in the kubelet's accounting and eviction) or, without one, under `/cocoon`. cgroup v2 where
+/// /sys/fs/cgroup is the unified hierarchy; otherwise the v1 `memory`, `cpu` and `pids` hierarchies.
+/// A VM ends with everything in its cgroup (`cgroup.kill`, or SIGKILL to each member on v1).
 public enum VMCgroup {
+    /// How CRI's `cgroup_parent` is written (the kubelet's `cgroupDriver`).
+    public enum Driver: String, Sendable, Codable, CaseIterable {
+        /// `systemd` for a parent that is a slice name (`kubepods-burstable-pod1.slice`), `cgroupfs` otherwise.
+        case auto
+        /// A path in the hierarchy: `/kubepods/burstable/pod1`.
+        case cgroupfs
+        /// A slice name, expanded as systemd does: `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice`.
+        case systemd
+    }
+
+    /// The hierarchy path of the pod cgroup that CRI's `cgroup_parent` names; nil for none; an error
+    /// message (for `linux.cgroup_parent`) for one that is not a cgroup path or slice name.
+    public static func resolveParent(_ parent: String, driver: Driver) -> Result<String?, ParentError> {
+        guard !parent.isEmpty else { return .success(nil) }
+        let isSlice = parent.hasSuffix(".slice") && !parent.contains("/")
+        let systemd = driver == .systemd || (driver == .auto && isSlice)
+        guard parent.utf8.count <= 4096, parent.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7f })
+        else { return .failure(ParentError("\"\(parent)\" is not a cgroup name (control characters, spaces)")) }
+        if systemd {
+            guard isSlice else {
+                return .failure(ParentError("\"\(parent)\" is not a systemd slice name (the systemd driver)"))
+            }
+            let name = String(parent.dropLast(".slice".count))
+            if name == "-" { return .success(nil) }  // the root slice
+            let parts = name.split(separator: "-", omittingEmptySubsequences: false)
+            guard !parts.contains(where: \.isEmpty), name != "." && name != ".." else {
+                return .failure(ParentError("\"\(parent)\" is not a valid slice name"))
+            }
+            var path = ""
+            for i in parts.indices { path += "/" + parts[...i].joined(separator: "-") + ".slice" }
+            return .success(path)
+        }
+        guard parent.hasPrefix("/") else {
+            return .failure(ParentError("\"\(parent)\" must be an absolute cgroup path (the cgroupfs driver)"))
+        }
+        let parts = parent.split(separator: "/")
+        guard !parts.contains(where: { $0 == ".." || $0 == "." }) else {
+            return .failure(ParentError("\"\(parent)\" must not contain \".\" or \"..\""))
+        }
+        return .success(parts.isEmpty ? nil : "/" + parts.joined(separator: "/"))
+    }
+
+    /// Why a `cgroup_parent` was refused.
+    public struct ParentError: Error, Sendable, Equatable {
+        public var message: String
+        init(_ message: String) { self.message = message }
+    }
+
     public struct Limits: Sendable, Equatable {
         public var memoryBytes: UInt64
         public var pids: Int
         public var vcpus: Int
-        public init(memoryBytes: UInt64, pids: Int, vcpus: Int) {
+        /// CPU time per `cpuPeriodMicros` (the vCPUs plus the VMM's own threads); 0: no quota.
+        public var cpuQuotaMicros: Int
+        public static let cpuPeriodMicros = 100_000
+        public init(memoryBytes: UInt64, pids: Int, vcpus: Int, cpuQuotaMicros: Int = 0) {
             self.memoryBytes = memoryBytes
             self.pids = pids
             self.vcpus = vcpus
+            self.cpuQuotaMicros = cpuQuotaMicros
         }
     }
 
@@ -44,6 +99,10 @@ public enum VMCgroup {
                 try write(dir, "memory.max", "\(limits.memoryBytes)")
                 try write(dir, "pids.max", "\(limits.pids)")
                 try write(dir, "cpu.weight", "\(min(10000, 100 * limits.vcpus))")
+                if limits.cpuQuotaMicros > 0 {
+                    // try?: a parent whose own quota forbids this one keeps the parent's as the bound
+                    try? write(dir, "cpu.max", "\(limits.cpuQuotaMicros) \(Limits.cpuPeriodMicros)")
+                }
             } else {
                 for controller in v1Controllers {
                     let dir = "\(mountRoot)/\(controller)\(path)"
@@ -51,7 +110,13 @@ public enum VMCgroup {
                     switch controller {
                     case "memory": try write(dir, "memory.limit_in_bytes", "\(limits.memoryBytes)")
                     case "pids": try write(dir, "pids.max", "\(limits.pids)")
-                    default: try write(dir, "cpu.shares", "\(1024 * limits.vcpus)")
+                    default:
+                        try write(dir, "cpu.shares", "\(1024 * limits.vcpus)")
+                        if limits.cpuQuotaMicros > 0 {
+                            // try?: v1 refuses a quota above the parent's; the parent's then bounds it
+                            try? write(dir, "cpu.cfs_period_us", "\(Limits.cpuPeriodMicros)")
+                            try? write(dir, "cpu.cfs_quota_us", "\(limits.cpuQuotaMicros)")
+                        }
                     }
                 }
             }
@@ -64,8 +129,52 @@ public enum VMCgroup {
         return procsFiles(path)
     }
 
-    /// Where a VM's cgroup is, relative to each hierarchy's root.
-    public static func path(forVM name: String) -> String { "/cocoon/" + name }
+    /// Where a VM's cgroup is, relative to each hierarchy's root: under the pod's cgroup (a path
+    /// from `resolveParent`) or under `/cocoon`.
+    public static func path(forVM name: String, parent: String? = nil) -> String {
+        (parent ?? "/cocoon") + "/" + name
+    }
+
+    /// The processes in the cgroup (a VMM's children included), from the pids hierarchy on v1.
+    static func members(_ path: String) -> [Int32] {
+        let file = unified ? "\(mountRoot)\(path)/cgroup.procs" : "\(mountRoot)/pids\(path)/cgroup.procs"
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [] }  // try?: gone: none
+        return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// Ends every process in the cgroup: `cgroup.kill` where the kernel has it, SIGKILL to each
+    /// member otherwise (again until none is left: a process forking meanwhile is caught next round).
+    public static func killAll(_ path: String) {
+        if unified,
+            (try? "1".write(toFile: "\(mountRoot)\(path)/cgroup.kill", atomically: false, encoding: .utf8)) != nil
+        {
+            return
+        }
+        for _ in 0..<50 {
+            let pids = members(path)
+            if pids.isEmpty { return }
+            for pid in pids { kill(pid, SIGKILL) }
+            usleep(20_000)
+        }
+    }
+
+    /// Moves every process of the cgroup at `from` into the one at `to` (a pooled VM joining its
+    /// pod's cgroup), then removes `from`.
+    static func move(from: String, to: String) throws(HypervisorError) {
+        let targets = procsFiles(to)
+        for pid in members(from) {
+            for file in targets {
+                do {
+                    try "\(pid)".write(toFile: file, atomically: false, encoding: .utf8)
+                } catch {
+                    // A process that ended meanwhile has nothing to move.
+                    if Glibc.kill(pid, 0) != 0 { break }
+                    throw .bootFailed("cannot move process \(pid) into the cgroup \(to): \(error)")
+                }
+            }
+        }
+        remove(from)
+    }
 
     /// Removes the (empty) cgroup; a VM process still exiting gets a moment.
     public static func remove(_ path: String) {

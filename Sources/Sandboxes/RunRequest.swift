@@ -23,6 +23,8 @@ public struct RunRequest: Sendable {
     public var dns: PodDNS?
     /// From the `kubernetes.io/{ingress,egress}-bandwidth` annotations.
     public var bandwidth: Bandwidth?
+    /// CRI `linux.cgroup_parent` as the kubelet wrote it (its cgroup driver's form); "" for none.
+    public var cgroupParent: String = ""
 
     public init(
         metadata: PodMetadata, labels: [String: String] = [:], annotations: [String: String] = [:],

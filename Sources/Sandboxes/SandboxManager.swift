@@ -108,7 +108,9 @@ public actor SandboxManager {
                 if let vm = record.vm, let hv = hypervisors[vm.backend] { await hv.stop(vm, timeout: .zero) }
                 let vmName = "cocoon-" + String(record.id.prefix(12))
                 for pid in HostProcess.pids(withArgument: "process=" + vmName) { kill(pid, SIGKILL) }
-                VMCgroup.remove(VMCgroup.path(forVM: vmName))
+                let cgroup = record.vm?.cgroup ?? VMCgroup.path(forVM: vmName, parent: record.cgroupParent)
+                VMCgroup.killAll(cgroup)
+                VMCgroup.remove(cgroup)
                 removeRunDir(record.id)
                 releaseShare(record.id)
                 await recoverNetwork(of: record)
@@ -164,6 +166,11 @@ public actor SandboxManager {
             throw .invalidArgument("VM memory of \(memory) MiB exceeds the host's \(hostMiB) MiB")
         }
         let vcpus = size.vcpus
+        let cgroupParent: String?
+        switch VMCgroup.resolveParent(request.cgroupParent, driver: config.cgroupDriver) {
+        case .success(let parent): cgroupParent = parent
+        case .failure(let refused): throw .invalidArgument("config.linux.cgroup_parent \(refused.message)")
+        }
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
         names[name] = id
         _ = locks.tryAcquire(id)  // a fresh id: nobody else can hold it
@@ -174,6 +181,7 @@ public actor SandboxManager {
             id: id, metadata: request.metadata, labels: request.labels, annotations: request.annotations,
             runtimeHandler: handlerName, createdAtNs: HostProcess.nowNs(), vcpus: vcpus,
             memoryMiB: memory, configJSON: request.configJSON)
+        record.cgroupParent = cgroupParent
         records[id] = record
         do throws(CocoonError) {
             try store.save(record)
@@ -217,6 +225,7 @@ public actor SandboxManager {
                     tapName: attachment.state.hostTap ?? TapWiring.tapName)
                 spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: hypervisor)
                 spec.sharedCache = handler.sharedFSCache
+                spec.cgroupParent = cgroupParent
                 if case .cold(let reason) = choice { record.coldReason = reason }
                 let booting = ContinuousClock.now
                 (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)

@@ -63,6 +63,8 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     /// Where RunPodSandbox spent its time, in milliseconds (`vm`: boot or restore to a ready agent,
     /// `network`: CNI and wiring, `configure`: ConfigurePod; side by side for a clone).
     public var startSteps: [String: Double]?
+    /// The pod's cgroup (CRI `cgroup_parent`, as a hierarchy path) its VM's cgroup sits under.
+    public var cgroupParent: String?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],

@@ -3,7 +3,7 @@ import Foundation
 
 /// Starts a VM's process (QEMU) the way a jailer does: in a session of its own, inside its cgroups,
 /// as its own unprivileged user with no_new_privs, with a file size limit, an empty environment,
-/// optionally in network and mount namespaces of its own, and with only the descriptors it is given
+/// optionally in network, mount and PID namespaces of its own, and with only the descriptors it is given
 /// (as 3, 4, 5, ... in `keep`'s order).
 public enum VMProcess {
     public struct Launch: Sendable {
@@ -18,7 +18,8 @@ public enum VMProcess {
         public var cgroupProcs: [String]
         /// RLIMIT_FSIZE (bytes); 0: unchanged.
         public var fileSizeLimit: UInt64
-        /// In network and mount namespaces of its own (QEMU: it needs no host network or mounts).
+        /// In network, mount and PID namespaces of its own (QEMU: it needs no host network, mounts or
+        /// processes; it is PID 1 of its namespace and its /proc shows only itself).
         public var isolate: Bool
 
         public init(

@@ -365,6 +365,22 @@ func vmPid(_ status: Runtime_V1_PodSandboxStatusResponse) throws -> Int32 {
     return Int32(pid)
 }
 
+/// The `vm` object of a pod's verbose status (pid, vmm_cgroup, vmm_uid, console_log, ...).
+func vmInfo(_ rt: Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>, _ podID: String) async throws
+    -> [String: Any]
+{
+    let status = try await rt.podSandboxStatus(
+        .with {
+            $0.podSandboxID = podID
+            $0.verbose = true
+        })
+    guard let text = status.info["info"],
+        let info = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+        let vm = info["vm"] as? [String: Any]
+    else { throw HarnessError("no VM in verbose info: \(status.info)") }
+    return vm
+}
+
 /// A busybox container request as the kubelet sends it: name, command, log path NAME.log, the
 /// label app=NAME, and the pod's config.
 func containerRequest(

@@ -310,6 +310,65 @@ struct HostileGuestTests {
     /// no_new_privs), QEMU's seccomp filter, and the pod's cgroup bounding its memory and processes.
     /// A container that writes 12 MiB to the guest's serial port (a device node it made) fills the
     /// console log only up to its cap, and the VM carries on. Stop and remove leave no cgroup.
+    /// The kubelet's pod cgroup (`cgroup_parent`, in the cgroupfs or the systemd driver's form) holds
+    /// the VM's cgroup, so the VM's memory and CPU count in the kubelet's accounting and eviction,
+    /// with the VM's limits (guest RAM plus overhead, vCPUs plus overhead); removing the pod ends
+    /// everything in the VM's cgroup, a process a compromised QEMU left there included; a parent that
+    /// is no cgroup name is INVALID_ARGUMENT.
+    @Test func aPodVMSitsUnderItsCgroupParentAndEndsWithEverythingInIt() async throws {
+        let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+        let cases = [
+            ("/cocotest\(tag)/burstable/pod\(tag)", "/cocotest\(tag)/burstable/pod\(tag)"),
+            ("cocotest\(tag)-pod\(tag).slice", "/cocotest\(tag).slice/cocotest\(tag)-pod\(tag).slice"),
+        ]
+        defer {
+            for dir in [
+                "/cocotest\(tag)/burstable/pod\(tag)", "/cocotest\(tag)/burstable", "/cocotest\(tag)",
+                "/cocotest\(tag).slice/cocotest\(tag)-pod\(tag).slice", "/cocotest\(tag).slice",
+            ] {
+                VMCgroupFiles.remove(dir)
+            }
+        }
+        try await withDaemon { daemon in
+            try await daemon.withRuntime { rt in
+                for (n, (raw, parent)) in cases.enumerated() {
+                    var pod = podConfig("cgroup-\(tag)-\(n)")
+                    pod.config.linux.cgroupParent = raw
+                    let id = try await rt.runPodSandbox(pod).podSandboxID
+                    let vm = try await vmInfo(rt, id)
+                    let pid = try #require(vm["pid"] as? Int)
+                    let cgroup = try #require(vm["vmm_cgroup"] as? String)
+                    #expect(cgroup == parent + "/cocoon-" + id.prefix(12), "\(raw): \(cgroup)")
+                    let joined = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+                    #expect(joined.contains(cgroup), "\(joined)")
+                    #expect(VMCgroupFiles.read(cgroup, "memory") == (256 + 640) << 20)
+                    #expect(VMCgroupFiles.cpuQuota(cgroup) == 150_000, "1 vCPU + 500m of overhead per 100 ms")
+                    // A straggler in the VM's cgroup: what a compromised QEMU could fork and leave.
+                    let straggler = Process()
+                    straggler.executableURL = URL(fileURLWithPath: "/bin/sleep")
+                    straggler.arguments = ["1000"]
+                    try straggler.run()
+                    for file in VMCgroupFiles.procs(cgroup) {
+                        try "\(straggler.processIdentifier)".write(toFile: file, atomically: false, encoding: .utf8)
+                    }
+                    _ = try await rt.stopPodSandbox(.with { $0.podSandboxID = id })
+                    _ = try await rt.removePodSandbox(.with { $0.podSandboxID = id })
+                    for _ in 0..<100 where straggler.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+                    #expect(!straggler.isRunning, "a process in the VM's cgroup outlived its pod")
+                    if straggler.isRunning { straggler.terminate() }
+                    #expect(!VMCgroupFiles.exists(cgroup), "\(cgroup) left behind")
+                    #expect(VMCgroupFiles.exists(parent), "the kubelet's pod cgroup is the kubelet's to remove")
+                }
+                for bad in ["/kubepods/../../etc", "kubepods", "a--b.slice"] {
+                    var pod = podConfig("cgroup-bad-\(tag)")
+                    pod.config.linux.cgroupParent = bad
+                    let error = await #expect(throws: RPCError.self) { _ = try await rt.runPodSandbox(pod) }
+                    #expect(error?.code == .invalidArgument && error?.message.contains("cgroup_parent") == true)
+                }
+            }
+        }
+    }
+
     @Test func eachPodVMRunsAsItsOwnSandboxedUserInItsCgroupWithACappedConsole() async throws {
         try await withDaemon { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
@@ -350,13 +409,19 @@ struct HostileGuestTests {
                             #expect(field("Seccomp") == "2", "QEMU's -sandbox filter is on")
                             // Out of the host's network and mount namespaces, with nothing of the
                             // daemon's environment.
-                            for ns in ["net", "mnt"] {
+                            for ns in ["net", "mnt", "pid"] {
                                 let own = try FileManager.default.destinationOfSymbolicLink(
                                     atPath: "/proc/\(pid)/ns/\(ns)")
                                 let host = try FileManager.default.destinationOfSymbolicLink(
                                     atPath: "/proc/self/ns/\(ns)")
                                 #expect(own != host, "QEMU shares the host's \(ns) namespace (\(own))")
                             }
+                            // PID 1 of its own PID namespace, whose /proc (in its mount namespace) shows
+                            // no host process.
+                            #expect(field("NSpid").split(separator: "\t").last == "1", "NSpid: \(field("NSpid"))")
+                            let seen = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/root/proc")
+                                .filter { Int($0) != nil }
+                            #expect(seen == ["1"], "QEMU's /proc lists \(seen.count) processes")
                             let environ = try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ"))
                             #expect(environ.isEmpty, "QEMU's environment: \(String(decoding: environ, as: UTF8.self))")
                             #expect((vm["vmm_seccomp"] as? String)?.contains("spawn=deny") == true)
@@ -548,6 +613,30 @@ enum VMCgroupFiles {
             ? "/sys/fs/cgroup\(cgroup)/memory.max" : "/sys/fs/cgroup/\(controller)\(cgroup)/memory.limit_in_bytes"
         return (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
             Int($0.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+    }
+
+    /// CPU time per 100 ms period (cpu.max or cpu.cfs_quota_us); nil for none.
+    static func cpuQuota(_ cgroup: String) -> Int? {
+        let path =
+            unified ? "/sys/fs/cgroup\(cgroup)/cpu.max" : "/sys/fs/cgroup/cpu\(cgroup)/cpu.cfs_quota_us"
+        return (try? String(contentsOfFile: path, encoding: .utf8)).flatMap {
+            Int($0.split(separator: " ").first?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "")
+        }
+    }
+
+    static func procs(_ cgroup: String) -> [String] {
+        unified
+            ? ["/sys/fs/cgroup\(cgroup)/cgroup.procs"]
+            : ["memory", "cpu", "pids"].map { "/sys/fs/cgroup/\($0)\(cgroup)/cgroup.procs" }
+    }
+
+    /// Removes an empty cgroup the test made.
+    static func remove(_ cgroup: String) {
+        for dir in unified
+            ? ["/sys/fs/cgroup\(cgroup)"] : ["memory", "cpu", "pids"].map({ "/sys/fs/cgroup/\($0)\(cgroup)" })
+        {
+            rmdir(dir)
         }
     }
 

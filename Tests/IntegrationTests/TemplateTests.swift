@@ -55,15 +55,8 @@ struct TemplateTests {
 
     /// How the pod's VM started (`start` in inspectp's info) and why it booted cold.
     static func start(_ rt: Runtime, _ podID: String) async throws -> (mode: String, reason: String?) {
-        let status = try await rt.podSandboxStatus(
-            .with {
-                $0.podSandboxID = podID
-                $0.verbose = true
-            })
-        guard let text = status.info["info"],
-            let info = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-            let vm = info["vm"] as? [String: Any], let mode = vm["start"] as? String
-        else { throw HarnessError("no start mode in \(status.info)") }
+        let vm = try await vmInfo(rt, podID)
+        guard let mode = vm["start"] as? String else { throw HarnessError("no start mode in \(vm)") }
         return (mode, vm["cold_reason"] as? String)
     }
 
@@ -98,10 +91,23 @@ struct TemplateTests {
                 _ = try await Self.waitReady(rt, pool: 1)
                 var seen: [[String: String]] = []
                 var modes: [String] = []
+                // The pool's VM was booted before its pod was known: it moves under the pod's cgroup.
+                let parent = "/cocotest-pool-\(UInt32.random(in: 0...UInt32.max))"
+                defer { VMCgroupFiles.remove(parent) }
+                var pooledCgroup = ""
                 for name in ["first", "second"] {
-                    let pod = Self.pod(name)
+                    var pod = Self.pod(name)
+                    if name == "first" { pod.config.linux.cgroupParent = parent }
                     try await withTestPod(rt, pod) { podID in
                         modes.append(try await Self.start(rt, podID).mode)
+                        if name == "first" {
+                            let vm = try await vmInfo(rt, podID)
+                            pooledCgroup = try #require(vm["vmm_cgroup"] as? String)
+                            #expect(pooledCgroup.hasPrefix(parent + "/"), "\(pooledCgroup)")
+                            let pid = try #require(vm["pid"] as? Int)
+                            let joined = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+                            #expect(joined.contains(pooledCgroup), "\(joined)")
+                        }
                         var who = try await Self.identity(rt, pod, podID)
                         who["pod"] = podID
                         seen.append(who)
@@ -113,6 +119,7 @@ struct TemplateTests {
                     }
                 }
                 print("template pods: \(modes) \(seen)")
+                #expect(!pooledCgroup.isEmpty && !VMCgroupFiles.exists(pooledCgroup), "\(pooledCgroup) left behind")
                 // A pod that asks for a VM size of its own boots cold, and says why.
                 var sized = Self.pod("sized")
                 sized.config.annotations["io.cocoon.vm.memory_mib"] = "384"

@@ -1,4 +1,5 @@
 import AgentAPI
+import BootContract
 import Foundation
 import Testing
 
@@ -164,5 +165,18 @@ import Testing
         #expect(
             StreamFrame.read(.output(containerID: tooLong, execID: "", stream: .stdout), atMost: 10) { _ in 5 }.frame
                 == nil)
+    }
+}
+
+/// The guest agent takes vsock connections only from the host's privileged ports: a local user who
+/// can open vsock sockets (any port >= 1024) or another guest (another CID) is refused.
+@Suite struct VsockPeerTests {
+    @Test func onlyTheHostsPrivilegedPortsAreAccepted() {
+        #expect(VsockPeer.isHost(cid: 2, port: 1023))
+        #expect(VsockPeer.isHost(cid: 2, port: 512))
+        #expect(!VsockPeer.isHost(cid: 2, port: 1024), "what an unprivileged user gets")
+        #expect(!VsockPeer.isHost(cid: 2, port: 40000))
+        #expect(!VsockPeer.isHost(cid: 3, port: 1000), "another guest")
+        #expect(!VsockPeer.isHost(cid: 1, port: 1000), "the guest's own loopback")
     }
 }

@@ -43,4 +43,20 @@ import Testing
         #expect(await second == nil)
         #expect(await gate.process() == nil)
     }
+
+    /// A session that ends while its terminal waits for a size (a client cut off at once) starts no
+    /// process at all, and does not wait out its patience to learn that.
+    @Test func anAbandonedSessionStartsNothing() async {
+        let gate = SizedStart(patience: .seconds(30))
+        let clock = ContinuousClock()
+        let began = clock.now
+        async let size = gate.firstSize()
+        try? await Task.sleep(for: .milliseconds(20))
+        gate.abandon()
+        #expect(await size == nil)
+        #expect(!gate.shouldStart)
+        #expect(clock.now - began < .seconds(10))
+        gate.settle(nil)
+        await gate.end()  // nothing to end; returns at once
+    }
 }

@@ -57,6 +57,7 @@ public enum PodSandboxRequest {
             run.extraMemoryMiB = Int((limit + (1 << 20) - 1) >> 20)
         }
         if config.hasLinux {
+            run.cgroupParent = config.linux.cgroupParent
             run.sysctls = try Sysctls.validate(config.linux.sysctls)
             if config.linux.securityContext.namespaceOptions.network == .node {
                 throw .invalidArgument(

@@ -28,8 +28,10 @@ struct cocoon_vm_launch {
     int cgroup_count;
     /// RLIMIT_FSIZE in bytes (0: unchanged); SIGXFSZ is ignored, so a write past it fails with EFBIG.
     unsigned long long file_size_limit;
-    /// Non-zero: in a network namespace of its own (empty: it needs none, its tap is a descriptor)
-    /// and a mount namespace of its own with private propagation (no mount made later reaches it).
+    /// Non-zero: in a network namespace of its own (empty: it needs none, its tap is a descriptor),
+    /// a mount namespace of its own with private propagation (no mount made later reaches it), and a
+    /// PID namespace of its own whose PID 1 it is, with a /proc of that namespace (no host process
+    /// in sight).
     int isolate;
 };
 
@@ -59,3 +61,11 @@ int cocoon_template_ram(const char *name, unsigned long long size);
 /// copy-on-write, and nothing can change it under them. 0, or -1 with errno (EBUSY: a shared
 /// writable mapping of it remains).
 int cocoon_seal_writes(int fd);
+
+/// vsock source ports below this are privileged (binding one needs CAP_NET_BIND_SERVICE); the guest
+/// agent accepts only the host's connections from one.
+#define COCOON_VSOCK_PRIVILEGED_BELOW 1024
+
+/// A blocking vsock stream connection to cid:port from a free privileged local port (1023 down to
+/// 512), within timeout_ms; close-on-exec. The descriptor, or -errno.
+int cocoon_vsock_connect_privileged(unsigned int cid, unsigned int port, int timeout_ms);

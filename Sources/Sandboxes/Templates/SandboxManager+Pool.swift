@@ -96,6 +96,18 @@ extension SandboxManager {
         pooled.owner.hand(to: id)
         agents[id] = pooled.agent
         try store.save(record)
+        if let parent = record.cgroupParent, let hypervisor = hypervisors[vm.backend] {
+            // Booted before its pod was known: it joins the pod's cgroup now.
+            do {
+                vm = try await hypervisor.joinPodCgroup(
+                    vm, parent: parent, vcpus: record.vcpus, memoryMiB: record.memoryMiB)
+            } catch {
+                throw CocoonError.from(error)
+            }
+            record.vm = vm
+            records[id] = record
+            try store.save(record)
+        }
         var attachment: PodNetworkAttachment
         if let ready {
             attachment = ready

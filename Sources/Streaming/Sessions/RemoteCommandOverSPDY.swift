@@ -28,7 +28,7 @@ struct RemoteCommandOverSPDY {
 
     func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
         let connection = try SPDYConnection(activity: activity)
-        let held = HeldSession<ProcessStream>()
+        let held = HeldSession<SizedStart>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -47,7 +47,7 @@ struct RemoteCommandOverSPDY {
                 } catch {
                     logger.debug("exec/attach session ended", metadata: ["error": "\(error)"])
                 }
-                await held.value?.end()
+                await held.value?.end()  // also a process whose start was still under way
                 await connection.finish()
             }
         }
@@ -56,7 +56,7 @@ struct RemoteCommandOverSPDY {
     /// Reads the client until it leaves or the process's result is sent.
     private func readLoop(
         _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, connection: SPDYConnection,
-        held: HeldSession<ProcessStream>, group: inout ThrowingTaskGroup<Void, any Error>
+        held: HeldSession<SizedStart>, group: inout ThrowingTaskGroup<Void, any Error>
     ) async throws {
         let wanted = request.streams
         var streams = Streams()
@@ -90,8 +90,9 @@ struct RemoteCommandOverSPDY {
                     // A terminal's process waits (briefly) for the client's first size.
                     let gate = wanted.tty && streams.resize != nil ? SizedStart() : SizedStart(patience: .zero)
                     starting = gate
+                    held.value = gate
                     let s = streams
-                    group.addTask { try await run(gate, streams: s, connection: connection, held: held) }
+                    group.addTask { try await run(gate, streams: s, connection: connection) }
                 case .data(let id, let bytes):
                     guard let starting else { continue }
                     if id == streams.resize {
@@ -142,9 +143,13 @@ struct RemoteCommandOverSPDY {
     /// Starts the process once `gate` has its size, then sends its output; a failed start is
     /// reported on the error stream and ends the session.
     private func run(
-        _ gate: SizedStart, streams: Streams, connection: SPDYConnection, held: HeldSession<ProcessStream>
+        _ gate: SizedStart, streams: Streams, connection: SPDYConnection
     ) async throws {
         let size = await gate.firstSize()
+        guard gate.shouldStart else {
+            gate.settle(nil)
+            return
+        }
         let process: ProcessStream
         do {
             process = try await request.start(on: runtime, size: size)
@@ -156,7 +161,6 @@ struct RemoteCommandOverSPDY {
             await connection.finish()
             return
         }
-        held.value = process
         gate.settle(process)
         try await pumpOutput(process, streams: streams, connection: connection)
     }

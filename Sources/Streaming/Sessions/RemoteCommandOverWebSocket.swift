@@ -20,7 +20,6 @@ struct RemoteCommandOverWebSocket {
 
     func serve(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
         let writer = FrameWriter<WebSocketFrame>(activity: activity)
-        let held = HeldSession<ProcessStream>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -36,7 +35,7 @@ struct RemoteCommandOverWebSocket {
                 let gate = wanted.tty && wire.supportsResize ? SizedStart() : SizedStart(patience: .zero)
                 let connection = channel.channel
                 group.addTask {
-                    await run(gate, writer: writer, held: held)
+                    await run(gate, writer: writer)
                     // Our close frame is out: a client that never answers it is not waited for long.
                     try? await Task.sleep(for: .seconds(2))
                     // try?: the connection may be closed already
@@ -47,7 +46,7 @@ struct RemoteCommandOverWebSocket {
                 } catch {
                     logger.debug("exec/attach WebSocket session ended", metadata: ["error": "\(error)"])
                 }
-                await held.value?.end()
+                await gate.end()  // also a process whose start was still under way
                 writer.finish()
             }
         }
@@ -55,8 +54,12 @@ struct RemoteCommandOverWebSocket {
 
     /// Starts the process once `gate` has its size and sends its output and result; a failed start
     /// is reported on the error channel and closes the session.
-    private func run(_ gate: SizedStart, writer: FrameWriter<WebSocketFrame>, held: HeldSession<ProcessStream>) async {
+    private func run(_ gate: SizedStart, writer: FrameWriter<WebSocketFrame>) async {
         let size = await gate.firstSize()
+        guard gate.shouldStart else {
+            gate.settle(nil)
+            return
+        }
         let process: ProcessStream
         do {
             process = try await request.start(on: runtime, size: size)
@@ -68,7 +71,6 @@ struct RemoteCommandOverWebSocket {
             close(writer)
             return
         }
-        held.value = process
         gate.settle(process)
         await pumpOutput(process, writer: writer)
     }

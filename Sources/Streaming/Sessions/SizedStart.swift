@@ -12,6 +12,7 @@ final class SizedStart: Sendable {
         var size: TerminalSize?
         var sizeWaiter: CheckedContinuation<TerminalSize?, Never>?
         var settled = false
+        var abandoned = false
         var process: ProcessStream?
         var processWaiters: [CheckedContinuation<ProcessStream?, Never>] = []
     }
@@ -78,6 +79,23 @@ final class SizedStart: Sendable {
             return s.sizeWaiter
         }
         waiter?.resume(returning: nil)
+    }
+
+    /// The session is over: a start that has not begun never will (`shouldStart` says so), and the
+    /// wait for a size ends. The caller ends `process()`, which a start under way still delivers.
+    func abandon() {
+        state.withLock { $0.abandoned = true }
+        expire()
+    }
+
+    /// False once the session was abandoned: the starter settles with nil instead of starting.
+    var shouldStart: Bool { state.withLock { !$0.abandoned } }
+
+    /// Ends the session's process, whenever its start settles (a session that ended while its
+    /// process was starting must not leave it running), and keeps any later start from happening.
+    func end() async {
+        abandon()
+        await process()?.end()
     }
 
     /// The start is over: the process, or nil when it failed.

@@ -39,6 +39,9 @@ final class FakeHypervisor: Hypervisor, @unchecked Sendable {
         }
     }
     func noteKVMBoot(_ spec: VMSpec, failure: String?) async {}
+    func joinPodCgroup(_ vm: VMHandle, parent: String, vcpus: Int, memoryMiB: Int) async throws(HypervisorError)
+        -> VMHandle
+    { vm }
     func kill(_ vm: VMHandle) async { _ = state.withLock { $0.running.remove(vm.name) } }
     func wait(_ vm: VMHandle, timeout: Duration) async -> Bool { !state.withLock { $0.running.contains(vm.name) } }
     func describe(_ vm: VMHandle) async -> VMStatus {

@@ -38,6 +38,18 @@ int cocoon_vsock_listen(unsigned int port, int backlog) {
 
 int cocoon_accept(int listen_fd) { return accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
 
+int cocoon_accept_vsock(int listen_fd, unsigned int *cid, unsigned int *port) {
+    struct sockaddr_vm peer;
+    socklen_t size = sizeof(peer);
+    memset(&peer, 0, sizeof(peer));
+    int fd = accept4(listen_fd, (struct sockaddr *)&peer, &size, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+        *cid = peer.svm_cid;
+        *port = peer.svm_port;
+    }
+    return fd;
+}
+
 int cocoon_sigchld_fd(void) {
     sigset_t set;
     sigemptyset(&set);

@@ -1,4 +1,5 @@
 import AgentAPI
+import BootContract
 import CAgentSys
 import Glibc
 
@@ -112,13 +113,22 @@ struct AgentServer {
         serveWork(zip(fds.suffix(work.count), work.map(\.1)))
         if fds[1].revents != 0 { reapChildren() }
         if fds[0].revents != 0 {
-            let conn = cocoon_accept(listenFD)
+            var cid: UInt32 = 0
+            var port: UInt32 = 0
+            let conn = cocoon_accept_vsock(listenFD, &cid, &port)
             if conn >= 0 {
-                if sessionFD >= 0 {
+                if !VsockPeer.isHost(cid: cid, port: port) {
+                    // Only the host's root (cocoond) can bind a privileged port: anyone else is refused
+                    // before a byte is read, and cannot hold the agent's one session.
+                    log("refused a vsock connection from \(cid):\(port) (not the host's privileged port)")
+                    close(conn)
+                } else if sessionFD >= 0, authenticated {
                     // One session at a time: a second connection is refused while one is live.
                     log("refused a second host connection while a session is live")
                     close(conn)
                 } else {
+                    // A connection that has not authenticated yet does not block a new one.
+                    if sessionFD >= 0 { endVsockSession() }
                     sessionFD = conn
                     beginSession()
                 }

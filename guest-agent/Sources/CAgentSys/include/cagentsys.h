@@ -7,6 +7,8 @@ int cocoon_finit_module(int fd);
 int cocoon_vsock_listen(unsigned int port, int backlog);
 /// Accepts a connection as non-blocking and close-on-exec, or -1 with errno.
 int cocoon_accept(int listen_fd);
+/// Accepts a vsock connection (non-blocking, close-on-exec) and reports the peer's CID and port.
+int cocoon_accept_vsock(int listen_fd, unsigned int *cid, unsigned int *port);
 /// Blocks SIGCHLD and returns a non-blocking signalfd that reports it, or -1.
 int cocoon_sigchld_fd(void);
 /// Drains a signalfd.
