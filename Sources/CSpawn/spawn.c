@@ -109,6 +109,7 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
     struct sigaction ign = dfl;
     ign.sa_handler = SIG_IGN;
     sigaction(SIGXFSZ, &ign, NULL);
+    if (l->ignore_sigpipe) sigaction(SIGPIPE, &ign, NULL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);

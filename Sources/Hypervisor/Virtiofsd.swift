@@ -17,6 +17,8 @@ public enum Virtiofsd {
     /// Where a VM's virtiofsd listens (gone once QEMU has connected, for the QEMU backend) and logs.
     static func socketPath(runDir: String) -> String { runDir + "/virtiofs.sock" }
     static func logPath(runDir: String) -> String { runDir + "/virtiofsd.log" }
+    /// The most of its messages kept (`CappedLog`).
+    static let logLimit = 1 << 20
 
     /// The started daemon, and the descriptor QEMU gets as its end of the vhost-user socket (nil:
     /// QEMU connects to the socket's path itself, as libvirt's does).
@@ -50,8 +52,13 @@ public enum Virtiofsd {
         }
         let socketPath = socketPath(runDir: runDir)
         let logPath = logPath(runDir: runDir)
-        let output = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard output >= 0 else { throw .bootFailed("cannot open \(logPath): \(String(cString: strerror(errno)))") }
+        // Capped: what a guest can make virtiofsd say must not fill the host's /run.
+        let output: Int32
+        do {
+            output = try CappedLog.open(logPath, limit: logLimit, cgroupProcs: cgroupProcs).fd
+        } catch {
+            throw .bootFailed("cannot open \(logPath): \(error)")
+        }
         defer { close(output) }
         let listening = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         unlink(socketPath)
@@ -65,7 +72,8 @@ public enum Virtiofsd {
         do {
             pid = try VMProcess.start(
                 arguments(sharedDir: sharedDir, cache: cache),
-                VMProcess.Launch(uid: 0, gid: 0, keep: [listening], output: output, cgroupProcs: cgroupProcs))
+                VMProcess.Launch(
+                    uid: 0, gid: 0, keep: [listening], output: output, cgroupProcs: cgroupProcs, ignoreSIGPIPE: true))
         } catch {
             throw .bootFailed("cannot start \(binary): \(error)")
         }

@@ -21,12 +21,15 @@ public enum VMProcess {
         /// In network, mount and PID namespaces of its own (QEMU: it needs no host network, mounts or
         /// processes; it is PID 1 of its namespace and its /proc shows only itself).
         public var isolate: Bool
+        /// SIGPIPE ignored: writing to a `CappedLog` past its cap fails instead of killing the process.
+        public var ignoreSIGPIPE: Bool
 
         public init(
             uid: UInt32, gid: UInt32, groups: [UInt32] = [], keep: [Int32], output: Int32, cgroupProcs: [String] = [],
-            fileSizeLimit: UInt64 = 0, isolate: Bool = false
+            fileSizeLimit: UInt64 = 0, isolate: Bool = false, ignoreSIGPIPE: Bool = false
         ) {
             self.isolate = isolate
+            self.ignoreSIGPIPE = ignoreSIGPIPE
             self.uid = uid
             self.gid = gid
             self.groups = groups
@@ -55,7 +58,8 @@ public enum VMProcess {
                         keep_fds: keep.baseAddress, keep_count: Int32(keep.count), out_fd: launch.output,
                         uid: launch.uid, gid: launch.gid, groups: groups.baseAddress, group_count: Int32(groups.count),
                         cgroup_procs: cg.baseAddress, cgroup_count: Int32(cg.count),
-                        file_size_limit: launch.fileSizeLimit, isolate: launch.isolate ? 1 : 0)
+                        file_size_limit: launch.fileSizeLimit, isolate: launch.isolate ? 1 : 0,
+                        ignore_sigpipe: launch.ignoreSIGPIPE ? 1 : 0)
                     // An empty environment: nothing of the daemon's reaches the VM's process.
                     var noEnvironment: [UnsafeMutablePointer<CChar>?] = [nil]
                     return cocoon_spawn_vm(path, &cargs, &noEnvironment, &l, &pid)

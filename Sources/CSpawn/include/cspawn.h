@@ -33,6 +33,9 @@ struct cocoon_vm_launch {
     /// PID namespace of its own whose PID 1 it is, with a /proc of that namespace (no host process
     /// in sight).
     int isolate;
+    /// Non-zero: SIGPIPE ignored (kept across exec), so a write to a closed pipe (a capped log whose
+    /// copier stopped) fails with EPIPE instead of killing it.
+    int ignore_sigpipe;
 };
 
 /// fork + exec of a VM process (QEMU) in a session of its own: joins its cgroups, sets its file size
