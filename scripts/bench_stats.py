@@ -20,6 +20,7 @@ repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 crictl_bin = os.environ.get("CRICTL") or os.path.join(os.path.dirname(repo), "shared/tools/crictl")
 root = tempfile.mkdtemp(prefix="cocoon-bench-stats-")
 BRIDGE, SUBNET = "ccstats0", "10.215.0.0/22"
+CGROUP = f"/cocoon-bench-{os.getpid()}"  # the pods' cgroups (cgroupfs form), removed at the end
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_peer
 netdir = bench_peer.conflist(root, "cocoon-bench-stats", BRIDGE, SUBNET)
@@ -34,9 +35,8 @@ def run(argv, check=True):
     return r.stdout.strip()
 
 
-def start_pods(crictl, name):
-    """PODS pods with one sleeping container each; returns the pod ids."""
-    ids = []
+def start_pods(crictl, name, ids):
+    """PODS pods with one sleeping container each; each pod's id goes into IDS as soon as it runs."""
     ctr = f"{root}/{name}-ctr.json"
     with open(ctr, "w") as f:
         json.dump({"metadata": {"name": "sleeper"}, "image": {"image": "cocoon.local/busybox:latest"},
@@ -45,14 +45,15 @@ def start_pods(crictl, name):
         pod = f"{root}/{name}-pod{i}.json"
         os.makedirs(f"{root}/logs-{name}-{i}", exist_ok=True)
         with open(pod, "w") as f:
+            # A pod cgroup as the kubelet gives one (containerd's pod stats need it; Cocoon's VM sits in it).
             json.dump({"metadata": {"name": f"stats{i}", "namespace": "bench", "uid": f"{name}-{i}"},
-                       "log_directory": f"{root}/logs-{name}-{i}", "linux": {}}, f)
+                       "log_directory": f"{root}/logs-{name}-{i}",
+                       "linux": {"cgroup_parent": f"{CGROUP}/{name}-pod{i}"}}, f)
         pid = run(crictl + ["runp", pod])
+        ids.append(pid)
         cid = run(crictl + ["create", pid, ctr, pod])
         run(crictl + ["start", cid])
-        ids.append(pid)
         print(f"{name}: {i + 1}/{pods} pods", file=sys.stderr, flush=True)
-    return ids
 
 
 def measure(crictl):
@@ -77,6 +78,7 @@ def remove_pods(crictl, ids):
 
 
 procs = []
+live = []  # (crictl argv, pod ids) not removed yet: pod VMs outlive their daemon by design
 ours = frozen = theirs = None
 why = ""
 try:
@@ -85,11 +87,13 @@ try:
     run([f"{bindir}/cocoonctl", "image", "import", "-r", f"unix://{sock}", f"{images}/busybox",
          "--name", "cocoon.local/busybox:latest"])
     cocoon = [crictl_bin, "--runtime-endpoint", f"unix://{sock}", "--image-endpoint", f"unix://{sock}", "-t", "120s"]
-    ids = start_pods(cocoon, "cocoon")
+    ids = []
+    live.append((cocoon, ids))
+    start_pods(cocoon, "cocoon", ids)
     ours = measure(cocoon)
     # One pod's QEMU frozen: its guest answers nothing until SIGCONT.
-    info = json.loads(run(cocoon + ["inspectp", "-o", "json", ids[0]]))["info"]["info"]
-    vm = (json.loads(info) if isinstance(info, str) else info)["vm"]  # crictl decodes it, or not
+    info = json.loads(run([f"{bindir}/cocoonctl", "inspectp", "-r", f"unix://{sock}", "-o", "json", ids[0]]))
+    vm = info["info"]["info"]["vm"]
     qemu = int(vm["pid"])
     os.kill(qemu, 19)  # SIGSTOP
     try:
@@ -98,21 +102,28 @@ try:
     finally:
         os.kill(qemu, 18)  # SIGCONT
     remove_pods(cocoon, ids)
+    live.remove((cocoon, ids))
 
     peer_argv, peer, why = bench_peer.start(root, netdir, images)
     if peer:
         procs.append(peer)
     if peer_argv:
         try:
-            cids = start_pods(peer_argv, "containerd")
+            cids = []
+            live.append((peer_argv, cids))
+            start_pods(peer_argv, "containerd", cids)
             theirs = measure(peer_argv)
-            remove_pods(peer_argv, cids)
         except (SystemExit, AssertionError) as e:
             why = f"containerd run failed: {e}"
 finally:
+    for crictl, pods_left in live:
+        remove_pods(crictl, pods_left)
     bench_peer.stop_all(procs)
     subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
+    # The pod cgroups the kubelet would remove: deepest first, in every hierarchy.
+    subprocess.run(f"find /sys/fs/cgroup/ -depth -type d -path '*{CGROUP}*' -exec rmdir {{}} + 2>/dev/null",
+                   shell=True)
 
 print(f"\nnode-wide CRI calls at {pods} pods (one container each), ms per crictl call, medians of {runs}")
 print("cocoon: pod VMs under TCG; 'frozen' = the same with one pod's QEMU under SIGSTOP")
