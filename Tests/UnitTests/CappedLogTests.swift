@@ -15,9 +15,13 @@ import Testing
             ["/bin/sh", "-c", "head -c 3000000 /dev/zero; echo alive > \(dir)/marker"],
             VMProcess.Launch(uid: 0, gid: 0, keep: [], output: log.fd, ignoreSIGPIPE: true))
         close(log.fd)
-        let gone = await HostProcess.waitGone(pid: writer, marker: "head -c", timeout: .seconds(20))
-        let copierGone = await HostProcess.waitGone(pid: log.copier, marker: "head", timeout: .seconds(20))
-        #expect(gone && copierGone)
+        // Known by their start times: right after the fork a child may not have exec'd yet, so its
+        // command line is still the test's.
+        let (writerStart, copierStart) = (HostProcess.startTicks(writer), HostProcess.startTicks(log.copier))
+        let gone = await HostProcess.waitGone(pid: writer, marker: "", startTicks: writerStart, timeout: .seconds(20))
+        let copierGone = await HostProcess.waitGone(
+            pid: log.copier, marker: "", startTicks: copierStart, timeout: .seconds(20))
+        #expect(writerStart != nil && copierStart != nil && gone && copierGone)
         #expect(FileManager.default.fileExists(atPath: dir + "/marker"), "the writer died at the cap")
         let size = (try FileManager.default.attributesOfItem(atPath: dir + "/log")[.size] as? Int) ?? -1
         #expect(size == 65536)
