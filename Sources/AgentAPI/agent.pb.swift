@@ -8,10 +8,14 @@
 // For information on using the generated types, please see the documentation:
 //   https://github.com/apple/swift-protobuf/
 
-/// The Cocoon host <-> guest agent protocol, version 4 (v2 added containers, image disks and process
-/// events; v3 pod settings: sysctls and pod-wide resources, and a container's masked/read-only paths;
-/// v4 streams: stdin, terminals, output flow control, port forwarding; v5 authenticated sessions;
-/// v6 the pod's network interface and identity files).
+/// The Cocoon host <-> guest agent protocol, API version 9 (`agentAPIVersion` in
+/// Sources/AgentAPI/AgentFrame.swift, carried in Hello and HealthResponse; host and guest must match).
+/// v2 added containers, image disks and process events; v3 pod settings: sysctls and pod-wide
+/// resources, and a container's masked/read-only paths; v4 streams: stdin, terminals, output flow
+/// control, port forwarding; v5 authenticated sessions; v6 the pod's network interface and identity
+/// files; v7 the shared directory (virtio-fs volumes); v8 a template clone's fresh identity; v9
+/// sessions bound by a marker and a session id, guest frames as GuestEnvelope, an exec's initial
+/// terminal size.
 /// The package name stays v4: it names the generated types only and never reaches the wire.
 ///
 /// Transport: a byte stream (virtio-serial port or vsock connection). Each frame is a 4-byte

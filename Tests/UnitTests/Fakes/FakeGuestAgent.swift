@@ -5,7 +5,7 @@ import Synchronization
 
 /// A guest agent without a VM: records every call, answers from a script, and lets a test send the
 /// events a real agent would (output, exits). `onStart` runs inside StartContainer, before it answers.
-final class FakeGuestAgent: GuestAgent, @unchecked Sendable {
+final class FakeGuestAgent: GuestAgent, Sendable {
     struct State {
         var calls: [String] = []
         var created: [String: ContainerCreateSpec] = [:]

@@ -5,7 +5,7 @@ import Synchronization
 
 /// VMs without QEMU: `boot` hands out handles (or fails when told to), a test can make a VM exit,
 /// and every call is recorded.
-final class FakeHypervisor: Hypervisor, @unchecked Sendable {
+final class FakeHypervisor: Hypervisor, Sendable {
     struct State {
         var running: Set<String> = []
         var booted: [VMSpec] = []

@@ -6,7 +6,7 @@ import Volumes
 
 /// Pods without VMs, for the container manager: one fake agent per pod, readiness a test can flip,
 /// attached disks recorded, events delivered on the stream the manager drains.
-final class FakePodAgents: PodAgents, @unchecked Sendable {
+final class FakePodAgents: PodAgents, Sendable {
     struct State {
         var agents: [String: FakeGuestAgent] = [:]
         var ready: Set<String> = []
