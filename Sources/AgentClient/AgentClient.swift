@@ -55,7 +55,7 @@ public final class AgentClient: Sendable {
             case .vsock(let cid, let port):
                 // From a privileged source port: the agent accepts no other, so a local user who
                 // can open vsock sockets cannot reach (or hold) the agent.
-                let ms = Int32(clamping: max(1, timeout.components.seconds * 1000))
+                let ms = Int32(clamping: max(1, timeout.nanoseconds / 1_000_000))
                 let fd = await OffPool.run { cocoon_vsock_connect_privileged(cid, port, ms) }
                 guard fd >= 0 else {
                     throw AgentClientError.connectFailed("\(endpoint): \(String(cString: strerror(-fd)))")

@@ -88,8 +88,7 @@ public actor Accelerator {
 
     /// A TCG decision old enough to be probed again.
     private func isStale(_ d: Decision) -> Bool {
-        d.accel == .tcg
-            && HostProcess.nowNs() - d.decidedAtNs > Int64(Self.reprobeAfter.components.seconds) * 1_000_000_000
+        d.accel == .tcg && HostProcess.nowNs() - d.decidedAtNs > Self.reprobeAfter.nanoseconds
     }
 
     /// A KVM pod boot of this guest failed after the probe had passed. The `failuresToFlip`-th in a

@@ -186,6 +186,17 @@ import Testing
         let guest = try FloodingGuest()
         guest.runSendingOne(bytes)
         defer { guest.stop.store(true, ordering: .relaxed) }
+        let (open, delivered) = try await Self.firstOutput(from: guest)
+        if bytes > AgentFrame.maxGuestFrameSize {
+            #expect(!open && delivered == 0, "a \(bytes)-byte frame was taken")
+        } else {
+            #expect(open && delivered == bytes)
+        }
+    }
+
+    /// Connects to the fake guest and waits (3 s at most) for the channel to close or output to
+    /// arrive: whether the channel is still open, and how many output bytes were delivered.
+    static func firstOutput(from guest: FloodingGuest) async throws -> (open: Bool, delivered: Int) {
         let delivered = Atomic<Int>(0)
         let client = try await AgentClient.connect(.serial(path: guest.path), token: Self.token) { event in
             if case .output(_, _, _, let data) = event { delivered.add(data.count, ordering: .relaxed) }
@@ -193,12 +204,9 @@ import Testing
         for _ in 0..<150 where client.isOpen && delivered.load(ordering: .relaxed) == 0 {
             try await Task.sleep(for: .milliseconds(20))
         }
-        if bytes > AgentFrame.maxGuestFrameSize {
-            #expect(!client.isOpen && delivered.load(ordering: .relaxed) == 0, "a \(bytes)-byte frame was taken")
-        } else {
-            #expect(client.isOpen && delivered.load(ordering: .relaxed) == bytes)
-        }
+        let result = (client.isOpen, delivered.load(ordering: .relaxed))
         await client.close()
+        return result
     }
 
     /// A guest frame is a `GuestEnvelope`: a request (what only the host sends) or a session id in
@@ -215,19 +223,12 @@ import Testing
         let guest = try FloodingGuest()
         guest.runSending(envelope)
         defer { guest.stop.store(true, ordering: .relaxed) }
-        let delivered = Atomic<Int>(0)
-        let client = try await AgentClient.connect(.serial(path: guest.path), token: Self.token) { event in
-            if case .output(_, _, _, let data) = event { delivered.add(data.count, ordering: .relaxed) }
-        }
-        for _ in 0..<150 where client.isOpen && delivered.load(ordering: .relaxed) == 0 {
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        let (open, delivered) = try await Self.firstOutput(from: guest)
         if kind == "output" {
-            #expect(client.isOpen && delivered.load(ordering: .relaxed) == 4, "an honest frame is taken")
+            #expect(open && delivered == 4, "an honest frame is taken")
         } else {
-            #expect(!client.isOpen && delivered.load(ordering: .relaxed) == 0, "a frame with a \(kind) was taken")
+            #expect(!open && delivered == 0, "a frame with a \(kind) was taken")
         }
-        await client.close()
     }
 
     /// Ids longer than any the host gives match nothing and are dropped before they are kept;

@@ -60,7 +60,6 @@ struct RemoteCommandOverSPDY {
     ) async throws {
         let wanted = request.streams
         var streams = Streams()
-        var starting: SizedStart?
         var stdinOpen = true
         var resizeCarry: [UInt8] = []
         // A flow-controlled client's stdin goes through a task of its own (`ClientInputPump`).
@@ -86,15 +85,14 @@ struct RemoteCommandOverSPDY {
                         streams.error != nil && (streams.stdin != nil) == wanted.stdin
                         && (streams.stdout != nil) == wanted.stdout && (streams.stderr != nil) == wanted.stderr
                         && (!wanted.tty || !version.supportsResize || streams.resize != nil)
-                    guard ready, starting == nil else { continue }
+                    guard ready, held.value == nil else { continue }
                     // A terminal's process waits (briefly) for the client's first size.
                     let gate = wanted.tty && streams.resize != nil ? SizedStart() : SizedStart(patience: .zero)
-                    starting = gate
                     held.value = gate
                     let s = streams
                     group.addTask { try await run(gate, streams: s, connection: connection) }
                 case .data(let id, let bytes):
-                    guard let starting else { continue }
+                    guard let starting = held.value else { continue }
                     if id == streams.resize {
                         for size in TerminalSize.parse(bytes, carry: &resizeCarry) where !starting.offer(size) {
                             await starting.process()?.resize(width: size.width, height: size.height)
@@ -123,7 +121,7 @@ struct RemoteCommandOverSPDY {
                         }
                     }
                 case .remoteClosed(let id):
-                    guard id == streams.stdin, let process = await starting?.process() else { continue }
+                    guard id == streams.stdin, let process = await held.value?.process() else { continue }
                     if let stdinPump {
                         stdinPump.end()
                     } else {
@@ -145,24 +143,17 @@ struct RemoteCommandOverSPDY {
     private func run(
         _ gate: SizedStart, streams: Streams, connection: SPDYConnection
     ) async throws {
-        let size = await gate.firstSize()
-        guard gate.shouldStart else {
-            gate.settle(nil)
-            return
-        }
-        let process: ProcessStream
-        do {
-            process = try await request.start(on: runtime, size: size)
-        } catch {
-            gate.settle(nil)
+        switch await gate.start(request, on: runtime) {
+        case .success(let process)?:
+            try await pumpOutput(process, streams: streams, connection: connection)
+        case .failure(let error)?:
             if let errorStream = streams.error {
                 await connection.send(errorStream, RemoteCommandStatus.failure(error.message).encoded(for: version))
             }
             await connection.finish()
-            return
+        case nil:
+            return  // the session ended before its process started
         }
-        gate.settle(process)
-        try await pumpOutput(process, streams: streams, connection: connection)
     }
 
     /// Output to the client; the result on the error stream at the end, then the session closes.

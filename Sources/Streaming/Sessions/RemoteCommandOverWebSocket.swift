@@ -55,24 +55,17 @@ struct RemoteCommandOverWebSocket {
     /// Starts the process once `gate` has its size and sends its output and result; a failed start
     /// is reported on the error channel and closes the session.
     private func run(_ gate: SizedStart, writer: FrameWriter<WebSocketFrame>) async {
-        let size = await gate.firstSize()
-        guard gate.shouldStart else {
-            gate.settle(nil)
-            return
-        }
-        let process: ProcessStream
-        do {
-            process = try await request.start(on: runtime, size: size)
-        } catch {
-            gate.settle(nil)
+        switch await gate.start(request, on: runtime) {
+        case .success(let process)?:
+            await pumpOutput(process, writer: writer)
+        case .failure(let error)?:
             send(
                 .data(channel: WebSocketChannels.error, RemoteCommandStatus.failure(error.message).encoded(for: wire)),
                 writer)
             close(writer)
-            return
+        case nil:
+            return  // the session ended before its process started
         }
-        gate.settle(process)
-        await pumpOutput(process, writer: writer)
     }
 
     private func send(

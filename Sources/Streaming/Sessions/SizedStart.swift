@@ -1,4 +1,5 @@
 import Containers
+import Errors
 import Synchronization
 
 /// The start of a session's process, held back for a terminal session until the client's first
@@ -122,6 +123,24 @@ final class SizedStart: Sendable {
         }
     }
 
-    /// The process if the start is over, without waiting.
-    var startedProcess: ProcessStream? { state.withLock { $0.process } }
+    /// Starts `request`'s process once the first size is in (or `patience` has passed), unless the
+    /// session was abandoned meanwhile, and settles: the process, the error that kept it from
+    /// starting, or nil for an abandoned session.
+    func start(_ request: StreamingRequest, on runtime: any StreamingRuntime) async -> Result<
+        ProcessStream, CocoonError
+    >? {
+        let size = await firstSize()
+        guard shouldStart else {
+            settle(nil)
+            return nil
+        }
+        do {
+            let process = try await request.start(on: runtime, size: size)
+            settle(process)
+            return .success(process)
+        } catch {
+            settle(nil)
+            return .failure(error)
+        }
+    }
 }
