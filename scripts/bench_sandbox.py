@@ -3,7 +3,9 @@
 The floor boots the same kernel with the same QEMU flags and a busybox initramfs whose init prints a
 marker and powers off; Cocoon's figure is the wall time of `cocoonctl runp` (call to return, agent
 ready), for each start mode: a cold boot, a clone of the handler's template (start = "template",
-pool_size = 0) and a VM taken from the warm pool (pool_size = 1, refilled between runs). Memory is PSS
+pool_size = 0), a VM taken from the warm pool (pool_size = 1, refilled between runs), and a cold boot
+through libvirt (a q35 domain with SeaBIOS, against a bare q35 boot of the same kernel: the firmware and
+PCI share of its time, the rest being libvirt's and cocoond's). Memory is PSS
 from /proc/PID/smaps_rollup after the guest settles, for an idle pod VM of each mode (a lone clone maps
 the whole template: its sharing shows in `scripts/bench density`) and for the bare guest held up
 (cocoon.bare=hold). Medians over RUNS runs.
@@ -37,10 +39,11 @@ def pss_kib(pid):
     return 0
 
 
-def bare_boot(hold, kernel="vmlinux", extra=FAST):
-    argv = [QEMU, "-M", "microvm,accel=tcg,rtc=on", "-cpu", "max,-erms,-fsrm", "-smp", "1", "-m", "256M", "-nodefaults",
+def bare_boot(hold, kernel="vmlinux", extra=FAST, machine="microvm,accel=tcg,rtc=on"):
+    append = APPEND if machine.startswith("microvm") else APPEND.replace(" pci=off", "")
+    argv = [QEMU, "-M", machine, "-cpu", "max,-erms,-fsrm", "-smp", "1", "-m", "256M", "-nodefaults",
             "-no-user-config", "-display", "none", "-no-reboot", "-kernel", f"{guest}/{kernel}",
-            "-initrd", f"{guest}/bare.cpio", "-append", APPEND + extra + (" cocoon.bare=hold" if hold else ""),
+            "-initrd", f"{guest}/bare.cpio", "-append", append + extra + (" cocoon.bare=hold" if hold else ""),
             "-serial", "stdio"]
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -72,6 +75,8 @@ with open(f"{root}/config.toml", "w") as f:
     for name, pool in (("tpl", 0), ("pool", 1)):
         f.write(f'[handlers.{name}]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
                 f'memory_mib = 256\nvcpus = 1\naccel = "tcg"\nstart = "template"\npool_size = {pool}\n')
+    f.write(f'[handlers.lv]\nbackend = "libvirt"\ntrusted_guests = true\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
+            f'memory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
 daemon = subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"])
 for _ in range(200):
     if os.path.exists(sock):
@@ -93,8 +98,9 @@ def wait_templates(pool_ready):
     raise SystemExit(f"templates not ready: {templates()}")
 
 
-MODES = (("cold", "cocoon"), ("template", "tpl"), ("pool", "pool"))
-floor, old_floor, bare_pss, stoprm_s = [], [], [], []
+MODES = (("cold", "cocoon"), ("template", "tpl"), ("pool", "pool"), ("libvirt", "lv"))
+STARTS = {"libvirt": "cold"}  # how each mode's pod must have started (its own name otherwise)
+floor, old_floor, q35_floor, bare_pss, stoprm_s = [], [], [], [], []
 run_s = {m: [] for m, _ in MODES}
 inside = {m: [] for m, _ in MODES}
 pod_pss = {m: [] for m, _ in MODES}
@@ -104,6 +110,7 @@ try:
     for i in range(runs):
         floor.append(bare_boot(hold=False)[0])
         old_floor.append(bare_boot(hold=False, kernel="vmlinuz", extra="")[0])
+        q35_floor.append(bare_boot(hold=False, machine="q35,accel=tcg")[0])
         for mode, handler in MODES:
             if mode == "pool":
                 wait_templates(1)
@@ -115,7 +122,7 @@ try:
             pid_ = ctl("runp", "--runtime", handler, pod).strip()
             run_s[mode].append(time.monotonic() - t0)
             info = json.loads(ctl("inspectp", pid_))["info"]["info"]["vm"]
-            if info.get("start") != mode:
+            if info.get("start") != STARTS.get(mode, mode):
                 raise SystemExit(f"{mode} run started as {info.get('start')}: {info.get('cold_reason')}")
             inside[mode].append(info["boot_ms"] / 1000)
             for step, ms in (info.get("start_steps_ms") or {}).items():
@@ -164,6 +171,10 @@ for mode, _ in MODES:
     r, d = med(run_s[mode]), med(inside[mode])
     print(f"{'RunPodSandbox ' + mode + ' (cocoonctl runp)':48} {r:9.3f}s {f_floor:9.2f}s {r / f_floor:6.2f}x   (reference: bare QEMU boot to init marker)")
     print(f"{'  of which inside cocoond (call to ready)':48} {d:9.3f}s {f_floor:9.2f}s {d / f_floor:6.2f}x")
+    if mode == "libvirt":
+        q = med(q35_floor)
+        print(f"{'  vs a bare q35 boot (SeaBIOS, PCI) of the kernel':48} {r:9.3f}s {q:9.2f}s {r / q:6.2f}x   (q35 + firmware alone: {q - f_floor:+.2f}s over the floor)")
+        print(f"{'  vs cocoon cold (qemu backend, microvm)':48} {r:9.3f}s {med(run_s['cold']):9.2f}s {r / med(run_s['cold']):6.2f}x   (target <= 2x)")
     parts = ", ".join(f"{k} {med(v):.0f} ms" for k, v in sorted(steps.get(mode, {}).items()))
     print(f"{'    steps (medians; vm and network overlap for a clone)':48} {parts}")
 if peer_s:
@@ -179,5 +190,5 @@ for mode, _ in MODES:
     pp = med(pod_pss[mode]) / 1024
     print(f"{'idle pod VM PSS, ' + mode:48} {pp:8.1f}Mi {bp:8.1f}Mi {pp / bp:6.2f}x   ({pp - bp:+.1f} MiB vs the bare guest)")
 print("targets: cold RunPodSandbox <= 1.25x floor; from template <= 0.3 s; from pool <= 0.1 s (call to ready)")
-print("raw:", json.dumps({"floor_s": floor, "old_floor_s": old_floor, "containerd_runp_s": peer_s, "runp_s": run_s, "inside_s": inside, "stop_rm_s": stoprm_s,
+print("raw:", json.dumps({"floor_s": floor, "old_floor_s": old_floor, "q35_floor_s": q35_floor, "containerd_runp_s": peer_s, "runp_s": run_s, "inside_s": inside, "stop_rm_s": stoprm_s,
                           "bare_pss_kib": bare_pss, "pod_pss_kib": pod_pss}))

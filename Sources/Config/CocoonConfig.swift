@@ -126,6 +126,16 @@ public struct RuntimeHandler: Sendable, Equatable {
     /// How many clones of the template wait restored for a pod (template handlers only).
     public var poolSize = 1
     public static let poolSizeRange = 0...16
+    /// The admin vouches for this handler's guests: a backend that cannot give the pod VM the whole
+    /// jail (libvirt: `libvirtMissingJail`) runs its pods anyway.
+    public var trustedGuests = false
+
+    /// What a libvirt domain's QEMU lacks of the qemu backend's jail (libvirt gives the rest: its own
+    /// user, seccomp, a private /dev, the pod's cgroup and limits, an empty environment).
+    public static let libvirtMissingJail = [
+        "libvirt starts QEMU in the host's network namespace (the qemu backend: the pod's)",
+        "libvirt starts QEMU in the host's PID namespace (the qemu backend: one of its own)",
+    ]
 
     /// The annotations a handler can enable.
     public static let sizingAnnotations = ["vcpus", "memory_mib"]

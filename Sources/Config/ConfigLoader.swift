@@ -156,7 +156,7 @@ public enum ConfigLoader {
             allowed: [
                 "backend", "kernel", "initrd", "agent_image", "vcpus", "memory_mib", "accel", "kernel_args",
                 "enable_annotations", "max_vcpus", "max_memory_mib", "shared_fs", "shared_fs_cache", "start",
-                "pool_size",
+                "pool_size", "trusted_guests",
             ],
             at: where_)
         guard let backendName = try string(t, "backend", where_) else {
@@ -226,6 +226,14 @@ public enum ConfigLoader {
         }
         h.maxVcpus = max(h.maxVcpus, h.vcpus)
         h.maxMemoryMiB = max(h.maxMemoryMiB, h.memoryMiB)
+        h.trustedGuests = try bool(t, "trusted_guests", where_) ?? false
+        if backend == .libvirt, !h.trustedGuests {
+            throw ConfigError(
+                "\(where_): backend = \"libvirt\" cannot give the pod VM the whole jail of the qemu backend: "
+                    + RuntimeHandler.libvirtMissingJail.joined(separator: "; ")
+                    + ". Set trusted_guests = true on this handler to run its pods anyway (for guests you trust), "
+                    + "or use backend = \"qemu\"")
+        }
         return h
     }
 
@@ -290,6 +298,12 @@ public enum ConfigLoader {
         guard let s = try string(t, key, where_) else { return nil }
         guard s.hasPrefix("/") else { throw ConfigError("\(where_): \(key) must be an absolute path, got \"\(s)\"") }
         return s
+    }
+
+    private static func bool(_ t: TOMLTable, _ key: String, _ where_: String) throws -> Bool? {
+        guard let v = t[key] else { return nil }
+        guard let b = v.bool else { throw ConfigError("\(where_): \(key) must be true or false") }
+        return b
     }
 
     private static func int(_ t: TOMLTable, _ key: String, _ where_: String) throws -> Int? {

@@ -215,6 +215,8 @@ public struct VMHandle: Sendable, Codable, Equatable {
     /// The directory shared with the guest, and the pid of the virtiofsd serving it (qemu backend).
     public var sharedDir: String?
     public var fsDaemonPid: Int32?
+    /// Where image disks are linked for the VM's user while attached (libvirt backend).
+    public var diskDir: String?
     /// When the VM's process started (`HostProcess.startTicks`): how it is told alive, whatever its
     /// command line says (nil in records of older daemons: then by its name on its command line).
     public var startTicks: UInt64?

@@ -5,10 +5,19 @@ import Logging
 import Spawn
 
 /// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`
-/// otherwise): q35 with direct kernel boot, file-backed serial console, the agent channel as a
-/// virtio-serial port bound to a Unix socket, the pod's shared directory through a virtiofsd cocoond
-/// starts (`<filesystem>` on its socket, guest RAM a shared memfd). QEMU runs as root for these
-/// domains (a per-domain DAC label), so it can use the daemon's files without libvirt relabelling them.
+/// otherwise): q35 with direct kernel boot, the console through virtlogd (capped and rotated), the
+/// agent channel as a virtio-serial port bound to a Unix socket, the pod's shared directory through a
+/// virtiofsd cocoond starts (`<filesystem>` on its socket, guest RAM a shared memfd).
+///
+/// The jail is the qemu backend's, as far as libvirt can give it: QEMU runs as the VM's own user (a
+/// static DAC label, no relabelling: it reaches only its run directory, which holds its token copy
+/// and virtiofsd's socket, both its own, the world-readable guest image, and its own disk directory
+/// where each image disk is linked while it is attached), with libvirt's default seccomp filter
+/// (`-sandbox on,...`) and private /dev;
+/// QEMU and virtiofsd are moved into the pod's VM cgroup (under CRI's `cgroup_parent`) with the
+/// qemu backend's limits, libvirt's own `cputune` bounding the moment before. libvirt cannot
+/// start QEMU in the pod's network or PID namespace: `LibvirtJail.missing` names that, and a handler
+/// runs only with `trusted_guests = true` (checked when the configuration loads).
 public struct LibvirtHypervisor: Hypervisor {
     public let backend = Backend.libvirt
     /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
@@ -30,20 +39,37 @@ public struct LibvirtHypervisor: Hypervisor {
         guard spec.origin == .boot else { throw .invalidSpec("\(spec.vmName): the libvirt backend makes no templates") }
         let accel = try await Accelerator.shared.resolve(
             spec.accel, qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd)
-        let agentSocket = spec.runDir + "/agent.sock"
-        let console = spec.stateDir + "/console.log"
+        // The VM's user; under KVM its group is /dev/kvm's (a numeric label gets no supplementary groups).
+        let base = spec.user ?? VMUser(uid: 0, gid: 0)
+        let user = VMUser(
+            uid: base.uid, gid: accel == .kvm && base.uid != 0 ? KVMDevice.groups.first ?? base.gid : base.gid)
+        let cgroupPath = VMCgroup.path(forVM: spec.vmName, parent: spec.cgroupParent)
+        let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
+        var fsDaemon: Int32?
+        func abandon() {
+            if let fsDaemon { Virtiofsd.abandon(fsDaemon) }
+            VMCgroup.remove(cgroupPath)
+        }
+        let files: LibvirtJail.Files
+        do throws(HypervisorError) {
+            files = try LibvirtJail.prepare(spec: spec, user: user)
+            try LibvirtJail.makeDiskDir(files.diskDir, user: user)
+            // The pod's virtiofsd, in the pod's cgroup, listening on a socket only the VM's user may use.
+            if let shared = spec.sharedDir {
+                fsDaemon =
+                    try Virtiofsd.start(
+                        sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs,
+                        connect: false, socketOwner: user
+                    ).pid
+            }
+        } catch {
+            abandon()
+            throw error
+        }
         let xml = LibvirtDomainXML.make(
-            spec: spec, accel: accel, agentSocket: agentSocket, consoleLog: console,
+            spec: spec, accel: accel, user: user, files: files,
             fsSocket: spec.sharedDir == nil ? nil : Virtiofsd.socketPath(runDir: spec.runDir))
         let launched = HostProcess.nowNs()
-        // The pod's virtiofsd, listening on a path libvirt's QEMU (root, as every domain here) connects to.
-        var fsDaemon: Int32?
-        if let shared = spec.sharedDir {
-            fsDaemon =
-                try Virtiofsd.start(
-                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: [], connect: false
-                ).pid
-        }
         let uri = self.uri
         let pid: Int32
         do throws(HypervisorError) {
@@ -56,16 +82,37 @@ public struct LibvirtHypervisor: Hypervisor {
                 virDomainFree(dom)
                 return Libvirt.qemuPid(name: spec.vmName) ?? 0
             }
+            // Out of libvirt's cgroups (memory, cpu, pids) into the pod's, as the qemu backend's QEMU.
+            try VMCgroup.join(pid: pid, procs: procs)
         } catch {
-            if let fsDaemon { Virtiofsd.abandon(fsDaemon) }
+            await destroy(spec.vmName)
+            abandon()
             throw error
         }
         var handle = VMHandle(
-            backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: .serial(path: agentSocket),
-            controlSocket: nil, consoleLog: console, runDir: spec.runDir, launchedAtNs: launched)
+            backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: .serial(path: files.agentSocket),
+            controlSocket: nil, consoleLog: files.consoleLog, runDir: spec.runDir, launchedAtNs: launched)
         handle.sharedDir = spec.sharedDir
         handle.fsDaemonPid = fsDaemon
+        handle.uid = user.uid
+        handle.cgroup = cgroupPath
+        handle.diskDir = files.diskDir
+        handle.seccomp = LibvirtJail.seccomp(pid: pid)
+        handle.startTicks = HostProcess.startTicks(pid)
         return handle
+    }
+
+    /// Destroys a domain by name (nothing when there is none).
+    private func destroy(_ name: String) async {
+        let uri = self.uri
+        // try?: a domain already gone is what the caller wants
+        _ = try? await Libvirt.blocking { () throws(HypervisorError) -> Void in
+            let conn = try Libvirt.open(uri)
+            defer { virConnectClose(conn) }
+            guard let dom = virDomainLookupByName(conn, name) else { return }
+            defer { virDomainFree(dom) }
+            virDomainDestroy(dom)
+        }
     }
 
     public func noteKVMBoot(_ spec: VMSpec, failure: String?) async {
@@ -83,21 +130,18 @@ public struct LibvirtHypervisor: Hypervisor {
             await kill(vm)
         }
         await Virtiofsd.end(vm)
-        // try?: sockets of an ended VM; a leftover is harmless
+        if let cgroup = vm.cgroup {
+            // Whatever else lives in the VM's cgroup (a compromised QEMU's children) ends with it.
+            VMCgroup.killAll(cgroup)
+            VMCgroup.remove(cgroup)
+        }
+        // try?: sockets and links of an ended VM; a leftover is harmless
         try? FileManager.default.removeItem(atPath: vm.runDir)
+        if let dir = vm.diskDir { try? FileManager.default.removeItem(atPath: dir) }
     }
 
     public func kill(_ vm: VMHandle) async {
-        let uri = self.uri
-        let name = vm.name
-        // try?: a domain already gone is what stop wants
-        _ = try? await Libvirt.blocking { () throws(HypervisorError) -> Void in
-            let conn = try Libvirt.open(uri)
-            defer { virConnectClose(conn) }
-            guard let dom = virDomainLookupByName(conn, name) else { return }
-            defer { virDomainFree(dom) }
-            virDomainDestroy(dom)
-        }
+        await destroy(vm.name)
         _ = await wait(vm, timeout: .seconds(5))
         await Virtiofsd.end(vm)
     }
@@ -113,8 +157,14 @@ public struct LibvirtHypervisor: Hypervisor {
         return true
     }
 
+    /// QEMU runs as the VM's user and cannot reach the daemon's image files: it opens a hard link in
+    /// the VM's own disk directory, removed once QEMU holds the file. (libvirt 9.0's `fdgroup` would
+    /// pass a descriptor instead, but its disk hotplug never hands the descriptor to QEMU.)
     public func attachDisk(_ vm: VMHandle, path: String, serial: String, slot: Int) async throws(HypervisorError) {
-        try await changeDevice(vm, LibvirtDomainXML.disk(path: path, serial: serial, slot: slot), attach: true)
+        guard let dir = vm.diskDir else { throw .deviceFailed("\(vm.name) has no disk directory") }
+        let link = try LibvirtJail.link(path, into: dir, as: serial)
+        defer { unlink(link) }
+        try await changeDevice(vm, LibvirtDomainXML.disk(path: link, serial: serial, slot: slot), attach: true)
     }
 
     public func detachDisk(_ vm: VMHandle, serial: String, slot: Int) async throws(HypervisorError) {
@@ -161,7 +211,12 @@ public struct LibvirtHypervisor: Hypervisor {
 
 /// libvirt C API helpers: connections, errors, and running blocking calls off the cooperative pool.
 enum Libvirt {
+    /// libvirt prints every error to stderr unless told otherwise; cocoond reports its errors itself
+    /// (a lookup of a domain that ended is routine).
+    private static let quiet: Void = virSetErrorFunc(nil) { _, _ in }
+
     static func open(_ uri: String) throws(HypervisorError) -> virConnectPtr {
+        _ = quiet
         guard let conn = virConnectOpen(uri) else {
             throw .unavailable("cannot connect to \(uri): \(lastError()) (is libvirtd running?)")
         }
@@ -191,13 +246,13 @@ enum Libvirt {
 
 /// The domain definition for one pod VM (a pure function, unit-tested).
 enum LibvirtDomainXML {
-    static func make(spec: VMSpec, accel: Accel, agentSocket: String, consoleLog: String, fsSocket: String? = nil)
+    static func make(spec: VMSpec, accel: Accel, user: VMUser, files: LibvirtJail.Files, fsSocket: String? = nil)
         -> String
     {
         let cmdline = GuestKernelArgs.make(
-            transport: .serial(path: agentSocket), bus: .pci, pciOff: false, extra: spec.extraKernelArgs)
-        // The agent token reaches the guest through fw_cfg from its 0600 file (libvirt >= 6.5).
-        let token = spec.agentTokenFile.map {
+            transport: .serial(path: files.agentSocket), bus: .pci, pciOff: false, extra: spec.extraKernelArgs)
+        // The agent token reaches the guest through fw_cfg from its copy in the run dir (libvirt >= 6.5).
+        let token = files.token.map {
             "<sysinfo type='fwcfg'><entry name='\(BootContract.agentTokenFwCfgName)' file='\(escape($0))'/></sysinfo>"
         }
         // virtio-fs (vhost-user): guest RAM a shared memfd, and the pod's running virtiofsd.
@@ -207,12 +262,20 @@ enum LibvirtDomainXML {
             "<filesystem type='mount'><driver type='virtiofs' queue='1024'/><source socket='\(escape($0))'/>"
                 + "<target dir='\(BootContract.sharedFSTag)'/></filesystem>"
         }
+        // libvirt's cgroup holds QEMU for the moment before cocoond moves it into the pod's: the same CPU
+        // bound. (Not memtune's hard_limit: libvirt then raises QEMU's RLIMIT_MEMLOCK to it, which a
+        // daemon without CAP_SYS_RESOURCE, as in a container, may not.)
+        let limits = QEMULimits.cgroup(spec: spec)
         return """
             <domain type='\(accel == .kvm ? "kvm" : "qemu")'>
               <name>\(escape(spec.vmName))</name>
               <memory unit='MiB'>\(spec.memoryMiB)</memory>
               \(sharedRAM)
               <vcpu>\(spec.vcpus)</vcpu>
+              <cputune>
+                <global_period>\(VMCgroup.Limits.cpuPeriodMicros)</global_period>
+                <global_quota>\(limits.cpuQuotaMicros)</global_quota>
+              </cputune>
               <os>
                 <type arch='x86_64' machine='q35'>hvm</type>
                 <kernel>\(escape(spec.kernel))</kernel>
@@ -224,11 +287,11 @@ enum LibvirtDomainXML {
               <on_poweroff>destroy</on_poweroff>
               <on_reboot>destroy</on_reboot>
               <on_crash>destroy</on_crash>
-              <seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>
+              <seclabel type='static' model='dac' relabel='no'><label>+\(user.uid):+\(user.gid)</label></seclabel>
               <devices>
-                <serial type='file'><source path='\(escape(consoleLog))'/><target port='0'/></serial>
+                <serial type='null'><log file='\(escape(files.consoleLog))' append='off'/><target port='0'/></serial>
                 <channel type='unix'>
-                  <source mode='bind' path='\(escape(agentSocket))'/>
+                  <source mode='bind' path='\(escape(files.agentSocket))'/>
                   <target type='virtio' name='\(BootContract.agentPortName)'/>
                 </channel>
                 <disk type='file' device='disk'>

@@ -176,6 +176,17 @@ public enum VMCgroup {
         remove(from)
     }
 
+    /// Moves a process (all its threads) into the cgroup whose `cgroup.procs` files `create` returned.
+    static func join(pid: Int32, procs: [String]) throws(HypervisorError) {
+        for file in procs {
+            do {
+                try "\(pid)".write(toFile: file, atomically: false, encoding: .utf8)
+            } catch {
+                throw .bootFailed("cannot move process \(pid) into \(file): \(error)")
+            }
+        }
+    }
+
     /// Removes the (empty) cgroup; a VM process still exiting gets a moment.
     public static func remove(_ path: String) {
         let dirs = unified ? ["\(mountRoot)\(path)"] : v1Controllers.map { "\(mountRoot)/\($0)\(path)" }

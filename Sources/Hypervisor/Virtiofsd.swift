@@ -45,7 +45,8 @@ public enum Virtiofsd {
     /// Listens on `socketPath(runDir:)`, starts virtiofsd on it (its messages to `logPath(runDir:)`)
     /// and, with `connect`, connects QEMU's end (virtiofsd accepts it once it runs) and removes the path.
     static func start(
-        sharedDir: String, cache: SharedFSCache, runDir: String, cgroupProcs: [String], connect: Bool = true
+        sharedDir: String, cache: SharedFSCache, runDir: String, cgroupProcs: [String], connect: Bool = true,
+        socketOwner: VMUser? = nil
     ) throws(HypervisorError) -> Started {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw .unavailable("\(binary) not found (apt-get install qemu-system-common)")
@@ -68,6 +69,10 @@ public enum Virtiofsd {
             throw .bootFailed("virtiofsd socket \(socketPath): \(reason)")
         }
         defer { close(listening) }
+        // A QEMU that connects by path (libvirt's) as the VM's user: the socket is that user's alone.
+        if let owner = socketOwner, chown(socketPath, owner.uid, owner.gid) != 0 || chmod(socketPath, 0o600) != 0 {
+            throw .bootFailed("virtiofsd socket \(socketPath): \(String(cString: strerror(errno)))")
+        }
         let pid: Int32
         do {
             pid = try VMProcess.start(

@@ -16,8 +16,11 @@ extension SandboxManager {
         var spec = initial
         while true {
             let vm: VMHandle
+            let launching = ContinuousClock.now
             do {
                 vm = try await hypervisor.boot(spec)
+                // The hypervisor's own share of the boot (QEMU started; for libvirt, the domain created).
+                record.startSteps?["launch"] = (ContinuousClock.now - launching).milliseconds
             } catch .kvmStartFailed(let why) where spec.accel == .auto && spec.origin == .boot {
                 logger.warning(
                     "QEMU under KVM exited while starting the pod VM; booting it again under TCG",

@@ -129,9 +129,17 @@ struct Cocoond: AsyncParsableCommand {
             group.addTask { try await streaming.run() }
             group.addTask {
                 // Decide KVM or TCG for each guest now (a real boot, cached), not on the first pod.
+                var accels: [Accel] = []
                 for handler in handlers.values where handler.accel != .tcg {
-                    _ = await Accelerator.shared.decide(
-                        qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd)
+                    accels.append(
+                        await Accelerator.shared.decide(
+                            qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd
+                        ).accel)
+                }
+                if handlers.values.contains(where: { $0.backend == .libvirt }),
+                    let problem = LibvirtdKVMView.current().disagreement(with: accels)
+                {
+                    logger.warning("libvirt backend: \(problem)")
                 }
             }
             group.addTask {

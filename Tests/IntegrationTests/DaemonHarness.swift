@@ -47,6 +47,7 @@ final class DaemonHarness: @unchecked Sendable {
             \(Self.startMode.config)
             [handlers.libvirt]
             backend = "libvirt"
+            trusted_guests = true
             kernel = "\(guest)/vmlinux"
             initrd = "\(guest)/initrd.cpio"
             \(extraConfig)
@@ -244,7 +245,7 @@ final class DaemonHarness: @unchecked Sendable {
     /// pool's VMs, which wait there for the next pod).
     func leftoverFiles() -> [String] {
         var out: [String] = []
-        for dir in [stateRoot + "/sandboxes", runDir + "/vms"] {
+        for dir in [stateRoot + "/sandboxes", stateRoot + "/vm-disks", runDir + "/vms"] {
             if let e = FileManager.default.enumerator(atPath: dir) {
                 while let f = e.nextObject() as? String {
                     if !f.hasPrefix("pool") { out.append(dir + "/" + f) }

@@ -486,6 +486,73 @@ struct HostileGuestTests {
         }
     }
 
+    /// A libvirt pod's QEMU gets the qemu backend's jail as far as libvirt gives it: a user of its own
+    /// per pod (libvirt's DAC label: not root, no capabilities), libvirt's seccomp filter, a private
+    /// mount namespace, no daemon environment, and the pod's VM cgroup with its memory bound. Its image
+    /// disk reaches it through a link in its own directory that is gone once attached; the daemon's state
+    /// stays closed to it. (libvirt starts QEMU in the host's network and PID namespaces: the handler
+    /// needs `trusted_guests = true`, which ConfigTests checks.)
+    @Test func aLibvirtPodVMRunsAsItsOwnUserInThePodsCgroup() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                var pods: [(Runtime_V1_RunPodSandboxRequest, String)] = []
+                var cgroups: [String] = []
+                for n in 0..<2 {
+                    var pod = podConfig("lv-jail-\(n)-\(UInt32.random(in: 0...UInt32.max))")
+                    pod.runtimeHandler = "libvirt"
+                    let id = try await rt.runPodSandbox(pod).podSandboxID
+                    pods.append((pod, id))
+                    let ctr = try await runContainer(
+                        rt, containerRequest("c\(n)", ["sleep", "1000"], pod: pod, podID: id, image: Self.busybox))
+                    #expect(try await execScript(rt, ctr, "echo in-\(n)").out == "in-\(n)\n")
+                }
+                var uids: [Int] = []
+                for (_, id) in pods {
+                    let vm = try await vmInfo(rt, id)
+                    let pid = try #require(vm["pid"] as? Int)
+                    let uid = try #require(vm["vmm_uid"] as? Int)
+                    uids.append(uid)
+                    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+                    func field(_ name: String) -> String {
+                        status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+                            .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) } ?? ""
+                    }
+                    #expect(field("Uid").split(separator: "\t").allSatisfy { $0 == "\(uid)" }, "\(field("Uid"))")
+                    #expect(field("CapEff") == "0000000000000000" && field("CapPrm") == "0000000000000000")
+                    #expect(field("Seccomp") == "2", "libvirt's -sandbox filter is on")
+                    #expect((vm["vmm_seccomp"] as? String)?.contains("spawn=deny") == true, "\(vm)")
+                    let own = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/mnt")
+                    #expect(own != (try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt")))
+                    let environ = String(
+                        decoding: try Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/environ")), as: UTF8.self)
+                    #expect(!environ.contains("COCOON_"), "QEMU's environment: \(environ)")
+                    let cgroup = try #require(vm["vmm_cgroup"] as? String)
+                    cgroups.append(cgroup)
+                    let joined = try String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)
+                    #expect(joined.contains(cgroup), "\(joined)")
+                    #expect(VMCgroupFiles.read(cgroup, "memory") == (256 + 640) << 20)
+                    // Its console went through virtlogd (root's file); no image link outlives its attach.
+                    let console = try #require(vm["console_log"] as? String)
+                    var info = stat()
+                    #expect(stat(console, &info) == 0 && info.st_uid == 0 && info.st_size > 0, "\(console)")
+                    let stateDir = (console as NSString).deletingLastPathComponent
+                    #expect(stat(stateDir, &info) == 0 && info.st_uid == 0 && info.st_mode & 0o077 == 0)
+                    let disks = daemon.stateRoot + "/vm-disks/" + (try #require(vm["vm_name"] as? String))
+                    #expect(try FileManager.default.contentsOfDirectory(atPath: disks).isEmpty)
+                    #expect(stat(disks, &info) == 0 && Int(info.st_uid) == uid && info.st_mode & 0o077 == 0)
+                }
+                #expect(uids.count == 2 && uids[0] != uids[1] && !uids.contains(0), "\(uids)")
+                for (_, id) in pods {
+                    _ = try await rt.stopPodSandbox(.with { $0.podSandboxID = id })
+                    _ = try await rt.removePodSandbox(.with { $0.podSandboxID = id })
+                }
+                for cgroup in cgroups { #expect(!VMCgroupFiles.exists(cgroup), "\(cgroup) left behind") }
+            }
+            #expect(daemon.leftoverFiles().isEmpty, "left behind: \(daemon.leftoverFiles())")
+        }
+    }
+
     /// A privileged container that breaks out of a chroot (chroot into a subdirectory without
     /// changing directory, then `..` past the root), or detaches its own root, finds only its own
     /// files: containers are pivot_root'ed (the guest's root is a tmpfs, not the initramfs) with the

@@ -79,6 +79,7 @@ import Testing
             accel = "tcg"
             [handlers.lv]
             backend = "libvirt"
+            trusted_guests = true
             """)
         #expect(config.stateRoot == "/srv/cocoon")
         #expect(config.socket == "/run/c/cocoon.sock")
@@ -91,6 +92,21 @@ import Testing
         #expect(config.handlers["lv"]?.backend == .libvirt)
         #expect(config.handler(named: "")?.name == "fast")
         #expect(config.handler(named: "nope") == nil)
+    }
+
+    /// libvirt cannot put QEMU in the pod's network or PID namespace: such a handler loads only when
+    /// the admin says its guests are trusted, and the refusal says what is missing.
+    @Test func aLibvirtHandlerNeedsTrustedGuests() throws {
+        let error = #expect(throws: ConfigError.self) {
+            try ConfigLoader.parse("[handlers.lv]\nbackend = \"libvirt\"\n")
+        }
+        #expect(error?.description.contains("network namespace") == true)
+        #expect(error?.description.contains("PID namespace") == true)
+        #expect(error?.description.contains("trusted_guests = true") == true)
+        #expect(throws: ConfigError.self) {
+            try ConfigLoader.parse("[handlers.lv]\nbackend = \"libvirt\"\ntrusted_guests = \"yes\"\n")
+        }
+        #expect(try ConfigLoader.parse("[handlers.q]\nbackend = \"qemu\"\n").handlers["q"]?.trustedGuests == false)
     }
 
     @Test func parsesRegistrySettings() throws {

@@ -56,17 +56,29 @@ import Testing
         #expect(!line.contains("virtserialport"))
     }
 
+    static let libvirtFiles = LibvirtJail.Files(
+        agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log", token: "/r/x/token", diskDir: "/s/vm-disks/x")
+    static let vmUser = VMUser(uid: 1_500_007, gid: 1_500_007)
+
     @Test func libvirtDomain() {
-        let xml = LibvirtDomainXML.make(
-            spec: spec, accel: .tcg, agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log")
+        let xml = LibvirtDomainXML.make(spec: spec, accel: .tcg, user: Self.vmUser, files: Self.libvirtFiles)
         #expect(xml.contains("<domain type='qemu'>"))
+        // The VM's own user, no relabelling; CPU as the qemu backend's cgroup (vCPUs + 0.5).
+        #expect(xml.contains("<seclabel type='static' model='dac' relabel='no'><label>+1500007:+1500007</label>"))
+        #expect(
+            xml.contains("<global_period>100000</global_period>") && xml.contains("<global_quota>250000</global_quota>")
+        )
+        // The console through virtlogd (rotated, capped), the token from the run dir's copy.
+        #expect(xml.contains("<serial type='null'><log file='/s/x/console.log' append='off'/>"))
+        #expect(xml.contains("file='/r/x/token'/></sysinfo>"))
+        #expect(LibvirtDomainXML.disk(path: "/s/vm-disks/x/s1.img", serial: "s1", slot: 1).contains("unit='1'"))
         #expect(xml.contains("<memory unit='MiB'>384</memory>") && xml.contains("<vcpu>2</vcpu>"))
         #expect(xml.contains("cocoon.bus=pci") && !xml.contains("pci=off"))
         #expect(xml.contains("<source mode='bind' path='/r/x/agent.sock'/>"))
         #expect(xml.contains("<source file='/g/agent,1.img'/>") && xml.contains("<readonly/>"))
         #expect(xml.contains("<memballoon model='virtio' freePageReporting='on'/>"))
         #expect(
-            LibvirtDomainXML.make(spec: spec, accel: .kvm, agentSocket: "/a", consoleLog: "/c").contains(
+            LibvirtDomainXML.make(spec: spec, accel: .kvm, user: Self.vmUser, files: Self.libvirtFiles).contains(
                 "<domain type='kvm'>"))
         #expect(LibvirtDomainXML.escape("a'<&>") == "a&apos;&lt;&amp;&gt;")
     }

@@ -48,14 +48,15 @@ import Volumes
     }
 
     @Test func libvirtDomainsGetSharedRAMAndTheFilesystem() {
+        let files = LibvirtJail.Files(
+            agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log", token: nil, diskDir: "/s/vm-disks/x")
+        let user = VMUser(uid: 1_500_001, gid: 1_500_001)
         let xml = LibvirtDomainXML.make(
-            spec: spec, accel: .tcg, agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log",
-            fsSocket: "/r/x/virtiofs.sock")
+            spec: spec, accel: .tcg, user: user, files: files, fsSocket: "/r/x/virtiofs.sock")
         #expect(xml.contains("<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"))
         #expect(xml.contains("<driver type='virtiofs' queue='1024'/><source socket='/r/x/virtiofs.sock'/>"))
         #expect(xml.contains("<target dir='cocoon'/>"))
-        let plain = LibvirtDomainXML.make(
-            spec: spec, accel: .tcg, agentSocket: "/r/x/agent.sock", consoleLog: "/s/x/console.log")
+        let plain = LibvirtDomainXML.make(spec: spec, accel: .tcg, user: user, files: files)
         #expect(!plain.contains("memoryBacking") && !plain.contains("virtiofs"))
     }
 
@@ -112,8 +113,8 @@ import Volumes
 
     @Test func handlersChooseSharedFSAndCache() throws {
         let config = try ConfigLoader.parse(
-            "[handlers.a]\nbackend = \"qemu\"\n[handlers.b]\nbackend = \"libvirt\"\nshared_fs = \"none\"\n"
-                + "shared_fs_cache = \"none\"\n")
+            "[handlers.a]\nbackend = \"qemu\"\n[handlers.b]\nbackend = \"libvirt\"\ntrusted_guests = true\n"
+                + "shared_fs = \"none\"\nshared_fs_cache = \"none\"\n")
         #expect(config.handlers["a"]?.sharedFS == .virtioFS && config.handlers["a"]?.sharedFSCache == .auto)
         #expect(
             config.handlers["b"]?.sharedFS == SharedFS.none && config.handlers["b"]?.sharedFSCache == SharedFSCache.none

@@ -51,6 +51,9 @@ extension RuntimeService {
             response.info["config"] = try VerboseJSON.encode(ConfigInfo(config))
             // Templates (start = "template") and their warm pools.
             response.info["templates"] = try VerboseJSON.encode(await sandboxes.templateStatus())
+            if config.handlers.values.contains(where: { $0.backend == .libvirt }) {
+                response.info["libvirt"] = try VerboseJSON.encode(LibvirtInfo(LibvirtdKVMView.current(), decisions))
+            }
             response.info["network"] = try VerboseJSON.encode(
                 NetworkInfo(
                     ready: readiness.ready, message: readiness.message, network: readiness.network,
@@ -92,6 +95,24 @@ struct AccelInfo: Encodable {
     }
 }
 
+/// What libvirtd sees of KVM beside the real-boot decision, as `Status` (verbose) shows it: a warning
+/// when the two disagree (libvirtd then probes QEMU again on every domain start, or runs TCG needlessly).
+struct LibvirtInfo: Encodable {
+    var libvirtdPid: Int32?
+    var kvmUsableForLibvirtd: Bool
+    var warning: String?
+    enum CodingKeys: String, CodingKey {
+        case warning
+        case libvirtdPid = "libvirtd_pid", kvmUsableForLibvirtd = "kvm_usable_for_libvirtd"
+    }
+
+    init(_ view: LibvirtdKVMView, _ decisions: [AccelInfo]) {
+        libvirtdPid = view.libvirtdPid
+        kvmUsableForLibvirtd = view.kvmUsable
+        warning = view.disagreement(with: decisions.map(\.accel))
+    }
+}
+
 /// Pod networking as `Status` (verbose) shows it.
 struct NetworkInfo: Encodable {
     var ready: Bool
@@ -120,9 +141,11 @@ struct ConfigInfo: Encodable {
         var start: String
         var sharedFS: String
         var poolSize: Int
+        var trustedGuests: Bool
         enum CodingKeys: String, CodingKey {
             case name, backend, kernel, initrd, vcpus, accel, start
             case agentImage = "agent_image", memoryMiB = "memory_mib", sharedFS = "shared_fs", poolSize = "pool_size"
+            case trustedGuests = "trusted_guests"
         }
     }
     var stateRoot: String
@@ -144,7 +167,7 @@ struct ConfigInfo: Encodable {
             Handler(
                 name: name, backend: h.backend, kernel: h.kernel, initrd: h.initrd, agentImage: h.agentImage,
                 vcpus: h.vcpus, memoryMiB: h.memoryMiB, accel: h.accel, start: h.start.rawValue,
-                sharedFS: h.sharedFS.rawValue, poolSize: h.poolSize)
+                sharedFS: h.sharedFS.rawValue, poolSize: h.poolSize, trustedGuests: h.trustedGuests)
         }
     }
 }

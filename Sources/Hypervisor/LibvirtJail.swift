@@ -1,0 +1,73 @@
+import Foundation
+
+/// The files a libvirt domain's QEMU reaches by path, set up for the VM's own user: its run
+/// directory (that user's, 0700: the agent socket libvirt binds and virtiofsd's socket live there)
+/// and a copy of the agent token in it (the state root stays the daemon's alone). The console goes
+/// through virtlogd, which writes (as root) and rotates it: a guest cannot fill the host's disk.
+enum LibvirtJail {
+    /// Paths the domain definition names.
+    struct Files: Sendable {
+        var agentSocket: String
+        var consoleLog: String
+        var token: String?
+        /// `<state_root>/vm-disks/<vm>`: the VM user's (0700), on the image store's filesystem.
+        var diskDir: String
+    }
+
+    /// Makes the VM's disk directory (its parent root's, 0711: passable, not listable).
+    static func makeDiskDir(_ dir: String, user: VMUser) throws(HypervisorError) {
+        let parent = (dir as NSString).deletingLastPathComponent
+        mkdir(parent, 0o711)
+        // try?: a leftover of an earlier VM of this name is replaced
+        try? FileManager.default.removeItem(atPath: dir)
+        guard mkdir(dir, 0o700) == 0, chown(dir, user.uid, user.gid) == 0 else {
+            throw .bootFailed("disk directory \(dir): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// A hard link to an image disk in the VM's disk directory (the image store's file itself stays
+    /// out of the VM user's reach; the link is removed once QEMU has the file open).
+    static func link(_ path: String, into dir: String, as serial: String) throws(HypervisorError) -> String {
+        let link = dir + "/" + serial + ".img"
+        unlink(link)
+        guard Glibc.link(path, link) == 0 else {
+            throw .deviceFailed("link \(path) into \(dir): \(String(cString: strerror(errno)))")
+        }
+        return link
+    }
+
+    static func prepare(spec: VMSpec, user: VMUser) throws(HypervisorError) -> Files {
+        let files = Files(
+            agentSocket: spec.runDir + "/agent.sock", consoleLog: spec.stateDir + "/console.log",
+            token: spec.agentTokenFile == nil ? nil : spec.runDir + "/token",
+            diskDir: ((spec.stateDir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+                + "/vm-disks/" + spec.vmName)
+        guard chown(spec.runDir, user.uid, user.gid) == 0, chmod(spec.runDir, 0o700) == 0 else {
+            throw .bootFailed("\(spec.vmName): run directory \(spec.runDir): \(String(cString: strerror(errno)))")
+        }
+        if let source = spec.agentTokenFile, let copy = files.token {
+            guard let token = FileManager.default.contents(atPath: source) else {
+                throw .bootFailed("\(spec.vmName): cannot read the agent token \(source)")
+            }
+            unlink(copy)
+            let fd = open(copy, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o400)
+            guard fd >= 0 else {
+                throw .bootFailed("\(spec.vmName): \(copy): \(String(cString: strerror(errno)))")
+            }
+            defer { close(fd) }
+            let written = token.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written == token.count, fchown(fd, user.uid, user.gid) == 0 else {
+                throw .bootFailed("\(spec.vmName): cannot write the agent token copy \(copy)")
+            }
+        }
+        return files
+    }
+
+    /// QEMU's `-sandbox` setting as libvirt gave it (from the running QEMU's command line), or nil.
+    static func seccomp(pid: Int32) -> String? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        guard let at = args.firstIndex(of: "-sandbox"), at + 1 < args.count else { return nil }
+        return args[at + 1]
+    }
+}
