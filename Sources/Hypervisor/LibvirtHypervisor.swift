@@ -10,14 +10,13 @@ import Spawn
 /// virtiofsd cocoond starts (`<filesystem>` on its socket, guest RAM a shared memfd).
 ///
 /// The jail is the qemu backend's, as far as libvirt can give it: QEMU runs as the VM's own user (a
-/// static DAC label, no relabelling: it reaches only its run directory, which holds its token copy
-/// and virtiofsd's socket, both its own, the world-readable guest image, and its own disk directory
-/// where each image disk is linked while it is attached), with libvirt's default seccomp filter
-/// (`-sandbox on,...`) and private /dev;
-/// QEMU and virtiofsd are moved into the pod's VM cgroup (under CRI's `cgroup_parent`) with the
-/// qemu backend's limits, libvirt's own `cputune` bounding the moment before. libvirt cannot
-/// start QEMU in the pod's network or PID namespace: `LibvirtJail.missing` names that, and a handler
-/// runs only with `trusted_guests = true` (checked when the configuration loads).
+/// static DAC label, no relabelling: it reaches its token copy and virtiofsd's socket in its run
+/// directory (`LibvirtJail`), the world-readable guest image, and its own disk directory where each
+/// image disk is linked while it is attached), with libvirt's default seccomp filter (`-sandbox
+/// on,...`) and private /dev; QEMU and virtiofsd are moved into the pod's VM cgroup (under CRI's
+/// `cgroup_parent`) with the qemu backend's limits, libvirt's own `cputune` bounding the moment
+/// before. libvirt cannot start QEMU in the pod's network or PID namespace
+/// (`RuntimeHandler.libvirtMissingJail`): a libvirt handler loads only with `trusted_guests = true`.
 public struct LibvirtHypervisor: Hypervisor {
     public let backend = Backend.libvirt
     /// libvirt opens the tap itself (`managed='no'`: an existing tap, found by name in libvirtd's
@@ -49,6 +48,8 @@ public struct LibvirtHypervisor: Hypervisor {
         func abandon() {
             if let fsDaemon { Virtiofsd.abandon(fsDaemon) }
             VMCgroup.remove(cgroupPath)
+            // try?: the disk directory of a VM that never ran; a leftover is replaced by the next
+            try? FileManager.default.removeItem(atPath: LibvirtJail.diskDir(spec))
         }
         let files: LibvirtJail.Files
         do throws(HypervisorError) {
@@ -79,8 +80,13 @@ public struct LibvirtHypervisor: Hypervisor {
                 guard let dom = virDomainCreateXML(conn, xml, 0) else {
                     throw .bootFailed("\(spec.vmName): virDomainCreateXML: \(Libvirt.lastError())")
                 }
-                virDomainFree(dom)
-                return Libvirt.qemuPid(name: spec.vmName) ?? 0
+                defer { virDomainFree(dom) }
+                // (Never 0 below: writing 0 to cgroup.procs would move cocoond itself.)
+                guard let pid = Libvirt.qemuPid(name: spec.vmName), pid > 0 else {
+                    virDomainDestroy(dom)
+                    throw .bootFailed("\(spec.vmName): libvirt started the domain but its QEMU pid is unknown")
+                }
+                return pid
             }
             // Out of libvirt's cgroups (memory, cpu, pids) into the pod's, as the qemu backend's QEMU.
             try VMCgroup.join(pid: pid, procs: procs)
@@ -204,7 +210,7 @@ public struct LibvirtHypervisor: Hypervisor {
                 return virDomainIsActive(dom) == 1
             }) ?? HostProcess.isAlive(pid: vm.pid, marker: vm.name)
         // A domain whose QEMU was killed from outside can linger as active for a moment; trust the process.
-        if running, vm.pid > 0, !HostProcess.isAlive(pid: vm.pid, marker: vm.name) { return .exited }
+        if running, vm.pid > 0, !vm.isAlive { return .exited }
         return running ? .running(pid: vm.pid) : .exited
     }
 }

@@ -1,9 +1,10 @@
 import Foundation
 
-/// The files a libvirt domain's QEMU reaches by path, set up for the VM's own user: its run
-/// directory (that user's, 0700: the agent socket libvirt binds and virtiofsd's socket live there)
-/// and a copy of the agent token in it (the state root stays the daemon's alone). The console goes
-/// through virtlogd, which writes (as root) and rotates it: a guest cannot fill the host's disk.
+/// The files a libvirt domain's QEMU reaches by path, set up for the VM's own user: in its run
+/// directory (root's, 0711: QEMU may open what it names but neither list, add, rename nor remove
+/// anything there) a copy of the agent token and virtiofsd's socket, both that user's alone (the agent
+/// socket is libvirtd's, passed to QEMU as a descriptor); the state root stays the daemon's alone. The
+/// console goes through virtlogd, which writes (as root) and rotates it: a guest cannot fill the disk.
 enum LibvirtJail {
     /// Paths the domain definition names.
     struct Files: Sendable {
@@ -12,6 +13,12 @@ enum LibvirtJail {
         var token: String?
         /// `<state_root>/vm-disks/<vm>`: the VM user's (0700), on the image store's filesystem.
         var diskDir: String
+    }
+
+    /// `<state_root>/vm-disks/<vm>` (a pod's state directory is `<state_root>/sandboxes/<id>`).
+    static func diskDir(_ spec: VMSpec) -> String {
+        ((spec.stateDir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+            + "/vm-disks/" + spec.vmName
     }
 
     /// Makes the VM's disk directory (its parent root's, 0711: passable, not listable).
@@ -40,9 +47,8 @@ enum LibvirtJail {
         let files = Files(
             agentSocket: spec.runDir + "/agent.sock", consoleLog: spec.stateDir + "/console.log",
             token: spec.agentTokenFile == nil ? nil : spec.runDir + "/token",
-            diskDir: ((spec.stateDir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-                + "/vm-disks/" + spec.vmName)
-        guard chown(spec.runDir, user.uid, user.gid) == 0, chmod(spec.runDir, 0o700) == 0 else {
+            diskDir: diskDir(spec))
+        guard chown(spec.runDir, 0, 0) == 0, chmod(spec.runDir, 0o711) == 0 else {
             throw .bootFailed("\(spec.vmName): run directory \(spec.runDir): \(String(cString: strerror(errno)))")
         }
         if let source = spec.agentTokenFile, let copy = files.token {

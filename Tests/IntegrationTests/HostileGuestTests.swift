@@ -538,6 +538,11 @@ struct HostileGuestTests {
                     #expect(stat(console, &info) == 0 && info.st_uid == 0 && info.st_size > 0, "\(console)")
                     let stateDir = (console as NSString).deletingLastPathComponent
                     #expect(stat(stateDir, &info) == 0 && info.st_uid == 0 && info.st_mode & 0o077 == 0)
+                    // Its run directory is root's and passable only; its token copy is its own.
+                    let runDir = daemon.runDir + "/vms/" + id.prefix(16)
+                    #expect(stat(runDir, &info) == 0 && info.st_uid == 0 && info.st_mode & 0o777 == 0o711)
+                    #expect(
+                        stat(runDir + "/token", &info) == 0 && Int(info.st_uid) == uid && info.st_mode & 0o777 == 0o400)
                     let disks = daemon.stateRoot + "/vm-disks/" + (try #require(vm["vm_name"] as? String))
                     #expect(try FileManager.default.contentsOfDirectory(atPath: disks).isEmpty)
                     #expect(stat(disks, &info) == 0 && Int(info.st_uid) == uid && info.st_mode & 0o077 == 0)
