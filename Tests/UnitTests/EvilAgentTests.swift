@@ -257,10 +257,14 @@ import Testing
         let replies = (0..<16).map { _ in
             client.sendStdin(container: "c1", exec: "", chunk, close: false, timeout: .seconds(2))
         }
-        let clock = ContinuousClock()
-        let start = clock.now
+        // Refused for the cap when it was queued, not for a missed deadline: that is what makes a
+        // refusal immediate. (Not a wall-clock bound: with the other suites running in parallel on
+        // two cores, queuing 16 MiB in a debug build took 1.7 s once in a clean-clone run.)
         let last = await #expect(throws: AgentClientError.self) { try await replies[15].get() }
-        #expect(clock.now - start < .seconds(1), "a refusal is immediate: \(String(describing: last))")
+        if case .notReading = last {
+        } else {
+            Issue.record("the 16th MiB was not refused for the cap: \(String(describing: last))")
+        }
         var outcomes: [AgentClientError] = []
         for reply in replies {
             do throws(AgentClientError) { try await reply.get() } catch { outcomes.append(error) }
