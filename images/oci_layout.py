@@ -77,15 +77,20 @@ def H(path, target):
     return E(path, "hardlink", target=target)
 
 
+# Parents left out of every tar on purpose (as some image builders do): the unpacker must make them
+# 0755 itself, whatever the daemon's umask.
+UNLISTED_PARENTS = {"/implicit", "/implicit/sub"}
+
+
 def tar_bytes(entries):
-    """An uncompressed tar: parents are added as 0755 root dirs when not listed, entries sorted by
-    path, hard links last (a hard link must follow its target)."""
+    """An uncompressed tar: parents are added as 0755 root dirs when not listed (except
+    UNLISTED_PARENTS), entries sorted by path, hard links last (a hard link must follow its target)."""
     byname = {e.path: e for e in entries}
     for e in list(entries):
         parts = e.path.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             p = "/".join(parts[:i])
-            if p not in byname:
+            if p not in byname and p not in UNLISTED_PARENTS:
                 byname[p] = D(p)
     ordered = sorted((e for e in byname.values() if e.kind != "hardlink"), key=lambda e: e.path)
     ordered += sorted((e for e in byname.values() if e.kind == "hardlink"), key=lambda e: e.path)
@@ -268,6 +273,7 @@ def multilayer_parts():
         F("/.wh.removed-dir", b""),
         F("/data/replaced.txt", "v2 from layer 4 (zstd)\n"),
         F("/zstd/hello.txt", "from the zstd layer\n", 0o600),
+        F("/implicit/sub/file.txt", "under parents the layer does not list\n"),
     ]
     must_exist = [
         {"path": "/bin/busybox", "type": "file", "mode": "0755", "uid": 0, "gid": 0},
@@ -293,6 +299,11 @@ def multilayer_parts():
          "content": "mode 0640 owned by 1000:1000\n"},
         {"path": "/bin/hello.sh", "type": "file", "mode": "0755"},
         {"path": "/zstd/hello.txt", "type": "file", "mode": "0600", "content": "from the zstd layer\n"},
+        # parents a layer does not list: 0755 as Docker and containerd make them, whatever the umask
+        {"path": "/implicit", "type": "dir", "mode": "0755", "uid": 0},
+        {"path": "/implicit/sub", "type": "dir", "mode": "0755", "uid": 0},
+        {"path": "/implicit/sub/file.txt", "type": "file", "mode": "0644",
+         "content": "under parents the layer does not list\n"},
         {"path": "/expected.txt", "type": "file", "mode": "0644"},
     ]
     must_not_exist = [

@@ -11,6 +11,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -96,6 +97,8 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
         close(fd);
     }
     if (setsid() < 0) child_fail(out, "setsid");
+    // The daemon's umask is 077; a VM process (virtiofsd creating the guest's files) gets the usual 022.
+    umask(022);
     if (l->file_size_limit > 0) {
         struct rlimit lim = {l->file_size_limit, l->file_size_limit};
         if (setrlimit(RLIMIT_FSIZE, &lim) != 0) child_fail(out, "setrlimit(RLIMIT_FSIZE)");

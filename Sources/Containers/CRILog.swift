@@ -1,4 +1,5 @@
 import Foundation
+import Persistence
 
 /// The CRI container log format, `<RFC3339Nano> <stdout|stderr> <P|F> <text>`, written by the
 /// daemon (`CRILogWriter`) and read back by `cocoonctl logs` (`CRILogReader`).
@@ -49,11 +50,14 @@ public final class CRILogWriter {
         if fd >= 0 { close(fd) }
         let dir = (path as NSString).deletingLastPathComponent
         // try?: then output is dropped until the next reopen
-        if (try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)) == nil {
+        // As containerd makes them (directories 0755, the log 0640), whatever the daemon's umask.
+        if (try? PassableDirectory.ensure(dir, mode: 0o755)) == nil {
             fd = -1
             return
         }
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        var st = stat()
+        if fd >= 0, fstat(fd, &st) == 0, st.st_size == 0 { fchmod(fd, 0o640) }
     }
 
     /// Splits `data` into lines in one pass (a flood of short lines costs its length, not its square).

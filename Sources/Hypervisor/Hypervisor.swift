@@ -1,5 +1,6 @@
 import BootContract
 import Foundation
+import Persistence
 import Spawn
 
 /// The seam between pod sandboxes and whatever runs their VMs. One implementation per backend
@@ -120,6 +121,9 @@ public struct VMSpec: Sendable, Equatable {
             throw .invalidSpec("guest \(what) \(path) does not exist (run images/build-guest)")
         }
         do {
+            // `<run_dir>/vms` is passable (a libvirt VM's QEMU opens its own files below it by name);
+            // the VM's directory itself is the daemon's (the libvirt backend opens it up to 0711).
+            try PassableDirectory.ensure((runDir as NSString).deletingLastPathComponent)
             try FileManager.default.createDirectory(atPath: runDir, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         } catch {

@@ -1,4 +1,5 @@
 import Foundation
+import Persistence
 
 /// The files a libvirt domain's QEMU reaches by path, set up for the VM's own user: in its run
 /// directory (root's, 0711: QEMU may open what it names but neither list, add, rename nor remove
@@ -24,7 +25,11 @@ enum LibvirtJail {
     /// Makes the VM's disk directory (its parent root's, 0711: passable, not listable).
     static func makeDiskDir(_ dir: String, user: VMUser) throws(HypervisorError) {
         let parent = (dir as NSString).deletingLastPathComponent
-        mkdir(parent, 0o711)
+        do {
+            try PassableDirectory.ensure(parent)
+        } catch {
+            throw .bootFailed("disk directory \(parent): \(error)")
+        }
         // try?: a leftover of an earlier VM of this name is replaced
         try? FileManager.default.removeItem(atPath: dir)
         guard mkdir(dir, 0o700) == 0, chown(dir, user.uid, user.gid) == 0 else {

@@ -57,7 +57,9 @@ extension ImageManager {
             unlink(tmp)
             throw .notFound("image \(id) was removed while its block image was built")
         }
-        guard rename(tmp, record.rootfsImage) == 0 else {
+        // World-readable inside the daemon's 0700 image store, as it always was: a libvirt VM's QEMU
+        // opens it through a link in its own directory (whatever umask mkfs ran under).
+        guard chmod(tmp, 0o644) == 0, rename(tmp, record.rootfsImage) == 0 else {
             unlink(tmp)
             throw .internalError("cannot place \(record.rootfsImage): \(String(cString: strerror(errno)))")
         }

@@ -108,7 +108,7 @@ public struct LayerUnpacker: Sendable {
             let type = archive_entry_filetype(entry)
             let isHardlink = archive_entry_hardlink(entry) != nil
             guard isHardlink || [S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO].contains(type) else { continue }
-            try checkParents(of: rel, layer: label)
+            try checkParents(of: rel, layer: label, creatingMissing: true)
             if let linkC = archive_entry_hardlink(entry) {
                 let linkRaw = String(cString: linkC)
                 guard let target = try Self.clean(linkRaw, layer: label), !target.isEmpty else {
@@ -171,13 +171,21 @@ public struct LayerUnpacker: Sendable {
     }
 
     /// No existing ancestor of `rel` inside the root may be a symlink (or a non-directory).
-    private func checkParents(of rel: String, layer: String) throws(CocoonError) {
+    /// With `creatingMissing`, a parent the layer does not list is made as Docker and containerd
+    /// make it (root's, 0755), whatever the daemon's umask (libarchive would apply it).
+    private func checkParents(of rel: String, layer: String, creatingMissing: Bool = false) throws(CocoonError) {
         let comps = rel.split(separator: "/")
         var path = root
         for c in comps.dropLast() {
             path += "/" + c
             var st = stat()
-            if lstat(path, &st) != 0 { return }  // missing: created fresh as a directory
+            if lstat(path, &st) != 0 {
+                guard creatingMissing else { return }  // missing: nothing below it to check
+                guard mkdir(path, 0o755) == 0, chmod(path, 0o755) == 0 else {
+                    throw .internalError("layer \(layer): cannot create \(path): \(String(cString: strerror(errno)))")
+                }
+                continue
+            }
             let kind = st.st_mode & S_IFMT
             if kind == S_IFLNK {
                 throw .hostileLayer(

@@ -47,8 +47,9 @@ public enum NetworkNamespace {
     /// `ip netns` makes the directory a shared mount of its own, so that namespaces mounted there
     /// later show in every mount namespace that sees it.
     private static func prepareDirectory() throws(CNIError) {
-        mkdir("/var/run", 0o755)
-        mkdir(directory, 0o755)
+        // (Under the daemon's umask: made 0755 explicitly, as `ip netns` makes it.)
+        if mkdir("/var/run", 0o755) == 0 { chmod("/var/run", 0o755) }
+        if mkdir(directory, 0o755) == 0 { chmod(directory, 0o755) }
         if !isMountPoint(directory) {
             guard mount(directory, directory, "none", UInt(MS_BIND | MS_REC), nil) == 0 else {
                 throw .wiring("bind \(directory): \(String(cString: strerror(errno)))")

@@ -57,8 +57,15 @@ struct Cocoond: AsyncParsableCommand {
         let logger = Logger(label: "cocoond")
         OpenFileLimit.raise(logger: logger)
 
+        // What the daemon creates is its own unless it says otherwise (VM processes and helpers get
+        // 022 back); the directories others must pass through are made passable explicitly.
+        umask(0o077)
         for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            do {
+                try PassableDirectory.ensure(dir)
+            } catch {
+                throw ValidationError("cannot create \(dir): \(error)")
+            }
         }
         // The daemon's own state: nobody else may read it (tokens, image trees with setuid files).
         for dir in ["sandboxes", "containers", "images", "cni"] {
@@ -144,7 +151,7 @@ struct Cocoond: AsyncParsableCommand {
             }
             group.addTask {
                 if let address = try await server.listeningAddress {
-                    // Bound with the umask's 0755: nobody else could connect (that needs write) before this.
+                    // Bound under the umask's 077: nobody else could connect before this.
                     try socketAccess.apply(to: socketPath)
                     logger.info(
                         "cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])
