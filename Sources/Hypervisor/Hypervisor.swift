@@ -15,6 +15,8 @@ public protocol Hypervisor: Sendable {
     var sharesDirectories: Bool { get }
     /// True when the driver can boot a template VM and restore clones of it (`VMSpec.origin`).
     var makesTemplates: Bool { get }
+    /// The QEMU binary behind this driver's VMs (a template's key names it).
+    var qemuBinary: String { get }
     /// Starts a VM and returns once the hypervisor runs it (not once the guest is up).
     func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle
     /// Waits up to `timeout` for the VM to end by itself (after the agent powered the guest off),
@@ -42,6 +44,14 @@ public protocol Hypervisor: Sendable {
     /// Pauses a VM booted with `origin = .template` and writes its device state (not its RAM, which
     /// is in the template's memory file) to the open file `stateFD`. The VM stays paused; stop it.
     func saveTemplate(_ vm: VMHandle, stateFD: Int32) async throws(HypervisorError)
+    /// Ends whatever a crashed daemon left of the VM named `vmName` when its handle was never saved
+    /// (a crash while it booted): its processes, its cgroup under `cgroupParent`, and whatever the
+    /// driver keeps by that name (a libvirt domain). Nothing there is not an error.
+    func reapOrphan(vmName: String, cgroupParent: String?) async
+}
+
+extension Hypervisor {
+    public var qemuBinary: String { QEMUHypervisor.defaultBinary }
 }
 
 /// How a VM comes to be.
@@ -110,7 +120,9 @@ public struct VMSpec: Sendable, Equatable {
         self.user = user
     }
 
-    public var vmName: String { "cocoon-" + String(id.prefix(12)) }
+    public var vmName: String { Self.vmName(forID: id) }
+    /// The name the VM of a sandbox id runs under (QEMU's `-name`, the libvirt domain, its cgroup).
+    public static func vmName(forID id: String) -> String { "cocoon-" + String(id.prefix(12)) }
 
     /// What every driver checks and creates before launching: the guest image exists, and the VM's
     /// state and run directories are there.

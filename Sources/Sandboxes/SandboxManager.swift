@@ -106,11 +106,10 @@ public actor SandboxManager {
             if record.state == .creating {
                 // RunPodSandbox never answered for it: end its VM and forget it (the kubelet retries).
                 if let vm = record.vm, let hv = hypervisors[vm.backend] { await hv.stop(vm, timeout: .zero) }
-                let vmName = "cocoon-" + String(record.id.prefix(12))
-                for pid in HostProcess.pids(withArgument: "process=" + vmName) { kill(pid, SIGKILL) }
-                let cgroup = record.vm?.cgroup ?? VMCgroup.path(forVM: vmName, parent: record.cgroupParent)
-                VMCgroup.killAll(cgroup)
-                VMCgroup.remove(cgroup)
+                // Its handle may never have been saved: each driver ends what it finds by the VM's name.
+                for hv in hypervisors.values {
+                    await hv.reapOrphan(vmName: VMSpec.vmName(forID: record.id), cgroupParent: record.cgroupParent)
+                }
                 removeRunDir(record.id)
                 releaseShare(record.id)
                 await recoverNetwork(of: record)

@@ -213,6 +213,8 @@ import Testing
         #expect(try await second.manager.status(stopped).state == .notReady)
         let gone = await #expect(throws: CocoonError.self) { _ = try await second.manager.status(creating.id) }
         #expect(gone?.code == .notFound)
+        // Its VM's handle was never saved: the driver was asked to end what it finds by the VM's name.
+        #expect(first.hypervisor.state.withLock { $0.reaped } == [VMSpec.vmName(forID: creating.id)])
         let taken = await #expect(throws: CocoonError.self) { _ = try await second.run("ready") }
         #expect(taken?.code == .alreadyExists, "recovered sandboxes keep their names")
     }

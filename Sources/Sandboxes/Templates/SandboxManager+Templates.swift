@@ -54,7 +54,7 @@ extension SandboxManager {
     /// nil, and its loading or building is started.
     func template(_ name: String, _ handler: RuntimeHandler) -> LoadedTemplate? {
         guard let hypervisor = hypervisors[handler.backend], hypervisor.makesTemplates else { return nil }
-        let key = TemplateKey.key(TemplateKey.inputs(handler, qemu: qemuBinary(hypervisor)))
+        let key = TemplateKey.key(TemplateKey.inputs(handler, qemu: hypervisor.qemuBinary))
         if let loaded = templates[name] {
             if loaded.manifest.key == key { return loaded }
             logger.info("template inputs changed; rebuilding it", metadata: ["handler": "\(name)"])
@@ -107,15 +107,11 @@ extension SandboxManager {
         return templateStatus().filter { names.contains($0.handler) }
     }
 
-    private func qemuBinary(_ hypervisor: any Hypervisor) -> String {
-        (hypervisor as? QEMUHypervisor)?.qemuBinary ?? QEMUHypervisor.defaultBinary
-    }
-
     /// Loads the saved template, or builds one when there is none, it is stale or it is damaged;
     /// then fills the handler's pool.
     private func prepareTemplate(_ name: String, _ handler: RuntimeHandler, hypervisor: any Hypervisor) async {
         defer { templateWork[name] = nil }
-        let inputs = TemplateKey.inputs(handler, qemu: qemuBinary(hypervisor))
+        let inputs = TemplateKey.inputs(handler, qemu: hypervisor.qemuBinary)
         let key = TemplateKey.key(inputs)
         let dir = templateDir(name)
         do {

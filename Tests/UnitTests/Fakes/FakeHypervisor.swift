@@ -12,6 +12,7 @@ final class FakeHypervisor: Hypervisor, Sendable {
         var stopped: [String] = []
         var bootError: HypervisorError?
         var attached: [String: Int] = [:]
+        var reaped: [String] = []
     }
     let backend = Backend.qemu
     let opensTapByName = false
@@ -55,6 +56,12 @@ final class FakeHypervisor: Hypervisor, Sendable {
     }
     func saveTemplate(_ vm: VMHandle, stateFD: Int32) async throws(HypervisorError) {
         throw .invalidSpec("the fake hypervisor makes no templates")
+    }
+    func reapOrphan(vmName: String, cgroupParent: String?) async {
+        state.withLock {
+            $0.reaped.append(vmName)
+            $0.running.remove(vmName)
+        }
     }
     /// The VM ends by itself (a guest crash, a kill from outside).
     func crash(_ name: String) { _ = state.withLock { $0.running.remove(name) } }
