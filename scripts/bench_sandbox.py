@@ -68,6 +68,7 @@ def ctl(*args):
 
 
 root = tempfile.mkdtemp(prefix="cocoon-bench-")
+os.chmod(root, 0o755)  # a libvirt VM's user passes through it to its run directory
 sock = f"{root}/run/cocoon.sock"
 with open(f"{root}/config.toml", "w") as f:
     f.write(f'state_root = "{root}/state"\nrun_dir = "{root}/run"\n[handlers.cocoon]\nbackend = "qemu"\n'

@@ -53,6 +53,7 @@ public struct LibvirtHypervisor: Hypervisor {
         }
         let files: LibvirtJail.Files
         do throws(HypervisorError) {
+            try LibvirtJail.checkPassable(spec)
             files = try LibvirtJail.prepare(spec: spec, user: user)
             try LibvirtJail.makeDiskDir(files.diskDir, user: user)
             // The pod's virtiofsd, in the pod's cgroup, listening on a socket only the VM's user may use.

@@ -16,6 +16,26 @@ enum LibvirtJail {
         var diskDir: String
     }
 
+    /// The VM's user must pass through every directory above its run and disk directories: throws,
+    /// naming the first one it cannot (not searchable by others).
+    static func checkPassable(_ spec: VMSpec) throws(HypervisorError) {
+        for dir in [
+            (spec.runDir as NSString).deletingLastPathComponent, (diskDir(spec) as NSString).deletingLastPathComponent,
+        ] {
+            var path = ""
+            for component in dir.split(separator: "/") {
+                path += "/" + component
+                var st = stat()
+                if stat(path, &st) == 0, st.st_mode & 0o001 == 0 {
+                    throw .unavailable(
+                        "\(spec.vmName): a libvirt VM runs as a user of its own and must pass through \(path) "
+                            + "(mode \(String(st.st_mode & 0o777, radix: 8))) to its files under \(dir): "
+                            + "make it searchable by others (chmod o+x) or move run_dir/state_root")
+                }
+            }
+        }
+    }
+
     /// `<state_root>/vm-disks/<vm>` (a pod's state directory is `<state_root>/sandboxes/<id>`).
     static func diskDir(_ spec: VMSpec) -> String {
         ((spec.stateDir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent

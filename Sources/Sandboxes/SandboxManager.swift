@@ -266,6 +266,7 @@ public actor SandboxManager {
         } catch {
             // Roll back completely: no VM, no files, no name left behind.
             if let vm = records[id]?.vm { await hypervisor.stop(vm, timeout: .zero) }
+            removeRunDir(id)  // a boot that failed before its VM had a handle left it
             if let agent = agents.removeValue(forKey: id) { await agent.close() }
             if let state = records[id]?.network { await releaseNetwork(podID: id, state, what: "a failed sandbox") }
             releaseShare(id)

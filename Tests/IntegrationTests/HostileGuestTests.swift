@@ -553,6 +553,14 @@ struct HostileGuestTests {
                     _ = try await rt.removePodSandbox(.with { $0.podSandboxID = id })
                 }
                 for cgroup in cgroups { #expect(!VMCgroupFiles.exists(cgroup), "\(cgroup) left behind") }
+                // Under a directory its user cannot pass, a libvirt VM is refused with the directory named.
+                chmod(daemon.root, 0o700)
+                defer { chmod(daemon.root, 0o755) }
+                var closed = podConfig("lv-closed")
+                closed.runtimeHandler = "libvirt"
+                let refused = await #expect(throws: RPCError.self) { _ = try await rt.runPodSandbox(closed) }
+                #expect(
+                    refused?.message.contains(daemon.root + " (mode 700)") == true, "\(String(describing: refused))")
             }
             #expect(daemon.leftoverFiles().isEmpty, "left behind: \(daemon.leftoverFiles())")
         }
