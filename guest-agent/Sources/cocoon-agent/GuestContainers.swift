@@ -59,7 +59,11 @@ struct GuestContainers {
         where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
             throw .invalid("masked or read-only path \"\(path)\" must be absolute, without \"..\"")
         }
+        let mounting = cocoon_boottime_ns()
         let lower = try disks.mount(serial: r.imageDiskSerial)
+        if cocoon_boottime_ns() - mounting > 2_000_000_000 {
+            log("slow image disk \(r.imageDiskSerial): \((cocoon_boottime_ns() - mounting) / 1_000_000) ms to mount")
+        }
         let dir = "/run/cocoon/containers/\(r.id)"
         for sub in ["upper", "work", "rootfs", "mounts"] { mkdirs(dir + "/" + sub) }
         let options = "lowerdir=\(lower),upperdir=\(dir)/upper,workdir=\(dir)/work"
@@ -109,6 +113,7 @@ struct GuestContainers {
         guard container.state == .created else {
             throw .precondition("container \(id) is \(container.state), not created")
         }
+        let t0 = cocoon_boottime_ns()
         let cgroup: Cgroup
         do {
             cgroup = try Cgroup.create(container.spec.cgroupPath ?? "", resources: container.spec.resources)
@@ -117,10 +122,18 @@ struct GuestContainers {
             throw .internal("cgroup for \(id): \(error)")
         }
         container.cgroup = cgroup
+        let t1 = cocoon_boottime_ns()
         let owner = Owner(containerID: id, execID: "")
         let options = StdioOptions(stdin: container.stdin, tty: container.tty, window: 0, ptmx: nil)
         let pid = try withStdio(owner, options) { stdio throws(ContainerCoreError) in
             try ContainerLauncher.start(container.spec, stdio: stdio, cgroup: cgroup)
+        }
+        // A slow start says where its time went (the host gives StartContainer 30 s).
+        let t2 = cocoon_boottime_ns()
+        if t2 - t0 > 2_000_000_000 {
+            log(
+                "slow start of \(id.prefix(12)): cgroup \((t1 - t0) / 1_000_000) ms, launch \((t2 - t1) / 1_000_000) ms"
+            )
         }
         container.pid = pid
         container.state = .running
