@@ -58,8 +58,8 @@ struct Cocoond: AsyncParsableCommand {
         OpenFileLimit.raise(logger: logger)
 
         // The directories others must pass through are made passable explicitly, whatever the umask.
-        // (umask(077) here made the pod's first StartContainer miss its 30 s deadline in two clean-clone
-        // runs out of three, and never without it: left out until that is understood; see issue 27.)
+        // (umask(077) was tried and taken out while a StartContainer failure was chased; the failure
+        // came back without it, so it was not the cause: issue 27 brings it back.)
         for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
             do {
                 try PassableDirectory.ensure(dir)
