@@ -125,9 +125,7 @@ public struct LibvirtHypervisor: Hypervisor {
     /// An orphan domain is destroyed by name; what it had moved into the pod's VM cgroup ends too.
     public func reapOrphan(vmName: String, cgroupParent: String?) async {
         await destroy(vmName)
-        let cgroup = VMCgroup.path(forVM: vmName, parent: cgroupParent)
-        VMCgroup.killAll(cgroup)
-        VMCgroup.remove(cgroup)
+        VMCgroup.end(VMCgroup.path(forVM: vmName, parent: cgroupParent))
     }
 
     public func noteKVMBoot(_ spec: VMSpec, failure: String?) async {
@@ -145,11 +143,7 @@ public struct LibvirtHypervisor: Hypervisor {
             await kill(vm)
         }
         await Virtiofsd.end(vm)
-        if let cgroup = vm.cgroup {
-            // Whatever else lives in the VM's cgroup (a compromised QEMU's children) ends with it.
-            VMCgroup.killAll(cgroup)
-            VMCgroup.remove(cgroup)
-        }
+        if let cgroup = vm.cgroup { VMCgroup.end(cgroup) }
         // try?: sockets and links of an ended VM; a leftover is harmless
         try? FileManager.default.removeItem(atPath: vm.runDir)
         if let dir = vm.diskDir { try? FileManager.default.removeItem(atPath: dir) }

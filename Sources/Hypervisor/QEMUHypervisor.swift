@@ -159,11 +159,7 @@ public struct QEMUHypervisor: Hypervisor {
             }
         }
         await Virtiofsd.end(vm)
-        if let cgroup = vm.cgroup {
-            // Whatever else lives in the VM's cgroup (a compromised QEMU's children) ends with it.
-            VMCgroup.killAll(cgroup)
-            VMCgroup.remove(cgroup)
-        }
+        if let cgroup = vm.cgroup { VMCgroup.end(cgroup) }
         // try?: sockets of an ended VM; a leftover is harmless and reused by nobody
         try? FileManager.default.removeItem(atPath: vm.runDir)
     }
@@ -179,9 +175,7 @@ public struct QEMUHypervisor: Hypervisor {
     /// An orphan QEMU is found by the `process=` name it was given (virtiofsd dies with its socket).
     public func reapOrphan(vmName: String, cgroupParent: String?) async {
         for pid in HostProcess.pids(withArgument: "process=" + vmName) { Glibc.kill(pid, SIGKILL) }
-        let cgroup = VMCgroup.path(forVM: vmName, parent: cgroupParent)
-        VMCgroup.killAll(cgroup)
-        VMCgroup.remove(cgroup)
+        VMCgroup.end(VMCgroup.path(forVM: vmName, parent: cgroupParent))
     }
 
     public func joinPodCgroup(_ vm: VMHandle, parent: String, vcpus: Int, memoryMiB: Int) async throws(HypervisorError)

@@ -144,6 +144,12 @@ public enum VMCgroup {
 
     /// Ends every process in the cgroup: `cgroup.kill` where the kernel has it, SIGKILL to each
     /// member otherwise (again until none is left: a process forking meanwhile is caught next round).
+    /// Ends everything in the VM's cgroup (a compromised QEMU's children included), then removes it.
+    public static func end(_ path: String) {
+        killAll(path)
+        remove(path)
+    }
+
     public static func killAll(_ path: String) {
         if unified,
             (try? "1".write(toFile: "\(mountRoot)\(path)/cgroup.kill", atomically: false, encoding: .utf8)) != nil

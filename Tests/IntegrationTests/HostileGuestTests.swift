@@ -395,11 +395,7 @@ struct HostileGuestTests {
                         for vm in vms {
                             let pid = try #require(vm["pid"] as? Int)
                             let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-                            func field(_ name: String) -> String {
-                                status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
-                                    .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) }
-                                    ?? ""
-                            }
+                            func field(_ name: String) -> String { procStatusField(status, name) }
                             let uid = try #require(vm["vmm_uid"] as? Int)
                             #expect(
                                 field("Uid").split(separator: "\t").allSatisfy { $0 == "\(uid)" }, "\(field("Uid"))")
@@ -514,10 +510,7 @@ struct HostileGuestTests {
                     let uid = try #require(vm["vmm_uid"] as? Int)
                     uids.append(uid)
                     let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
-                    func field(_ name: String) -> String {
-                        status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
-                            .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) } ?? ""
-                    }
+                    func field(_ name: String) -> String { procStatusField(status, name) }
                     #expect(field("Uid").split(separator: "\t").allSatisfy { $0 == "\(uid)" }, "\(field("Uid"))")
                     #expect(field("CapEff") == "0000000000000000" && field("CapPrm") == "0000000000000000")
                     #expect(field("Seccomp") == "2", "libvirt's -sandbox filter is on")
@@ -684,6 +677,12 @@ struct HostileGuestTests {
         }
         await daemon.cleanup()
     }
+}
+
+/// One field of a /proc/PID/status text ("" when absent).
+func procStatusField(_ status: String, _ name: String) -> String {
+    status.split(separator: "\n").first { $0.hasPrefix(name + ":") }
+        .map { String($0.dropFirst(name.count + 1)).trimmingCharacters(in: .whitespaces) } ?? ""
 }
 
 /// Reads a VM's cgroup as the host mounts it (v1 hierarchies or the unified one).
