@@ -289,6 +289,8 @@ struct AgentServer {
 
     private mutating func handle(_ envelope: Cocoon_Agent_V4_Envelope) {
         guard case .request(let request)? = envelope.body else { return }
+        Watchdog.arm("request \(envelope.id) (\(Watchdog.name(of: request.call)))")
+        defer { Watchdog.disarm() }
         var response = Cocoon_Agent_V4_Response()
         var powerOffAfterReply = false
         var detachAfterReply = false
@@ -590,11 +592,15 @@ struct AgentServer {
     private func write(_ bytes: UnsafeRawBufferPointer) {
         guard sessionFD >= 0, let base = bytes.baseAddress else { return }
         var offset = 0
+        var waited = false
+        defer { if waited { Watchdog.endNote() } }
         while offset < bytes.count {
             let n = Glibc.write(sessionFD, base + offset, bytes.count - offset)
             if n > 0 {
                 offset += n
             } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
+                if !waited { Watchdog.note("waiting for the host to read a frame of \(bytes.count) bytes") }
+                waited = true
                 var p = pollfd(fd: sessionFD, events: Int16(POLLOUT), revents: 0)
                 let ready = poll(&p, 1, 1000)
                 if ready < 0 && errno != EINTR || p.revents & Int16(POLLHUP | POLLERR) != 0 {
