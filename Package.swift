@@ -47,6 +47,12 @@ let package = Package(
         .target(name: "BootContract", swiftSettings: strict),
         // The one error type of Cocoon's services: a code, a message naming the object, the cause.
         .target(name: "Errors", swiftSettings: strict),
+        // The shared models every layer speaks (a leaf): a process to run, capabilities, seccomp
+        // profiles, wait statuses, the configuration's choices (backend, accelerator, cgroup driver)
+        // and the duration units.
+        .target(name: "Models", swiftSettings: strict),
+        // Small system files: bounded text reads and control-file writes, the mount table (a leaf).
+        .target(name: "SystemFiles", swiftSettings: strict),
         // Persisted state: atomic files, the JSON record store, record ids, per-key locks.
         .target(
             name: "Persistence",
@@ -58,7 +64,7 @@ let package = Package(
         .target(
             name: "AgentClient",
             dependencies: [
-                "AgentAPI", "BootContract", "ContainerCore", "CSpawn", "Errors", "Spawn",
+                "AgentAPI", "BootContract", "CSpawn", "Errors", "Models", "Spawn",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -68,13 +74,13 @@ let package = Package(
         // Starting host helpers with only the descriptors they are meant to have (C: posix_spawn + closefrom).
         .target(name: "CSpawn"),
         // Host child processes: run to completion with a deadline, liveness by pid, wait statuses.
-        .target(name: "Spawn", dependencies: ["CSpawn", "ContainerCore"], swiftSettings: strict),
+        .target(name: "Spawn", dependencies: ["CSpawn", "Models"], swiftSettings: strict),
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         // VM drivers behind one protocol: QEMU (direct) and libvirt.
         .target(
             name: "Hypervisor",
             dependencies: [
-                "BootContract", "CLibvirt", "CSpawn", "Spawn", "Persistence",
+                "BootContract", "CLibvirt", "CSpawn", "Models", "Spawn", "Persistence",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -95,7 +101,7 @@ let package = Package(
         .target(
             name: "Volumes",
             dependencies: [
-                "AgentClient", "CMounts", "ContainerCore", "Errors", .product(name: "Crypto", package: "swift-crypto"),
+                "AgentClient", "CMounts", "Errors", "SystemFiles", .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         // Pod networking: CNI plugins into a namespace per pod, a tap wired to the pod's interface.
@@ -104,7 +110,7 @@ let package = Package(
         .target(
             name: "PodNetwork",
             dependencies: [
-                "CNetns", "ContainerCore", "Netlink", "Persistence", "Spawn",
+                "CNetns", "Models", "Netlink", "Persistence", "Spawn", "SystemFiles",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -115,7 +121,7 @@ let package = Package(
         .target(
             name: "Streaming",
             dependencies: [
-                "CZlib", "Containers", "Errors",
+                "CZlib", "Errors", "Models",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -129,7 +135,7 @@ let package = Package(
         .target(
             name: "Images",
             dependencies: [
-                "CArchive", "Config", "Errors", "Persistence", "Spawn",
+                "CArchive", "Config", "Errors", "Models", "Persistence", "Spawn",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -149,20 +155,24 @@ let package = Package(
         .target(name: "CContainerCore", linkerSettings: [.linkedLibrary("seccomp")]),
         // Containers from an OCI-like description: namespaces, mounts, pivot_root, identity,
         // capabilities, cgroup v2. Used by the guest agent and tested directly on the host.
-        .target(name: "ContainerCore", dependencies: ["CContainerCore"], swiftSettings: strict),
+        .target(
+            name: "ContainerCore", dependencies: ["CContainerCore", "Models", "SystemFiles"], swiftSettings: strict),
         // Daemon configuration (TOML).
         .target(
             name: "Config",
-            dependencies: ["Hypervisor", .product(name: "TOMLKit", package: "TOMLKit")],
+            dependencies: ["Models", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: strict
         ),
+        // The CRI container log format: the daemon's writer and `cocoonctl logs`' reader.
+        .target(name: "ContainerLogs", dependencies: ["Persistence"], swiftSettings: strict),
         // Containers in pod VMs: records and their state machine, volumes (shared, or copied into a VM
-        // without a shared directory), CRI log files, exec sessions. Reaches each pod's agent through
+        // without a shared directory), exec sessions. Reaches each pod's agent through
         // `PodAgents`.
         .target(
             name: "Containers",
             dependencies: [
-                "AgentClient", "ContainerCore", "CSpawn", "Errors", "Persistence", "Spawn", "Volumes",
+                "AgentClient", "ContainerLogs", "CSpawn", "Errors", "Models", "Persistence", "Spawn", "SystemFiles",
+                "Volumes",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -171,10 +181,8 @@ let package = Package(
         .target(
             name: "Sandboxes",
             dependencies: [
-                "BootContract", "Config", "Containers", "Hypervisor", "AgentClient", "ContainerCore", "Errors",
-                "PodNetwork",
-                "Persistence", "Volumes",
-                "Spawn", "CSpawn", .product(name: "Logging", package: "swift-log"),
+                "BootContract", "Config", "Containers", "Hypervisor", "AgentClient", "Errors", "Models", "PodNetwork",
+                "Persistence", "Volumes", "Spawn", "CSpawn", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -184,7 +192,7 @@ let package = Package(
             name: "CRI",
             dependencies: [
                 "CRIAPI", "Containers", "Sandboxes", "Images", "Config", "Hypervisor", "AgentClient", "ContainerCore",
-                "Errors", "PodNetwork", "Spawn", "Streaming", "Volumes",
+                "Errors", "Models", "PodNetwork", "Spawn", "Streaming", "Volumes",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Logging", package: "swift-log"),
@@ -203,7 +211,7 @@ let package = Package(
         .target(
             name: "CLI",
             dependencies: [
-                "CRIAPI", "CocoonAPI", "Containers", "Spawn", "Streaming",
+                "CRIAPI", "CocoonAPI", "ContainerLogs", "Models", "Spawn", "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -220,8 +228,9 @@ let package = Package(
         .executableTarget(
             name: "cocoond",
             dependencies: [
-                "CRI", "CocoonServices", "Config", "Containers", "Sandboxes", "Images", "Hypervisor", "CRIAPI",
-                "PodNetwork", "Streaming", "Persistence",
+                "CRI", "CocoonServices", "Config", "Containers", "Errors", "Sandboxes", "Images", "Hypervisor",
+                "CRIAPI",
+                "Models", "PodNetwork", "Streaming", "Persistence",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -237,30 +246,41 @@ let package = Package(
         // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
         .executableTarget(
             name: "cocoon-agent",
-            dependencies: ["AgentAPI", "BootContract", "CAgentSys", "ContainerCore", "Netlink"],
+            dependencies: [
+                "AgentAPI", "AgentService", "BootContract", "CAgentSys", "ContainerCore", "Models", "Netlink",
+                "SystemFiles",
+            ],
             path: "guest-agent/Sources/cocoon-agent",
             swiftSettings: strict
         ),
         .target(name: "CAgentSys", path: "guest-agent/Sources/CAgentSys"),
+        // The guest agent's request dispatcher: one handler per request kind in one table, driving
+        // the pod's services through protocols (unit-tested with fakes; no descriptors here).
+        .target(
+            name: "AgentService", dependencies: ["AgentAPI"], path: "guest-agent/Sources/AgentService",
+            swiftSettings: strict),
         .testTarget(
             name: "UnitTests",
             dependencies: [
-                "Config", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI", "AgentClient",
+                "Config", "ContainerLogs", "Containers", "Sandboxes", "Images", "CArchive", "Hypervisor", "AgentAPI",
+                "AgentClient", "AgentService", "CAgentSys",
                 "BootContract", "CLI", "CRI", "CRIAPI", "ContainerCore", "Errors", "PodNetwork", "Netlink",
-                "Persistence", "Volumes",
-                "Spawn", "Streaming",
+                "Models", "Persistence", "Volumes", "Spawn", "CSpawn", "Streaming", "SystemFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "AgentAPI", "CRIAPI", "CLI", "CocoonAPI", "ContainerCore", "Hypervisor", "Spawn",
+                "AgentAPI", "CRIAPI", "CLI", "CocoonAPI", "ContainerCore", "Hypervisor", "Models", "Spawn",
+                "SystemFiles",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ],

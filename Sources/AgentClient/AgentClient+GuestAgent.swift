@@ -1,6 +1,6 @@
 import AgentAPI
-import ContainerCore
 import Foundation
+import Models
 
 /// The agent API's calls, typed: `AgentClient` as a `GuestAgent`.
 extension AgentClient: GuestAgent {

@@ -2,6 +2,7 @@ import AgentAPI
 import BootContract
 import CSpawn
 import Foundation
+import Models
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix

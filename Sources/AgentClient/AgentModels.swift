@@ -1,5 +1,5 @@
-import ContainerCore
 import Foundation
+import Models
 
 // The host's view of what goes through the agent: plain Swift values the managers keep and persist.
 // Only `WireConversion.swift` turns them into (and out of) the agent API's protobuf messages.

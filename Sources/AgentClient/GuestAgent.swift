@@ -1,6 +1,6 @@
 import AgentAPI
 import BootContract
-import ContainerCore
+import Models
 
 /// The guest agent of one pod VM, as the sandbox and container managers use it. `AgentClient` is
 /// the real one (the agent channel); unit tests use a fake, so the managers' state machines are

@@ -1,6 +1,6 @@
 import AgentAPI
-import ContainerCore
 import Foundation
+import Models
 
 // The only place where the host's agent values become agent API messages and back.
 

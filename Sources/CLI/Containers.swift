@@ -1,6 +1,6 @@
 import ArgumentParser
 import CRIAPI
-import Containers
+import ContainerLogs
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2

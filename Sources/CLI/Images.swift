@@ -3,6 +3,7 @@ import CRIAPI
 import CocoonAPI
 import Foundation
 import GRPCCore
+import Models
 import Spawn
 
 /// `cocoonctl pull`: PullImage, with a progress bar per layer drawn from ImageStatus (verbose)

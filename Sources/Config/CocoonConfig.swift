@@ -1,4 +1,4 @@
-import Hypervisor
+import Models
 import TOMLKit
 
 /// Owns the daemon's configuration: where state, sockets and logs live, and the runtime handlers
@@ -30,7 +30,7 @@ public struct CocoonConfig: Sendable, Equatable {
     /// Pod networking through CNI plugins.
     public var cni = CNISettings()
     /// `[cgroups] driver`: how CRI's `cgroup_parent` is written (the kubelet's `cgroupDriver`).
-    public var cgroupDriver: VMCgroup.Driver = .auto
+    public var cgroupDriver: CgroupDriver = .auto
 
     public init() {
         handlers[Self.defaultHandlerName] = RuntimeHandler(backend: .qemu)

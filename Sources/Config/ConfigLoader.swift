@@ -1,5 +1,5 @@
 import Glibc
-import Hypervisor
+import Models
 import TOMLKit
 
 /// Parses and validates the TOML configuration file. Unknown keys are errors, so a typo never
@@ -67,8 +67,8 @@ public enum ConfigLoader {
             guard let t = cgroups.table else { throw ConfigError("\(source): cgroups must be a table") }
             try rejectUnknown(t, allowed: ["driver"], at: "\(source): cgroups")
             if let name = try string(t, "driver", "\(source): cgroups") {
-                guard let driver = VMCgroup.Driver(rawValue: name) else {
-                    let known = VMCgroup.Driver.allCases.map(\.rawValue).joined(separator: ", ")
+                guard let driver = CgroupDriver(rawValue: name) else {
+                    let known = CgroupDriver.allCases.map(\.rawValue).joined(separator: ", ")
                     throw ConfigError("\(source): cgroups: driver \"\(name)\" is not one of \(known)")
                 }
                 config.cgroupDriver = driver

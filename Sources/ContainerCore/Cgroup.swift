@@ -1,5 +1,6 @@
 import CContainerCore
 import Glibc
+import SystemFiles
 
 /// One cgroup v2 directory: created with the cpu, memory and pids controllers enabled above it,
 /// limited from `Resources`, read for stats and OOM kills, and removed when its processes are gone.

@@ -1,5 +1,7 @@
 import CContainerCore
 import Glibc
+import Models
+import SystemFiles
 
 /// Starts container processes: the first process of a container (new mount, PID, IPC and UTS
 /// namespaces; the network namespace is shared with the pod), and processes exec'd into a running

@@ -1,5 +1,6 @@
 import CContainerCore
 import Glibc
+import Models
 
 /// Cocoon's RuntimeDefault seccomp profile: the semantics of Docker's and containerd's default
 /// profile, as a table of our own. Everything not listed fails with EPERM (so a system call newer

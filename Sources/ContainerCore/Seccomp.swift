@@ -1,14 +1,7 @@
 import CContainerCore
 import FoundationEssentials
 import Glibc
-
-/// A process's system call filter: none, Cocoon's RuntimeDefault, or an OCI/Docker-format JSON
-/// profile (CRI `Localhost`). Compiled with libseccomp into a BPF program before the process starts.
-public enum SeccompProfile: Sendable, Equatable, Codable {
-    case unconfined
-    case runtimeDefault
-    case json(String)
-}
+import Models
 
 /// Compiles profiles to BPF (x86_64, plus the i386 and x32 ABIs so they cannot be used to get around it).
 public enum Seccomp {

@@ -1,4 +1,6 @@
 import Glibc
+import Models
+import SystemFiles
 
 /// Turns a `UserSpec` into numeric ids, reading the container's own /etc/passwd and /etc/group
 /// (never the host's), as runc does.

@@ -1,5 +1,5 @@
 import AgentClient
-import ContainerCore
+import ContainerLogs
 import Errors
 import Foundation
 import Spawn

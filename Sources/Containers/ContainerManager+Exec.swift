@@ -1,7 +1,7 @@
 import AgentClient
-import ContainerCore
 import Errors
 import Foundation
+import Models
 import Spawn
 
 /// ExecSync: a command run to completion in a running container, its output collected.

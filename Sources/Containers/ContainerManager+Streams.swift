@@ -1,7 +1,7 @@
 import AgentClient
-import ContainerCore
 import Errors
 import Foundation
+import Models
 import Spawn
 import Synchronization
 
@@ -139,27 +139,6 @@ extension ContainerManager {
     /// How long a stdin or port write may wait for the guest to take it (a process not reading).
     static let streamWrite = Duration.seconds(4 * 3600)
 
-    /// What a streaming exec runs and which streams it has.
-    public struct StreamingExec: Sendable, Equatable {
-        public var containerID: String
-        public var command: [String]
-        public var stdin: Bool
-        public var tty: Bool
-        /// With `tty`: the client's terminal size (columns, rows) when it sent one before the
-        /// process started; the terminal has it before the command runs.
-        public var size: (width: UInt16, height: UInt16)?
-        public init(containerID: String, command: [String], stdin: Bool, tty: Bool) {
-            self.containerID = containerID
-            self.command = command
-            self.stdin = stdin
-            self.tty = tty
-        }
-        public static func == (a: Self, b: Self) -> Bool {
-            a.containerID == b.containerID && a.command == b.command && a.stdin == b.stdin && a.tty == b.tty
-                && a.size?.width == b.size?.width && a.size?.height == b.size?.height
-        }
-    }
-
     /// The running container's full id, its pod and agent; NOT_FOUND or FAILED_PRECONDITION otherwise.
     public func runningContainer(_ idOrPrefix: String) async throws(CocoonError) -> (
         record: ContainerRecord, agent: any GuestAgent
@@ -174,7 +153,7 @@ extension ContainerManager {
     }
 
     /// Starts a command in a running container with streams for a client.
-    public func openExec(_ request: StreamingExec) async throws(CocoonError) -> ProcessStream {
+    public func openExec(_ request: ExecRequest) async throws(CocoonError) -> ProcessStream {
         guard !request.command.isEmpty, !request.command[0].isEmpty else {
             throw .invalidArgument("cmd must not be empty")
         }

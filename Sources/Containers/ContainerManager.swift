@@ -1,8 +1,9 @@
 import AgentClient
-import ContainerCore
+import ContainerLogs
 import Errors
 import Foundation
 import Logging
+import Models
 import Persistence
 import Spawn
 import Volumes

@@ -1,5 +1,5 @@
 import AgentClient
-import ContainerCore
+import Models
 import Volumes
 
 /// Everything Cocoon knows about one container, persisted as JSON. CRI-agnostic: the CRI layer

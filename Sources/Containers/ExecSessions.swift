@@ -1,3 +1,5 @@
+import ContainerLogs
+
 /// The ExecSync commands in flight: output collected up to a bound, the exit code, and the caller
 /// waiting for it. Owned (and only touched) by the container manager's actor.
 struct ExecSessions {

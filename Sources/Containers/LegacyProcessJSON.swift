@@ -1,6 +1,6 @@
 import AgentClient
-import ContainerCore
 import Foundation
+import Models
 
 /// Container records written before the agent seam was typed kept the container's process as the
 /// agent API's protobuf JSON (`processJSON`). `ContainerManager.recover` turns it into a

@@ -1,5 +1,5 @@
-import ContainerCore
 import Glibc
+import SystemFiles
 
 /// A container's termination message: what it wrote to its `terminationMessagePath` (the kubelet's
 /// annotation), read from the host file of the volume mounted there, at most 4096 bytes as the

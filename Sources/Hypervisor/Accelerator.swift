@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Models
 import Persistence
 import Spawn
 

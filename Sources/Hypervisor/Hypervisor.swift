@@ -1,5 +1,6 @@
 import BootContract
 import Foundation
+import Models
 import Persistence
 import Spawn
 
@@ -143,19 +144,6 @@ public struct VMSpec: Sendable, Equatable {
         }
     }
 }
-
-/// How a guest caches its shared directory (virtiofsd's `cache=` option): `auto` keeps file data
-/// and attributes for about a second (a host change shows within it), `always` keeps them until the
-/// guest forgets them (fastest metadata, host changes may stay unseen), `none` asks the host every
-/// time (host changes seen at once, slowest metadata).
-public enum SharedFSCache: String, Sendable, Codable, CaseIterable { case auto, always, none }
-
-/// A VM driver, as named in the config (`backend = "qemu"`).
-public enum Backend: String, Sendable, Codable, CaseIterable { case qemu, libvirt }
-
-/// Which accelerator a VM asks for (`auto`: KVM where it can run the guest, else TCG) or runs
-/// under (`kvm` or `tcg`).
-public enum Accel: String, Sendable, Codable, CaseIterable { case auto, kvm, tcg }
 
 /// The guest CPU each accelerator gets. Under TCG it is `max` without ERMS and FSRM: TCG emulates
 /// `rep movsb` a byte at a time, and with those flags the guest's kernel and libc copy memory with

@@ -1,5 +1,6 @@
 import BootContract
 import Foundation
+import Models
 import Spawn
 
 /// Decides whether KVM can run *our* guest by booting it: the real guest kernel and initramfs under

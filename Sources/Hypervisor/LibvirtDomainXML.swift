@@ -2,6 +2,7 @@ import BootContract
 import CLibvirt
 import Foundation
 import Logging
+import Models
 import Spawn
 
 /// The domain definition for one pod VM (a pure function, unit-tested).

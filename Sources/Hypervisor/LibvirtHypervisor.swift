@@ -2,6 +2,7 @@ import BootContract
 import CLibvirt
 import Foundation
 import Logging
+import Models
 import Spawn
 
 /// Runs each VM as a transient libvirt domain on `qemu:///system` (type `kvm` when usable, `qemu`

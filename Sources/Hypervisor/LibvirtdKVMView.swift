@@ -1,4 +1,5 @@
 import Foundation
+import Models
 
 /// What libvirtd sees of `/dev/kvm`, read through its own mount namespace (`/proc/PID/root`), judged
 /// as libvirt judges it: KVM counts as usable when its QEMU user may open the device read-write.

@@ -1,6 +1,7 @@
 import BootContract
 import Foundation
 import Logging
+import Models
 import Spawn
 
 /// Where one QEMU VM keeps its files.

@@ -1,6 +1,7 @@
 import BootContract
 import Foundation
 import Logging
+import Models
 import Spawn
 
 /// Runs each VM as its own `qemu-system-x86_64` process: microvm machine, KVM when usable and TCG

@@ -1,5 +1,6 @@
 import CSpawn
 import Foundation
+import Models
 import Spawn
 
 /// A minimal QMP (QEMU Machine Protocol) client: connect, negotiate capabilities, run one command.

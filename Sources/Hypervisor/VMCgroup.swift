@@ -1,4 +1,5 @@
 import Foundation
+import Models
 
 /// Owns the host cgroup of each VM process (QEMU, virtiofsd and their helpers), so the pod's
 /// resources bound its VM: memory (guest RAM plus the VMM's own overhead), process count, CPU weight
@@ -7,15 +8,7 @@ import Foundation
 /// /sys/fs/cgroup is the unified hierarchy; otherwise the v1 `memory`, `cpu` and `pids` hierarchies.
 /// A VM ends with everything in its cgroup (`cgroup.kill`, or SIGKILL to each member on v1).
 public enum VMCgroup {
-    /// How CRI's `cgroup_parent` is written (the kubelet's `cgroupDriver`).
-    public enum Driver: String, Sendable, Codable, CaseIterable {
-        /// `systemd` for a parent that is a slice name (`kubepods-burstable-pod1.slice`), `cgroupfs` otherwise.
-        case auto
-        /// A path in the hierarchy: `/kubepods/burstable/pod1`.
-        case cgroupfs
-        /// A slice name, expanded as systemd does: `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice`.
-        case systemd
-    }
+    public typealias Driver = CgroupDriver
 
     /// The hierarchy path of the pod cgroup that CRI's `cgroup_parent` names; nil for none; an error
     /// message (for `linux.cgroup_parent`) for one that is not a cgroup path or slice name.

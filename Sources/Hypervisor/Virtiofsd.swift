@@ -1,5 +1,6 @@
 import BootContract
 import Foundation
+import Models
 import Spawn
 
 /// One pod's virtiofsd: QEMU 7.2's C daemon serving the pod's shared directory to the guest over

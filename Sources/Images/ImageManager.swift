@@ -3,6 +3,7 @@ import Errors
 import Foundation
 import Glibc
 import Logging
+import Models
 import Persistence
 import Synchronization
 

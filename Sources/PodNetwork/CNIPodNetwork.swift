@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Models
 import Spawn
 
 /// Pod networks through the CNI plugins (containerd's model, with Kata's tap wiring for the VM):

@@ -1,6 +1,6 @@
 import CNetns
-import ContainerCore
 import Foundation
+import SystemFiles
 
 /// A pod's named network namespace, `/var/run/netns/<name>`, as `ip netns add` makes it: a file
 /// the namespace is bind-mounted on, under a shared mount of the directory.

@@ -2,6 +2,7 @@ import AgentClient
 import Errors
 import Foundation
 import Hypervisor
+import Models
 import Spawn
 
 /// Booting a pod's VM until its agent answers, and ending it.

@@ -6,6 +6,7 @@ import Errors
 import Foundation
 import Hypervisor
 import Logging
+import Models
 import Persistence
 import PodNetwork
 import Spawn
@@ -36,7 +37,7 @@ public actor SandboxManager {
     let network: any PodNetworking
     var records: [String: SandboxRecord] = [:]
     /// reserved pod name -> sandbox id, including sandboxes still booting.
-    private var names: [String: String] = [:]
+    var names: [String: String] = [:]
     var agents: [String: any GuestAgent] = [:]
     private var connecting: [String: Task<any GuestAgent, any Error>] = [:]
     let locks = KeyedLock()
@@ -134,154 +135,6 @@ public actor SandboxManager {
     }
 
     // MARK: CRI operations
-
-    public func run(_ request: RunRequest) async throws(CocoonError) -> String {
-        guard let (handlerName, handler) = config.handler(named: request.runtimeHandler) else {
-            let known = config.handlers.keys.sorted().joined(separator: ", ")
-            throw .notFound("runtime handler \"\(request.runtimeHandler)\" is not configured (configured: \(known))")
-        }
-        guard let hypervisor = hypervisors[handler.backend] else {
-            throw .unavailable(
-                "hypervisor backend \(handler.backend.rawValue) of handler \(handlerName) is not available")
-        }
-        let name = request.metadata.reservedName
-        if let owner = names[name] {
-            throw .alreadyExists(
-                "failed to reserve sandbox name \"\(name)\": name \"\(name)\" is reserved for \"\(owner)\"")
-        }
-        let size = try VMSizing.resolve(request, handler: handler, handlerName: handlerName)
-        if !size.ignored.isEmpty {
-            logger.warning(
-                "pod annotations not enabled for its runtime handler are ignored",
-                metadata: ["pod": "\(name)", "handler": "\(handlerName)", "ignored": "\(size.ignored)"])
-        }
-        let memory = size.memoryMiB
-        let range = RuntimeHandler.memoryRangeMiB
-        guard range.contains(memory) else {
-            throw .invalidArgument(
-                "VM memory of \(memory) MiB is outside \(range.lowerBound)...\(range.upperBound) MiB")
-        }
-        if let hostMiB = HostMemory.totalMiB(), memory > hostMiB {
-            throw .invalidArgument("VM memory of \(memory) MiB exceeds the host's \(hostMiB) MiB")
-        }
-        let vcpus = size.vcpus
-        let cgroupParent: String?
-        switch VMCgroup.resolveParent(request.cgroupParent, driver: config.cgroupDriver) {
-        case .success(let parent): cgroupParent = parent
-        case .failure(let refused): throw .invalidArgument("config.linux.cgroup_parent \(refused.message)")
-        }
-        let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
-        names[name] = id
-        _ = locks.tryAcquire(id)  // a fresh id: nobody else can hold it
-        defer { locks.release(id) }
-
-        let started = ContinuousClock.now
-        var record = SandboxRecord(
-            id: id, metadata: request.metadata, labels: request.labels, annotations: request.annotations,
-            runtimeHandler: handlerName, createdAtNs: HostProcess.nowNs(), vcpus: vcpus,
-            memoryMiB: memory, configJSON: request.configJSON)
-        record.cgroupParent = cgroupParent
-        records[id] = record
-        do throws(CocoonError) {
-            try store.save(record)
-            let tokenFile = AgentTokenFile.path(inStateDir: store.directory(for: id))
-            let choice = startChoice(handlerName, handler, vcpus: vcpus, memoryMiB: memory)
-            record.startSteps = [:]
-            let vm: VMHandle
-            let health: GuestHealth
-            let attachment: PodNetworkAttachment
-            if case .pool(let pooled) = choice {
-                (vm, health, attachment) = try await adoptPoolVM(
-                    pooled, request: request, tokenFile: tokenFile, record: &record)
-            } else if case .template(let template) = choice,
-                let cloned = try await cloneForPod(
-                    template, handlerName, handler, hypervisor: hypervisor, request: request, tokenFile: tokenFile,
-                    record: &record)
-            {
-                (vm, health, attachment) = cloned
-            } else {
-                _ = try AgentTokenFile.create(at: tokenFile)
-                let uid = try freeVMUID()
-                record.vmUID = uid
-                records[id] = record
-                try store.save(record)
-                let placement: TapPlacement =
-                    hypervisor.opensTapByName ? .host(name: Self.hostTapName(id)) : .podNamespace
-                let networking = ContinuousClock.now
-                attachment = try await setUpNetwork(request, id: id, tap: placement)
-                record.startSteps?["network"] = (ContinuousClock.now - networking).milliseconds
-                record.network = attachment.state
-                records[id] = record
-                defer { if attachment.tapFD >= 0 { close(attachment.tapFD) } }  // the VM has its own copy once booted
-                try store.save(record)
-                var spec = VMSpec(
-                    id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage,
-                    vcpus: vcpus, memoryMiB: memory, accel: handler.accel, extraKernelArgs: handler.kernelArgs,
-                    stateDir: store.directory(for: id), runDir: runDir(id), agentTokenFile: tokenFile,
-                    user: VMUser(uid: uid, gid: uid))
-                spec.nic = VMNic(
-                    tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
-                    tapName: attachment.state.hostTap ?? TapWiring.tapName)
-                spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: hypervisor)
-                spec.sharedCache = handler.sharedFSCache
-                spec.cgroupParent = cgroupParent
-                if case .cold(let reason) = choice { record.coldReason = reason }
-                let booting = ContinuousClock.now
-                (vm, health) = try await bootUntilAgent(spec, hypervisor: hypervisor, record: &record)
-                record.startSteps?["vm"] = (ContinuousClock.now - booting).milliseconds
-                record.start = .cold
-                try await adoptHostTap(attachment.state)
-            }
-            // A clone's tap joins the pod's namespace while its guest is configured.
-            let isClone = record.start != .cold
-            async let tapWired: (error: CocoonError?, ms: Double) = isClone ? wireTap(attachment.state) : (nil, 0)
-            if let agent = agents[id] {
-                do {
-                    var configuration = podConfiguration(request, network: attachment.state)
-                    if vm.sharedDir != nil { configuration.sharedFSTag = BootContract.sharedFSTag }
-                    if record.start != .cold {
-                        configuration.restored = RestoredIdentity.fresh(templateMAC: BootContract.templateMAC)
-                    }
-                    let configuring = ContinuousClock.now
-                    try await agent.configurePod(configuration, timeout: timeouts.agentCall)
-                    record.startSteps?["configure"] = (ContinuousClock.now - configuring).milliseconds
-                } catch {
-                    throw CocoonError.from(error, "pod configuration (sysctls, network interface)")
-                }
-            }
-            let wired = await tapWired
-            if record.start != .cold { record.startSteps?["tap"] = wired.ms }
-            if let error = wired.error { throw error }
-            record.transition(.booted(bootMs: (ContinuousClock.now - started).milliseconds, guest: GuestInfo(health)))
-            records[id] = record
-            try store.save(record)
-            logger.info(
-                "sandbox ready",
-                metadata: [
-                    "id": "\(id)", "pod": "\(name)", "boot_ms": "\(Int(record.bootMs ?? 0))",
-                    "accel": "\(vm.accel.rawValue)", "start": "\(record.start?.rawValue ?? "cold")",
-                ])
-            if record.start == .pool { refillPool(handlerName, handler) }
-            return id
-        } catch {
-            // Roll back completely: no VM, no files, no name left behind.
-            if let vm = records[id]?.vm { await hypervisor.stop(vm, timeout: .zero) }
-            removeRunDir(id)  // a boot that failed before its VM had a handle left it
-            if let agent = agents.removeValue(forKey: id) { await agent.close() }
-            if let state = records[id]?.network { await releaseNetwork(podID: id, state, what: "a failed sandbox") }
-            releaseShare(id)
-            do {
-                try store.delete(id)
-            } catch let cleanup {
-                logger.error(
-                    "state of a failed sandbox left on disk", metadata: ["id": "\(id)", "error": "\(cleanup)"])
-            }
-            records[id] = nil
-            names[name] = nil
-            logger.warning("RunPodSandbox failed", metadata: ["pod": "\(name)", "error": "\(error)"])
-            throw error
-        }
-    }
 
     /// Stopping an unknown (already removed) sandbox succeeds, as the CRI contract asks.
     public func stop(_ idOrPrefix: String) async throws(CocoonError) {
@@ -484,7 +337,7 @@ public actor SandboxManager {
         try AgentTokenFile.read(AgentTokenFile.path(inStateDir: store.directory(for: id)))
     }
 
-    private func removeRunDir(_ id: String) {
+    func removeRunDir(_ id: String) {
         do {
             if FileManager.default.fileExists(atPath: runDir(id)) {
                 try FileManager.default.removeItem(atPath: runDir(id))

@@ -1,6 +1,6 @@
 import CSpawn
-import ContainerCore
 import Foundation
+import Models
 
 /// Owns host process plumbing the drivers share: running a helper to completion with its output,
 /// and telling whether a VM process is still alive (a zombie or a reused pid counts as gone).

@@ -1,9 +1,9 @@
 import AgentClient
 import CMounts
-import ContainerCore
 import Crypto
 import Errors
 import Foundation
+import SystemFiles
 
 /// One pod's shared directory on the host: the tree its virtiofsd exports to the VM, and the bind
 /// mounts of its containers' volumes in it (Kata's layout).

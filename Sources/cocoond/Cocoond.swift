@@ -10,6 +10,7 @@ import GRPCNIOTransportHTTP2
 import Hypervisor
 import Images
 import Logging
+import Models
 import Persistence
 import PodNetwork
 import Sandboxes
@@ -57,9 +58,9 @@ struct Cocoond: AsyncParsableCommand {
         let logger = Logger(label: "cocoond")
         OpenFileLimit.raise(logger: logger)
 
-        // The directories others must pass through are made passable explicitly, whatever the umask.
-        // (umask(077) was tried and taken out while a StartContainer failure was chased; the failure
-        // came back without it, so it was not the cause: issue 27 brings it back.)
+        // What the daemon creates is its own unless it says otherwise (VM processes and helpers get
+        // 022 back); the directories others must pass through are made passable explicitly.
+        umask(0o077)
         for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
             do {
                 try PassableDirectory.ensure(dir)
@@ -108,7 +109,7 @@ struct Cocoond: AsyncParsableCommand {
                 idleTimeout: .seconds(cfg.streaming.streamIdleTimeoutSeconds),
                 urlTTL: .seconds(cfg.streaming.urlTTLSeconds),
                 tls: cfg.streaming.tlsCertFile.isEmpty ? nil : (cfg.streaming.tlsCertFile, cfg.streaming.tlsKeyFile)),
-            runtime: containers)
+            runtime: ContainerStreamingRuntime(containers: containers))
         logger.info("streaming server listening", metadata: ["url": "\(streaming.baseURL)"])
         let server = GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
@@ -151,7 +152,7 @@ struct Cocoond: AsyncParsableCommand {
             }
             group.addTask {
                 if let address = try await server.listeningAddress {
-                    // Bound with the umask's mode: nobody else could connect (that needs write) before this.
+                    // Bound under the umask's 077: nobody else could connect before this.
                     try socketAccess.apply(to: socketPath)
                     logger.info(
                         "cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])

@@ -6,6 +6,7 @@ import GRPCNIOTransportHTTP2
 import Hypervisor
 import Spawn
 import Synchronization
+import SystemFiles
 
 /// Starts a real cocoond (the built binary) on a private socket, state root and run dir, with one
 /// handler per backend pointing at the guest image in $COCOON_GUEST_DIR. Tests talk real CRI to it.

@@ -2,6 +2,7 @@ import CRIAPI
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Models
 import Spawn
 import Testing
 
@@ -639,9 +640,10 @@ struct HostileGuestTests {
     }
 
     /// The daemon's doors: its CRI socket is root's alone (0600), or root's and one group's (0660 with
-    /// `socket_group`, as containerd's `[grpc] gid`); its state directories are 0700. The run and
-    /// state roots it creates itself (the harness leaves them to it) are passable only (0711): a jailed
-    /// libvirt QEMU walks through them to its own files (`aLibvirtPodVMRunsAsItsOwnUserInThePodsCgroup`).
+    /// `socket_group`, as containerd's `[grpc] gid`); its state directories are 0700. It runs with
+    /// umask 077 (what it creates without saying otherwise is its own), and the run and state roots it
+    /// creates itself (the harness leaves them to it) are passable only (0711): a jailed libvirt QEMU
+    /// walks through them to its own files (`aLibvirtPodVMRunsAsItsOwnUserInThePodsCgroup`).
     @Test func theCRISocketAndTheStateAreTheDaemonsAlone() async throws {
         func mode(_ path: String) -> (mode: mode_t, gid: gid_t)? {
             var info = stat()
@@ -658,6 +660,9 @@ struct HostileGuestTests {
             for dir in ["sandboxes", "containers", "images"] {
                 #expect(mode(daemon.stateRoot + "/" + dir)?.mode == 0o700, "\(dir)")
             }
+            let pid = try #require(daemon.pid)
+            let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+            #expect(status.split(separator: "\n").contains("Umask:\t0077"), "cocoond's umask")
             #expect(mode(daemon.runDir)?.mode == 0o711 && mode(daemon.stateRoot)?.mode == 0o711)
         }
         let group = try #require(getgrnam("kvm") ?? getgrnam("nogroup"), "a group to hand the socket to")

@@ -3,6 +3,7 @@ import ContainerCore
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SystemFiles
 import Testing
 
 /// Volumes shared live between the host and a pod VM through the pod's shared directory (virtio-fs,

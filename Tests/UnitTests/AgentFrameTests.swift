@@ -179,4 +179,14 @@ import Testing
         #expect(!VsockPeer.isHost(cid: 3, port: 1000), "another guest")
         #expect(!VsockPeer.isHost(cid: 1, port: 1000), "the guest's own loopback")
     }
+
+    /// The protocol's own header names the API version the code speaks (a reader of the .proto
+    /// alone must not be told an older one).
+    @Test func theProtoHeaderStatesTheAPIVersionOfTheCode() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let proto = try String(contentsOf: repo.appendingPathComponent("Protos/agent/agent.proto"), encoding: .utf8)
+        let header = proto.split(separator: "\n").prefix(2).joined(separator: " ")
+        #expect(header.contains("API version \(agentAPIVersion) "), "\(header)")
+    }
 }

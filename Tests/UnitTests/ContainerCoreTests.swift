@@ -1,5 +1,6 @@
 import ContainerCore
 import Foundation
+import Models
 import Testing
 
 /// ContainerCore on the host, as root, no VM: a busybox root filesystem built in a temp dir, real

@@ -1,4 +1,5 @@
 import CLI
+import ContainerLogs
 import Containers
 import Foundation
 import Testing

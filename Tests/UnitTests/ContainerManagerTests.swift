@@ -3,6 +3,7 @@ import ContainerCore
 import Containers
 import Errors
 import Foundation
+import Models
 import Testing
 
 /// The container state machine and the manager's contract, with fake pods and agents: no VM.

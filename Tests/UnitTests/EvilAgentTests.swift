@@ -11,7 +11,7 @@ import Testing
 @Suite struct EvilAgentTests {
     /// A guest agent that only floods: accepts the host, then writes 64 KiB output events without
     /// end, counting what the socket took.
-    final class FloodingGuest: @unchecked Sendable {
+    final class FloodingGuest: Sendable {
         let path: String
         private let listener: Int32
         /// Bytes the guest wrote (flooding) or read (reading).

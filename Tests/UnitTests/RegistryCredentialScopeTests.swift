@@ -22,7 +22,7 @@ import Testing
     typealias Respond = @Sendable (HTTPRequestHead) -> (HTTPResponseStatus, [(String, String)])
 
     /// A tiny HTTP server on 127.0.0.1 that answers by `respond` and records what it was sent.
-    final class Handler: ChannelInboundHandler, @unchecked Sendable {
+    final class Handler: ChannelInboundHandler, Sendable {
         typealias InboundIn = HTTPServerRequestPart
         typealias OutboundOut = HTTPServerResponsePart
         let seen: Seen

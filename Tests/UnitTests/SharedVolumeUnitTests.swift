@@ -3,12 +3,14 @@ import CRIAPI
 import Config
 import Errors
 import Foundation
+import Models
 import Testing
 import Volumes
 
 @testable import CRI
 @testable import ContainerCore
 @testable import Hypervisor
+@testable import SystemFiles
 
 /// The pieces of shared volumes that need no VM: QEMU's and virtiofsd's command lines, the CRI mount
 /// checks, mountinfo parsing, and a pod's shared directory made with real mounts on this host.

@@ -1,7 +1,7 @@
-import Containers
 import Errors
 import Foundation
 import Glibc
+import Models
 import Testing
 
 @testable import Streaming
@@ -11,13 +11,13 @@ import Testing
 /// closed as they come, so nobody can hold the daemon's descriptors.
 @Suite struct StreamingServerLimitsTests {
     struct NoRuntime: StreamingRuntime {
-        func openExec(_ request: ContainerManager.StreamingExec) async throws(CocoonError) -> ProcessStream {
+        func openExec(_ request: ExecRequest) async throws(CocoonError) -> any StreamedProcess {
             throw .unimplemented("test")
         }
-        func attach(_ containerID: String, stdin: Bool) async throws(CocoonError) -> ProcessStream {
+        func attach(_ containerID: String, stdin: Bool) async throws(CocoonError) -> any StreamedProcess {
             throw .unimplemented("test")
         }
-        func dial(pod: String, port: UInt16) async throws(CocoonError) -> PortConnection {
+        func dial(pod: String, port: UInt16) async throws(CocoonError) -> any StreamedPort {
             throw .unimplemented("test")
         }
     }

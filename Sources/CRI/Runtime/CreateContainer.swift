@@ -6,6 +6,7 @@ import Errors
 import Foundation
 import GRPCCore
 import Images
+import Models
 import Sandboxes
 
 extension RuntimeService {

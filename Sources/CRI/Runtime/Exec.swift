@@ -2,6 +2,7 @@ import CRIAPI
 import Containers
 import Errors
 import GRPCCore
+import Models
 import Streaming
 
 extension RuntimeService {
@@ -17,7 +18,7 @@ extension RuntimeService {
                 stdin: request.stdin, stdout: request.stdout, stderr: request.stderr, tty: request.tty)
             let server = try streamingServer()
             let (record, _) = try await containers.runningContainer(request.containerID)
-            let exec = ContainerManager.StreamingExec(
+            let exec = ExecRequest(
                 containerID: record.id, command: request.cmd, stdin: request.stdin, tty: request.tty)
             var response = Runtime_V1_ExecResponse()
             response.url = try server.url(for: .exec(exec, stdout: request.stdout, stderr: request.stderr))

@@ -3,6 +3,7 @@ import Config
 import Foundation
 import GRPCCore
 import Hypervisor
+import Models
 
 extension RuntimeService {
     /// RuntimeReady is true when the hypervisors the handlers need can run; NetworkReady once a CNI

@@ -3,6 +3,7 @@ import CRIAPI
 import ContainerCore
 import Errors
 import Foundation
+import Models
 
 /// The kubelet's container settings merged with the image's, into the agent's process description.
 enum ContainerArgs {

@@ -3,6 +3,7 @@ import Containers
 import Errors
 import Foundation
 import Hypervisor
+import Models
 import PodNetwork
 import Sandboxes
 

@@ -5,6 +5,7 @@ import Config
 import Errors
 import Foundation
 import Hypervisor
+import Models
 import Persistence
 import PodNetwork
 import Spawn

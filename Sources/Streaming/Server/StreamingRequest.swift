@@ -1,10 +1,10 @@
-import Containers
 import Errors
+import Models
 
 /// What a streaming URL stands for, as the CRI call that issued it checked it: stored under the
 /// URL's token until the client connects.
 public enum StreamingRequest: Sendable, Equatable {
-    case exec(ContainerManager.StreamingExec, stdout: Bool, stderr: Bool)
+    case exec(ExecRequest, stdout: Bool, stderr: Bool)
     case attach(containerID: String, stdin: Bool, stdout: Bool, stderr: Bool, tty: Bool)
     case portForward(podID: String, ports: [UInt16])
 
@@ -27,7 +27,9 @@ public enum StreamingRequest: Sendable, Equatable {
 
     /// Starts the exec or attaches; `size` is the client's terminal size when it sent one first: an
     /// exec's terminal has it before the command runs, an attached container's terminal is resized.
-    func start(on runtime: any StreamingRuntime, size: TerminalSize?) async throws(CocoonError) -> ProcessStream {
+    func start(on runtime: any StreamingRuntime, size: TerminalSize?) async throws(CocoonError)
+        -> any StreamedProcess
+    {
         switch self {
         case .exec(var exec, _, _):
             if let size { exec.size = (size.width, size.height) }
@@ -40,13 +42,3 @@ public enum StreamingRequest: Sendable, Equatable {
         }
     }
 }
-
-/// What the streaming server needs of the runtime: processes and connections in the pods' VMs.
-/// `ContainerManager` in the daemon.
-public protocol StreamingRuntime: Sendable {
-    func openExec(_ request: ContainerManager.StreamingExec) async throws(CocoonError) -> ProcessStream
-    func attach(_ containerID: String, stdin: Bool) async throws(CocoonError) -> ProcessStream
-    func dial(pod: String, port: UInt16) async throws(CocoonError) -> PortConnection
-}
-
-extension ContainerManager: StreamingRuntime {}

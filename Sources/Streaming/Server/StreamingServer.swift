@@ -1,6 +1,6 @@
-import Containers
 import Errors
 import Logging
+import Models
 import NIOCore
 import NIOHTTP1
 import NIOPosix

@@ -1,4 +1,3 @@
-import Containers
 import Errors
 import Logging
 import NIOCore
@@ -18,14 +17,14 @@ struct PortForwardOverSPDY {
         var port: UInt16
         var error: UInt32?
         var data: UInt32?
-        var connection: PortConnection?
+        var connection: (any StreamedPort)?
         /// A flow-controlled client's data for the connection.
         var pump: ClientInputPump?
     }
 
     func serve(_ channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async throws {
         let connection = try SPDYConnection(activity: activity)
-        let open = HeldSession<[PortConnection]>()
+        let open = HeldSession<[any StreamedPort]>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -46,7 +45,7 @@ struct PortForwardOverSPDY {
 
     private func readLoop(
         _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, connection: SPDYConnection,
-        open: HeldSession<[PortConnection]>, group: inout ThrowingTaskGroup<Void, any Error>
+        open: HeldSession<[any StreamedPort]>, group: inout ThrowingTaskGroup<Void, any Error>
     ) async throws {
         var pairs: [String: Pair] = [:]
         var byStream: [UInt32: String] = [:]
@@ -133,7 +132,7 @@ struct PortForwardOverSPDY {
     }
 
     /// The pod's side of one connection to the client's data stream; its failure to the error stream.
-    private func relay(_ c: PortConnection, data: UInt32, error: UInt32, connection: SPDYConnection) async {
+    private func relay(_ c: any StreamedPort, data: UInt32, error: UInt32, connection: SPDYConnection) async {
         for await event in c.events {
             switch event {
             case .data(let bytes):

@@ -1,4 +1,3 @@
-import Containers
 import Errors
 import Logging
 import NIOCore
@@ -17,7 +16,7 @@ struct PortForwardOverWebSocket {
 
     func serve(_ channel: NIOAsyncChannel<WebSocketFrame, WebSocketFrame>) async throws {
         let writer = FrameWriter<WebSocketFrame>(activity: activity)
-        let open = HeldSession<[PortConnection]>()
+        let open = HeldSession<[any StreamedPort]>()
         try await channel.executeThenClose { inbound, outbound in
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -25,7 +24,7 @@ struct PortForwardOverWebSocket {
                     try? await writer.run(outbound)
                     outbound.finish()
                 }
-                var connections: [PortConnection?] = []
+                var connections: [(any StreamedPort)?] = []
                 for (i, port) in ports.enumerated() {
                     let data = UInt8(clamping: 2 * i)
                     send(data, WebSocketChannels.portPrefix(port), writer)
@@ -97,7 +96,7 @@ struct PortForwardOverWebSocket {
             WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(bytes: [channel] + bytes)), written: written)
     }
 
-    private func relay(_ c: PortConnection, channel: UInt8, writer: FrameWriter<WebSocketFrame>) async {
+    private func relay(_ c: any StreamedPort, channel: UInt8, writer: FrameWriter<WebSocketFrame>) async {
         for await event in c.events {
             switch event {
             case .data(let bytes):

@@ -1,4 +1,3 @@
-import Containers
 import Errors
 import Logging
 import NIOCore
@@ -157,7 +156,7 @@ struct RemoteCommandOverSPDY {
     }
 
     /// Output to the client; the result on the error stream at the end, then the session closes.
-    private func pumpOutput(_ process: ProcessStream, streams: Streams, connection: SPDYConnection) async throws {
+    private func pumpOutput(_ process: any StreamedProcess, streams: Streams, connection: SPDYConnection) async throws {
         var status = RemoteCommandStatus.success
         for await event in process.events {
             switch event {

@@ -1,4 +1,3 @@
-import Containers
 import Errors
 import Logging
 import NIOCore
@@ -125,7 +124,7 @@ struct RemoteCommandOverWebSocket {
         }
     }
 
-    private func pumpOutput(_ process: ProcessStream, writer: FrameWriter<WebSocketFrame>) async {
+    private func pumpOutput(_ process: any StreamedProcess, writer: FrameWriter<WebSocketFrame>) async {
         let wanted = request.streams
         var status = RemoteCommandStatus.success
         for await event in process.events {

@@ -1,4 +1,3 @@
-import Containers
 import Errors
 import Synchronization
 
@@ -14,8 +13,8 @@ final class SizedStart: Sendable {
         var sizeWaiter: CheckedContinuation<TerminalSize?, Never>?
         var settled = false
         var abandoned = false
-        var process: ProcessStream?
-        var processWaiters: [CheckedContinuation<ProcessStream?, Never>] = []
+        var process: (any StreamedProcess)?
+        var processWaiters: [CheckedContinuation<(any StreamedProcess)?, Never>] = []
     }
     private let state = Mutex(State())
     let patience: Duration
@@ -29,7 +28,7 @@ final class SizedStart: Sendable {
     }
 
     /// A session whose process runs already (no terminal, or nothing to wait for).
-    convenience init(started process: ProcessStream) {
+    convenience init(started process: any StreamedProcess) {
         self.init(patience: .zero)
         state.withLock {
             $0.sizeDecided = true
@@ -100,8 +99,8 @@ final class SizedStart: Sendable {
     }
 
     /// The start is over: the process, or nil when it failed.
-    func settle(_ process: ProcessStream?) {
-        let waiters = state.withLock { s -> [CheckedContinuation<ProcessStream?, Never>] in
+    func settle(_ process: (any StreamedProcess)?) {
+        let waiters = state.withLock { s -> [CheckedContinuation<(any StreamedProcess)?, Never>] in
             guard !s.settled else { return [] }
             s.settled = true
             s.process = process
@@ -112,9 +111,9 @@ final class SizedStart: Sendable {
     }
 
     /// The session's process once the start is over (nil when it failed).
-    func process() async -> ProcessStream? {
-        await withCheckedContinuation { (waiter: CheckedContinuation<ProcessStream?, Never>) in
-            let settled = state.withLock { s -> ProcessStream?? in
+    func process() async -> (any StreamedProcess)? {
+        await withCheckedContinuation { (waiter: CheckedContinuation<(any StreamedProcess)?, Never>) in
+            let settled = state.withLock { s -> (any StreamedProcess)?? in
                 if s.settled { return .some(s.process) }
                 s.processWaiters.append(waiter)
                 return .none
@@ -127,7 +126,7 @@ final class SizedStart: Sendable {
     /// session was abandoned meanwhile, and settles: the process, the error that kept it from
     /// starting, or nil for an abandoned session.
     func start(_ request: StreamingRequest, on runtime: any StreamingRuntime) async -> Result<
-        ProcessStream, CocoonError
+        any StreamedProcess, CocoonError
     >? {
         let size = await firstSize()
         guard shouldStart else {

@@ -1,6 +1,7 @@
 import AgentClient
 import ContainerCore
 import Foundation
+import Models
 import Synchronization
 
 /// A guest agent without a VM: records every call, answers from a script, and lets a test send the

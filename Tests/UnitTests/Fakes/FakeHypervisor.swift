@@ -1,6 +1,7 @@
 import BootContract
 import Foundation
 import Hypervisor
+import Models
 import Synchronization
 
 /// VMs without QEMU: `boot` hands out handles (or fails when told to), a test can make a VM exit,

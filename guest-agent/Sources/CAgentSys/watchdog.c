@@ -1,22 +1,31 @@
 // A hung-request detector for the agent: PID 1 serves one request at a time, so a request that
-// blocks in the kernel (a mount, a FUSE call, a child that never execs) stops the whole pod. The
-// SIGALRM handler says on the console what the agent is doing and where the kernel holds it and
-// its children (/proc/PID/stack, wchan). Everything in the handler is async-signal-safe.
+// blocks in the kernel (a mount, a disk read, a FUSE call, a child that never execs) stops the
+// whole pod. A thread of its own (a signal would wait for an uninterruptible sleep to end) says on
+// the console what the agent is doing, where the kernel holds it and its children
+// (/proc/PID/stack, wchan) and the kernel's last messages. It allocates nothing: the agent's
+// clone-to-exec path may run beside it.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cagentsys.h"
 
 static char watched[160];
-static volatile sig_atomic_t armed_seconds;
-static volatile sig_atomic_t elapsed_seconds;
+static char agent_pid[16] = "1";
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+// When the watched work started (CLOCK_BOOTTIME seconds, 0: nothing watched), and every how long to report.
+static long armed_at;
+static long every;
 
-static void say(const char *s) { (void)!write(2, s, strlen(s)); }
+static int out_fd = 2;
+
+static void say(const char *s) { (void)!write(out_fd, s, strlen(s)); }
 
 static void say_number(long n) {
     char buf[24];
@@ -110,17 +119,47 @@ struct linux_dirent64 {
     char d_name[];
 };
 
-static void on_alarm(int sig) {
-    (void)sig;
-    int saved = errno;
-    elapsed_seconds += armed_seconds;
+// The kernel's last messages (SCSI timeouts, hung tasks, ...), read without blocking from /dev/kmsg.
+static void dump_kernel_log(void) {
+    int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return;
+    static char last[12][200];
+    int n = 0;
+    char record[1024];
+    ssize_t got;
+    while ((got = read(fd, record, sizeof record - 1)) > 0 || (got < 0 && errno == EPIPE)) {
+        if (got <= 0) continue;
+        record[got] = 0;
+        char *text = strchr(record, ';');
+        text = text ? text + 1 : record;
+        char *nl = strchr(text, '\n');
+        if (nl) *nl = 0;
+        strncpy(last[n % 12], text, sizeof last[0] - 1);
+        last[n % 12][sizeof last[0] - 1] = 0;
+        n++;
+    }
+    close(fd);
+    say("cocoon-agent:   kernel log (last lines):\n");
+    for (int i = n > 12 ? n - 12 : 0; i < n; i++) {
+        say("cocoon-agent:     ");
+        say(last[i % 12]);
+        say("\n");
+    }
+}
+
+static long boottime_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (long)ts.tv_sec;
+}
+
+static void report(long elapsed, const char *what) {
     say("cocoon-agent: stuck for ");
-    say_number(elapsed_seconds);
+    say_number(elapsed);
     say(" s in ");
-    say(watched);
+    say(what);
     say("\n");
-    dump_process("self", "agent");
-    long self = (long)getpid();
+    dump_process(agent_pid, "agent");
     int dir = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir >= 0) {
         char buf[4096];
@@ -130,33 +169,68 @@ static void on_alarm(int sig) {
                 struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + off);
                 off += d->d_reclen;
                 if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
-                if (parent_of(d->d_name) == self) dump_process(d->d_name, "child");
+                if (parent_of(d->d_name) == parse_long(agent_pid)) dump_process(d->d_name, "child");
             }
         }
         close(dir);
     }
-    alarm((unsigned)armed_seconds);
-    errno = saved;
+    dump_kernel_log();
 }
 
-void cocoon_watchdog_install(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+static void *watch(void *unused) {
+    (void)unused;
+    long next = 0;
+    for (;;) {
+        sleep(1);
+        char what[sizeof watched];
+        pthread_mutex_lock(&lock);
+        long since = armed_at, period = every;
+        memcpy(what, watched, sizeof what);
+        pthread_mutex_unlock(&lock);
+        if (since == 0 || period <= 0) { next = 0; continue; }
+        long elapsed = boottime_seconds() - since;
+        if (next == 0 || next < since) next = since + period;
+        if (boottime_seconds() >= next) {
+            report(elapsed, what);
+            next += period;
+        }
+    }
+    return NULL;
+}
+
+void cocoon_watchdog_install(int fd) {
+    out_fd = fd;
+    long pid = (long)getpid();
+    int i = (int)sizeof agent_pid - 1;
+    agent_pid[i] = 0;
+    do { agent_pid[--i] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && i > 0);
+    memmove(agent_pid, agent_pid + i, sizeof agent_pid - (size_t)i);
+    // The thread starts with every signal blocked: SIGCHLD must stay for the agent's signalfd.
+    sigset_t all, previous;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &previous);
+    pthread_t thread;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 128 << 10);
+    if (pthread_create(&thread, &attr, watch, NULL) == 0) pthread_detach(thread);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &previous, NULL);
 }
 
 void cocoon_watchdog_arm(const char *what, unsigned seconds) {
-    alarm(0);
+    pthread_mutex_lock(&lock);
     size_t n = strlen(what);
     if (n >= sizeof watched) n = sizeof watched - 1;
     memcpy(watched, what, n);
     watched[n] = 0;
-    elapsed_seconds = 0;
-    armed_seconds = (sig_atomic_t)seconds;
-    alarm(seconds);
+    armed_at = boottime_seconds();
+    every = (long)seconds;
+    pthread_mutex_unlock(&lock);
 }
 
-void cocoon_watchdog_disarm(void) { alarm(0); }
+void cocoon_watchdog_disarm(void) {
+    pthread_mutex_lock(&lock);
+    armed_at = 0;
+    pthread_mutex_unlock(&lock);
+}

@@ -1,4 +1,5 @@
 import AgentAPI
+import AgentService
 import BootContract
 import CAgentSys
 import Glibc
@@ -35,13 +36,14 @@ struct AgentServer {
     /// Set by Detach (the host is leaving) or by a refused session: nothing is served on the
     /// connection until it has really hung up.
     private var detached = false
-    private var containers = GuestContainers()
-    private var ports = GuestPorts()
+    /// Serves the requests; owns the pod's containers, forwarded ports and settings.
+    private var dispatcher: AgentDispatcher<GuestContainers, GuestPorts, GuestPod>
 
     init(channel: AgentChannel, boot: Cocoon_Agent_V4_BootReport) {
         self.channel = channel
         self.boot = boot
         self.childFD = cocoon_sigchld_fd()
+        self.dispatcher = AgentDispatcher(containers: GuestContainers(), ports: GuestPorts(), pod: GuestPod(boot: boot))
     }
 
     mutating func run() {
@@ -58,7 +60,7 @@ struct AgentServer {
     /// Wait for events without end, except while signals are held for a PID 1 (checked every 5 ms).
     /// A vsock session still owing its token is checked every 250 ms against its deadline.
     private var pollTimeoutMs: Int32 {
-        if containers.holdsSignals { return 5 }
+        if dispatcher.containers.holdsSignals { return 5 }
         if case .vsock = channel, sessionFD >= 0, !authenticated { return 250 }
         return -1
     }
@@ -70,7 +72,7 @@ struct AgentServer {
         let work = workFDs()
         fds += work.map(\.0)
         let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
-        containers.deliverHeldSignals()
+        dispatcher.containers.deliverHeldSignals()
         guard rc > 0 else { return }
         serveWork(zip(fds.suffix(work.count), work.map(\.1)))
         if fds[1].revents != 0 { reapChildren() }
@@ -108,7 +110,7 @@ struct AgentServer {
         let work = workFDs()
         fds += work.map(\.0)
         let rc = poll(&fds, nfds_t(fds.count), pollTimeoutMs)
-        containers.deliverHeldSignals()
+        dispatcher.containers.deliverHeldSignals()
         guard rc > 0 else { return }
         serveWork(zip(fds.suffix(work.count), work.map(\.1)))
         if fds[1].revents != 0 { reapChildren() }
@@ -289,141 +291,23 @@ struct AgentServer {
 
     private mutating func handle(_ envelope: Cocoon_Agent_V4_Envelope) {
         guard case .request(let request)? = envelope.body else { return }
-        Watchdog.arm("request \(envelope.id) (\(Watchdog.name(of: request.call)))")
+        Watchdog.arm("request \(envelope.id) (\(dispatcher.name(of: request)))")
         defer { Watchdog.disarm() }
-        var response = Cocoon_Agent_V4_Response()
-        var powerOffAfterReply = false
-        var detachAfterReply = false
-        switch request.call {
-        case .health?:
-            response.health = health()
-        case .shutdown?:
-            response.shutdown = Cocoon_Agent_V4_ShutdownResponse()
-            powerOffAfterReply = true
-        case .createContainer(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                try s.containers.create(r)
-                return .createContainer(Cocoon_Agent_V4_CreateContainerResponse())
-            }
-        case .startContainer(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                var reply = Cocoon_Agent_V4_StartContainerResponse()
-                reply.pid = try s.containers.start(r.id)
-                return .startContainer(reply)
-            }
-        case .exec(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                var reply = Cocoon_Agent_V4_ExecResponse()
-                reply.pid = try s.containers.exec(r)
-                return .exec(reply)
-            }
-        case .signal(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                try s.containers.signal(r)
-                return .signal(Cocoon_Agent_V4_SignalResponse())
-            }
-        case .containerStatus(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                .containerStatus(try s.containers.status(r.id))
-            }
-        case .removeContainer(let r)?:
-            pendingEvents += containers.remove(r.id)
-            response.removeContainer = Cocoon_Agent_V4_RemoveContainerResponse()
-        case .detach?:
-            response.detach = Cocoon_Agent_V4_DetachResponse()
-            detachAfterReply = true
-        case .updateResources(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                try s.containers.updateResources(r)
-                return .updateResources(Cocoon_Agent_V4_UpdateResourcesResponse())
-            }
-        case .unmountDisk(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                try s.containers.unmountDisk(r.serial)
-                return .unmountDisk(Cocoon_Agent_V4_UnmountDiskResponse())
-            }
-        case .configurePod(let r)?:
-            response = serve { (_: inout AgentServer) throws(AgentFailure) in
-                let t0 = cocoon_boottime_ns()
-                if r.hasRestored { try RestoredGuest.apply(r.restored) }
-                let t1 = cocoon_boottime_ns()
-                try PodSettings.apply(sysctls: r.sysctls)
-                if r.hasInterface {
-                    try GuestNetwork.configure(r.interface, templateMAC: r.hasRestored ? r.restored.templateMac : nil)
-                }
-                let t2 = cocoon_boottime_ns()
-                try PodIdentityFiles.write(r)
-                if !r.sharedFsTag.isEmpty { try SharedVolumes.mount(tag: r.sharedFsTag) }
-                let t3 = cocoon_boottime_ns()
-                log(
-                    "pod configured in \((t3 - t0) / 1_000_000) ms: identity \((t1 - t0) / 1_000_000), sysctls and "
-                        + "network \((t2 - t1) / 1_000_000), files and volumes \((t3 - t2) / 1_000_000)")
-                return .configurePod(Cocoon_Agent_V4_ConfigurePodResponse())
-            }
-        case .updatePodResources(let r)?:
-            response = serve { (_: inout AgentServer) throws(AgentFailure) in
-                try PodSettings.apply(podResources: GuestContainers.resources(r.resources))
-                return .updatePodResources(Cocoon_Agent_V4_UpdatePodResourcesResponse())
-            }
-        case .writeStdin(let r)?:
-            do {
-                let replies = try containers.writeStdin(r, replyTo: envelope.id)
-                guard replies.contains(where: { $0.id == envelope.id }) else { return }  // answered once written
-                sendReplies(replies)
-                return
-            } catch {
-                response = Self.failure(error)
-            }
-        case .resize(let r)?:
-            response = serve { (s: inout AgentServer) throws(AgentFailure) in
-                try s.containers.resize(r)
-                return .resize(Cocoon_Agent_V4_ResizeResponse())
-            }
-        case .ackOutput(let r)?:
-            pendingEvents += containers.ackOutput(r)
-        case .openPort(let r)?:
-            do {
-                let replies = try ports.open(r, replyTo: envelope.id)
-                sendReplies(replies)
-                return
-            } catch {
-                response = Self.failure(error)
-            }
-        case .writePort(let r)?:
-            do {
-                let replies = try ports.write(r, replyTo: envelope.id)
-                sendReplies(replies)
-                return
-            } catch {
-                response = Self.failure(error)
-            }
-        case .ackPort(let r)?:
-            ports.ack(r)
-        case .closePort(let r)?:
-            sendReplies(ports.close(r.connectionID))
-            response.closePort = Cocoon_Agent_V4_ClosePortResponse()
-        case .authenticate?:
-            response.authenticate = Cocoon_Agent_V4_AuthenticateResponse()  // already open
-        case nil:
-            var error = Cocoon_Agent_V4_AgentError()
-            error.code = .unimplemented
-            error.message = "request kind not known to agent API v\(agentAPIVersion)"
-            response.error = error
-        }
-        if envelope.id != 0 {  // id 0: a notification, not answered
+        let outcome = dispatcher.serve(request, id: envelope.id)
+        sendReplies(outcome.replies)
+        if let response = outcome.response {
             var reply = Cocoon_Agent_V4_GuestEnvelope()
             reply.id = envelope.id
             reply.response = response
             send(reply)
         }
-        // Exit events a request caused (a removed container) follow its reply.
-        let events = pendingEvents
-        pendingEvents = []
-        for event in events { sendEvent(event) }
-        if powerOffAfterReply {
+        for event in outcome.events { sendEvent(event) }
+        switch outcome.then {
+        case .carryOn:
+            break
+        case .powerOff:
             shutdownRequested = true
-        }
-        if detachAfterReply {
+        case .detach:
             log("host detaching; keeping events for the next session")
             authenticated = false
             sessionID = []
@@ -436,23 +320,12 @@ struct AgentServer {
         }
     }
 
-    private var pendingEvents: [Outgoing] = []
-
-    private static func failure(_ error: AgentFailure) -> Cocoon_Agent_V4_Response {
-        var response = Cocoon_Agent_V4_Response()
-        var e = Cocoon_Agent_V4_AgentError()
-        e.code = error.code
-        e.message = error.message
-        response.error = e
-        return response
-    }
-
     /// Answers requests whose work finished after they arrived (writes that waited for room).
     private func sendReplies(_ replies: [DeferredReply]) {
         for reply in replies where reply.id != 0 {
             var envelope = Cocoon_Agent_V4_GuestEnvelope()
             envelope.id = reply.id
-            envelope.response = reply.failure.map(Self.failure) ?? Cocoon_Agent_V4_Response()
+            envelope.response = reply.failure.map(Cocoon_Agent_V4_Response.failure) ?? Cocoon_Agent_V4_Response()
             send(envelope)
         }
     }
@@ -461,40 +334,26 @@ struct AgentServer {
 
     /// The fds of the containers' processes and of forwarded connections, with what to wait for.
     private func workFDs() -> [(pollfd, Work)] {
-        containers.pipeFDs.map { (pollfd(fd: $0, events: Int16(POLLIN), revents: 0), Work.output) }
-            + containers.blockedInputFDs.map { (pollfd(fd: $0, events: Int16(POLLOUT), revents: 0), Work.input) }
-            + ports.pollRequests.map { ($0, Work.port) }
+        dispatcher.containers.pipeFDs.map { (pollfd(fd: $0, events: Int16(POLLIN), revents: 0), Work.output) }
+            + dispatcher.containers.blockedInputFDs.map {
+                (pollfd(fd: $0, events: Int16(POLLOUT), revents: 0), Work.input)
+            }
+            + dispatcher.ports.pollRequests.map { ($0, Work.port) }
     }
 
     private mutating func serveWork<S: Sequence<(pollfd, Work)>>(_ ready: S) {
         for (p, work) in ready where p.revents != 0 {
             switch work {
             case .output:
-                for event in containers.drain(p.fd) { sendEvent(event) }
+                for event in dispatcher.containers.drain(p.fd) { sendEvent(event) }
             case .input:
-                sendReplies(containers.flushInput(p.fd))
+                sendReplies(dispatcher.containers.flushInput(p.fd))
             case .port:
-                let (replies, events) = ports.ready(p.fd, revents: p.revents)
+                let (replies, events) = dispatcher.ports.ready(p.fd, revents: p.revents)
                 sendReplies(replies)
                 for event in events { sendEvent(event) }
             }
         }
-    }
-
-    /// Runs one container call, turning a refusal into the response's error.
-    private mutating func serve(
-        _ body: (inout AgentServer) throws(AgentFailure) -> Cocoon_Agent_V4_Response.OneOf_Result
-    ) -> Cocoon_Agent_V4_Response {
-        var response = Cocoon_Agent_V4_Response()
-        do {
-            response.result = try body(&self)
-        } catch {
-            var e = Cocoon_Agent_V4_AgentError()
-            e.code = error.code
-            e.message = error.message
-            response.error = e
-        }
-        return response
     }
 
     /// Events raised while no host is connected (a daemon restart), sent when the next session starts.
@@ -532,29 +391,8 @@ struct AgentServer {
         }
     }
 
-    private func health() -> Cocoon_Agent_V4_HealthResponse {
-        var h = Cocoon_Agent_V4_HealthResponse()
-        h.apiVersion = agentAPIVersion
-        h.agentVersion = agentVersion
-        var release = [CChar](repeating: 0, count: 256)
-        cocoon_kernel_release(&release, Int32(release.count))
-        h.kernelRelease = String(
-            decoding: release.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        h.uptimeNs = cocoon_boottime_ns()
-        h.boot = boot
-        if let meminfo = readSmallFile("/proc/meminfo") {
-            for line in meminfo.split(separator: "\n") {
-                let words = line.split(separator: " ")
-                guard words.count >= 2, let kib = UInt64(words[1]) else { continue }
-                if words[0] == "MemTotal:" { h.memTotalKib = kib }
-                if words[0] == "MemAvailable:" { h.memAvailableKib = kib }
-            }
-        }
-        return h
-    }
-
     private mutating func startSession() {
-        ports.closeAll()  // the previous session's connections have no reader any more
+        dispatcher.ports.closeAll()  // the previous session's connections have no reader any more
         sendHello()
         let pending = backlog
         backlog = []
@@ -620,7 +458,7 @@ struct AgentServer {
         while true {
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { break }
-            for event in containers.reaped(pid: pid, status: status) { sendEvent(event) }
+            for event in dispatcher.containers.reaped(pid: pid, status: status) { sendEvent(event) }
         }
     }
 }

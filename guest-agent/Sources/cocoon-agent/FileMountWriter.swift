@@ -1,4 +1,5 @@
 import AgentAPI
+import AgentService
 import FoundationEssentials
 import Glibc
 

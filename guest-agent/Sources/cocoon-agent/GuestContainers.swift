@@ -1,8 +1,10 @@
 import AgentAPI
+import AgentService
 import CAgentSys
 import ContainerCore
 import FoundationEssentials
 import Glibc
+import Models
 
 /// The pod's containers inside the guest: each one's root filesystem (an overlay of its image
 /// disk under a tmpfs upper), copied file mounts, cgroup and processes; the stdout/stderr pipes of

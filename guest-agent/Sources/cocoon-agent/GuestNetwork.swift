@@ -1,4 +1,5 @@
 import AgentAPI
+import AgentService
 import Glibc
 import Netlink
 

@@ -1,6 +1,7 @@
 import CAgentSys
 import ContainerCore
 import Glibc
+import SystemFiles
 
 /// What PID 1 owns in the guest: the base mounts and the final power-off.
 enum GuestSetup {

@@ -1,4 +1,5 @@
 import AgentAPI
+import AgentService
 import CAgentSys
 import Glibc
 

@@ -1,7 +1,9 @@
 import AgentAPI
+import AgentService
 import BootContract
 import ContainerCore
 import Glibc
+import SystemFiles
 
 /// The pod's shared directory in the guest: the host's virtio-fs export, mounted once when the pod
 /// is configured; each container's volumes are binds of its entries.

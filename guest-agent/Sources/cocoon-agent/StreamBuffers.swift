@@ -111,26 +111,3 @@ struct OutputWindow {
     /// The host delivered `n` bytes; a host acknowledging more than was sent is clamped.
     mutating func acked(_ n: UInt64) { unacked = max(0, unacked - Int(clamping: n)) }
 }
-
-/// A request answered later (a write that waited for its fd), with the failure if it failed.
-struct DeferredReply {
-    var id: UInt64
-    var failure: AgentFailure?
-}
-
-/// What the agent sends the host unasked: an event, or stream bytes framed in place.
-enum Outgoing {
-    case event(Cocoon_Agent_V4_Event)
-    case stream(StreamFrame)
-}
-
-extension Outgoing {
-    /// Process output bytes it carries (what the backlog limit counts).
-    var outputBytes: Int {
-        switch self {
-        case .event: 0
-        case .stream(let frame):
-            if case .output = frame.header { frame.payloadCount } else { 0 }
-        }
-    }
-}

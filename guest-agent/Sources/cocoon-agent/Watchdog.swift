@@ -28,10 +28,4 @@ enum Watchdog {
         current = nil
         cocoon_watchdog_disarm()
     }
-
-    /// The request's kind ("startContainer"), never its contents.
-    static func name(of call: Any?) -> String {
-        guard let call else { return "unknown" }
-        return Mirror(reflecting: call).children.first?.label ?? "\(type(of: call))"
-    }
 }

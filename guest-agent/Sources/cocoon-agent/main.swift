@@ -8,7 +8,7 @@ let startedNs = cocoon_boottime_ns()
 // A write to a pipe or socket whose reader is gone fails with EPIPE instead (processes start with
 // default dispositions again).
 signal(SIGPIPE, SIG_IGN)
-cocoon_watchdog_install()
+cocoon_watchdog_install(2)
 let cmdline = KernelCommandLine.read()
 log("cocoon-agent \(agentVersion) starting (pid \(getpid()))")
 

@@ -38,9 +38,10 @@ int cocoon_fwcfg_read(const char *name, unsigned char *buf, int size);
 /// Adds `size` bytes (at most 512) to the kernel's entropy pool, credited in full, and reseeds its
 /// random generator from the pool at once (RNDADDENTROPY, RNDRESEEDCRNG). 0, or -errno.
 int cocoon_reseed_random(const unsigned char *bytes, int size);
-/// The hung-request detector: SIGALRM says on the console what the agent is stuck in and where the
-/// kernel holds it and its children, every `seconds` until disarmed.
-void cocoon_watchdog_install(void);
+/// The hung-request detector: a thread that says on the console what the agent is stuck in, where
+/// the kernel holds it and its children, and the kernel's last messages, every `seconds` until
+/// disarmed, written to `fd` (the console: 2). Installed once, before anything blocks signals.
+void cocoon_watchdog_install(int fd);
 /// Starts watching `what` (copied; at most 159 bytes).
 void cocoon_watchdog_arm(const char *what, unsigned seconds);
 void cocoon_watchdog_disarm(void);
