@@ -266,7 +266,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
             [weak self] () -> Void in
             guard let self, let call = self.pending.removeValue(forKey: id) else { return }
-            call.promise.fail(AgentClientError.deadlineExceeded(call: name, after: timeout))
+            call.promise.fail(AgentClientError.deadlineExceeded(call: name, after: timeout, unread: self.unwritten))
             if self.stuck, let context = self.context {
                 // Late and not reading what it was sent: the channel is stuck, not just slow.
                 self.failAll("the guest stopped reading its channel (\(self.unwritten) bytes waiting)")

@@ -6,7 +6,9 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
     }
 
     case connectFailed(String)
-    case deadlineExceeded(call: String, after: Duration)
+    /// `unread`: bytes the channel had not yet taken from the host when the deadline passed (the
+    /// guest, or its VMM, was not reading), 0 when everything sent had been taken.
+    case deadlineExceeded(call: String, after: Duration, unread: Int = 0)
     case disconnected(String)
     case agent(Refusal, message: String)
     case protocolViolation(String)
@@ -18,7 +20,11 @@ public enum AgentClientError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .connectFailed(let m): "cannot reach the guest agent: \(m)"
-        case .deadlineExceeded(let call, let after): "guest agent did not answer \(call) within \(after)"
+        case .deadlineExceeded(let call, let after, let unread):
+            "guest agent did not answer \(call) within \(after)"
+                + (unread > 0
+                    ? " (\(unread) bytes sent to it were still waiting to be read)"
+                    : " (all of it had been written to its socket)")
         case .disconnected(let m): "guest agent channel closed: \(m)"
         case .agent(let code, let message): "guest agent error \(code.rawValue): \(message)"
         case .protocolViolation(let m): "guest agent protocol violation: \(m)"

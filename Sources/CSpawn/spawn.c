@@ -2,6 +2,7 @@
 #include "cspawn.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -203,3 +204,26 @@ int cocoon_template_ram(const char *name, unsigned long long size) {
 }
 
 int cocoon_seal_writes(int fd) { return fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL); }
+
+int cocoon_pidfd_open(int pid) {
+    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : fd;
+}
+
+int cocoon_pidfd_wait(int pidfd, int timeout_ms) {
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int rc;
+    do {
+        rc = poll(&p, 1, timeout_ms);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) return -errno;
+    return rc > 0 ? 1 : 0;
+}
+
+int cocoon_wait_exit(int pid, int timeout_ms) {
+    int fd = cocoon_pidfd_open(pid);
+    if (fd < 0) return fd;
+    int rc = cocoon_pidfd_wait(fd, timeout_ms);
+    close(fd);
+    return rc;
+}

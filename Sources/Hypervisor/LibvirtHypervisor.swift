@@ -46,9 +46,9 @@ public struct LibvirtHypervisor: Hypervisor {
         let cgroupPath = VMCgroup.path(forVM: spec.vmName, parent: spec.cgroupParent)
         let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
         var fsDaemon: Int32?
-        func abandon() {
+        func abandon() async {
             if let fsDaemon { Virtiofsd.abandon(fsDaemon) }
-            VMCgroup.remove(cgroupPath)
+            await VMCgroup.remove(cgroupPath)
             // try?: the disk directory of a VM that never ran; a leftover is replaced by the next
             try? FileManager.default.removeItem(atPath: LibvirtJail.diskDir(spec))
         }
@@ -66,7 +66,7 @@ public struct LibvirtHypervisor: Hypervisor {
                     ).pid
             }
         } catch {
-            abandon()
+            await abandon()
             throw error
         }
         let xml = LibvirtDomainXML.make(
@@ -94,7 +94,7 @@ public struct LibvirtHypervisor: Hypervisor {
             try VMCgroup.join(pid: pid, procs: procs)
         } catch {
             await destroy(spec.vmName)
-            abandon()
+            await abandon()
             throw error
         }
         var handle = VMHandle(
@@ -126,7 +126,7 @@ public struct LibvirtHypervisor: Hypervisor {
     /// An orphan domain is destroyed by name; what it had moved into the pod's VM cgroup ends too.
     public func reapOrphan(vmName: String, cgroupParent: String?) async {
         await destroy(vmName)
-        VMCgroup.end(VMCgroup.path(forVM: vmName, parent: cgroupParent))
+        await VMCgroup.end(VMCgroup.path(forVM: vmName, parent: cgroupParent))
     }
 
     public func noteKVMBoot(_ spec: VMSpec, failure: String?) async {
@@ -144,7 +144,7 @@ public struct LibvirtHypervisor: Hypervisor {
             await kill(vm)
         }
         await Virtiofsd.end(vm)
-        if let cgroup = vm.cgroup { VMCgroup.end(cgroup) }
+        if let cgroup = vm.cgroup { await VMCgroup.end(cgroup) }
         // try?: sockets and links of an ended VM; a leftover is harmless
         try? FileManager.default.removeItem(atPath: vm.runDir)
         if let dir = vm.diskDir { try? FileManager.default.removeItem(atPath: dir) }

@@ -60,9 +60,9 @@ public struct QEMUHypervisor: Hypervisor {
         let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
         var fsDaemon: Virtiofsd.Started?
         /// Undoes what a failed boot started.
-        func abandon() {
+        func abandon() async {
             if let fsDaemon { Virtiofsd.abandon(fsDaemon.pid) }
-            VMCgroup.remove(cgroupPath)
+            await VMCgroup.remove(cgroupPath)
         }
         let files: QEMUFiles
         do throws(HypervisorError) {
@@ -74,7 +74,7 @@ public struct QEMUHypervisor: Hypervisor {
             files = try QEMUFiles.open(
                 spec: spec, layout: layout, user: user, agentSerial: agentSerial, fsSocket: fsDaemon?.qemuFD)
         } catch {
-            abandon()
+            await abandon()
             throw error
         }
         let argv =
@@ -94,7 +94,7 @@ public struct QEMUHypervisor: Hypervisor {
             pid = try VMProcess.start(argv, launch)
         } catch {
             files.close()
-            abandon()
+            await abandon()
             throw .bootFailed("cannot start \(qemuBinary): \(error)")
         }
         files.close()  // QEMU has its copies; with ours closed, a QEMU that died refuses connections
@@ -111,7 +111,7 @@ public struct QEMUHypervisor: Hypervisor {
                     Glibc.kill(pid, SIGKILL)
                     _ = waitpid(pid, &status, 0)
                 }
-                abandon()
+                await abandon()
                 let output = (FileManager.default.contents(atPath: layout.outputLog) ?? Data()).suffix(1000)
                 let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
                 let why =
@@ -130,7 +130,7 @@ public struct QEMUHypervisor: Hypervisor {
                 Glibc.kill(pid, SIGKILL)
                 var status: Int32 = 0
                 _ = waitpid(pid, &status, 0)
-                abandon()
+                await abandon()
                 throw error
             }
         }
@@ -160,7 +160,7 @@ public struct QEMUHypervisor: Hypervisor {
             }
         }
         await Virtiofsd.end(vm)
-        if let cgroup = vm.cgroup { VMCgroup.end(cgroup) }
+        if let cgroup = vm.cgroup { await VMCgroup.end(cgroup) }
         // try?: sockets of an ended VM; a leftover is harmless and reused by nobody
         try? FileManager.default.removeItem(atPath: vm.runDir)
     }
@@ -176,7 +176,7 @@ public struct QEMUHypervisor: Hypervisor {
     /// An orphan QEMU is found by the `process=` name it was given (virtiofsd dies with its socket).
     public func reapOrphan(vmName: String, cgroupParent: String?) async {
         for pid in HostProcess.pids(withArgument: "process=" + vmName) { Glibc.kill(pid, SIGKILL) }
-        VMCgroup.end(VMCgroup.path(forVM: vmName, parent: cgroupParent))
+        await VMCgroup.end(VMCgroup.path(forVM: vmName, parent: cgroupParent))
     }
 
     public func joinPodCgroup(_ vm: VMHandle, parent: String, vcpus: Int, memoryMiB: Int) async throws(HypervisorError)
@@ -186,10 +186,10 @@ public struct QEMUHypervisor: Hypervisor {
         guard let current = vm.cgroup, current != target else { return vm }
         _ = try VMCgroup.create(target, QEMULimits.cgroup(vcpus: vcpus, memoryMiB: memoryMiB))
         do {
-            try VMCgroup.move(from: current, to: target)
+            try await VMCgroup.move(from: current, to: target)
         } catch {
-            try? VMCgroup.move(from: target, to: current)  // try?: back where it was, as far as it goes
-            VMCgroup.remove(target)
+            try? await VMCgroup.move(from: target, to: current)  // try?: back where it was, as far as it goes
+            await VMCgroup.remove(target)
             throw error
         }
         var moved = vm

@@ -17,11 +17,7 @@ enum QMPClient {
     static func run(_ commands: [String], socketPath: String, timeout: Duration = .seconds(5), passing fd: Int32? = nil)
         async -> [String?]
     {
-        await withCheckedContinuation { (cont: CheckedContinuation<[String?], Never>) in
-            DispatchQueue.global().async {
-                cont.resume(returning: runBlocking(commands, socketPath: socketPath, timeout: timeout, passing: fd))
-            }
-        }
+        await OffPool.run { runBlocking(commands, socketPath: socketPath, timeout: timeout, passing: fd) }
     }
 
     private static func runBlocking(_ commands: [String], socketPath: String, timeout: Duration, passing: Int32?)

@@ -116,7 +116,7 @@ public enum VMCgroup {
         } catch let error as HypervisorError {
             throw error
         } catch {
-            remove(path)
+            removeEmpty(path)
             throw .bootFailed("cannot create the VM's cgroup \(path): \(error)")
         }
         return procsFiles(path)
@@ -138,28 +138,33 @@ public enum VMCgroup {
     /// Ends every process in the cgroup: `cgroup.kill` where the kernel has it, SIGKILL to each
     /// member otherwise (again until none is left: a process forking meanwhile is caught next round).
     /// Ends everything in the VM's cgroup (a compromised QEMU's children included), then removes it.
-    public static func end(_ path: String) {
-        killAll(path)
-        remove(path)
+    public static func end(_ path: String, clock: any Clock<Duration> = ContinuousClock()) async {
+        await killAll(path, clock: clock)
+        await remove(path, clock: clock)
     }
 
-    public static func killAll(_ path: String) {
+    /// How often a cgroup whose processes are still exiting is looked at again, and how many times.
+    static let retry: Duration = .milliseconds(20)
+    static let tries = 50
+
+    public static func killAll(_ path: String, clock: any Clock<Duration> = ContinuousClock()) async {
         if unified,
             (try? "1".write(toFile: "\(mountRoot)\(path)/cgroup.kill", atomically: false, encoding: .utf8)) != nil
         {
             return
         }
-        for _ in 0..<50 {
+        for _ in 0..<tries {
             let pids = members(path)
             if pids.isEmpty { return }
             for pid in pids { kill(pid, SIGKILL) }
-            usleep(20_000)
+            // try?: cancellation ends the wait early; the processes were signalled
+            try? await clock.sleep(for: retry)
         }
     }
 
     /// Moves every process of the cgroup at `from` into the one at `to` (a pooled VM joining its
     /// pod's cgroup), then removes `from`.
-    static func move(from: String, to: String) throws(HypervisorError) {
+    static func move(from: String, to: String) async throws(HypervisorError) {
         let targets = procsFiles(to)
         for pid in members(from) {
             for file in targets {
@@ -172,7 +177,7 @@ public enum VMCgroup {
                 }
             }
         }
-        remove(from)
+        await remove(from)
     }
 
     /// Moves a process (all its threads) into the cgroup whose `cgroup.procs` files `create` returned.
@@ -186,15 +191,37 @@ public enum VMCgroup {
         }
     }
 
-    /// Removes the (empty) cgroup; a VM process still exiting gets a moment.
-    public static func remove(_ path: String) {
+    /// Removes the (empty) cgroup; a VM process still exiting gets a moment (`tries` x `retry`,
+    /// awaited on `clock`: no thread is held meanwhile).
+    public static func remove(_ path: String, clock: any Clock<Duration> = ContinuousClock()) async {
         let dirs = unified ? ["\(mountRoot)\(path)"] : v1Controllers.map { "\(mountRoot)/\($0)\(path)" }
-        for dir in dirs {
-            for _ in 0..<50 {
-                if rmdir(dir) == 0 || errno == ENOENT { break }
-                usleep(20_000)
-            }
+        await removeDirectories(dirs, clock: clock)
+    }
+
+    /// Removes a cgroup that never had a process (one just made), without waiting.
+    static func removeEmpty(_ path: String) {
+        for dir in unified ? ["\(mountRoot)\(path)"] : v1Controllers.map({ "\(mountRoot)/\($0)\(path)" }) {
+            rmdir(dir)
         }
+    }
+
+    /// Each directory removed, retried while it is busy; true when all are gone.
+    @discardableResult
+    static func removeDirectories(_ dirs: [String], clock: any Clock<Duration>) async -> Bool {
+        var gone = true
+        for dir in dirs {
+            var removed = false
+            for attempt in 0..<tries {
+                if rmdir(dir) == 0 || errno == ENOENT {
+                    removed = true
+                    break
+                }
+                // try?: cancellation ends the wait early; the directory stays for the next removal
+                if attempt + 1 < tries { try? await clock.sleep(for: retry) }
+            }
+            gone = gone && removed
+        }
+        return gone
     }
 
     private static func write(_ dir: String, _ file: String, _ value: String) throws {

@@ -13,13 +13,7 @@ public enum RootfsImageBuilder {
     /// Builds on a dispatch thread: mkfs runs for a while and must not hold a Swift concurrency
     /// thread (those also carry gRPC responses).
     public static func buildOffPool(directory: String, image: String) async throws(CocoonError) {
-        let result: Result<Void, CocoonError> = await withCheckedContinuation { done in
-            DispatchQueue.global(qos: .utility).async {
-                done.resume(
-                    returning: Result { () throws(CocoonError) in try build(directory: directory, image: image) })
-            }
-        }
-        try result.get()
+        try await OffPool.run { () throws(CocoonError) in try build(directory: directory, image: image) }
     }
 
     /// Builds `image` from `directory` (written beside it, then renamed into place).

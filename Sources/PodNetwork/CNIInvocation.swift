@@ -81,13 +81,10 @@ public struct CNIPluginRunner: Sendable {
         let env = environment(command, rt)
         let input = [UInt8](config.encoded())
         let timeout = self.timeout
-        let outcome: Result<HostProcess.Captured, Error> = await withCheckedContinuation { cont in
-            DispatchQueue.global().async {
-                cont.resume(
-                    returning: Result {
-                        try HostProcess.execute(
-                            [binary], environment: env, input: input, separateErrors: true, timeout: timeout)
-                    })
+        let outcome: Result<HostProcess.Captured, Error> = await OffPool.run {
+            Result {
+                try HostProcess.execute(
+                    [binary], environment: env, input: input, separateErrors: true, timeout: timeout)
             }
         }
         let done: HostProcess.Captured

@@ -14,11 +14,7 @@ public enum HostProcess {
     /// (not a pipe: a daemonizing child such as `qemu -daemonize` may keep inherited descriptors open
     /// long after the parent has exited). A process still running after `timeout` is killed.
     public static func run(_ argv: [String], timeout: Duration = .seconds(60)) async throws -> Result {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Result, Error>) in
-            DispatchQueue.global().async {
-                cont.resume(with: Swift.Result { try runBlocking(argv, timeout: timeout) })
-            }
-        }
+        try await OffPool.run { () throws -> Result in try runBlocking(argv, timeout: timeout) }
     }
 
     /// `run` on the calling thread (for callers already off the cooperative pool). The child gets
@@ -69,23 +65,24 @@ public enum HostProcess {
             ? cocoon_spawn(path, &cargs, environ, inFD, out, err, &pid)
             : cocoon_spawn(path, &cargs, &cenv, inFD, out, err, &pid)
         guard rc == 0 else { throw POSIXError(POSIXErrorCode(rawValue: rc) ?? .EIO) }
-        // Reap it ourselves: waitpid with a deadline, SIGKILL when it passes.
-        let deadline = ContinuousClock.now + timeout
-        var status: Int32 = 0
-        while true {
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid || (r < 0 && errno != EINTR) { break }
-            if ContinuousClock.now >= deadline {
-                Glibc.kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
-                break
-            }
-            usleep(2_000)
+        // Reap it ourselves: its exit awaited through a pidfd until the deadline, SIGKILL after it.
+        let ms = Int32(clamping: max(0, timeout.nanoseconds / 1_000_000))
+        var exited = cocoon_wait_exit(pid, ms)  // 1: exited, 0: the deadline passed, < 0: no pidfd
+        if exited < 0 {
+            // A kernel without pidfds (before 5.3): its exit is polled for instead.
+            let deadline = ContinuousClock.now + timeout
+            while !isZombie(pid), ContinuousClock.now < deadline { usleep(2_000) }
+            exited = isZombie(pid) ? 1 : 0
         }
+        if exited == 0 { Glibc.kill(pid, SIGKILL) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         return Captured(
             status: WaitStatus.exitCode(status), output: readBack(out),
             errors: separateErrors ? readBack(err) : [])
     }
+
+    private static func isZombie(_ pid: Int32) -> Bool { statFields(pid)?.state == "Z" }
 
     /// An unlinked temp file, close-on-exec.
     private static func scratchFile() throws -> Int32 {
@@ -168,9 +165,20 @@ public enum HostProcess {
         return entries.compactMap { Int32($0) }.filter { $0 != getpid() && isAlive(pid: $0, marker: marker) }
     }
 
-    /// Polls until the process is gone or the timeout passes. True when gone.
+    /// Waits until the process is gone or the timeout passes. True when gone.
     public static func waitGone(pid: Int32, marker: String, startTicks: UInt64? = nil, timeout: Duration) async -> Bool
     {
+        // Its exit awaited through a pidfd, opened before the process is checked so that the check and
+        // the wait are about the same process.
+        let pidfd = cocoon_pidfd_open(pid)
+        if pidfd >= 0 {
+            defer { close(pidfd) }
+            guard isAlive(pid: pid, marker: marker, startTicks: startTicks) else { return true }
+            let ms = Int32(clamping: max(0, timeout.nanoseconds / 1_000_000))
+            let exited = await OffPool.run { cocoon_pidfd_wait(pidfd, ms) }
+            if exited >= 0 { return !isAlive(pid: pid, marker: marker, startTicks: startTicks) }  // reaps our own
+        }
+        // No pidfd (a kernel before 5.3, or the process is gone): its exit is polled for.
         let clock = ContinuousClock()
         let end = clock.now + timeout
         while isAlive(pid: pid, marker: marker, startTicks: startTicks) {

@@ -227,7 +227,7 @@ final class DaemonHarness: @unchecked Sendable {
             let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
             if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) { kill(pid, SIGKILL) }
         }
-        for name in names { VMCgroup.remove(VMCgroup.path(forVM: name)) }  // waits for the killed VM to go
+        for name in names { await VMCgroup.remove(VMCgroup.path(forVM: name)) }  // waits for the killed VM to go
         // Namespaces of pods a failed test left, then the test's bridge (CNI DEL leaves bridges).
         for id in (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? [] {
             let ns = "/var/run/netns/cocoon-" + id.prefix(16)
@@ -285,7 +285,24 @@ extension DaemonHarness {
         // try?: no sandbox directory: no consoles to show
         for id in (try? FileManager.default.contentsOfDirectory(atPath: sandboxes)) ?? [] {
             let console = (try? String(contentsOfFile: "\(sandboxes)/\(id)/console.log", encoding: .utf8)) ?? ""
-            report += "\n-- console of \(id.prefix(12)) (end)\n" + String(console.suffix(2000))
+            report += "\n-- console of \(id.prefix(12)) (end)\n" + String(console.suffix(6000))
+            // Where its QEMU's threads are (a VM that stopped running shows here, not on its console).
+            for pid in HostProcess.pids(withArgument: "process=cocoon-" + id.prefix(12)) {
+                // Its unix sockets with their queues: bytes the host sent that QEMU has not read yet.
+                let sockets =
+                    (try? HostProcess.runBlocking(["/usr/bin/ss", "-xpn"], timeout: .seconds(5)))?.output ?? ""
+                report += "\n-- QEMU \(pid) sockets (ss -xpn)\n"
+                report += sockets.split(separator: "\n").filter { $0.contains("pid=\(pid),") }.joined(separator: "\n")
+                report += "\n-- QEMU \(pid) threads (state, wchan)"
+                for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+                    let base = "/proc/\(pid)/task/\(task)"
+                    let comm = (try? String(contentsOfFile: base + "/comm", encoding: .utf8)) ?? "?"
+                    let stat = (try? String(contentsOfFile: base + "/stat", encoding: .utf8)) ?? ""
+                    let state = stat.split(separator: ")").last?.split(separator: " ").first ?? "?"
+                    let wchan = (try? String(contentsOfFile: base + "/wchan", encoding: .utf8)) ?? "?"
+                    report += "\n   \(task) \(comm.trimmingCharacters(in: .whitespacesAndNewlines)) \(state) \(wchan)"
+                }
+            }
         }
         print(report)
     }

@@ -72,3 +72,12 @@ int cocoon_seal_writes(int fd);
 /// A blocking vsock stream connection to cid:port from a free privileged local port (1023 down to
 /// 512), within timeout_ms; close-on-exec. The descriptor, or -errno.
 int cocoon_vsock_connect_privileged(unsigned int cid, unsigned int port, int timeout_ms);
+
+/// A pidfd for `pid` (close-on-exec): it pins the process, so what is checked about it afterwards
+/// (its start time) is about this process, not one that took its pid. The fd or -errno.
+int cocoon_pidfd_open(int pid);
+/// Waits until the pidfd's process has exited or `timeout_ms` passed (no polling): 1 when it exited
+/// (a child of ours is not yet reaped), 0 on timeout, -errno on failure.
+int cocoon_pidfd_wait(int pidfd, int timeout_ms);
+/// `cocoon_pidfd_wait` on a fresh pidfd of `pid`; -errno when none can be had (callers poll instead).
+int cocoon_wait_exit(int pid, int timeout_ms);

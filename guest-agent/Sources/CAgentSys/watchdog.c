@@ -19,9 +19,12 @@
 static char watched[160];
 static char agent_pid[16] = "1";
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-// When the watched work started (CLOCK_BOOTTIME seconds, 0: nothing watched), and every how long to report.
+// When the watched work started (CLOCK_BOOTTIME milliseconds, 0: nothing watched), and every how
+// many milliseconds to report.
 static long armed_at;
 static long every;
+// Counts armings: a new one starts its own report clock, even within the same second.
+static unsigned long generation;
 
 static int out_fd = 2;
 
@@ -147,10 +150,10 @@ static void dump_kernel_log(void) {
     }
 }
 
-static long boottime_seconds(void) {
+static long boottime_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (long)ts.tv_sec;
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void report(long elapsed, const char *what) {
@@ -180,18 +183,23 @@ static void report(long elapsed, const char *what) {
 static void *watch(void *unused) {
     (void)unused;
     long next = 0;
+    unsigned long seen = 0;
     for (;;) {
-        sleep(1);
+        usleep(100000);
         char what[sizeof watched];
         pthread_mutex_lock(&lock);
         long since = armed_at, period = every;
+        unsigned long current = generation;
         memcpy(what, watched, sizeof what);
         pthread_mutex_unlock(&lock);
-        if (since == 0 || period <= 0) { next = 0; continue; }
-        long elapsed = boottime_seconds() - since;
-        if (next == 0 || next < since) next = since + period;
-        if (boottime_seconds() >= next) {
-            report(elapsed, what);
+        if (since == 0 || period <= 0) continue;
+        if (current != seen) {
+            seen = current;
+            next = since + period;
+        }
+        long now = boottime_ms();
+        if (now >= next) {
+            report((now - since) / 1000, what);
             next += period;
         }
     }
@@ -199,7 +207,9 @@ static void *watch(void *unused) {
 }
 
 void cocoon_watchdog_install(int fd) {
+    static int installed;
     out_fd = fd;
+    if (installed++) return;  // one thread; a later call only moves its output
     long pid = (long)getpid();
     int i = (int)sizeof agent_pid - 1;
     agent_pid[i] = 0;
@@ -224,8 +234,9 @@ void cocoon_watchdog_arm(const char *what, unsigned seconds) {
     if (n >= sizeof watched) n = sizeof watched - 1;
     memcpy(watched, what, n);
     watched[n] = 0;
-    armed_at = boottime_seconds();
-    every = (long)seconds;
+    armed_at = boottime_ms();
+    every = (long)seconds * 1000;
+    generation++;
     pthread_mutex_unlock(&lock);
 }
 

@@ -40,7 +40,8 @@ int cocoon_fwcfg_read(const char *name, unsigned char *buf, int size);
 int cocoon_reseed_random(const unsigned char *bytes, int size);
 /// The hung-request detector: a thread that says on the console what the agent is stuck in, where
 /// the kernel holds it and its children, and the kernel's last messages, every `seconds` until
-/// disarmed, written to `fd` (the console: 2). Installed once, before anything blocks signals.
+/// disarmed, written to `fd` (the console: 2). Installed before anything blocks signals; a second
+/// call only changes `fd`.
 void cocoon_watchdog_install(int fd);
 /// Starts watching `what` (copied; at most 159 bytes).
 void cocoon_watchdog_arm(const char *what, unsigned seconds);
