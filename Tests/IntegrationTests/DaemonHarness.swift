@@ -289,6 +289,7 @@ extension DaemonHarness {
             // Where its QEMU's threads are (a VM that stopped running shows here, not on its console).
             for pid in HostProcess.pids(withArgument: "process=cocoon-" + id.prefix(12)) {
                 // Its unix sockets with their queues: bytes the host sent that QEMU has not read yet.
+                // try?: a diagnostic; what cannot be read is left out (here and below)
                 let sockets =
                     (try? HostProcess.runBlocking(["/usr/bin/ss", "-xpn"], timeout: .seconds(5)))?.output ?? ""
                 report += "\n-- QEMU \(pid) sockets (ss -xpn)\n"

@@ -7,15 +7,25 @@ import Testing
 /// with its name, the agent's kernel wait and the kernel's last messages, again every period, and
 /// nothing is said once it is disarmed. Serialized: the detector is one per process.
 @Suite(.serialized) struct AgentWatchdogTests {
-    @Test func aStuckRequestIsReportedUntilItEnds() async throws {
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        defer {
-            close(fds[0])
-            close(fds[1])
+    /// The detector's reports go to a pipe of the test's (non-blocking to read).
+    final class WatchdogOutput {
+        let read: Int32
+        let write: Int32
+        init() throws {
+            var fds: [Int32] = [0, 0]
+            guard pipe(&fds) == 0 else { throw POSIXError(.EMFILE) }
+            (read, write) = (fds[0], fds[1])
+            _ = fcntl(read, F_SETFL, fcntl(read, F_GETFL) | O_NONBLOCK)
+            cocoon_watchdog_install(write)
         }
-        cocoon_watchdog_install(fds[1])
+        deinit {
+            close(read)
+            close(write)
+        }
+    }
+
+    @Test func aStuckRequestIsReportedUntilItEnds() async throws {
+        let output = try WatchdogOutput()
         cocoon_watchdog_arm("request 7 (startContainer)", 1)
         // A child of the "agent" that is stuck too: its wait is shown.
         let child = fork()
@@ -34,7 +44,7 @@ import Testing
         var text = ""
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = read(fds[0], &buffer, buffer.count)
+            let n = Glibc.read(output.read, &buffer, buffer.count)
             guard n > 0 else { break }
             text += String(decoding: buffer[0..<n], as: UTF8.self)
         }
@@ -46,20 +56,13 @@ import Testing
         #expect(text.contains("kernel log (last lines)"))
         // Disarmed: nothing more.
         try await Task.sleep(for: .milliseconds(1200))
-        #expect(read(fds[0], &buffer, buffer.count) <= 0)
+        #expect(Glibc.read(output.read, &buffer, buffer.count) <= 0)
     }
 
     /// A stream of short requests, one right after the other, is never reported: each arming has a
     /// report clock of its own.
     @Test func requestsInARowAreNotReported() async throws {
-        var fds: [Int32] = [0, 0]
-        #expect(pipe(&fds) == 0)
-        _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-        defer {
-            close(fds[0])
-            close(fds[1])
-        }
-        cocoon_watchdog_install(fds[1])
+        let output = try WatchdogOutput()
         for i in 0..<30 {
             cocoon_watchdog_arm("request \(i) (writePort)", 1)
             try await Task.sleep(for: .milliseconds(50))
@@ -67,7 +70,7 @@ import Testing
         cocoon_watchdog_disarm()
         try await Task.sleep(for: .milliseconds(300))
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        let n = read(fds[0], &buffer, buffer.count)
+        let n = Glibc.read(output.read, &buffer, buffer.count)
         #expect(n <= 0, "\(String(decoding: buffer[0..<max(0, n)], as: UTF8.self))")
     }
 }

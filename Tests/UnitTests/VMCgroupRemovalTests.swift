@@ -9,7 +9,7 @@ import Testing
     @Test func aBusyDirectoryIsRetriedOnTheClockThenLeft() async throws {
         let dir = NSTemporaryDirectory() + "cgroup-busy-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir + "/member", withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        defer { try? FileManager.default.removeItem(atPath: dir) }  // try?: a temp directory
         let clock = TestClock()
         let started = ContinuousClock.now
         let gone = await VMCgroup.removeDirectories([dir], clock: clock)

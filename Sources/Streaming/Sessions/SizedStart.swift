@@ -20,8 +20,11 @@ final class SizedStart: Sendable {
     let patience: Duration
 
     /// How long a terminal session waits for the client's first size before its process starts
-    /// without one (a client that has no terminal of its own never sends one).
-    static let defaultPatience = Duration.seconds(1)
+    /// without one. kubectl and crictl send it right after opening their streams (kubectl turns the
+    /// terminal off when its input is not one), so a terminal session without a size is rare, while
+    /// on a loaded node the first size was seen to come more than a second after the streams (a
+    /// `stty size` in the exec then found no size): 5 s.
+    static let defaultPatience = Duration.seconds(5)
 
     init(patience: Duration = SizedStart.defaultPatience) {
         self.patience = patience
