@@ -21,7 +21,7 @@ extension RuntimeService {
                 ports.append(UInt16(port))
             }
             let server = try streamingServer()
-            let podID = try await sandboxes.readyAgent(request.podSandboxID).id
+            let podID = try await sandboxes.readyPodID(request.podSandboxID)
             var response = Runtime_V1_PortForwardResponse()
             response.url = try server.url(for: .portForward(podID: podID, ports: ports))
             return response

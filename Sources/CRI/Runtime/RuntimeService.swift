@@ -15,7 +15,8 @@ public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
     public static let runtimeAPIVersion = "v1"
 
     let config: CocoonConfig
-    let sandboxes: SandboxManager
+    /// The pod sandboxes, through the sandbox-controller seam only.
+    let sandboxes: any SandboxController & SandboxNode
     let containers: ContainerManager
     let images: ImageManager
     let qemuBinary: String
@@ -23,7 +24,8 @@ public struct RuntimeService: Runtime_V1_RuntimeService.SimpleServiceProtocol {
     let streaming: StreamingServer?
 
     public init(
-        config: CocoonConfig, sandboxes: SandboxManager, containers: ContainerManager, images: ImageManager,
+        config: CocoonConfig, sandboxes: any SandboxController & SandboxNode, containers: ContainerManager,
+        images: ImageManager,
         streaming: StreamingServer? = nil, qemuBinary: String = QEMUHypervisor.defaultBinary
     ) {
         self.streaming = streaming
