@@ -57,13 +57,20 @@ struct AgentServer {
 
     // MARK: transports
 
-    /// Wait for events without end, except while signals are held for a PID 1 (checked every 5 ms).
-    /// A vsock session still owing its token is checked every 250 ms against its deadline.
+    /// How long the loop waits for events: 5 ms while signals are held for a PID 1; 250 ms while a
+    /// vsock session still owes its token (checked against its deadline); otherwise `idleWakeMs`.
     private var pollTimeoutMs: Int32 {
         if dispatcher.containers.holdsSignals { return 5 }
         if case .vsock = channel, sessionFD >= 0, !authenticated { return 250 }
-        return -1
+        return Self.idleWakeMs
     }
+
+    /// The guest never sleeps longer than this with nothing scheduled. Under TCG (QEMU 7.2, microvm)
+    /// an idle vCPU in HLT was seen to miss the wake-up for the agent channel's interrupt: QEMU had
+    /// taken the host's request off its socket, the vCPU thread stayed in its halt wait, and the
+    /// request was answered only when some other interrupt came, often after the host's 30 s
+    /// deadline. With a timer at most this far away such an interrupt waits at most this long.
+    static let idleWakeMs: Int32 = 100
 
     private mutating func pollSerial(_ fd: Int32) {
         var fds = [
