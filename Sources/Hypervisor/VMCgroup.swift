@@ -72,7 +72,7 @@ public enum VMCgroup {
 
     /// The files a process writes its pid to, to join the cgroup at `path` (relative, e.g. /cocoon/x).
     static func procsFiles(_ path: String) -> [String] {
-        unified ? ["\(mountRoot)\(path)/cgroup.procs"] : v1Controllers.map { "\(mountRoot)/\($0)\(path)/cgroup.procs" }
+        directories(path).map { $0 + "/cgroup.procs" }
     }
 
     /// Creates the cgroup with its limits; returns its `cgroup.procs` files.
@@ -135,8 +135,6 @@ public enum VMCgroup {
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
 
-    /// Ends every process in the cgroup: `cgroup.kill` where the kernel has it, SIGKILL to each
-    /// member otherwise (again until none is left: a process forking meanwhile is caught next round).
     /// Ends everything in the VM's cgroup (a compromised QEMU's children included), then removes it.
     public static func end(_ path: String, clock: any Clock<Duration> = ContinuousClock()) async {
         await killAll(path, clock: clock)
@@ -147,6 +145,8 @@ public enum VMCgroup {
     static let retry: Duration = .milliseconds(20)
     static let tries = 50
 
+    /// Ends every process in the cgroup: `cgroup.kill` where the kernel has it, SIGKILL to each
+    /// member otherwise (again until none is left: a process forking meanwhile is caught next round).
     public static func killAll(_ path: String, clock: any Clock<Duration> = ContinuousClock()) async {
         if unified,
             (try? "1".write(toFile: "\(mountRoot)\(path)/cgroup.kill", atomically: false, encoding: .utf8)) != nil
@@ -194,15 +194,17 @@ public enum VMCgroup {
     /// Removes the (empty) cgroup; a VM process still exiting gets a moment (`tries` x `retry`,
     /// awaited on `clock`: no thread is held meanwhile).
     public static func remove(_ path: String, clock: any Clock<Duration> = ContinuousClock()) async {
-        let dirs = unified ? ["\(mountRoot)\(path)"] : v1Controllers.map { "\(mountRoot)/\($0)\(path)" }
-        await removeDirectories(dirs, clock: clock)
+        await removeDirectories(directories(path), clock: clock)
+    }
+
+    /// The cgroup's directory in each hierarchy it has (one on cgroup v2).
+    static func directories(_ path: String) -> [String] {
+        unified ? ["\(mountRoot)\(path)"] : v1Controllers.map { "\(mountRoot)/\($0)\(path)" }
     }
 
     /// Removes a cgroup that never had a process (one just made), without waiting.
     static func removeEmpty(_ path: String) {
-        for dir in unified ? ["\(mountRoot)\(path)"] : v1Controllers.map({ "\(mountRoot)/\($0)\(path)" }) {
-            rmdir(dir)
-        }
+        for dir in directories(path) { rmdir(dir) }
     }
 
     /// Each directory removed, retried while it is busy; true when all are gone.
