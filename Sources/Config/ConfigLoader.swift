@@ -6,41 +6,15 @@ import TOMLKit
 /// silently falls back to a default.
 public enum ConfigLoader {
     public static func parse(_ text: String, source: String = "config") throws -> CocoonConfig {
-        let table: TOMLTable
-        do {
-            table = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigError("\(source):\(error.source.begin.line): invalid TOML: \(error.description)")
-        } catch {
-            throw ConfigError("\(source): invalid TOML: \(error)")
-        }
+        let table = try parseTOML(text, source: source)
         var config = CocoonConfig()
         let topKeys: Set = [
             "state_root", "run_dir", "socket", "log_level", "default_handler", "handlers", "registry", "containers",
             "streaming", "socket_group", "vm_uid_base", "cni", "cgroups",
         ]
         try rejectUnknown(table, allowed: topKeys, at: source)
-        config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
-        config.runDir = try path(table, "run_dir", source) ?? config.runDir
-        config.socket = try path(table, "socket", source) ?? (config.runDir + "/cocoon.sock")
-        config.socketGroup = try string(table, "socket_group", source) ?? ""
-        if let base = try int(table, "vm_uid_base", source) {
-            guard base >= 1000, base <= Int(UInt32.max - CocoonConfig.vmUIDCount) else {
-                throw ConfigError(
-                    "\(source): vm_uid_base \(base) must be 1000...\(UInt32.max - CocoonConfig.vmUIDCount) "
-                        + "(each pod VM runs as vm_uid_base + a slot below \(CocoonConfig.vmUIDCount))")
-            }
-            config.vmUIDBase = UInt32(base)
-        }
-        if let level = try string(table, "log_level", source) {
-            guard let parsed = LogLevel(rawValue: level) else {
-                throw ConfigError(
-                    "\(source): log_level \"\(level)\" is not one of \(LogLevel.allCases.map(\.rawValue))")
-            }
-            config.logLevel = parsed
-        }
-        if let handlers = table["handlers"] {
-            guard let handlersTable = handlers.table else { throw ConfigError("\(source): handlers must be a table") }
+        try applyTopLevel(table, source, to: &config)
+        if let handlersTable = try section(table, "handlers", source) {
             config.handlers = [:]
             for name in handlersTable.keys {
                 guard let h = handlersTable[name]?.table else {
@@ -49,86 +23,20 @@ public enum ConfigLoader {
                 config.handlers[name] = try handler(h, at: "\(source): handlers.\(name)")
             }
         }
-        if let reg = table["registry"] {
-            guard let t = reg.table else { throw ConfigError("\(source): registry must be a table") }
+        if let t = try section(table, "registry", source) {
             config.registry = try registry(t, at: "\(source): registry")
         }
-        if let ctr = table["containers"] {
-            guard let t = ctr.table else { throw ConfigError("\(source): containers must be a table") }
-            try rejectUnknown(t, allowed: ["pids_limit"], at: "\(source): containers")
-            if let limit = try int(t, "pids_limit", "\(source): containers") {
-                guard limit >= 0 else {
-                    throw ConfigError("\(source): containers: pids_limit \(limit) must be 0 (unlimited) or more")
-                }
-                config.containers.pidsLimit = Int64(limit)
-            }
+        if let t = try section(table, "containers", source) {
+            try applyContainers(t, at: "\(source): containers", to: &config)
         }
-        if let cgroups = table["cgroups"] {
-            guard let t = cgroups.table else { throw ConfigError("\(source): cgroups must be a table") }
-            try rejectUnknown(t, allowed: ["driver"], at: "\(source): cgroups")
-            if let name = try string(t, "driver", "\(source): cgroups") {
-                guard let driver = CgroupDriver(rawValue: name) else {
-                    let known = CgroupDriver.allCases.map(\.rawValue).joined(separator: ", ")
-                    throw ConfigError("\(source): cgroups: driver \"\(name)\" is not one of \(known)")
-                }
-                config.cgroupDriver = driver
-            }
+        if let t = try section(table, "cgroups", source) {
+            try applyCgroups(t, at: "\(source): cgroups", to: &config)
         }
-        if let cni = table["cni"] {
-            guard let t = cni.table else { throw ConfigError("\(source): cni must be a table") }
-            let at = "\(source): cni"
-            try rejectUnknown(t, allowed: ["conf_dir", "bin_dirs", "plugin_timeout"], at: at)
-            config.cni.confDir = try path(t, "conf_dir", at) ?? config.cni.confDir
-            if let dirs = t["bin_dirs"] {
-                guard let array = dirs.array, !array.isEmpty else {
-                    throw ConfigError("\(at): bin_dirs must be a non-empty array of absolute paths")
-                }
-                config.cni.binDirs = try array.map { value in
-                    guard let dir = value.string, dir.hasPrefix("/") else {
-                        throw ConfigError("\(at): bin_dirs must be a non-empty array of absolute paths")
-                    }
-                    return dir
-                }
-            }
-            if let timeout = try int(t, "plugin_timeout", at) {
-                guard (1...600).contains(timeout) else {
-                    throw ConfigError("\(at): plugin_timeout \(timeout) must be 1...600 seconds")
-                }
-                config.cni.pluginTimeoutSeconds = timeout
-            }
+        if let t = try section(table, "cni", source) {
+            try applyCNI(t, at: "\(source): cni", to: &config)
         }
-        if let streaming = table["streaming"] {
-            guard let t = streaming.table else { throw ConfigError("\(source): streaming must be a table") }
-            let at = "\(source): streaming"
-            try rejectUnknown(
-                t,
-                allowed: [
-                    "address", "port", "stream_creation_timeout", "stream_idle_timeout", "tls_cert_file",
-                    "tls_key_file",
-                    "url_ttl",
-                ], at: at)
-            config.streaming.address = try string(t, "address", at) ?? config.streaming.address
-            if let port = try int(t, "port", at) {
-                guard (0...65535).contains(port) else { throw ConfigError("\(at): port \(port) is not 0-65535") }
-                config.streaming.port = port
-            }
-            if let seconds = try int(t, "stream_creation_timeout", at) {
-                guard seconds > 0 else { throw ConfigError("\(at): stream_creation_timeout must be positive") }
-                config.streaming.streamCreationTimeoutSeconds = seconds
-            }
-            if let seconds = try int(t, "stream_idle_timeout", at) {
-                guard seconds > 0 else { throw ConfigError("\(at): stream_idle_timeout must be positive") }
-                config.streaming.streamIdleTimeoutSeconds = seconds
-            }
-            if let seconds = try int(t, "url_ttl", at) {
-                guard seconds > 0 else { throw ConfigError("\(at): url_ttl must be positive") }
-                config.streaming.urlTTLSeconds = seconds
-            }
-            config.streaming.tlsCertFile = try string(t, "tls_cert_file", at) ?? ""
-            config.streaming.tlsKeyFile = try string(t, "tls_key_file", at) ?? ""
-            guard config.streaming.tlsCertFile.isEmpty == config.streaming.tlsKeyFile.isEmpty else {
-                throw ConfigError("\(at): tls_cert_file and tls_key_file go together")
-            }
+        if let t = try section(table, "streaming", source) {
+            try applyStreaming(t, at: "\(source): streaming", to: &config)
         }
         config.defaultHandler =
             try string(table, "default_handler", source)
@@ -150,6 +58,127 @@ public enum ConfigLoader {
         return try parse(text, source: path)
     }
 
+    /// The document's root table; syntax errors name the line.
+    private static func parseTOML(_ text: String, source: String) throws -> TOMLTable {
+        do {
+            return try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError("\(source):\(error.source.begin.line): invalid TOML: \(error.description)")
+        } catch {
+            throw ConfigError("\(source): invalid TOML: \(error)")
+        }
+    }
+
+    /// The table under `key`, nil when absent; anything but a table there is an error.
+    private static func section(_ table: TOMLTable, _ key: String, _ source: String) throws -> TOMLTable? {
+        guard let value = table[key] else { return nil }
+        guard let t = value.table else { throw ConfigError("\(source): \(key) must be a table") }
+        return t
+    }
+
+    /// The top-level scalar keys: paths, socket group, VM uid base and log level.
+    private static func applyTopLevel(_ table: TOMLTable, _ source: String, to config: inout CocoonConfig) throws {
+        config.stateRoot = try path(table, "state_root", source) ?? config.stateRoot
+        config.runDir = try path(table, "run_dir", source) ?? config.runDir
+        config.socket = try path(table, "socket", source) ?? (config.runDir + "/cocoon.sock")
+        config.socketGroup = try string(table, "socket_group", source) ?? ""
+        if let base = try int(table, "vm_uid_base", source) {
+            guard base >= 1000, base <= Int(UInt32.max - CocoonConfig.vmUIDCount) else {
+                throw ConfigError(
+                    "\(source): vm_uid_base \(base) must be 1000...\(UInt32.max - CocoonConfig.vmUIDCount) "
+                        + "(each pod VM runs as vm_uid_base + a slot below \(CocoonConfig.vmUIDCount))")
+            }
+            config.vmUIDBase = UInt32(base)
+        }
+        if let level = try string(table, "log_level", source) {
+            guard let parsed = LogLevel(rawValue: level) else {
+                throw ConfigError(
+                    "\(source): log_level \"\(level)\" is not one of \(LogLevel.allCases.map(\.rawValue))")
+            }
+            config.logLevel = parsed
+        }
+    }
+
+    /// The `[containers]` table.
+    private static func applyContainers(_ t: TOMLTable, at: String, to config: inout CocoonConfig) throws {
+        try rejectUnknown(t, allowed: ["pids_limit"], at: at)
+        if let limit = try int(t, "pids_limit", at) {
+            guard limit >= 0 else {
+                throw ConfigError("\(at): pids_limit \(limit) must be 0 (unlimited) or more")
+            }
+            config.containers.pidsLimit = Int64(limit)
+        }
+    }
+
+    /// The `[cgroups]` table.
+    private static func applyCgroups(_ t: TOMLTable, at: String, to config: inout CocoonConfig) throws {
+        try rejectUnknown(t, allowed: ["driver"], at: at)
+        if let name = try string(t, "driver", at) {
+            guard let driver = CgroupDriver(rawValue: name) else {
+                let known = CgroupDriver.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ConfigError("\(at): driver \"\(name)\" is not one of \(known)")
+            }
+            config.cgroupDriver = driver
+        }
+    }
+
+    /// The `[cni]` table.
+    private static func applyCNI(_ t: TOMLTable, at: String, to config: inout CocoonConfig) throws {
+        try rejectUnknown(t, allowed: ["conf_dir", "bin_dirs", "plugin_timeout"], at: at)
+        config.cni.confDir = try path(t, "conf_dir", at) ?? config.cni.confDir
+        if let dirs = t["bin_dirs"] {
+            guard let array = dirs.array, !array.isEmpty else {
+                throw ConfigError("\(at): bin_dirs must be a non-empty array of absolute paths")
+            }
+            config.cni.binDirs = try array.map { value in
+                guard let dir = value.string, dir.hasPrefix("/") else {
+                    throw ConfigError("\(at): bin_dirs must be a non-empty array of absolute paths")
+                }
+                return dir
+            }
+        }
+        if let timeout = try int(t, "plugin_timeout", at) {
+            guard (1...600).contains(timeout) else {
+                throw ConfigError("\(at): plugin_timeout \(timeout) must be 1...600 seconds")
+            }
+            config.cni.pluginTimeoutSeconds = timeout
+        }
+    }
+
+    /// The `[streaming]` table.
+    private static func applyStreaming(_ t: TOMLTable, at: String, to config: inout CocoonConfig) throws {
+        try rejectUnknown(
+            t,
+            allowed: [
+                "address", "port", "stream_creation_timeout", "stream_idle_timeout", "tls_cert_file",
+                "tls_key_file",
+                "url_ttl",
+            ], at: at)
+        config.streaming.address = try string(t, "address", at) ?? config.streaming.address
+        if let port = try int(t, "port", at) {
+            guard (0...65535).contains(port) else { throw ConfigError("\(at): port \(port) is not 0-65535") }
+            config.streaming.port = port
+        }
+        if let seconds = try int(t, "stream_creation_timeout", at) {
+            guard seconds > 0 else { throw ConfigError("\(at): stream_creation_timeout must be positive") }
+            config.streaming.streamCreationTimeoutSeconds = seconds
+        }
+        if let seconds = try int(t, "stream_idle_timeout", at) {
+            guard seconds > 0 else { throw ConfigError("\(at): stream_idle_timeout must be positive") }
+            config.streaming.streamIdleTimeoutSeconds = seconds
+        }
+        if let seconds = try int(t, "url_ttl", at) {
+            guard seconds > 0 else { throw ConfigError("\(at): url_ttl must be positive") }
+            config.streaming.urlTTLSeconds = seconds
+        }
+        config.streaming.tlsCertFile = try string(t, "tls_cert_file", at) ?? ""
+        config.streaming.tlsKeyFile = try string(t, "tls_key_file", at) ?? ""
+        guard config.streaming.tlsCertFile.isEmpty == config.streaming.tlsKeyFile.isEmpty else {
+            throw ConfigError("\(at): tls_cert_file and tls_key_file go together")
+        }
+    }
+
+    /// One `[handlers.NAME]` table.
     private static func handler(_ t: TOMLTable, at where_: String) throws -> RuntimeHandler {
         try rejectUnknown(
             t,
@@ -169,6 +198,30 @@ public enum ConfigLoader {
         h.kernel = try path(t, "kernel", where_) ?? h.kernel
         h.initrd = try path(t, "initrd", where_) ?? h.initrd
         h.agentImage = try path(t, "agent_image", where_) ?? RuntimeHandler.agentImage(besideInitrd: h.initrd)
+        try applySizing(t, where_, to: &h)
+        h.accel = try choice(t, "accel", where_) ?? h.accel
+        h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
+        try applyStart(t, where_, to: &h)
+        if let n = try int(t, "pool_size", where_) {
+            guard RuntimeHandler.poolSizeRange.contains(n) else {
+                throw ConfigError("\(where_): pool_size \(n) is outside \(RuntimeHandler.poolSizeRange)")
+            }
+            h.poolSize = n
+        }
+        try applyScaling(t, where_, to: &h)
+        h.trustedGuests = try bool(t, "trusted_guests", where_) ?? false
+        if backend == .libvirt, !h.trustedGuests {
+            throw ConfigError(
+                "\(where_): backend = \"libvirt\" cannot give the pod VM the whole jail of the qemu backend: "
+                    + RuntimeHandler.libvirtMissingJail.joined(separator: "; ")
+                    + ". Set trusted_guests = true on this handler to run its pods anyway (for guests you trust), "
+                    + "or use backend = \"qemu\"")
+        }
+        return h
+    }
+
+    /// A handler's default size: `vcpus` and `memory_mib`.
+    private static func applySizing(_ t: TOMLTable, _ where_: String, to h: inout RuntimeHandler) throws {
         if let v = try int(t, "vcpus", where_) {
             guard RuntimeHandler.vcpuRange.contains(v) else {
                 throw ConfigError("\(where_): vcpus \(v) is outside \(RuntimeHandler.vcpuRange)")
@@ -181,12 +234,14 @@ public enum ConfigLoader {
             }
             h.memoryMiB = m
         }
-        h.accel = try choice(t, "accel", where_) ?? h.accel
-        h.kernelArgs = try string(t, "kernel_args", where_) ?? ""
+    }
+
+    /// A handler's `start` mode and `shared_fs` settings (a template start needs qemu and no virtiofs).
+    private static func applyStart(_ t: TOMLTable, _ where_: String, to h: inout RuntimeHandler) throws {
         h.start = try choice(t, "start", where_) ?? h.start
         let sharedFS: SharedFS? = try choice(t, "shared_fs", where_)
         if h.start == .template {
-            guard backend == .qemu else {
+            guard h.backend == .qemu else {
                 throw ConfigError("\(where_): start = \"template\" needs backend = \"qemu\"")
             }
             guard sharedFS != .virtioFS else {
@@ -198,12 +253,10 @@ public enum ConfigLoader {
         }
         h.sharedFS = sharedFS ?? h.sharedFS
         h.sharedFSCache = try choice(t, "shared_fs_cache", where_) ?? h.sharedFSCache
-        if let n = try int(t, "pool_size", where_) {
-            guard RuntimeHandler.poolSizeRange.contains(n) else {
-                throw ConfigError("\(where_): pool_size \(n) is outside \(RuntimeHandler.poolSizeRange)")
-            }
-            h.poolSize = n
-        }
+    }
+
+    /// What pods may ask for beyond the default size: `enable_annotations`, `max_vcpus`, `max_memory_mib`.
+    private static func applyScaling(_ t: TOMLTable, _ where_: String, to h: inout RuntimeHandler) throws {
         if let names = try strings(t, "enable_annotations", where_) {
             for name in names where !RuntimeHandler.sizingAnnotations.contains(name) {
                 throw ConfigError(
@@ -226,15 +279,6 @@ public enum ConfigLoader {
         }
         h.maxVcpus = max(h.maxVcpus, h.vcpus)
         h.maxMemoryMiB = max(h.maxMemoryMiB, h.memoryMiB)
-        h.trustedGuests = try bool(t, "trusted_guests", where_) ?? false
-        if backend == .libvirt, !h.trustedGuests {
-            throw ConfigError(
-                "\(where_): backend = \"libvirt\" cannot give the pod VM the whole jail of the qemu backend: "
-                    + RuntimeHandler.libvirtMissingJail.joined(separator: "; ")
-                    + ". Set trusted_guests = true on this handler to run its pods anyway (for guests you trust), "
-                    + "or use backend = \"qemu\"")
-        }
-        return h
     }
 
     private static func registry(_ t: TOMLTable, at where_: String) throws -> RegistrySettings {

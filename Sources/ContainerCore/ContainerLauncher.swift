@@ -48,6 +48,34 @@ public enum ContainerLauncher {
         }
         let user = try UserResolver.resolve(spec.process.user, rootfs: spec.rootfs)
         for dir in ["/proc", "/sys", "/dev"] { _ = try SafePath.makeDirectories(root: spec.rootfs, dir) }
+        let mounts = try mountPoints(spec)
+        let workingDir = spec.process.workingDir.isEmpty ? "/" : spec.process.workingDir
+        // try?: a bad working dir fails at chdir, with its error
+        _ = try? SafePath.makeDirectories(root: spec.rootfs, workingDir)
+        return try launch(spec.process, user: user, cgroup: cgroup) { arena, c in
+            c.new_namespaces = 1
+            c.share_ipc = spec.newIPCNamespace ? 0 : 1
+            c.rootfs = arena.string(spec.rootfs)
+            c.readonly_rootfs = spec.readOnlyRootfs ? 1 : 0
+            c.setup_dev = 1
+            c.mount_proc_sys = 1
+            c.hostname = spec.hostname.map { arena.string($0) }
+            c.mounts = cMounts(mounts, arena)
+            c.n_mounts = Int32(mounts.count)
+            c.masked_paths = arena.strings(spec.maskedPaths)
+            c.n_masked = Int32(spec.maskedPaths.count)
+            c.readonly_paths = arena.strings(spec.readonlyPaths)
+            c.n_readonly = Int32(spec.readonlyPaths.count)
+            c.cwd = arena.string(workingDir)
+            c.stdio = (stdio.input, stdio.output, stdio.error)
+            c.controlling_tty = stdio.terminal || stdio.console >= 0 ? 1 : 0
+            c.console_socket = stdio.console
+        }
+    }
+
+    /// Checks the spec's mounts and creates their mount points in the root filesystem: each mount
+    /// with its target there and whether that is a file (a bind mount of a non-directory).
+    private static func mountPoints(_ spec: ContainerSpec) throws(ContainerCoreError) -> [(Mount, String, Bool)] {
         var mounts: [(Mount, String, Bool)] = []
         for mount in spec.mounts {
             guard mount.destination.hasPrefix("/") else {
@@ -67,41 +95,25 @@ public enum ContainerLauncher {
                 : try SafePath.makeDirectories(root: spec.rootfs, mount.destination)
             mounts.append((mount, target, isFile))
         }
-        let workingDir = spec.process.workingDir.isEmpty ? "/" : spec.process.workingDir
-        // try?: a bad working dir fails at chdir, with its error
-        _ = try? SafePath.makeDirectories(root: spec.rootfs, workingDir)
-        return try launch(spec.process, user: user, cgroup: cgroup) { arena, c in
-            c.new_namespaces = 1
-            c.share_ipc = spec.newIPCNamespace ? 0 : 1
-            c.rootfs = arena.string(spec.rootfs)
-            c.readonly_rootfs = spec.readOnlyRootfs ? 1 : 0
-            c.setup_dev = 1
-            c.mount_proc_sys = 1
-            c.hostname = spec.hostname.map { arena.string($0) }
-            let cMounts = arena.allocate(ccore_mount.self, count: mounts.count)
-            for (i, (mount, target, isFile)) in mounts.enumerated() {
-                var m = ccore_mount()
-                m.source = arena.string(mount.source)
-                m.target = arena.string(target)
-                m.fstype = mount.type.map { arena.string($0) }
-                m.data = mount.data.map { arena.string($0) }
-                m.bind = mount.type == nil ? 1 : 0
-                m.readonly = mount.readOnly ? 1 : 0
-                m.flags = mount.flags
-                m.target_is_file = isFile ? 1 : 0
-                cMounts[i] = m
-            }
-            c.mounts = UnsafePointer(cMounts)
-            c.n_mounts = Int32(mounts.count)
-            c.masked_paths = arena.strings(spec.maskedPaths)
-            c.n_masked = Int32(spec.maskedPaths.count)
-            c.readonly_paths = arena.strings(spec.readonlyPaths)
-            c.n_readonly = Int32(spec.readonlyPaths.count)
-            c.cwd = arena.string(workingDir)
-            c.stdio = (stdio.input, stdio.output, stdio.error)
-            c.controlling_tty = stdio.terminal || stdio.console >= 0 ? 1 : 0
-            c.console_socket = stdio.console
+        return mounts
+    }
+
+    /// The mounts as the C array `ccore_spawn` takes, allocated in `arena`.
+    private static func cMounts(_ mounts: [(Mount, String, Bool)], _ arena: CArena) -> UnsafePointer<ccore_mount> {
+        let cMounts = arena.allocate(ccore_mount.self, count: mounts.count)
+        for (i, (mount, target, isFile)) in mounts.enumerated() {
+            var m = ccore_mount()
+            m.source = arena.string(mount.source)
+            m.target = arena.string(target)
+            m.fstype = mount.type.map { arena.string($0) }
+            m.data = mount.data.map { arena.string($0) }
+            m.bind = mount.type == nil ? 1 : 0
+            m.readonly = mount.readOnly ? 1 : 0
+            m.flags = mount.flags
+            m.target_is_file = isFile ? 1 : 0
+            cMounts[i] = m
         }
+        return UnsafePointer(cMounts)
     }
 
     /// Starts `process` inside the running container whose first process is `containerPid`.
@@ -120,15 +132,13 @@ public enum ContainerLauncher {
         }
     }
 
+    /// Spawns `process` (the work between clone and execve is `ccore_spawn`, in C: no Swift code runs
+    /// in the new process), puts it in `cgroup`, lets it go on, and waits for its setup's outcome.
     private static func launch(
         _ process: ProcessSpec, user: ResolvedUser, cgroup: Cgroup?, configure: (CArena, inout ccore_spawn) -> Void
     ) throws(ContainerCoreError) -> Int32 {
         guard !process.args.isEmpty, !process.args[0].isEmpty else { throw .invalidSpec("process args are empty") }
-        var env = process.env
-        if !env.contains(where: { $0.hasPrefix("PATH=") }) {
-            env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        }
-        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(user.home)") }
+        let env = environment(process.env, home: user.home)
         let pathEnv = env.last(where: { $0.hasPrefix("PATH=") }).map { String($0.dropFirst(5)) }
 
         let filter = try Seccomp.compile(process.seccomp, capabilities: process.capabilities)
@@ -148,23 +158,9 @@ public enum ContainerLauncher {
         c.argv = arena.strings(process.args)
         c.envp = arena.strings(env)
         c.path_env = pathEnv.map { arena.string($0) }
-        c.uid = user.uid
-        c.gid = user.gid
-        let groups = arena.allocate(gid_t.self, count: user.groups.count)
-        for (i, g) in user.groups.enumerated() { groups[i] = g }
-        c.groups = UnsafePointer(groups)
-        c.n_groups = Int32(user.groups.count)
-        c.capabilities = Capability.mask(process.capabilities)
-        c.no_new_privs = process.noNewPrivileges ? 1 : 0
+        try describe(process, user: user, filter: filter, in: &c, arena: arena)
         c.sync_fd = sync[0]
         c.error_fd = report[1]
-        c.last_cap = Int32(lastCapability())
-        if let filter {
-            let program = filter.withUnsafeBytes { ccore_seccomp_program($0.baseAddress, $0.count) }
-            guard let program else { throw .system("out of memory for the seccomp filter") }
-            arena.adopt(program)
-            c.seccomp_filter = UnsafeRawPointer(program)
-        }
 
         let pid = withUnsafePointer(to: &c) { ccore_spawn($0) }
         let spawnErrno = errno
@@ -175,25 +171,70 @@ public enum ContainerLauncher {
             close(report[0])
             throw .errno("clone", spawnErrno)
         }
-        if let cgroup {
-            do {
-                try cgroup.add(pid: pid)
-            } catch {
-                close(sync[1])
-                close(report[0])
-                kill(pid, SIGKILL)
-                var status: Int32 = 0
-                waitpid(pid, &status, 0)
-                throw error
-            }
+        try join(cgroup, pid: pid, sync: sync[1], report: report[0])
+        try release(pid, sync: sync[1], report: report[0])
+        return pid
+    }
+
+    /// The process's environment, with a default PATH and its user's HOME where it sets none.
+    private static func environment(_ processEnv: [String], home: String) -> [String] {
+        var env = processEnv
+        if !env.contains(where: { $0.hasPrefix("PATH=") }) {
+            env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         }
+        if !env.contains(where: { $0.hasPrefix("HOME=") }) { env.append("HOME=\(home)") }
+        return env
+    }
+
+    /// Fills in the identity, capabilities and seccomp filter the new process takes on.
+    private static func describe(
+        _ process: ProcessSpec, user: ResolvedUser, filter: [UInt8]?, in c: inout ccore_spawn, arena: CArena
+    ) throws(ContainerCoreError) {
+        c.uid = user.uid
+        c.gid = user.gid
+        let groups = arena.allocate(gid_t.self, count: user.groups.count)
+        for (i, g) in user.groups.enumerated() { groups[i] = g }
+        c.groups = UnsafePointer(groups)
+        c.n_groups = Int32(user.groups.count)
+        c.capabilities = Capability.mask(process.capabilities)
+        c.no_new_privs = process.noNewPrivileges ? 1 : 0
+        c.last_cap = Int32(lastCapability())
+        if let filter {
+            let program = filter.withUnsafeBytes { ccore_seccomp_program($0.baseAddress, $0.count) }
+            guard let program else { throw .system("out of memory for the seccomp filter") }
+            arena.adopt(program)
+            c.seccomp_filter = UnsafeRawPointer(program)
+        }
+    }
+
+    /// Puts the new process (still waiting on `sync`) in `cgroup`; on failure kills and reaps it and
+    /// closes the parent's pipe ends.
+    private static func join(_ cgroup: Cgroup?, pid: Int32, sync: Int32, report: Int32) throws(ContainerCoreError) {
+        guard let cgroup else { return }
+        do {
+            try cgroup.add(pid: pid)
+        } catch {
+            close(sync)
+            close(report)
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            // blocking: a synchronous launcher (the agent's own thread; a host caller uses OffPool)
+            waitpid(pid, &status, 0)
+            throw error
+        }
+    }
+
+    /// Lets the new process go on and reads its setup report (empty once it exec'd): a failure it
+    /// reported, after it is reaped, becomes the error thrown.
+    private static func release(_ pid: Int32, sync: Int32, report: Int32) throws(ContainerCoreError) {
         var go: UInt8 = 1
-        _ = write(sync[1], &go, 1)
-        close(sync[1])
-        let message = FileText.readAll(report[0])
-        close(report[0])
+        _ = write(sync, &go, 1)
+        close(sync)
+        let message = FileText.readAll(report)
+        close(report)
         if !message.isEmpty {
             var status: Int32 = 0
+            // blocking: a synchronous launcher (the agent's own thread; a host caller uses OffPool)
             waitpid(pid, &status, 0)
             let lines = message.split(separator: "\n", omittingEmptySubsequences: false)
             let step = String(lines.first ?? "setup")
@@ -203,7 +244,6 @@ public enum ContainerLauncher {
             }
             throw .setupFailed(step: step, errno: code)
         }
-        return pid
     }
 
     static func lastCapability() -> Int {

@@ -142,15 +142,7 @@ public actor ContainerManager {
 
     public func create(_ r: CreateRequest) async throws(CocoonError) -> String {
         let (sandboxID, agent) = try await pods.readyAgent(r.sandboxID)
-        guard !r.name.isEmpty else { throw .invalidArgument("config.metadata.name must not be empty") }
-        if let existing = records.values.first(where: {
-            $0.sandboxID == sandboxID && $0.name == r.name && $0.attempt == r.attempt
-        }) {
-            throw .alreadyExists(
-                "container name \"\(r.name)\" (attempt \(r.attempt)) is already in use by \(existing.id) in pod "
-                    + "sandbox \(sandboxID)"
-            )
-        }
+        try checkNameUnused(r, in: sandboxID)
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
         // Volumes go through the pod's shared directory; a pod without one gets copies.
         let shared = try await pods.shareVolumes(sandboxID, container: id, r.mounts.map(\.volume))
@@ -181,12 +173,7 @@ public actor ContainerManager {
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
             throw CocoonError.from(error, "create container \(r.name)")
         }
-        var record = ContainerRecord(
-            id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID,
-            imageRef: r.imageRef,
-            imageDiskSerial: serial, labels: r.labels, annotations: r.annotations, logPath: r.logPath, mounts: r.mounts,
-            stopSignal: r.stopSignal, createdAtNs: HostProcess.nowNs(), process: r.process, configJSON: r.configJSON)
-        record.stdio = r.stdio
+        let record = Self.newRecord(r, id: id, sandboxID: sandboxID, serial: serial)
         do {
             try store.save(record)
         } catch {
@@ -202,6 +189,32 @@ public actor ContainerManager {
         publish(.created, record)
         logger.info("container created", metadata: ["id": "\(id)", "sandbox": "\(sandboxID)", "image": "\(r.image)"])
         return id
+    }
+
+    /// Refuses a name and attempt that a container of the same pod already has.
+    private func checkNameUnused(_ r: CreateRequest, in sandboxID: String) throws(CocoonError) {
+        guard !r.name.isEmpty else { throw .invalidArgument("config.metadata.name must not be empty") }
+        if let existing = records.values.first(where: {
+            $0.sandboxID == sandboxID && $0.name == r.name && $0.attempt == r.attempt
+        }) {
+            throw .alreadyExists(
+                "container name \"\(r.name)\" (attempt \(r.attempt)) is already in use by \(existing.id) in pod "
+                    + "sandbox \(sandboxID)"
+            )
+        }
+    }
+
+    /// The record of a container just created in the guest, stamped with the current time.
+    private static func newRecord(_ r: CreateRequest, id: String, sandboxID: String, serial: String)
+        -> ContainerRecord
+    {
+        var record = ContainerRecord(
+            id: id, sandboxID: sandboxID, name: r.name, attempt: r.attempt, image: r.image, imageID: r.imageID,
+            imageRef: r.imageRef,
+            imageDiskSerial: serial, labels: r.labels, annotations: r.annotations, logPath: r.logPath, mounts: r.mounts,
+            stopSignal: r.stopSignal, createdAtNs: HostProcess.nowNs(), process: r.process, configJSON: r.configJSON)
+        record.stdio = r.stdio
+        return record
     }
 
     public func start(_ idOrPrefix: String) async throws(CocoonError) {

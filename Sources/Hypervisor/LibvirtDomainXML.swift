@@ -12,17 +12,9 @@ enum LibvirtDomainXML {
     {
         let cmdline = GuestKernelArgs.make(
             transport: .serial(path: files.agentSocket), bus: .pci, pciOff: false, extra: spec.extraKernelArgs)
-        // The agent token reaches the guest through fw_cfg from its copy in the run dir (libvirt >= 6.5).
-        let token = files.token.map {
-            "<sysinfo type='fwcfg'><entry name='\(BootContract.agentTokenFwCfgName)' file='\(escape($0))'/></sysinfo>"
-        }
-        // virtio-fs (vhost-user): guest RAM a shared memfd, and the pod's running virtiofsd.
-        let sharedRAM =
-            fsSocket == nil ? "" : "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
-        let filesystem = fsSocket.map {
-            "<filesystem type='mount'><driver type='virtiofs' queue='1024'/><source socket='\(escape($0))'/>"
-                + "<target dir='\(BootContract.sharedFSTag)'/></filesystem>"
-        }
+        let token = files.token.map(tokenEntry)
+        let sharedRAM = fsSocket == nil ? "" : sharedMemory
+        let filesystem = fsSocket.map(virtioFS)
         // libvirt's cgroup holds QEMU for the moment before cocoond moves it into the pod's: the same CPU
         // bound. (Not memtune's hard_limit: libvirt then raises QEMU's RLIMIT_MEMLOCK to it, which a
         // daemon without CAP_SYS_RESOURCE, as in a container, may not.)
@@ -68,6 +60,21 @@ enum LibvirtDomainXML {
               </devices>
             </domain>
             """
+    }
+
+    /// The agent token's fw_cfg entry: it reaches the guest from its copy in the run dir (libvirt >= 6.5).
+    private static func tokenEntry(_ token: String) -> String {
+        "<sysinfo type='fwcfg'><entry name='\(BootContract.agentTokenFwCfgName)' file='\(escape(token))'/></sysinfo>"
+    }
+
+    /// Guest RAM a shared memfd, which virtio-fs (vhost-user) needs.
+    private static let sharedMemory =
+        "<memoryBacking><source type='memfd'/><access mode='shared'/></memoryBacking>"
+
+    /// The pod's shared directory over virtio-fs, served by its running virtiofsd on `socket`.
+    private static func virtioFS(_ socket: String) -> String {
+        "<filesystem type='mount'><driver type='virtiofs' queue='1024'/><source socket='\(escape(socket))'/>"
+            + "<target dir='\(BootContract.sharedFSTag)'/></filesystem>"
     }
 
     /// The pod's NIC: virtio on the existing tap cocoond made, with the pod interface's MAC and MTU.

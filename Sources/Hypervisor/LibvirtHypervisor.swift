@@ -39,32 +39,21 @@ public struct LibvirtHypervisor: Hypervisor {
         guard spec.origin == .boot else { throw .invalidSpec("\(spec.vmName): the libvirt backend makes no templates") }
         let accel = try await Accelerator.shared.resolve(
             spec.accel, qemu: QEMUHypervisor.defaultBinary, kernel: spec.kernel, initrd: spec.initrd)
-        // The VM's user; under KVM its group is /dev/kvm's (a numeric label gets no supplementary groups).
-        let base = spec.user ?? VMUser(uid: 0, gid: 0)
-        let user = VMUser(
-            uid: base.uid, gid: accel == .kvm && base.uid != 0 ? KVMDevice.groups.first ?? base.gid : base.gid)
+        let user = Self.vmUser(spec, accel: accel)
         let cgroupPath = VMCgroup.path(forVM: spec.vmName, parent: spec.cgroupParent)
         let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
         var fsDaemon: Int32?
         func abandon() async {
-            if let fsDaemon { Virtiofsd.abandon(fsDaemon) }
+            if let fsDaemon { await Virtiofsd.abandon(fsDaemon) }
             await VMCgroup.remove(cgroupPath)
             // try?: the disk directory of a VM that never ran; a leftover is replaced by the next
             try? FileManager.default.removeItem(atPath: LibvirtJail.diskDir(spec))
         }
         let files: LibvirtJail.Files
         do throws(HypervisorError) {
-            try LibvirtJail.checkPassable(spec)
-            files = try LibvirtJail.prepare(spec: spec, user: user)
-            try LibvirtJail.makeDiskDir(files.diskDir, user: user)
-            // The pod's virtiofsd, in the pod's cgroup, listening on a socket only the VM's user may use.
-            if let shared = spec.sharedDir {
-                fsDaemon =
-                    try Virtiofsd.start(
-                        sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs,
-                        connect: false, socketOwner: user
-                    ).pid
-            }
+            let prepared = try await Self.prepare(spec, user: user, procs: procs)
+            files = prepared.files
+            fsDaemon = prepared.fsDaemon
         } catch {
             await abandon()
             throw error
@@ -73,23 +62,9 @@ public struct LibvirtHypervisor: Hypervisor {
             spec: spec, accel: accel, user: user, files: files,
             fsSocket: spec.sharedDir == nil ? nil : Virtiofsd.socketPath(runDir: spec.runDir))
         let launched = HostProcess.nowNs()
-        let uri = self.uri
         let pid: Int32
         do throws(HypervisorError) {
-            pid = try await Libvirt.blocking { () throws(HypervisorError) -> Int32 in
-                let conn = try Libvirt.open(uri)
-                defer { virConnectClose(conn) }
-                guard let dom = virDomainCreateXML(conn, xml, 0) else {
-                    throw .bootFailed("\(spec.vmName): virDomainCreateXML: \(Libvirt.lastError())")
-                }
-                defer { virDomainFree(dom) }
-                // (Never 0 below: writing 0 to cgroup.procs would move cocoond itself.)
-                guard let pid = Libvirt.qemuPid(name: spec.vmName), pid > 0 else {
-                    virDomainDestroy(dom)
-                    throw .bootFailed("\(spec.vmName): libvirt started the domain but its QEMU pid is unknown")
-                }
-                return pid
-            }
+            pid = try await create(xml, vmName: spec.vmName)
             // Out of libvirt's cgroups (memory, cpu, pids) into the pod's, as the qemu backend's QEMU.
             try VMCgroup.join(pid: pid, procs: procs)
         } catch {
@@ -108,6 +83,52 @@ public struct LibvirtHypervisor: Hypervisor {
         handle.seccomp = LibvirtJail.seccomp(pid: pid)
         handle.startTicks = HostProcess.startTicks(pid)
         return handle
+    }
+
+    /// The VM's user; under KVM its group is /dev/kvm's (a numeric label gets no supplementary groups).
+    private static func vmUser(_ spec: VMSpec, accel: Accel) -> VMUser {
+        let base = spec.user ?? VMUser(uid: 0, gid: 0)
+        return VMUser(
+            uid: base.uid, gid: accel == .kvm && base.uid != 0 ? KVMDevice.groups.first ?? base.gid : base.gid)
+    }
+
+    /// Prepares the VM's jail (its files and disk directory) and starts the pod's virtiofsd, if it shares a directory.
+    private static func prepare(_ spec: VMSpec, user: VMUser, procs: [String])
+        async
+        throws(HypervisorError) -> (files: LibvirtJail.Files, fsDaemon: Int32?)
+    {
+        try LibvirtJail.checkPassable(spec)
+        let files = try LibvirtJail.prepare(spec: spec, user: user)
+        try LibvirtJail.makeDiskDir(files.diskDir, user: user)
+        // The pod's virtiofsd, in the pod's cgroup, listening on a socket only the VM's user may use.
+        var fsDaemon: Int32?
+        if let shared = spec.sharedDir {
+            fsDaemon =
+                try await Virtiofsd.start(
+                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs,
+                    connect: false, socketOwner: user
+                ).pid
+        }
+        return (files, fsDaemon)
+    }
+
+    /// Creates the transient domain and returns its QEMU's pid (a domain whose pid is unknown is destroyed).
+    private func create(_ xml: String, vmName: String) async throws(HypervisorError) -> Int32 {
+        let uri = self.uri
+        return try await Libvirt.blocking { () throws(HypervisorError) -> Int32 in
+            let conn = try Libvirt.open(uri)
+            defer { virConnectClose(conn) }
+            guard let dom = virDomainCreateXML(conn, xml, 0) else {
+                throw .bootFailed("\(vmName): virDomainCreateXML: \(Libvirt.lastError())")
+            }
+            defer { virDomainFree(dom) }
+            // (Never 0 below: writing 0 to cgroup.procs would move cocoond itself.)
+            guard let pid = Libvirt.qemuPid(name: vmName), pid > 0 else {
+                virDomainDestroy(dom)
+                throw .bootFailed("\(vmName): libvirt started the domain but its QEMU pid is unknown")
+            }
+            return pid
+        }
     }
 
     /// Destroys a domain by name (nothing when there is none).

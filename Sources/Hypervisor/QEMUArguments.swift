@@ -29,11 +29,35 @@ enum QEMUArguments {
     static func make(spec: VMSpec, layout: QEMULayout, accel: Accel, agent: AgentEndpoint, files: QEMUFiles.Paths)
         -> [String]
     {
+        var args = machine(spec: spec, accel: accel, agent: agent, files: files)
+        if let ram = files.ramFD { args += guestRAM(spec: spec, ramFD: ram) }
+        if let socket = files.fsSocketFD {
+            // virtio-fs: modern virtio-mmio (vhost-user has no legacy devices; the guest's drivers
+            // speak both).
+            args += [
+                "-global", "virtio-mmio.force-legacy=false",
+                "-chardev", "socket,id=fs,fd=\(socket)",
+                "-device", "vhost-user-fs-device,chardev=fs,tag=\(BootContract.sharedFSTag),queue-size=1024",
+            ]
+        }
+        if let token = files.token {
+            args += ["-fw_cfg", "name=\(BootContract.agentTokenFwCfgName),file=\(token)"]
+        }
+        if let nic = spec.nic { args += network(spec: spec, nic: nic, files: files) }
+        args += agentChannel(agent, files: files)
+        if case .clone = spec.origin { args += ["-S", "-incoming", "defer"] }
+        return args
+    }
+
+    /// The machine, its boot files, console, QMP monitor and the devices every VM has.
+    private static func machine(spec: VMSpec, accel: Accel, agent: AgentEndpoint, files: QEMUFiles.Paths)
+        -> [String]
+    {
         let memoryBackend = files.ramFD != nil ? ",memory-backend=ram" : ""
         // Free-page reporting discards guest pages: in a clone that would punch holes in the
         // template's memory file on QEMU 7.2, and a template's clones must have its devices.
         let pageReporting = spec.origin == .boot ? "on" : "off"
-        var args = [
+        return [
             "-name", "\(spec.vmName),process=\(spec.vmName)",
             "-M", "microvm,rtc=on\(memoryBackend)",
             "-accel", accel == .kvm ? "kvm" : "tcg,tb-size=\(QEMULimits.tcgCacheMiB)",
@@ -53,53 +77,48 @@ enum QEMUArguments {
             "-device", "virtio-scsi-device,id=scsi0",
             "-sandbox", sandbox,
         ]
-        if let ram = files.ramFD {
-            // Shared for virtiofsd (which maps it too) and for a template (whose RAM is the file its
-            // clones start from); private, copy-on-write, for a clone.
-            var share = "on"
-            if case .clone = spec.origin { share = "off" }
-            args += [
-                "-object",
-                "memory-backend-file,id=ram,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(ram),share=\(share)",
+    }
+
+    /// Guest RAM backed by the memory file QEMU was handed.
+    private static func guestRAM(spec: VMSpec, ramFD ram: Int) -> [String] {
+        // Shared for virtiofsd (which maps it too) and for a template (whose RAM is the file its
+        // clones start from); private, copy-on-write, for a clone.
+        var share = "on"
+        if case .clone = spec.origin { share = "off" }
+        return [
+            "-object",
+            "memory-backend-file,id=ram,size=\(spec.memoryMiB)M,mem-path=/proc/self/fd/\(ram),share=\(share)",
+        ]
+    }
+
+    /// The pod's NIC on its tap (with vhost-net when QEMU has a descriptor for it).
+    private static func network(spec: VMSpec, nic: VMNic, files: QEMUFiles.Paths) -> [String] {
+        // A template's clones resume with its NIC address; their agents give it the pod's.
+        let mac = spec.origin == .boot ? nic.mac : BootContract.templateMAC
+        if let tap = files.tapFD {
+            let vhost = files.vhostFD.map { ",vhost=on,vhostfd=\($0)" } ?? ""
+            return [
+                "-netdev", "tap,id=net0,fd=\(tap)\(vhost)",
+                "-device", "virtio-net-device,netdev=net0,mac=\(mac),host_mtu=\(nic.mtu)",
             ]
+        } else if spec.origin != .boot {
+            return ["-device", "virtio-net-device,mac=\(mac),host_mtu=\(nic.mtu)"]
         }
-        if let socket = files.fsSocketFD {
-            // virtio-fs: modern virtio-mmio (vhost-user has no legacy devices; the guest's drivers
-            // speak both).
-            args += [
-                "-global", "virtio-mmio.force-legacy=false",
-                "-chardev", "socket,id=fs,fd=\(socket)",
-                "-device", "vhost-user-fs-device,chardev=fs,tag=\(BootContract.sharedFSTag),queue-size=1024",
-            ]
-        }
-        if let token = files.token {
-            args += ["-fw_cfg", "name=\(BootContract.agentTokenFwCfgName),file=\(token)"]
-        }
-        if let nic = spec.nic {
-            // A template's clones resume with its NIC address; their agents give it the pod's.
-            let mac = spec.origin == .boot ? nic.mac : BootContract.templateMAC
-            if let tap = files.tapFD {
-                let vhost = files.vhostFD.map { ",vhost=on,vhostfd=\($0)" } ?? ""
-                args += [
-                    "-netdev", "tap,id=net0,fd=\(tap)\(vhost)",
-                    "-device", "virtio-net-device,netdev=net0,mac=\(mac),host_mtu=\(nic.mtu)",
-                ]
-            } else if spec.origin != .boot {
-                args += ["-device", "virtio-net-device,mac=\(mac),host_mtu=\(nic.mtu)"]
-            }
-        }
+        return []
+    }
+
+    /// The agent's channel: a virtio-serial port on a socket, or a vsock device.
+    private static func agentChannel(_ agent: AgentEndpoint, files: QEMUFiles.Paths) -> [String] {
         switch agent {
         case .serial(let path):
             let socket = files.agentFD.map { "fd=\($0)" } ?? "path=\(path)"
-            args += [
+            return [
                 "-device", "virtio-serial-device",
                 "-chardev", "socket,id=agent,\(socket),server=on,wait=off",
                 "-device", "virtserialport,chardev=agent,name=\(BootContract.agentPortName)",
             ]
         case .vsock(let cid, _):
-            args += ["-device", "vhost-vsock-device,guest-cid=\(cid)"]
+            return ["-device", "vhost-vsock-device,guest-cid=\(cid)"]
         }
-        if case .clone = spec.origin { args += ["-S", "-incoming", "defer"] }
-        return args
     }
 }

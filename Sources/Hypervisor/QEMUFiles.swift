@@ -38,86 +38,44 @@ struct QEMUFiles {
     static func open(spec: VMSpec, layout: QEMULayout, user: VMUser, agentSerial: Bool, fsSocket: Int32? = nil)
         throws(HypervisorError) -> QEMUFiles
     {
-        var fds: [Int32] = []
-        func fail(_ what: String, _ path: String) -> HypervisorError {
-            let reason = String(cString: strerror(errno))
-            for fd in fds { Glibc.close(fd) }
-            return .bootFailed("\(spec.vmName): cannot open the \(what) \(path): \(reason)")
-        }
-        func keep(_ fd: Int32) -> Int {
-            fds.append(fd)
-            return 3 + fds.count - 1
-        }
-        func path(_ fd: Int32) -> String { "/proc/self/fd/\(keep(fd))" }
-        func listening(_ socketPath: String, _ what: String) throws(HypervisorError) -> Int {
-            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            unlink(socketPath)
-            guard fd >= 0, UnixSocketAddress.bind(fd, path: socketPath), listen(fd, 4) == 0 else {
-                if fd >= 0 { Glibc.close(fd) }
-                throw fail(what, socketPath)
-            }
-            return keep(fd)
-        }
+        var fds = QEMUDescriptors(vmName: spec.vmName)
         chmod(spec.runDir, 0o700)
-        let readOnly = O_RDONLY | O_CLOEXEC | O_NOFOLLOW
-        let kernelFD = Glibc.open(spec.kernel, readOnly)
-        guard kernelFD >= 0 else { throw fail("guest kernel", spec.kernel) }
-        let kernel = path(kernelFD)
-        let initrdFD = Glibc.open(spec.initrd, readOnly)
-        guard initrdFD >= 0 else { throw fail("guest initrd", spec.initrd) }
-        let initrd = path(initrdFD)
-        let agentFD = Glibc.open(spec.agentImage, readOnly)
-        guard agentFD >= 0 else { throw fail("agent image", spec.agentImage) }
-        let agentImage = path(agentFD)
-        // The console log: a fresh file of the VM's user (QEMU opens it again for writing).
-        unlink(layout.consoleLog)
-        let consoleFD = Glibc.open(layout.consoleLog, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard consoleFD >= 0, fchown(consoleFD, user.uid, user.gid) == 0 else {
-            throw fail("console log", layout.consoleLog)
-        }
-        let console = path(consoleFD)
+        let kernel = try fds.readOnly(spec.kernel, "guest kernel")
+        let initrd = try fds.readOnly(spec.initrd, "guest initrd")
+        let agentImage = try fds.readOnly(spec.agentImage, "agent image")
+        let console = try fds.consoleLog(layout.consoleLog, user: user)
         var token: String?
         if let tokenFile = spec.agentTokenFile {
-            let tokenFD = Glibc.open(tokenFile, readOnly)
-            guard tokenFD >= 0, fchown(tokenFD, user.uid, user.gid) == 0, fchmod(tokenFD, 0o400) == 0 else {
-                throw fail("agent token", tokenFile)
-            }
-            token = path(tokenFD)
+            token = try fds.token(tokenFile, user: user)
         }
-        let qmp = try listening(layout.qmpSocket, "QMP socket")
-        let agent = agentSerial ? try listening(layout.agentSocket, "agent socket") : nil
+        let qmp = try fds.listening(layout.qmpSocket, "QMP socket")
+        let agent = agentSerial ? try fds.listening(layout.agentSocket, "agent socket") : nil
         var tap: Int?
         var vhost: Int?
         if let nic = spec.nic, nic.tapFD >= 0 {
-            let copy = fcntl(nic.tapFD, F_DUPFD_CLOEXEC, 3)
-            guard copy >= 0 else { throw fail("pod tap", nic.tapName) }
-            tap = keep(copy)
-            let vhostFD = Glibc.open("/dev/vhost-net", O_RDWR | O_CLOEXEC)
-            if vhostFD >= 0 { vhost = keep(vhostFD) }
+            let nicFDs = try fds.tap(nic)
+            tap = nicFDs.tap
+            vhost = nicFDs.vhost
         }
         var ram: Int?
         var fsSocketFD: Int?
         switch spec.origin {
         case .boot: break
         case .template(let ramFD), .clone(let ramFD, _):
-            let copy = fcntl(ramFD, F_DUPFD_CLOEXEC, 3)
-            guard copy >= 0 else { throw fail("template RAM", "memfd") }
-            ram = keep(copy)
+            ram = try fds.copy(ramFD, "template RAM", "memfd")
         }
         if let fsSocket {
             // Guest RAM that virtiofsd can map too (vhost-user), made here at its final size and sealed:
             // QEMU would otherwise create and grow it itself, past its own file size limit.
             let memfd = cocoon_guest_ram(spec.vmName, UInt64(spec.memoryMiB) << 20)
-            guard memfd >= 0 else { throw fail("guest RAM", "memfd") }
-            ram = keep(memfd)
-            let copy = fcntl(fsSocket, F_DUPFD_CLOEXEC, 3)
-            guard copy >= 0 else { throw fail("virtiofsd socket", Virtiofsd.socketPath(runDir: spec.runDir)) }
-            fsSocketFD = keep(copy)
+            guard memfd >= 0 else { throw fds.fail("guest RAM", "memfd") }
+            ram = fds.keep(memfd)
+            fsSocketFD = try fds.copy(fsSocket, "virtiofsd socket", Virtiofsd.socketPath(runDir: spec.runDir))
         }
         let output = Glibc.open(layout.outputLog, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard output >= 0 else { throw fail("output log", layout.outputLog) }
+        guard output >= 0 else { throw fds.fail("output log", layout.outputLog) }
         return QEMUFiles(
-            kept: fds, output: output,
+            kept: fds.kept, output: output,
             paths: Paths(
                 kernel: kernel, initrd: initrd, agentImage: agentImage, console: console, token: token, qmpFD: qmp,
                 agentFD: agent, tapFD: tap, vhostFD: vhost, ramFD: ram, fsSocketFD: fsSocketFD))
@@ -126,6 +84,82 @@ struct QEMUFiles {
     func close() {
         for fd in kept { Glibc.close(fd) }
         Glibc.close(output)
+    }
+}
+
+/// The descriptors `QEMUFiles.open` hands QEMU, numbered 3, 4, ... in the order they are kept; a failure
+/// closes every one kept so far.
+private struct QEMUDescriptors {
+    let vmName: String
+    private(set) var kept: [Int32] = []
+
+    init(vmName: String) { self.vmName = vmName }
+
+    /// Closes the descriptors kept so far and describes what could not be opened (the reason from errno).
+    func fail(_ what: String, _ path: String) -> HypervisorError {
+        let reason = String(cString: strerror(errno))
+        for fd in kept { Glibc.close(fd) }
+        return .bootFailed("\(vmName): cannot open the \(what) \(path): \(reason)")
+    }
+
+    /// Keeps `fd` for QEMU and returns the descriptor number it has there.
+    mutating func keep(_ fd: Int32) -> Int {
+        kept.append(fd)
+        return 3 + kept.count - 1
+    }
+
+    /// Keeps `fd` and returns the path by which QEMU opens it again.
+    mutating func path(_ fd: Int32) -> String { "/proc/self/fd/\(keep(fd))" }
+
+    /// Opens a file read-only for QEMU and returns its path there.
+    mutating func readOnly(_ file: String, _ what: String) throws(HypervisorError) -> String {
+        let fd = Glibc.open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw fail(what, file) }
+        return path(fd)
+    }
+
+    /// The console log: a fresh file of the VM's user (QEMU opens it again for writing).
+    mutating func consoleLog(_ log: String, user: VMUser) throws(HypervisorError) -> String {
+        unlink(log)
+        let fd = Glibc.open(log, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0, fchown(fd, user.uid, user.gid) == 0 else {
+            throw fail("console log", log)
+        }
+        return path(fd)
+    }
+
+    /// The agent token, made the VM's user's alone (read-only).
+    mutating func token(_ tokenFile: String, user: VMUser) throws(HypervisorError) -> String {
+        let fd = Glibc.open(tokenFile, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0, fchown(fd, user.uid, user.gid) == 0, fchmod(fd, 0o400) == 0 else {
+            throw fail("agent token", tokenFile)
+        }
+        return path(fd)
+    }
+
+    /// A listening Unix socket at `socketPath` (replacing what was there); returns its descriptor number.
+    mutating func listening(_ socketPath: String, _ what: String) throws(HypervisorError) -> Int {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        unlink(socketPath)
+        guard fd >= 0, UnixSocketAddress.bind(fd, path: socketPath), listen(fd, 4) == 0 else {
+            if fd >= 0 { Glibc.close(fd) }
+            throw fail(what, socketPath)
+        }
+        return keep(fd)
+    }
+
+    /// Keeps a copy of a descriptor of the daemon's; returns its number.
+    mutating func copy(_ fd: Int32, _ what: String, _ path: String) throws(HypervisorError) -> Int {
+        let duplicate = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+        guard duplicate >= 0 else { throw fail(what, path) }
+        return keep(duplicate)
+    }
+
+    /// The pod's tap and, where the host has /dev/vhost-net, a vhost-net descriptor for it.
+    mutating func tap(_ nic: VMNic) throws(HypervisorError) -> (tap: Int, vhost: Int?) {
+        let tap = try copy(nic.tapFD, "pod tap", nic.tapName)
+        let vhostFD = Glibc.open("/dev/vhost-net", O_RDWR | O_CLOEXEC)
+        return (tap, vhostFD >= 0 ? keep(vhostFD) : nil)
     }
 }
 

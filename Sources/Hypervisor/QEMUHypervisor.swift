@@ -25,6 +25,71 @@ public struct QEMUHypervisor: Hypervisor {
     }
 
     public func boot(_ spec: VMSpec) async throws(HypervisorError) -> VMHandle {
+        try check(spec)
+        let user = spec.user ?? VMUser(uid: 0, gid: 0)
+        let accel = try await accelerator(for: spec, user: user)
+        let launched = HostProcess.nowNs()
+        let layout = QEMULayout(spec: spec)
+        let endpoint = Self.agentEndpoint(spec, layout: layout)
+        let agentSerial: Bool
+        if case .serial = endpoint { agentSerial = true } else { agentSerial = false }
+        let cgroupPath = VMCgroup.path(forVM: spec.vmName, parent: spec.cgroupParent)
+        let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
+        var fsDaemon: Virtiofsd.Started?
+        /// Undoes what a failed boot started.
+        func abandon() async {
+            if let fsDaemon { await Virtiofsd.abandon(fsDaemon.pid) }
+            await VMCgroup.remove(cgroupPath)
+        }
+        let files: QEMUFiles
+        do throws(HypervisorError) {
+            if let shared = spec.sharedDir {
+                fsDaemon = try await Virtiofsd.start(
+                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs)
+            }
+            defer { if let fd = fsDaemon?.qemuFD { Glibc.close(fd) } }
+            files = try QEMUFiles.open(
+                spec: spec, layout: layout, user: user, agentSerial: agentSerial, fsSocket: fsDaemon?.qemuFD)
+        } catch {
+            await abandon()
+            throw error
+        }
+        let pid: Int32
+        do throws(HypervisorError) {
+            pid = try start(
+                spec, layout: layout, accel: accel, endpoint: endpoint, user: user, files: files, procs: procs)
+        } catch {
+            await abandon()
+            throw error
+        }
+        let started = await waitForQMP(pid: pid, qmpSocket: layout.qmpSocket)
+        guard started == .answered else {
+            await abandon()
+            throw startFailure(spec, layout: layout, accel: accel, alive: started == .timedOut)
+        }
+        if case .clone(_, let state) = spec.origin {
+            do {
+                try await QEMUMigration.restore(from: state, qmp: layout.qmpSocket, vm: spec.vmName)
+            } catch {
+                await HostProcess.killAndReap(pid)
+                await abandon()
+                throw error
+            }
+        }
+        return makeHandle(
+            spec, pid: pid, accel: accel, endpoint: endpoint, layout: layout, user: user, cgroupPath: cgroupPath,
+            fsDaemonPid: fsDaemon?.pid, launched: launched)
+    }
+
+    /// The agent's channel: vsock when the host has vhost-vsock, else a virtio-serial port on a socket.
+    private static func agentEndpoint(_ spec: VMSpec, layout: QEMULayout) -> AgentEndpoint {
+        VsockSupport.available
+            ? AgentEndpoint.vsock(cid: VsockSupport.cid(for: spec.id), port: BootContract.agentVsockPort)
+            : .serial(path: layout.agentSocket)
+    }
+
+    /// Refuses a spec this backend cannot boot (no QEMU binary, a template it cannot make) and prepares its files.
+    private func check(_ spec: VMSpec) throws(HypervisorError) {
         guard FileManager.default.isExecutableFile(atPath: qemuBinary) else {
             throw .unavailable("\(qemuBinary) not found (apt-get install qemu-system-x86)")
         }
@@ -37,9 +102,12 @@ public struct QEMUHypervisor: Hypervisor {
                 throw .invalidSpec("\(spec.vmName): a template or its clone cannot share a directory (virtio-fs)")
             }
         }
+    }
+
+    /// The accelerator the VM boots under: under `auto`, TCG when the VM's user cannot reach /dev/kvm.
+    private func accelerator(for spec: VMSpec, user: VMUser) async throws(HypervisorError) -> Accel {
         var accel = try await Accelerator.shared.resolve(
             spec.accel, qemu: qemuBinary, kernel: spec.kernel, initrd: spec.initrd)
-        let user = spec.user ?? VMUser(uid: 0, gid: 0)
         if accel == .kvm, user.uid != 0, KVMDevice.groups.isEmpty {
             // QEMU runs as the VM's user: it reaches /dev/kvm only through the device's group.
             let why =
@@ -48,35 +116,14 @@ public struct QEMUHypervisor: Hypervisor {
             logger.warning("pod VM boots under TCG", metadata: ["vm": "\(spec.vmName)", "why": "\(why)"])
             accel = .tcg
         }
-        let launched = HostProcess.nowNs()
-        let layout = QEMULayout(spec: spec)
-        let endpoint =
-            VsockSupport.available
-            ? AgentEndpoint.vsock(cid: VsockSupport.cid(for: spec.id), port: BootContract.agentVsockPort)
-            : .serial(path: layout.agentSocket)
-        let agentSerial: Bool
-        if case .serial = endpoint { agentSerial = true } else { agentSerial = false }
-        let cgroupPath = VMCgroup.path(forVM: spec.vmName, parent: spec.cgroupParent)
-        let procs = try VMCgroup.create(cgroupPath, QEMULimits.cgroup(spec: spec))
-        var fsDaemon: Virtiofsd.Started?
-        /// Undoes what a failed boot started.
-        func abandon() async {
-            if let fsDaemon { Virtiofsd.abandon(fsDaemon.pid) }
-            await VMCgroup.remove(cgroupPath)
-        }
-        let files: QEMUFiles
-        do throws(HypervisorError) {
-            if let shared = spec.sharedDir {
-                fsDaemon = try Virtiofsd.start(
-                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs)
-            }
-            defer { if let fd = fsDaemon?.qemuFD { Glibc.close(fd) } }
-            files = try QEMUFiles.open(
-                spec: spec, layout: layout, user: user, agentSerial: agentSerial, fsSocket: fsDaemon?.qemuFD)
-        } catch {
-            await abandon()
-            throw error
-        }
+        return accel
+    }
+
+    /// Starts QEMU on the opened files and closes the daemon's copies of them (also when it cannot start).
+    private func start(
+        _ spec: VMSpec, layout: QEMULayout, accel: Accel, endpoint: AgentEndpoint, user: VMUser, files: QEMUFiles,
+        procs: [String]
+    ) throws(HypervisorError) -> Int32 {
         let argv =
             [qemuBinary]
             + QEMUArguments.make(
@@ -94,46 +141,57 @@ public struct QEMUHypervisor: Hypervisor {
             pid = try VMProcess.start(argv, launch)
         } catch {
             files.close()
-            await abandon()
             throw .bootFailed("cannot start \(qemuBinary): \(error)")
         }
         files.close()  // QEMU has its copies; with ours closed, a QEMU that died refuses connections
+        return pid
+    }
+
+    /// How a starting QEMU's wait for QMP ended.
+    private enum QMPStart {
+        case answered
+        /// QEMU exited before it answered.
+        case exited
+        /// Still silent after 30 s: killed and reaped.
+        case timedOut
+    }
+
+    /// Waits until the just-started QEMU answers on QMP, it exits, or 30 s pass (then kills and reaps it).
+    private func waitForQMP(pid: Int32, qmpSocket: String) async -> QMPStart {
         // Running once QMP answers (QEMU greets on it after it has built the machine).
         let clock = ContinuousClock()
         let deadline = clock.now + .seconds(30)
-        while await QMPClient.execute("query-status", socketPath: layout.qmpSocket, timeout: .milliseconds(500)) == nil
-        {
+        while await QMPClient.execute("query-status", socketPath: qmpSocket, timeout: .milliseconds(500)) == nil {
             // Our own child until it is reaped: waitpid tells (its command line may still be ours).
             var status: Int32 = 0
             let alive = waitpid(pid, &status, WNOHANG) == 0
             if !alive || clock.now >= deadline {
-                if alive {
-                    Glibc.kill(pid, SIGKILL)
-                    _ = waitpid(pid, &status, 0)
-                }
-                await abandon()
-                let output = (FileManager.default.contents(atPath: layout.outputLog) ?? Data()).suffix(1000)
-                let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
-                let why =
-                    "\(spec.vmName): qemu \(alive ? "did not start within 30 s" : "exited while starting"): "
-                    + String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-                    + (console.isEmpty ? "" : "; console: \(String(decoding: console, as: UTF8.self))")
-                throw accel == .kvm && !alive ? .kvmStartFailed(why) : .bootFailed(why)
+                if alive { await HostProcess.killAndReap(pid) }
+                return alive ? .timedOut : .exited
             }
             // try?: cancellation ends the wait early; the loop checks the process again
             try? await Task.sleep(for: .milliseconds(10))
         }
-        if case .clone(_, let state) = spec.origin {
-            do {
-                try await QEMUMigration.restore(from: state, qmp: layout.qmpSocket, vm: spec.vmName)
-            } catch {
-                Glibc.kill(pid, SIGKILL)
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, 0)
-                await abandon()
-                throw error
-            }
-        }
+        return .answered
+    }
+
+    /// The error for a QEMU that did not start (`alive`: it was still running at the deadline), with the
+    /// ends of its output and console logs.
+    private func startFailure(_ spec: VMSpec, layout: QEMULayout, accel: Accel, alive: Bool) -> HypervisorError {
+        let output = (FileManager.default.contents(atPath: layout.outputLog) ?? Data()).suffix(1000)
+        let console = (FileManager.default.contents(atPath: layout.consoleLog) ?? Data()).suffix(600)
+        let why =
+            "\(spec.vmName): qemu \(alive ? "did not start within 30 s" : "exited while starting"): "
+            + String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            + (console.isEmpty ? "" : "; console: \(String(decoding: console, as: UTF8.self))")
+        return accel == .kvm && !alive ? .kvmStartFailed(why) : .bootFailed(why)
+    }
+
+    /// The handle of a VM whose QEMU runs (`launched`: when its boot began).
+    private func makeHandle(
+        _ spec: VMSpec, pid: Int32, accel: Accel, endpoint: AgentEndpoint, layout: QEMULayout, user: VMUser,
+        cgroupPath: String, fsDaemonPid: Int32?, launched: Int64
+    ) -> VMHandle {
         var handle = VMHandle(
             backend: backend, name: spec.vmName, pid: pid, accel: accel, agent: endpoint,
             controlSocket: layout.qmpSocket, consoleLog: layout.consoleLog, runDir: spec.runDir, launchedAtNs: launched)
@@ -142,7 +200,7 @@ public struct QEMUHypervisor: Hypervisor {
         handle.seccomp = QEMUArguments.sandbox
         handle.cgroup = cgroupPath
         handle.sharedDir = spec.sharedDir
-        handle.fsDaemonPid = fsDaemon?.pid
+        handle.fsDaemonPid = fsDaemonPid
         return handle
     }
 

@@ -48,7 +48,7 @@ public enum Virtiofsd {
     static func start(
         sharedDir: String, cache: SharedFSCache, runDir: String, cgroupProcs: [String], connect: Bool = true,
         socketOwner: VMUser? = nil
-    ) throws(HypervisorError) -> Started {
+    ) async throws(HypervisorError) -> Started {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw .unavailable("\(binary) not found (apt-get install qemu-system-common)")
         }
@@ -88,7 +88,7 @@ public enum Virtiofsd {
         guard client >= 0, UnixSocketAddress.connect(client, path: socketPath) else {
             let reason = String(cString: strerror(errno))
             if client >= 0 { close(client) }
-            abandon(pid)
+            await abandon(pid)
             throw .bootFailed("cannot connect to virtiofsd at \(socketPath): \(reason)")
         }
         unlink(socketPath)  // connected: nobody else may connect to it
@@ -96,11 +96,7 @@ public enum Virtiofsd {
     }
 
     /// Kills a virtiofsd this daemon just started (a boot that failed) and reaps it.
-    static func abandon(_ pid: Int32) {
-        kill(pid, SIGKILL)
-        var status: Int32 = 0
-        _ = waitpid(pid, &status, 0)
-    }
+    static func abandon(_ pid: Int32) async { await HostProcess.killAndReap(pid) }
 
     /// Ends a VM's virtiofsd: it ends by itself once QEMU's connection closes; one that does not is
     /// killed (with it, the child it runs in its own namespaces).

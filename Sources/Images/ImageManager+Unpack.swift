@@ -63,44 +63,15 @@ extension ImageManager {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {  // downloads
                     defer { storedSink.finish() }
-                    try await withThrowingTaskGroup(of: Int.self) { downloads in
-                        var next = 0
-                        func startNext() {
-                            let index = next
-                            next += 1
-                            downloads.addTask {
-                                try await repo.fetchBlob(layers[index], into: content) { n in
-                                    progress.add(key, layer: index, bytes: n)
-                                }
-                                return index
-                            }
-                        }
-                        while next < min(limit, layers.count) { startNext() }
-                        while let done = try await downloads.next() {
-                            storedSink.yield(done)
-                            if next < layers.count { startNext() }
-                        }
-                    }
+                    try await Self.downloadLayers(
+                        layers, from: repo, into: content, progress: progress, key: key, limit: limit,
+                        storedSink: storedSink)
                     fetched.set(Self.seconds(since: started))
                     progress.phase(key, "unpacking")
                 }
                 group.addTask {  // unpacking, in layer order
-                    var unpacker = LayerUnpacker(root: scratch)
-                    var ready = Set<Int>()
-                    var next = 0
-                    for await index in stored {
-                        ready.insert(index)
-                        while ready.contains(next) {
-                            let t0 = ContinuousClock.now
-                            let stats = try unpacker.apply(
-                                layerAt: content.path(layers[next].digest),
-                                name: "\(next + 1) of \(layers.count) (\(layers[next].digest))", diffID: diffIDs[next])
-                            unpacker.maxUnpackedBytes -= stats.bytes  // one budget for the image's layers
-                            busy.add(Self.seconds(since: t0))
-                            next += 1
-                        }
-                    }
-                    guard next == layers.count else { throw CancellationError() }
+                    try await Self.applyLayers(
+                        layers, diffIDs: diffIDs, stored: stored, onto: scratch, content: content, busy: busy)
                 }
                 try await group.waitForAll()
             }
@@ -118,5 +89,55 @@ extension ImageManager {
             throw error
         }
         return UnpackTiming(rootfs: final, fetchSeconds: fetched.value, unpackSeconds: busy.value)
+    }
+
+    /// Downloads the layers, at most `limit` at a time, yielding each layer's index to `storedSink`
+    /// once it is stored.
+    private static func downloadLayers(
+        _ layers: [Descriptor], from repo: any ImageSource, into content: ContentStore, progress: PullProgress,
+        key: String, limit: Int, storedSink: AsyncStream<Int>.Continuation
+    ) async throws {
+        try await withThrowingTaskGroup(of: Int.self) { downloads in
+            var next = 0
+            func startNext() {
+                let index = next
+                next += 1
+                downloads.addTask {
+                    try await repo.fetchBlob(layers[index], into: content) { n in
+                        progress.add(key, layer: index, bytes: n)
+                    }
+                    return index
+                }
+            }
+            while next < min(limit, layers.count) { startNext() }
+            while let done = try await downloads.next() {
+                storedSink.yield(done)
+                if next < layers.count { startNext() }
+            }
+        }
+    }
+
+    /// Applies the layers onto `scratch` in order, each as soon as it and all below it are stored (as
+    /// `stored` announces), checked against its diff id; adds the time spent to `busy`.
+    private static func applyLayers(
+        _ layers: [Descriptor], diffIDs: [Digest], stored: AsyncStream<Int>, onto scratch: String,
+        content: ContentStore, busy: SecondsBox
+    ) async throws {
+        var unpacker = LayerUnpacker(root: scratch)
+        var ready = Set<Int>()
+        var next = 0
+        for await index in stored {
+            ready.insert(index)
+            while ready.contains(next) {
+                let t0 = ContinuousClock.now
+                let stats = try unpacker.apply(
+                    layerAt: content.path(layers[next].digest),
+                    name: "\(next + 1) of \(layers.count) (\(layers[next].digest))", diffID: diffIDs[next])
+                unpacker.maxUnpackedBytes -= stats.bytes  // one budget for the image's layers
+                busy.add(Self.seconds(since: t0))
+                next += 1
+            }
+        }
+        guard next == layers.count else { throw CancellationError() }
     }
 }

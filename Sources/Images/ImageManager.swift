@@ -192,6 +192,47 @@ public actor ImageManager {
         let key = ref.description
         let started = ContinuousClock.now
 
+        let resolved = try await resolveManifest(ref, from: repo, touched: touched)
+        var blobs = resolved.blobs
+        let manifest = try Self.decodeManifest(resolved.bytes, key: key)
+        touched.add(manifest.config.digest)
+        for layer in manifest.layers { touched.add(layer.digest) }
+        let config = try await fetchConfig(of: manifest, from: repo, key: key)
+        let id = manifest.config.digest
+        blobs.append(id)
+        blobs += manifest.layers.map(\.digest)
+        guard let chain = ChainID.of(config.rootfs.diff_ids) else {
+            throw CocoonError.integrity("image \(key) has no layers")
+        }
+
+        progress.setLayers(key, manifest.layers)
+        let layers = manifest.layers, diffIDs = config.rootfs.diff_ids
+        logger.debug("layers start", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
+        let timing = try await unpackOnce(layers, chain: chain) {
+            try await self.downloadAndUnpack(layers, diffIDs: diffIDs, from: repo, key: key, chain: chain)
+        }
+
+        var record = ImageRecord(
+            id: id, repoTags: [], repoDigests: [], manifestDigest: resolved.digest, layers: manifest.layers,
+            blobs: blobs, size: 0, user: config.config?.User ?? "", pinned: false, pulledAt: Date(),
+            rootfs: timing.rootfs, chainID: chain, fetchSeconds: timing.fetchSeconds,
+            unpackSeconds: timing.unpackSeconds)
+        logger.debug("layers done", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
+        record.size = blobs.reduce(0) { $0 + (content.size($1) ?? 0) }
+        if ref.tag != nil { record.repoTags = [ref.description] }
+        record.repoDigests = [ref.with(digest: resolved.topDigest).description]
+        let stored = try await register(record)
+        await ensureBlockImage(stored.id)
+        return stored
+    }
+
+    /// Fetches and stores the manifest `ref` names and, when that is an index, the node's platform
+    /// manifest it lists; returns the image manifest's bytes and digest, the top document's digest,
+    /// and the blobs stored so far.
+    private nonisolated func resolveManifest(_ ref: ImageReference, from repo: any ImageSource, touched: BlobList)
+        async throws -> (bytes: [UInt8], digest: Digest, topDigest: Digest, blobs: [Digest])
+    {
+        let key = ref.description
         let top = try await repo.manifest(ref.manifestReference)
         touched.add(top.digest)
         try content.put(top.bytes, digest: top.digest)
@@ -215,7 +256,13 @@ public actor ImageManager {
             manifestBytes = m.bytes
             manifestDigest = m.digest
         }
-        let manifest = try DocumentDecoder.decode(Manifest.self, from: manifestBytes, what: "manifest of \(key)")
+        return (manifestBytes, manifestDigest, top.digest, blobs)
+    }
+
+    /// Decodes an image manifest, refusing one that is not schema 2 or has a layer of an unsupported
+    /// media type or a negative size.
+    private static func decodeManifest(_ bytes: [UInt8], key: String) throws -> Manifest {
+        let manifest = try DocumentDecoder.decode(Manifest.self, from: bytes, what: "manifest of \(key)")
         guard manifest.schemaVersion == 2 else {
             throw CocoonError.integrity("image \(key): manifest schemaVersion \(manifest.schemaVersion) is not 2")
         }
@@ -228,8 +275,14 @@ public actor ImageManager {
                 throw CocoonError.integrity("image \(key): layer \(layer.digest) has a negative size")
             }
         }
-        touched.add(manifest.config.digest)
-        for layer in manifest.layers { touched.add(layer.digest) }
+        return manifest
+    }
+
+    /// Fetches and decodes the manifest's image config, refusing one for another platform or whose
+    /// diff_ids do not match the manifest's layers one for one.
+    private nonisolated func fetchConfig(of manifest: Manifest, from repo: any ImageSource, key: String)
+        async throws -> ImageConfig
+    {
         let configBytes = try await repo.blobBytes(manifest.config, into: content, limit: MediaTypes.maxConfigBytes)
         let config = try DocumentDecoder.decode(ImageConfig.self, from: configBytes, what: "config of \(key)")
         guard (config.os ?? "linux") == "linux", (config.architecture ?? "amd64") == "amd64" else {
@@ -244,32 +297,7 @@ public actor ImageManager {
                     + "\(manifest.layers.count)"
             )
         }
-        let id = manifest.config.digest
-        blobs.append(id)
-        blobs += manifest.layers.map(\.digest)
-        guard let chain = ChainID.of(config.rootfs.diff_ids) else {
-            throw CocoonError.integrity("image \(key) has no layers")
-        }
-
-        progress.setLayers(key, manifest.layers)
-        let layers = manifest.layers, diffIDs = config.rootfs.diff_ids
-        logger.debug("layers start", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
-        let timing = try await unpackOnce(layers, chain: chain) {
-            try await self.downloadAndUnpack(layers, diffIDs: diffIDs, from: repo, key: key, chain: chain)
-        }
-
-        var record = ImageRecord(
-            id: id, repoTags: [], repoDigests: [], manifestDigest: manifestDigest, layers: manifest.layers,
-            blobs: blobs, size: 0, user: config.config?.User ?? "", pinned: false, pulledAt: Date(),
-            rootfs: timing.rootfs, chainID: chain, fetchSeconds: timing.fetchSeconds,
-            unpackSeconds: timing.unpackSeconds)
-        logger.debug("layers done", metadata: ["image": "\(key)", "after_s": "\(Self.seconds(since: started))"])
-        record.size = blobs.reduce(0) { $0 + (content.size($1) ?? 0) }
-        if ref.tag != nil { record.repoTags = [ref.description] }
-        record.repoDigests = [ref.with(digest: top.digest).description]
-        let stored = try await register(record)
-        await ensureBlockImage(stored.id)
-        return stored
+        return config
     }
 
     /// Stores a pulled image: merges names into an existing record of the same id and moves a tag

@@ -85,65 +85,12 @@ public struct LayerUnpacker: Sendable {
             let raw = String(cString: rawC)
             guard let rel = try Self.clean(raw, layer: label) else { continue }  // the root itself
             stats.entries += 1
-            let base = rel.split(separator: "/").last.map(String.init) ?? rel
-            let parent = rel.contains("/") ? String(rel[..<(rel.lastIndex(of: "/") ?? rel.endIndex)]) : ""
-
-            if base == ".wh..wh..opq" {
-                try checkParents(of: rel, layer: label)
-                try makeOpaque(parent, keeping: touched, layer: label)
+            if try applyWhiteout(rel: rel, raw: raw, touched: touched, layer: label) {
                 stats.whiteouts += 1
                 continue
             }
-            if base.hasPrefix(".wh.") {
-                let victim = (parent.isEmpty ? "" : parent + "/") + String(base.dropFirst(4))
-                guard let cleanVictim = try Self.clean(victim, layer: label), !cleanVictim.isEmpty else {
-                    throw .hostileLayer("layer \(label): whiteout \"\(raw)\" names no file")
-                }
-                try checkParents(of: cleanVictim, layer: label)
-                removeTree(root + "/" + cleanVictim)
-                stats.whiteouts += 1
-                continue
-            }
-
-            let type = archive_entry_filetype(entry)
-            let isHardlink = archive_entry_hardlink(entry) != nil
-            guard isHardlink || [S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO].contains(type) else { continue }
-            try checkParents(of: rel, layer: label, creatingMissing: true)
-            if let linkC = archive_entry_hardlink(entry) {
-                let linkRaw = String(cString: linkC)
-                guard let target = try Self.clean(linkRaw, layer: label), !target.isEmpty else {
-                    throw .hostileLayer("layer \(label): hard link \"\(raw)\" points at the root")
-                }
-                try checkParents(of: target, layer: label)
-                var st = stat()
-                guard lstat(root + "/" + target, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR else {
-                    throw .hostileLayer(
-                        "layer \(label): hard link \"\(raw)\" → \"\(linkRaw)\" "
-                            + "has no file to link to inside the layer")
-                }
-                archive_entry_copy_hardlink(entry, root + "/" + target)
-            }
-            prepareFinal(rel, isDir: type == S_IFDIR && !isHardlink)
-            filterXattrs(entry)
-            archive_entry_copy_pathname(entry, root + "/" + rel)
-            let before = stats.bytes
-            stats.bytes += max(0, archive_entry_size(entry))
-            if stats.bytes > maxUnpackedBytes {
-                throw .hostileLayer("layer \(label) expands beyond \(maxUnpackedBytes) bytes")
-            }
-            if before == 0 || stats.bytes >> 24 != before >> 24 || archive_entry_size(entry) > 16 << 20 {
-                try checkFreeSpace(for: archive_entry_size(entry), layer: label)
-            }
-            let wr = archive_write_header(writer, entry)
-            guard wr >= ARCHIVE_WARN else {
-                throw .hostileLayer("layer \(label): cannot write \"\(raw)\": \(Self.message(writer))")
-            }
-            if archive_entry_size(entry) > 0 && !isHardlink {
-                try copyData(reader, writer, entry: raw, layer: label)
-            }
-            guard archive_write_finish_entry(writer) >= ARCHIVE_WARN else {
-                throw .internalError("layer \(label): finishing \"\(raw)\": \(Self.message(writer))")
-            }
+            guard try writeEntry(entry, rel: rel, raw: raw, reader: reader, writer: writer, stats: &stats, layer: label)
+            else { continue }
             var prefix = ""
             for c in rel.split(separator: "/") {
                 prefix += prefix.isEmpty ? String(c) : "/" + c
@@ -155,6 +102,93 @@ public struct LayerUnpacker: Sendable {
             throw .internalError("layer \(label): \(Self.message(writer))")
         }
         return stats
+    }
+
+    /// Applies `rel` when it is an OCI whiteout (opaque `.wh..wh..opq` or `.wh.NAME`); false for any other entry.
+    private func applyWhiteout(rel: String, raw: String, touched: Set<String>, layer label: String)
+        throws(CocoonError) -> Bool
+    {
+        let base = rel.split(separator: "/").last.map(String.init) ?? rel
+        let parent = rel.contains("/") ? String(rel[..<(rel.lastIndex(of: "/") ?? rel.endIndex)]) : ""
+
+        if base == ".wh..wh..opq" {
+            try checkParents(of: rel, layer: label)
+            try makeOpaque(parent, keeping: touched, layer: label)
+            return true
+        }
+        if base.hasPrefix(".wh.") {
+            let victim = (parent.isEmpty ? "" : parent + "/") + String(base.dropFirst(4))
+            guard let cleanVictim = try Self.clean(victim, layer: label), !cleanVictim.isEmpty else {
+                throw .hostileLayer("layer \(label): whiteout \"\(raw)\" names no file")
+            }
+            try checkParents(of: cleanVictim, layer: label)
+            removeTree(root + "/" + cleanVictim)
+            return true
+        }
+        return false
+    }
+
+    /// Writes one file, directory, link or device entry at `rel` under the root, counting its bytes;
+    /// false for an entry of a type that is skipped.
+    private func writeEntry(
+        _ entry: OpaquePointer, rel: String, raw: String, reader: OpaquePointer, writer: OpaquePointer,
+        stats: inout Stats, layer label: String
+    ) throws(CocoonError) -> Bool {
+        let type = archive_entry_filetype(entry)
+        let isHardlink = archive_entry_hardlink(entry) != nil
+        guard isHardlink || [S_IFREG, S_IFDIR, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO].contains(type) else { return false }
+        try checkParents(of: rel, layer: label, creatingMissing: true)
+        if let linkC = archive_entry_hardlink(entry) {
+            try redirectHardlink(entry, linkRaw: String(cString: linkC), raw: raw, layer: label)
+        }
+        prepareFinal(rel, isDir: type == S_IFDIR && !isHardlink)
+        filterXattrs(entry)
+        archive_entry_copy_pathname(entry, root + "/" + rel)
+        try countBytes(of: entry, into: &stats, layer: label)
+        let wr = archive_write_header(writer, entry)
+        guard wr >= ARCHIVE_WARN else {
+            throw .hostileLayer("layer \(label): cannot write \"\(raw)\": \(Self.message(writer))")
+        }
+        if archive_entry_size(entry) > 0 && !isHardlink {
+            try copyData(reader, writer, entry: raw, layer: label)
+        }
+        guard archive_write_finish_entry(writer) >= ARCHIVE_WARN else {
+            throw .internalError("layer \(label): finishing \"\(raw)\": \(Self.message(writer))")
+        }
+        return true
+    }
+
+    /// Points a hard-link entry at its target inside the root; the target must be a non-directory the
+    /// root already holds, reached through no symlink.
+    private func redirectHardlink(_ entry: OpaquePointer, linkRaw: String, raw: String, layer label: String)
+        throws(CocoonError)
+    {
+        guard let target = try Self.clean(linkRaw, layer: label), !target.isEmpty else {
+            throw .hostileLayer("layer \(label): hard link \"\(raw)\" points at the root")
+        }
+        try checkParents(of: target, layer: label)
+        var st = stat()
+        guard lstat(root + "/" + target, &st) == 0, (st.st_mode & S_IFMT) != S_IFDIR else {
+            throw .hostileLayer(
+                "layer \(label): hard link \"\(raw)\" → \"\(linkRaw)\" "
+                    + "has no file to link to inside the layer")
+        }
+        archive_entry_copy_hardlink(entry, root + "/" + target)
+    }
+
+    /// Adds the entry's size to the layer's byte count, refusing a layer beyond `maxUnpackedBytes`, and
+    /// checks free space at the first entry, at each 16 MiB crossed, and before any entry over 16 MiB.
+    private func countBytes(of entry: OpaquePointer, into stats: inout Stats, layer label: String)
+        throws(CocoonError)
+    {
+        let before = stats.bytes
+        stats.bytes += max(0, archive_entry_size(entry))
+        if stats.bytes > maxUnpackedBytes {
+            throw .hostileLayer("layer \(label) expands beyond \(maxUnpackedBytes) bytes")
+        }
+        if before == 0 || stats.bytes >> 24 != before >> 24 || archive_entry_size(entry) > 16 << 20 {
+            try checkFreeSpace(for: archive_entry_size(entry), layer: label)
+        }
     }
 
     /// The entry's path relative to the root, or nil for the root itself. Absolute paths and `..`

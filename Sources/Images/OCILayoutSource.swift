@@ -153,68 +153,19 @@ struct ImportArchive {
         do { try FileManager.default.createDirectory(atPath: blobs, withIntermediateDirectories: true) } catch {
             throw .internalError("import: \(error)")
         }
-        func store(_ rel: String) throws(CocoonError) -> Descriptor {
-            guard let clean = try LayerUnpacker.clean(rel, layer: "manifest.json"), !clean.isEmpty else {
-                throw .hostileLayer("docker save manifest.json names \"\(rel)\"")
-            }
-            let path = dir + "/" + clean
-            var st = stat()
-            guard lstat(path, &st) == 0 else { throw .notFound("docker save: \(rel) is missing") }
-            if (st.st_mode & S_IFMT) == S_IFLNK {  // identical layers are symlinked to one another
-                guard let real = realpath(path, nil), let realDir = realpath(dir, nil) else {
-                    throw .notFound("docker save: \(rel) is a dangling symlink")
-                }
-                defer {
-                    free(real)
-                    free(realDir)
-                }
-                let r = String(cString: real), d = String(cString: realDir)
-                guard r.hasPrefix(d + "/") else {
-                    throw .hostileLayer("docker save: \(rel) is a symlink that leaves the archive")
-                }
-                return try store(String(r.dropFirst(d.count + 1)))
-            }
-            guard (st.st_mode & S_IFMT) == S_IFREG else { throw .invalidArgument("docker save: \(rel) is not a file") }
-            let digest = try hashFile(path)
-            let target = blobs + "/" + digest.hex
-            if !FileManager.default.fileExists(atPath: target) {
-                // try?: both failing is reported just below
-                guard
-                    (out == dir && link(path, target) == 0)
-                        || (try? FileManager.default.copyItem(atPath: path, toPath: target)) != nil
-                else {
-                    throw .internalError("import: cannot place \(rel)")
-                }
-            }
-            return Descriptor(mediaType: nil, digest: digest, size: Int64(st.st_size))
-        }
         var index: [[String: Any]] = []
         for e in entries {
-            var config = try store(e.Config)
+            var config = try storeDockerFile(e.Config, from: dir, into: out, blobs: blobs)
             config.mediaType = MediaTypes.ociConfig
             var layers: [[String: Any]] = []
             for l in e.Layers {
-                let d = try store(l)
+                let d = try storeDockerFile(l, from: dir, into: out, blobs: blobs)
                 layers.append(["mediaType": MediaTypes.ociLayer, "digest": d.digest.description, "size": d.size])
             }
-            let manifest: [String: Any] = [
-                "schemaVersion": 2, "mediaType": MediaTypes.ociManifest,
-                "config": [
-                    "mediaType": MediaTypes.ociConfig, "digest": config.digest.description, "size": config.size,
-                ],
-                "layers": layers,
-            ]
-            let data: Data
-            do { data = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]) } catch {
-                throw .internalError("import: \(error)")
-            }
-            let mdigest = Digest.of([UInt8](data))
-            guard FileManager.default.createFile(atPath: blobs + "/" + mdigest.hex, contents: data) else {
-                throw .internalError("import: cannot write the manifest into \(blobs)")
-            }
+            let (mdigest, size) = try writeDockerManifest(config: config, layers: layers, blobs: blobs)
             for tag in e.RepoTags ?? [""] {
                 var d: [String: Any] = [
-                    "mediaType": MediaTypes.ociManifest, "digest": mdigest.description, "size": data.count,
+                    "mediaType": MediaTypes.ociManifest, "digest": mdigest.description, "size": size,
                 ]
                 if !tag.isEmpty { d["annotations"] = ["io.containerd.image.name": tag] }
                 index.append(d)
@@ -231,6 +182,68 @@ struct ImportArchive {
         } catch {
             throw .internalError("import: \(error)")
         }
+    }
+
+    /// Places one file a `docker save` manifest.json names (`rel`, inside `dir`) into `blobs` under its
+    /// digest, following a symlink only when it stays inside the archive.
+    private static func storeDockerFile(_ rel: String, from dir: String, into out: String, blobs: String)
+        throws(CocoonError) -> Descriptor
+    {
+        guard let clean = try LayerUnpacker.clean(rel, layer: "manifest.json"), !clean.isEmpty else {
+            throw .hostileLayer("docker save manifest.json names \"\(rel)\"")
+        }
+        let path = dir + "/" + clean
+        var st = stat()
+        guard lstat(path, &st) == 0 else { throw .notFound("docker save: \(rel) is missing") }
+        if (st.st_mode & S_IFMT) == S_IFLNK {  // identical layers are symlinked to one another
+            guard let real = realpath(path, nil), let realDir = realpath(dir, nil) else {
+                throw .notFound("docker save: \(rel) is a dangling symlink")
+            }
+            defer {
+                free(real)
+                free(realDir)
+            }
+            let r = String(cString: real), d = String(cString: realDir)
+            guard r.hasPrefix(d + "/") else {
+                throw .hostileLayer("docker save: \(rel) is a symlink that leaves the archive")
+            }
+            return try storeDockerFile(String(r.dropFirst(d.count + 1)), from: dir, into: out, blobs: blobs)
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw .invalidArgument("docker save: \(rel) is not a file") }
+        let digest = try hashFile(path)
+        let target = blobs + "/" + digest.hex
+        if !FileManager.default.fileExists(atPath: target) {
+            // try?: both failing is reported just below
+            guard
+                (out == dir && link(path, target) == 0)
+                    || (try? FileManager.default.copyItem(atPath: path, toPath: target)) != nil
+            else {
+                throw .internalError("import: cannot place \(rel)")
+            }
+        }
+        return Descriptor(mediaType: nil, digest: digest, size: Int64(st.st_size))
+    }
+
+    /// Writes the OCI manifest for a converted `docker save` image into `blobs`; returns its digest and size.
+    private static func writeDockerManifest(config: Descriptor, layers: [[String: Any]], blobs: String)
+        throws(CocoonError) -> (digest: Digest, size: Int)
+    {
+        let manifest: [String: Any] = [
+            "schemaVersion": 2, "mediaType": MediaTypes.ociManifest,
+            "config": [
+                "mediaType": MediaTypes.ociConfig, "digest": config.digest.description, "size": config.size,
+            ],
+            "layers": layers,
+        ]
+        let data: Data
+        do { data = try JSONSerialization.data(withJSONObject: manifest, options: [.sortedKeys]) } catch {
+            throw .internalError("import: \(error)")
+        }
+        let mdigest = Digest.of([UInt8](data))
+        guard FileManager.default.createFile(atPath: blobs + "/" + mdigest.hex, contents: data) else {
+            throw .internalError("import: cannot write the manifest into \(blobs)")
+        }
+        return (mdigest, data.count)
     }
 
     static func hashFile(_ path: String) throws(CocoonError) -> Digest {

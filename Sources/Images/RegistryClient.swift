@@ -118,14 +118,11 @@ public final class RegistryClient: Sendable {
         var current = url
         var redirects = 0
         while true {
-            var request = HTTPClientRequest(url: current)
-            request.method = method
-            if !accept.isEmpty { request.headers.add(name: "Accept", value: accept.joined(separator: ", ")) }
-            request.headers.add(name: "User-Agent", value: "cocoon/0.1")
             // Credentials go only where they were given for: same scheme, host and port (not to
             // another port of the host, not down an https -> http redirect).
             let sameHost = Self.origin(current) == home
-            if sameHost, let authorization { request.headers.add(name: "Authorization", value: authorization) }
+            let request = Self.makeRequest(
+                current, method: method, accept: accept, authorization: sameHost ? authorization : nil)
             let response = try await http.execute(request, timeout: timeout)
             switch response.status.code {
             case 301, 302, 303, 307, 308:
@@ -137,17 +134,9 @@ public final class RegistryClient: Sendable {
                 continue
             case 401 where sameHost && !triedChallenge:
                 triedChallenge = true
-                let header = response.headers.first(name: "WWW-Authenticate") ?? ""
-                guard let challenge = AuthChallenge(header: header) else {
-                    throw CocoonError.unauthenticated(
-                        "registry \(origin) requires authentication with an unsupported scheme: "
-                            + "\"\(header.prefix(100))\""
-                    )
-                }
-                let registry = URL(string: url).flatMap { u in u.port.map { "\(origin):\($0)" } } ?? origin
-                authorization = try await authorize(
-                    challenge, scope: scope, origin: origin, registry: registry, credentials: credentials,
-                    cacheKey: authKey)
+                authorization = try await answerChallenge(
+                    response.headers.first(name: "WWW-Authenticate") ?? "", url: url, origin: origin, scope: scope,
+                    credentials: credentials, cacheKey: authKey)
                 continue
             case 401:
                 throw credentials.isEmpty
@@ -165,6 +154,35 @@ public final class RegistryClient: Sendable {
         }
     }
 
+    /// A request for `url` with the Accept and User-Agent headers, and `authorization` when given.
+    private static func makeRequest(_ url: String, method: HTTPMethod, accept: [String], authorization: String?)
+        -> HTTPClientRequest
+    {
+        var request = HTTPClientRequest(url: url)
+        request.method = method
+        if !accept.isEmpty { request.headers.add(name: "Accept", value: accept.joined(separator: ", ")) }
+        request.headers.add(name: "User-Agent", value: "cocoon/0.1")
+        if let authorization { request.headers.add(name: "Authorization", value: authorization) }
+        return request
+    }
+
+    /// Parses a 401's `WWW-Authenticate` header and answers the challenge; returns the Authorization value.
+    private func answerChallenge(
+        _ header: String, url: String, origin: String, scope: String, credentials: RegistryCredentials,
+        cacheKey: String
+    ) async throws -> String {
+        guard let challenge = AuthChallenge(header: header) else {
+            throw CocoonError.unauthenticated(
+                "registry \(origin) requires authentication with an unsupported scheme: "
+                    + "\"\(header.prefix(100))\""
+            )
+        }
+        let registry = URL(string: url).flatMap { u in u.port.map { "\(origin):\($0)" } } ?? origin
+        return try await authorize(
+            challenge, scope: scope, origin: origin, registry: registry, credentials: credentials,
+            cacheKey: cacheKey)
+    }
+
     /// Answers a challenge: Basic sends the password directly; Bearer fetches a token from the realm.
     private func authorize(
         _ challenge: AuthChallenge, scope: String, origin: String, registry: String, credentials: RegistryCredentials,
@@ -178,75 +196,98 @@ public final class RegistryClient: Sendable {
             }
             return credentials.basicHeader
         case .bearer:
-            guard let realm = challenge.parameters["realm"], var components = URLComponents(string: realm),
-                components.scheme == "https" || components.scheme == "http"
-            else {
-                throw CocoonError.unauthenticated("registry \(origin) sent a bearer challenge without a usable realm")
-            }
-            // The realm gets the credentials: over HTTPS, unless the registry itself may be plain HTTP.
-            guard components.scheme == "https" || Self.allowsPlainHTTP(registry, insecure: settings.insecure) else {
-                throw CocoonError.unauthenticated(
-                    "registry \(origin) sent a token realm over plain HTTP (\(realm)); credentials go only over HTTPS")
-            }
-            let service = challenge.parameters["service"] ?? ""
-            var query = components.queryItems ?? []
-            if !service.isEmpty { query.append(URLQueryItem(name: "service", value: service)) }
-            query.append(URLQueryItem(name: "scope", value: challenge.parameters["scope"] ?? scope))
-            var request: HTTPClientRequest
-            if !credentials.identityToken.isEmpty {
-                request = HTTPClientRequest(url: realm)
-                request.method = .POST
-                request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
-                var form = URLComponents()
-                form.queryItems =
-                    query + [
-                        URLQueryItem(name: "grant_type", value: "refresh_token"),
-                        URLQueryItem(name: "refresh_token", value: credentials.identityToken),
-                        URLQueryItem(name: "client_id", value: "cocoon"),
-                    ]
-                request.body = .bytes(ByteBuffer(string: form.percentEncodedQuery ?? ""))
-            } else {
-                components.queryItems = query
-                guard let url = components.url?.absoluteString else {
-                    throw CocoonError.unauthenticated("registry \(origin): bad token realm \(realm)")
-                }
-                request = HTTPClientRequest(url: url)
-                if credentials.hasPassword {
-                    request.headers.add(name: "Authorization", value: credentials.basicHeader)
-                }
-            }
-            let response = try await http.execute(request, timeout: .seconds(30))
-            let body = try await response.body.collect(upTo: 1 << 20)
-            switch response.status.code {
-            case 200: break
-            case 401, 403:
-                throw credentials.isEmpty
-                    ? CocoonError.unauthenticated(
-                        "registry \(origin) requires authentication (token server \(components.host ?? realm) "
-                            + "refused an anonymous token)"
-                    )
-                    : CocoonError.permissionDenied(
-                        "token server \(components.host ?? realm) rejected the "
-                            + "credentials\(credentials.username.isEmpty ? "" : " for user \(credentials.username)")"
-                    )
-            default:
-                throw CocoonError.unavailable("token server \(realm) answered HTTP \(response.status.code)")
-            }
-            struct TokenResponse: Decodable {
-                var token: String?
-                var access_token: String?
-                var expires_in: Int?
-            }
-            // try?: a bad token answer is reported just below
-            guard let parsed = try? JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView)),
-                let token = parsed.token ?? parsed.access_token, !token.isEmpty
-            else {
-                throw CocoonError.unauthenticated("token server \(realm) returned no token")
-            }
-            let lifetime = max(30, min(parsed.expires_in ?? 60, 3600)) - 10
-            await tokens.store("Bearer " + token, for: cacheKey, lifetime: .seconds(lifetime))
-            return "Bearer " + token
+            return try await bearerToken(
+                challenge, scope: scope, origin: origin, registry: registry, credentials: credentials,
+                cacheKey: cacheKey)
         }
+    }
+
+    /// Fetches a Bearer token from the challenge's realm (with the credentials, if any) and caches it
+    /// under `cacheKey`; returns the Authorization value.
+    private func bearerToken(
+        _ challenge: AuthChallenge, scope: String, origin: String, registry: String, credentials: RegistryCredentials,
+        cacheKey: String
+    ) async throws -> String {
+        guard let realm = challenge.parameters["realm"], let components = URLComponents(string: realm),
+            components.scheme == "https" || components.scheme == "http"
+        else {
+            throw CocoonError.unauthenticated("registry \(origin) sent a bearer challenge without a usable realm")
+        }
+        // The realm gets the credentials: over HTTPS, unless the registry itself may be plain HTTP.
+        guard components.scheme == "https" || Self.allowsPlainHTTP(registry, insecure: settings.insecure) else {
+            throw CocoonError.unauthenticated(
+                "registry \(origin) sent a token realm over plain HTTP (\(realm)); credentials go only over HTTPS")
+        }
+        let request = try Self.tokenRequest(
+            challenge, realm: realm, components: components, scope: scope, origin: origin, credentials: credentials)
+        let response = try await http.execute(request, timeout: .seconds(30))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        switch response.status.code {
+        case 200: break
+        case 401, 403:
+            throw credentials.isEmpty
+                ? CocoonError.unauthenticated(
+                    "registry \(origin) requires authentication (token server \(components.host ?? realm) "
+                        + "refused an anonymous token)"
+                )
+                : CocoonError.permissionDenied(
+                    "token server \(components.host ?? realm) rejected the "
+                        + "credentials\(credentials.username.isEmpty ? "" : " for user \(credentials.username)")"
+                )
+        default:
+            throw CocoonError.unavailable("token server \(realm) answered HTTP \(response.status.code)")
+        }
+        struct TokenResponse: Decodable {
+            var token: String?
+            var access_token: String?
+            var expires_in: Int?
+        }
+        // try?: a bad token answer is reported just below
+        guard let parsed = try? JSONDecoder().decode(TokenResponse.self, from: Data(body.readableBytesView)),
+            let token = parsed.token ?? parsed.access_token, !token.isEmpty
+        else {
+            throw CocoonError.unauthenticated("token server \(realm) returned no token")
+        }
+        let lifetime = max(30, min(parsed.expires_in ?? 60, 3600)) - 10
+        await tokens.store("Bearer " + token, for: cacheKey, lifetime: .seconds(lifetime))
+        return "Bearer " + token
+    }
+
+    /// The token request to `realm` for `scope`: a POST with the identity (refresh) token when there is
+    /// one, else a GET carrying the username and password as Basic auth when given.
+    private static func tokenRequest(
+        _ challenge: AuthChallenge, realm: String, components: URLComponents, scope: String, origin: String,
+        credentials: RegistryCredentials
+    ) throws -> HTTPClientRequest {
+        var components = components
+        let service = challenge.parameters["service"] ?? ""
+        var query = components.queryItems ?? []
+        if !service.isEmpty { query.append(URLQueryItem(name: "service", value: service)) }
+        query.append(URLQueryItem(name: "scope", value: challenge.parameters["scope"] ?? scope))
+        var request: HTTPClientRequest
+        if !credentials.identityToken.isEmpty {
+            request = HTTPClientRequest(url: realm)
+            request.method = .POST
+            request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
+            var form = URLComponents()
+            form.queryItems =
+                query + [
+                    URLQueryItem(name: "grant_type", value: "refresh_token"),
+                    URLQueryItem(name: "refresh_token", value: credentials.identityToken),
+                    URLQueryItem(name: "client_id", value: "cocoon"),
+                ]
+            request.body = .bytes(ByteBuffer(string: form.percentEncodedQuery ?? ""))
+        } else {
+            components.queryItems = query
+            guard let url = components.url?.absoluteString else {
+                throw CocoonError.unauthenticated("registry \(origin): bad token realm \(realm)")
+            }
+            request = HTTPClientRequest(url: url)
+            if credentials.hasPassword {
+                request.headers.add(name: "Authorization", value: credentials.basicHeader)
+            }
+        }
+        return request
     }
 
     /// Connection refused, unknown host, connect timeout: the endpoint is not there.

@@ -60,7 +60,7 @@ extension SandboxManager {
                     "id": "\(id)", "pod": "\(plan.name)", "boot_ms": "\(Int(record.bootMs ?? 0))",
                     "accel": "\(vm.vm.accel.rawValue)", "start": "\(record.start?.rawValue ?? "cold")",
                 ])
-            if record.start == .pool { refillPool(plan.handlerName, plan.handler) }
+            if record.start == .pool { await factory.refillPool(plan.handlerName, plan.handler) }
             return id
         } catch {
             await rollBack(id, plan)
@@ -114,19 +114,17 @@ extension SandboxManager {
         -> StartedVM
     {
         let tokenFile = AgentTokenFile.path(inStateDir: store.directory(for: record.id))
-        let choice = startChoice(plan.handlerName, plan.handler, vcpus: plan.vcpus, memoryMiB: plan.memoryMiB)
+        let choice = await factory.startChoice(
+            plan.handlerName, plan.handler, vcpus: plan.vcpus, memoryMiB: plan.memoryMiB)
         record.startSteps = [:]
         switch choice {
         case .pool(let pooled):
-            let (vm, health, attachment) = try await adoptPoolVM(
-                pooled, request: request, tokenFile: tokenFile, record: &record)
-            return StartedVM(vm: vm, health: health, attachment: attachment)
+            return try await adoptPoolVM(pooled, request: request, tokenFile: tokenFile, record: &record)
         case .template(let template):
-            if let (vm, health, attachment) = try await cloneForPod(
-                template, plan.handlerName, plan.handler, hypervisor: plan.hypervisor, request: request,
-                tokenFile: tokenFile, record: &record)
+            if let started = try await cloneForPod(
+                template, plan, request: request, tokenFile: tokenFile, record: &record)
             {
-                return StartedVM(vm: vm, health: health, attachment: attachment)
+                return started
             }
             return try await bootCold(plan, request, tokenFile: tokenFile, reason: nil, record: &record)
         case .cold(let reason):
@@ -141,8 +139,8 @@ extension SandboxManager {
     ) async throws(CocoonError) -> StartedVM {
         let id = record.id
         _ = try AgentTokenFile.create(at: tokenFile)
-        let uid = try freeVMUID()
-        record.vmUID = uid
+        let uid = try await factory.reserveUID()
+        record.vmUID = uid  // held by the pod from now on: `rollBack` or `remove` releases it
         records[id] = record
         try store.save(record)
         let placement: TapPlacement =
@@ -158,7 +156,7 @@ extension SandboxManager {
         var spec = VMSpec(
             id: id, kernel: handler.kernel, initrd: handler.initrd, agentImage: handler.agentImage,
             vcpus: plan.vcpus, memoryMiB: plan.memoryMiB, accel: handler.accel, extraKernelArgs: handler.kernelArgs,
-            stateDir: store.directory(for: id), runDir: runDir(id), agentTokenFile: tokenFile,
+            stateDir: store.directory(for: id), runDir: config.vmRunDir(id), agentTokenFile: tokenFile,
             user: VMUser(uid: uid, gid: uid))
         spec.nic = VMNic(
             tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
@@ -207,6 +205,7 @@ extension SandboxManager {
         if let agent = agents.removeValue(forKey: id) { await agent.close() }
         if let state = records[id]?.network { await releaseNetwork(podID: id, state, what: "a failed sandbox") }
         releaseShare(id)
+        if let uid = records[id]?.vmUID { await factory.release(uid) }
         do {
             try store.delete(id)
         } catch {

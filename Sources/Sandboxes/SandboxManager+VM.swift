@@ -70,76 +70,10 @@ extension SandboxManager {
     private func waitForAgent(_ vm: VMHandle, hypervisor: any Hypervisor, id: String) async throws(CocoonError)
         -> GuestHealth
     {
-        let (agent, health) = try await connectAgent(
+        let (agent, health) = try await dialer.dial(
             vm, hypervisor: hypervisor, token: try agentToken(id), link: eventLink(id))
         agents[id] = agent
         return health
-    }
-
-    /// Connects to the VM's agent once it answers (within the boot timeout), checking its API version.
-    func connectAgent(
-        _ vm: VMHandle, hypervisor: any Hypervisor, token: [UInt8],
-        link: (credit: EventCredit, forward: @Sendable (AgentEvent) -> Void)
-    ) async throws(CocoonError) -> (any GuestAgent, GuestHealth) {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeouts.boot
-        var lastError = "no answer"
-        while clock.now < deadline {
-            if Task.isCancelled { throw .unavailable("waiting for the agent of \(vm.name) was cancelled") }
-            if await hypervisor.describe(vm) == .exited {
-                throw .internalError("VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
-            }
-            do {
-                let agent = try await connect(vm.agent, token, .seconds(2), link.credit, link.forward)
-                let remaining = deadline - clock.now
-                // The agent answers once the guest has booted and opened its port; QEMU holds the
-                // request meanwhile. Check the VM now and then so a dead guest fails fast.
-                let health = try await healthWhileAlive(agent, vm: vm, hypervisor: hypervisor, within: remaining)
-                guard health.apiVersion == hostAgentAPIVersion else {
-                    await agent.close()
-                    throw CocoonError.failedPrecondition(
-                        "guest agent speaks API v\(health.apiVersion), cocoond v\(hostAgentAPIVersion): rebuild "
-                            + "the guest image (images/build-guest)"
-                    )
-                }
-                return (agent, health)
-            } catch let error as CocoonError {
-                throw error
-            } catch AgentClientError.sessionRefused(let why) {
-                throw CocoonError.failedPrecondition(
-                    "guest agent of \(vm.name) refused cocoond's session (\(why)): its token does not match; "
-                        + "a guest image older than agent API v\(hostAgentAPIVersion)? (images/build-guest)")
-            } catch {
-                lastError = "\(error)"
-                // a retry pause; cancellation is seen by the next connect
-                try? await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        throw .deadlineExceeded(
-            "guest agent of \(vm.name) not ready within \(timeouts.boot) (\(lastError)); console: "
-                + "\(ConsoleLog.tail(vm.consoleLog))"
-        )
-    }
-
-    private func healthWhileAlive(
-        _ agent: any GuestAgent, vm: VMHandle, hypervisor: any Hypervisor, within: Duration
-    ) async throws -> GuestHealth {
-        try await withThrowingTaskGroup(of: GuestHealth?.self) { group in
-            group.addTask { try await agent.health(timeout: within) }
-            group.addTask {
-                while await hypervisor.describe(vm) != .exited {
-                    try await Task.sleep(for: .milliseconds(250))
-                }
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let health = first else {
-                await agent.close()
-                throw CocoonError.internalError(
-                    "VM \(vm.name) exited during boot; console: \(ConsoleLog.tail(vm.consoleLog))")
-            }
-            return health
-        }
     }
 
     /// Shuts the guest down through its agent, then lets the hypervisor end the VM. Idempotent.

@@ -15,7 +15,8 @@ import Spawn
 /// their VMs and the agent connections to them. Every state change is persisted before the call
 /// returns; on start it finds the VMs of a previous daemon again (`recover`). Operations on one
 /// sandbox are serialized; different sandboxes proceed concurrently. Provides `PodAgents` to the
-/// container manager, with every agent's events on one stream.
+/// container manager, with every agent's events on one stream. VMs that are no pod's yet
+/// (templates, pool VMs) and VM users belong to its `VMFactory`.
 public actor SandboxManager {
     public struct Timeouts: Sendable {
         /// From launching the VM to the agent answering Health.
@@ -41,17 +42,9 @@ public actor SandboxManager {
     var agents: [String: any GuestAgent] = [:]
     private var connecting: [String: Task<any GuestAgent, any Error>] = [:]
     let locks = KeyedLock()
-    /// Templates ready for clones, by handler name; the work loading or building them and filling
-    /// their pools (owned here, cancelled by `stopTemplates`); when a build last failed.
-    var templates: [String: LoadedTemplate] = [:]
-    var templateWork: [String: Task<Void, Never>] = [:]
-    var templateFailedAt: [String: ContinuousClock.Instant] = [:]
-    var templatesStopping = false
-    /// Clones restored ahead of time, by handler name, and how many are being restored.
-    var pools: [String: [PoolVM]] = [:]
-    var poolStarting: [String: Int] = [:]
-    /// VM users held by VMs that are no pod's (yet): templates being built, pool VMs.
-    var reservedUIDs: Set<UInt32> = []
+    /// Templates, pools and VM users: the VMs that are no pod's yet.
+    let factory: VMFactory
+    let dialer: AgentDialer
     public nonisolated let agentEvents: AsyncStream<PodAgentEvent>
     private let eventInput: AsyncStream<PodAgentEvent>.Continuation
 
@@ -68,6 +61,10 @@ public actor SandboxManager {
         self.timeouts = timeouts
         self.logger = logger
         (agentEvents, eventInput) = AsyncStream.makeStream(of: PodAgentEvent.self)
+        dialer = AgentDialer(connect: connect, bootTimeout: timeouts.boot)
+        factory = VMFactory(
+            config: config, hypervisors: self.hypervisors, dialer: dialer, agentCall: timeouts.agentCall,
+            events: eventInput, logger: logger)
     }
 
     /// Sandboxes under `<state_root>/sandboxes/<id>/sandbox.json`, beside each VM's console log.
@@ -87,13 +84,6 @@ public actor SandboxManager {
         return (credit, { [eventInput] in eventInput.yield(PodAgentEvent(podID: id, event: $0, credit: credit)) })
     }
 
-    /// The same for a VM that belongs to no pod yet (a pool VM's): tagged with its owner's id of
-    /// the moment.
-    nonisolated func eventLink(_ owner: EventOwner) -> (credit: EventCredit, forward: @Sendable (AgentEvent) -> Void) {
-        let credit = EventCredit()
-        return (credit, { [eventInput] in eventInput.yield(PodAgentEvent(podID: owner.id, event: $0, credit: credit)) })
-    }
-
     /// Ends the agents' event stream (the daemon is shutting down; call after `detachAll`).
     public nonisolated func endAgentEvents() { eventInput.finish() }
 
@@ -102,7 +92,7 @@ public actor SandboxManager {
     /// Loads persisted sandboxes. A sandbox whose VM is gone becomes NOTREADY; one left booting by a
     /// crash is removed with its VM (found by name when the crash came before its handle was saved).
     public func recover() async {
-        await recoverPool()
+        await factory.recoverPool()
         for var record in store.loadAll() {
             if record.state == .creating {
                 // RunPodSandbox never answered for it: end its VM and forget it (the kubelet retries).
@@ -129,6 +119,7 @@ public actor SandboxManager {
             await refresh(record.id)
             if let current = records[record.id] { await checkNetwork(of: current) }
         }
+        await factory.hold(records.values.compactMap(\.vmUID))
         logger.info(
             "recovered sandboxes",
             metadata: ["count": "\(records.count)", "ready": "\(records.values.filter { $0.state == .ready }.count)"])
@@ -160,6 +151,7 @@ public actor SandboxManager {
         try store.delete(id)
         records[id] = nil
         if names[record.reservedName] == id { names[record.reservedName] = nil }
+        if let uid = record.vmUID { await factory.release(uid) }
         logger.info("sandbox removed", metadata: ["id": "\(id)"])
     }
 
@@ -315,22 +307,7 @@ public actor SandboxManager {
 
     // MARK: internals
 
-    func runDir(_ id: String) -> String { config.runDir + "/vms/" + String(id.prefix(16)) }
-
-    /// The lowest VM user no pod holds (a stopped pod keeps its own until it is removed) and no
-    /// process runs as: a VM process that outlived its pod (one that escaped its end) never shares
-    /// a user with a new pod's.
-    func freeVMUID() throws(CocoonError) -> UInt32 {
-        let taken = Set(records.values.compactMap(\.vmUID)).union(reservedUIDs).union(HostProcess.liveUIDs())
-        var uid = config.vmUIDBase
-        while taken.contains(uid) {
-            uid += 1
-            guard uid < config.vmUIDBase + CocoonConfig.vmUIDCount else {
-                throw .failedPrecondition("all \(CocoonConfig.vmUIDCount) VM users from vm_uid_base are taken")
-            }
-        }
-        return uid
-    }
+    func runDir(_ id: String) -> String { config.vmRunDir(id) }
 
     /// The VM's agent token, from its file in the sandbox's state directory.
     func agentToken(_ id: String) throws(CocoonError) -> [UInt8] {

@@ -76,6 +76,7 @@ public enum HostProcess {
         }
         if exited == 0 { Glibc.kill(pid, SIGKILL) }
         var status: Int32 = 0
+        // blocking: `execute` is the blocking form (`run` calls it on OffPool); the child has exited or been killed
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         return Captured(
             status: WaitStatus.exitCode(status), output: readBack(out),
@@ -187,6 +188,17 @@ public enum HostProcess {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return true
+    }
+
+    /// Kills a child of this daemon and reaps it, the wait off the cooperative pool (a dying QEMU
+    /// frees its guest's RAM before it is reaped).
+    public static func killAndReap(_ pid: Int32) async {
+        Glibc.kill(pid, SIGKILL)
+        await OffPool.run {
+            var status: Int32 = 0
+            // blocking: on OffPool's thread
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
     }
 
     public static func nowNs() -> Int64 {

@@ -28,24 +28,7 @@ public struct VolumeSource: ~Copyable {
         guard let last = parts.last.map(String.init), last != "." else {
             throw .invalidArgument("\(field) \"\(hostPath)\" names no file or directory below /")
         }
-        func failure(_ code: Int32) -> CocoonError {
-            switch code {
-            case ENOENT, ENOTDIR: .notFound("\(field) \(hostPath) does not exist")
-            case ELOOP, EXDEV:
-                .invalidArgument("\(field) \(hostPath) goes through a /proc magic link; volume sources may not")
-            default: .failedPrecondition("\(field) \(hostPath) cannot be opened: \(String(cString: strerror(code)))")
-            }
-        }
-        let fd: Int32
-        if followLast {
-            fd = cocoon_open_path_following(hostPath)
-        } else {
-            let dir = cocoon_open_directory_path("/" + parts.dropLast().joined(separator: "/"))
-            guard dir >= 0 else { throw failure(-dir) }
-            defer { close(dir) }
-            fd = cocoon_open_path_nofollow(dir, last)
-        }
-        guard fd >= 0 else { throw failure(-fd) }
+        let fd = try Self.openSource(hostPath, parts: parts, last: last, followLast: followLast, field: field)
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             close(fd)
@@ -59,6 +42,46 @@ public struct VolumeSource: ~Copyable {
                     ? "\(field) \(hostPath) is a symlink; volume sources are not followed through one"
                     : "\(field) \(hostPath) is neither a file nor a directory")
         }
+        let path = try Self.kernelPath(of: fd, hostPath, field: field)
+        try Self.checkAllowed(path, fd: fd, hostPath, field: field, forbidden: forbidden)
+        self.fd = fd
+        self.path = path
+        self.isDirectory = type == S_IFDIR
+        self.device = UInt64(st.st_dev)
+        self.inode = UInt64(st.st_ino)
+    }
+
+    deinit { close(fd) }
+
+    /// Opens `hostPath` as O_PATH: its parents resolved, its last component followed only if `followLast`.
+    private static func openSource(
+        _ hostPath: String, parts: [Substring], last: String, followLast: Bool, field: String
+    ) throws(CocoonError) -> Int32 {
+        let fd: Int32
+        if followLast {
+            fd = cocoon_open_path_following(hostPath)
+        } else {
+            let dir = cocoon_open_directory_path("/" + parts.dropLast().joined(separator: "/"))
+            guard dir >= 0 else { throw openFailure(-dir, hostPath, field: field) }
+            defer { close(dir) }
+            fd = cocoon_open_path_nofollow(dir, last)
+        }
+        guard fd >= 0 else { throw openFailure(-fd, hostPath, field: field) }
+        return fd
+    }
+
+    /// The error for an open of `hostPath` that failed with errno `code`.
+    private static func openFailure(_ code: Int32, _ hostPath: String, field: String) -> CocoonError {
+        switch code {
+        case ENOENT, ENOTDIR: .notFound("\(field) \(hostPath) does not exist")
+        case ELOOP, EXDEV:
+            .invalidArgument("\(field) \(hostPath) goes through a /proc magic link; volume sources may not")
+        default: .failedPrecondition("\(field) \(hostPath) cannot be opened: \(String(cString: strerror(code)))")
+        }
+    }
+
+    /// The kernel's path for the open `fd`; closes `fd` when there is none.
+    private static func kernelPath(of fd: Int32, _ hostPath: String, field: String) throws(CocoonError) -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let named = cocoon_descriptor_path(fd, &buffer, Int32(buffer.count))
         guard named == 0 else {
@@ -66,7 +89,13 @@ public struct VolumeSource: ~Copyable {
             throw .failedPrecondition(
                 "\(field) \(hostPath) has no path on the host (\(String(cString: strerror(-named))))")
         }
-        let path = String(cString: buffer)
+        return String(cString: buffer)
+    }
+
+    /// Refuses (closing `fd`) a source inside or above a forbidden root, or /proc, /sys or /dev.
+    private static func checkAllowed(
+        _ path: String, fd: Int32, _ hostPath: String, field: String, forbidden: [String]
+    ) throws(CocoonError) {
         for root in (forbidden + ["/proc", "/sys", "/dev"]).map(Self.canonical) {
             let inside = path == root || path.hasPrefix(root + "/")
             let above = root.hasPrefix(path == "/" ? "/" : path + "/")
@@ -76,14 +105,7 @@ public struct VolumeSource: ~Copyable {
                     "\(field) \(hostPath) is not allowed (\(inside ? "inside" : "contains") \(root))")
             }
         }
-        self.fd = fd
-        self.path = path
-        self.isDirectory = type == S_IFDIR
-        self.device = UInt64(st.st_dev)
-        self.inode = UInt64(st.st_ino)
     }
-
-    deinit { close(fd) }
 
     /// `path` with its symlinks resolved when it exists (a state root under a symlinked directory is
     /// still the directory the kernel names).

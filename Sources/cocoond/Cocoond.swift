@@ -31,51 +31,11 @@ struct Cocoond: AsyncParsableCommand {
         String?
 
     func run() async throws {
-        var cfg: CocoonConfig
-        do {
-            cfg = try ConfigLoader.load(path: config ?? CocoonConfig.defaultPath, required: config != nil)
-        } catch {
-            throw ValidationError("\(error)")
-        }
-        if let stateRoot { cfg.stateRoot = stateRoot }
-        if let runDir {
-            if socket == nil && cfg.socket == CocoonConfig().socket { cfg.socket = runDir + "/cocoon.sock" }
-            cfg.runDir = runDir
-        }
-        if let socket { cfg.socket = socket }
-        if let logLevel {
-            guard let level = LogLevel(rawValue: logLevel) else {
-                throw ValidationError("--log-level \(logLevel) is not a log level")
-            }
-            cfg.logLevel = level
-        }
-        let level = Logger.Level(rawValue: cfg.logLevel.rawValue) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        let cfg = try resolvedConfig()
+        Self.bootstrapLogging(cfg.logLevel)
         let logger = Logger(label: "cocoond")
         OpenFileLimit.raise(logger: logger)
-
-        // What the daemon creates is its own unless it says otherwise (VM processes and helpers get
-        // 022 back); the directories others must pass through are made passable explicitly.
-        umask(0o077)
-        for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
-            do {
-                try PassableDirectory.ensure(dir)
-            } catch {
-                throw ValidationError("cannot create \(dir): \(error)")
-            }
-        }
-        // The daemon's own state: nobody else may read it (tokens, image trees with setuid files).
-        for dir in ["sandboxes", "containers", "images", "cni"] {
-            do {
-                try PrivateDirectory.ensure(cfg.stateRoot + "/" + dir)
-            } catch {
-                throw ValidationError("cannot make \(cfg.stateRoot)/\(dir) private (0700): \(error)")
-            }
-        }
+        try Self.prepareDirectories(cfg)
         let socketAccess = try SocketAccess(group: cfg.socketGroup)
         let socketPath = cfg.socket
         try await SocketGuard.claim(cfg.socket)
@@ -102,7 +62,81 @@ struct Cocoond: AsyncParsableCommand {
         // Templates load (or build) in the background; pods boot cold until theirs is ready.
         await manager.prepareTemplates()
 
-        let streaming = try await StreamingServer.bind(
+        let streaming = try await Self.bindStreaming(cfg, containers: containers)
+        logger.info("streaming server listening", metadata: ["url": "\(streaming.baseURL)"])
+        let server = Self.makeServer(
+            cfg, sandboxes: manager, containers: containers, images: images, streaming: streaming)
+        let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
+        try await Self.serve(
+            server, streaming: streaming, sandboxes: manager, containers: containers, signals: signals,
+            socketAccess: socketAccess, socketPath: socketPath, stateRootPath: cfg.stateRoot, handlers: cfg.handlers,
+            logger: logger)
+        signals.cancel()
+        await manager.detachAll()
+        await images.shutdown()
+        unlink(cfg.socket)
+    }
+
+    /// The configuration file's settings with the command line's overrides applied.
+    private func resolvedConfig() throws -> CocoonConfig {
+        var cfg: CocoonConfig
+        do {
+            cfg = try ConfigLoader.load(path: config ?? CocoonConfig.defaultPath, required: config != nil)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        if let stateRoot { cfg.stateRoot = stateRoot }
+        if let runDir {
+            if socket == nil && cfg.socket == CocoonConfig().socket { cfg.socket = runDir + "/cocoon.sock" }
+            cfg.runDir = runDir
+        }
+        if let socket { cfg.socket = socket }
+        if let logLevel {
+            guard let level = LogLevel(rawValue: logLevel) else {
+                throw ValidationError("--log-level \(logLevel) is not a log level")
+            }
+            cfg.logLevel = level
+        }
+        return cfg
+    }
+
+    /// Sends every logger to standard error, at `logLevel`.
+    private static func bootstrapLogging(_ logLevel: LogLevel) {
+        let level = Logger.Level(rawValue: logLevel.rawValue) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
+    /// Sets the daemon's umask and creates its directories: the shared ones passable, its own state private.
+    private static func prepareDirectories(_ cfg: CocoonConfig) throws {
+        // What the daemon creates is its own unless it says otherwise (VM processes and helpers get
+        // 022 back); the directories others must pass through are made passable explicitly.
+        umask(0o077)
+        for dir in [cfg.stateRoot, cfg.runDir, (cfg.socket as NSString).deletingLastPathComponent] {
+            do {
+                try PassableDirectory.ensure(dir)
+            } catch {
+                throw ValidationError("cannot create \(dir): \(error)")
+            }
+        }
+        // The daemon's own state: nobody else may read it (tokens, image trees with setuid files).
+        for dir in ["sandboxes", "containers", "images", "cni"] {
+            do {
+                try PrivateDirectory.ensure(cfg.stateRoot + "/" + dir)
+            } catch {
+                throw ValidationError("cannot make \(cfg.stateRoot)/\(dir) private (0700): \(error)")
+            }
+        }
+    }
+
+    /// Binds the streaming server (exec, attach, port-forward) as configured.
+    private static func bindStreaming(_ cfg: CocoonConfig, containers: ContainerManager) async throws
+        -> StreamingServer
+    {
+        try await StreamingServer.bind(
             .init(
                 address: cfg.streaming.address, port: cfg.streaming.port,
                 streamCreationTimeout: .seconds(cfg.streaming.streamCreationTimeoutSeconds),
@@ -110,8 +144,14 @@ struct Cocoond: AsyncParsableCommand {
                 urlTTL: .seconds(cfg.streaming.urlTTLSeconds),
                 tls: cfg.streaming.tlsCertFile.isEmpty ? nil : (cfg.streaming.tlsCertFile, cfg.streaming.tlsKeyFile)),
             runtime: ContainerStreamingRuntime(containers: containers))
-        logger.info("streaming server listening", metadata: ["url": "\(streaming.baseURL)"])
-        let server = GRPCServer(
+    }
+
+    /// The gRPC server of the CRI services (and Cocoon's own) on the configured Unix socket.
+    private static func makeServer(
+        _ cfg: CocoonConfig, sandboxes manager: SandboxManager, containers: ContainerManager, images: ImageManager,
+        streaming: StreamingServer
+    ) -> GRPCServer<HTTP2ServerTransport.Posix> {
+        GRPCServer(
             transport: .http2NIOPosix(address: .unixDomainSocket(path: cfg.socket), transportSecurity: .plaintext),
             services: [
                 RuntimeService(
@@ -120,9 +160,14 @@ struct Cocoond: AsyncParsableCommand {
                 ImageImportService(images: images),
                 TemplateRebuildService(sandboxes: manager),
             ])
-        let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
-        let stateRootPath = cfg.stateRoot
-        let handlers = cfg.handlers
+    }
+
+    /// Serves until the gRPC server stops (after a signal's graceful shutdown), then ends the event streams.
+    private static func serve(
+        _ server: GRPCServer<HTTP2ServerTransport.Posix>, streaming: StreamingServer, sandboxes manager: SandboxManager,
+        containers: ContainerManager, signals: SignalWatcher, socketAccess: SocketAccess, socketPath: String,
+        stateRootPath: String, handlers: [String: RuntimeHandler], logger: Logger
+    ) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await server.serve()
@@ -135,21 +180,7 @@ struct Cocoond: AsyncParsableCommand {
             }
             group.addTask { await containers.processEvents() }
             group.addTask { try await streaming.run() }
-            group.addTask {
-                // Decide KVM or TCG for each guest now (a real boot, cached), not on the first pod.
-                var accels: [Accel] = []
-                for handler in handlers.values where handler.accel != .tcg {
-                    accels.append(
-                        await Accelerator.shared.decide(
-                            qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd
-                        ).accel)
-                }
-                if handlers.values.contains(where: { $0.backend == .libvirt }),
-                    let problem = LibvirtdKVMView.current().disagreement(with: accels)
-                {
-                    logger.warning("libvirt backend: \(problem)")
-                }
-            }
+            group.addTask { await Self.checkAccelerators(handlers, logger: logger) }
             group.addTask {
                 if let address = try await server.listeningAddress {
                     // Bound under the umask's 077: nobody else could connect before this.
@@ -169,10 +200,23 @@ struct Cocoond: AsyncParsableCommand {
                 }
             }
         }
-        signals.cancel()
-        await manager.detachAll()
-        await images.shutdown()
-        unlink(cfg.socket)
+    }
+
+    /// Decides KVM or TCG for each guest now (a real boot, cached), not on the first pod; warns when
+    /// libvirtd's view of KVM disagrees.
+    private static func checkAccelerators(_ handlers: [String: RuntimeHandler], logger: Logger) async {
+        var accels: [Accel] = []
+        for handler in handlers.values where handler.accel != .tcg {
+            accels.append(
+                await Accelerator.shared.decide(
+                    qemu: QEMUHypervisor.defaultBinary, kernel: handler.kernel, initrd: handler.initrd
+                ).accel)
+        }
+        if handlers.values.contains(where: { $0.backend == .libvirt }),
+            let problem = LibvirtdKVMView.current().disagreement(with: accels)
+        {
+            logger.warning("libvirt backend: \(problem)")
+        }
     }
 }
 

@@ -26,9 +26,22 @@ struct ContainerLifecycleTests {
         for _ in 0..<900 {
             let s = try await rt.containerStatus(.with { $0.containerID = id }).status
             if s.state == .containerExited { return s }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(100))
         }
         throw TestFailure(description: "container \(id) did not exit")
+    }
+
+    /// The log file once it contains `text` (polled for up to 30 s), or what it holds then.
+    func waitForLog(_ path: String, containing text: String) async throws -> String {
+        var log = ""
+        for _ in 0..<300 {
+            log = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""  // try?: not written yet
+            if log.contains(text) { break }
+            // sleep: a poll pause; the loop checks the condition
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return log
     }
 
     func exec(_ rt: Runtime, _ id: String, _ cmd: [String], timeout: Int64 = 0) async throws -> (String, String, Int32)
@@ -107,12 +120,7 @@ struct ContainerLifecycleTests {
         try await withPod { rt, pod, podID, logDir in
             let command = ["sh", "-c", "echo started; echo oops >&2; printf unterminated; exec sleep 1000"]
             _ = try await run(rt, container("server", command, pod: pod, podID: podID))
-            var log = ""
-            for _ in 0..<50 {
-                log = (try? String(contentsOfFile: logDir + "/server.log", encoding: .utf8)) ?? ""
-                if log.contains(" stderr F oops") { break }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            let log = try await waitForLog(logDir + "/server.log", containing: " stderr F oops")
             let lines = log.split(separator: "\n")
             let first = try #require(lines.first { $0.hasSuffix(" stdout F started") })
             #expect(first.split(separator: " ")[0].count == 30, "RFC3339 with nanoseconds: \(first)")
@@ -122,11 +130,10 @@ struct ContainerLifecycleTests {
             let ticker = try await run(
                 rt,
                 container("ticker", ["sh", "-c", "while true; do echo tick; sleep 0.2; done"], pod: pod, podID: podID))
-            try await Task.sleep(for: .seconds(1))
+            _ = try await waitForLog(logDir + "/ticker.log", containing: " stdout F tick")
             try FileManager.default.moveItem(atPath: logDir + "/ticker.log", toPath: logDir + "/ticker.log.1")
             try await rt.reopenContainerLog(.with { $0.containerID = ticker })
-            try await Task.sleep(for: .seconds(1))
-            let rotated = (try? String(contentsOfFile: logDir + "/ticker.log", encoding: .utf8)) ?? ""
+            let rotated = try await waitForLog(logDir + "/ticker.log", containing: " stdout F tick")
             #expect(rotated.contains(" stdout F tick"), "new output lands in the reopened file: \(rotated)")
         }
     }
@@ -160,6 +167,7 @@ struct ContainerLifecycleTests {
             // The process ignores SIGTERM, so the timeout escalates to SIGKILL.
             let command = ["sh", "-c", "trap '' TERM; while true; do sleep 1; done"]
             let stubborn = try await run(rt, container("stubborn", command, pod: pod, podID: podID))
+            // sleep: the shell sets its trap first (no signal for that from outside the guest)
             try await Task.sleep(for: .milliseconds(300))
             let stopStart = ContinuousClock.now
             try await rt.stopContainer(
@@ -248,6 +256,7 @@ struct ContainerLifecycleTests {
                 for _ in 0..<30 {
                     body = (try? await exec(rt, clientID, ["sh", "-c", "wget -qO- http://127.0.0.1:8080/"]))?.0 ?? ""
                     if body == "pong\n" { break }
+                    // sleep: a poll pause; the loop checks the condition
                     try await Task.sleep(for: .milliseconds(200))
                 }
                 #expect(body == "pong\n")
@@ -292,7 +301,8 @@ struct ContainerLifecycleTests {
             }
             await daemon.stop()
             let beforeRestart = counted().count
-            try await Task.sleep(for: .seconds(3))  // the quitter exits and the counter counts while no daemon listens
+            // sleep: the quitter exits and the counter counts while no daemon listens
+            try await Task.sleep(for: .seconds(3))
             try await daemon.start()
             try await daemon.withRuntime { rt in
                 #expect(
@@ -304,6 +314,7 @@ struct ContainerLifecycleTests {
                 // the daemon was down and after it came back, then check that nothing is missing.
                 var numbers = counted()
                 for _ in 0..<300 where numbers.count < beforeRestart + 15 {
+                    // sleep: a poll pause; the loop checks the condition
                     try await Task.sleep(for: .milliseconds(100))
                     numbers = counted()
                 }

@@ -86,6 +86,7 @@ final class DaemonHarness: @unchecked Sendable {
             {
                 return
             }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(250))
         }
         throw HarnessError("the default handler's template was not ready within 5 minutes; log: \(daemonLog())")
@@ -124,6 +125,7 @@ final class DaemonHarness: @unchecked Sendable {
                 return
             }
             if !p.isRunning { break }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(25))
         }
         throw HarnessError("cocoond did not listen on \(socket); log: \(daemonLog())")
@@ -135,11 +137,13 @@ final class DaemonHarness: @unchecked Sendable {
         guard let p = process else { return }
         if let pid {
             kill(pid, SIGTERM)
+            // sleep: a poll pause; the loop checks the condition
             for _ in 0..<1200 where processAlive(pid) { try? await Task.sleep(for: .milliseconds(25)) }
             if processAlive(pid) { kill(pid, SIGKILL) }
         } else {
             p.terminate()
         }
+        // sleep: a poll pause; the loop checks the condition
         for _ in 0..<200 where p.isRunning { try? await Task.sleep(for: .milliseconds(25)) }
         process = nil
         pid = nil
@@ -164,6 +168,7 @@ final class DaemonHarness: @unchecked Sendable {
     func crash() async {
         guard let p = process, let pid else { return }
         kill(-getpgid(pid), SIGKILL)
+        // sleep: a poll pause; the loop checks the condition
         for _ in 0..<200 where p.isRunning || processAlive(pid) { try? await Task.sleep(for: .milliseconds(25)) }
         process = nil
         self.pid = nil

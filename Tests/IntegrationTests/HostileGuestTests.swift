@@ -45,6 +45,7 @@ struct HostileGuestTests {
                                 _ = try await rt.containerStatus(.with { $0.containerID = sleeper })
                                 let d = (ContinuousClock.now - t0).components
                                 all.append(Double(d.seconds) * 1000 + Double(d.attoseconds) / 1e15)
+                                // sleep: the sampling rate of the measurement
                                 try await Task.sleep(for: .milliseconds(20))
                             }
                             return all.sorted()
@@ -105,7 +106,7 @@ struct HostileGuestTests {
             #expect(!frames.contains { $0.event.hello.apiVersion != 0 }, "no Hello before the token")
 
             // 2. A wrong token.
-            try await Task.sleep(for: .milliseconds(200))  // the guest sees the hang-up
+            try await Task.sleep(for: .milliseconds(200))  // sleep: the guest sees the hang-up (no signal from it)
             intruder = try AgentIntruder(socket: socket)
             try intruder.send(AgentIntruder.request(1) { $0.authenticate.token = Data(repeating: 0, count: 32) })
             try intruder.send(AgentIntruder.request(2) { $0.health = .init() })
@@ -115,6 +116,7 @@ struct HostileGuestTests {
             #expect(frames.first?.response.error.message.contains("wrong token") == true, "\(frames)")
 
             // 3. A first frame larger than a token needs.
+            // sleep: the guest sees the hang-up (no signal from it)
             try await Task.sleep(for: .milliseconds(200))
             intruder = try AgentIntruder(socket: socket)
             try intruder.send(AgentIntruder.request(1) { $0.writeStdin.data = Data(count: 1 << 20) })
@@ -216,7 +218,7 @@ struct HostileGuestTests {
                 for _ in 0..<20 where !fresh {
                     _ = try await rt.listContainerStats(.with { $0.filter.id = frozen.container })
                     fresh = try await usageInfo(frozen.container)["guestLate"] as? Bool == false
-                    if !fresh { try await Task.sleep(for: .milliseconds(250)) }
+                    if !fresh { try await Task.sleep(for: .milliseconds(250)) }  // sleep: a poll pause
                 }
                 #expect(fresh, "the thawed pod's stats are fresh again")
                 for pod in pods {
@@ -250,6 +252,7 @@ struct HostileGuestTests {
                 ])
                 defer { survivor.kill() }
                 for _ in 0..<100 where !HostProcess.liveUIDs().contains(UInt32(uid)) {
+                    // sleep: a poll pause; the loop checks the condition
                     try await Task.sleep(for: .milliseconds(20))
                 }
                 let second = try await rt.runPodSandbox(podConfig("uid-b-\(UInt32.random(in: 0...UInt32.max))"))
@@ -354,6 +357,7 @@ struct HostileGuestTests {
                     }
                     _ = try await rt.stopPodSandbox(.with { $0.podSandboxID = id })
                     _ = try await rt.removePodSandbox(.with { $0.podSandboxID = id })
+                    // sleep: a poll pause; the loop checks the condition
                     for _ in 0..<100 where straggler.isRunning { try await Task.sleep(for: .milliseconds(50)) }
                     #expect(!straggler.isRunning, "a process in the VM's cgroup outlived its pod")
                     if straggler.isRunning { straggler.terminate() }
@@ -468,6 +472,7 @@ struct HostileGuestTests {
                         let s = try await rt.containerStatus(.with { $0.containerID = flood })
                         size = (try? FileManager.default.attributesOfItem(atPath: console)[.size] as? Int) ?? 0
                         if s.status.state == .containerExited { break }
+                        // sleep: a poll pause; the loop checks the condition
                         try await Task.sleep(for: .milliseconds(500))
                     }
                     print("serial flood: console log \(size) bytes (cap 4 MiB)")
@@ -651,6 +656,7 @@ struct HostileGuestTests {
         }
         /// The socket's mode once the daemon has set it (right after it listens).
         func settled(_ path: String, _ expected: mode_t) async -> (mode: mode_t, gid: gid_t)? {
+            // sleep: a poll pause; the loop checks the condition
             for _ in 0..<100 where mode(path)?.mode != expected { try? await Task.sleep(for: .milliseconds(20)) }
             return mode(path)
         }

@@ -35,10 +35,11 @@ enum IPv6Attack {
         defer { try? FileManager.default.removeItem(atPath: script) }  // test scratch space
         let stop = script + ".stop"
         let capture = try Command(["/usr/bin/python3", script, interface, stop])
+        // sleep: a poll pause; the loop checks the condition
         for _ in 0..<100 where !capture.output.contains("ready") { try await Task.sleep(for: .milliseconds(50)) }
         guard capture.output.contains("ready") else { throw HarnessError("capture: \(capture.errors)") }
         try await body()
-        try await Task.sleep(for: .milliseconds(500))  // frames in flight
+        try await Task.sleep(for: .milliseconds(500))  // sleep: frames in flight (no signal for their arrival)
         FileManager.default.createFile(atPath: stop, contents: nil)
         defer { try? FileManager.default.removeItem(atPath: stop) }  // test scratch space
         let result = try await capture.wait(timeout: .seconds(10))
@@ -139,7 +140,7 @@ enum IPv6Attack {
                     perror("sendto");
                     return 1;
                 }
-                usleep(100000);
+                usleep(100000);  /* sleep: paces the three frames */
             }
             puts("sent");
             return 0;

@@ -298,6 +298,7 @@ struct ImageServiceTests {
 func waitForFile(_ path: String) async -> Bool {
     for _ in 0..<300 {
         if FileManager.default.fileExists(atPath: path) { return true }
+        // sleep: a poll pause; the loop checks the condition
         try? await Task.sleep(for: .milliseconds(100))
     }
     return false

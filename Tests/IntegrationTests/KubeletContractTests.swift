@@ -281,6 +281,7 @@ struct KubeletContractTests {
                         return seen
                     }
                 }
+                // sleep: the event stream is subscribed on the daemon (no signal for that)
                 try await Task.sleep(for: .milliseconds(300))
                 let pod = podConfig("streams-\(UInt32.random(in: 0...UInt32.max))")
                 let podID = try await rt.runPodSandbox(pod).podSandboxID
@@ -358,6 +359,7 @@ struct KubeletContractTests {
                 for _ in 0..<600 {
                     hogStatus = try await rt.containerStatus(.with { $0.containerID = hogID }).status
                     if hogStatus.state == .containerExited { break }
+                    // sleep: a poll pause; the loop checks the condition
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 #expect(
@@ -385,6 +387,7 @@ struct KubeletContractTests {
                     }
                 }
             }
+            // sleep: the event stream is subscribed on the daemon (no signal for that)
             try await Task.sleep(for: .milliseconds(500))
             let stopping = ContinuousClock.now
             await daemon.stop()
@@ -438,8 +441,10 @@ struct KubeletContractTests {
             for _ in 0..<100 {
                 let dirs = (try? FileManager.default.contentsOfDirectory(atPath: daemon.stateRoot + "/sandboxes")) ?? []
                 if dirs.count > 3 { break }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(20))
             }
+            // sleep: the fourth pod gets further into its start before the crash
             try await Task.sleep(for: .milliseconds(300))
             await daemon.crash()
             _ = await inFlight.value
@@ -508,7 +513,7 @@ struct KubeletContractTests {
                     (try? await daemon.withRuntime { rt in
                         try await rt.version(Runtime_V1_VersionRequest(), options: options).runtimeName
                     }) ?? ""
-                if version.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+                if version.isEmpty { try await Task.sleep(for: .milliseconds(100)) }  // sleep: a poll pause
             }
             #expect(
                 version == "cocoon",
@@ -598,6 +603,7 @@ struct KubeletContractTests {
                 for _ in 0..<300 {  // the daemon probes at start; a probe lasts at most a few seconds
                     shown = try await rt.status(.with { $0.verbose = true }).info["accelerator"] ?? ""
                     if shown.contains("reason") { break }
+                    // sleep: a poll pause; the loop checks the condition
                     try await Task.sleep(for: .milliseconds(100))
                 }
                 let decisions = try #require(

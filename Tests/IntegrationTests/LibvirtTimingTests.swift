@@ -20,6 +20,7 @@ struct LibvirtTimingTests {
                 verbose.verbose = true
                 var status = try await rt.status(verbose)
                 for _ in 0..<300 where status.info["accelerator"] == "[]" {
+                    // sleep: a poll pause; the loop checks the condition
                     try await Task.sleep(for: .milliseconds(100))
                     status = try await rt.status(verbose)
                 }

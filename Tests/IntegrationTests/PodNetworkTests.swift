@@ -31,6 +31,7 @@ struct PodNetworkTests {
                 ["/usr/bin/timeout", "5", "/usr/bin/busybox", "wget", "-q", "-O", "-", url], timeout: .seconds(20))
             if r.code == 0 { return r.out }
             last = r.stderr
+            // sleep: a retry pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(200))
         }
         throw TestFailure(description: "GET \(url) failed: \(last)")
@@ -419,6 +420,7 @@ struct PodNetworkTests {
                         $0.verbose = true
                     })
                 kill(try vmPid(status), SIGKILL)
+                // sleep: the killed VM dies and the daemon may notice (no signal for the latter)
                 try await Task.sleep(for: .milliseconds(500))
                 try await remove(rt, id)
                 let after = try await traces(daemon, ips: [status.status.network.ip])

@@ -62,6 +62,7 @@ struct PodSandboxLifecycleTests {
                 statusRequest.verbose = true
                 let pid = try vmPid(try await rt.podSandboxStatus(statusRequest))
                 kill(pid, SIGKILL)
+                // sleep: a poll pause; the loop checks the condition
                 for _ in 0..<100 where processAlive(pid) { try await Task.sleep(for: .milliseconds(20)) }
                 #expect(try await rt.podSandboxStatus(statusRequest).status.state == .sandboxNotready)
                 var notReady = Runtime_V1_ListPodSandboxRequest()

@@ -34,6 +34,7 @@ struct SharedVolumeTests {
         let start = clock.now
         while clock.now - start < within {
             if try await execScript(rt, id, script).out.contains(expected) { return clock.now - start }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(50))
         }
         return nil
@@ -168,6 +169,7 @@ struct SharedVolumeTests {
                     let endingID = try await runContainer(rt, ending)
                     var status = try await rt.containerStatus(.with { $0.containerID = endingID }).status
                     for _ in 0..<300 where status.state != .containerExited {
+                        // sleep: a poll pause; the loop checks the condition
                         try await Task.sleep(for: .milliseconds(100))
                         status = try await rt.containerStatus(.with { $0.containerID = endingID }).status
                     }
@@ -343,6 +345,7 @@ struct SharedVolumeTests {
                 #expect(Self.leftovers(daemon).isEmpty, "no shared directory: \(Self.leftovers(daemon))")
                 #expect(try await execScript(rt, id, "cat /data/f").out == "before")
                 try "after".write(toFile: vol + "/f", atomically: true, encoding: .utf8)
+                // sleep: the copy must not change within this window
                 try await Task.sleep(for: .seconds(2))
                 #expect(try await execScript(rt, id, "cat /data/f").out == "before", "a copy is never updated")
             }

@@ -82,6 +82,7 @@ final class Command: @unchecked Sendable {
                 process.terminate()
                 throw TestFailure(description: "\(process.arguments ?? []) did not finish; stderr: \(errors)")
             }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(20))
         }
         let stdout = FileManager.default.contents(atPath: outPath) ?? Data()
@@ -96,6 +97,7 @@ final class Command: @unchecked Sendable {
             guard process.isRunning, ContinuousClock.now < deadline else {
                 throw TestFailure(description: "no \"\(text)\" from \(process.arguments ?? []): \(output) \(errors)")
             }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(50))
         }
     }
@@ -222,6 +224,13 @@ func randomBytes(_ count: Int) throws -> Data {
 /// The server's (unmasked) WebSocket binary frames in a raw reply, after its HTTP head: channel
 /// byte and data of each.
 enum WebSocketFrames {
+    /// A client's binary frame (masked, as a client's must be) carrying `payload` (under 126 bytes).
+    static func client(_ payload: [UInt8]) -> [UInt8] {
+        let mask: [UInt8] = [0x11, 0x22, 0x33, 0x44]
+        return [0x82, 0x80 | UInt8(payload.count)] + mask
+            + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
+    }
+
     static func parse(_ reply: [UInt8]) -> [(channel: UInt8, data: [UInt8])] {
         guard let head = reply.firstRange(of: Array("\r\n\r\n".utf8)) else { return [] }
         var i = head.upperBound

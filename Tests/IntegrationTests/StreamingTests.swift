@@ -94,6 +94,7 @@ struct StreamingTests {
                 if try await rt.containerStatus(.with { $0.containerID = exited }).status.state == .containerExited {
                     break
                 }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(100))
             }
             let stopped = await #expect(throws: RPCError.self) {
@@ -166,6 +167,7 @@ struct StreamingTests {
             // The test's own client reconnects (its channel saw the old daemon go).
             for _ in 0..<100 {
                 if (try? await rt.version(.init())) != nil { break }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
@@ -246,6 +248,7 @@ struct StreamingTests {
             #expect(ownBody == expected)
             _ = try? await TCP.exchange(port: ownRefused, send: Array("hello".utf8))
             for _ in 0..<600 where !own.errors.contains("connection refused") {  // 30 s: CI boots VMs beside
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(own.errors.contains("connection refused"), "\(own.errors)")
@@ -290,6 +293,7 @@ struct StreamingTests {
             for _ in 0..<50 {
                 inPod = try await execSync(rt, id, ["sh", "-c", "md5sum /tmp/recv"])
                 if inPod.hasPrefix(try await md5(uploadFile)) { break }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(200))
             }
             #expect(inPod.hasPrefix(try await md5(uploadFile)), "upload: \(inPod)")
@@ -340,6 +344,7 @@ struct StreamingTests {
             #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
             // A URL nobody opened within its time (url_ttl, 5 s here; the kubelet's minute by default): 404.
             let late = try await url()
+            // sleep: the URL's time (url_ttl) runs out: the timing under test
             try await Task.sleep(for: .seconds(6))
             let lateRequest = Array("GET \(late.path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
             let expired = String(
@@ -361,6 +366,32 @@ struct StreamingTests {
             #expect(v4Frames.filter { $0.channel == 1 }.flatMap(\.data) == Array("out-v4\n".utf8), "\(v4Frames)")
             let v4Status = String(decoding: v4Frames.filter { $0.channel == 3 }.flatMap(\.data), as: UTF8.self)
             #expect(v4Status.contains("NonZeroExitCode") && v4Status.contains("\"message\":\"3\""), "\(v4Status)")
+
+            // A terminal client that types before it sends its first size (a terminal's byte came
+            // first once, from crictl under script): the input waits, not the session's reading,
+            // so the command still starts with the client's size.
+            let typed = try await rt.exec(
+                .with {
+                    $0.containerID = id
+                    $0.cmd = ["sh", "-c", "stty size; tty"]
+                    $0.stdout = true
+                    $0.stdin = true
+                    $0.tty = true
+                }
+            ).url
+            let typedURL = try #require(URL(string: typed))
+            let typedUpgrade =
+                "GET \(typedURL.path) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                + "Sec-WebSocket-Protocol: v5.channel.k8s.io\r\n\r\n"
+            let typedReply = try await TCP.exchange(
+                port: UInt16(typedURL.port ?? 0),
+                send: Array(typedUpgrade.utf8) + WebSocketFrames.client([0, 0x61])
+                    + WebSocketFrames.client([4] + Array(#"{"Width":123,"Height":45}"#.utf8)),
+                halfClose: false)
+            let typedOut = String(
+                decoding: WebSocketFrames.parse(typedReply).filter { $0.channel == 1 }.flatMap(\.data), as: UTF8.self)
+            #expect(typedOut.contains("45 123") && typedOut.contains("/dev/pts/"), "\(typedOut)")
 
             // A SPDY frame claiming 16 MiB (the format's largest): the session ends, the daemon lives.
             let spdy = try await url()
@@ -402,6 +433,7 @@ struct StreamingTests {
             for _ in 0..<100 {
                 ps = try await execSync(rt, id, ["ps"])
                 if !ps.contains(" cat") { break }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(!ps.contains(" cat"), "the exec outlived its client: \(ps)")
@@ -419,6 +451,7 @@ struct StreamingTests {
             for _ in 0..<100 {
                 pts = try await execSync(rt, id, ["sh", "-c", "ls /dev/pts; ps | grep -c 'sleep 99[9]'; true"])
                 if pts.split(whereSeparator: \.isWhitespace) == ["ptmx", "0"] { break }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(pts.split(whereSeparator: \.isWhitespace) == ["ptmx", "0"], "left in the guest: \(pts)")
@@ -478,6 +511,7 @@ struct StreamingTests {
             for _ in 0..<100 {
                 ps = try await execSync(rt, id, ["ps"])
                 if !ps.contains(" cat") { break }
+                // sleep: a poll pause; the loop checks the condition
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(!ps.contains(" cat"), "the idle session's exec still runs: \(ps)")

@@ -48,6 +48,7 @@ struct TemplateTests {
             if t["ready"] as? Bool == true, (t["pool_ready"] as? Int ?? 0) >= pool, let key = t["key"] as? String {
                 return key
             }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(250))
         }
         throw HarnessError("template not ready with \(pool) pool VMs within \(within): \(try await templateStatus(rt))")

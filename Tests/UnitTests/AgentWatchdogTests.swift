@@ -38,8 +38,10 @@ import Testing
             var status: Int32 = 0
             waitpid(child, &status, 0)
         }
+        // sleep: armed for 2.5 s (a rate test: the C detector reports on real time, once a second)
         try await Task.sleep(for: .milliseconds(2500))
         cocoon_watchdog_disarm()
+        // sleep: a report begun before the disarm reaches the pipe (no signal to wait for)
         try await Task.sleep(for: .milliseconds(1200))
         var text = ""
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
@@ -54,7 +56,7 @@ import Testing
         #expect(text.contains("agent \(getpid())"), "the agent's own wait")
         #expect(text.contains("child \(child)"), "its children's waits")
         #expect(text.contains("kernel log (last lines)"))
-        // Disarmed: nothing more.
+        // Disarmed: nothing more. sleep: nothing may be reported within this window (over a period)
         try await Task.sleep(for: .milliseconds(1200))
         #expect(Glibc.read(output.read, &buffer, buffer.count) <= 0)
     }
@@ -65,9 +67,11 @@ import Testing
         let output = try WatchdogOutput()
         for i in 0..<30 {
             cocoon_watchdog_arm("request \(i) (writePort)", 1)
+            // sleep: each request lasts 50 ms (the timing under test)
             try await Task.sleep(for: .milliseconds(50))
         }
         cocoon_watchdog_disarm()
+        // sleep: nothing may be reported within this window
         try await Task.sleep(for: .milliseconds(300))
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
         let n = Glibc.read(output.read, &buffer, buffer.count)

@@ -351,7 +351,7 @@ import Testing
         let cgroup = try Cgroup.create(path + "/c", root: base, resources: s.resources)
         defer {
             cgroup.killAll()
-            usleep(200_000)
+            usleep(200_000)  // sleep: the killed processes leave the cgroup (cleanup; no signal here)
             try? cgroup.remove()
             rmdir(path)
         }
@@ -363,7 +363,7 @@ import Testing
         let hogGroup = try Cgroup.create(path + "/hog", root: base, resources: Resources(memoryLimitBytes: 16 << 20))
         defer {
             hogGroup.killAll()
-            usleep(200_000)
+            usleep(200_000)  // sleep: the killed processes leave the cgroup (cleanup; no signal here)
             try? hogGroup.remove()
         }
         let hogPid = try ContainerLauncher.start(hog, stdio: .init(), cgroup: hogGroup)

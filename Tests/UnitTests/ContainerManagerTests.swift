@@ -75,6 +75,7 @@ import Testing
         }
         try await f.manager.start(id)
         #expect(try await eventually { try await f.state(id) == .exited })
+        // sleep: a late event may land within this window; the record must keep the exit
         try await Task.sleep(for: .milliseconds(20))
         let record = try await f.manager.status(id)
         #expect(record.state == .exited && record.exitCode == 3 && record.reason == "Error")
@@ -244,8 +245,9 @@ import Testing
         agent.state.withLock { $0.execExit = nil }  // the command never ends by itself
         let started = ContinuousClock.now
         let call = Task { try await f.manager.execSync(id, command: ["sleep", "1000"], timeout: .seconds(30)) }
-        try await Task.sleep(for: .milliseconds(100))
+        #expect(await eventually { agent.calls.contains("Exec") }, "the exec is under way")
         f.pods.send(.disconnected(reason: "test"), from: "pod-b")
+        // sleep: another pod's agent going away must not end the call within this window
         try await Task.sleep(for: .milliseconds(100))
         f.pods.send(.disconnected(reason: "the VM died"), from: "pod-a")
         let error = await #expect(throws: CocoonError.self) { _ = try await call.value }

@@ -61,7 +61,7 @@ import Testing
                         written.add(n, ordering: .relaxed)
                         offset = (offset + n) % frame.count
                     } else {
-                        usleep(1000)  // the host does not read: wait, as a guest's write would
+                        usleep(1000)  // sleep: the host does not read: wait, as a guest's write would
                     }
                 }
             }
@@ -87,6 +87,7 @@ import Testing
                     if n <= 0 { return }
                     offset += n
                 }
+                // sleep: the guest stays, idle, until the test ends
                 while !stop.load(ordering: .relaxed) { usleep(10_000) }
             }
         }
@@ -94,6 +95,7 @@ import Testing
         /// Plays a guest that accepts the host and never reads (a VM whose QEMU stopped).
         func runDeaf() {
             serveOne { [self] fd in
+                // sleep: a guest that never reads, until the test ends
                 while !stop.load(ordering: .relaxed) { usleep(10_000) }
             }
         }
@@ -158,9 +160,11 @@ import Testing
         }
         // Nobody consumes: the host reads the limit's worth, then stops; the guest is held back
         // by its socket (without the credit the host would read everything, without bound).
+        // sleep: time for the host to read up to the limit and the socket to fill (no signal for that)
         try await Task.sleep(for: .seconds(2))
         let held = guest.written.load(ordering: .relaxed)
         #expect(credit.outstanding > 1 << 20 && credit.outstanding < 2 << 20, "\(credit.outstanding)")
+        // sleep: the guest may write nothing more within this window
         try await Task.sleep(for: .milliseconds(500))
         #expect(guest.written.load(ordering: .relaxed) == held, "the guest went on writing: \(held)")
         #expect(held < 16 << 20, "the host took \(held) bytes from a guest it could not keep up with")
@@ -171,8 +175,7 @@ import Testing
             handled += 1
             if handled == 64 { break }
         }
-        try await Task.sleep(for: .milliseconds(500))
-        #expect(guest.written.load(ordering: .relaxed) > held)
+        #expect(await eventually { guest.written.load(ordering: .relaxed) > held }, "the host reads on")
         await client.close()
     }
 
@@ -202,6 +205,7 @@ import Testing
             if case .output(_, _, _, let data) = event { delivered.add(data.count, ordering: .relaxed) }
         }
         for _ in 0..<150 where client.isOpen && delivered.load(ordering: .relaxed) == 0 {
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(20))
         }
         let result = (client.isOpen, delivered.load(ordering: .relaxed))
@@ -272,6 +276,7 @@ import Testing
         let refused = outcomes.filter { if case .notReading = $0 { true } else { false } }.count
         #expect(refused >= 10, "\(16 - refused) MiB were kept for a guest that does not read: \(outcomes)")
         // The accepted calls missed their deadlines with nothing taken: the channel is closed.
+        // sleep: a poll pause; the loop checks the condition
         for _ in 0..<100 where client.isOpen { try await Task.sleep(for: .milliseconds(20)) }
         #expect(!client.isOpen, "a channel stuck past a deadline is closed")
         await client.close()
@@ -296,8 +301,7 @@ import Testing
         #expect(Array(auth.token) == Self.token)
         #expect(auth.session.count == AgentSession.idBytes, "a session id goes with the token")
         #expect(guest.startedWithMarker.withLock { $0 }, "the session marker comes first")
-        try await Task.sleep(for: .milliseconds(100))
-        #expect(!client.isOpen, "the channel is closed after a refusal")
+        #expect(await eventually { !client.isOpen }, "the channel is closed after a refusal")
         await client.close()
     }
 
@@ -324,6 +328,7 @@ import Testing
         guest.runReading()
         defer { guest.stop.store(true, ordering: .relaxed) }
         let client = try await AgentClient.connect(.serial(path: guest.path), token: EvilAgentTests.token)
+        // sleep: the session's first frame arrives whole (its size is not known here to wait for)
         try await Task.sleep(for: .milliseconds(300))
         let authBytes = guest.written.load(ordering: .relaxed)  // the session's first frame
         let error = await #expect(throws: AgentClientError.self) {
@@ -338,6 +343,7 @@ import Testing
         #expect(message.contains("frame limit"), "\(message)")
         // The channel is intact: a small request still goes out whole.
         client.ackPort(connection: 1, bytes: 1)
+        // sleep: the small frame arrives, and nothing more may within this window
         try await Task.sleep(for: .milliseconds(300))
         let received = guest.written.load(ordering: .relaxed) - authBytes
         #expect(authBytes > 32 && received > 0 && received < 64, "the host sent \(authBytes) + \(received) bytes")

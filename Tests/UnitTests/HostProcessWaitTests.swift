@@ -23,7 +23,7 @@ import Testing
     @Test func waitGoneReturnsWhenTheProcessEnds() async throws {
         let child = fork()
         if child == 0 {
-            usleep(400_000)
+            usleep(400_000)  // sleep: a child that lives 400 ms
             _exit(0)
         }
         let ticks = HostProcess.startTicks(child)

@@ -219,6 +219,30 @@ import Testing
         #expect(taken?.code == .alreadyExists, "recovered sandboxes keep their names")
     }
 
+    /// VM users are the factory's: a pod holds its own from its start until it is removed (stopped
+    /// ones too), a restarted daemon holds the recovered pods' again, and a removed pod's is free.
+    @Test func eachPodHoldsItsOwnVMUserUntilItIsRemoved() async throws {
+        let first = try await Fixture()
+        let a = try await first.run("a")
+        let b = try await first.run("b")
+        let uidA = try #require(try await first.manager.status(a).vmUID)
+        let uidB = try #require(try await first.manager.status(b).vmUID)
+        #expect(uidA != uidB)
+        try await first.manager.stop(a)
+        let c = try await first.run("c")
+        let uidC = try #require(try await first.manager.status(c).vmUID)
+        #expect(![uidA, uidB].contains(uidC), "a stopped pod keeps its VM user")
+
+        let second = try await Fixture(root: first.root, hypervisor: first.hypervisor)
+        defer { second.end() }
+        let d = try await second.run("d")
+        let uidD = try #require(try await second.manager.status(d).vmUID)
+        #expect(![uidA, uidB, uidC].contains(uidD), "recovered pods hold their VM users again")
+        try await second.manager.remove(a)
+        let e = try await second.run("e")
+        #expect(try await second.manager.status(e).vmUID == uidA, "a removed pod's VM user is the lowest free one")
+    }
+
     @Test func podResourcesStayWithinTheVM() async throws {
         let f = try await Fixture()
         defer { f.end() }

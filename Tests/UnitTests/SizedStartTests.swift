@@ -18,6 +18,7 @@ import Testing
         let clock = ContinuousClock()
         let began = clock.now
         async let size = gate.firstSize()
+        // sleep: lets firstSize() begin waiting (no signal; the test holds either way)
         try? await Task.sleep(for: .milliseconds(50))
         #expect(gate.offer(TerminalSize(width: 80, height: 24)))
         #expect(await size == TerminalSize(width: 80, height: 24))
@@ -37,6 +38,7 @@ import Testing
         let gate = SizedStart(patience: .zero)
         async let first = gate.process()
         async let second = gate.process()
+        // sleep: lets process() begin waiting (no signal; the test holds either way)
         try? await Task.sleep(for: .milliseconds(20))
         gate.settle(nil)
         #expect(await first == nil)
@@ -51,6 +53,7 @@ import Testing
         let clock = ContinuousClock()
         let began = clock.now
         async let size = gate.firstSize()
+        // sleep: lets firstSize() begin waiting (no signal; the test holds either way)
         try? await Task.sleep(for: .milliseconds(20))
         gate.abandon()
         #expect(await size == nil)

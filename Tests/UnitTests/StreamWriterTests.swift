@@ -49,6 +49,7 @@ import Testing
         #expect(guest.sent == [30, 30, 30])  // sent without waiting for any answer
         #expect(await writer.inFlight == 90)
         let fourth = Task { try await writer.write(30) { guest.send(30) } }
+        // sleep: the fourth write must not be sent within this window
         try await Task.sleep(for: .milliseconds(50))
         #expect(guest.sent.count == 3)  // 120 would be over the limit: waits for an answer
         guest.answerAll()

@@ -48,6 +48,7 @@ import Testing
                 var byte: UInt8 = 0
                 return recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) <= 0
             }
+            // sleep: a poll pause; the loop checks the condition
             try await Task.sleep(for: .milliseconds(20))
         } while ContinuousClock.now < deadline
         return false
@@ -63,6 +64,7 @@ import Testing
             defer { for fd in held { close(fd) } }
             // Accepted and counted before the fourth comes (the server accepts once its task runs:
             // other suites running beside this one may hold the pool's threads for a while).
+            // sleep: a poll pause; the loop checks the condition
             for _ in 0..<1000 where server.openConnections < 3 { try await Task.sleep(for: .milliseconds(20)) }
             #expect(server.openConnections == 3)
             let surplus = try connectSilently(port)
@@ -72,6 +74,7 @@ import Testing
             for fd in held {
                 #expect(try await closedByServer(fd, within: 10), "silent connections end at the timeout")
             }
+            // sleep: a poll pause; the loop checks the condition
             for _ in 0..<500 where server.openConnections > 0 { try await Task.sleep(for: .milliseconds(20)) }
             #expect(server.openConnections == 0)
             await server.close()

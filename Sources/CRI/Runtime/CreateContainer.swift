@@ -29,23 +29,8 @@ extension RuntimeService {
             }
             let rootfsImage = try await images.blockImage(for: image.id)
             let imageConfig = try images.config(of: image.id)
-            let args: [String]
-            do {
-                args = try ProcessArguments.merge(
-                    entrypoint: imageConfig?.Entrypoint ?? [], cmd: imageConfig?.Cmd ?? [], command: config.command,
-                    args: config.args)
-            } catch {
-                throw CocoonError.invalidArgument("\(error)")
-            }
+            let process = try Self.processSpec(config, imageConfig: imageConfig)
             let security = config.linux.securityContext
-            let process = ProcessSpec(
-                args: args,
-                env: ProcessArguments.mergeEnvironment(
-                    image: imageConfig?.Env ?? [], container: config.envs.map { "\($0.key)=\($0.value)" }),
-                workingDir: config.workingDir.isEmpty ? (imageConfig?.WorkingDir ?? "") : config.workingDir,
-                user: try ContainerArgs.user(security, imageUser: imageConfig?.User ?? ""),
-                capabilities: try ContainerArgs.capabilities(security), noNewPrivileges: security.noNewPrivs,
-                seccomp: try ContainerArgs.seccomp(security))
 
             var create = ContainerManager.CreateRequest(
                 sandboxID: request.podSandboxID, name: config.metadata.name, attempt: config.metadata.attempt,
@@ -63,16 +48,8 @@ extension RuntimeService {
                 pidsLimit: self.config.containers.pidsLimit)
             create.labels = config.labels
             create.annotations = config.annotations
-            if !config.logPath.isEmpty {
-                let dir = request.sandboxConfig.logDirectory
-                guard !dir.isEmpty || config.logPath.hasPrefix("/") else {
-                    throw CocoonError.invalidArgument(
-                        "config.log_path \"\(config.logPath)\" is relative but sandbox_config.log_directory is empty")
-                }
-                create.logPath = config.logPath.hasPrefix("/") ? config.logPath : dir + "/" + config.logPath
-                guard !create.logPath.split(separator: "/").contains("..") else {
-                    throw CocoonError.invalidArgument("config.log_path must not contain \"..\"")
-                }
+            if let logPath = try Self.logPath(config, sandboxConfig: request.sandboxConfig) {
+                create.logPath = logPath
             }
             create.stopSignal = ContainerTranslation.signalNumber(imageConfig?.StopSignal)
             create.configJSON = try config.jsonString()
@@ -81,5 +58,45 @@ extension RuntimeService {
             response.containerID = try await containers.create(create)
             return response
         }
+    }
+
+    /// The container's process: the image's entrypoint, environment and user merged with the request's.
+    private static func processSpec(_ config: Runtime_V1_ContainerConfig, imageConfig: ImageConfig.Config?) throws
+        -> ProcessSpec
+    {
+        let args: [String]
+        do {
+            args = try ProcessArguments.merge(
+                entrypoint: imageConfig?.Entrypoint ?? [], cmd: imageConfig?.Cmd ?? [], command: config.command,
+                args: config.args)
+        } catch {
+            throw CocoonError.invalidArgument("\(error)")
+        }
+        let security = config.linux.securityContext
+        return ProcessSpec(
+            args: args,
+            env: ProcessArguments.mergeEnvironment(
+                image: imageConfig?.Env ?? [], container: config.envs.map { "\($0.key)=\($0.value)" }),
+            workingDir: config.workingDir.isEmpty ? (imageConfig?.WorkingDir ?? "") : config.workingDir,
+            user: try ContainerArgs.user(security, imageUser: imageConfig?.User ?? ""),
+            capabilities: try ContainerArgs.capabilities(security), noNewPrivileges: security.noNewPrivs,
+            seccomp: try ContainerArgs.seccomp(security))
+    }
+
+    /// The absolute log path the kubelet asks for (relative ones join the sandbox's log directory), or nil for none.
+    private static func logPath(_ config: Runtime_V1_ContainerConfig, sandboxConfig: Runtime_V1_PodSandboxConfig)
+        throws -> String?
+    {
+        guard !config.logPath.isEmpty else { return nil }
+        let dir = sandboxConfig.logDirectory
+        guard !dir.isEmpty || config.logPath.hasPrefix("/") else {
+            throw CocoonError.invalidArgument(
+                "config.log_path \"\(config.logPath)\" is relative but sandbox_config.log_directory is empty")
+        }
+        let path = config.logPath.hasPrefix("/") ? config.logPath : dir + "/" + config.logPath
+        guard !path.split(separator: "/").contains("..") else {
+            throw CocoonError.invalidArgument("config.log_path must not contain \"..\"")
+        }
+        return path
     }
 }

@@ -15,6 +15,23 @@ enum PodNetworkFields {
             throw .invalidArgument("config.hostname \"\(host)\" is not a host name")
         }
         run.hostname = host
+        try validatePortMappings(config, into: &run)
+        if config.hasDnsConfig {
+            try validateDNS(config.dnsConfig, into: &run)
+        }
+        let ingress = try config.annotations[ingressAnnotation].map { v throws(CocoonError) in
+            try bandwidth(v, annotation: ingressAnnotation)
+        }
+        let egress = try config.annotations[egressAnnotation].map { v throws(CocoonError) in
+            try bandwidth(v, annotation: egressAnnotation)
+        }
+        if ingress != nil || egress != nil { run.bandwidth = Bandwidth(ingressRate: ingress, egressRate: egress) }
+    }
+
+    /// Checks `port_mappings` and adds the ones that publish a host port to `run`.
+    private static func validatePortMappings(_ config: Runtime_V1_PodSandboxConfig, into run: inout RunRequest)
+        throws(CocoonError)
+    {
         guard config.portMappings.count <= 256 else {
             throw .invalidArgument("config.port_mappings has \(config.portMappings.count) entries (at most 256)")
         }
@@ -44,34 +61,28 @@ enum PodNetworkFields {
                         hostIP: m.hostIp))
             }
         }
-        if config.hasDnsConfig {
-            let dns = config.dnsConfig
-            guard dns.servers.count <= 16, dns.searches.count <= 32, dns.options.count <= 32 else {
-                throw .invalidArgument("config.dns_config: at most 16 servers, 32 searches and 32 options")
-            }
-            for server in dns.servers where !IPAddressText.isAddress(server) {
-                throw .invalidArgument("config.dns_config.servers: \"\(server)\" is not an IP address")
-            }
-            for (field, values) in [("searches", dns.searches), ("options", dns.options)] {
-                for value in values
-                where value.isEmpty || value.utf8.count > 253
-                    || value.contains(where: { $0.isWhitespace || $0 == "\0" })
-                {
-                    throw .invalidArgument(
-                        "config.dns_config.\(field): \"\(value)\" must be one word of at most 253 bytes")
-                }
-            }
-            if !(dns.servers.isEmpty && dns.searches.isEmpty && dns.options.isEmpty) {
-                run.dns = PodDNS(servers: dns.servers, searches: dns.searches, options: dns.options)
+    }
+
+    /// Checks `dns_config` and sets the pod's resolv.conf in `run` unless the config is empty.
+    private static func validateDNS(_ dns: Runtime_V1_DNSConfig, into run: inout RunRequest) throws(CocoonError) {
+        guard dns.servers.count <= 16, dns.searches.count <= 32, dns.options.count <= 32 else {
+            throw .invalidArgument("config.dns_config: at most 16 servers, 32 searches and 32 options")
+        }
+        for server in dns.servers where !IPAddressText.isAddress(server) {
+            throw .invalidArgument("config.dns_config.servers: \"\(server)\" is not an IP address")
+        }
+        for (field, values) in [("searches", dns.searches), ("options", dns.options)] {
+            for value in values
+            where value.isEmpty || value.utf8.count > 253
+                || value.contains(where: { $0.isWhitespace || $0 == "\0" })
+            {
+                throw .invalidArgument(
+                    "config.dns_config.\(field): \"\(value)\" must be one word of at most 253 bytes")
             }
         }
-        let ingress = try config.annotations[ingressAnnotation].map { v throws(CocoonError) in
-            try bandwidth(v, annotation: ingressAnnotation)
+        if !(dns.servers.isEmpty && dns.searches.isEmpty && dns.options.isEmpty) {
+            run.dns = PodDNS(servers: dns.servers, searches: dns.searches, options: dns.options)
         }
-        let egress = try config.annotations[egressAnnotation].map { v throws(CocoonError) in
-            try bandwidth(v, annotation: egressAnnotation)
-        }
-        if ingress != nil || egress != nil { run.bandwidth = Bandwidth(ingressRate: ingress, egressRate: egress) }
     }
 
     /// A Kubernetes quantity in bits per second ("10M", "1Gi", "500k").

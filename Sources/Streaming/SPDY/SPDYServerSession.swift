@@ -86,22 +86,7 @@ public final class SPDYServerSession {
                 events.append(.streamOpened(id: id, headers: headers))
                 if flags.contains(.fin) { events += remoteFin(id) }
             case .data(let id, let flags, let payload):
-                guard let state = streams[id], state.remoteOpen else {
-                    let status: SPDYStreamStatus = id <= lastClientStream ? .streamAlreadyClosed : .invalidStream
-                    reply += try encoder.encode(.rstStream(streamID: id, status: status))
-                    continue
-                }
-                if !payload.isEmpty {
-                    if flowControlled {
-                        streams[id]?.receiveWindow = state.receiveWindow - payload.count
-                        sessionReceiveWindow -= payload.count
-                        guard state.receiveWindow - payload.count >= 0, sessionReceiveWindow >= 0 else {
-                            throw .malformed("stream \(id) sent more than its flow-control window")
-                        }
-                    }
-                    events.append(.data(id: id, payload))
-                }
-                if flags.contains(.fin) { events += remoteFin(id) }
+                try receiveData(id, flags, payload, events: &events, reply: &reply)
             case .headers(let id, let flags, _):
                 if flags.contains(.fin), streams[id]?.remoteOpen == true { events += remoteFin(id) }
             case .rstStream(let id, _):
@@ -113,32 +98,67 @@ public final class SPDYServerSession {
                 ended = true
                 events.append(.sessionEnded)
             case .windowUpdate(let id, let delta):
-                let delta = Int(delta & 0x7fff_ffff)
-                if id == 0 {
-                    sessionWindow = min(sessionWindow + delta, Int(Int32.max))
-                } else if let window = streams[id]?.sendWindow {
-                    streams[id]?.sendWindow = min(window + delta, Int(Int32.max))
-                } else {
-                    continue
-                }
-                events.append(.windowOpened(id: id))
+                if let opened = openWindow(id, delta) { events.append(opened) }
             case .settings(_, let entries):
-                guard let entry = entries.last(where: { $0.id == SPDYSetting.initialWindowSizeID }) else { continue }
-                if !flowControlled {
-                    let ours = SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: UInt32(Self.defaultWindow))
-                    reply += try encoder.encode(.settings(clearPrevious: false, entries: [ours]))
-                }
-                flowControlled = true
-                let size = Int(min(entry.value, UInt32(Int32.max)))
-                let change = size - initialWindow
-                initialWindow = size
-                for id in streams.keys { streams[id]?.sendWindow += change }
-                events.append(.windowOpened(id: 0))
+                if let opened = try applySettings(entries, reply: &reply) { events.append(opened) }
             case .synReply:
                 break  // a client never replies to us
             }
         }
         return (events, reply)
+    }
+
+    /// A DATA frame from the client: its bytes as an event (counted against the windows we gave,
+    /// once flow-controlled), or a reset for a stream that is not open for it.
+    private func receiveData(
+        _ id: UInt32, _ flags: SPDYFlags, _ payload: [UInt8], events: inout [Event], reply: inout [UInt8]
+    ) throws(SPDYProtocolError) {
+        guard let state = streams[id], state.remoteOpen else {
+            let status: SPDYStreamStatus = id <= lastClientStream ? .streamAlreadyClosed : .invalidStream
+            reply += try encoder.encode(.rstStream(streamID: id, status: status))
+            return
+        }
+        if !payload.isEmpty {
+            if flowControlled {
+                streams[id]?.receiveWindow = state.receiveWindow - payload.count
+                sessionReceiveWindow -= payload.count
+                guard state.receiveWindow - payload.count >= 0, sessionReceiveWindow >= 0 else {
+                    throw .malformed("stream \(id) sent more than its flow-control window")
+                }
+            }
+            events.append(.data(id: id, payload))
+        }
+        if flags.contains(.fin) { events += remoteFin(id) }
+    }
+
+    /// A WINDOW_UPDATE from the client: widens the session's or the stream's send window; nil for
+    /// a stream we no longer know.
+    private func openWindow(_ id: UInt32, _ delta: UInt32) -> Event? {
+        let delta = Int(delta & 0x7fff_ffff)
+        if id == 0 {
+            sessionWindow = min(sessionWindow + delta, Int(Int32.max))
+        } else if let window = streams[id]?.sendWindow {
+            streams[id]?.sendWindow = min(window + delta, Int(Int32.max))
+        } else {
+            return nil
+        }
+        return .windowOpened(id: id)
+    }
+
+    /// SETTINGS from the client: an INITIAL_WINDOW_SIZE turns flow control on (answered once with
+    /// ours) and resizes every stream's send window; nil when it carries none.
+    private func applySettings(_ entries: [SPDYSetting], reply: inout [UInt8]) throws(SPDYProtocolError) -> Event? {
+        guard let entry = entries.last(where: { $0.id == SPDYSetting.initialWindowSizeID }) else { return nil }
+        if !flowControlled {
+            let ours = SPDYSetting(id: SPDYSetting.initialWindowSizeID, value: UInt32(Self.defaultWindow))
+            reply += try encoder.encode(.settings(clearPrevious: false, entries: [ours]))
+        }
+        flowControlled = true
+        let size = Int(min(entry.value, UInt32(Int32.max)))
+        let change = size - initialWindow
+        initialWindow = size
+        for id in streams.keys { streams[id]?.sendWindow += change }
+        return .windowOpened(id: 0)
     }
 
     /// Our SYN_REPLY for a stream the client opened (empty headers, as the kubelet sends).

@@ -107,7 +107,12 @@ final class StreamingHTTPHandler: ChannelInboundHandler, RemovableChannelHandler
             let decoder = try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
             complete(try session(channel))
             context.pipeline.removeHandler(context: context, promise: nil)
-            sync.removeHandler(decoder, promise: nil)
+            // The frames it hands on arrive as a read without its read-complete, and the session's
+            // async channel delivers reads at a read-complete: without one they would wait for the
+            // client's next packet (a client that sent its first frames with the request, then waits).
+            let removed = channel.eventLoop.makePromise(of: Void.self)
+            removed.futureResult.whenSuccess { channel.pipeline.fireChannelReadComplete() }
+            sync.removeHandler(decoder, promise: removed)
         } catch {
             channel.close(promise: nil)
             complete(.refused)

@@ -43,6 +43,7 @@ struct PortForwardOverSPDY {
         }
     }
 
+    /// Reads the client until it leaves, routing each stream's events to its connection's pair.
     private func readLoop(
         _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, connection: SPDYConnection,
         open: HeldSession<[any StreamedPort]>, group: inout ThrowingTaskGroup<Void, any Error>
@@ -55,65 +56,12 @@ struct PortForwardOverSPDY {
             for event in events {
                 switch event {
                 case .streamOpened(let id, let headers):
-                    guard let type = headers["streamtype"], type == "error" || type == "data",
-                        let port = headers["port"].flatMap({ UInt16($0) }), port > 0
-                    else {
-                        await connection.reset(id)
-                        continue
-                    }
-                    let key = headers["requestid"] ?? "port-\(port)"
-                    var pair = pairs[key] ?? Pair(port: port)
-                    if type == "error" { pair.error = id } else { pair.data = id }
-                    byStream[id] = key
-                    await connection.accept(id)
-                    if let errorStream = pair.error, let dataStream = pair.data, pair.connection == nil {
-                        do {
-                            let dialed = try await runtime.dial(pod: podID, port: port)
-                            pair.connection = dialed
-                            open.value = (open.value ?? []) + [dialed]
-                            group.addTask {
-                                await relay(dialed, data: dataStream, error: errorStream, connection: connection)
-                            }
-                        } catch {
-                            let text = "error forwarding port \(port) to pod \(podID), uid : \(error.message)"
-                            await connection.send(errorStream, Array(text.utf8), fin: true)
-                            await connection.send(dataStream, [], fin: true)
-                            pairs[key] = nil
-                            continue
-                        }
-                    }
-                    pairs[key] = pair
+                    await streamOpened(
+                        id, headers, pairs: &pairs, byStream: &byStream, connection: connection, open: open,
+                        group: &group)
                 case .data(let id, let bytes):
-                    guard let key = byStream[id], var pair = pairs[key], id == pair.data, let c = pair.connection
-                    else {
-                        await connection.consumed(id, bytes.count)
-                        continue
-                    }
-                    if await connection.flowControlled {
-                        if pair.pump == nil {
-                            pair.pump = ClientInputPump(
-                                stream: id, connection: connection, group: &group,
-                                write: { bytes in
-                                    do {
-                                        try await c.write(bytes)
-                                        return true
-                                    } catch {
-                                        await c.end()
-                                        return false
-                                    }
-                                },
-                                close: { await c.closeWrite() })
-                            pairs[key] = pair
-                        }
-                        pair.pump?.send(bytes)
-                        continue
-                    }
-                    do {
-                        try await c.write(bytes)
-                    } catch {
-                        await c.end()
-                    }
-                    await connection.consumed(id, bytes.count)
+                    await forward(
+                        bytes, from: id, pairs: &pairs, byStream: byStream, connection: connection, group: &group)
                 case .remoteClosed(let id):
                     guard let key = byStream[id], let pair = pairs[key], id == pair.data else { continue }
                     if let pump = pair.pump { pump.end() } else { await pair.connection?.closeWrite() }
@@ -129,6 +77,81 @@ struct PortForwardOverSPDY {
                 }
             }
         }
+    }
+
+    /// Accepts a stream the client opened into its pair (resetting one without a valid type and
+    /// port), and dials the port once the pair has both streams; a failed dial ends the pair.
+    private func streamOpened(
+        _ id: UInt32, _ headers: SPDYHeaders, pairs: inout [String: Pair], byStream: inout [UInt32: String],
+        connection: SPDYConnection, open: HeldSession<[any StreamedPort]>,
+        group: inout ThrowingTaskGroup<Void, any Error>
+    ) async {
+        guard let type = headers["streamtype"], type == "error" || type == "data",
+            let port = headers["port"].flatMap({ UInt16($0) }), port > 0
+        else {
+            await connection.reset(id)
+            return
+        }
+        let key = headers["requestid"] ?? "port-\(port)"
+        var pair = pairs[key] ?? Pair(port: port)
+        if type == "error" { pair.error = id } else { pair.data = id }
+        byStream[id] = key
+        await connection.accept(id)
+        if let errorStream = pair.error, let dataStream = pair.data, pair.connection == nil {
+            do {
+                let dialed = try await runtime.dial(pod: podID, port: port)
+                pair.connection = dialed
+                open.value = (open.value ?? []) + [dialed]
+                group.addTask {
+                    await relay(dialed, data: dataStream, error: errorStream, connection: connection)
+                }
+            } catch {
+                let text = "error forwarding port \(port) to pod \(podID), uid : \(error.message)"
+                await connection.send(errorStream, Array(text.utf8), fin: true)
+                await connection.send(dataStream, [], fin: true)
+                pairs[key] = nil
+                return
+            }
+        }
+        pairs[key] = pair
+    }
+
+    /// The client's bytes on a pair's data stream to its connection: through a `ClientInputPump` for
+    /// a flow-controlled client, else at once; bytes for no connection are only consumed.
+    private func forward(
+        _ bytes: [UInt8], from id: UInt32, pairs: inout [String: Pair], byStream: [UInt32: String],
+        connection: SPDYConnection, group: inout ThrowingTaskGroup<Void, any Error>
+    ) async {
+        guard let key = byStream[id], var pair = pairs[key], id == pair.data, let c = pair.connection
+        else {
+            await connection.consumed(id, bytes.count)
+            return
+        }
+        if await connection.flowControlled {
+            if pair.pump == nil {
+                pair.pump = ClientInputPump(
+                    stream: id, connection: connection, group: &group,
+                    write: { bytes in
+                        do {
+                            try await c.write(bytes)
+                            return true
+                        } catch {
+                            await c.end()
+                            return false
+                        }
+                    },
+                    close: { await c.closeWrite() })
+                pairs[key] = pair
+            }
+            pair.pump?.send(bytes)
+            return
+        }
+        do {
+            try await c.write(bytes)
+        } catch {
+            await c.end()
+        }
+        await connection.consumed(id, bytes.count)
     }
 
     /// The pod's side of one connection to the client's data stream; its failure to the error stream.

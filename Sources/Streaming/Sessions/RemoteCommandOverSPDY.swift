@@ -61,35 +61,15 @@ struct RemoteCommandOverSPDY {
         var streams = Streams()
         var stdinOpen = true
         var resizeCarry: [UInt8] = []
-        // A flow-controlled client's stdin goes through a task of its own (`ClientInputPump`).
-        var stdinPump: ClientInputPump?
-        defer { stdinPump?.cancel() }
+        var input = StdinRoute()
+        defer { input.cancel() }
         for try await buffer in inbound {
             guard let events = await connection.receive(buffer, logger: logger) else { return }
             for event in events {
                 switch event {
                 case .streamOpened(let id, let headers):
-                    switch headers["streamtype"] {
-                    case "error": streams.error = id
-                    case "stdin": streams.stdin = id
-                    case "stdout": streams.stdout = id
-                    case "stderr": streams.stderr = id
-                    case "resize": streams.resize = id
-                    default:
-                        await connection.reset(id)
-                        continue
-                    }
-                    await connection.accept(id)
-                    let ready =
-                        streams.error != nil && (streams.stdin != nil) == wanted.stdin
-                        && (streams.stdout != nil) == wanted.stdout && (streams.stderr != nil) == wanted.stderr
-                        && (!wanted.tty || !version.supportsResize || streams.resize != nil)
-                    guard ready, held.value == nil else { continue }
-                    // A terminal's process waits (briefly) for the client's first size.
-                    let gate = wanted.tty && streams.resize != nil ? SizedStart() : SizedStart(patience: .zero)
-                    held.value = gate
-                    let s = streams
-                    group.addTask { try await run(gate, streams: s, connection: connection) }
+                    guard await accept(id, headers, into: &streams, connection: connection) else { continue }
+                    startIfReady(streams, wanted: wanted, held: held, connection: connection, group: &group)
                 case .data(let id, let bytes):
                     guard let starting = held.value else { continue }
                     if id == streams.resize {
@@ -98,33 +78,22 @@ struct RemoteCommandOverSPDY {
                         }
                         continue
                     }
-                    guard let process = await starting.process() else { continue }
                     if id == streams.stdin, stdinOpen {
-                        if await connection.flowControlled {
-                            if stdinPump == nil {
-                                stdinPump = ClientInputPump(
-                                    stream: id, connection: connection, group: &group,
-                                    write: { bytes in
-                                        // false: the process closed its stdin or ended; the rest is dropped
-                                        (try? await process.write(bytes)) != nil
-                                    },
-                                    close: { await process.closeStdin() })
-                            }
-                            stdinPump?.send(bytes)
-                            continue
-                        }
-                        do {
-                            try await process.write(bytes)
-                        } catch {
-                            stdinOpen = false  // the process closed its stdin or ended: the rest is dropped
-                        }
+                        await writeStdin(
+                            bytes, stream: id, gate: starting, open: &stdinOpen, input: &input,
+                            connection: connection, group: &group)
                     }
                 case .remoteClosed(let id):
-                    guard id == streams.stdin, let process = await held.value?.process() else { continue }
-                    if let stdinPump {
-                        stdinPump.end()
+                    guard id == streams.stdin, let starting = held.value else { continue }
+                    if let pump = input.pump {
+                        pump.end()
                     } else {
-                        await process.closeStdin()
+                        if input.early == nil, !starting.hasSettled { input.early = EarlyStdin(starting) }
+                        if let pending = input.early {
+                            pending.end()  // after the held input, once the process runs
+                            continue
+                        }
+                        await starting.process()?.closeStdin()
                     }
                 case .streamReset(let id):
                     if id == streams.stdin || id == streams.stdout || id == streams.error { return }
@@ -134,6 +103,89 @@ struct RemoteCommandOverSPDY {
                     return
                 }
             }
+        }
+    }
+
+    /// Records a stream the client opened by its type and accepts it; false (after resetting it)
+    /// for a type we do not know.
+    private func accept(
+        _ id: UInt32, _ headers: SPDYHeaders, into streams: inout Streams, connection: SPDYConnection
+    ) async -> Bool {
+        switch headers["streamtype"] {
+        case "error": streams.error = id
+        case "stdin": streams.stdin = id
+        case "stdout": streams.stdout = id
+        case "stderr": streams.stderr = id
+        case "resize": streams.resize = id
+        default:
+            await connection.reset(id)
+            return false
+        }
+        await connection.accept(id)
+        return true
+    }
+
+    /// Starts the process (once) as soon as every stream the request wants is open.
+    private func startIfReady(
+        _ streams: Streams, wanted: (stdin: Bool, stdout: Bool, stderr: Bool, tty: Bool),
+        held: HeldSession<SizedStart>, connection: SPDYConnection, group: inout ThrowingTaskGroup<Void, any Error>
+    ) {
+        let ready =
+            streams.error != nil && (streams.stdin != nil) == wanted.stdin
+            && (streams.stdout != nil) == wanted.stdout && (streams.stderr != nil) == wanted.stderr
+            && (!wanted.tty || !version.supportsResize || streams.resize != nil)
+        guard ready, held.value == nil else { return }
+        // A terminal's process waits (briefly) for the client's first size.
+        let gate = wanted.tty && streams.resize != nil ? SizedStart() : SizedStart(patience: .zero)
+        held.value = gate
+        group.addTask { try await run(gate, streams: streams, connection: connection) }
+    }
+
+    /// The client's stdin bytes to the process: through a `ClientInputPump` for a flow-controlled
+    /// client (it waits for the start itself), else at once, or held in `EarlyStdin` while the
+    /// process has not started (`stdinOpen` false once the process takes no more).
+    private func writeStdin(
+        _ bytes: [UInt8], stream id: UInt32, gate: SizedStart, open stdinOpen: inout Bool,
+        input: inout StdinRoute, connection: SPDYConnection,
+        group: inout ThrowingTaskGroup<Void, any Error>
+    ) async {
+        if await connection.flowControlled {
+            if input.pump == nil {
+                // Flow control may start after some input was held: that input goes first.
+                let earlier = input.early  // still the route's, to cancel
+                input.pump = ClientInputPump(
+                    stream: id, connection: connection, group: &group,
+                    write: { bytes in
+                        if let earlier, await !earlier.drain() { return false }
+                        // false: the process never started, closed its stdin or ended; the rest is dropped
+                        guard let process = await gate.process() else { return false }
+                        return (try? await process.write(bytes)) != nil
+                    },
+                    close: {
+                        if let earlier { _ = await earlier.drain() }
+                        await gate.process()?.closeStdin()
+                    })
+            }
+            input.pump?.send(bytes)
+            return
+        }
+        if !gate.hasSettled {
+            let pending = input.early ?? EarlyStdin(gate)
+            input.early = pending
+            if pending.take(bytes) { return }
+        }
+        if let pending = input.early {
+            input.early = nil
+            guard await pending.drain() else {
+                stdinOpen = false
+                return
+            }
+        }
+        guard let process = await gate.process() else { return }
+        do {
+            try await process.write(bytes)
+        } catch {
+            stdinOpen = false  // the process closed its stdin or ended: the rest is dropped
         }
     }
 
@@ -190,5 +242,18 @@ final class HeldSession<Value: Sendable>: Sendable {
     var value: Value? {
         get { box.withLock { $0 } }
         set { box.withLock { $0 = newValue } }
+    }
+}
+
+/// Where a session's stdin goes: a flow-controlled client's through a task of its own
+/// (`ClientInputPump`); another's at once, or held in `EarlyStdin` while its process has not
+/// started, so the read loop is never held up by the start (the size may come after the input).
+private struct StdinRoute {
+    var pump: ClientInputPump?
+    var early: EarlyStdin?
+
+    func cancel() {
+        pump?.cancel()
+        early?.cancel()
     }
 }

@@ -89,6 +89,9 @@ struct RemoteCommandOverWebSocket {
     ) async throws {
         var resizeCarry: [UInt8] = []
         var stdinOpen = request.streams.stdin
+        // Input before the process runs waits here, not the read loop (the size may come after it).
+        var early: EarlyStdin?
+        defer { early?.cancel() }
         for try await frame in inbound {
             activity.touch()
             switch frame.opcode {
@@ -102,18 +105,23 @@ struct RemoteCommandOverWebSocket {
                 else { continue }
                 switch message {
                 case .data(WebSocketChannels.stdin, let bytes) where stdinOpen:
-                    do {
-                        guard let process = await gate.process() else { continue }
-                        try await process.write(bytes)
-                    } catch {
-                        stdinOpen = false
+                    if !gate.hasSettled {
+                        let pending = early ?? EarlyStdin(gate)
+                        early = pending
+                        if pending.take(bytes) { continue }
                     }
+                    stdinOpen = await writeStdin(bytes, gate: gate, early: &early)
                 case .data(WebSocketChannels.resize, let bytes):
                     for size in TerminalSize.parse(bytes, carry: &resizeCarry) where !gate.offer(size) {
                         await gate.process()?.resize(width: size.width, height: size.height)
                     }
                 case .close(WebSocketChannels.stdin) where stdinOpen:
                     stdinOpen = false
+                    if early == nil, !gate.hasSettled { early = EarlyStdin(gate) }
+                    if let pending = early {
+                        pending.end()  // after the held input, once the process runs
+                        continue
+                    }
                     await gate.process()?.closeStdin()
                 default:
                     continue
@@ -121,6 +129,22 @@ struct RemoteCommandOverWebSocket {
             default:
                 continue
             }
+        }
+    }
+
+    /// Writes the client's stdin once the input held before the start is written: false once the
+    /// process takes no more.
+    private func writeStdin(_ bytes: [UInt8], gate: SizedStart, early: inout EarlyStdin?) async -> Bool {
+        if let pending = early {
+            early = nil
+            guard await pending.drain() else { return false }
+        }
+        guard let process = await gate.process() else { return true }
+        do {
+            try await process.write(bytes)
+            return true
+        } catch {
+            return false
         }
     }
 

@@ -91,6 +91,9 @@ final class SizedStart: Sendable {
         expire()
     }
 
+    /// True once the start is over (the process runs, or it failed): input need not wait for it.
+    var hasSettled: Bool { state.withLock { $0.settled } }
+
     /// False once the session was abandoned: the starter settles with nil instead of starting.
     var shouldStart: Bool { state.withLock { !$0.abandoned } }
 

@@ -18,6 +18,7 @@ final class TestClock: Clock, Sendable {
     /// How many times code slept on this clock.
     var sleepCount: Int { sleeps.withLock { $0 } }
 
+    // sleep: this clock's own sleep: it moves the time and returns at once
     func sleep(until deadline: Instant, tolerance: Duration?) async throws {
         try Task.checkCancellation()
         sleeps.withLock { $0 += 1 }

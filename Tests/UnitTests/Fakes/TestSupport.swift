@@ -13,7 +13,7 @@ func eventually(timeout: Duration = .seconds(5), _ condition: () async throws ->
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))
+        try? await Task.sleep(for: .milliseconds(5))  // sleep: the poll pause
     }
     return try await condition()
 }

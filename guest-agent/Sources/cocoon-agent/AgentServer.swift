@@ -12,7 +12,7 @@ struct AgentServer {
     private let channel: AgentChannel
     private let boot: Cocoon_Agent_V4_BootReport
     /// The current session proved it is the VM's host (its first frame carried the token).
-    private var authenticated = false
+    private(set) var authenticated = false
     /// The id the host chose in its Authenticate: every later frame must carry it. A frame without
     /// it comes from another peer that took the port over unseen (virtio-serial may show no hang-up
     /// when a host drops and another connects at once): the session is closed, never handed on.
@@ -31,11 +31,11 @@ struct AgentServer {
     private var decoder = AgentFrameDecoder()
     private let childFD: Int32
     /// The fd of the current host session (the port itself for serial), or -1.
-    private var sessionFD: Int32 = -1
+    private(set) var sessionFD: Int32 = -1
     private var shutdownRequested = false
     /// Set by Detach (the host is leaving) or by a refused session: nothing is served on the
     /// connection until it has really hung up.
-    private var detached = false
+    private(set) var detached = false
     /// Serves the requests; owns the pod's containers, forwarded ports and settings.
     private var dispatcher: AgentDispatcher<GuestContainers, GuestPorts, GuestPod>
 
@@ -327,16 +327,6 @@ struct AgentServer {
         }
     }
 
-    /// Answers requests whose work finished after they arrived (writes that waited for room).
-    private func sendReplies(_ replies: [DeferredReply]) {
-        for reply in replies where reply.id != 0 {
-            var envelope = Cocoon_Agent_V4_GuestEnvelope()
-            envelope.id = reply.id
-            envelope.response = reply.failure.map(Cocoon_Agent_V4_Response.failure) ?? Cocoon_Agent_V4_Response()
-            send(envelope)
-        }
-    }
-
     private enum Work { case output, input, port }
 
     /// The fds of the containers' processes and of forwarded connections, with what to wait for.
@@ -364,39 +354,8 @@ struct AgentServer {
     }
 
     /// Events raised while no host is connected (a daemon restart), sent when the next session starts.
-    private var backlog: [Outgoing] = []
-    private var backlogBytes = 0
-    private static let backlogLimit = 4 << 20
-
-    private mutating func sendEvent(_ event: Cocoon_Agent_V4_Event) { sendEvent(.event(event)) }
-
-    private mutating func sendEvent(_ outgoing: Outgoing) {
-        guard sessionFD >= 0, authenticated, !detached else {
-            // A forwarded connection lives and dies with its host session.
-            switch outgoing {
-            case .event(let event):
-                if case .portClosed? = event.kind { return }
-            case .stream(let frame):
-                if case .portData = frame.header { return }
-            }
-            backlog.append(outgoing)
-            backlogBytes += outgoing.outputBytes
-            // Over the limit, the oldest output goes first; exits are always kept.
-            while backlogBytes > Self.backlogLimit, let i = backlog.firstIndex(where: { $0.outputBytes > 0 }) {
-                backlogBytes -= backlog[i].outputBytes
-                backlog.remove(at: i)
-            }
-            return
-        }
-        switch outgoing {
-        case .event(let event):
-            var envelope = Cocoon_Agent_V4_GuestEnvelope()
-            envelope.event = event
-            send(envelope)
-        case .stream(let frame):
-            frame.withBytes { write($0) }
-        }
-    }
+    var backlog: [Outgoing] = []
+    var backlogBytes = 0
 
     private mutating func startSession() {
         dispatcher.ports.closeAll()  // the previous session's connections have no reader any more
@@ -417,46 +376,6 @@ struct AgentServer {
         var envelope = Cocoon_Agent_V4_GuestEnvelope()
         envelope.event = event
         send(envelope)
-    }
-
-    /// Sends on an authenticated session only.
-    private func send(_ envelope: Cocoon_Agent_V4_GuestEnvelope) {
-        guard authenticated else { return }
-        writeFrame(envelope)
-    }
-
-    private func writeFrame(_ envelope: Cocoon_Agent_V4_GuestEnvelope) {
-        // try?: an event too large to frame is dropped, never the session
-        guard sessionFD >= 0, let bytes = try? AgentFrame.encode(envelope) else { return }
-        bytes.withUnsafeBytes { write($0) }
-    }
-
-    /// Writes one whole frame to the host. A host that does not read yet is behind on this pod's
-    /// output and holds back on purpose: wait for it, however long (dropping the rest of a frame
-    /// would garble every frame after it); only its hang-up ends the wait.
-    private func write(_ bytes: UnsafeRawBufferPointer) {
-        guard sessionFD >= 0, let base = bytes.baseAddress else { return }
-        var offset = 0
-        var waited = false
-        defer { if waited { Watchdog.endNote() } }
-        while offset < bytes.count {
-            let n = Glibc.write(sessionFD, base + offset, bytes.count - offset)
-            if n > 0 {
-                offset += n
-            } else if n < 0 && (errno == EAGAIN || errno == EINTR) {
-                if !waited { Watchdog.note("waiting for the host to read a frame of \(bytes.count) bytes") }
-                waited = true
-                var p = pollfd(fd: sessionFD, events: Int16(POLLOUT), revents: 0)
-                let ready = poll(&p, 1, 1000)
-                if ready < 0 && errno != EINTR || p.revents & Int16(POLLHUP | POLLERR) != 0 {
-                    log("host gone while it was sent a frame")
-                    return
-                }
-            } else {
-                log("write to host: \(SystemError("write"))")
-                return
-            }
-        }
     }
 
     private mutating func reapChildren() {

@@ -31,115 +31,32 @@ extension GuestContainers {
         _ owner: Owner, _ options: StdioOptions,
         _ body: (ContainerLauncher.Stdio) throws(ContainerCoreError) -> Int32
     ) throws(AgentFailure) -> Int32 {
-        var childEnds: [Int32] = []
-        var agentEnds: [Int32] = []
-        var outputs: [(Int32, Cocoon_Agent_V4_ProcessOutput.Stream)] = []
-        var input: Int32 = -1
-        var terminal: Int32 = -1
-        var console: Int32 = -1
-        func closeAll() {
-            for fd in childEnds + agentEnds { close(fd) }
-        }
+        var ends = StdioEnds()
         let stdio: ContainerLauncher.Stdio
         if options.tty, options.ptmx == nil {
-            var pair: [Int32] = [-1, -1]
-            guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-                throw .internal("terminal socket: \(SystemError("socketpair"))")
-            }
-            childEnds.append(pair[1])
-            agentEnds.append(pair[0])
-            console = pair[0]
-            stdio = ContainerLauncher.Stdio(terminal: true, console: pair[1])
+            stdio = try ends.openConsole()
         } else if options.tty, let ptmx = options.ptmx {
-            var master: Int32 = -1
-            var slave: Int32 = -1
-            guard cocoon_open_pty(ptmx, &master, &slave) == 0 else {
-                throw .internal("terminal from \(ptmx): \(SystemError("open pty"))")
-            }
-            childEnds.append(slave)
-            agentEnds.append(master)
-            outputs.append((master, .stdout))
-            // Sized before the process runs, so its first `stty size` sees what the client has.
-            if let size = options.size, cocoon_set_winsize(master, size.rows, size.columns) != 0 {
-                closeAll()
-                throw .internal("terminal size: \(SystemError("ioctl"))")
-            }
-            terminal = dup(master)
-            if terminal >= 0 { agentEnds.append(terminal) }
-            if options.stdin {
-                input = dup(master)
-                if input >= 0 { agentEnds.append(input) }
-            }
-            guard terminal >= 0, !options.stdin || input >= 0 else {
-                closeAll()
-                throw .internal("dup terminal: \(SystemError("dup"))")
-            }
-            stdio = ContainerLauncher.Stdio(input: slave, output: slave, error: slave, terminal: true)
+            stdio = try ends.openTerminal(ptmx, options)
         } else {
-            var fds: [Int32] = []
-            for _ in 0..<(options.stdin ? 3 : 2) {
-                var pair: [Int32] = [-1, -1]
-                guard pipe(&pair) == 0 else {
-                    closeAll()
-                    throw .internal("pipe: \(SystemError("pipe"))")
-                }
-                for fd in pair { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-                fds += pair
-                childEnds += pair  // until sorted below: closed on failure either way
-            }
-            // fds: [out read, out write, err read, err write, (in read, in write)]
-            childEnds = [fds[1], fds[3]]
-            agentEnds += [fds[0], fds[2]]
-            outputs = [(fds[0], .stdout), (fds[2], .stderr)]
-            if options.stdin {
-                childEnds.append(fds[4])
-                agentEnds.append(fds[5])
-                input = fds[5]
-            }
-            stdio = ContainerLauncher.Stdio(
-                input: options.stdin ? fds[4] : -1, output: fds[1], error: fds[3])
+            stdio = try ends.openPipes(options)
         }
         let pid: Int32
         do {
             pid = try body(stdio)
         } catch {
-            closeAll()
+            ends.closeAll()
             switch error {
             case .invalidSpec(let m): throw .invalid(m)
             case .notFound(let m): throw .notFound(m)
             default: throw .internal("\(error)")
             }
         }
-        for fd in childEnds { close(fd) }
-        if console >= 0 {
-            // The process sent its terminal before it exec'd, so before `body` returned.
-            func abandon(_ why: String) -> AgentFailure {
-                kill(pid, SIGKILL)
-                var status: Int32 = 0
-                waitpid(pid, &status, 0)
-                for fd in agentEnds { close(fd) }
-                return .internal(why)
-            }
-            let master: Int32
-            do {
-                master = try ContainerLauncher.receiveTerminal(console)
-            } catch {
-                throw abandon("\(error)")
-            }
-            close(console)
-            agentEnds = [master]
-            outputs = [(master, .stdout)]
-            terminal = dup(master)
-            input = options.stdin ? dup(master) : -1
-            agentEnds += [terminal, input].filter { $0 >= 0 }
-            guard terminal >= 0, !options.stdin || input >= 0 else {
-                throw abandon("dup terminal: \(SystemError("dup"))")
-            }
-        }
-        for fd in agentEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
-        for (fd, stream) in outputs { pipes[fd] = (owner, stream) }
-        if input >= 0 { inputs[owner] = ProcessInput(fd: input) }
-        if terminal >= 0 { terminals[owner] = terminal }
+        for fd in ends.childEnds { close(fd) }
+        if ends.console >= 0 { try ends.receiveTerminal(of: pid, stdin: options.stdin) }
+        for fd in ends.agentEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        for (fd, stream) in ends.outputs { pipes[fd] = (owner, stream) }
+        if ends.input >= 0 { inputs[owner] = ProcessInput(fd: ends.input) }
+        if ends.terminal >= 0 { terminals[owner] = ends.terminal }
         if options.window > 0 { windows[owner] = OutputWindow(limit: options.window) }
         return pid
     }
@@ -218,5 +135,118 @@ extension GuestContainers {
         var events: [Outgoing] = []
         for fd in pipes.filter({ $0.value.0 == owner }).map(\.key) { events += drain(fd) }
         return events
+    }
+}
+
+/// The fds `withStdio` makes for a new process: the child's ends (closed once it started), the
+/// agent's ends, and which of those carry output, stdin and the terminal.
+private struct StdioEnds {
+    var childEnds: [Int32] = []
+    var agentEnds: [Int32] = []
+    var outputs: [(Int32, Cocoon_Agent_V4_ProcessOutput.Stream)] = []
+    var input: Int32 = -1
+    var terminal: Int32 = -1
+    var console: Int32 = -1
+
+    /// Closes every fd made so far (a failed start).
+    func closeAll() {
+        for fd in childEnds + agentEnds { close(fd) }
+    }
+
+    /// A socket on which a container's first process sends the terminal it opens in its own devpts.
+    mutating func openConsole() throws(AgentFailure) -> ContainerLauncher.Stdio {
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw .internal("terminal socket: \(SystemError("socketpair"))")
+        }
+        childEnds.append(pair[1])
+        agentEnds.append(pair[0])
+        console = pair[0]
+        return ContainerLauncher.Stdio(terminal: true, console: pair[1])
+    }
+
+    /// A terminal from `ptmx` (an exec's, from its container's devpts), sized as `options` asks.
+    mutating func openTerminal(_ ptmx: String, _ options: StdioOptions) throws(AgentFailure)
+        -> ContainerLauncher.Stdio
+    {
+        var master: Int32 = -1
+        var slave: Int32 = -1
+        guard cocoon_open_pty(ptmx, &master, &slave) == 0 else {
+            throw .internal("terminal from \(ptmx): \(SystemError("open pty"))")
+        }
+        childEnds.append(slave)
+        agentEnds.append(master)
+        outputs.append((master, .stdout))
+        // Sized before the process runs, so its first `stty size` sees what the client has.
+        if let size = options.size, cocoon_set_winsize(master, size.rows, size.columns) != 0 {
+            closeAll()
+            throw .internal("terminal size: \(SystemError("ioctl"))")
+        }
+        terminal = dup(master)
+        if terminal >= 0 { agentEnds.append(terminal) }
+        if options.stdin {
+            input = dup(master)
+            if input >= 0 { agentEnds.append(input) }
+        }
+        guard terminal >= 0, !options.stdin || input >= 0 else {
+            closeAll()
+            throw .internal("dup terminal: \(SystemError("dup"))")
+        }
+        return ContainerLauncher.Stdio(input: slave, output: slave, error: slave, terminal: true)
+    }
+
+    /// Pipes for stdout and stderr, and for stdin if `options` asks for it.
+    mutating func openPipes(_ options: StdioOptions) throws(AgentFailure) -> ContainerLauncher.Stdio {
+        var fds: [Int32] = []
+        for _ in 0..<(options.stdin ? 3 : 2) {
+            var pair: [Int32] = [-1, -1]
+            guard pipe(&pair) == 0 else {
+                closeAll()
+                throw .internal("pipe: \(SystemError("pipe"))")
+            }
+            for fd in pair { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            fds += pair
+            childEnds += pair  // until sorted below: closed on failure either way
+        }
+        // fds: [out read, out write, err read, err write, (in read, in write)]
+        childEnds = [fds[1], fds[3]]
+        agentEnds += [fds[0], fds[2]]
+        outputs = [(fds[0], .stdout), (fds[2], .stderr)]
+        if options.stdin {
+            childEnds.append(fds[4])
+            agentEnds.append(fds[5])
+            input = fds[5]
+        }
+        return ContainerLauncher.Stdio(
+            input: options.stdin ? fds[4] : -1, output: fds[1], error: fds[3])
+    }
+
+    /// Takes the terminal master the started process `pid` sent on the console socket, which then
+    /// carries its output (and stdin); on failure kills and reaps the process and closes the agent's ends.
+    mutating func receiveTerminal(of pid: Int32, stdin: Bool) throws(AgentFailure) {
+        // The process sent its terminal before it exec'd, so before `body` returned.
+        func abandon(_ why: String) -> AgentFailure {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            // blocking: the agent's own thread (not a cooperative pool); just killed
+            waitpid(pid, &status, 0)
+            for fd in agentEnds { close(fd) }
+            return .internal(why)
+        }
+        let master: Int32
+        do {
+            master = try ContainerLauncher.receiveTerminal(console)
+        } catch {
+            throw abandon("\(error)")
+        }
+        close(console)
+        agentEnds = [master]
+        outputs = [(master, .stdout)]
+        terminal = dup(master)
+        input = stdin ? dup(master) : -1
+        agentEnds += [terminal, input].filter { $0 >= 0 }
+        guard terminal >= 0, !stdin || input >= 0 else {
+            throw abandon("dup terminal: \(SystemError("dup"))")
+        }
     }
 }
