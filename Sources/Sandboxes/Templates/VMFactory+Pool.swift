@@ -42,12 +42,7 @@ extension VMFactory {
     /// Starts a refill of the handler's pool unless one runs.
     func refillPool(_ name: String, _ handler: RuntimeHandler) {
         guard !stopping, work[name] == nil, handler.poolSize > 0 else { return }
-        work[name] = Task { await self.refillWork(name, handler) }
-    }
-
-    private func refillWork(_ name: String, _ handler: RuntimeHandler) async {
-        defer { work[name] = nil }
-        await fillPool(name, handler)
+        startWork(name) { await self.fillPool(name, handler) }
     }
 
     /// Restores clones one at a time until the pool has its size (or the template changes, or the
@@ -171,9 +166,8 @@ extension VMFactory {
     /// Ends pool VMs of a template that is no longer current, without holding up the caller.
     func retire(_ vms: [PoolVM]) {
         guard !vms.isEmpty else { return }
-        work["retire-" + vms[0].id] = Task {
+        startWork("retire-" + vms[0].id) {
             for vm in vms { await self.end(vm) }
-            self.work["retire-" + vms[0].id] = nil
         }
     }
 

@@ -44,7 +44,7 @@ extension VMFactory {
     /// Ends template builds and pool refills (the daemon is stopping), and the pools' VMs.
     func stop() async {
         stopping = true
-        let running = Array(work.values)
+        let running = work.values.map(\.task)
         for task in running { task.cancel() }
         for task in running { await task.value }
         await drainPools()
@@ -63,7 +63,7 @@ extension VMFactory {
         }
         guard !stopping, work[name] == nil else { return nil }
         if let failed = failedAt[name], ContinuousClock.now - failed < .seconds(60) { return nil }
-        work[name] = Task { await self.prepareTemplate(name, handler, hypervisor: hypervisor) }
+        startWork(name) { await self.prepareTemplate(name, handler, hypervisor: hypervisor) }
         return nil
     }
 
@@ -77,14 +77,13 @@ extension VMFactory {
                 throw .failedPrecondition("runtime handler \(name): its hypervisor cannot make templates here")
             }
             guard !stopping else { throw .unavailable("the daemon is stopping") }
-            if let running = work[name] { await running.value }
+            // Whatever runs for it ends first (a refill may start while one is awaited).
+            while let running = work[name] { await running.task.value }
             templates[name] = nil
             retire(pools.removeValue(forKey: name) ?? [])
             TemplateFiles.remove(templateDir(name))
             failedAt[name] = nil
-            let rebuilding = Task { await self.prepareTemplate(name, h, hypervisor: hypervisor) }
-            work[name] = rebuilding
-            await rebuilding.value
+            await startWork(name) { await self.prepareTemplate(name, h, hypervisor: hypervisor) }.value
             guard templates[name] != nil else {
                 throw .internalError("the template of handler \(name) could not be built (the daemon's log says why)")
             }
@@ -113,7 +112,6 @@ extension VMFactory {
     /// Loads the saved template, or builds one when there is none, it is stale or it is damaged;
     /// then fills the handler's pool.
     private func prepareTemplate(_ name: String, _ handler: RuntimeHandler, hypervisor: any Hypervisor) async {
-        defer { work[name] = nil }
         let inputs = TemplateKey.inputs(handler, qemu: hypervisor.qemuBinary)
         let dir = templateDir(name)
         do {

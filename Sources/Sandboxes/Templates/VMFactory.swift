@@ -22,7 +22,8 @@ actor VMFactory {
     /// Templates ready for clones, by handler name; the work loading or building them and filling
     /// their pools (owned here, cancelled by `stop`); when a build last failed.
     var templates: [String: LoadedTemplate] = [:]
-    var work: [String: Task<Void, Never>] = [:]
+    var work: [String: Work] = [:]
+    private var lastWorkID: UInt64 = 0
     var failedAt: [String: ContinuousClock.Instant] = [:]
     var stopping = false
     /// Clones restored ahead of time, by handler name.
@@ -48,6 +49,28 @@ actor VMFactory {
     nonisolated func eventLink(_ owner: EventOwner) -> (credit: EventCredit, forward: @Sendable (AgentEvent) -> Void) {
         let credit = EventCredit()
         return (credit, { [events] in events.yield(PodAgentEvent(podID: owner.id, event: $0, credit: credit)) })
+    }
+
+    /// A task of the factory's (a template's loading or building, a pool's refill, retiring VMs)
+    /// and the number that tells it from the next one under the same key.
+    struct Work {
+        let id: UInt64
+        let task: Task<Void, Never>
+    }
+
+    /// Starts `body` as the work under `key` (cancelled by `stop`); its entry goes when it ends,
+    /// unless a later work has taken the key meanwhile.
+    @discardableResult
+    func startWork(_ key: String, _ body: @escaping @Sendable () async -> Void) -> Task<Void, Never> {
+        lastWorkID &+= 1
+        let id = lastWorkID
+        // Runs on this actor: it cannot end before its entry below is in.
+        let task = Task {
+            await body()
+            if self.work[key]?.id == id { self.work[key] = nil }
+        }
+        work[key] = Work(id: id, task: task)
+        return task
     }
 
     // MARK: VM users
