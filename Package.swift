@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "cocoond", targets: ["cocoond"]),
         .executable(name: "cocoonctl", targets: ["cocoonctl"]),
         .executable(name: "cocoon-agent", targets: ["cocoon-agent"]),
+        .executable(name: "cocoon-pause", targets: ["cocoon-pause"]),
     ],
     dependencies: [
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -243,6 +244,10 @@ let package = Package(
             dependencies: ["CLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
+        // A native pod's infra process: holds its namespaces, reaps its orphans as PID 1. C, static.
+        .executableTarget(
+            name: "cocoon-pause",
+            linkerSettings: [.unsafeFlags(["-static-executable", "-Xlinker", "--gc-sections", "-Xlinker", "-s"])]),
         // The guest agent: PID 1 inside each pod VM. Only Glibc and SwiftProtobuf, to stay small.
         .executableTarget(
             name: "cocoon-agent",

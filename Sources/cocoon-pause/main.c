@@ -1,0 +1,38 @@
+// cocoon-pause: the infra process of a native pod. It holds the pod's namespaces by living in
+// them and, as PID 1 of a PID namespace its containers share, reaps the orphans the kernel hands
+// it. SIGINT and SIGTERM end it with status 0. It does nothing else: no output, no files, no
+// allocation. Signals are blocked except inside sigsuspend, so none is missed between the checks.
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static volatile sig_atomic_t stopRequested;
+
+static void onStop(int signal) {
+    (void)signal;
+    stopRequested = 1;
+}
+
+static void onChild(int signal) { (void)signal; }
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "-v") == 0) {
+        puts("cocoon-pause 1");
+        return 0;
+    }
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    struct sigaction stop = {.sa_handler = onStop};
+    sigaction(SIGINT, &stop, NULL);
+    sigaction(SIGTERM, &stop, NULL);
+    struct sigaction child = {.sa_handler = onChild, .sa_flags = SA_NOCLDSTOP};
+    sigaction(SIGCHLD, &child, NULL);
+    for (;;) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        if (stopRequested) return 0;
+        sigsuspend(&none);
+    }
+}
