@@ -56,6 +56,12 @@ enum ContainerTranslation {
                 $0.containerPath = m.containerPath
                 $0.hostPath = m.hostPath
                 $0.readonly = m.readOnly
+                $0.recursiveReadOnly = m.recursiveReadOnly ?? false
+                // As it was asked and applied (bidirectional is refused at creation).
+                switch m.propagation ?? .private {
+                case .private: $0.propagation = .propagationPrivate
+                case .hostToContainer: $0.propagation = .propagationHostToContainer
+                }
             }
         }
         return s
