@@ -81,7 +81,9 @@ public struct PodShare: Sendable {
         guard cocoon_has_mount_setattr() == 1 else {
             throw .failedPrecondition("the host kernel lacks mount_setattr (Linux 5.12): volumes cannot be shared")
         }
-        let source = try VolumeSource(volume.hostPath, field: field, forbidden: forbidden)
+        // The CRI client is trusted: a host path that is a symlink is resolved once, here, as
+        // containerd does; what it names is then held by descriptor and checked.
+        let source = try VolumeSource(volume.hostPath, field: field, forbidden: forbidden, followLast: true)
         let name = Self.name(source, volume)
         let target = mountsDir + "/" + name
         try addUser(user, of: name)

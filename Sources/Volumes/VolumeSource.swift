@@ -4,10 +4,11 @@ import Glibc
 
 /// A volume's source on the host, opened as an O_PATH descriptor: its parent directories are
 /// resolved (the kubelet's own paths may go through symlinks, never through a /proc magic link),
-/// its last component is not (a symlink there, perhaps planted through another pod's volume, is
-/// refused) unless `followLast`, and what the descriptor turned out to be, by the kernel's own path
-/// for it (not the string that was asked for: a symlink swapped meanwhile changes nothing), is
-/// checked against the places no pod may see.
+/// its last component too with `followLast` (the CRI client's volumes: a hostPath may be a
+/// symlink, resolved once here, as containerd does) or else refused when it is a symlink. What the
+/// descriptor turned out to be, by the kernel's own path for it (not the string that was asked
+/// for: a symlink swapped meanwhile changes nothing), is checked against the places no pod may
+/// see, and every later walk stays beneath the descriptor.
 public struct VolumeSource: ~Copyable {
     public let fd: Int32
     /// The path the kernel has for the opened source (for checks and messages).

@@ -325,6 +325,31 @@ struct SharedVolumeTests {
         }
     }
 
+    /// A hostPath that is a symlink (the CRI validation suite's `[Conformance]` case; the kubelet
+    /// passes such paths): resolved once on the host, the container sees the directory it names.
+    @Test func aSymlinkedHostPathIsResolvedOnTheHost() async throws {
+        try await withDaemon { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let real = daemon.root + "/vols/real"
+            try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: true)
+            try "through the link".write(toFile: real + "/f", atomically: true, encoding: .utf8)
+            let link = daemon.root + "/vols/link"
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: real)
+            let pod = podConfig("symlink-\(UInt32.random(in: 0...UInt32.max))")
+            try await daemon.withRuntime { rt in
+                try await withTestPod(rt, pod) { podID in
+                    var request = containerRequest("c", ["sleep", "1000"], pod: pod, podID: podID, image: Self.busybox)
+                    request.config.mounts = [Self.volume(link, "/data")]
+                    let id = try await runContainer(rt, request)
+                    let read = try await execScript(rt, id, "cat /data/f && echo back > /data/g")
+                    #expect(read.out == "through the link" && read.code == 0, "\(read)")
+                    #expect((try? String(contentsOfFile: real + "/g", encoding: .utf8)) == "back\n")
+                }
+            }
+            #expect(Self.leftovers(daemon).isEmpty, "\(Self.leftovers(daemon))")
+        }
+    }
+
     @Test func aLibvirtPodSharesVolumesToo() async throws {
         try await withDaemon { daemon in
             try await withVolumePod(daemon, handler: "libvirt") { rt, id, vol in
