@@ -322,12 +322,23 @@ struct TestNetwork: Sendable {
     let leaseDir: String
     private static let counter = Mutex(0)
 
+    /// A subnet no daemon of this process has had, and none that anything on the host still uses:
+    /// a bridge or portmap's NAT rules left by an earlier (killed) run would show in this one's
+    /// checks for leftovers.
     static func next(root: String) -> TestNetwork {
-        let n = counter.withLock { value -> Int in
-            value += 1
-            return value
+        let nat = (try? HostProcess.runBlocking(["/usr/sbin/iptables-save", "-t", "nat"]).output) ?? ""  // try?: none
+        var index = 0
+        for _ in 0..<250 {
+            let n = counter.withLock { value -> Int in
+                value += 1
+                return value
+            }
+            index = (Int(getpid()) * 13 + n) % 250 + 1
+            let used =
+                FileManager.default.fileExists(atPath: "/sys/class/net/ccit\(index)")
+                || nat.contains("10.213.\(index).") || nat.contains("\"cocoon-it-\(index)\"")
+            if !used { break }
         }
-        let index = (Int(getpid()) * 13 + n) % 250 + 1
         return TestNetwork(bridge: "ccit\(index)", subnetIndex: index, leaseDir: root + "/ipam")
     }
 
