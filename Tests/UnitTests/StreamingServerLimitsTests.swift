@@ -22,22 +22,6 @@ import Testing
         }
     }
 
-    /// A TCP connection to 127.0.0.1:port that sends nothing.
-    func connectSilently(_ port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard fd >= 0, rc == 0 else { throw CocoonError.internalError("connect: \(errno)") }
-        return fd
-    }
-
     /// True when the server closed the connection within `seconds` (a read sees EOF or a reset).
     /// Checked without blocking a thread of the pool the server's tasks need.
     func closedByServer(_ fd: Int32, within seconds: Double) async throws -> Bool {
@@ -60,14 +44,14 @@ import Testing
         let port = try #require(Int(server.baseURL.split(separator: ":").last ?? ""))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await server.run() }
-            let held = try (0..<3).map { _ in try connectSilently(port) }
+            let held = try (0..<3).map { _ in try connectToLoopback(port) }
             defer { for fd in held { close(fd) } }
             // Accepted and counted before the fourth comes (the server accepts once its task runs:
             // other suites running beside this one may hold the pool's threads for a while).
             // sleep: a poll pause; the loop checks the condition
             for _ in 0..<1000 where server.openConnections < 3 { try await Task.sleep(for: .milliseconds(20)) }
             #expect(server.openConnections == 3)
-            let surplus = try connectSilently(port)
+            let surplus = try connectToLoopback(port)
             defer { close(surplus) }
             #expect(try await closedByServer(surplus, within: 2), "a connection over the cap is closed at once")
             for fd in held { #expect(try await !closedByServer(fd, within: 0), "the first three are still open") }

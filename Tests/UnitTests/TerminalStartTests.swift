@@ -69,21 +69,10 @@ import Testing
     }
 
     private static func blockingExchange(port: Int, _ data: [UInt8]) throws -> [UInt8] {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw CocoonError.internalError("socket: \(errno)") }
+        let fd = try connectToLoopback(port)
         defer { close(fd) }
         var timeout = timeval(tv_sec: 30, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard rc == 0 else { throw CocoonError.internalError("connect: \(errno)") }
         guard data.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, 0) }) == data.count else {
             throw CocoonError.internalError("send: \(errno)")
         }

@@ -1,4 +1,6 @@
+import Errors
 import Foundation
+import Glibc
 import Synchronization
 
 /// A fresh directory under /tmp for one test's state root.
@@ -23,4 +25,24 @@ final class Shared<Value: Sendable>: Sendable {
     private let value: Mutex<Value>
     init(_ initial: Value) { value = Mutex(initial) }
     func withLock<R>(_ body: (inout Value) -> R) -> R { value.withLock { body(&$0) } }
+}
+
+/// A blocking TCP connection to 127.0.0.1:port.
+func connectToLoopback(_ port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard fd >= 0, rc == 0 else {
+        let code = errno
+        if fd >= 0 { close(fd) }
+        throw CocoonError.internalError("connect to 127.0.0.1:\(port): errno \(code)")
+    }
+    return fd
 }
