@@ -12,7 +12,10 @@ privileged busybox container each with a host directory mounted at /vol. In each
 Each is timed inside its own system by /proc/uptime (10 ms resolution). Then, per cache mode, how
 long a host change takes to show in the guest: an append to a file, and a ConfigMap-style `..data`
 symlink swap, each seen by a guest loop; measured from the host's write to the ExecSync's return
-(so it includes the reply, shown beside as the `true` ExecSync round trip). Medians.
+(so it includes the reply, shown beside as the `true` ExecSync round trip). And how long a line
+one container appends to the shared volume takes to show in a second container of the same pod
+(by the guest's clock: the writer's after its append, the reader's when its 5 ms poll sees it),
+beside the same two processes on one file of the guest's own tmpfs. Medians.
 """
 import os, shutil, statistics, subprocess, sys, tempfile, threading, time
 
@@ -117,6 +120,28 @@ def visibility(cid, hostdir, kind):
     return result["t"] - t0 if result.get("seen") else None
 
 
+def peer_latency(writer, reader, writer_path, reader_path):
+    """Guest seconds from one container's append to another's poll seeing it, or None (10 s)."""
+    token = f"P{time.monotonic_ns()}"
+    guest_sh(writer, f"echo start >> {writer_path}")
+    result = {}
+
+    def wait():
+        result["p"] = guest_sh(
+            reader, f"until grep -q {token} {reader_path} 2>/dev/null; do usleep 5000; done; "
+            "read t _ </proc/uptime; echo $t", timeout=10)
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(1.5)  # the reader's loop runs
+    w = guest_sh(writer, f"echo {token} >> {writer_path}; read t _ </proc/uptime; echo $t")
+    t.join()
+    try:
+        return float(result["p"].stdout.split()[-1]) - float(w.stdout.split()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
 handlers = "".join(
     f'[handlers.{"cocoon" if m == "auto" else "vfs-" + m}]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\n'
     f'initrd = "{guest}/initrd.cpio"\nmemory_mib = 1536\nvcpus = 1\naccel = "tcg"\nshared_fs_cache = "{m}"\n'
@@ -148,6 +173,10 @@ try:
         pods[m] = ctl("runp", "--runtime", runtime, f"{root}/pod-{m}.yaml").stdout.strip()
         ctrs[m] = ctl("create", pods[m], f"{root}/ctr-{m}.yaml", f"{root}/pod-{m}.yaml").stdout.strip()
         ctl("start", ctrs[m])
+    with open(f"{root}/ctr-auto.yaml") as f, open(f"{root}/ctr-peer.yaml", "w") as g:
+        g.write(f.read().replace("name: bench", "name: peer"))
+    peer = ctl("create", pods["auto"], f"{root}/ctr-peer.yaml", f"{root}/pod-auto.yaml").stdout.strip()
+    ctl("start", peer)
     guest_sh(ctrs["auto"], "mkdir -p /bench")
     hostref = f"{root}/host"
     os.makedirs(hostref)
@@ -162,6 +191,8 @@ try:
         for m in MODES:
             for kind in ["append", "..data swap"]:
                 latency.setdefault((m, kind), []).append(visibility(ctrs[m], hostdirs[m], kind))
+        latency.setdefault(("peer", "virtio-fs"), []).append(peer_latency(ctrs["auto"], peer, "/vol/peer", "/vol/peer"))
+        latency.setdefault(("peer", "tmpfs"), []).append(peer_latency(ctrs["auto"], ctrs["auto"], "/tmp/peer", "/tmp/peer"))
         for _ in range(3):
             t0 = time.monotonic()
             ctl("exec", "--sync", ctrs["auto"], "true")
@@ -193,3 +224,9 @@ for m in MODES:
         text = f"{med(seen) * 1000:6.0f} ms" if seen else "   never"
         cells.append(f"{kind}: {text}" + (f" ({missed} of {len(latency[(m, kind)])} not seen in 10 s)" if missed else ""))
     print(f"  cache={m:7} " + "   ".join(cells))
+peer = [x for x in latency[("peer", "virtio-fs")] if x is not None]
+local = [x for x in latency[("peer", "tmpfs")] if x is not None]
+if peer and local:
+    print(f"\ncontainer -> container append seen (guest clock, 5 ms poll): shared volume {med(peer) * 1000:.0f} ms "
+          f"(max {max(peer) * 1000:.0f}) vs one file on the guest's tmpfs {med(local) * 1000:.0f} ms; "
+          f"{len(latency[('peer', 'virtio-fs')]) - len(peer)} not seen in 10 s")

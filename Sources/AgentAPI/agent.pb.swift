@@ -1644,6 +1644,10 @@ public nonisolated struct Cocoon_Agent_V4_ProcessExit: Sendable {
 
   public var oomKilled: Bool = false
 
+  /// When the agent saw it end (unix ns by the agent's clock; 0: unknown). The host keeps it only
+  /// within the process's life as the host saw it (a guest's clock is the guest's).
+  public var exitedAtNs: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4568,7 +4572,7 @@ nonisolated extension Cocoon_Agent_V4_ProcessOutput.Stream: SwiftProtobuf._Proto
 
 nonisolated extension Cocoon_Agent_V4_ProcessExit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ProcessExit"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{3}exit_code\0\u{3}oom_killed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}container_id\0\u{3}exec_id\0\u{3}exit_code\0\u{3}oom_killed\0\u{3}exited_at_ns\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4580,6 +4584,7 @@ nonisolated extension Cocoon_Agent_V4_ProcessExit: SwiftProtobuf.Message, SwiftP
       case 2: try { try decoder.decodeSingularStringField(value: &self.execID) }()
       case 3: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.oomKilled) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.exitedAtNs) }()
       default: break
       }
     }
@@ -4598,6 +4603,9 @@ nonisolated extension Cocoon_Agent_V4_ProcessExit: SwiftProtobuf.Message, SwiftP
     if self.oomKilled != false {
       try visitor.visitSingularBoolField(value: self.oomKilled, fieldNumber: 4)
     }
+    if self.exitedAtNs != 0 {
+      try visitor.visitSingularInt64Field(value: self.exitedAtNs, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4606,6 +4614,7 @@ nonisolated extension Cocoon_Agent_V4_ProcessExit: SwiftProtobuf.Message, SwiftP
     if lhs.execID != rhs.execID {return false}
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.oomKilled != rhs.oomKilled {return false}
+    if lhs.exitedAtNs != rhs.exitedAtNs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -153,7 +153,8 @@ public enum AgentEvent: Sendable, Equatable {
     public enum Stream: Sendable, Equatable { case stdout, stderr }
     /// `execID` is empty for the container's own process.
     case output(containerID: String, execID: String, stream: Stream, data: [UInt8])
-    case exit(containerID: String, execID: String, exitCode: Int32, oomKilled: Bool)
+    /// `exitedAtNs`: when the agent saw it end, by its clock (0: not said); see `exitTime`.
+    case exit(containerID: String, execID: String, exitCode: Int32, oomKilled: Bool, exitedAtNs: Int64 = 0)
     /// Bytes from the pod's side of a forwarded connection.
     case portData(connection: UInt64, data: [UInt8])
     /// The pod's side ended (error empty: EOF); nothing more comes on the connection.

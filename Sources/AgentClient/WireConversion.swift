@@ -116,7 +116,9 @@ extension AgentEvent {
                 containerID: o.containerID, execID: o.execID, stream: o.stream == .stderr ? .stderr : .stdout,
                 data: [UInt8](o.data))
         case .exit(let x)?:
-            self = .exit(containerID: x.containerID, execID: x.execID, exitCode: x.exitCode, oomKilled: x.oomKilled)
+            self = .exit(
+                containerID: x.containerID, execID: x.execID, exitCode: x.exitCode, oomKilled: x.oomKilled,
+                exitedAtNs: x.exitedAtNs)
         case .portData(let d)?:
             self = .portData(connection: d.connectionID, data: [UInt8](d.data))
         case .portClosed(let c)?:

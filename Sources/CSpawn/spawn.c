@@ -145,7 +145,7 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
     if (syscall(SYS_setgroups, l->group_count, l->groups) != 0) child_fail(2, "setgroups");
     if (syscall(SYS_setresgid, l->gid, l->gid, l->gid) != 0) child_fail(2, "setresgid");
     if (syscall(SYS_setresuid, l->uid, l->uid, l->uid) != 0) child_fail(2, "setresuid");
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(2, "no_new_privs");
+    if (!l->keep_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(2, "no_new_privs");
     execve(path, argv, envp);
     child_fail(2, path);
     return 0;

@@ -189,10 +189,17 @@ public enum ConfigLoader {
             ],
             at: where_)
         guard let backendName = try string(t, "backend", where_) else {
-            throw ConfigError("\(where_): backend is required (qemu or libvirt)")
+            throw ConfigError("\(where_): backend is required (qemu, libvirt or native)")
         }
         guard let backend = Backend(rawValue: backendName) else {
-            throw ConfigError("\(where_): backend \"\(backendName)\" is not one of qemu, libvirt")
+            throw ConfigError("\(where_): backend \"\(backendName)\" is not one of qemu, libvirt, native")
+        }
+        if backend == .native {
+            for key in t.keys where key != "backend" {
+                throw ConfigError(
+                    "\(where_): \(key) does not apply to backend = \"native\" (its pods run on the host, in no VM)")
+            }
+            return RuntimeHandler(backend: .native)
         }
         var h = RuntimeHandler(backend: backend)
         h.kernel = try path(t, "kernel", where_) ?? h.kernel

@@ -4,16 +4,28 @@ import SystemFiles
 
 /// One cgroup v2 directory: created with the cpu, memory and pids controllers enabled above it,
 /// limited from `Resources`, read for stats and OOM kills, and removed when its processes are gone.
+/// On a cgroup v1 host (a native pod's containers) the same path is a `CgroupV1` in each hierarchy.
 public struct Cgroup: Sendable, Equatable {
     public let path: String
+    /// Set on a v1 host: every call goes to it.
+    public let v1: CgroupV1?
 
-    public init(path: String) { self.path = path }
+    public init(path: String, v1: CgroupV1? = nil) {
+        self.path = path
+        self.v1 = v1
+    }
 
     /// Creates the directory (and its parents), enabling the controllers on the way down from `root`.
     public static func create(_ path: String, root: String = "/sys/fs/cgroup", resources: Resources)
         throws(ContainerCoreError) -> Cgroup
     {
         guard path.hasPrefix(root + "/") else { throw .invalidSpec("cgroup path \(path) is not under \(root)") }
+        if !CgroupV1.unified(root) {
+            let v1 = CgroupV1(relative: String(path.dropFirst(root.count)), root: root)
+            try v1.create()
+            try v1.apply(resources)
+            return Cgroup(path: path, v1: v1)
+        }
         var current = root
         for component in path.dropFirst(root.count + 1).split(separator: "/") {
             // Best effort: a controller the kernel lacks simply stays off.
@@ -29,6 +41,7 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     public func apply(_ r: Resources) throws(ContainerCoreError) {
+        if let v1 { return try v1.apply(r) }
         if let memory = r.memoryLimitBytes, memory > 0 {
             try set("memory.max", "\(memory)")
             _ = FileText.write("0", to: path + "/memory.swap.max")
@@ -43,12 +56,16 @@ public struct Cgroup: Sendable, Equatable {
         }
     }
 
-    public func add(pid: Int32) throws(ContainerCoreError) { try set("cgroup.procs", "\(pid)") }
+    public func add(pid: Int32) throws(ContainerCoreError) {
+        if let v1 { return try v1.add(pid: pid) }
+        try set("cgroup.procs", "\(pid)")
+    }
 
     /// runc's default device allow-list for everything in this cgroup (an eBPF device program): any
     /// device node may be made, but only null, zero, full, random, urandom, tty, ptmx, the pty
     /// slaves and /dev/net/tun may be opened; a serial port or a disk made with mknod cannot.
     public func restrictDevices() throws(ContainerCoreError) {
+        if let v1 { return try v1.restrictDevices() }
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw .errno("open cgroup \(path)") }
         defer { close(fd) }
@@ -66,6 +83,7 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     public func stats() -> Stats {
+        if let v1 { return v1.stats() }
         var s = Stats()
         s.cpuUsageNanos = (keyed("cpu.stat")["usage_usec"] ?? 0) * 1000
         s.memoryBytes = number("memory.current") ?? 0
@@ -77,10 +95,14 @@ public struct Cgroup: Sendable, Equatable {
     }
 
     /// Kills every process in the cgroup (cgroup.kill, Linux 5.14+).
-    public func killAll() { _ = FileText.write("1", to: path + "/cgroup.kill") }
+    public func killAll() {
+        if let v1 { return v1.killAll() }
+        _ = FileText.write("1", to: path + "/cgroup.kill")
+    }
 
     /// Removes the directory; fails while processes remain.
     public func remove() throws(ContainerCoreError) {
+        if let v1 { return try v1.remove() }
         if rmdir(path) != 0 && errno != ENOENT { throw .errno("remove cgroup \(path)") }
     }
 

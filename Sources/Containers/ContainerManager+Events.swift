@@ -20,7 +20,7 @@ extension ContainerManager {
             } else if !routes.execOutput(execID, pod: tagged.podID, container: containerID, stream: stream, data) {
                 execs.output(execID, container: containerID, stream: stream, data)
             }
-        case .exit(let containerID, let execID, let exitCode, let oomKilled):
+        case .exit(let containerID, let execID, let exitCode, let oomKilled, let exitedAtNs):
             guard records[containerID]?.sandboxID == tagged.podID else { return dropped(tagged, containerID) }
             if execID.isEmpty {
                 let reason = oomKilled ? "OOMKilled" : (exitCode == 0 ? "Completed" : "Error")
@@ -28,7 +28,11 @@ extension ContainerManager {
                 do {
                     try change(
                         containerID,
-                        .exited(code: exitCode, reason: reason, message: message, atNs: HostProcess.nowNs()))
+                        .exited(
+                            code: exitCode, reason: reason, message: message,
+                            atNs: Self.exitTime(
+                                reported: exitedAtNs, startedAtNs: records[containerID]?.startedAtNs,
+                                receivedAtNs: HostProcess.nowNs())))
                 } catch {
                     // No caller to fail: the record in memory is right, the file is stale until the next save.
                     logger.error(
@@ -111,5 +115,15 @@ extension ContainerManager {
 
     func wakeExitWaiters(_ id: String) {
         for waiter in exitWaiters.removeValue(forKey: id) ?? [] { waiter.resume() }
+    }
+}
+
+extension ContainerManager {
+    /// When a container ended: the time its agent reports (a native pod's agent ran on while no
+    /// daemon did, and saw the real moment), kept within what the host itself knows of the process's
+    /// life (after its start, not after the event came): a guest's clock is the guest's to set.
+    public static func exitTime(reported: Int64, startedAtNs: Int64?, receivedAtNs: Int64) -> Int64 {
+        guard reported > 0 else { return receivedAtNs }
+        return min(max(reported, startedAtNs ?? receivedAtNs), receivedAtNs)
     }
 }

@@ -91,6 +91,9 @@ public struct VMSpec: Sendable, Equatable {
     public var user: VMUser?
     /// The pod's network interface: a tap the daemon opened in the pod's network namespace.
     public var nic: VMNic?
+    /// The pod's network namespace file, for a driver whose pod process joins it (native); nil:
+    /// the host's network (a hostNetwork pod) or a VM's tap.
+    public var netns: String?
     /// The host directory shared with the guest through virtio-fs (tag `BootContract.sharedFSTag`);
     /// nil: none. The guest's RAM is then a shared mapping (vhost-user needs one).
     public var sharedDir: String?

@@ -76,7 +76,7 @@ public enum VMCgroup {
     }
 
     /// Creates the cgroup with its limits; returns its `cgroup.procs` files.
-    static func create(_ path: String, _ limits: Limits) throws(HypervisorError) -> [String] {
+    static func create(_ path: String, _ limits: Limits?) throws(HypervisorError) -> [String] {
         do {
             if unified {
                 // Each ancestor hands the controllers down.
@@ -89,6 +89,7 @@ public enum VMCgroup {
                         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
                     }
                 }
+                guard let limits else { return procsFiles(path) }
                 try write(dir, "memory.max", "\(limits.memoryBytes)")
                 try write(dir, "pids.max", "\(limits.pids)")
                 try write(dir, "cpu.weight", "\(min(10000, 100 * limits.vcpus))")
@@ -100,6 +101,7 @@ public enum VMCgroup {
                 for controller in v1Controllers {
                     let dir = "\(mountRoot)/\(controller)\(path)"
                     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                    guard let limits else { continue }
                     switch controller {
                     case "memory": try write(dir, "memory.limit_in_bytes", "\(limits.memoryBytes)")
                     case "pids": try write(dir, "pids.max", "\(limits.pids)")
@@ -132,6 +134,13 @@ public enum VMCgroup {
     static func members(_ path: String) -> [Int32] {
         let file = unified ? "\(mountRoot)\(path)/cgroup.procs" : "\(mountRoot)/pids\(path)/cgroup.procs"
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [] }  // try?: gone: none
+        return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// The processes listed in one cgroup directory's `cgroup.procs`.
+    static func pids(inDirectory dir: String) -> [Int32] {
+        // try?: a cgroup that is gone has no processes
+        guard let text = try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8) else { return [] }
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
 

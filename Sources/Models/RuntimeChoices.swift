@@ -7,8 +7,13 @@
 /// time (host changes seen at once, slowest metadata).
 public enum SharedFSCache: String, Sendable, Codable, CaseIterable { case auto, always, none }
 
-/// A VM driver, as named in the config (`backend = "qemu"`).
-public enum Backend: String, Sendable, Codable, CaseIterable { case qemu, libvirt }
+/// A pod driver, as named in the config (`backend = "qemu"`): a VM through QEMU or libvirt, or
+/// `native`: no VM, the pod's containers run on the host (trusted and host-namespace pods).
+public enum Backend: String, Sendable, Codable, CaseIterable {
+    case qemu, libvirt, native
+    /// True for the drivers that put each pod in a VM.
+    public var isVM: Bool { self != .native }
+}
 
 /// Which accelerator a VM asks for (`auto`: KVM where it can run the guest, else TCG) or runs
 /// under (`kvm` or `tcg`).

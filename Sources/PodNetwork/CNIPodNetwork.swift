@@ -75,7 +75,7 @@ public actor CNIPodNetwork: PodNetworking {
                     let pod = try TapWiring.podInterface(netns: name, ifName: Self.ifName)
                     try TapWiring.createHostTap(tapName)
                     return TapWiring.NIC(tapFD: -1, mac: pod.mac, mtu: pod.mtu)
-                case .existingHost:
+                case .existingHost, .none:
                     let pod = try TapWiring.podInterface(netns: name, ifName: Self.ifName)
                     return TapWiring.NIC(tapFD: -1, mac: pod.mac, mtu: pod.mtu)
                 }
@@ -85,7 +85,7 @@ public actor CNIPodNetwork: PodNetworking {
                 addresses: addresses, routes: Self.routes(result))
             switch tap {
             case .host(let tapName), .existingHost(let tapName): state.hostTap = tapName
-            case .podNamespace: break
+            case .podNamespace, .none: break
             }
             state.timing = NetworkTiming(
                 namespaceMs: Self.ms(created - started), pluginsMs: Self.ms(added - created),

@@ -25,6 +25,8 @@ public enum TapPlacement: Sendable, Equatable {
     /// A tap that exists already in the host's namespace, held open by a VM restored ahead of time
     /// (a warm pool's): moved into the pod's namespace by `adoptHostTap`.
     case existingHost(name: String)
+    /// No tap: the pod's processes join the namespace and use its interface (native pods).
+    case none
 }
 
 public struct NetworkReadiness: Sendable, Equatable {

@@ -25,6 +25,11 @@ public struct RunRequest: Sendable {
     public var bandwidth: Bandwidth?
     /// CRI `linux.cgroup_parent` as the kubelet wrote it (its cgroup driver's form); "" for none.
     public var cgroupParent: String = ""
+    /// CRI `namespace_options.network == NODE`: the pod uses the node's network (native handlers only).
+    public var hostNetwork = false
+    /// CRI `namespace_options.pid` / `.ipc == NODE` (refused for now: see `SandboxManager.plan`).
+    public var hostPID = false
+    public var hostIPC = false
 
     public init(
         metadata: PodMetadata, labels: [String: String] = [:], annotations: [String: String] = [:],

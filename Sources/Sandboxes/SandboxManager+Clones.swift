@@ -136,7 +136,8 @@ extension SandboxManager {
 
     /// Moves a clone's tap into the pod's namespace and wires it (side by side with ConfigurePod):
     /// the error, if any, and the time it took.
-    func wireTap(_ state: PodNetworkState) async -> (error: CocoonError?, ms: Double) {
+    func wireTap(_ state: PodNetworkState?) async -> (error: CocoonError?, ms: Double) {
+        guard let state else { return (nil, 0) }
         let started = ContinuousClock.now
         do {
             try await adoptHostTap(state)

@@ -26,7 +26,8 @@ struct RunPlan {
 struct StartedVM {
     let vm: VMHandle
     let health: GuestHealth
-    let attachment: PodNetworkAttachment
+    /// Nil for a pod on the node's network (native hostNetwork).
+    let attachment: PodNetworkAttachment?
 }
 
 extension SandboxManager {
@@ -45,6 +46,7 @@ extension SandboxManager {
             runtimeHandler: plan.handlerName, createdAtNs: HostProcess.nowNs(), vcpus: plan.vcpus,
             memoryMiB: plan.memoryMiB, configJSON: request.configJSON)
         record.cgroupParent = plan.cgroupParent
+        if request.hostNetwork { record.hostNetwork = true }
         records[id] = record
         do throws(CocoonError) {
             try store.save(record)
@@ -79,6 +81,7 @@ extension SandboxManager {
             throw .unavailable(
                 "hypervisor backend \(handler.backend.rawValue) of handler \(handlerName) is not available")
         }
+        try Self.checkHostNamespaces(request, handlerName, handler, handlers: config.handlers)
         let name = request.metadata.reservedName
         if let owner = names[name] {
             throw .alreadyExists(
@@ -114,6 +117,9 @@ extension SandboxManager {
         -> StartedVM
     {
         let tokenFile = AgentTokenFile.path(inStateDir: store.directory(for: record.id))
+        if plan.handler.backend == .native {
+            return try await startNative(plan, request, tokenFile: tokenFile, record: &record)
+        }
         let choice = await factory.startChoice(
             plan.handlerName, plan.handler, vcpus: plan.vcpus, memoryMiB: plan.memoryMiB)
         record.startSteps = [:]
@@ -178,10 +184,12 @@ extension SandboxManager {
     func configure(_ started: StartedVM, _ request: RunRequest, record: inout SandboxRecord) async throws(CocoonError) {
         let isClone = record.start != .cold
         async let tapWired: (error: CocoonError?, ms: Double) =
-            isClone ? wireTap(started.attachment.state) : (nil, 0)
+            isClone ? wireTap(started.attachment?.state) : (nil, 0)
         if let agent = agents[record.id] {
             do {
-                var configuration = podConfiguration(request, network: started.attachment.state)
+                var configuration = podConfiguration(request, network: started.attachment?.state)
+                // A native pod's processes use the namespace's interface as CNI left it.
+                if started.vm.backend == .native { configuration.interface = nil }
                 if started.vm.sharedDir != nil { configuration.sharedFSTag = BootContract.sharedFSTag }
                 if isClone { configuration.restored = RestoredIdentity.fresh(templateMAC: BootContract.templateMAC) }
                 let configuring = ContinuousClock.now

@@ -193,6 +193,13 @@ public actor SandboxManager {
     public func updateResources(_ idOrPrefix: String, _ resources: ResourceLimits) async throws(CocoonError) {
         let (id, agent) = try await readyAgent(idOrPrefix)
         guard let record = records[id] else { throw .notFound("pod sandbox \"\(idOrPrefix)\" not found") }
+        if record.vm?.backend == .native {
+            do {
+                return try await agent.updatePodResources(resources, timeout: timeouts.agentCall)
+            } catch {
+                throw CocoonError.from(error, "update resources of pod sandbox \(id)")
+            }
+        }
         let vmBytes = Int64(record.memoryMiB) << 20
         if resources.memoryLimitBytes > vmBytes {
             throw .failedPrecondition(

@@ -65,6 +65,8 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var startSteps: [String: Double]?
     /// The pod's cgroup (CRI `cgroup_parent`, as a hierarchy path) its VM's cgroup sits under.
     public var cgroupParent: String?
+    /// The pod uses the node's network (a hostNetwork pod of a native handler): no CNI, no namespace.
+    public var hostNetwork: Bool?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],

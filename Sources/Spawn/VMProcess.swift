@@ -23,11 +23,14 @@ public enum VMProcess {
         public var isolate: Bool
         /// SIGPIPE ignored: writing to a `CappedLog` past its cap fails instead of killing the process.
         public var ignoreSIGPIPE: Bool
+        /// No no_new_privs: for a process that stays root and runs containers (a native pod's agent).
+        public var keepPrivileges: Bool
 
         public init(
             uid: UInt32, gid: UInt32, groups: [UInt32] = [], keep: [Int32], output: Int32, cgroupProcs: [String] = [],
-            fileSizeLimit: UInt64 = 0, isolate: Bool = false, ignoreSIGPIPE: Bool = false
+            fileSizeLimit: UInt64 = 0, isolate: Bool = false, ignoreSIGPIPE: Bool = false, keepPrivileges: Bool = false
         ) {
+            self.keepPrivileges = keepPrivileges
             self.isolate = isolate
             self.ignoreSIGPIPE = ignoreSIGPIPE
             self.uid = uid
@@ -59,7 +62,7 @@ public enum VMProcess {
                         uid: launch.uid, gid: launch.gid, groups: groups.baseAddress, group_count: Int32(groups.count),
                         cgroup_procs: cg.baseAddress, cgroup_count: Int32(cg.count),
                         file_size_limit: launch.fileSizeLimit, isolate: launch.isolate ? 1 : 0,
-                        ignore_sigpipe: launch.ignoreSIGPIPE ? 1 : 0)
+                        ignore_sigpipe: launch.ignoreSIGPIPE ? 1 : 0, keep_privileges: launch.keepPrivileges ? 1 : 0)
                     // An empty environment: nothing of the daemon's reaches the VM's process.
                     var noEnvironment: [UnsafeMutablePointer<CChar>?] = [nil]
                     return cocoon_spawn_vm(path, &cargs, &noEnvironment, &l, &pid)

@@ -48,7 +48,7 @@ struct Cocoond: AsyncParsableCommand {
                 pluginTimeout: .seconds(cfg.cni.pluginTimeoutSeconds),
                 cacheDir: cfg.stateRoot + "/cni/results"))
         let manager = SandboxManager(
-            config: cfg, hypervisors: [QEMUHypervisor(), LibvirtHypervisor()], network: network)
+            config: cfg, hypervisors: [QEMUHypervisor(), LibvirtHypervisor(), NativeSandboxer()], network: network)
         await manager.recover()
         let images: ImageManager
         do {

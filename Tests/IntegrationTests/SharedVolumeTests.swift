@@ -125,9 +125,13 @@ struct SharedVolumeTests {
                     let delays = seen.enumerated().map { i, line in
                         (Double(line.split(separator: " ").last ?? "") ?? .infinity) - written[i]
                     }
+                    // How soon is a figure of `scripts/bench volumes`, not a bound here: under the CI batch a
+                    // line was once seen 1.16 s after it was written (typically 0.01-0.05 s, also with the
+                    // host's cores and disk kept busy). What is checked: each line, in order, after it was written.
                     print("emptyDir: a line written by one container seen by the other after \(delays) s")
                     for (i, delay) in delays.enumerated() {
-                        #expect(delay < 1.0, "line\(i) written at \(written[i]), seen \(delay) s later")
+                        #expect(
+                            delay >= 0 && delay.isFinite, "line\(i) written at \(written[i]), seen \(delay) s later")
                     }
                     #expect(try String(contentsOfFile: vols + "/empty/log", encoding: .utf8).contains("line4"))
 

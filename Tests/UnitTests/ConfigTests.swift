@@ -1,4 +1,5 @@
 import Config
+import Models
 import Testing
 
 @Suite struct ConfigTests {
@@ -124,6 +125,21 @@ import Testing
         #expect(CocoonConfig().registry.maxConcurrentDownloads == 3)
     }
 
+    @Test func aNativeHandlerCanBeTheDefault() throws {
+        let config = try ConfigLoader.parse(
+            """
+            default_handler = "runc"
+            [handlers.runc]
+            backend = "native"
+            [handlers.kata]
+            backend = "qemu"
+            """)
+        #expect(config.handler(named: "")?.0 == "runc")
+        #expect(config.handler(named: "")?.1.backend == .native)
+        #expect(config.handler(named: "kata")?.1.backend == .qemu)
+        #expect(!Backend.native.isVM && Backend.qemu.isVM && Backend.libvirt.isVM)
+    }
+
     @Test(arguments: [
         ("sokcet = \"/x\"", "unknown key \"sokcet\""),
         ("state_root = \"relative\"", "absolute path"),
@@ -132,6 +148,7 @@ import Testing
         ("[handlers.a]\nbackend = \"qemu\"\nmemory_mib = 99999999", "memory_mib"),
         ("[handlers.a]\nbackend = \"qemu\"\nvcpus = 0", "vcpus"),
         ("[handlers.a]\nkernel = \"/k\"", "backend is required"),
+        ("[handlers.a]\nbackend = \"native\"\nkernel = \"/k\"", "kernel does not apply to backend = \"native\""),
         ("default_handler = \"b\"\n[handlers.a]\nbackend = \"qemu\"", "default_handler"),
         ("state_root = ", "invalid TOML"),
         ("[registry]\nmax_concurrent_downloads = 0", "max_concurrent_downloads"),

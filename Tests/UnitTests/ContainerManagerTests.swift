@@ -41,6 +41,17 @@ import Testing
         }
     }
 
+    @Test func anExitKeepsTheAgentsTimeOnlyWithinWhatTheHostSaw() {
+        // A native pod's agent saw the exit while no daemon ran: its time is kept.
+        #expect(ContainerManager.exitTime(reported: 150, startedAtNs: 100, receivedAtNs: 900) == 150)
+        // No time said: when the event came.
+        #expect(ContainerManager.exitTime(reported: 0, startedAtNs: 100, receivedAtNs: 900) == 900)
+        // A guest clock before the start or after the event is held to the host's bounds.
+        #expect(ContainerManager.exitTime(reported: 5, startedAtNs: 100, receivedAtNs: 900) == 100)
+        #expect(ContainerManager.exitTime(reported: 5_000, startedAtNs: 100, receivedAtNs: 900) == 900)
+        #expect(ContainerManager.exitTime(reported: 5, startedAtNs: nil, receivedAtNs: 900) == 900)
+    }
+
     @Test func lifecycleFromCreateToExitInOrder() async throws {
         let f = try await Fixture()
         defer { f.end() }

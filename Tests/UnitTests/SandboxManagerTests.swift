@@ -67,6 +67,28 @@ import Testing
         _ = try await f.run("web", uid: "u2")
     }
 
+    @Test func aVMHandlerRefusesTheNodesNetworkAndNamesTheNativeHandlers() async throws {
+        let f = try await Fixture()
+        defer { f.end() }
+        var request = RunRequest(metadata: PodMetadata(name: "host", uid: "u1", namespace: "default", attempt: 0))
+        request.hostNetwork = true
+        let refused = await #expect(throws: CocoonError.self) { _ = try await f.manager.run(request) }
+        #expect(refused?.code == .invalidArgument)
+        #expect(refused?.message.contains("namespace_options.network") == true)
+        #expect(refused?.message.contains("backend = \"native\"") == true, "\(refused?.message ?? "")")
+        #expect(await f.manager.list(SandboxFilter()).isEmpty, "nothing of the refused pod is kept")
+        request.hostNetwork = false
+        request.hostPID = true
+        let pid = await #expect(throws: CocoonError.self) { _ = try await f.manager.run(request) }
+        #expect(pid?.code == .invalidArgument && pid?.message.contains("namespace_options.pid") == true)
+        var handlers = CocoonConfig().handlers
+        handlers["trusted"] = RuntimeHandler(backend: .native)
+        let named = SandboxManager.hostNamespaceRefusal("network", "cocoon", natives: handlers)
+        #expect(
+            named.contains("runtime handler \"cocoon\"") && named.contains("native handler")
+                && named.contains("trusted"))
+    }
+
     @Test func aFailedBootLeavesNothingBehind() async throws {
         let f = try await Fixture()
         defer { f.end() }

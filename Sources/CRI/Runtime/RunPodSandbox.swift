@@ -59,11 +59,10 @@ public enum PodSandboxRequest {
         if config.hasLinux {
             run.cgroupParent = config.linux.cgroupParent
             run.sysctls = try Sysctls.validate(config.linux.sysctls)
-            if config.linux.securityContext.namespaceOptions.network == .node {
-                throw .invalidArgument(
-                    "config.linux.security_context.namespace_options.network: NODE is not supported: a pod VM cannot "
-                        + "share the node's network stack, and an untrusted workload must not get it")
-            }
+            let namespaces = config.linux.securityContext.namespaceOptions
+            run.hostNetwork = namespaces.network == .node
+            run.hostPID = namespaces.pid == .node
+            run.hostIPC = namespaces.ipc == .node
         }
         try PodNetworkFields.validate(config, into: &run)
         if let v = config.annotations[vcpusAnnotation] {

@@ -66,6 +66,13 @@ extension RuntimeService {
     private func missingParts() -> [String] {
         var missing: [String] = []
         for (name, handler) in config.handlers.sorted(by: { $0.key < $1.key }) {
+            if handler.backend == .native {
+                let agent = NativeSandboxer.defaultAgentBinary
+                if !FileManager.default.isExecutableFile(atPath: agent) {
+                    missing.append("handler \(name): the native pod agent \(agent) not found")
+                }
+                continue
+            }
             if handler.backend == .qemu, !FileManager.default.isExecutableFile(atPath: qemuBinary) {
                 missing.append("handler \(name): \(qemuBinary) not found")
             }

@@ -48,6 +48,7 @@ public enum SandboxTranslation {
         status.labels = record.labels
         status.annotations = record.annotations
         status.runtimeHandler = record.runtimeHandler
+        if record.hostNetwork == true { status.linux.namespaces.options.network = .node }
         return status
     }
 

@@ -36,6 +36,9 @@ struct cocoon_vm_launch {
     /// Non-zero: SIGPIPE ignored (kept across exec), so a write to a closed pipe (a capped log whose
     /// copier stopped) fails with EPIPE instead of killing it.
     int ignore_sigpipe;
+    /// Non-zero: no no_new_privs (a native pod's agent, root, whose containers may need setuid
+    /// programs and file capabilities); the uid and gid are set as given.
+    int keep_privileges;
 };
 
 /// fork + exec of a VM process (QEMU) in a session of its own: joins its cgroups, sets its file size

@@ -187,3 +187,38 @@ int cocoon_reseed_random(const unsigned char *bytes, int size) {
     close(fd);
     return rc;
 }
+
+#include <sched.h>
+#include <sys/mount.h>
+
+int cocoon_enter_pod(const char *netns_path, const char **step) {
+    if (netns_path) {
+        *step = "open the network namespace";
+        int fd = open(netns_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return -errno;
+        *step = "setns(CLONE_NEWNET)";
+        int rc = setns(fd, CLONE_NEWNET);
+        int err = errno;
+        close(fd);
+        if (rc != 0) return -err;
+    }
+    *step = "unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)";
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) != 0) return -errno;
+    *step = "make / rslave";
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return -errno;
+    return 0;
+}
+
+int cocoon_accept_root(int listen_fd, unsigned int *uid, int *pid) {
+    int conn = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (conn < 0) return -1;
+    struct ucred cred;
+    socklen_t size = sizeof(cred);
+    if (getsockopt(conn, SOL_SOCKET, SO_PEERCRED, &cred, &size) != 0 || cred.uid != 0) {
+        *uid = size == sizeof(cred) ? cred.uid : (unsigned int)-1;
+        *pid = size == sizeof(cred) ? cred.pid : -1;
+        close(conn);
+        return -2;
+    }
+    return conn;
+}

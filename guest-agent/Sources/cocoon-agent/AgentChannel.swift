@@ -7,6 +7,14 @@ import Glibc
 enum AgentChannel {
     case serial(fd: Int32)
     case vsock(listenFD: Int32)
+    /// A native pod's agent on the host: a Unix socket listener that only root may connect to.
+    case unix(listenFD: Int32)
+
+    /// One connection per host session (vsock, Unix) rather than one stream (serial).
+    var listens: Bool {
+        if case .serial = self { return false }
+        return true
+    }
 
     static func open(_ cmdline: BootContract.Settings) throws -> AgentChannel {
         switch cmdline.transport {
@@ -21,6 +29,23 @@ enum AgentChannel {
             guard fd >= 0 else { throw SystemError("open \(device)") }
             return .serial(fd: fd)
         }
+    }
+
+    /// A new connection from the host's root, or -1: anyone else is refused before a byte is read,
+    /// and cannot hold the agent's one session. On vsock only the host's root (cocoond) can bind a
+    /// privileged port; on a native pod's Unix socket the peer's credentials say who it is.
+    func acceptHost(_ listenFD: Int32) -> Int32 {
+        if case .unix = self { return HostMode.acceptRoot(listenFD) }
+        var cid: UInt32 = 0
+        var port: UInt32 = 0
+        let conn = cocoon_accept_vsock(listenFD, &cid, &port)
+        guard conn >= 0 else { return -1 }
+        guard VsockPeer.isHost(cid: cid, port: port) else {
+            log("refused a vsock connection from \(cid):\(port) (not the host's privileged port)")
+            close(conn)
+            return -1
+        }
+        return conn
     }
 
     /// Finds /dev/vportNpM whose sysfs name matches, waiting for the driver to probe it.

@@ -50,7 +50,7 @@ struct AgentServer {
         while !shutdownRequested {
             switch channel {
             case .serial(let fd): pollSerial(fd)
-            case .vsock(let listenFD): pollVsock(listenFD)
+            case .vsock(let listenFD), .unix(let listenFD): pollVsock(listenFD)
             }
         }
     }
@@ -61,7 +61,7 @@ struct AgentServer {
     /// vsock session still owes its token (checked against its deadline); otherwise `idleWakeMs`.
     private var pollTimeoutMs: Int32 {
         if dispatcher.containers.holdsSignals { return 5 }
-        if case .vsock = channel, sessionFD >= 0, !authenticated { return 250 }
+        if channel.listens, sessionFD >= 0, !authenticated { return 250 }
         return Self.idleWakeMs
     }
 
@@ -122,16 +122,9 @@ struct AgentServer {
         serveWork(zip(fds.suffix(work.count), work.map(\.1)))
         if fds[1].revents != 0 { reapChildren() }
         if fds[0].revents != 0 {
-            var cid: UInt32 = 0
-            var port: UInt32 = 0
-            let conn = cocoon_accept_vsock(listenFD, &cid, &port)
+            let conn = channel.acceptHost(listenFD)
             if conn >= 0 {
-                if !VsockPeer.isHost(cid: cid, port: port) {
-                    // Only the host's root (cocoond) can bind a privileged port: anyone else is refused
-                    // before a byte is read, and cannot hold the agent's one session.
-                    log("refused a vsock connection from \(cid):\(port) (not the host's privileged port)")
-                    close(conn)
-                } else if sessionFD >= 0, authenticated {
+                if sessionFD >= 0, authenticated {
                     // One session at a time: a second connection is refused while one is live.
                     log("refused a second host connection while a session is live")
                     close(conn)
@@ -189,7 +182,7 @@ struct AgentServer {
             // A request or a refusal may have ended the session (Detach, Shutdown): on vsock, read
             // no further.
             if sessionFD < 0 || shutdownRequested { return true }
-            if detached, case .vsock = channel { return true }
+            if detached, channel.listens { return true }
         }
         return true
     }
@@ -217,7 +210,7 @@ struct AgentServer {
             if awaitingAuthenticate {
                 awaitingAuthenticate = false
                 authenticate(envelope)
-                if detached, case .vsock = channel { return }
+                if detached, channel.listens { return }
                 continue
             }
             guard authenticated, Self.sameBytes(Array(envelope.session), sessionID) else {
@@ -230,7 +223,7 @@ struct AgentServer {
             }
             handle(envelope)
             if sessionFD < 0 || shutdownRequested { return }
-            if detached, case .vsock = channel { return }
+            if detached, channel.listens { return }
         }
     }
 
@@ -318,7 +311,7 @@ struct AgentServer {
             log("host detaching; keeping events for the next session")
             authenticated = false
             sessionID = []
-            if case .vsock = channel, sessionFD >= 0 {
+            if channel.listens, sessionFD >= 0 {
                 endVsockSession()
             } else {
                 detached = true

@@ -6,6 +6,7 @@ import CAgentSys
 enum AgentToken {
     /// The token, or nil when the VM was given none (every session is then refused).
     static func read() -> [UInt8]? {
+        if let host = HostMode.current { return host.readToken(count: BootContract.agentTokenBytes) }
         var buffer = [UInt8](repeating: 0, count: BootContract.agentTokenBytes)
         let size = cocoon_fwcfg_read(BootContract.agentTokenFwCfgName, &buffer, Int32(buffer.count))
         switch size {

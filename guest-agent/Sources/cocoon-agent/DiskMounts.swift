@@ -15,6 +15,14 @@ struct DiskMounts {
         guard !serial.isEmpty, serial.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
             throw .invalid("disk serial \"\(serial)\" is not valid")
         }
+        if HostMode.current != nil {
+            // A native pod: cocoond linked the image's unpacked tree under this serial.
+            guard let tree = DiskMounts.linkedTree(HostMode.runDir + "/images/" + serial) else {
+                throw .notFound("image \(serial) is not linked for this pod")
+            }
+            mounted[serial] = tree
+            return tree
+        }
         if !modulesLoaded {
             ModuleLoader.loadSet("disks")
             modulesLoaded = true
@@ -44,6 +52,10 @@ struct DiskMounts {
 
     mutating func unmount(serial: String) throws(AgentFailure) {
         guard let path = mounted[serial] else { return }
+        if HostMode.current != nil {
+            mounted[serial] = nil
+            return
+        }
         if umount2(path, 0) != 0 && errno != EINVAL && errno != ENOENT {
             throw .precondition("unmount image disk \(serial): \(SystemError("umount"))")
         }
@@ -71,6 +83,18 @@ struct DiskMounts {
 }
 
 /// mkdir -p.
+extension DiskMounts {
+    /// The directory a link made by cocoond points to (nil: no link, or not a directory).
+    static func linkedTree(_ link: String) -> String? {
+        guard let resolved = realpath(link, nil) else { return nil }
+        defer { free(resolved) }
+        var st = stat()
+        let path = String(cString: resolved)
+        guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else { return nil }
+        return path
+    }
+}
+
 func mkdirs(_ path: String, mode: mode_t = 0o755) {
     var prefix = ""
     for component in path.split(separator: "/") {

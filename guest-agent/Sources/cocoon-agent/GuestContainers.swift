@@ -66,7 +66,7 @@ struct GuestContainers {
         if cocoon_boottime_ns() - mounting > 2_000_000_000 {
             log("slow image disk \(r.imageDiskSerial): \((cocoon_boottime_ns() - mounting) / 1_000_000) ms to mount")
         }
-        let dir = "/run/cocoon/containers/\(r.id)"
+        let dir = HostMode.runDir + "/containers/\(r.id)"
         for sub in ["upper", "work", "rootfs", "mounts"] { mkdirs(dir + "/" + sub) }
         let options = "lowerdir=\(lower),upperdir=\(dir)/upper,workdir=\(dir)/work"
         guard mount("overlay", dir + "/rootfs", "overlay", 0, options) == 0 else {
@@ -283,6 +283,9 @@ struct GuestContainers {
         exit.containerID = owner.containerID
         exit.execID = owner.execID
         exit.exitCode = code
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        exit.exitedAtNs = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
         if var container = containers[owner.containerID] {
             if owner.execID.isEmpty {
                 container.state = .exited

@@ -49,7 +49,7 @@ enum GuestNetwork {
 /// The files every container of the pod sees as /etc/hostname, /etc/hosts and /etc/resolv.conf
 /// unless it mounts its own (what containerd keeps per sandbox), kept under /run/cocoon/pod.
 enum PodIdentityFiles {
-    static let directory = "/run/cocoon/pod"
+    static var directory: String { HostMode.runDir + "/pod" }
     static let limit = 64 << 10
 
     /// (file in the guest, path in the container)

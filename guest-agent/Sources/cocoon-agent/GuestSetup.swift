@@ -51,6 +51,11 @@ enum GuestSetup {
 
     /// Stops every other process, flushes, and powers the VM off. Never returns.
     static func powerOff() -> Never {
+        if HostMode.current != nil {
+            // Never kill(-1) on the host: cocoond ends the pod's processes through its cgroup.
+            log("native pod agent ending")
+            exit(0)
+        }
         log("powering off")
         kill(-1, SIGTERM)
         usleep(100_000)

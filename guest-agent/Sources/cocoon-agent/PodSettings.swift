@@ -6,7 +6,7 @@ import Glibc
 /// are the pod's, so they are written once, here) and the limits of all its containers together.
 enum PodSettings {
     /// The parent cgroup of every container of the pod.
-    static let cgroupRoot = "/sys/fs/cgroup/cocoon"
+    static var cgroupRoot: String { HostMode.current?.cgroupRoot ?? "/sys/fs/cgroup/cocoon" }
 
     /// Writes each sysctl under /proc/sys; a key the guest kernel does not have is INVALID_ARGUMENT.
     static func apply(sysctls: [String: String]) throws(AgentFailure) {
@@ -18,6 +18,9 @@ enum PodSettings {
                 value.utf8.count <= 4096, !value.contains("\0")
             else {
                 throw .invalid("sysctl \"\(key)\" is not a valid key=value")
+            }
+            if let host = HostMode.current, host.netns == nil, relative.hasPrefix("net/") {
+                throw .invalid("sysctl \(key): a pod on the node's network cannot set the node's network sysctls")
             }
             let fd = open("/proc/sys/" + relative, O_WRONLY | O_CLOEXEC)
             guard fd >= 0 else {

@@ -8,7 +8,8 @@ import SystemFiles
 /// The pod's shared directory in the guest: the host's virtio-fs export, mounted once when the pod
 /// is configured; each container's volumes are binds of its entries.
 enum SharedVolumes {
-    static let base = BootContract.sharedFSGuestPath
+    /// A VM's virtio-fs mount point; a native pod's shared directory itself (cocoond's bind mount).
+    static var base: String { HostMode.current?.sharedDir ?? BootContract.sharedFSGuestPath }
 
     /// Mounts the virtio-fs export with `tag` (idempotent).
     static func mount(tag: String) throws(AgentFailure) {
@@ -16,6 +17,7 @@ enum SharedVolumes {
             throw .invalid("shared filesystem tag \"\(tag)\" is not valid")
         }
         if isMounted() { return }
+        if HostMode.current != nil { throw .precondition("the pod's shared directory \(base) is not mounted") }
         ModuleLoader.loadSet("shared")
         mkdirs(base)
         guard Glibc.mount(tag, base, "virtiofs", 0, nil) == 0 else {

@@ -1,0 +1,217 @@
+import CRIAPI
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SystemFiles
+import Testing
+
+/// The `native` handler: pods without a VM, their containers real processes on this host in the
+/// pod's namespaces (ContainerCore, run by the pod's own agent on the host), the pod's network from
+/// the real CNI plugins, or the node's for a hostNetwork pod.
+@Suite(
+    .serialized,
+    .enabled(
+        if: DaemonHarness.enabled && TestImages.available, "needs the guest image and the test registry (scripts/test)")
+)
+struct NativePodTests {
+    typealias Runtime = Runtime_V1_RuntimeService.Client<HTTP2ClientTransport.Posix>
+    static let busybox = "127.0.0.1:5000/busybox:latest"
+    static let nativeHandler = "[handlers.native]\nbackend = \"native\"\n"
+
+    static func nativePod(_ name: String) -> Runtime_V1_RunPodSandboxRequest {
+        var pod = podConfig(name + "-\(UInt32.random(in: 0...UInt32.max))")
+        pod.runtimeHandler = "native"
+        pod.config.hostname = name
+        return pod
+    }
+
+    /// Host processes whose command line is exactly `argv`.
+    static func hostProcesses(_ argv: [String]) -> [Int32] {
+        let want = argv.joined(separator: "\0") + "\0"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter {
+            (try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8)) == want
+        }
+    }
+
+    static func netns(of pid: Int32) -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")) ?? "?"
+    }
+
+    /// What a native pod may leave on the host: its cgroup, its network namespace, mounts naming it.
+    static func leftovers(_ daemon: DaemonHarness, podID: String) -> [String] {
+        let short = String(podID.prefix(12))
+        var out = MountTable.mountPoints().filter { $0.contains(podID) || $0.contains(short) }.map { "mount " + $0 }
+        // The pod's cgroup in the unified hierarchy (v2) or in any v1 hierarchy.
+        let hierarchies = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []).map {
+            "/sys/fs/cgroup/\($0)"
+        }
+        for root in ["/sys/fs/cgroup"] + hierarchies
+        where FileManager.default.fileExists(atPath: "\(root)/cocoon/cocoon-\(short)") {
+            out.append("cgroup \(root)/cocoon/cocoon-\(short)")
+        }
+        let namespaces = (try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []
+        out += namespaces.filter { $0.contains(short) }.map { "netns " + $0 }
+        out += HostProcessList.withArgument("cocoon-" + short).map { "process \($0)" }
+        return out
+    }
+
+    @Test func aNativePodRunsItsContainersOnTheHostInThePodsNamespaces() async throws {
+        try await withDaemon(extraConfig: Self.nativeHandler) { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let vol = daemon.root + "/vol"
+            try FileManager.default.createDirectory(atPath: vol, withIntermediateDirectories: true)
+            try await daemon.withRuntime { rt in
+                let pod = Self.nativePod("native")
+                var podID = ""
+                try await withTestPod(rt, pod) { id in
+                    podID = id
+                    let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = id })
+                    #expect(status.status.state == .sandboxReady)
+                    let podIP = status.status.network.ip
+                    #expect(!podIP.isEmpty, "a native pod gets its address from CNI")
+                    let marker = "1\(UInt16.random(in: 1000...9999))"
+                    var request = containerRequest(
+                        "native", ["sh", "-c", "echo hello from native; exec sleep \(marker)"], pod: pod, podID: id,
+                        image: Self.busybox)
+                    request.config.mounts = [
+                        .with {
+                            $0.hostPath = vol
+                            $0.containerPath = "/vol"
+                        }
+                    ]
+                    let cid = try await runContainer(rt, request)
+
+                    // The container is a process of this host (no VM), in the pod's network namespace.
+                    let pids = Self.hostProcesses(["sleep", marker])
+                    #expect(pids.count == 1, "the container's process is on the host: \(pids)")
+                    let podNetns = try #require(
+                        ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? [])
+                            .first { $0.contains(String(id.prefix(12))) })
+                    let nsFile = "/var/run/netns/" + podNetns
+                    var st = stat()
+                    #expect(stat(nsFile, &st) == 0)
+                    if let pid = pids.first {
+                        #expect(Self.netns(of: pid) == "net:[\(st.st_ino)]", "in the pod's CNI namespace")
+                        #expect(Self.netns(of: pid) != Self.netns(of: getpid()))
+                    }
+                    let addr = try await execScript(rt, cid, "ip -4 addr show eth0")
+                    #expect(addr.out.contains(podIP + "/"), "\(addr.out)")
+                    #expect(try await execScript(rt, cid, "hostname").out == "native\n")
+                    #expect(try await execScript(rt, cid, "echo written > /vol/file").code == 0)
+                    #expect(try String(contentsOfFile: vol + "/file", encoding: .utf8) == "written\n")
+                    let log = try String(contentsOfFile: pod.config.logDirectory + "/native.log", encoding: .utf8)
+                    #expect(log.contains("stdout F hello from native"), "\(log)")
+                    // Nothing of the container's root filesystem is mounted in the host's namespace.
+                    #expect(!MountTable.mountPoints().contains { $0.contains(cid) })
+                }
+                #expect(Self.hostProcesses(["sleep", "x"]).isEmpty)
+                #expect(Self.leftovers(daemon, podID: podID) == [])
+            }
+        }
+    }
+
+    @Test func aHostNetworkPodSharesTheNodesNetworkAndVMHandlersRefuseIt() async throws {
+        try await withDaemon(extraConfig: Self.nativeHandler) { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            try await daemon.withRuntime { rt in
+                var pod = Self.nativePod("hostnet")
+                pod.config.linux.securityContext.namespaceOptions.network = .node
+                try await withTestPod(rt, pod) { id in
+                    let marker = "2\(UInt16.random(in: 1000...9999))"
+                    let cid = try await runContainer(
+                        rt, containerRequest("hostnet", ["sleep", marker], pod: pod, podID: id, image: Self.busybox))
+                    let pids = Self.hostProcesses(["sleep", marker])
+                    #expect(pids.count == 1)
+                    if let pid = pids.first { #expect(Self.netns(of: pid) == Self.netns(of: getpid())) }
+                    // The node's interfaces, every one of them, are the container's.
+                    let links = try await execScript(rt, cid, "ls /sys/class/net").out.split(separator: "\n").map(
+                        String.init)
+                    let hostLinks = try FileManager.default.contentsOfDirectory(atPath: "/sys/class/net")
+                    #expect(Set(links) == Set(hostLinks), "container: \(links), host: \(hostLinks)")
+                    let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = id })
+                    #expect(status.status.linux.namespaces.options.network == .node)
+                }
+                // The node's PID namespace is not built for native pods yet: said so, nothing kept.
+                var hostPID = Self.nativePod("hostpid")
+                hostPID.config.linux.securityContext.namespaceOptions.pid = .node
+                do {
+                    _ = try await rt.runPodSandbox(hostPID)
+                    Issue.record("a native pod got the node's PID namespace unbuilt")
+                } catch let error as RPCError {
+                    #expect(error.code == .unimplemented && error.message.contains("namespace_options.pid"))
+                }
+                #expect(try await rt.listPodSandbox(.init()).items.isEmpty)
+                var vmPod = podConfig("hostnet-vm-\(UInt32.random(in: 0...UInt32.max))")
+                vmPod.config.linux.securityContext.namespaceOptions.network = .node
+                do {
+                    _ = try await rt.runPodSandbox(vmPod)
+                    Issue.record("a VM handler ran a hostNetwork pod")
+                } catch let error as RPCError {
+                    #expect(error.code == .invalidArgument)
+                    #expect(error.message.contains("native"), "\(error.message)")
+                }
+            }
+        }
+    }
+
+    @Test func nativeContainersOutliveAKilledDaemon() async throws {
+        try await withDaemon(extraConfig: Self.nativeHandler) { daemon in
+            _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
+            let pod = Self.nativePod("survive")
+            let logDir = pod.config.logDirectory
+            try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: logDir) }  // test scratch space
+            let script = "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done"
+            let (podID, cid, quitter) = try await daemon.withRuntime { rt in
+                let id = try await rt.runPodSandbox(pod).podSandboxID
+                let cid = try await runContainer(
+                    rt, containerRequest("ticker", ["sh", "-c", script], pod: pod, podID: id, image: Self.busybox))
+                // One that ends while no daemon is there.
+                let quitter = try await runContainer(
+                    rt,
+                    containerRequest(
+                        "quitter", ["sh", "-c", "sleep 1.5; exit 7"], pod: pod, podID: id, image: Self.busybox))
+                return (id, cid, quitter)
+            }
+            await daemon.crash()
+            let crashedAt = Int64(Date().timeIntervalSince1970 * 1e9)
+            // sleep: the containers run on (and one ends) while no daemon exists
+            try await Task.sleep(for: .seconds(3))
+            let restartedAt = Int64(Date().timeIntervalSince1970 * 1e9)
+            try await daemon.start()
+            try await daemon.withRuntime { rt in
+                let status = try await rt.containerStatus(.with { $0.containerID = cid })
+                #expect(status.status.state == .containerRunning)
+                var ended = try await rt.containerStatus(.with { $0.containerID = quitter }).status
+                for _ in 0..<50 where ended.state != .containerExited {
+                    // sleep: a poll pause; the loop checks the condition
+                    try await Task.sleep(for: .milliseconds(100))
+                    ended = try await rt.containerStatus(.with { $0.containerID = quitter }).status
+                }
+                #expect(ended.state == .containerExited && ended.exitCode == 7, "\(ended)")
+                #expect(ended.finishedAt > crashedAt && ended.finishedAt < restartedAt, "finished while no daemon ran")
+                #expect(try await execScript(rt, cid, "echo alive").out == "alive\n")
+                // The log goes on without a gap: every tick from 0 to the last one is there.
+                let text = try await waitForTicks(logDir + "/ticker.log", atLeast: 12)
+                let ticks = text.split(separator: "\n").compactMap { line in
+                    line.split(separator: " ").last.flatMap { $0.hasPrefix("tick") ? Int($0.dropFirst(4)) : nil }
+                }
+                #expect(ticks == Array(0..<ticks.count), "ticks \(ticks)")
+                try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
+                try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
+            }
+            #expect(Self.leftovers(daemon, podID: podID) == [])
+        }
+    }
+
+    private func waitForTicks(_ path: String, atLeast count: Int) async throws -> String {
+        for _ in 0..<150 {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            if text.components(separatedBy: "tick").count > count { return text }
+            // sleep: a poll pause; the loop checks the condition
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+    }
+}
