@@ -21,12 +21,17 @@ public final class ProcessStream: Sendable {
     let timeout: Duration
     let routes: StreamRoutes
     let finish: @Sendable () async -> Void
+    /// An attach with stdin to a container created with stdin_once: the client's end of input
+    /// closes the container's stdin (as containerd and CRI-O do: `kubectl attach -i` ends then).
+    let endOfInputClosesStdin: Bool
     private let writer = StreamWriter()
 
     init(
         events: AsyncStream<ProcessStreamEvent>, tty: Bool, agent: any GuestAgent, containerID: String, execID: String,
-        attachID: UInt64 = 0, timeout: Duration, routes: StreamRoutes, finish: @escaping @Sendable () async -> Void
+        attachID: UInt64 = 0, timeout: Duration, routes: StreamRoutes, endOfInputClosesStdin: Bool = false,
+        finish: @escaping @Sendable () async -> Void
     ) {
+        self.endOfInputClosesStdin = endOfInputClosesStdin
         self.routes = routes
         self.attachID = attachID
         self.events = events
@@ -52,9 +57,10 @@ public final class ProcessStream: Sendable {
     }
 
     /// Closes an exec's stdin (its reads see EOF). An attach client's end of input leaves the
-    /// container's stdin open for the next attach (stdin_once closes it when the session ends).
+    /// container's stdin open for the next attach, unless the container has stdin_once: then it
+    /// is closed at once (the container sees EOF, and its exit ends the session).
     public func closeStdin() async {
-        guard !execID.isEmpty else { return }
+        guard !execID.isEmpty || endOfInputClosesStdin else { return }
         // try?: a process that exited has no stdin left to close (the close follows the writes on
         // the channel, so it need not wait for them)
         try? await agent.writeStdin(container: containerID, exec: execID, [], close: true, timeout: timeout)
@@ -209,7 +215,7 @@ extension ContainerManager {
         let ended = Flag()
         return ProcessStream(
             events: events, tty: stdio.tty, agent: agent, containerID: containerID, execID: "", attachID: attachID,
-            timeout: Self.streamWrite, routes: routes
+            timeout: Self.streamWrite, routes: routes, endOfInputClosesStdin: closeStdinAtEnd
         ) {
             guard ended.set() else { return }
             routes.removeAttach(containerID, id: attachID)

@@ -173,6 +173,50 @@ struct StreamingTests {
         }
     }
 
+    /// `kubectl run -i --rm` / `kubectl attach -i`: a container created with stdin and stdin_once
+    /// running `sh`; the client's end of input closes the container's stdin at once, `sh` exits and
+    /// the attach ends with success; its stdin cannot be attached again.
+    @Test func anAttachToAStdinOnceContainerEndsWithItsInput() async throws {
+        try await withPod { daemon, rt, pod, podID, _, crictl in
+            let ctl = CocoonCtl(socket: daemon.socket)
+            let input = NSTemporaryDirectory() + "cocoon-once-\(UUID().uuidString.prefix(8))"
+            try "echo hello-$((40+2))\n".write(toFile: input, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: input) }  // test scratch
+            var clients = [
+                ("spdy", ctl.argv("attach", ["--transport", "spdy", "-i"])),
+                ("websocket", ctl.argv("attach", ["--transport", "websocket", "-i"])),
+            ]
+            if let crictl { clients.append(("crictl", crictl.prefix + ["attach", "-i"])) }
+            for (name, argv) in clients {
+                var once = container("once-\(name)", ["sh"], pod: pod, podID: podID)
+                once.config.stdin = true
+                once.config.stdinOnce = true
+                once.config.logPath = "once-\(name).log"
+                let id = try await run(rt, once)
+                let attach = try await runCommand(argv + [id], stdinFile: input, timeout: .seconds(60))
+                #expect(attach.code == 0 && attach.out.contains("hello-42"), "\(name): \(attach)")
+                var status = try await rt.containerStatus(.with { $0.containerID = id }).status
+                for _ in 0..<100 where status.state != .containerExited {
+                    // sleep: a poll pause; the loop checks the condition
+                    try await Task.sleep(for: .milliseconds(100))
+                    status = try await rt.containerStatus(.with { $0.containerID = id }).status
+                }
+                #expect(status.state == .containerExited && status.exitCode == 0, "\(name): sh saw EOF: \(status)")
+                let again = await #expect(throws: RPCError.self) {
+                    _ = try await rt.attach(
+                        .with {
+                            $0.containerID = id
+                            $0.stdin = true
+                            $0.stdout = true
+                        })
+                }
+                #expect(
+                    again?.code == .failedPrecondition || again?.code == .notFound,
+                    "\(name): \(String(describing: again))")
+            }
+        }
+    }
+
     @Test func attachToATTYShellTypesAndReadsAndLogsOnlyStdout() async throws {
         try await withPod { daemon, rt, pod, podID, _, crictl in
             var shell = container("shell", ["sh"], pod: pod, podID: podID)
