@@ -226,13 +226,24 @@ final class DaemonHarness: @unchecked Sendable {
                 + ((try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/pool")) ?? []).map {
                     "cocoon-" + $0.prefix(12)
                 })
+        var killed: [Int32] = []
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
             guard let pid = Int32(entry), let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8)
             else { continue }
             let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
-            if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) { kill(pid, SIGKILL) }
+            if names.contains(where: { $0.hasPrefix(name) && name.count >= 12 }) {
+                kill(pid, SIGKILL)
+                killed.append(pid)
+            }
         }
-        for name in names { await VMCgroup.remove(VMCgroup.path(forVM: name)) }  // waits for the killed VM to go
+        // A killed VM leaves its cgroup only once it is gone, and a dying QEMU frees its guest's RAM
+        // first: under the CI batch that took longer than `VMCgroup.remove`'s own second (a pool
+        // VM's cgroup was once left behind).
+        for _ in 0..<500 where killed.contains(where: processAlive) {
+            // sleep: a poll pause; the loop checks the condition
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for name in names { await VMCgroup.remove(VMCgroup.path(forVM: name)) }
         // Namespaces of pods a failed test left, then the test's bridge (CNI DEL leaves bridges).
         for id in (try? FileManager.default.contentsOfDirectory(atPath: stateRoot + "/sandboxes")) ?? [] {
             let ns = "/var/run/netns/cocoon-" + id.prefix(16)
