@@ -111,13 +111,19 @@ public struct Cgroup: Sendable, Equatable {
         if code != 0 { throw .errno("write \(value) to \(path)/\(file)", code) }
     }
 
-    private func number(_ file: String) -> UInt64? {
-        FileText.read(path + "/" + file).flatMap { UInt64($0.split(separator: "\n").first ?? "") }
+    private func number(_ file: String) -> UInt64? { Self.number(atPath: path + "/" + file) }
+
+    private func keyed(_ file: String) -> [String: UInt64] { Self.keyed(atPath: path + "/" + file) }
+
+    /// The first line of a cgroup file as a number (v1 and v2 alike).
+    static func number(atPath file: String) -> UInt64? {
+        FileText.read(file).flatMap { UInt64($0.split(separator: "\n").first ?? "") }
     }
 
-    private func keyed(_ file: String) -> [String: UInt64] {
+    /// A cgroup file of `key value` lines (v1 and v2 alike).
+    static func keyed(atPath file: String) -> [String: UInt64] {
         var result: [String: UInt64] = [:]
-        for line in (FileText.read(path + "/" + file) ?? "").split(separator: "\n") {
+        for line in (FileText.read(file) ?? "").split(separator: "\n") {
             let parts = line.split(separator: " ")
             if parts.count == 2, let v = UInt64(parts[1]) { result[String(parts[0])] = v }
         }

@@ -66,14 +66,14 @@ public struct CgroupV1: Sendable, Equatable {
 
     func stats() -> Cgroup.Stats {
         var s = Cgroup.Stats()
-        s.cpuUsageNanos = dir("cpuacct").flatMap { Self.number($0 + "/cpuacct.usage") } ?? 0
+        s.cpuUsageNanos = dir("cpuacct").flatMap { Cgroup.number(atPath: $0 + "/cpuacct.usage") } ?? 0
         if let memory = dir("memory") {
-            s.memoryBytes = Self.number(memory + "/memory.usage_in_bytes") ?? 0
-            let inactive = Self.keyed(memory + "/memory.stat")["total_inactive_file"] ?? 0
+            s.memoryBytes = Cgroup.number(atPath: memory + "/memory.usage_in_bytes") ?? 0
+            let inactive = Cgroup.keyed(atPath: memory + "/memory.stat")["total_inactive_file"] ?? 0
             s.memoryWorkingSetBytes = s.memoryBytes > inactive ? s.memoryBytes - inactive : 0
-            s.oomKills = Self.keyed(memory + "/memory.oom_control")["oom_kill"] ?? 0
+            s.oomKills = Cgroup.keyed(atPath: memory + "/memory.oom_control")["oom_kill"] ?? 0
         }
-        s.pids = dir("pids").flatMap { Self.number($0 + "/pids.current") } ?? 0
+        s.pids = dir("pids").flatMap { Cgroup.number(atPath: $0 + "/pids.current") } ?? 0
         return s
     }
 
@@ -93,18 +93,5 @@ public struct CgroupV1: Sendable, Equatable {
     private static func set(_ dir: String, _ file: String, _ value: String) throws(ContainerCoreError) {
         let code = FileText.write(value, to: dir + "/" + file)
         if code != 0 { throw .errno("write \(value) to \(dir)/\(file)", code) }
-    }
-
-    private static func number(_ file: String) -> UInt64? {
-        FileText.read(file).flatMap { UInt64($0.split(separator: "\n").first ?? "") }
-    }
-
-    private static func keyed(_ file: String) -> [String: UInt64] {
-        var result: [String: UInt64] = [:]
-        for line in (FileText.read(file) ?? "").split(separator: "\n") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, let v = UInt64(parts[1]) { result[String(parts[0])] = v }
-        }
-        return result
     }
 }

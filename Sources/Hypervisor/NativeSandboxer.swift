@@ -54,7 +54,7 @@ public struct NativeSandboxer: Hypervisor {
         let procs = try VMCgroup.create(cgroups.agent, nil)
         let output = open(consoleLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard output >= 0 else {
-            VMCgroup.removeEmpty(cgroups.agent)
+            await Self.endTree(cgroups.pod)
             throw .bootFailed("cannot open \(consoleLog): \(String(cString: strerror(errno)))")
         }
         defer { close(output) }
@@ -70,7 +70,7 @@ public struct NativeSandboxer: Hypervisor {
             pid = try VMProcess.start(
                 argv, .init(uid: 0, gid: 0, keep: [], output: output, cgroupProcs: procs, keepPrivileges: true))
         } catch {
-            VMCgroup.removeEmpty(cgroups.agent)
+            await Self.endTree(cgroups.pod)
             throw .bootFailed("cannot start \(agentBinary): \(error)")
         }
         var handle = VMHandle(

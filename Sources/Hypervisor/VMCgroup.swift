@@ -132,9 +132,7 @@ public enum VMCgroup {
 
     /// The processes in the cgroup (a VMM's children included), from the pids hierarchy on v1.
     static func members(_ path: String) -> [Int32] {
-        let file = unified ? "\(mountRoot)\(path)/cgroup.procs" : "\(mountRoot)/pids\(path)/cgroup.procs"
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return [] }  // try?: gone: none
-        return text.split(separator: "\n").compactMap { Int32($0) }
+        pids(inDirectory: unified ? "\(mountRoot)\(path)" : "\(mountRoot)/pids\(path)")
     }
 
     /// The processes listed in one cgroup directory's `cgroup.procs`.
