@@ -94,6 +94,14 @@ public final class AgentClient: Sendable {
         return AgentReply { () async throws(AgentClientError) in _ = try await Self.answer(future) }
     }
 
+    /// Calls `hook` with a call's name once it has waited `after` without an answer (before its
+    /// deadline): the pod's owner looks at the VM then, to tell a guest that stopped running from a
+    /// slow one.
+    public func onLateCalls(after: Duration, _ hook: @escaping @Sendable (String) -> Void) {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.late = (after, hook) }
+    }
+
     private func send(_ request: Cocoon_Agent_V4_Request, name: String, timeout: Duration)
         -> EventLoopFuture<Cocoon_Agent_V4_Response>
     {
@@ -148,7 +156,16 @@ final class AgentClientHandler: ChannelInboundHandler {
     private struct Pending {
         let promise: EventLoopPromise<Cocoon_Agent_V4_Response>
         let deadline: Scheduled<Void>
+        let late: Scheduled<Void>?
+
+        func cancelTimers() {
+            deadline.cancel()
+            late?.cancel()
+        }
     }
+
+    /// Told of each call still unanswered after its duration (`AgentClient.onLateCalls`).
+    var late: (after: Duration, hook: @Sendable (String) -> Void)?
 
     private var context: ChannelHandlerContext?
     private var decoder = AgentFrameDecoder(maxFrame: AgentFrame.maxGuestFrameSize)
@@ -273,7 +290,14 @@ final class AgentClientHandler: ChannelInboundHandler {
                 context.close(promise: nil)
             }
         }
-        pending[id] = Pending(promise: promise, deadline: deadline)
+        let late = self.late.flatMap { after, hook -> Scheduled<Void>? in
+            guard timeout > after else { return nil }
+            return context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(after.nanoseconds)) {
+                [weak self] () -> Void in
+                if self?.pending[id] != nil { hook(name) }
+            }
+        }
+        pending[id] = Pending(promise: promise, deadline: deadline, late: late)
         write(context, bytes)
     }
 
@@ -310,7 +334,7 @@ final class AgentClientHandler: ChannelInboundHandler {
             }
         case .response(let response)?:
             guard let call = pending.removeValue(forKey: envelope.id) else { return }  // late reply after its deadline
-            call.deadline.cancel()
+            call.cancelTimers()
             call.promise.succeed(response)
         case .event(let event)?:
             // Hello (a new session's greeting) is not an event the host acts on.
@@ -347,7 +371,7 @@ final class AgentClientHandler: ChannelInboundHandler {
         let calls = pending
         pending.removeAll()
         for (_, call) in calls {
-            call.deadline.cancel()
+            call.cancelTimers()
             call.promise.fail(error)
         }
     }

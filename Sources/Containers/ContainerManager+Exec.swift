@@ -26,7 +26,7 @@ extension ContainerManager {
             _ = try await agent.exec(
                 container: id, execID: execID, process: process, stdio: .collected, timeout: agentCall)
         } catch {
-            throw CocoonError.from(error, "exec in container \(id)")
+            throw await agentFailure(error, "exec in container \(id)", pod: record.sandboxID)
         }
         if session.exitCode == nil {
             let finished = await withTaskGroup(of: Bool.self) { group -> Bool in

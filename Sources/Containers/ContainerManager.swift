@@ -171,7 +171,7 @@ public actor ContainerManager {
         } catch {
             await pods.unshareVolumes(sandboxID, container: id)
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
-            throw CocoonError.from(error, "create container \(r.name)")
+            throw await agentFailure(error, "create container \(r.name)", pod: sandboxID)
         }
         let record = Self.newRecord(r, id: id, sandboxID: sandboxID, serial: serial)
         do {
@@ -230,7 +230,7 @@ public actor ContainerManager {
         do {
             pid = try await agent.startContainer(id, timeout: agentCall)
         } catch {
-            let failure = CocoonError.from(error, "start container \(id)")
+            let failure = await agentFailure(error, "start container \(id)", pod: record.sandboxID)
             try change(id, .exited(code: 128, reason: "StartError", message: "\(error)", atNs: HostProcess.nowNs()))
             throw failure
         }

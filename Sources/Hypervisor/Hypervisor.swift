@@ -49,10 +49,18 @@ public protocol Hypervisor: Sendable {
     /// (a crash while it booted): its processes, its cgroup under `cgroupParent`, and whatever the
     /// driver keeps by that name (a libvirt domain). Nothing there is not an error.
     func reapOrphan(vmName: String, cgroupParent: String?) async
+    /// What a VM whose agent stopped answering is doing, read without changing it (one line for a
+    /// log and an error message); nil where the driver cannot tell.
+    func stallReport(_ vm: VMHandle) async -> String?
+    /// Pauses and resumes a running VM at once, which wakes each vCPU and the hypervisor's own loop
+    /// (a guest that slept through the interrupt that had work for it); false where nothing was done.
+    func kick(_ vm: VMHandle) async -> Bool
 }
 
 extension Hypervisor {
     public var qemuBinary: String { QEMUHypervisor.defaultBinary }
+    public func stallReport(_ vm: VMHandle) async -> String? { nil }
+    public func kick(_ vm: VMHandle) async -> Bool { false }
 }
 
 /// How a VM comes to be.

@@ -58,7 +58,7 @@ enum QEMUArguments {
         // template's memory file on QEMU 7.2, and a template's clones must have its devices.
         let pageReporting = spec.origin == .boot ? "on" : "off"
         return [
-            "-name", "\(spec.vmName),process=\(spec.vmName)",
+            "-name", "\(spec.vmName),process=\(spec.vmName),debug-threads=on",
             "-M", "microvm,rtc=on\(memoryBackend)",
             "-accel", accel == .kvm ? "kvm" : "tcg,tb-size=\(QEMULimits.tcgCacheMiB)",
             "-cpu", GuestCPU.qemu(accel),

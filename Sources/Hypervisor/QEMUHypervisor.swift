@@ -339,4 +339,14 @@ public struct QEMUHypervisor: Hypervisor {
     public func describe(_ vm: VMHandle) async -> VMStatus {
         vm.isAlive ? .running(pid: vm.pid) : .exited
     }
+
+    public func stallReport(_ vm: VMHandle) async -> String? {
+        guard vm.isAlive, let qmp = vm.controlSocket else { return nil }
+        return await QEMUStallProbe.report(qmp: qmp, pid: vm.pid)
+    }
+
+    public func kick(_ vm: VMHandle) async -> Bool {
+        guard vm.isAlive, let qmp = vm.controlSocket else { return false }
+        return await QEMUStallProbe.kick(qmp: qmp)
+    }
 }

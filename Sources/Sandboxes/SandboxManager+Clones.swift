@@ -96,7 +96,7 @@ extension SandboxManager {
         record.network = ready?.state
         records[id] = record
         pooled.owner.hand(to: id)
-        agents[id] = pooled.agent
+        keep(pooled.agent, for: id)
         try store.save(record)
         if let parent = record.cgroupParent {
             vm = try await joinPodCgroup(vm, parent: parent, record: &record)

@@ -72,7 +72,7 @@ extension SandboxManager {
     {
         let (agent, health) = try await dialer.dial(
             vm, hypervisor: hypervisor, token: try agentToken(id), link: eventLink(id))
-        agents[id] = agent
+        keep(agent, for: id)
         return health
     }
 

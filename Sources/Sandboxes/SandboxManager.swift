@@ -47,6 +47,9 @@ public actor SandboxManager {
     let dialer: AgentDialer
     public nonisolated let agentEvents: AsyncStream<PodAgentEvent>
     private let eventInput: AsyncStream<PodAgentEvent>.Continuation
+    /// Agent calls that are late (pod id, call), for `watchLateCalls`; the newest 64 are kept.
+    let lateCalls: AsyncStream<LateCall>
+    let lateCallInput: AsyncStream<LateCall>.Continuation
 
     public init(
         config: CocoonConfig, hypervisors: [any Hypervisor], network: any PodNetworking,
@@ -61,6 +64,7 @@ public actor SandboxManager {
         self.timeouts = timeouts
         self.logger = logger
         (agentEvents, eventInput) = AsyncStream.makeStream(of: PodAgentEvent.self)
+        (lateCalls, lateCallInput) = AsyncStream.makeStream(of: LateCall.self, bufferingPolicy: .bufferingNewest(64))
         dialer = AgentDialer(connect: connect, bootTimeout: timeouts.boot)
         factory = VMFactory(
             config: config, hypervisors: self.hypervisors, dialer: dialer, agentCall: timeouts.agentCall,
@@ -85,7 +89,10 @@ public actor SandboxManager {
     }
 
     /// Ends the agents' event stream (the daemon is shutting down; call after `detachAll`).
-    public nonisolated func endAgentEvents() { eventInput.finish() }
+    public nonisolated func endAgentEvents() {
+        eventInput.finish()
+        lateCallInput.finish()
+    }
 
     // MARK: recovery
 
@@ -252,7 +259,7 @@ public actor SandboxManager {
             let agent = try await connecting.value
             self.connecting[id] = nil
             if let existing = agents[id], existing.isOpen { return (id, existing) }
-            agents[id] = agent
+            keep(agent, for: id)
             return (id, agent)
         } catch {
             self.connecting[id] = nil

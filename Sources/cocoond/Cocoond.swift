@@ -179,6 +179,7 @@ struct Cocoond: AsyncParsableCommand {
                 containers.endLifecycleEvents()
             }
             group.addTask { await containers.processEvents() }
+            group.addTask { await manager.watchLateCalls() }
             group.addTask { try await streaming.run() }
             group.addTask { await Self.checkAccelerators(handlers, logger: logger) }
             group.addTask {
