@@ -329,7 +329,9 @@ static void __attribute__((noreturn)) child(const struct ccore_spawn *s, const i
 pid_t ccore_spawn(const struct ccore_spawn *s) {
     int nsfds[NS_COUNT] = {-1, -1, -1, -1};
     int own_pidns = -1;
-    int flags = s->new_namespaces ? (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | (s->share_ipc ? 0 : CLONE_NEWIPC)) : 0;
+    int flags = s->new_namespaces
+        ? (CLONE_NEWNS | CLONE_NEWUTS | (s->share_pid ? 0 : CLONE_NEWPID) | (s->share_ipc ? 0 : CLONE_NEWIPC))
+        : 0;
     if (s->join_pid > 0) {
         for (int i = 0; i < NS_COUNT; i++) {
             char path[64];

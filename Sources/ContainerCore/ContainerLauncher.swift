@@ -55,6 +55,7 @@ public enum ContainerLauncher {
         return try launch(spec.process, user: user, cgroup: cgroup) { arena, c in
             c.new_namespaces = 1
             c.share_ipc = spec.newIPCNamespace ? 0 : 1
+            c.share_pid = spec.newPIDNamespace ? 0 : 1
             c.rootfs = arena.string(spec.rootfs)
             c.readonly_rootfs = spec.readOnlyRootfs ? 1 : 0
             c.setup_dev = 1

@@ -16,6 +16,9 @@ public struct ContainerSpec: Sendable, Equatable {
     /// False: the container shares its creator's IPC namespace (in a pod VM, the pod's: SysV IPC,
     /// POSIX message queues and their sysctls are common to the pod's containers, as in Kubernetes).
     public var newIPCNamespace = true
+    /// False: the container's processes live in its creator's PID namespace (a native pod with the
+    /// node's PIDs): no PID 1 of its own, so the rest of its cgroup is killed when its process ends.
+    public var newPIDNamespace = true
     /// Absolute cgroup v2 directory for the container (created, limited and removed by `Cgroup`), or nil.
     public var cgroupPath: String?
     /// Every device may be opened (a privileged container). Otherwise the cgroup gets runc's default

@@ -102,6 +102,9 @@ public struct VMSpec: Sendable, Equatable {
     /// The pod's network namespace file, for a driver whose pod process joins it (native); nil:
     /// the host's network (a hostNetwork pod) or a VM's tap.
     public var netns: String?
+    /// A native pod's containers in the node's PID namespace, and its IPC namespace the node's.
+    public var hostPID = false
+    public var hostIPC = false
     /// The host directory shared with the guest through virtio-fs (tag `BootContract.sharedFSTag`);
     /// nil: none. The guest's RAM is then a shared mapping (vhost-user needs one).
     public var sharedDir: String?

@@ -64,6 +64,8 @@ public struct NativeSandboxer: Hypervisor {
         ]
         if let shared = spec.sharedDir { argv += ["--shared-dir", shared] }
         if let netns = spec.netns { argv += ["--netns", netns] }
+        if spec.hostPID { argv.append("--host-pid") }
+        if spec.hostIPC { argv.append("--host-ipc") }
         let launched = HostProcess.nowNs()
         let pid: Int32
         do {

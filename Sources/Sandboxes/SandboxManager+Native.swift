@@ -27,6 +27,8 @@ extension SandboxManager {
             id: id, kernel: "", initrd: "", agentImage: "", vcpus: plan.vcpus, memoryMiB: plan.memoryMiB,
             accel: .auto, stateDir: store.directory(for: id), runDir: config.vmRunDir(id), agentTokenFile: tokenFile)
         spec.netns = attachment.map { NetworkNamespace.path(name: $0.state.namespace) }
+        spec.hostPID = request.hostPID
+        spec.hostIPC = request.hostIPC
         spec.sharedDir = try prepareShare(id, handler: plan.handler, hypervisor: plan.hypervisor)
         spec.cgroupParent = plan.cgroupParent
         let starting = ContinuousClock.now
@@ -36,21 +38,14 @@ extension SandboxManager {
         return StartedVM(vm: vm, health: health, attachment: attachment)
     }
 
-    /// The node's namespaces a pod asks for: the network for native handlers only (a VM handler
-    /// names the native handlers that would run it); the node's PID and IPC namespaces for none yet.
+    /// The node's namespaces a pod asks for (network, PID, IPC): native handlers only; a VM handler
+    /// names the native handlers that would run the pod.
     static func checkHostNamespaces(
         _ request: RunRequest, _ handlerName: String, _ handler: RuntimeHandler, handlers: [String: RuntimeHandler]
     ) throws(CocoonError) {
         for (field, asked) in [("network", request.hostNetwork), ("pid", request.hostPID), ("ipc", request.hostIPC)]
-        where asked {
-            if handler.backend.isVM {
-                throw .invalidArgument(hostNamespaceRefusal(field, handlerName, natives: handlers))
-            }
-            if field != "network" {
-                throw .unimplemented(
-                    "config.linux.security_context.namespace_options.\(field): NODE is not built yet for native pods "
-                        + "(runtime handler \"\(handlerName)\"); only the node's network is")
-            }
+        where asked && handler.backend.isVM {
+            throw .invalidArgument(hostNamespaceRefusal(field, handlerName, natives: handlers))
         }
     }
 

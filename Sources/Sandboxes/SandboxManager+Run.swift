@@ -47,6 +47,8 @@ extension SandboxManager {
             memoryMiB: plan.memoryMiB, configJSON: request.configJSON)
         record.cgroupParent = plan.cgroupParent
         if request.hostNetwork { record.hostNetwork = true }
+        if request.hostPID { record.hostPID = true }
+        if request.hostIPC { record.hostIPC = true }
         records[id] = record
         do throws(CocoonError) {
             try store.save(record)

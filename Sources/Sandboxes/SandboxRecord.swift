@@ -67,6 +67,9 @@ public struct SandboxRecord: Codable, Sendable, Equatable {
     public var cgroupParent: String?
     /// The pod uses the node's network (a hostNetwork pod of a native handler): no CNI, no namespace.
     public var hostNetwork: Bool?
+    /// The pod's containers share the node's PID namespace, and the pod its IPC namespace (native).
+    public var hostPID: Bool?
+    public var hostIPC: Bool?
 
     public init(
         id: String, metadata: PodMetadata, labels: [String: String], annotations: [String: String],

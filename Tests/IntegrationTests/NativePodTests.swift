@@ -34,8 +34,10 @@ struct NativePodTests {
         }
     }
 
-    static func netns(of pid: Int32) -> String {
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")) ?? "?"
+    static func netns(of pid: Int32) -> String { namespace("net", of: pid) }
+
+    static func namespace(_ kind: String, of pid: Int32) -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)")) ?? "?"
     }
 
     /// What a native pod may leave on the host: its cgroup, its network namespace, mounts naming it.
@@ -111,7 +113,7 @@ struct NativePodTests {
         }
     }
 
-    @Test func aHostNetworkPodSharesTheNodesNetworkAndVMHandlersRefuseIt() async throws {
+    @Test func hostNetworkAndHostPIDPodsShareTheNodesNamespacesAndVMHandlersRefuseThem() async throws {
         try await withDaemon(extraConfig: Self.nativeHandler) { daemon in
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
@@ -132,16 +134,37 @@ struct NativePodTests {
                     let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = id })
                     #expect(status.status.linux.namespaces.options.network == .node)
                 }
-                // The node's PID namespace is not built for native pods yet: said so, nothing kept.
+                // The node's PID and IPC namespaces: the container sees the node's processes, and a
+                // child it leaves behind ends with its process (it has no PID 1 of its own to end it).
                 var hostPID = Self.nativePod("hostpid")
                 hostPID.config.linux.securityContext.namespaceOptions.pid = .node
-                do {
-                    _ = try await rt.runPodSandbox(hostPID)
-                    Issue.record("a native pod got the node's PID namespace unbuilt")
-                } catch let error as RPCError {
-                    #expect(error.code == .unimplemented && error.message.contains("namespace_options.pid"))
+                hostPID.config.linux.securityContext.namespaceOptions.ipc = .node
+                try await withTestPod(rt, hostPID) { id in
+                    let (left, main) = ("4\(UInt16.random(in: 1000...9999))", "5\(UInt16.random(in: 1000...9999))")
+                    let cid = try await runContainer(
+                        rt,
+                        containerRequest(
+                            "hostpid", ["sh", "-c", "sleep \(left) & exec sleep \(main)"], pod: hostPID, podID: id,
+                            image: Self.busybox))
+                    let pids = Self.hostProcesses(["sleep", main]) + Self.hostProcesses(["sleep", left])
+                    #expect(pids.count == 2)
+                    for pid in pids {
+                        #expect(Self.namespace("pid", of: pid) == Self.namespace("pid", of: getpid()))
+                        #expect(Self.namespace("ipc", of: pid) == Self.namespace("ipc", of: getpid()))
+                    }
+                    let initName = try String(contentsOfFile: "/proc/1/comm", encoding: .utf8)
+                    #expect(try await execScript(rt, cid, "cat /proc/1/comm").out == initName)
+                    let status = try await rt.podSandboxStatus(.with { $0.podSandboxID = id })
+                    #expect(status.status.linux.namespaces.options.pid == .node)
+                    #expect(status.status.linux.namespaces.options.ipc == .node)
+                    try await rt.stopContainer(
+                        .with {
+                            $0.containerID = cid
+                            $0.timeout = 5
+                        })
+                    #expect(Self.hostProcesses(["sleep", main]).isEmpty)
+                    #expect(Self.hostProcesses(["sleep", left]).isEmpty, "the container's child outlived it")
                 }
-                #expect(try await rt.listPodSandbox(.init()).items.isEmpty)
                 var vmPod = podConfig("hostnet-vm-\(UInt32.random(in: 0...UInt32.max))")
                 vmPod.config.linux.securityContext.namespaceOptions.network = .node
                 do {

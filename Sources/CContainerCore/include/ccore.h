@@ -24,6 +24,7 @@ struct ccore_mount {
 struct ccore_spawn {
     int new_namespaces;              // 1: new mount, PID, IPC and UTS namespaces (network is shared)
     int share_ipc;                   // with new_namespaces: keep the caller's IPC namespace (the pod's)
+    int share_pid;                   // with new_namespaces: keep the caller's PID namespace (the node's)
     pid_t join_pid;
     const char *rootfs;              // absolute path (create mode)
     int readonly_rootfs;

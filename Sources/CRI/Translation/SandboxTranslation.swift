@@ -49,6 +49,8 @@ public enum SandboxTranslation {
         status.annotations = record.annotations
         status.runtimeHandler = record.runtimeHandler
         if record.hostNetwork == true { status.linux.namespaces.options.network = .node }
+        if record.hostPID == true { status.linux.namespaces.options.pid = .node }
+        if record.hostIPC == true { status.linux.namespaces.options.ipc = .node }
         return status
     }
 

@@ -191,7 +191,7 @@ int cocoon_reseed_random(const unsigned char *bytes, int size) {
 #include <sched.h>
 #include <sys/mount.h>
 
-int cocoon_enter_pod(const char *netns_path, const char **step) {
+int cocoon_enter_pod(const char *netns_path, int host_ipc, const char **step) {
     if (netns_path) {
         *step = "open the network namespace";
         int fd = open(netns_path, O_RDONLY | O_CLOEXEC);
@@ -202,8 +202,8 @@ int cocoon_enter_pod(const char *netns_path, const char **step) {
         close(fd);
         if (rc != 0) return -err;
     }
-    *step = "unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)";
-    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) != 0) return -errno;
+    *step = host_ipc ? "unshare(CLONE_NEWNS | CLONE_NEWUTS)" : "unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC)";
+    if (unshare(CLONE_NEWNS | CLONE_NEWUTS | (host_ipc ? 0 : CLONE_NEWIPC)) != 0) return -errno;
     *step = "make / rslave";
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return -errno;
     return 0;

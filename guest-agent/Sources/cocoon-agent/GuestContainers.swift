@@ -79,6 +79,7 @@ struct GuestContainers {
         spec.readOnlyRootfs = r.readOnlyRootfs
         spec.resources = GuestContainers.resources(r.resources)
         spec.newIPCNamespace = false  // the pod's IPC namespace is the VM's
+        spec.newPIDNamespace = !(HostMode.current?.hostPID ?? false)
         spec.allDevices = r.allDevices
         if r.customPaths {
             spec.maskedPaths = r.maskedPaths
@@ -288,6 +289,8 @@ struct GuestContainers {
         exit.exitedAtNs = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
         if var container = containers[owner.containerID] {
             if owner.execID.isEmpty {
+                // Without a PID namespace of its own nothing ends the rest with its process.
+                if !container.spec.newPIDNamespace { container.cgroup?.killAll() }
                 container.state = .exited
                 container.exitCode = code
                 container.oomKilled = (container.cgroup?.stats().oomKills ?? 0) > 0

@@ -3,8 +3,9 @@ import Glibc
 
 /// How this agent was started: as PID 1 of a pod VM (no arguments), or by cocoond on the host as
 /// the agent of a native pod (`cocoon-agent host --socket S --token-file T --cgroup-root C
-/// --pod-dir P [--shared-dir D] [--netns N] --name cocoon-<id>`). On the host it holds the pod's
-/// network, IPC and UTS namespaces and a mount namespace of its own (host mounts still reach it),
+/// --pod-dir P [--shared-dir D] [--netns N] [--host-pid] [--host-ipc] --name cocoon-<id>`). On the
+/// host it holds the pod's network, IPC and UTS namespaces (the node's network and IPC when asked;
+/// containers then share the node's PIDs) and a mount namespace of its own (host mounts reach it),
 /// listens on a Unix socket only root may use, reads its token from a file, keeps its working
 /// files under the pod's directory, and leaves the host's own setup (mounts, modules, power) alone.
 struct HostMode: Sendable {
@@ -21,6 +22,10 @@ struct HostMode: Sendable {
     let sharedDir: String?
     /// The pod's network namespace (CNI), or nil for the host's network (a hostNetwork pod).
     let netns: String?
+    /// The pod's containers are in the node's PID namespace (hostPID), not each in its own.
+    var hostPID = false
+    /// The pod keeps the node's IPC namespace (hostIPC).
+    var hostIPC = false
 
     /// This process's mode, from its arguments (nil: a VM's agent). Bad arguments end the process.
     static let current: HostMode? = {
@@ -41,6 +46,9 @@ struct HostMode: Sendable {
 
     static func parse(_ args: [String]) -> Result<HostMode, UsageError> {
         var values: [String: String] = [:]
+        let flags: Set = ["--host-pid", "--host-ipc"]
+        let given = Set(args.filter { flags.contains($0) })
+        let args = args.filter { !flags.contains($0) }
         var i = 0
         let known: Set = [
             "--socket", "--token-file", "--cgroup-root", "--pod-dir", "--shared-dir", "--netns", "--name",
@@ -59,10 +67,12 @@ struct HostMode: Sendable {
         guard let cgroup = values["--cgroup-root"], cgroup.hasPrefix("/sys/fs/cgroup/"), !cgroup.contains("/../") else {
             return .failure(UsageError(message: "--cgroup-root must be a directory under /sys/fs/cgroup"))
         }
-        return .success(
-            HostMode(
-                socket: values["--socket"] ?? "", tokenFile: values["--token-file"] ?? "", cgroupRoot: cgroup,
-                podDir: values["--pod-dir"] ?? "", sharedDir: values["--shared-dir"], netns: values["--netns"]))
+        var mode = HostMode(
+            socket: values["--socket"] ?? "", tokenFile: values["--token-file"] ?? "", cgroupRoot: cgroup,
+            podDir: values["--pod-dir"] ?? "", sharedDir: values["--shared-dir"], netns: values["--netns"])
+        mode.hostPID = given.contains("--host-pid")
+        mode.hostIPC = given.contains("--host-ipc")
+        return .success(mode)
     }
 
     /// Listens on the socket (in the host's mount namespace, where cocoond finds it), then enters
@@ -70,7 +80,7 @@ struct HostMode: Sendable {
     func enter() throws -> Int32 {
         let listenFD = try listen()
         var step: UnsafePointer<CChar>?
-        let rc = cocoon_enter_pod(netns, &step)
+        let rc = cocoon_enter_pod(netns, hostIPC ? 1 : 0, &step)
         guard rc == 0 else {
             close(listenFD)
             throw SystemError(step.map { String(cString: $0) } ?? "enter the pod", -rc)

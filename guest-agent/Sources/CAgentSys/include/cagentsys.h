@@ -47,10 +47,10 @@ void cocoon_watchdog_install(int fd);
 void cocoon_watchdog_arm(const char *what, unsigned seconds);
 void cocoon_watchdog_disarm(void);
 /// A native pod's agent on the host enters its pod: the network namespace of `netns_path` (NULL:
-/// the host's stays), then new mount, UTS and IPC namespaces, with every mount a slave of the
-/// host's (host mounts reach the pod, the pod's never reach the host). Single-threaded callers
-/// only. 0, or -errno (and `*step` names what failed).
-int cocoon_enter_pod(const char *netns_path, const char **step);
+/// the host's stays), then new mount, UTS and (unless `host_ipc`) IPC namespaces, with every mount
+/// a slave of the host's (host mounts reach the pod, the pod's never reach the host).
+/// Single-threaded callers only. 0, or -errno (and `*step` names what failed).
+int cocoon_enter_pod(const char *netns_path, int host_ipc, const char **step);
 /// accept4 (close-on-exec, non-blocking) of a Unix socket connection whose peer is uid 0; another
 /// peer is closed at once and -2 returned with its uid and pid in *uid, *pid. -1 with errno when
 /// nothing could be accepted.
