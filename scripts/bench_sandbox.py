@@ -76,6 +76,7 @@ with open(f"{root}/config.toml", "w") as f:
     for name, pool in (("tpl", 0), ("pool", 1)):
         f.write(f'[handlers.{name}]\nbackend = "qemu"\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
                 f'memory_mib = 256\nvcpus = 1\naccel = "tcg"\nstart = "template"\npool_size = {pool}\n')
+    f.write('[handlers.nat]\nbackend = "native"\n')  # no VM: the peer of containerd + runc
     f.write(f'[handlers.lv]\nbackend = "libvirt"\ntrusted_guests = true\nkernel = "{guest}/vmlinux"\ninitrd = "{guest}/initrd.cpio"\n'
             f'memory_mib = 256\nvcpus = 1\naccel = "tcg"\n')
 daemon = subprocess.Popen([f"{bindir}/cocoond", "--config", f"{root}/config.toml", "--log-level", "warning"])
@@ -99,8 +100,9 @@ def wait_templates(pool_ready):
     raise SystemExit(f"templates not ready: {templates()}")
 
 
-MODES = (("cold", "cocoon"), ("template", "tpl"), ("pool", "pool"), ("libvirt", "lv"))
-STARTS = {"libvirt": "cold"}  # how each mode's pod must have started (its own name otherwise)
+MODES = (("cold", "cocoon"), ("template", "tpl"), ("pool", "pool"), ("libvirt", "lv"), ("native", "nat"))
+VM_MODES = [m for m, _ in MODES if m != "native"]
+STARTS = {"libvirt": "cold", "native": "cold"}  # how each mode's pod must have started (its own name otherwise)
 floor, old_floor, q35_floor, bare_pss, stoprm_s = [], [], [], [], []
 run_s = {m: [] for m, _ in MODES}
 inside = {m: [] for m, _ in MODES}
@@ -168,7 +170,7 @@ print(f"{'bare QEMU boot to init marker (the floor)':48} {f_floor:9.3f}s   vmlin
 print(f"{'  the floor before: bzImage, without those':48} {med(old_floor):9.3f}s   ({f_floor / med(old_floor):.2f}x of it)")
 print(f"templates: built in {built['tpl']['build_ms'] / 1000:.2f}s, {built['tpl']['ram_data_mib']} MiB of RAM data")
 print(f"{'figure':48} {'cocoon':>10} {'reference':>10} {'ratio':>7}")
-for mode, _ in MODES:
+for mode in VM_MODES:
     r, d = med(run_s[mode]), med(inside[mode])
     print(f"{'RunPodSandbox ' + mode + ' (cocoonctl runp)':48} {r:9.3f}s {f_floor:9.2f}s {r / f_floor:6.2f}x   (reference: bare QEMU boot to init marker)")
     print(f"{'  of which inside cocoond (call to ready)':48} {d:9.3f}s {f_floor:9.2f}s {d / f_floor:6.2f}x")
@@ -178,6 +180,7 @@ for mode, _ in MODES:
         print(f"{'  vs cocoon cold (qemu backend, microvm)':48} {r:9.3f}s {med(run_s['cold']):9.2f}s {r / med(run_s['cold']):6.2f}x   (target <= 2x)")
     parts = ", ".join(f"{k} {med(v):.0f} ms" for k, v in sorted(steps.get(mode, {}).items()))
     print(f"{'    steps (medians; vm and network overlap for a clone)':48} {parts}")
+print(f"{'RunPodSandbox native (cocoonctl runp, no VM)':48} {med(run_s['native']):9.3f}s   (its agent ready in {med(inside['native']):.3f}s)")
 if peer_s:
     p = med(peer_s)
     print(f"{'containerd + runc RunPodSandbox (crictl runp)':48} {p:9.3f}s   the peer, same machine and CNI network")
@@ -187,9 +190,10 @@ else:
     print(f"containerd + runc: skipped ({peer_why})")
 print(f"{'StopPodSandbox + RemovePodSandbox':48} {med(stoprm_s):9.2f}s {'-':>10} {'':>7}")
 bp = med(bare_pss) / 1024
-for mode, _ in MODES:
+for mode in VM_MODES:
     pp = med(pod_pss[mode]) / 1024
     print(f"{'idle pod VM PSS, ' + mode:48} {pp:8.1f}Mi {bp:8.1f}Mi {pp / bp:6.2f}x   ({pp - bp:+.1f} MiB vs the bare guest)")
+print(f"{'idle native pod agent PSS':48} {med(pod_pss['native']) / 1024:8.1f}Mi   (no VM: the pod's agent is its only process)")
 print("targets: cold RunPodSandbox <= 1.25x floor; from template <= 0.3 s; from pool <= 0.1 s (call to ready)")
 print("raw:", json.dumps({"floor_s": floor, "old_floor_s": old_floor, "q35_floor_s": q35_floor, "containerd_runp_s": peer_s, "runp_s": run_s, "inside_s": inside, "stop_rm_s": stoprm_s,
                           "bare_pss_kib": bare_pss, "pod_pss_kib": pod_pss}))

@@ -450,3 +450,10 @@ int ccore_attach_device_filter(int cgroup_fd) {
     close(prog_fd);
     return err;
 }
+
+uint64_t ccore_bounding_set(int last_cap) {
+    uint64_t mask = 0;
+    for (int n = 0; n <= last_cap && n < 64; n++)
+        if (prctl(PR_CAPBSET_READ, (unsigned long)n, 0, 0, 0) == 1) mask |= (uint64_t)1 << n;
+    return mask;
+}

@@ -47,8 +47,14 @@ public enum ContainerLauncher {
             throw .notFound("root filesystem \(spec.rootfs) is not a directory")
         }
         let user = try UserResolver.resolve(spec.process.user, rootfs: spec.rootfs)
-        for dir in ["/proc", "/sys", "/dev"] { _ = try SafePath.makeDirectories(root: spec.rootfs, dir) }
-        let mounts = try mountPoints(spec)
+        for dir in ["/proc", "/sys"] { _ = try SafePath.makeDirectories(root: spec.rootfs, dir) }
+        let devDir = try SafePath.makeDirectories(root: spec.rootfs, "/dev")
+        // A privileged container's devices first, over its fresh /dev (made in the new process);
+        // its own mounts below /dev come after them and win.
+        let devices = spec.allDevices ? HostDevices.nodes() : []
+        let mounts =
+            devices.map { (Mount(source: "/dev/" + $0, destination: "/dev/" + $0), devDir + "/" + $0, true) }
+            + (try mountPoints(spec))
         let workingDir = spec.process.workingDir.isEmpty ? "/" : spec.process.workingDir
         // try?: a bad working dir fails at chdir, with its error
         _ = try? SafePath.makeDirectories(root: spec.rootfs, workingDir)
@@ -187,6 +193,9 @@ public enum ContainerLauncher {
         return env
     }
 
+    /// The capabilities in this process's bounding set (bit n = capability n).
+    static func boundingSet() -> UInt64 { ccore_bounding_set(Int32(lastCapability())) }
+
     /// Fills in the identity, capabilities and seccomp filter the new process takes on.
     private static func describe(
         _ process: ProcessSpec, user: ResolvedUser, filter: [UInt8]?, in c: inout ccore_spawn, arena: CArena
@@ -198,6 +207,10 @@ public enum ContainerLauncher {
         c.groups = UnsafePointer(groups)
         c.n_groups = Int32(user.groups.count)
         c.capabilities = Capability.mask(process.capabilities)
+        // Every capability (a privileged container) is every one this process may give, as
+        // containerd gives its own set: a node, or a sandbox around one, may lack some, and asking
+        // for those fails the start (EPERM). An explicit list is given as asked.
+        if process.capabilities == Capability.all { c.capabilities &= boundingSet() }
         c.no_new_privs = process.noNewPrivileges ? 1 : 0
         c.last_cap = Int32(lastCapability())
         if let filter {

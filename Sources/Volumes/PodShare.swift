@@ -31,6 +31,10 @@ public struct PodShare: Sendable {
 
     public init(root: String) { self.root = root }
 
+    /// The host kernel has mount_setattr (Linux 5.12), which makes a bind recursively read-only;
+    /// without it no volume is shared (`bind` refuses).
+    public static var recursiveReadOnlyAvailable: Bool { cocoon_has_mount_setattr() == 1 }
+
     /// The name of the bind of `source` with `volume`'s settings: the same for every container of
     /// the pod that asks for the same thing.
     static func name(_ source: borrowing VolumeSource, _ volume: VolumeRequest) -> String {

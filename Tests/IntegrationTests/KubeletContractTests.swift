@@ -356,7 +356,9 @@ struct KubeletContractTests {
                 hog.config.metadata.attempt = 0
                 let hogID = try await run(rt, hog)
                 var hogStatus = Runtime_V1_ContainerStatus()
-                for _ in 0..<600 {
+                // Up to 3 minutes: near its limit the guest reclaims (and refaults) file pages before
+                // it kills, which under TCG on a loaded node once took over a minute.
+                for _ in 0..<1800 {
                     hogStatus = try await rt.containerStatus(.with { $0.containerID = hogID }).status
                     if hogStatus.state == .containerExited { break }
                     // sleep: a poll pause; the loop checks the condition

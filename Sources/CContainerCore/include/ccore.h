@@ -76,6 +76,9 @@ int ccore_pivot_root(const char *new_root, const char *put_old);
 /// Returns 0 or a negative errno.
 int ccore_seccomp_export(scmp_filter_ctx ctx, void **buf, size_t *len);
 
+/// The capabilities in the calling thread's bounding set up to `last_cap` (bit n = capability n).
+uint64_t ccore_bounding_set(int last_cap);
+
 /// Wraps a BPF program (from ccore_seccomp_export) as the struct sock_fprog prctl expects; malloc'd.
 void *ccore_seccomp_program(const void *bpf, size_t len);
 

@@ -4,6 +4,7 @@ import Foundation
 import GRPCCore
 import Hypervisor
 import Models
+import Volumes
 
 extension RuntimeService {
     /// RuntimeReady is true when the hypervisors the handlers need can run; NetworkReady once a CNI
@@ -36,9 +37,12 @@ extension RuntimeService {
             var h = Runtime_V1_RuntimeHandler()
             h.name = name
             h.features = Runtime_V1_RuntimeHandlerFeatures()
-            // Shared volumes are bound on the host with mount_setattr (recursive read-only); copied
-            // ones are read-only trees in the guest, submounts included.
-            h.features.recursiveReadOnlyMounts = true
+            // Shared volumes (virtio-fs and native pods) are bound on the host with mount_setattr
+            // (recursive read-only), which the host kernel must have; copied ones are read-only
+            // trees in the guest (its kernel has it), submounts included.
+            let handler = name.isEmpty ? config.handlers[config.defaultHandler] : config.handlers[name]
+            h.features.recursiveReadOnlyMounts =
+                handler.map { $0.backend.isVM && $0.sharedFS == .none } == true || PodShare.recursiveReadOnlyAvailable
             return h
         }
         if request.verbose {
