@@ -55,12 +55,16 @@ public protocol Hypervisor: Sendable {
     /// Pauses and resumes a running VM at once, which wakes each vCPU and the hypervisor's own loop
     /// (a guest that slept through the interrupt that had work for it); false where nothing was done.
     func kick(_ vm: VMHandle) async -> Bool
+    /// Why a VM whose guest has just come up cannot be trusted to keep its timers (it is booted
+    /// again), or nil.
+    func bootDefect(_ vm: VMHandle) async -> String?
 }
 
 extension Hypervisor {
     public var qemuBinary: String { QEMUHypervisor.defaultBinary }
     public func stallReport(_ vm: VMHandle) async -> String? { nil }
     public func kick(_ vm: VMHandle) async -> Bool { false }
+    public func bootDefect(_ vm: VMHandle) async -> String? { nil }
 }
 
 /// How a VM comes to be.

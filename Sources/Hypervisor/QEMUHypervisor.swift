@@ -345,6 +345,11 @@ public struct QEMUHypervisor: Hypervisor {
         return await QEMUStallProbe.report(qmp: qmp, pid: vm.pid)
     }
 
+    public func bootDefect(_ vm: VMHandle) async -> String? {
+        guard vm.isAlive, let qmp = vm.controlSocket else { return nil }
+        return await QEMUStallProbe.lapicTimerDefect(qmp: qmp)
+    }
+
     public func kick(_ vm: VMHandle) async -> Bool {
         guard vm.isAlive, let qmp = vm.controlSocket else { return false }
         return await QEMUStallProbe.kick(qmp: qmp)

@@ -50,6 +50,30 @@ enum QEMUStallProbe {
         return replies[1] != nil
     }
 
+    /// The guest left its local APIC timer as its boot-time calibration set it up (masked,
+    /// periodic, a count of 0xFFFFFFFF / 16): Linux found the timer "too slow" or failed to verify
+    /// it against the PIT, which happens when a loaded host delays the emulated vCPU, and fell back
+    /// to the PIT as its clock event device. Under TCG that guest then sleeps through its own
+    /// timers (seen in CI: a vCPU halted for minutes with a request waiting, kicks did not help).
+    static func lapicTimerDefect(qmp: String) async -> String? {
+        let reply =
+            await QMPClient.run(
+                [QMPClient.command("human-monitor-command", ["command-line": "info lapic"])], socketPath: qmp,
+                timeout: .seconds(2)
+            ).first ?? nil
+        return reply.flatMap(hmpText).flatMap(lapicTimerDefect(in:))
+    }
+
+    static func lapicTimerDefect(in text: String) -> String? {
+        let lines = text.split(whereSeparator: \.isNewline).map { $0.split(whereSeparator: \.isWhitespace) }
+        guard let lvtt = lines.first(where: { $0.first == "LVTT" }), lvtt.contains("masked"),
+            lvtt.contains("periodic"), let timer = lines.first(where: { $0.first == "Timer" }),
+            timer.joined(separator: " ").contains("initial_count = 268435455")
+        else { return nil }
+        return "the guest kernel disabled its local APIC timer at boot (left as calibration set it up: "
+            + lvtt.joined(separator: " ") + ")"
+    }
+
     static func status(_ reply: String) -> String {
         guard let object = json(reply)?["return"] as? [String: Any], let status = object["status"] as? String else {
             return "QEMU status unknown"

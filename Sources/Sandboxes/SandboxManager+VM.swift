@@ -15,6 +15,7 @@ extension SandboxManager {
         _ initial: VMSpec, hypervisor: any Hypervisor, record: inout SandboxRecord
     ) async throws(CocoonError) -> (VMHandle, GuestHealth) {
         var spec = initial
+        var defects = 0
         while true {
             let vm: VMHandle
             let launching = ContinuousClock.now
@@ -48,7 +49,17 @@ extension SandboxManager {
                 }
                 await hypervisor.noteKVMBoot(spec, failure: nil)
             }
-            return (vm, try await waitForAgent(vm, hypervisor: hypervisor, id: record.id))
+            let health = try await waitForAgent(vm, hypervisor: hypervisor, id: record.id)
+            if spec.origin == .boot, defects < 3, let defect = await hypervisor.bootDefect(vm) {
+                // A guest without its timer sleeps through requests: boot it again, now.
+                defects += 1
+                logger.warning(
+                    "pod VM came up broken; booting it again", metadata: ["vm": "\(vm.name)", "why": "\(defect)"])
+                if let agent = agents.removeValue(forKey: record.id) { await agent.close() }
+                await hypervisor.stop(vm, timeout: .zero)
+                continue
+            }
+            return (vm, health)
         }
     }
 

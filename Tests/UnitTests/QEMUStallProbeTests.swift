@@ -41,4 +41,21 @@ import Testing
             QEMUStallProbe.queues([("rx", rx), ("tx", nil)])
                 == "agent queues rx avail 1038 taken 14 used 14 signalled 13")
     }
+
+    /// The state a guest left its LAPIC timer in when it fell back to the PIT (seen in CI), against
+    /// a working guest's timer, armed or stopped while idle.
+    @Test func aGuestThatDisabledItsLAPICTimerIsTold() {
+        let broken =
+            "LVTT\t 0x000300ec active-hi edge  masked         periodic     Fixed  (vec 236)\r\n"
+            + "Timer\t DCR=0x3 (divide by 16) initial_count = 268435455 current_count = 166034638\r\n"
+        #expect(QEMUStallProbe.lapicTimerDefect(in: broken)?.contains("disabled its local APIC timer") == true)
+        let armed =
+            "LVTT\t 0x000000ec active-hi edge                 one-shot     Fixed  (vec 236)\r\n"
+            + "Timer\t DCR=0x3 (divide by 16) initial_count = 5509642 current_count = 1431201\r\n"
+        #expect(QEMUStallProbe.lapicTimerDefect(in: armed) == nil)
+        let stopped =
+            "LVTT\t 0x000100ec active-hi edge  masked         one-shot     Fixed  (vec 236)\r\n"
+            + "Timer\t DCR=0x3 (divide by 16) initial_count = 0 current_count = 0\r\n"
+        #expect(QEMUStallProbe.lapicTimerDefect(in: stopped) == nil)
+    }
 }

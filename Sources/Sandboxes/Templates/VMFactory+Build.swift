@@ -91,6 +91,10 @@ extension VMFactory {
         }
         do throws(CocoonError) {
             try await configureNIC(vm, hypervisor: hypervisor, token: token, id: spec.id)
+            // Every clone would inherit a guest that sleeps through its timers.
+            if let defect = await hypervisor.bootDefect(vm) {
+                throw CocoonError.unavailable("template VM came up broken (built again on the next demand): \(defect)")
+            }
             // The agent must have seen the host leave, so every clone starts a fresh session.
             try await waitForConsole(vm.consoleLog, "cocoon-agent: host disconnected", within: .seconds(10))
             let state = try await saveState(vm, hypervisor: hypervisor, building: building)
