@@ -200,6 +200,8 @@ struct KubeletContractTests {
                             group.addTask { _ = try? await rt.removeContainer(.with { $0.containerID = id }) }
                         }
                     }
+                    // A pod that stopped answering fails each round at the 30 s deadline: one is enough.
+                    if !failures.isEmpty { break }
                 }
                 #expect(failures.isEmpty, "\(failures.count) of 80 creates failed: \(failures.prefix(3))")
                 _ = try await rt.removePodSandbox(.with { $0.podSandboxID = podID })

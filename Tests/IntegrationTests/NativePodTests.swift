@@ -146,7 +146,14 @@ struct NativePodTests {
                         containerRequest(
                             "hostpid", ["sh", "-c", "sleep \(left) & exec sleep \(main)"], pod: hostPID, podID: id,
                             image: Self.busybox))
-                    let pids = Self.hostProcesses(["sleep", main]) + Self.hostProcesses(["sleep", left])
+                    // sh forks its background sleep and execs the other: both may still be on the way.
+                    var pids: [Int32] = []
+                    for _ in 0..<100 {
+                        pids = Self.hostProcesses(["sleep", main]) + Self.hostProcesses(["sleep", left])
+                        if pids.count == 2 { break }
+                        // sleep: a poll pause; the loop checks the condition
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
                     #expect(pids.count == 2)
                     for pid in pids {
                         #expect(Self.namespace("pid", of: pid) == Self.namespace("pid", of: getpid()))
