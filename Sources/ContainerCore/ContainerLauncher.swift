@@ -193,9 +193,6 @@ public enum ContainerLauncher {
         return env
     }
 
-    /// The capabilities in this process's bounding set (bit n = capability n).
-    static func boundingSet() -> UInt64 { ccore_bounding_set(Int32(lastCapability())) }
-
     /// Fills in the identity, capabilities and seccomp filter the new process takes on.
     private static func describe(
         _ process: ProcessSpec, user: ResolvedUser, filter: [UInt8]?, in c: inout ccore_spawn, arena: CArena
@@ -206,13 +203,13 @@ public enum ContainerLauncher {
         for (i, g) in user.groups.enumerated() { groups[i] = g }
         c.groups = UnsafePointer(groups)
         c.n_groups = Int32(user.groups.count)
+        c.last_cap = Int32(lastCapability())
         c.capabilities = Capability.mask(process.capabilities)
         // Every capability (a privileged container) is every one this process may give, as
         // containerd gives its own set: a node, or a sandbox around one, may lack some, and asking
         // for those fails the start (EPERM). An explicit list is given as asked.
-        if process.capabilities == Capability.all { c.capabilities &= boundingSet() }
+        if process.capabilities == Capability.all { c.capabilities &= ccore_bounding_set(c.last_cap) }
         c.no_new_privs = process.noNewPrivileges ? 1 : 0
-        c.last_cap = Int32(lastCapability())
         if let filter {
             let program = filter.withUnsafeBytes { ccore_seccomp_program($0.baseAddress, $0.count) }
             guard let program else { throw .system("out of memory for the seccomp filter") }

@@ -23,8 +23,7 @@ public protocol PodAgents: Sendable {
     /// Every agent's events tagged with the pod they came from, in arrival order, until the pods'
     /// owner ends the stream (daemon shutdown). One reader: the container manager.
     var agentEvents: AsyncStream<PodAgentEvent> { get }
-    /// What the pod's VM is doing while its agent does not answer (logged by the pod's owner); nil
-    /// where nothing can be told.
+    /// What the pod's VM is doing while its agent does not answer; nil where nothing can be told.
     func stallReport(_ podID: String) async -> String?
 }
 

@@ -51,9 +51,9 @@ enum QEMUStallProbe {
     }
 
     /// The guest left its local APIC timer as its boot-time calibration set it up (masked,
-    /// periodic, a count of 0xFFFFFFFF / 16): Linux found the timer "too slow" or failed to verify
-    /// it against the PIT, which happens when a loaded host delays the emulated vCPU, and fell back
-    /// to the PIT as its clock event device. Under TCG that guest then sleeps through its own
+    /// periodic, a count of 0xFFFFFFFF / 16): Linux found the timer "too slow" and gave it up before
+    /// verifying it (a failed verification would have zeroed the count), on a loaded host, and fell
+    /// back to the PIT as its clock event device. Under TCG that guest then sleeps through its own
     /// timers (seen in CI: a vCPU halted for minutes with a request waiting, kicks did not help).
     static func lapicTimerDefect(qmp: String) async -> String? {
         let reply =
@@ -65,7 +65,7 @@ enum QEMUStallProbe {
     }
 
     static func lapicTimerDefect(in text: String) -> String? {
-        let lines = text.split(whereSeparator: \.isNewline).map { $0.split(whereSeparator: \.isWhitespace) }
+        let lines = words(text)
         guard let lvtt = lines.first(where: { $0.first == "LVTT" }), lvtt.contains("masked"),
             lvtt.contains("periodic"), let timer = lines.first(where: { $0.first == "Timer" }),
             timer.joined(separator: " ").contains("initial_count = 268435455")
@@ -92,22 +92,14 @@ enum QEMUStallProbe {
 
     /// The timer's line and the pending and in-service vectors from `info lapic`.
     static func lapic(_ text: String) -> String {
-        var out: [String] = []
-        for line in text.split(whereSeparator: \.isNewline) {
-            let words = line.split(whereSeparator: \.isWhitespace)
-            if let first = words.first, ["LVTT", "Timer", "ISR", "IRR"].contains(first) {
-                out.append(words.joined(separator: " "))
-            }
-        }
-        return out.isEmpty ? "" : "LAPIC " + out.joined(separator: ", ")
+        let out = words(text).filter { ["LVTT", "Timer", "ISR", "IRR"].contains($0.first ?? "") }
+        return out.isEmpty ? "" : "LAPIC " + out.map { $0.joined(separator: " ") }.joined(separator: ", ")
     }
 
     /// Each IOAPIC's `Remote IRR` line (level-triggered lines delivered and not yet acknowledged).
     static func ioapic(_ text: String) -> String {
-        let lines = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-        let remote = lines.filter { $0.hasPrefix("Remote IRR") || $0.hasPrefix("IRR") }
-            .map { $0.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
-        return remote.isEmpty ? "" : "IOAPIC " + remote.joined(separator: ", ")
+        let remote = words(text).filter { $0.first == "IRR" || $0.starts(with: ["Remote", "IRR"]) }
+        return remote.isEmpty ? "" : "IOAPIC " + remote.map { $0.joined(separator: " ") }.joined(separator: ", ")
     }
 
     static func serialPath(_ reply: String) -> String? {
@@ -141,6 +133,12 @@ enum QEMUStallProbe {
             return "\(comm.trimmingCharacters(in: .whitespacesAndNewlines)) \(state) \(wchan)"
         }
         return items.isEmpty ? "" : "threads: " + items.joined(separator: ", ")
+    }
+
+    /// The monitor's text (lines end in CR LF, columns are tabs and runs of spaces) as each line's
+    /// words.
+    private static func words(_ text: String) -> [[Substring]] {
+        text.split(whereSeparator: \.isNewline).map { $0.split(whereSeparator: \.isWhitespace) }
     }
 
     private static func hmpText(_ reply: String) -> String? { json(reply)?["return"] as? String }
