@@ -51,6 +51,56 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated enum Cocoon_Agent_V4_PIDNamespace: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// a new one: the container's process is its PID 1
+  case pidOwn // = 0
+
+  /// the pod's: PID 1 is the pod's pause process (the node's, for a hostPID pod)
+  case pidPod // = 1
+
+  /// the node's (native pods only)
+  case pidNode // = 2
+
+  /// another container's (an ephemeral debug container)
+  case pidTarget // = 3
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .pidOwn
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .pidOwn
+    case 1: self = .pidPod
+    case 2: self = .pidNode
+    case 3: self = .pidTarget
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .pidOwn: return 0
+    case .pidPod: return 1
+    case .pidNode: return 2
+    case .pidTarget: return 3
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Cocoon_Agent_V4_PIDNamespace] = [
+    .pidOwn,
+    .pidPod,
+    .pidNode,
+    .pidTarget,
+  ]
+
+}
+
 public nonisolated struct Cocoon_Agent_V4_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1133,6 +1183,18 @@ public nonisolated struct Cocoon_Agent_V4_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._sharedMounts = newValue}
   }
 
+  /// The PID namespace the container's processes live in (CRI's namespace_options.pid).
+  public var pidNamespace: Cocoon_Agent_V4_PIDNamespace {
+    get {_storage._pidNamespace}
+    set {_uniqueStorage()._pidNamespace = newValue}
+  }
+
+  /// With TARGET: the container of this pod whose PID namespace it joins (running by then).
+  public var pidTargetID: String {
+    get {_storage._pidTargetID}
+    set {_uniqueStorage()._pidTargetID = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1853,6 +1915,10 @@ public nonisolated struct Cocoon_Agent_V4_PortClosed: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "cocoon.agent.v4"
+
+nonisolated extension Cocoon_Agent_V4_PIDNamespace: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PID_OWN\0\u{1}PID_POD\0\u{1}PID_NODE\0\u{1}PID_TARGET\0")
+}
 
 nonisolated extension Cocoon_Agent_V4_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
@@ -3564,7 +3630,7 @@ nonisolated extension Cocoon_Agent_V4_Resources: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0\u{3}shared_mounts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0\u{3}shared_mounts\0\u{3}pid_namespace\0\u{3}pid_target_id\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3581,6 +3647,8 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
     var _tty: Bool = false
     var _allDevices: Bool = false
     var _sharedMounts: [Cocoon_Agent_V4_SharedMount] = []
+    var _pidNamespace: Cocoon_Agent_V4_PIDNamespace = .pidOwn
+    var _pidTargetID: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3605,6 +3673,8 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       _tty = source._tty
       _allDevices = source._allDevices
       _sharedMounts = source._sharedMounts
+      _pidNamespace = source._pidNamespace
+      _pidTargetID = source._pidTargetID
     }
   }
 
@@ -3637,6 +3707,8 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         case 12: try { try decoder.decodeSingularBoolField(value: &_storage._tty) }()
         case 13: try { try decoder.decodeSingularBoolField(value: &_storage._allDevices) }()
         case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._sharedMounts) }()
+        case 15: try { try decoder.decodeSingularEnumField(value: &_storage._pidNamespace) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._pidTargetID) }()
         default: break
         }
       }
@@ -3691,6 +3763,12 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       if !_storage._sharedMounts.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._sharedMounts, fieldNumber: 14)
       }
+      if _storage._pidNamespace != .pidOwn {
+        try visitor.visitSingularEnumField(value: _storage._pidNamespace, fieldNumber: 15)
+      }
+      if !_storage._pidTargetID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._pidTargetID, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3714,6 +3792,8 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         if _storage._tty != rhs_storage._tty {return false}
         if _storage._allDevices != rhs_storage._allDevices {return false}
         if _storage._sharedMounts != rhs_storage._sharedMounts {return false}
+        if _storage._pidNamespace != rhs_storage._pidNamespace {return false}
+        if _storage._pidTargetID != rhs_storage._pidTargetID {return false}
         return true
       }
       if !storagesAreEqual {return false}

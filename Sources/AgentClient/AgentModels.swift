@@ -63,6 +63,18 @@ public struct SharedMount: Sendable, Codable, Equatable {
     }
 }
 
+/// The PID namespace a container is born in (CRI's `namespace_options.pid` of the container).
+public enum PIDNamespaceMode: Sendable, Equatable, Codable {
+    /// A new one: the container's process is its PID 1.
+    case own
+    /// The pod's: shared by its POD-mode containers, PID 1 a pause (the node's in a hostPID pod).
+    case pod
+    /// The node's (native pods).
+    case node
+    /// That of another container of the pod (an ephemeral debug container's target).
+    case target(String)
+}
+
 /// Everything the agent needs to prepare a container.
 public struct ContainerCreateSpec: Sendable, Equatable {
     public var id: String
@@ -84,6 +96,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var tty = false
     /// Every device may be opened (a privileged container); else runc's default allow-list.
     public var allDevices = false
+    /// The PID namespace its processes live in.
+    public var pidNamespace = PIDNamespaceMode.own
 
     public struct PathOverrides: Sendable, Codable, Equatable {
         public var masked: [String]

@@ -53,6 +53,14 @@ extension Cocoon_Agent_V4_CreateContainerRequest {
         stdin = spec.stdin
         tty = spec.tty
         allDevices = spec.allDevices
+        switch spec.pidNamespace {
+        case .own: pidNamespace = .pidOwn
+        case .pod: pidNamespace = .pidPod
+        case .node: pidNamespace = .pidNode
+        case .target(let id):
+            pidNamespace = .pidTarget
+            pidTargetID = id
+        }
         if let paths = spec.paths {
             customPaths = true
             maskedPaths = paths.masked

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { NS_MNT, NS_UTS, NS_IPC, NS_PID, NS_COUNT };
@@ -332,6 +333,19 @@ pid_t ccore_spawn(const struct ccore_spawn *s) {
     int flags = s->new_namespaces
         ? (CLONE_NEWNS | CLONE_NEWUTS | (s->share_pid ? 0 : CLONE_NEWPID) | (s->share_ipc ? 0 : CLONE_NEWIPC))
         : 0;
+    if (s->join_pid <= 0 && s->new_namespaces && s->join_pidns_of > 0) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)s->join_pidns_of);
+        int target = open(path, O_RDONLY | O_CLOEXEC);
+        if (target < 0) goto fail;
+        own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+        int joined = own_pidns >= 0 ? setns(target, CLONE_NEWPID) : -1;
+        int saved_join = errno;
+        close(target);
+        errno = saved_join;
+        if (joined < 0) goto fail;
+        flags &= ~CLONE_NEWPID;
+    }
     if (s->join_pid > 0) {
         for (int i = 0; i < NS_COUNT; i++) {
             char path[64];
@@ -357,6 +371,43 @@ fail:
     for (int i = 0; i < NS_COUNT; i++) if (nsfds[i] >= 0) close(nsfds[i]);
     errno = saved;
     return -1;
+}
+
+pid_t ccore_spawn_pid_init(const char *path) {
+    int errors[2];
+    if (pipe2(errors, O_CLOEXEC) < 0) return -1;
+    pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, 0);
+    if (pid == 0) {
+        reset_signals();
+        int null = open("/dev/null", O_RDWR);
+        for (int i = 0; i < 3; i++) if (null >= 0 && null != i) dup2(null, i);
+        if (syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) < 0) {
+            for (int fd = 3; fd < 4096; fd++) if (fd != errors[1]) fcntl(fd, F_SETFD, FD_CLOEXEC);
+        }
+        char *const argv[] = {(char *)"cocoon-pause", NULL};
+        char *const envp[] = {NULL};
+        execve(path, argv, envp);
+        int e = errno;
+        if (write(errors[1], &e, sizeof e) < 0) {}
+        _exit(127);
+    }
+    int saved = errno;
+    close(errors[1]);
+    if (pid < 0) {
+        close(errors[0]);
+        errno = saved;
+        return -1;
+    }
+    int e = 0;
+    ssize_t n;
+    do n = read(errors[0], &e, sizeof e); while (n < 0 && errno == EINTR);
+    close(errors[0]);
+    if (n == (ssize_t)sizeof e) {
+        waitpid(pid, NULL, 0);
+        errno = e;
+        return -1;
+    }
+    return pid;
 }
 
 int ccore_seccomp_export(scmp_filter_ctx ctx, void **buf, size_t *len) {

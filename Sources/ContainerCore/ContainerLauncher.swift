@@ -62,6 +62,7 @@ public enum ContainerLauncher {
             c.new_namespaces = 1
             c.share_ipc = spec.newIPCNamespace ? 0 : 1
             c.share_pid = spec.newPIDNamespace ? 0 : 1
+            c.join_pidns_of = spec.newPIDNamespace ? 0 : (spec.pidNamespaceOf ?? 0)
             c.rootfs = arena.string(spec.rootfs)
             c.readonly_rootfs = spec.readOnlyRootfs ? 1 : 0
             c.setup_dev = 1

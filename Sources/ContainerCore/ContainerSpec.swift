@@ -16,9 +16,13 @@ public struct ContainerSpec: Sendable, Equatable {
     /// False: the container shares its creator's IPC namespace (in a pod VM, the pod's: SysV IPC,
     /// POSIX message queues and their sysctls are common to the pod's containers, as in Kubernetes).
     public var newIPCNamespace = true
-    /// False: the container's processes live in its creator's PID namespace (a native pod with the
-    /// node's PIDs): no PID 1 of its own, so the rest of its cgroup is killed when its process ends.
+    /// False: the container's processes live in a PID namespace it shares (the node's, the pod's or
+    /// another container's): no PID 1 of its own, so the rest of its cgroup is killed when its
+    /// process ends.
     public var newPIDNamespace = true
+    /// With `newPIDNamespace` false: a process whose PID namespace the container is born in (the
+    /// pod's pause, or another container's first process); nil: its creator's (the node's).
+    public var pidNamespaceOf: Int32?
     /// Absolute cgroup v2 directory for the container (created, limited and removed by `Cgroup`), or nil.
     public var cgroupPath: String?
     /// Every device may be opened (a privileged container). Otherwise the cgroup gets runc's default

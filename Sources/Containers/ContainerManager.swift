@@ -37,6 +37,8 @@ public actor ContainerManager {
         public var stdio = ContainerRecord.StdioConfig()
         /// A privileged container: every device of the VM may be opened.
         public var allDevices = false
+        /// The PID namespace its processes live in; a target must be a container of the same pod.
+        public var pidNamespace = PIDNamespaceMode.own
         public init(
             sandboxID: String, name: String, attempt: UInt32, image: String, imageID: String, rootfsImage: String,
             process: ProcessSpec
@@ -78,6 +80,8 @@ public actor ContainerManager {
     /// Containers created with stdin_once whose stdin the first attach has closed.
     var stdinOnceUsed: Set<String> = []
     private let locks = KeyedLock()
+    /// Told, after each removal, the root filesystems the remaining containers use (`onRootfsUseChange`).
+    var rootfsUseChanged: (@Sendable (Set<String>) async -> Void)?
     let eventHub = ContainerEventHub()
     /// What one container's copied mounts may hold: its CreateContainer must fit one agent frame (16 MiB).
     static let maxCopiedMountBytes = 12 << 20
@@ -143,6 +147,11 @@ public actor ContainerManager {
     public func create(_ r: CreateRequest) async throws(CocoonError) -> String {
         let (sandboxID, agent) = try await pods.readyAgent(r.sandboxID)
         try checkNameUnused(r, in: sandboxID)
+        if case .target(let target) = r.pidNamespace, records[target]?.sandboxID != sandboxID {
+            throw .notFound(
+                "config.linux.security_context.namespace_options.target_id: container \"\(target)\" is not in pod "
+                    + sandboxID)
+        }
         let id = RecordID.make { prefix in records.keys.contains { $0.hasPrefix(prefix) } }
         // Volumes go through the pod's shared directory; a pod without one gets copies.
         let shared = try await pods.shareVolumes(sandboxID, container: id, r.mounts.map(\.volume))
@@ -166,6 +175,7 @@ public actor ContainerManager {
         spec.stdin = r.stdio.stdin
         spec.tty = r.stdio.tty
         spec.allDevices = r.allDevices
+        spec.pidNamespace = r.pidNamespace
         do {
             try await agent.createContainer(spec, timeout: agentCall)
         } catch {
@@ -214,6 +224,7 @@ public actor ContainerManager {
             imageDiskSerial: serial, labels: r.labels, annotations: r.annotations, logPath: r.logPath, mounts: r.mounts,
             stopSignal: r.stopSignal, createdAtNs: HostProcess.nowNs(), process: r.process, configJSON: r.configJSON)
         record.stdio = r.stdio
+        record.rootfsImage = r.rootfsImage
         return record
     }
 
@@ -305,6 +316,7 @@ public actor ContainerManager {
         logs[id] = nil
         await releaseDisk(sandboxID: record.sandboxID, serial: record.imageDiskSerial, except: id)
         publish(.deleted, record)
+        await rootfsUseChanged?(rootfsImagesInUse())
         logger.info("container removed", metadata: ["id": "\(id)"])
     }
 

@@ -59,6 +59,10 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     /// The image's repo digest (`name@sha256:…`) when it has one, as containerd reports image_ref.
     public var imageRef: String?
     public var imageDiskSerial: String
+    /// The image's root filesystem it was made from (the block image; a native pod's overlay lower
+    /// is the tree beside it). The image store keeps it while the container exists, also when the
+    /// image itself is removed. Nil in records written before it was kept.
+    public var rootfsImage: String?
     public var labels: [String: String]
     public var annotations: [String: String]
     /// Absolute path of the CRI log file on the host ("" when the client gave none).

@@ -30,6 +30,13 @@ extension ImageManager {
         try delete(record.id)
     }
 
+    /// The root filesystems the node's containers use now: those of removed images that no
+    /// container uses any more are deleted.
+    public func setTreesInUse(_ inUse: Set<String>) {
+        treesInUse = inUse
+        Self.sweepTrees(records: records, inUse: inUse, rootfsDir: root + "/rootfs", logger: logger)
+    }
+
     public func setPinned(_ id: Digest, _ pinned: Bool) throws(CocoonError) {
         guard var r = records[id] else { throw .notFound("image \(id) not found") }
         r.pinned = pinned
@@ -48,10 +55,17 @@ extension ImageManager {
     }
 
     /// Removes a record's unpacked tree and block image unless another record (or `keeping`) uses
-    /// them: images with the same layers share one tree.
+    /// them (images with the same layers share one tree), or a container does: then the sweep after
+    /// its last container's removal deletes them.
     func removeTreeUnlessUsed(_ record: ImageRecord, by keeping: ImageRecord? = nil) {
         let users = records.values.filter { $0.id != record.id && $0.rootfs == record.rootfs }
         guard users.isEmpty, keeping?.rootfs != record.rootfs else { return }
+        if treesInUse.contains(record.rootfsImage) {
+            logger.info(
+                "image removed; its root filesystem stays while containers use it",
+                metadata: ["id": "\(record.id)", "rootfs": "\(record.rootfs)"])
+            return
+        }
         // try?: a leftover tree is swept at the next start
         try? FileManager.default.removeItem(atPath: record.rootfs)
         unlink(record.rootfsImage)

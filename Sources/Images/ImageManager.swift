@@ -26,10 +26,14 @@ public actor ImageManager {
     /// claim the same config but bring other layers never share one.
     var unpacks: [Digest: Task<UnpackTiming, Error>] = [:]
     var blockBuilds: [Digest: Task<String, Error>] = [:]
+    /// Root filesystems (block image paths) that containers use: kept when their image goes.
+    var treesInUse: Set<String>
 
-    public init(stateRoot: String, registry: RegistrySettings, logger: Logger = Logger(label: "cocoon.images"))
-        throws(CocoonError)
-    {
+    /// `treesInUse`: the root filesystems the node's containers use (`ContainerRecord.rootfsImage`).
+    public init(
+        stateRoot: String, registry: RegistrySettings, treesInUse: Set<String> = [],
+        logger: Logger = Logger(label: "cocoon.images")
+    ) throws(CocoonError) {
         let root = stateRoot + "/images"
         self.root = root
         self.logger = logger
@@ -52,7 +56,10 @@ public actor ImageManager {
         self.store = JSONRecordStore(
             root: root + "/metadata", layout: .filePerRecord, what: "image", key: { $0.id.hex }, logger: logger)
         self.records = Dictionary(store.loadAll().map { ($0.id, $0) }) { _, last in last }
-        Self.sweep(records: records, content: content, rootfsDir: root + "/rootfs", logger: logger)
+        self.treesInUse = treesInUse
+        let used = Set(records.values.flatMap(\.blobs))
+        for blob in content.all() where !used.contains(blob) { content.delete(blob) }
+        Self.sweepTrees(records: records, inUse: treesInUse, rootfsDir: root + "/rootfs", logger: logger)
     }
 
     public func shutdown() async {
@@ -329,17 +336,19 @@ public actor ImageManager {
         return record
     }
 
-    /// Deletes blobs and unpacked trees no image refers to (left by a crash between steps).
-    private static func sweep(records: [Digest: ImageRecord], content: ContentStore, rootfsDir: String, logger: Logger)
-    {
-        let used = Set(records.values.flatMap(\.blobs))
-        for blob in content.all() where !used.contains(blob) { content.delete(blob) }
-        let trees = Set(records.values.flatMap { [$0.rootfs, $0.rootfsImage] })
+    /// Deletes the unpacked trees and block images that neither an image nor a container uses (an
+    /// image removed while its containers ran, or what a crash between steps left).
+    static func sweepTrees(records: [Digest: ImageRecord], inUse: Set<String>, rootfsDir: String, logger: Logger) {
+        var kept = Set(records.values.flatMap { [$0.rootfs, $0.rootfsImage] })
+        for image in inUse {
+            kept.insert(image)
+            if image.hasSuffix(".erofs") { kept.insert(String(image.dropLast(".erofs".count))) }
+        }
         // try?: made at init; unreadable means empty
         for name in (try? FileManager.default.contentsOfDirectory(atPath: rootfsDir)) ?? []
-        where !trees.contains(rootfsDir + "/" + name) {
-            logger.info("removing an unpacked image no record refers to", metadata: ["dir": "\(name)"])
-            // try?: retried at the next start
+        where !kept.contains(rootfsDir + "/" + name) {
+            logger.info("removing an unpacked image nothing uses", metadata: ["dir": "\(name)"])
+            // try?: retried at the next sweep
             try? FileManager.default.removeItem(atPath: rootfsDir + "/" + name)
         }
     }

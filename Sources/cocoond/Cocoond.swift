@@ -50,15 +50,17 @@ struct Cocoond: AsyncParsableCommand {
         let manager = SandboxManager(
             config: cfg, hypervisors: [QEMUHypervisor(), LibvirtHypervisor(), NativeSandboxer()], network: network)
         await manager.recover()
+        let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot, runDir: cfg.runDir)
+        await containers.recover()
         let images: ImageManager
         do {
-            images = try ImageManager(stateRoot: cfg.stateRoot, registry: cfg.registry)
+            images = try ImageManager(
+                stateRoot: cfg.stateRoot, registry: cfg.registry, treesInUse: await containers.rootfsImagesInUse())
         } catch {
             throw ValidationError("image store: \(error)")
         }
+        await containers.onRootfsUseChange { await images.setTreesInUse($0) }
         await images.resumeBlockImages()
-        let containers = ContainerManager(pods: manager, stateRoot: cfg.stateRoot, runDir: cfg.runDir)
-        await containers.recover()
         // Templates load (or build) in the background; pods boot cold until theirs is ready.
         await manager.prepareTemplates()
 
@@ -156,7 +158,7 @@ struct Cocoond: AsyncParsableCommand {
             services: [
                 RuntimeService(
                     config: cfg, sandboxes: manager, containers: containers, images: images, streaming: streaming),
-                ImageService(images: images),
+                ImageService(images: images, treesInUse: { await containers.rootfsImagesInUse() }),
                 ImageImportService(images: images),
                 TemplateRebuildService(sandboxes: manager),
             ])

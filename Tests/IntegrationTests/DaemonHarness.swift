@@ -397,6 +397,7 @@ func podConfig(_ name: String, labels: [String: String] = [:]) -> Runtime_V1_Run
     r.config.metadata.uid = "uid-" + name
     r.config.labels = labels
     r.config.logDirectory = "/tmp/cocoon-it-logs/" + name
+    r.config.linux.securityContext.namespaceOptions.pid = .container  // no shareProcessNamespace
     return r
 }
 
@@ -445,6 +446,7 @@ func containerRequest(
     r.config.command = command
     r.config.logPath = name + ".log"
     r.config.labels = ["app": name]
+    r.config.linux.securityContext.namespaceOptions.pid = .container  // the kubelet's default
     r.sandboxConfig = pod.config
     return r
 }

@@ -30,6 +30,7 @@ struct KubeletContractTests {
         r.config.metadata.name = name
         r.config.image.image = image
         r.config.command = command
+        r.config.linux.securityContext.namespaceOptions.pid = .container  // the kubelet's default
         r.sandboxConfig = pod.config
         return r
     }

@@ -141,11 +141,11 @@ struct NativePodTests {
                 hostPID.config.linux.securityContext.namespaceOptions.ipc = .node
                 try await withTestPod(rt, hostPID) { id in
                     let (left, main) = ("4\(UInt16.random(in: 1000...9999))", "5\(UInt16.random(in: 1000...9999))")
-                    let cid = try await runContainer(
-                        rt,
-                        containerRequest(
-                            "hostpid", ["sh", "-c", "sleep \(left) & exec sleep \(main)"], pod: hostPID, podID: id,
-                            image: Self.busybox))
+                    var request = containerRequest(
+                        "hostpid", ["sh", "-c", "sleep \(left) & exec sleep \(main)"], pod: hostPID, podID: id,
+                        image: Self.busybox)
+                    request.config.linux.securityContext.namespaceOptions.pid = .node  // as the kubelet sends it
+                    let cid = try await runContainer(rt, request)
                     // sh forks its background sleep and execs the other: both may still be on the way.
                     var pids: [Int32] = []
                     for _ in 0..<100 {

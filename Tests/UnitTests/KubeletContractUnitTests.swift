@@ -24,6 +24,10 @@ import Testing
         #expect(SignalDelivery.decide(signal: 2, pid1Status: caught) == .wait)
         #expect(SignalDelivery.decide(signal: 9, pid1Status: uncaught) == .now)
         #expect(SignalDelivery.decide(signal: 15, pid1Status: "garbage") == .now)
+        // PID 1 of its own namespace: held; a process of a shared one (the pod's, the node's): sent.
+        #expect(SignalDelivery.decide(signal: 15, pid1Status: uncaught + "NSpid:\t4242\t1\n") == .wait)
+        #expect(SignalDelivery.decide(signal: 15, pid1Status: uncaught + "NSpid:\t4242\t7\n") == .now)
+        #expect(SignalDelivery.decide(signal: 15, pid1Status: uncaught + "NSpid:\t4242\n") == .now)
     }
 
     @Test func aKVMProbeIsJudgedByTheMarker() {

@@ -25,6 +25,8 @@ struct ccore_spawn {
     int new_namespaces;              // 1: new mount, PID, IPC and UTS namespaces (network is shared)
     int share_ipc;                   // with new_namespaces: keep the caller's IPC namespace (the pod's)
     int share_pid;                   // with new_namespaces: keep the caller's PID namespace (the node's)
+    pid_t join_pidns_of;             // with new_namespaces, > 0: be born in that process's PID namespace
+                                     // (the pod's pause, or another container's) instead of a new one
     pid_t join_pid;
     const char *rootfs;              // absolute path (create mode)
     int readonly_rootfs;
@@ -61,6 +63,11 @@ struct ccore_spawn {
 /// Starts the process described by `spec`. Returns its pid (in the caller's PID namespace), or -1
 /// with errno set when clone itself failed. Setup errors are reported on `error_fd` by the child.
 pid_t ccore_spawn(const struct ccore_spawn *spec);
+
+/// Starts `path` (a pause program, run with no arguments and no environment) as PID 1 of a new PID
+/// namespace, stdio on /dev/null, every other fd closed. Returns its pid, or -1 with errno set
+/// (clone failed, or the exec did: that errno).
+pid_t ccore_spawn_pid_init(const char *path);
 
 /// Receives one fd sent with SCM_RIGHTS on `socket` (close-on-exec), without waiting. Returns it, or
 /// -1 with errno set.

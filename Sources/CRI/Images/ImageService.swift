@@ -5,8 +5,11 @@ import Images
 /// (`PullImage.swift`, …).
 public struct ImageService: Runtime_V1_ImageService.SimpleServiceProtocol {
     let images: ImageManager
+    /// The root filesystems the node's containers use (kept when their image is removed).
+    let treesInUse: @Sendable () async -> Set<String>
 
-    public init(images: ImageManager) {
+    public init(images: ImageManager, treesInUse: @escaping @Sendable () async -> Set<String> = { [] }) {
         self.images = images
+        self.treesInUse = treesInUse
     }
 }

@@ -40,6 +40,7 @@ extension RuntimeService {
             create.readOnlyRootfs = security.readonlyRootfs
             create.paths = try ContainerArgs.paths(security)
             create.allDevices = security.privileged
+            create.pidNamespace = try await pidNamespace(security.namespaceOptions, pod: request.podSandboxID)
             create.mounts = try ContainerVolumes.mounts(config.mounts)
             let r = config.linux.resources
             create.resources = ResourceLimits(
@@ -81,6 +82,32 @@ extension RuntimeService {
             user: try ContainerArgs.user(security, imageUser: imageConfig?.User ?? ""),
             capabilities: try ContainerArgs.capabilities(security), noNewPrivileges: security.noNewPrivs,
             seccomp: try ContainerArgs.seccomp(security))
+    }
+
+    /// The container's PID namespace: CONTAINER its own, POD the pod's, NODE the node's (native
+    /// handlers only, as for a pod), TARGET another container's of the pod (`target_id`).
+    private func pidNamespace(_ options: Runtime_V1_NamespaceOption, pod: String) async throws -> PIDNamespaceMode {
+        switch options.pid {
+        case .container: return .own
+        case .pod: return .pod
+        case .node:
+            let record = try await sandboxes.status(pod)
+            let name = record.runtimeHandler.isEmpty ? config.defaultHandler : record.runtimeHandler
+            if let handler = config.handlers[name], handler.backend.isVM {
+                throw CocoonError.invalidArgument(
+                    SandboxManager.hostNamespaceRefusal("pid", name, natives: config.handlers))
+            }
+            return .node
+        case .target:
+            guard !options.targetID.isEmpty else {
+                throw CocoonError.invalidArgument(
+                    "config.linux.security_context.namespace_options.target_id is required with pid TARGET")
+            }
+            return .target(options.targetID)
+        case .UNRECOGNIZED(let value):
+            throw CocoonError.invalidArgument(
+                "config.linux.security_context.namespace_options.pid \(value) is not a namespace mode")
+        }
     }
 
     /// The absolute log path the kubelet asks for (relative ones join the sandbox's log directory), or nil for none.

@@ -53,6 +53,7 @@ struct AgentServer {
             case .vsock(let listenFD), .unix(let listenFD): pollVsock(listenFD)
             }
         }
+        dispatcher.containers.endPause()
     }
 
     // MARK: transports

@@ -24,6 +24,9 @@ struct GuestContainers {
         var execs: [String: Int32] = [:]
         var stdin = false
         var tty = false
+        /// Whose PID namespace it is born in (decided at start: the pod's pause or a target's process).
+        var pidNamespace = Cocoon_Agent_V4_PIDNamespace.pidOwn
+        var pidTarget = ""
     }
 
     /// Whose process a pid or pipe is; `execID` is empty for the container's own process.
@@ -44,6 +47,8 @@ struct GuestContainers {
     /// Exit events held until the process's output has all been sent (windowed processes).
     var heldExits: [Owner: Cocoon_Agent_V4_Event] = [:]
     private var disks = DiskMounts()
+    /// The pod's pause process (PID 1 of the PID namespace its POD-mode containers share), or 0.
+    var pause: Int32 = 0
     private static let cgroupRoot = PodSettings.cgroupRoot
 
     /// Output pipes to poll: those whose process may send more now.
@@ -57,6 +62,7 @@ struct GuestContainers {
             throw AgentFailure(code: .failedPrecondition, message: "container \(r.id) already exists in the guest")
         }
         let process = try GuestContainers.process(r.process)
+        try checkPIDNamespace(r)
         for path in r.maskedPaths + r.readonlyPaths
         where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
             throw .invalid("masked or read-only path \"\(path)\" must be absolute, without \"..\"")
@@ -79,7 +85,6 @@ struct GuestContainers {
         spec.readOnlyRootfs = r.readOnlyRootfs
         spec.resources = GuestContainers.resources(r.resources)
         spec.newIPCNamespace = false  // the pod's IPC namespace is the VM's
-        spec.newPIDNamespace = !(HostMode.current?.hostPID ?? false)
         spec.allDevices = r.allDevices
         if r.customPaths {
             spec.maskedPaths = r.maskedPaths
@@ -106,8 +111,8 @@ struct GuestContainers {
         }
         spec.cgroupPath = "\(GuestContainers.cgroupRoot)/\(r.id)"
         var container = Container(spec: spec, imageSerial: r.imageDiskSerial, dir: dir)
-        container.stdin = r.stdin
-        container.tty = r.tty
+        (container.stdin, container.tty) = (r.stdin, r.tty)
+        (container.pidNamespace, container.pidTarget) = (r.pidNamespace, r.pidTargetID)
         containers[r.id] = container
     }
 
@@ -125,6 +130,14 @@ struct GuestContainers {
             throw .internal("cgroup for \(id): \(error)")
         }
         container.cgroup = cgroup
+        do {
+            (container.spec.newPIDNamespace, container.spec.pidNamespaceOf) = try pidNamespace(for: container)
+        } catch {
+            // try?: an empty cgroup of a container that did not start; removed with the container
+            try? cgroup.remove()
+            container.cgroup = nil
+            throw error
+        }
         let t1 = cocoon_boottime_ns()
         let owner = Owner(containerID: id, execID: "")
         let options = StdioOptions(stdin: container.stdin, tty: container.tty, window: 0, ptmx: nil)
@@ -276,6 +289,7 @@ struct GuestContainers {
 
     /// A child ended: its remaining output, then its exit event.
     mutating func reaped(pid: Int32, status: Int32) -> [Outgoing] {
+        if pid == pause { pauseEnded(status) }
         guard let owner = processes.removeValue(forKey: pid) else { return [] }
         var events: [Outgoing] = []
         releaseInput(owner)
