@@ -165,7 +165,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The CRI container log format: the daemon's writer and `cocoonctl logs`' reader.
-        .target(name: "ContainerLogs", dependencies: ["Persistence"], swiftSettings: strict),
+        .target(name: "ContainerLogs", swiftSettings: strict),
         // Containers in pod VMs: records and their state machine, volumes (shared, or copied into a VM
         // without a shared directory), exec sessions. Reaches each pod's agent through
         // `PodAgents`.
@@ -252,8 +252,8 @@ let package = Package(
         .executableTarget(
             name: "cocoon-agent",
             dependencies: [
-                "AgentAPI", "AgentService", "BootContract", "CAgentSys", "ContainerCore", "Models", "Netlink",
-                "SystemFiles",
+                "AgentAPI", "AgentService", "BootContract", "CAgentSys", "ContainerCore", "ContainerLogs", "Models",
+                "Netlink", "SystemFiles",
             ],
             path: "guest-agent/Sources/cocoon-agent",
             swiftSettings: strict

@@ -17,20 +17,11 @@ out_png = os.environ.get("COCOON_BENCH_PNG", "bench-density.png")
 checkpoints = sorted({c for c in (10, 50, target) if c <= target})
 # COCOON_BENCH_KSM=SECONDS: at the last checkpoint (and for the cold reference), turn the host's KSM on
 # for that long (QEMU marks guest RAM mergeable: mem-merge, its default) and measure again.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_peer  # noqa: E402 (beside this script)
 ksm_seconds = int(os.environ.get("COCOON_BENCH_KSM", "0"))
 KSM = "/sys/kernel/mm/ksm"
 COLD_REF = min(10, target)
-
-
-def pss_kib(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def vm_pids(_marker=None):
@@ -102,8 +93,8 @@ def run_pod(name, handler):
 def measure(n, lat):
     time.sleep(3.0)  # the last pods settle
     vms = vm_pids(f"{root}/run/")
-    qemu = sum(pss_kib(p) for p in vms)
-    own = pss_kib(daemon.pid)
+    qemu = sum(bench_peer.pss_kib(p) for p in vms)
+    own = bench_peer.pss_kib(daemon.pid)
     idle = cpu_idle()
     return {"pods": n, "vms": len(vms), "qemu_pss_mib": qemu / 1024, "daemon_pss_mib": own / 1024,
             "pss_per_pod_mib": (qemu + own) / 1024 / n, "runp_p50_s": statistics.median(lat),

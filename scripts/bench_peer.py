@@ -69,6 +69,18 @@ def import_busybox(peer_argv, images, root):
     return f"ctr import: {r.stderr.strip()}" if r.returncode != 0 else ""
 
 
+def pss_kib(pid):
+    """A process's proportional set size (KiB) from /proc/PID/smaps_rollup; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def stop_all(procs):
     """Ends the runtimes a benchmark started, newest first."""
     for p in reversed(procs):

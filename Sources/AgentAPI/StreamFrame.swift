@@ -52,6 +52,9 @@ public struct StreamFrame: Sendable {
         self.header = header
     }
 
+    /// The stream bytes it carries (a native pod's agent also writes a container's log from them).
+    public var payload: ArraySlice<UInt8> { storage[(storage.count - payloadCount)...] }
+
     /// The whole frame, length prefix first.
     public func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         try storage.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[start...])) }

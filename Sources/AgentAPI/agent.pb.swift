@@ -1195,6 +1195,14 @@ public nonisolated struct Cocoon_Agent_V4_CreateContainerRequest: @unchecked Sen
     set {_uniqueStorage()._pidTargetID = newValue}
   }
 
+  /// A native pod's agent (on the host) writes the container's CRI log here itself, so that no line
+  /// is lost while cocoond is away; it follows the kubelet's rotations (a new file at the path). A
+  /// pod VM's agent refuses it: the host writes a VM's logs.
+  public var logPath: String {
+    get {_storage._logPath}
+    set {_uniqueStorage()._logPath = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -3630,7 +3638,7 @@ nonisolated extension Cocoon_Agent_V4_Resources: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateContainerRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0\u{3}shared_mounts\0\u{3}pid_namespace\0\u{3}pid_target_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}image_disk_serial\0\u{1}process\0\u{1}hostname\0\u{3}read_only_rootfs\0\u{1}mounts\0\u{1}resources\0\u{3}custom_paths\0\u{3}masked_paths\0\u{3}readonly_paths\0\u{1}stdin\0\u{1}tty\0\u{3}all_devices\0\u{3}shared_mounts\0\u{3}pid_namespace\0\u{3}pid_target_id\0\u{3}log_path\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -3649,6 +3657,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
     var _sharedMounts: [Cocoon_Agent_V4_SharedMount] = []
     var _pidNamespace: Cocoon_Agent_V4_PIDNamespace = .pidOwn
     var _pidTargetID: String = String()
+    var _logPath: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3675,6 +3684,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       _sharedMounts = source._sharedMounts
       _pidNamespace = source._pidNamespace
       _pidTargetID = source._pidTargetID
+      _logPath = source._logPath
     }
   }
 
@@ -3709,6 +3719,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         case 14: try { try decoder.decodeRepeatedMessageField(value: &_storage._sharedMounts) }()
         case 15: try { try decoder.decodeSingularEnumField(value: &_storage._pidNamespace) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._pidTargetID) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._logPath) }()
         default: break
         }
       }
@@ -3769,6 +3780,9 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
       if !_storage._pidTargetID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._pidTargetID, fieldNumber: 16)
       }
+      if !_storage._logPath.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._logPath, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3794,6 +3808,7 @@ nonisolated extension Cocoon_Agent_V4_CreateContainerRequest: SwiftProtobuf.Mess
         if _storage._sharedMounts != rhs_storage._sharedMounts {return false}
         if _storage._pidNamespace != rhs_storage._pidNamespace {return false}
         if _storage._pidTargetID != rhs_storage._pidTargetID {return false}
+        if _storage._logPath != rhs_storage._logPath {return false}
         return true
       }
       if !storagesAreEqual {return false}

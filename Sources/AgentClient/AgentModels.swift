@@ -98,6 +98,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var allDevices = false
     /// The PID namespace its processes live in.
     public var pidNamespace = PIDNamespaceMode.own
+    /// Where a native pod's agent writes the container's CRI log itself; "" where the host writes it.
+    public var logPath = ""
 
     public struct PathOverrides: Sendable, Codable, Equatable {
         public var masked: [String]

@@ -53,6 +53,7 @@ extension Cocoon_Agent_V4_CreateContainerRequest {
         stdin = spec.stdin
         tty = spec.tty
         allDevices = spec.allDevices
+        logPath = spec.logPath
         switch spec.pidNamespace {
         case .own: pidNamespace = .pidOwn
         case .pod: pidNamespace = .pidPod

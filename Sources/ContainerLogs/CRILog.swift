@@ -1,8 +1,9 @@
-import Foundation
-import Persistence
+import FoundationEssentials
+import Glibc
 
 /// The CRI container log format, `<RFC3339Nano> <stdout|stderr> <P|F> <text>`, written by the
-/// daemon (`CRILogWriter`) and read back by `cocoonctl logs` (`CRILogReader`).
+/// daemon for a VM's containers and by a native pod's agent for its own (`CRILogWriter`), and read
+/// back by `cocoonctl logs` (`CRILogReader`). Foundation-free, as the agent links it.
 public enum CRILog {
     public enum Stream: String, Sendable, Equatable { case stdout, stderr }
     /// F: the line ends here; P: a piece of a longer (or unterminated) line.
@@ -22,10 +23,30 @@ public enum CRILog {
         var t = ts.tv_sec
         var tmv = tm()
         gmtime_r(&t, &tmv)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
-            tmv.tm_hour, tmv.tm_min,
-            tmv.tm_sec, ts.tv_nsec)
+        let date = [padded(Int(tmv.tm_year) + 1900, 4), padded(Int(tmv.tm_mon) + 1, 2), padded(Int(tmv.tm_mday), 2)]
+        let time = [padded(Int(tmv.tm_hour), 2), padded(Int(tmv.tm_min), 2), padded(Int(tmv.tm_sec), 2)]
+        return date.joined(separator: "-") + "T" + time.joined(separator: ":") + "." + padded(Int(ts.tv_nsec), 9) + "Z"
+    }
+
+    /// `value` in decimal, zero-padded on the left to `width` digits.
+    static func padded(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+
+    /// Creates the missing directories of `dir` (0755, as containerd makes a log's directories,
+    /// whatever the umask); false when one cannot be made.
+    static func ensureDirectories(_ dir: String) -> Bool {
+        var current = ""
+        for component in dir.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, 0o755) == 0 {
+                guard chmod(current, 0o755) == 0 else { return false }
+            } else if errno != EEXIST {
+                return false
+            }
+        }
+        return true
     }
 }
 
@@ -34,13 +55,21 @@ public enum CRILog {
 /// `reopen` follows a log rotation. Owned by the container manager (one per container).
 public final class CRILogWriter {
     public let path: String
+    /// Reopen by itself when the path no longer names the open file (the kubelet renamed it away
+    /// to rotate it, and a new one may be there): for a writer that no ReopenContainerLog reaches.
+    public let followsPath: Bool
     private var fd: Int32 = -1
     private var pending: [CRILog.Stream: [UInt8]] = [.stdout: [], .stderr: []]
 
-    public init(path: String) {
+    public init(path: String, followsPath: Bool = false) {
         self.path = path
+        self.followsPath = followsPath
         reopen()
     }
+
+    /// Creates the log file (and its directories) as a writer would, so that it exists at once after
+    /// a rotation, also before its writer (a native pod's agent) writes again.
+    public static func create(_ path: String) { _ = CRILogWriter(path: path) }
 
     deinit { if fd >= 0 { close(fd) } }
 
@@ -48,10 +77,10 @@ public final class CRILogWriter {
     /// output until the next reopen, as the process must not block on its log.
     public func reopen() {
         if fd >= 0 { close(fd) }
-        let dir = (path as NSString).deletingLastPathComponent
-        // try?: then output is dropped until the next reopen
-        // As containerd makes them (directories 0755, the log 0640), whatever the daemon's umask.
-        if (try? PassableDirectory.ensure(dir, mode: 0o755)) == nil {
+        let dir = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        // As containerd makes them (directories 0755, the log 0640), whatever the daemon's umask;
+        // without them output is dropped until the next reopen.
+        guard path.hasPrefix("/"), CRILog.ensureDirectories(dir) else {
             fd = -1
             return
         }
@@ -93,6 +122,14 @@ public final class CRILogWriter {
         emit(out)
     }
 
+    /// True while the file open is the one at `path`.
+    private var pathNamesOpenFile: Bool {
+        var open = stat()
+        var named = stat()
+        guard fd >= 0, fstat(fd, &open) == 0, stat(path, &named) == 0 else { return false }
+        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
+    }
+
     /// Writes what is left of unterminated lines as partial lines.
     public func finish() {
         let stamp = CRILog.timestamp()
@@ -106,8 +143,10 @@ public final class CRILogWriter {
     }
 
     private func emit(_ bytes: [UInt8]) {
-        guard fd >= 0, !bytes.isEmpty else { return }
-        _ = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress, $0.count) }
+        guard !bytes.isEmpty else { return }
+        if followsPath && !pathNamesOpenFile { reopen() }
+        guard fd >= 0 else { return }
+        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 }
 

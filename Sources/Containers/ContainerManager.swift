@@ -115,7 +115,9 @@ public actor ContainerManager {
                 }
             }
             records[record.id] = record
-            if !record.logPath.isEmpty { logs[record.id] = CRILogWriter(path: record.logPath) }
+            if !record.logPath.isEmpty, record.agentWritesLog != true {
+                logs[record.id] = CRILogWriter(path: record.logPath)
+            }
         }
         for sandboxID in Set(records.values.filter { $0.state == .running }.map(\.sandboxID)) {
             do {
@@ -176,6 +178,8 @@ public actor ContainerManager {
         spec.tty = r.stdio.tty
         spec.allDevices = r.allDevices
         spec.pidNamespace = r.pidNamespace
+        let agentLog = r.logPath.isEmpty ? false : await pods.agentWritesLogs(sandboxID)
+        if agentLog { spec.logPath = r.logPath }
         do {
             try await agent.createContainer(spec, timeout: agentCall)
         } catch {
@@ -183,7 +187,8 @@ public actor ContainerManager {
             await releaseDisk(sandboxID: sandboxID, serial: serial, except: id)
             throw await agentFailure(error, "create container \(r.name)", pod: sandboxID)
         }
-        let record = Self.newRecord(r, id: id, sandboxID: sandboxID, serial: serial)
+        var record = Self.newRecord(r, id: id, sandboxID: sandboxID, serial: serial)
+        record.agentWritesLog = agentLog ? true : nil
         do {
             try store.save(record)
         } catch {
@@ -195,7 +200,7 @@ public actor ContainerManager {
             throw error
         }
         records[id] = record
-        if !r.logPath.isEmpty { logs[id] = CRILogWriter(path: r.logPath) }
+        if !r.logPath.isEmpty && !agentLog { logs[id] = CRILogWriter(path: r.logPath) }
         publish(.created, record)
         logger.info("container created", metadata: ["id": "\(id)", "sandbox": "\(sandboxID)", "image": "\(r.image)"])
         return id
@@ -349,13 +354,6 @@ public actor ContainerManager {
         } catch {
             throw CocoonError.from(error, "update resources of container \(id)")
         }
-    }
-
-    public func reopenLog(_ idOrPrefix: String) throws(CocoonError) {
-        let id = try resolve(idOrPrefix)
-        guard let record = records[id] else { throw .notFound("container \"\(idOrPrefix)\" not found") }
-        guard record.state == .running else { throw .failedPrecondition("container \(id) is not running") }
-        logs[id]?.reopen()
     }
 
     // MARK: internals

@@ -63,6 +63,8 @@ public struct ContainerRecord: Codable, Sendable, Equatable {
     /// is the tree beside it). The image store keeps it while the container exists, also when the
     /// image itself is removed. Nil in records written before it was kept.
     public var rootfsImage: String?
+    /// The pod's agent writes the CRI log (a native pod), not the daemon. Nil: the daemon does.
+    public var agentWritesLog: Bool?
     public var labels: [String: String]
     public var annotations: [String: String]
     /// Absolute path of the CRI log file on the host ("" when the client gave none).

@@ -25,10 +25,14 @@ public protocol PodAgents: Sendable {
     var agentEvents: AsyncStream<PodAgentEvent> { get }
     /// What the pod's VM is doing while its agent does not answer; nil where nothing can be told.
     func stallReport(_ podID: String) async -> String?
+    /// True when the pod's agent runs on the node (a native pod) and writes its containers' CRI
+    /// logs itself, so that none is lost while the daemon is away (as a containerd shim does).
+    func agentWritesLogs(_ podID: String) async -> Bool
 }
 
 extension PodAgents {
     public func stallReport(_ podID: String) async -> String? { nil }
+    public func agentWritesLogs(_ podID: String) async -> Bool { false }
 }
 
 /// One agent event and the pod whose agent sent it.

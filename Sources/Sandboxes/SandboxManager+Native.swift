@@ -38,6 +38,11 @@ extension SandboxManager {
         return StartedVM(vm: vm, health: health, attachment: attachment)
     }
 
+    /// A native pod's agent runs on the node and writes its containers' CRI logs itself.
+    public func agentWritesLogs(_ podID: String) async -> Bool {
+        records[podID]?.vm?.backend == .native
+    }
+
     /// The node's namespaces a pod asks for (network, PID, IPC): native handlers only; a VM handler
     /// names the native handlers that would run the pod.
     static func checkHostNamespaces(

@@ -84,8 +84,14 @@ struct NativePodTests {
                     ]
                     let cid = try await runContainer(rt, request)
 
-                    // The container is a process of this host (no VM), in the pod's network namespace.
-                    let pids = Self.hostProcesses(["sleep", marker])
+                    // The container is a process of this host (no VM), in the pod's network namespace
+                    // (once its sh, started by then, has exec'd the sleep).
+                    var pids = Self.hostProcesses(["sleep", marker])
+                    for _ in 0..<100 where pids.isEmpty {
+                        // sleep: a poll pause; the loop checks the condition
+                        try await Task.sleep(for: .milliseconds(100))
+                        pids = Self.hostProcesses(["sleep", marker])
+                    }
                     #expect(pids.count == 1, "the container's process is on the host: \(pids)")
                     let podNetns = try #require(
                         ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? [])
@@ -226,7 +232,7 @@ struct NativePodTests {
             try FileManager.default.createDirectory(atPath: logDir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: logDir) }  // test scratch space
             let script = "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.2; done"
-            let (podID, cid, quitter) = try await daemon.withRuntime { rt in
+            let (podID, cid, quitter, flood) = try await daemon.withRuntime { rt in
                 let id = try await rt.runPodSandbox(pod).podSandboxID
                 let cid = try await runContainer(
                     rt, containerRequest("ticker", ["sh", "-c", script], pod: pod, podID: id, image: Self.busybox))
@@ -235,7 +241,14 @@ struct NativePodTests {
                     rt,
                     containerRequest(
                         "quitter", ["sh", "-c", "sleep 1.5; exit 7"], pod: pod, podID: id, image: Self.busybox))
-                return (id, cid, quitter)
+                // One that writes more than an agent keeps for an absent daemon (4 MiB), all of it
+                // while no daemon is there: its log must still have every line.
+                let flood = try await runContainer(
+                    rt,
+                    containerRequest(
+                        "flood", ["sh", "-c", "sleep 1; seq 1 \(Self.floodLines)"], pod: pod, podID: id,
+                        image: Self.busybox))
+                return (id, cid, quitter, flood)
             }
             await daemon.crash()
             let crashedAt = Int64(Date().timeIntervalSince1970 * 1e9)
@@ -255,23 +268,52 @@ struct NativePodTests {
                 #expect(ended.state == .containerExited && ended.exitCode == 7, "\(ended)")
                 #expect(ended.finishedAt > crashedAt && ended.finishedAt < restartedAt, "finished while no daemon ran")
                 #expect(try await execScript(rt, cid, "echo alive").out == "alive\n")
-                // The log goes on without a gap across the 3 s without a daemon: what the container
-                // wrote meanwhile waited in its agent. (Not yet: a line cocoond had read from the agent
-                // but not written when it was killed is lost, as the first tick once was in CI: the
-                // agent does not keep output until the log has it. So the ticks must be one unbroken
-                // run, which may start after 0.)
+                // The log goes on without a gap across the 3 s without a daemon: the pod's agent
+                // writes it, as a containerd shim does, so no line is in flight in a killed daemon.
                 let text = try await waitForTicks(logDir + "/ticker.log", atLeast: 12)
                 let ticks = text.split(separator: "\n").compactMap { line in
                     line.split(separator: " ").last.flatMap { $0.hasPrefix("tick") ? Int($0.dropFirst(4)) : nil }
                 }
+                #expect(ticks.count >= 12 && ticks == Array(0..<ticks.count), "ticks \(ticks.prefix(20))")
+                // Its exit is reported once its output is all in the log: the log is read then.
+                for _ in 0..<600 {
+                    if try await rt.containerStatus(.with { $0.containerID = flood }).status.state == .containerExited {
+                        break
+                    }
+                    // sleep: a poll pause; the loop checks the condition
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let (lines, firstGap) = Self.numberedLines(FileManager.default.contents(atPath: logDir + "/flood.log"))
                 #expect(
-                    ticks.count >= 12 && ticks == Array((ticks.first ?? 0)..<((ticks.first ?? 0) + ticks.count)),
-                    "ticks \(ticks)")
+                    lines == Self.floodLines && firstGap == nil, "flood: \(lines) lines, first gap at \(firstGap ?? 0)")
                 try await rt.stopPodSandbox(.with { $0.podSandboxID = podID })
                 try await rt.removePodSandbox(.with { $0.podSandboxID = podID })
             }
             #expect(Self.leftovers(daemon, podID: podID) == [])
         }
+    }
+
+    static let floodLines = 800_000
+
+    /// How many lines of a CRI log end in the numbers 1, 2, 3, ... in order, and the line number of
+    /// the first that does not (nil: none). One pass over the bytes (the log is ~40 MB).
+    static func numberedLines(_ data: Data?) -> (count: Int, firstGap: Int?) {
+        guard let data else { return (0, 1) }
+        var count = 0
+        var value = 0
+        var digitsOnly = false  // since the line's last space
+        for byte in data {
+            switch byte {
+            case 0x0A:
+                guard digitsOnly, value == count + 1 else { return (count, count + 1) }
+                count += 1
+                (value, digitsOnly) = (0, false)
+            case 0x20: (value, digitsOnly) = (0, true)
+            case 0x30...0x39: if digitsOnly { value = min(value, 1 << 40) * 10 + Int(byte - 0x30) }
+            default: digitsOnly = false
+            }
+        }
+        return (count, nil)
     }
 
     private func waitForTicks(_ path: String, atLeast count: Int) async throws -> String {

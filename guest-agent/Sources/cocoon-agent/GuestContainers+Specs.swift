@@ -19,6 +19,20 @@ extension GuestContainers {
 
     /// Checks an id the host chose (it names directories and cgroups): 1-128 letters, digits, '-', '_'
     /// or '.', never "." or "..".
+    /// Masked and read-only paths are absolute, without "..". A log path too, and only for a native
+    /// pod's agent (a VM cannot reach the node's files).
+    static func checkPaths(_ r: Cocoon_Agent_V4_CreateContainerRequest) throws(AgentFailure) {
+        for path in r.maskedPaths + r.readonlyPaths
+        where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+            throw .invalid("masked or read-only path \"\(path)\" must be absolute, without \"..\"")
+        }
+        guard !r.logPath.isEmpty else { return }
+        guard HostMode.current != nil else { throw .invalid("log_path: a pod VM's agent does not write host files") }
+        guard r.logPath.hasPrefix("/"), !r.logPath.split(separator: "/").contains("..") else {
+            throw .invalid("log_path \"\(r.logPath)\" must be absolute, without \"..\"")
+        }
+    }
+
     static func validateID(_ id: String, field: String) throws(AgentFailure) {
         guard !id.isEmpty, id.count <= 128,
             id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }), id != ".", id != ".."

@@ -2,6 +2,7 @@ import AgentAPI
 import AgentService
 import CAgentSys
 import ContainerCore
+import ContainerLogs
 import FoundationEssentials
 import Glibc
 import Models
@@ -27,6 +28,8 @@ struct GuestContainers {
         /// Whose PID namespace it is born in (decided at start: the pod's pause or a target's process).
         var pidNamespace = Cocoon_Agent_V4_PIDNamespace.pidOwn
         var pidTarget = ""
+        /// The CRI log this agent writes (a native pod's), else nil: the host writes it.
+        var log: CRILogWriter?
     }
 
     /// Whose process a pid or pipe is; `execID` is empty for the container's own process.
@@ -63,10 +66,7 @@ struct GuestContainers {
         }
         let process = try GuestContainers.process(r.process)
         try checkPIDNamespace(r)
-        for path in r.maskedPaths + r.readonlyPaths
-        where !path.hasPrefix("/") || path.split(separator: "/").contains("..") {
-            throw .invalid("masked or read-only path \"\(path)\" must be absolute, without \"..\"")
-        }
+        try GuestContainers.checkPaths(r)
         let mounting = cocoon_boottime_ns()
         let lower = try disks.mount(serial: r.imageDiskSerial)
         if cocoon_boottime_ns() - mounting > 2_000_000_000 {
@@ -113,6 +113,7 @@ struct GuestContainers {
         var container = Container(spec: spec, imageSerial: r.imageDiskSerial, dir: dir)
         (container.stdin, container.tty) = (r.stdin, r.tty)
         (container.pidNamespace, container.pidTarget) = (r.pidNamespace, r.pidTargetID)
+        container.log = r.logPath.isEmpty ? nil : CRILogWriter(path: r.logPath, followsPath: true)
         containers[r.id] = container
     }
 
@@ -252,6 +253,7 @@ struct GuestContainers {
             }
         }
         for (_, pid) in container.execs where processes[pid] != nil { kill(pid, SIGKILL) }
+        container.log?.finish()
         umount2(container.dir + "/rootfs", Int32(MNT_DETACH))
         GuestContainers.removeTree(container.dir)
         if let cgroup = container.cgroup {
@@ -327,6 +329,7 @@ struct GuestContainers {
             windows[owner] = nil
             events.append(.event(event))
         }
+        if owner.execID.isEmpty { containers[owner.containerID]?.log?.finish() }
         return events
     }
 
@@ -343,6 +346,9 @@ struct GuestContainers {
             if room == 0 { return events }
             let (frame, n) = StreamFrame.read(header, atMost: room) { read(fd, $0.baseAddress, $0.count) }
             if let frame {
+                if owner.execID.isEmpty, let log = containers[owner.containerID]?.log {
+                    log.write(stream: stream == .stderr ? .stderr : .stdout, Array(frame.payload))
+                }
                 windows[owner]?.sent(n)
                 budget -= n
                 events.append(.stream(frame))
