@@ -115,7 +115,7 @@ struct SharedVolumeTests {
                     var written: [Double] = []
                     for i in 0..<5 {
                         let w = try await execScript(
-                            rt, writerID, "echo line\(i) >> /data/log; read t _ </proc/uptime; echo $t")
+                            rt, writerID, "read t _ </proc/uptime; echo line\(i) >> /data/log; echo $t")
                         written.append(Double(w.out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1)
                         _ = try await Self.poll(rt, readerID, "cat /tmp/seen", until: "line\(i) ", within: .seconds(10))
                     }
@@ -127,7 +127,9 @@ struct SharedVolumeTests {
                     }
                     // How soon is a figure of `scripts/bench volumes`, not a bound here: under the CI batch a
                     // line was once seen 1.16 s after it was written (typically 0.01-0.05 s, also with the
-                    // host's cores and disk kept busy). What is checked: each line, in order, after it was written.
+                    // host's cores and disk kept busy). What is checked: each line, in order, after it was written
+                    // (the writer reads the clock before it writes: the reader once saw a line within the
+                    // 10 ms tick of /proc/uptime before a writer that read it afterwards).
                     print("emptyDir: a line written by one container seen by the other after \(delays) s")
                     for (i, delay) in delays.enumerated() {
                         #expect(
