@@ -78,19 +78,18 @@ int cocoon_descriptor_path(int fd, char *out, int size) {
     return 0;
 }
 
-int cocoon_bind_volume(int source_fd, const char *target, int read_only, int recursive_read_only, int propagation) {
+int cocoon_volume_tree(int source_fd, int read_only, int recursive_read_only, int propagation) {
     int tree = (int)syscall(SYS_open_tree, source_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
-    if (tree < 0) return errno;
+    if (tree < 0) return -errno;
     uint64_t set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (recursive_read_only ? MOUNT_ATTR_RDONLY : 0);
     uint64_t prop = propagation == COCOON_PROPAGATION_SLAVE ? COCOON_MS_SLAVE : COCOON_MS_PRIVATE;
-    int err = 0;
     if (setattr(tree, AT_RECURSIVE, set, prop) != 0 ||
-        (read_only && !recursive_read_only && setattr(tree, 0, MOUNT_ATTR_RDONLY, 0) != 0) ||
-        syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0) {
-        err = errno;
+        (read_only && !recursive_read_only && setattr(tree, 0, MOUNT_ATTR_RDONLY, 0) != 0)) {
+        int err = errno;
+        close(tree);  // a tree never attached is dissolved with its last descriptor
+        return -err;
     }
-    close(tree);  // a tree never attached is dissolved with its last descriptor
-    return err;
+    return tree;
 }
 
 int cocoon_has_mount_setattr(void) {

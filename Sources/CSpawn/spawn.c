@@ -97,6 +97,7 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
         if (fd < 0 || write(fd, digits, (size_t)n) != n) child_fail(out, l->cgroup_procs[i]);
         close(fd);
     }
+    if (l->mount_ns_fd >= 0 && setns(l->mount_ns_fd, CLONE_NEWNS) != 0) child_fail(out, "setns(the pod's mount namespace)");
     if (setsid() < 0) child_fail(out, "setsid");
     // The daemon's umask is 077; a VM process (virtiofsd creating the guest's files) gets the usual 022.
     umask(022);

@@ -58,12 +58,16 @@ public final class ProcessStream: Sendable {
 
     /// Closes an exec's stdin (its reads see EOF). An attach client's end of input leaves the
     /// container's stdin open for the next attach, unless the container has stdin_once: then it
-    /// is closed at once (the container sees EOF, and its exit ends the session).
+    /// is closed at once (the container sees EOF, and its exit ends the session). A terminal has no
+    /// end of input of its own: the container's gets a ^D first, the end a user types (a shell at
+    /// its prompt exits, `cat` ends), where containerd hangs the terminal up.
     public func closeStdin() async {
         guard !execID.isEmpty || endOfInputClosesStdin else { return }
+        let endOfTransmission: [UInt8] = tty && execID.isEmpty ? [0x04] : []
         // try?: a process that exited has no stdin left to close (the close follows the writes on
         // the channel, so it need not wait for them)
-        try? await agent.writeStdin(container: containerID, exec: execID, [], close: true, timeout: timeout)
+        try? await agent.writeStdin(
+            container: containerID, exec: execID, endOfTransmission, close: true, timeout: timeout)
     }
 
     public func resize(width: UInt16, height: UInt16) async {

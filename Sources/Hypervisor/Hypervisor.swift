@@ -112,6 +112,9 @@ public struct VMSpec: Sendable, Equatable {
     /// The host directory shared with the guest through virtio-fs (tag `BootContract.sharedFSTag`);
     /// nil: none. The guest's RAM is then a shared mapping (vhost-user needs one).
     public var sharedDir: String?
+    /// The pin of the pod's mount namespace, where the shared directory's binds are (virtiofsd and a
+    /// native agent start in it); nil: they are in the host's (a pod of an older daemon).
+    public var sharedMountNamespace: String?
     /// How the guest caches the shared directory (virtiofsd's `cache=`).
     public var sharedCache: SharedFSCache = .auto
     /// A fresh boot, a template's boot or a template's clone.

@@ -106,7 +106,7 @@ public struct LibvirtHypervisor: Hypervisor {
             fsDaemon =
                 try await Virtiofsd.start(
                     sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs,
-                    connect: false, socketOwner: user
+                    connect: false, socketOwner: user, mountNamespace: spec.sharedMountNamespace
                 ).pid
         }
         return (files, fsDaemon)

@@ -69,8 +69,10 @@ public struct NativeSandboxer: Hypervisor {
         let launched = HostProcess.nowNs()
         let pid: Int32
         do {
-            pid = try VMProcess.start(
-                argv, .init(uid: 0, gid: 0, keep: [], output: output, cgroupProcs: procs, keepPrivileges: true))
+            var launch = VMProcess.Launch(
+                uid: 0, gid: 0, keep: [], output: output, cgroupProcs: procs, keepPrivileges: true)
+            launch.mountNamespace = spec.sharedMountNamespace  // its own is made from the pod's
+            pid = try VMProcess.start(argv, launch)
         } catch {
             await Self.endTree(cgroups.pod)
             throw .bootFailed("cannot start \(agentBinary): \(error)")

@@ -45,7 +45,8 @@ public struct QEMUHypervisor: Hypervisor {
         do throws(HypervisorError) {
             if let shared = spec.sharedDir {
                 fsDaemon = try await Virtiofsd.start(
-                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs)
+                    sharedDir: shared, cache: spec.sharedCache, runDir: spec.runDir, cgroupProcs: procs,
+                    mountNamespace: spec.sharedMountNamespace)
             }
             defer { if let fd = fsDaemon?.qemuFD { Glibc.close(fd) } }
             files = try QEMUFiles.open(

@@ -7,7 +7,8 @@ import Spawn
 /// vhost-user. cocoond starts it before QEMU, in the VM's cgroup (its CPU, memory and page cache
 /// count against the pod), sandboxed by its own `sandbox=namespace` (new mount, pid and network
 /// namespaces, pivot_root into the directory, its seccomp filter) and without CAP_MKNOD (a guest
-/// cannot create device nodes on a host volume). It ends when QEMU's connection does.
+/// cannot create device nodes on a host volume). It starts in the pod's mount namespace, where the
+/// directory's binds are. It ends when QEMU's connection does.
 ///
 /// It runs as root: serving files of every owner needs CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER and
 /// setfsuid, and the namespace sandbox needs CAP_SYS_ADMIN; an unprivileged virtiofsd would serve
@@ -47,7 +48,7 @@ public enum Virtiofsd {
     /// and, with `connect`, connects QEMU's end (virtiofsd accepts it once it runs) and removes the path.
     static func start(
         sharedDir: String, cache: SharedFSCache, runDir: String, cgroupProcs: [String], connect: Bool = true,
-        socketOwner: VMUser? = nil
+        socketOwner: VMUser? = nil, mountNamespace: String? = nil
     ) async throws(HypervisorError) -> Started {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw .unavailable("\(binary) not found (apt-get install qemu-system-common)")
@@ -76,10 +77,10 @@ public enum Virtiofsd {
         }
         let pid: Int32
         do {
-            pid = try VMProcess.start(
-                arguments(sharedDir: sharedDir, cache: cache),
-                VMProcess.Launch(
-                    uid: 0, gid: 0, keep: [listening], output: output, cgroupProcs: cgroupProcs, ignoreSIGPIPE: true))
+            var launch = VMProcess.Launch(
+                uid: 0, gid: 0, keep: [listening], output: output, cgroupProcs: cgroupProcs, ignoreSIGPIPE: true)
+            launch.mountNamespace = mountNamespace
+            pid = try VMProcess.start(arguments(sharedDir: sharedDir, cache: cache), launch)
         } catch {
             throw .bootFailed("cannot start \(binary): \(error)")
         }

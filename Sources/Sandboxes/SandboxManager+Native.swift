@@ -29,7 +29,7 @@ extension SandboxManager {
         spec.netns = attachment.map { NetworkNamespace.path(name: $0.state.namespace) }
         spec.hostPID = request.hostPID
         spec.hostIPC = request.hostIPC
-        spec.sharedDir = try prepareShare(id, handler: plan.handler, hypervisor: plan.hypervisor)
+        try prepareShare(id, handler: plan.handler, hypervisor: plan.hypervisor, into: &spec)
         spec.cgroupParent = plan.cgroupParent
         let starting = ContinuousClock.now
         let (vm, health) = try await bootUntilAgent(spec, hypervisor: plan.hypervisor, record: &record)

@@ -169,7 +169,7 @@ extension SandboxManager {
         spec.nic = VMNic(
             tapFD: attachment.tapFD, mac: attachment.state.mac, mtu: attachment.state.mtu,
             tapName: attachment.state.hostTap ?? TapWiring.tapName)
-        spec.sharedDir = try prepareShare(id, handler: handler, hypervisor: plan.hypervisor)
+        try prepareShare(id, handler: handler, hypervisor: plan.hypervisor, into: &spec)
         spec.sharedCache = handler.sharedFSCache
         spec.cgroupParent = plan.cgroupParent
         if let reason { record.coldReason = reason }

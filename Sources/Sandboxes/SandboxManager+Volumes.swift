@@ -12,22 +12,26 @@ extension SandboxManager {
     /// Where pod `id`'s shared directory lives (in the run directory: root's alone, 0700).
     func podShare(_ id: String) -> PodShare { PodShare(root: config.runDir + "/shared/" + String(id.prefix(16))) }
 
-    /// Makes the pod's shared directory when its handler wants one and its hypervisor can share one;
-    /// the directory to export.
-    func prepareShare(_ id: String, handler: RuntimeHandler, hypervisor: any Hypervisor) throws(CocoonError)
-        -> String?
+    /// Makes the pod's shared directory and its mount namespace when its handler wants one and its
+    /// hypervisor can share one: the directory to export and the namespace go into `spec`.
+    func prepareShare(_ id: String, handler: RuntimeHandler, hypervisor: any Hypervisor, into spec: inout VMSpec)
+        throws(CocoonError)
     {
-        guard handler.sharedFS == .virtioFS, hypervisor.sharesDirectories else { return nil }
+        guard handler.sharedFS == .virtioFS, hypervisor.sharesDirectories else { return }
         let share = podShare(id)
         try share.create()
-        return share.exportDir
+        spec.sharedDir = share.exportDir
+        spec.sharedMountNamespace = share.mountNamespace
     }
 
-    /// Unbinds every volume of the pod, removes its shared directory and any virtiofsd left serving
-    /// it (a crash mid-boot). Logged when something stays.
+    /// Drops the pod's mount namespace with every volume bound in it, removes its shared directory
+    /// and any virtiofsd left serving it (a crash mid-boot). Logged when something stays.
     func releaseShare(_ id: String) {
         let share = podShare(id)
-        guard FileManager.default.fileExists(atPath: share.root) else { return }
+        guard
+            FileManager.default.fileExists(atPath: share.root)
+                || FileManager.default.fileExists(atPath: share.namespacePin)
+        else { return }
         for pid in HostProcess.pids(withArgument: Virtiofsd.marker(sharedDir: share.exportDir)) { kill(pid, SIGKILL) }
         if !share.destroy() {
             logger.warning("pod shared directory left behind", metadata: ["id": "\(id)", "dir": "\(share.root)"])

@@ -25,6 +25,8 @@ public enum VMProcess {
         public var ignoreSIGPIPE: Bool
         /// No no_new_privs: for a process that stays root and runs containers (a native pod's agent).
         public var keepPrivileges: Bool
+        /// The pin of a mount namespace it starts in (a pod's share: virtiofsd, a native agent).
+        public var mountNamespace: String?
 
         public init(
             uid: UInt32, gid: UInt32, groups: [UInt32] = [], keep: [Int32], output: Int32, cgroupProcs: [String] = [],
@@ -49,6 +51,12 @@ public enum VMProcess {
     /// Starts `argv` and returns its pid (it runs on; `HostProcess.isAlive` reaps it once it ends).
     public static func start(_ argv: [String], _ launch: Launch) throws -> Int32 {
         guard let path = argv.first else { throw POSIXError(.EINVAL) }
+        var namespaceFD: Int32 = -1
+        if let pin = launch.mountNamespace {
+            namespaceFD = open(pin, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard namespaceFD >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        }
+        defer { if namespaceFD >= 0 { close(namespaceFD) } }
         var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { for a in cargs { free(a) } }
         var cgroups: [UnsafePointer<CChar>?] = launch.cgroupProcs.map { UnsafePointer(strdup($0)) }
@@ -62,7 +70,8 @@ public enum VMProcess {
                         uid: launch.uid, gid: launch.gid, groups: groups.baseAddress, group_count: Int32(groups.count),
                         cgroup_procs: cg.baseAddress, cgroup_count: Int32(cg.count),
                         file_size_limit: launch.fileSizeLimit, isolate: launch.isolate ? 1 : 0,
-                        ignore_sigpipe: launch.ignoreSIGPIPE ? 1 : 0, keep_privileges: launch.keepPrivileges ? 1 : 0)
+                        ignore_sigpipe: launch.ignoreSIGPIPE ? 1 : 0, keep_privileges: launch.keepPrivileges ? 1 : 0,
+                        mount_ns_fd: namespaceFD)
                     // An empty environment: nothing of the daemon's reaches the VM's process.
                     var noEnvironment: [UnsafeMutablePointer<CChar>?] = [nil]
                     return cocoon_spawn_vm(path, &cargs, &noEnvironment, &l, &pid)

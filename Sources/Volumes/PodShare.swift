@@ -5,23 +5,30 @@ import Errors
 import Foundation
 import SystemFiles
 
-/// One pod's shared directory on the host: the tree its virtiofsd exports to the VM, and the bind
-/// mounts of its containers' volumes in it (Kata's layout).
+/// One pod's shared directory: the tree its virtiofsd exports to the VM (or its native agent binds
+/// from), and the bind mounts of its containers' volumes in it (Kata's layout), all of them in a
+/// mount namespace of the pod's own (`PodShare+Namespace`): the host's holds none of them, so none
+/// keeps a host directory busy (the kubelet's volume teardown unmounts and removes directories
+/// under a pod's hostPath volumes while the pod runs).
 ///
 /// - `<root>/mounts` is a shared mount of its own; each volume is bound at `mounts/<name>`.
 /// - `<root>/export` is a read-only slave of it: virtiofsd serves it, so the guest sees every volume
 ///   (each with its own read-only setting) but can create nothing beside them.
 /// - `<root>/users/<name>/<container>`: which containers use each bind (empty files).
+/// - `namespacePin` (`<run>/podns/<id>`): the bind of the namespace's nsfs file that holds it.
 ///
-/// A volume is cloned from its source as a detached mount, made nosuid and nodev (a guest never
-/// reaches a host device through a volume), read-only as asked and slave or private, and only
-/// then attached, so nobody ever sees it writable. Containers of the pod that mount the same source
-/// with the same settings share one bind: in the guest they are the same inodes, so a file one
-/// container creates in an emptyDir is there at once for the other (separate binds would be
-/// separate FUSE inodes, and the other's cached "no such file" would last the entry timeout).
-/// Releasing a container unbinds what nobody else uses; the pod's stop unbinds the rest and removes
-/// the tree. Nothing here ever deletes recursively: a still-mounted volume is left alone (and
-/// logged by the caller), never emptied.
+/// A volume is cloned from its source as a detached mount (in the host's namespace, where the
+/// source is), made nosuid and nodev (a guest never reaches a host device through a volume),
+/// read-only as asked and slave or private, and only then attached in the pod's namespace, so
+/// nobody ever sees it writable. Containers of the pod that mount the same source with the same
+/// settings share one bind: in the guest they are the same inodes, so a file one container creates
+/// in an emptyDir is there at once for the other (separate binds would be separate FUSE inodes, and
+/// the other's cached "no such file" would last the entry timeout). Releasing a container unbinds
+/// what nobody else uses; the pod's stop drops the namespace and removes the tree. Nothing here
+/// ever deletes recursively.
+///
+/// A pod made by a daemon before pod namespaces has its binds in the host's namespace (its export
+/// is mounted there): its share goes on that way until the pod ends.
 public struct PodShare: Sendable {
     public let root: String
     var mountsDir: String { root + "/mounts" }
@@ -29,7 +36,15 @@ public struct PodShare: Sendable {
     /// What virtiofsd exports.
     public var exportDir: String { root + "/export" }
 
-    public init(root: String) { self.root = root }
+    /// The bind of the pod's mount namespace's nsfs file: `<run>/podns/<id>` beside `<run>/shared/<id>`.
+    public let namespacePin: String
+
+    public init(root: String) {
+        self.root = root
+        let shared = (root as NSString).deletingLastPathComponent
+        namespacePin =
+            (shared as NSString).deletingLastPathComponent + "/podns/" + (root as NSString).lastPathComponent
+    }
 
     /// The host kernel has mount_setattr (Linux 5.12), which makes a bind recursively read-only;
     /// without it no volume is shared (`bind` refuses).
@@ -60,20 +75,8 @@ public struct PodShare: Sendable {
             }
         }
         chmod(root, 0o700)
-        guard !MountTable.isMountPoint(exportDir) else { return }
-        let steps: [(String?, String, UInt, String)] = [
-            (mountsDir, mountsDir, UInt(MS_BIND), "bind"),
-            (nil, mountsDir, UInt(MS_PRIVATE), "make private"),
-            (nil, mountsDir, UInt(MS_SHARED), "make shared"),
-            (mountsDir, exportDir, UInt(MS_BIND), "bind"),
-            (nil, exportDir, UInt(MS_SLAVE), "make slave"),
-            (nil, exportDir, UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV), "remount read-only"),
-        ]
-        for (source, target, flags, what) in steps where mount(source, target, nil, flags, nil) != 0 {
-            let reason = Self.errorText()
-            _ = destroy()
-            throw .internalError("pod shared directory: \(what) \(target): \(reason)")
-        }
+        guard !hasHostBinds, !MountTable.isMountPoint(namespacePin) else { return }
+        try makeNamespace()
     }
 
     /// Binds `volume` into the tree for container `user` (or finds the bind another container of
@@ -91,13 +94,11 @@ public struct PodShare: Sendable {
         let name = Self.name(source, volume)
         let target = mountsDir + "/" + name
         try addUser(user, of: name)
-        if !MountTable.isMountPoint(target) {
-            do throws(CocoonError) {
-                try attach(source, volume, at: target, field: field)
-            } catch {
-                removeUser(user, of: name)
-                throw error
-            }
+        do throws(CocoonError) {
+            try attach(source, volume, at: target, field: field)
+        } catch {
+            removeUser(user, of: name)
+            throw error
         }
         // The guest makes its bind read-only only when nothing below is writable on the host (a
         // non-recursive read-only volume keeps writable submounts writable).
@@ -112,7 +113,7 @@ public struct PodShare: Sendable {
         // try?: no tree: nothing bound
         for name in (try? FileManager.default.contentsOfDirectory(atPath: usersDir)) ?? [] {
             unlink(usersDir + "/" + name + "/" + me)
-            if rmdir(usersDir + "/" + name) == 0 { unbind(mountsDir + "/" + name) }
+            if rmdir(usersDir + "/" + name) == 0 { detach(mountsDir + "/" + name) }
         }
     }
 
@@ -131,35 +132,36 @@ public struct PodShare: Sendable {
         rmdir(usersDir + "/" + name)
     }
 
-    /// Makes the mount point and moves a detached, flagged clone of the source onto it.
+    /// Clones the source as a detached, flagged tree and attaches it on `target` in the pod's
+    /// namespace, unless another container's bind of the same thing is there already.
     private func attach(_ source: borrowing VolumeSource, _ volume: VolumeRequest, at target: String, field: String)
         throws(CocoonError)
     {
-        removeMountPoint(target)  // a leftover of a crash between making it and binding
-        if source.isDirectory {
-            guard mkdir(target, 0o755) == 0 || errno == EEXIST else {
-                throw .internalError("cannot create mount point \(target): \(Self.errorText())")
-            }
-        } else {
-            let fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o644)
-            guard fd >= 0 else { throw .internalError("cannot create mount point \(target): \(Self.errorText())") }
-            close(fd)
-        }
-        let rc = cocoon_bind_volume(
-            source.fd, target, volume.readOnly ? 1 : 0, volume.recursiveReadOnly ? 1 : 0,
+        let tree = cocoon_volume_tree(
+            source.fd, volume.readOnly ? 1 : 0, volume.recursiveReadOnly ? 1 : 0,
             Int32(volume.propagation == .hostToContainer ? 1 : 0))
-        guard rc == 0 else {
-            removeMountPoint(target)
+        guard tree >= 0 else {
+            throw .internalError("bind \(field) \(volume.hostPath) into the pod: \(String(cString: strerror(-tree)))")
+        }
+        defer { close(tree) }  // dissolved unless attached
+        let namespace = try openNamespace()
+        defer { if namespace >= 0 { close(namespace) } }
+        let rc = cocoon_attach_tree(namespace, tree, target, source.isDirectory ? 1 : 0)
+        guard rc == 0 || rc == EEXIST else {
             throw .internalError("bind \(field) \(volume.hostPath) into the pod: \(String(cString: strerror(rc)))")
         }
     }
 
-    /// Unbinds everything and removes the tree. True when nothing is left.
+    /// Drops the pod's namespace (its binds go with it once no process is left in it), unbinds what
+    /// a pod of an older daemon has in the host's, and removes the tree. True when nothing is left.
     @discardableResult
     public func destroy() -> Bool {
         for point in MountTable.mountPoints(below: root) + [exportDir, mountsDir] {
             while MountTable.isMountPoint(point), umount2(point, Int32(MNT_DETACH)) == 0 {}
         }
+        dropNamespace()
+        // Each mount point is removed on the host: in a namespace that still lives (a process of
+        // the pod's not yet gone), what is mounted on it is detached with it.
         // try?: no tree: nothing to remove
         for entry in (try? FileManager.default.contentsOfDirectory(atPath: mountsDir)) ?? [] {
             removeMountPoint(mountsDir + "/" + entry)
@@ -172,23 +174,24 @@ public struct PodShare: Sendable {
             rmdir(usersDir + "/" + name)
         }
         for dir in [mountsDir, exportDir, usersDir, root] { rmdir(dir) }
-        return !FileManager.default.fileExists(atPath: root)
+        return !FileManager.default.fileExists(atPath: root) && !FileManager.default.fileExists(atPath: namespacePin)
     }
 
-    /// Detaches whatever is mounted on `target` and removes the mount point.
-    private func unbind(_ target: String) {
-        var rounds = 0
-        while MountTable.isMountPoint(target), rounds < 16, umount2(target, Int32(MNT_DETACH)) == 0 { rounds += 1 }
-        removeMountPoint(target)
+    /// Detaches whatever is mounted on `target` in the pod's namespace and removes the mount point.
+    private func detach(_ target: String) {
+        // try?: no namespace any more (its pin is gone): removing the mount point detaches the rest
+        guard let namespace = try? openNamespace() else { return removeMountPoint(target) }
+        defer { if namespace >= 0 { close(namespace) } }
+        _ = cocoon_detach_tree(namespace, target)
     }
 
-    /// Removes an empty directory or a file that is no longer a mount point: never anything below.
-    private func removeMountPoint(_ path: String) {
+    /// Removes an empty directory or a file that is no longer a mount point here: never anything below.
+    func removeMountPoint(_ path: String) {
         guard !MountTable.isMountPoint(path) else { return }
         var st = stat()
         guard lstat(path, &st) == 0 else { return }
         if st.st_mode & S_IFMT == S_IFDIR { rmdir(path) } else { unlink(path) }
     }
 
-    private static func errorText() -> String { String(cString: strerror(errno)) }
+    static func errorText() -> String { String(cString: strerror(errno)) }
 }

@@ -53,11 +53,13 @@ struct SharedVolumeTests {
         return (String(decoding: data, as: UTF8.self), p.terminationStatus)
     }
 
-    /// What a pod's shared directory leaves on the host: mounts under the run dir, virtiofsd processes
-    /// serving it, the directory itself.
+    /// What a pod's shared directory leaves on the host: mounts under the run dir (its mount
+    /// namespace's pin too), virtiofsd processes serving it, the directory itself.
     static func leftovers(_ daemon: DaemonHarness) -> [String] {
         let shared = daemon.runDir + "/shared"
-        var out = MountTable.mountPoints().filter { $0.hasPrefix(shared) }.map { "mount " + $0 }
+        let pins = daemon.runDir + "/podns"
+        var out = MountTable.mountPoints().filter { $0.hasPrefix(shared) || $0.hasPrefix(pins) }.map { "mount " + $0 }
+        out += ((try? FileManager.default.contentsOfDirectory(atPath: pins)) ?? []).map { "pin " + $0 }
         out += HostProcessList.withArgument("source=" + shared).map { "virtiofsd pid \($0)" }
         out += ((try? FileManager.default.contentsOfDirectory(atPath: shared)) ?? []).map { "dir " + $0 }
         return out

@@ -175,7 +175,10 @@ struct StreamingTests {
 
     /// `kubectl run -i --rm` / `kubectl attach -i`: a container created with stdin and stdin_once
     /// running `sh`; the client's end of input closes the container's stdin at once, `sh` exits and
-    /// the attach ends with success; its stdin cannot be attached again.
+    /// the attach ends with success; its stdin cannot be attached again. Also for a container with
+    /// a terminal, attached by a client without one (what `kubectl attach -i` does: the kubelet asks
+    /// with the container's tty, the client opens stderr instead of resize); the terminal's end of
+    /// input is a ^D.
     @Test func anAttachToAStdinOnceContainerEndsWithItsInput() async throws {
         try await withPod { daemon, rt, pod, podID, _, crictl in
             let ctl = CocoonCtl(socket: daemon.socket)
@@ -185,12 +188,19 @@ struct StreamingTests {
             var clients = [
                 ("spdy", ctl.argv("attach", ["--transport", "spdy", "-i"])),
                 ("websocket", ctl.argv("attach", ["--transport", "websocket", "-i"])),
+                ("spdy-tty", ctl.argv("attach", ["--transport", "spdy", "-i"])),
+                ("websocket-tty", ctl.argv("attach", ["--transport", "websocket", "-i"])),
             ]
-            if let crictl { clients.append(("crictl", crictl.prefix + ["attach", "-i"])) }
+            if let crictl {
+                clients += [
+                    ("crictl", crictl.prefix + ["attach", "-i"]), ("crictl-tty", crictl.prefix + ["attach", "-i"]),
+                ]
+            }
             for (name, argv) in clients {
                 var once = container("once-\(name)", ["sh"], pod: pod, podID: podID)
                 once.config.stdin = true
                 once.config.stdinOnce = true
+                once.config.tty = name.hasSuffix("-tty")
                 once.config.logPath = "once-\(name).log"
                 let id = try await run(rt, once)
                 let attach = try await runCommand(argv + [id], stdinFile: input, timeout: .seconds(60))

@@ -143,6 +143,7 @@ import Volumes
         try fm.createDirectory(atPath: base + "/state", withIntermediateDirectories: true)
         defer {
             umount2(base + "/src/sub", Int32(MNT_DETACH))
+            umount2(base + "/run/podns", Int32(MNT_DETACH))
             try? fm.removeItem(atPath: base)  // test scratch space
         }
         try "hello".write(toFile: base + "/src/file", atomically: true, encoding: .utf8)
@@ -173,14 +174,21 @@ import Volumes
             forbidden: forbidden)
         #expect(again.name == ro.name && again.destination == "/w")
         let export = share.exportDir
-        #expect((try? String(contentsOfFile: export + "/\(ro.name)/file", encoding: .utf8)) == "hello")
-        #expect(access(export + "/\(ro.name)/file", W_OK) != 0 && errno == EROFS)
-        #expect(access(export + "/\(ro.name)/sub", W_OK) == 0)
-        #expect(access(export + "/\(rro.name)/sub", W_OK) != 0 && errno == EROFS)
-        #expect(access(export + "/\(file.name)", W_OK) == 0)
-        #expect(MountTable.mountPoints().filter { $0.hasPrefix(share.root + "/mounts/") }.count == 3 + 2)
+        let pod = PodNamespaceShell(pin: share.namespacePin)
+        #expect(pod.run("cat \(export)/\(ro.name)/file").out == "hello")
+        #expect(pod.run("touch \(export)/\(ro.name)/new").out.contains("Read-only file system"))
+        #expect(pod.run("touch \(export)/\(ro.name)/sub/new").code == 0)
+        #expect(pod.run("touch \(export)/\(rro.name)/sub/other").out.contains("Read-only file system"))
+        #expect(pod.run("test -w \(export)/\(file.name)").code == 0)
+        #expect(pod.run("grep -c ' \(share.root)/mounts/' /proc/self/mountinfo").out == "5\n")
         // Nothing can be made beside the volumes.
-        #expect(mkdir(export + "/new", 0o755) != 0 && errno == EROFS)
+        #expect(pod.run("mkdir \(export)/new").out.contains("Read-only file system"))
+        // The host's namespace holds none of it: the tmpfs under the source comes off and its
+        // directory goes on the host while the pod's binds stay (the kubelet's volume teardown).
+        #expect(MountTable.mountPoints().filter { $0.hasPrefix(share.root) }.isEmpty)
+        #expect(umount2(base + "/src/sub", Int32(MNT_DETACH)) == 0)
+        #expect(rmdir(base + "/src/sub") == 0, "\(String(cString: strerror(errno)))")
+        #expect(pod.run("ls \(export)/\(ro.name)").out == "file\n")
 
         func refusal(_ path: String) -> CocoonError? {
             do {
@@ -205,11 +213,30 @@ import Volumes
 
         // c1 goes: its recursive read-only bind with it, the bind c2 shares stays.
         share.release(user: "c1")
-        #expect(!fm.fileExists(atPath: export + "/\(rro.name)"))
-        #expect(fm.fileExists(atPath: export + "/\(ro.name)/file") && fm.fileExists(atPath: export + "/\(file.name)"))
+        #expect(pod.run("test -e \(export)/\(rro.name)").code != 0)
+        #expect(pod.run("test -f \(export)/\(ro.name)/file && test -f \(export)/\(file.name)").code == 0)
         #expect(share.destroy())
         #expect(MountTable.mountPoints().filter { $0.hasPrefix(base + "/run") }.isEmpty)
+        #expect(!fm.fileExists(atPath: share.namespacePin) && !fm.fileExists(atPath: base + "/run/podns"))
         #expect(!fm.fileExists(atPath: share.root))
         #expect((try? String(contentsOfFile: base + "/src/file", encoding: .utf8)) == "hello")
+    }
+}
+
+/// Runs shell commands in a pod's mount namespace (util-linux nsenter, by the namespace's pin).
+struct PodNamespaceShell {
+    let pin: String
+
+    func run(_ command: String) -> (out: String, code: Int32) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        p.arguments = ["--mount=" + pin, "/bin/sh", "-c", command]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        do { try p.run() } catch { return ("\(error)", -1) }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (String(decoding: data, as: UTF8.self), p.terminationStatus)
     }
 }

@@ -25,10 +25,29 @@ int cocoon_open_path_following(const char *path);
 /// -errno; -ENAMETOOLONG when it does not fit, -ENOENT for a deleted file.
 int cocoon_descriptor_path(int fd, char *out, int size);
 
-/// Clones the mount tree at `source_fd` (recursively), makes every mount in it nosuid and nodev with
-/// the given propagation, read-only as asked (`read_only`: the top mount; `recursive_read_only`:
-/// every mount), and attaches it on `target` (an existing file or directory). 0 or an errno.
-int cocoon_bind_volume(int source_fd, const char *target, int read_only, int recursive_read_only, int propagation);
+/// Clones the mount tree at `source_fd` (recursively) as a detached tree, every mount in it nosuid
+/// and nodev with the given propagation, read-only as asked (`read_only`: the top mount;
+/// `recursive_read_only`: every mount). Its descriptor (dissolved with its last close unless
+/// attached), or -errno.
+int cocoon_volume_tree(int source_fd, int read_only, int recursive_read_only, int propagation);
+
+/// Makes a pod's mount namespace: a copy of the host's, slave to it (host mounts and unmounts reach
+/// it; nothing reaches the host), with `mounts_dir` a shared mount of its own and `export_dir` a
+/// read-only, nosuid, nodev slave of it; the namespace is pinned by a bind of its nsfs file on
+/// `pin` (created; its parent must not be a shared mount). 0 or an errno.
+int cocoon_pod_mount_namespace(const char *pin, const char *mounts_dir, const char *export_dir);
+
+/// Attaches the detached tree `tree_fd` on `target` (made as a directory or a file, a leftover of
+/// the other kind replaced) in the mount namespace `ns_fd` (-1: the caller's). 0, EEXIST when
+/// something is mounted on `target` already (nothing is changed), or an errno.
+int cocoon_attach_tree(int ns_fd, int tree_fd, const char *target, int is_dir);
+
+/// Detaches everything mounted on `target` in the mount namespace `ns_fd` (-1: the caller's) and
+/// removes the mount point (never anything below it). 0 or an errno.
+int cocoon_detach_tree(int ns_fd, const char *target);
+
+/// 1 when `path` is the root of a mount in the mount namespace `ns_fd` (-1: the caller's).
+int cocoon_is_mount_root(int ns_fd, const char *path);
 
 /// 1 when this kernel has mount_setattr (read-only applied to a whole tree), 0 otherwise.
 int cocoon_has_mount_setattr(void);

@@ -25,8 +25,8 @@ enum ContainerVolumes {
             case .propagationHostToContainer: propagation = .hostToContainer
             case .propagationBidirectional:
                 throw .invalidArgument(
-                    "\(field).propagation PROPAGATION_BIDIRECTIONAL is not supported for a VM pod: its guest may "
-                        + "not make mounts on the host")
+                    "\(field).propagation PROPAGATION_BIDIRECTIONAL is not supported: a VM pod's guest may not "
+                        + "make mounts on the host, and native pods do not propagate mounts back to the host")
             case .UNRECOGNIZED(let value):
                 throw .invalidArgument("\(field).propagation \(value) is not a known propagation")
             }

@@ -39,6 +39,8 @@ struct cocoon_vm_launch {
     /// Non-zero: no no_new_privs (a native pod's agent, root, whose containers may need setuid
     /// programs and file capabilities); the uid and gid are set as given.
     int keep_privileges;
+    /// A mount namespace to join (a pod's, by its pin) before anything else is opened; -1: none.
+    int mount_ns_fd;
 };
 
 /// fork + exec of a VM process (QEMU) in a session of its own: joins its cgroups, sets its file size

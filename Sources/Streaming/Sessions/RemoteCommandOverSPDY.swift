@@ -125,15 +125,20 @@ struct RemoteCommandOverSPDY {
         return true
     }
 
-    /// Starts the process (once) as soon as every stream the request wants is open.
+    /// Starts the process (once) as soon as the client has opened as many streams as the request
+    /// wants, its error, stdin and stdout among them. Counted as the kubelet's server counts them: an
+    /// attach to a container with a terminal (the kubelet asks with the container's tty) from a
+    /// client without one (`kubectl attach -i`) opens stderr where a terminal's client opens resize.
     private func startIfReady(
         _ streams: Streams, wanted: (stdin: Bool, stdout: Bool, stderr: Bool, tty: Bool),
         held: HeldSession<SizedStart>, connection: SPDYConnection, group: inout ThrowingTaskGroup<Void, any Error>
     ) {
+        let expected =
+            1 + [wanted.stdin, wanted.stdout, wanted.stderr, wanted.tty && version.supportsResize].filter { $0 }.count
+        let opened = [streams.error, streams.stdin, streams.stdout, streams.stderr, streams.resize].compactMap { $0 }
         let ready =
             streams.error != nil && (streams.stdin != nil) == wanted.stdin
-            && (streams.stdout != nil) == wanted.stdout && (streams.stderr != nil) == wanted.stderr
-            && (!wanted.tty || !version.supportsResize || streams.resize != nil)
+            && (streams.stdout != nil) == wanted.stdout && opened.count >= expected
         guard ready, held.value == nil else { return }
         // A terminal's process waits (briefly) for the client's first size.
         let gate = wanted.tty && streams.resize != nil ? SizedStart() : SizedStart(patience: .zero)
