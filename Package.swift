@@ -212,7 +212,8 @@ let package = Package(
         .target(
             name: "CLI",
             dependencies: [
-                "CRIAPI", "CocoonAPI", "ContainerLogs", "Models", "Spawn", "Streaming",
+                "AgentAPI", "CRIAPI", "CocoonAPI", "Config", "ContainerLogs", "Models", "PodNetwork", "Spawn",
+                "Streaming",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -90,18 +90,22 @@ def run_pod(name, handler):
     return pod, time.monotonic() - t0
 
 
-def measure(n, lat):
+def measure(n, lat, from_template=True):
     time.sleep(3.0)  # the last pods settle
     vms = vm_pids(f"{root}/run/")
     qemu = sum(bench_peer.pss_kib(p) for p in vms)
     own = bench_peer.pss_kib(daemon.pid)
     idle = cpu_idle()
+    # The template's RAM memfd (shmem held by cocoond, in no process's RSS): counted whole, an upper
+    # bound (the pages a clone maps are in its PSS already).
+    memfd = (templates()["tpl"].get("ram_resident_mib") or 0) if from_template else 0
     return {"pods": n, "vms": len(vms), "qemu_pss_mib": qemu / 1024, "daemon_pss_mib": own / 1024,
-            "pss_per_pod_mib": (qemu + own) / 1024 / n, "runp_p50_s": statistics.median(lat),
+            "template_memfd_mib": memfd, "pss_per_pod_mib": (qemu + own) / 1024 / n,
+            "per_pod_with_memfd_mib": ((qemu + own) / 1024 + memfd) / n, "runp_p50_s": statistics.median(lat),
             "runp_p99_s": pct(lat, 99), "cpu_idle_pct": idle}
 
 
-def with_ksm(n, lat):
+def with_ksm(n, lat, from_template=True):
     """The same measure after KSM has run for `ksm_seconds` (scanning fast), then KSM off and unmerged."""
     saved = {k: open(f"{KSM}/{k}").read().strip() for k in ("run", "pages_to_scan", "sleep_millisecs")}
     try:
@@ -109,7 +113,7 @@ def with_ksm(n, lat):
         open(f"{KSM}/sleep_millisecs", "w").write("20")
         open(f"{KSM}/run", "w").write("1")
         time.sleep(ksm_seconds)
-        row = measure(n, lat)
+        row = measure(n, lat, from_template)
         row["ksm_pages_sharing"] = int(open(f"{KSM}/pages_sharing").read())
         row["ksm_pages_shared"] = int(open(f"{KSM}/pages_shared").read())
         return row
@@ -135,9 +139,9 @@ try:
         pod, s = run_pod(f"cold{i}", "cold")
         cold.append(pod)
         lat.append(s)
-    cold_row = measure(COLD_REF, lat)
+    cold_row = measure(COLD_REF, lat, from_template=False)
     if ksm_seconds and os.access(f"{KSM}/run", os.W_OK):
-        ksm_cold = with_ksm(COLD_REF, lat)
+        ksm_cold = with_ksm(COLD_REF, lat, from_template=False)
     for pod in cold:
         ctl("stopp", pod)
         ctl("rmp", pod)
@@ -187,9 +191,12 @@ finally:
 
 print(f"\nscripts/bench density: up to {target} idle pods from a template (TCG, 1 vCPU, 256 MiB guests, pool 1)")
 print(f"template: built in {built['build_ms'] / 1000:.2f}s, {built['ram_data_mib']} MiB of its 256 MiB RAM is data")
-print(f"{'pods':>9} {'VMs':>4} {'QEMU PSS':>10} {'daemon':>8} {'PSS/pod':>9} {'runp p50':>9} {'runp p99':>9} {'CPU idle':>9}  starts")
+print(f"{'pods':>9} {'VMs':>4} {'QEMU PSS':>10} {'daemon':>8} {'memfd':>7} {'PSS/pod':>9} {'+memfd':>8} "
+      f"{'runp p50':>9} {'runp p99':>9} {'CPU idle':>9}  starts")
 def line(label, r, starts):
-    print(f"{label:>9} {r['vms']:>4} {r['qemu_pss_mib']:8.1f}Mi {r['daemon_pss_mib']:6.1f}Mi {r['pss_per_pod_mib']:7.1f}Mi "
+    print(f"{label:>9} {r['vms']:>4} {r['qemu_pss_mib']:8.1f}Mi {r['daemon_pss_mib']:6.1f}Mi "
+          f"{r.get('template_memfd_mib', 0):5}Mi {r['pss_per_pod_mib']:7.1f}Mi "
+          f"{r.get('per_pod_with_memfd_mib', r['pss_per_pod_mib']):6.1f}Mi "
           f"{r['runp_p50_s']:8.3f}s {r['runp_p99_s']:8.3f}s {r['cpu_idle_pct']:8.1f}%  {starts}")
 
 
@@ -207,6 +214,8 @@ if cold_row and rows:
           f"{cold_row['pss_per_pod_mib']:.1f} MiB ({first['pss_per_pod_mib'] / cold_row['pss_per_pod_mib']:.2f}x); "
           f"RunPodSandbox p50 {first['runp_p50_s']:.3f}s vs {cold_row['runp_p50_s']:.3f}s "
           f"({first['runp_p50_s'] / cold_row['runp_p50_s']:.2f}x)")
+print("memfd: the template's RAM (shmem cocoond holds, in no process's PSS), counted whole in +memfd per pod "
+      "(an upper bound: pages a clone maps are in its PSS too)")
 print("target: 100 idle pods at once with <= 64 MiB PSS per pod; stop+remove of all leaves nothing")
 print(f"left after stop+remove of all: {json.dumps(leftovers)}; QEMU processes after the daemon stopped: {after_stop}")
 print("raw:", json.dumps({"cold": cold_row, "template": rows, "ksm_cold": ksm_cold, "ksm_template": ksm_rows}))

@@ -14,7 +14,7 @@ public struct CocoonCtl: AsyncParsableCommand {
             CreateContainer.self, StartContainer.self, StopContainer.self, RemoveContainer.self, ListContainers.self,
             InspectContainer.self, ExecContainer.self, AttachContainer.self, PortForwardPod.self, ContainerLogs.self,
             ContainerStatsCommand.self,
-            RunContainer.self, TemplateGroup.self,
+            RunContainer.self, TemplateGroup.self, Doctor.self,
         ])
 
     public init() {}

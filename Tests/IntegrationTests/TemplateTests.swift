@@ -90,6 +90,12 @@ struct TemplateTests {
             _ = try await daemon.withImages { img in try await pull(img, Self.busybox) }
             try await daemon.withRuntime { rt in
                 _ = try await Self.waitReady(rt, pool: 1)
+                // The template's RAM memfd is reported as the host holds it (shmem, in no process's
+                // RSS): some of its RAM, never more than all of it.
+                let status = try await Self.templateStatus(rt)
+                let resident = status["ram_resident_mib"] as? Int ?? -1
+                let size = status["memory_mib"] as? Int ?? 0
+                #expect(resident > 0 && resident <= size, "\(status)")
                 var seen: [[String: String]] = []
                 var modes: [String] = []
                 // The pool's VM was booted before its pod was known: it moves under the pod's cgroup.

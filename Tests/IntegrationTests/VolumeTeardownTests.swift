@@ -58,6 +58,8 @@ struct VolumeTeardownTests {
                         Self.volume(secret, "/var/run/secrets/token", readOnly: true), ro, recursive,
                     ]
                     let id = try await runContainer(rt, c)
+                    // The same volume through crictl, an independent client (where the test tools have it).
+                    let viaCrictl = try await Self.crictlContainer(daemon, podID, hostPods: kubelet + "/pods")
                     let cert = "/host-pods/uid2/volumes/kubernetes.io~secret/cert"
                     #expect(try await execScript(rt, id, "cat \(cert)/data").out == "cert-2")
                     #expect(try await execScript(rt, id, "cat /var/run/secrets/token/data").out == "token-1")
@@ -79,11 +81,48 @@ struct VolumeTeardownTests {
                         rt, id, "test -e \(cert) || echo gone", until: "gone",
                         within: .seconds(5))
                     #expect(gone != nil, "the removed directory is still seen under the HOST_TO_CONTAINER volume")
+                    if let (cli, crictlID) = viaCrictl {
+                        let seen = try await runCommand(
+                            cli.prefix + ["exec", crictlID, "ls", "/host-pods/uid2/volumes"])
+                        #expect(seen.code == 0 && seen.out == "kubernetes.io~secret\n", "\(seen.out) \(seen.stderr)")
+                        let inner = try await runCommand(
+                            cli.prefix + ["exec", crictlID, "ls", "/host-pods/uid2/volumes/kubernetes.io~secret"])
+                        #expect(inner.out.isEmpty, "crictl's container still sees \(inner.out)")
+                    }
                     #expect(try await execScript(rt, id, "cat /var/run/secrets/token/data").out == "token-1")
                 }
             }
             #expect(SharedVolumeTests.leftovers(daemon).isEmpty, "\(SharedVolumeTests.leftovers(daemon))")
         }
+    }
+
+    /// A container made by crictl in the pod that mounts the kubelet's pods directory as a node agent
+    /// does (HOST_TO_CONTAINER), started, and seeing the cert there; nil without crictl.
+    static func crictlContainer(_ daemon: DaemonHarness, _ podID: String, hostPods: String) async throws
+        -> (Crictl, String)?
+    {
+        guard let binary = Crictl.path else { return nil }
+        let cli = Crictl(binary: binary, socket: daemon.socket)
+        let dir = daemon.root + "/crictl-teardown"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let podJSON = #"{"metadata": {"name": "p", "namespace": "it", "uid": "u"}}"#
+        let ctrJSON = #"""
+            {"metadata": {"name": "node-agent"}, "image": {"image": "\#(busybox)"}, "command": ["sleep", "600"],
+             "mounts": [{"host_path": "\#(hostPods)", "container_path": "/host-pods",
+                         "propagation": 1}]}
+            """#
+        try podJSON.write(toFile: dir + "/pod.json", atomically: true, encoding: .utf8)
+        try ctrJSON.write(toFile: dir + "/ctr.json", atomically: true, encoding: .utf8)
+        let created = try await runCommand(cli.prefix + ["create", podID, dir + "/ctr.json", dir + "/pod.json"])
+        let id = created.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(created.code == 0 && !id.isEmpty, "\(created.stderr)")
+        #expect(try await runCommand(cli.prefix + ["start", id]).code == 0)
+        let cert = try await runCommand(
+            cli.prefix + ["exec", id, "cat", "/host-pods/uid2/volumes/kubernetes.io~secret/cert/data"])
+        #expect(cert.out == "cert-2", "\(cert.out) \(cert.stderr)")
+        let inspected = try await runCommand(cli.prefix + ["inspect", "-o", "json", id])
+        #expect(inspected.out.contains("PROPAGATION_HOST_TO_CONTAINER"), "\(inspected.out)")
+        return (cli, id)
     }
 
     static func volume(_ host: String, _ path: String, readOnly: Bool = false) -> Runtime_V1_Mount {

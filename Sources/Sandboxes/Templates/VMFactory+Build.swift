@@ -179,7 +179,7 @@ public struct TemplateStatus: Sendable, Encodable {
     enum CodingKeys: String, CodingKey {
         case handler, ready, key, vcpus, building
         case memoryMiB = "memory_mib", ramDataMiB = "ram_data_mib", buildMs = "build_ms"
-        case poolReady = "pool_ready", poolSize = "pool_size"
+        case poolReady = "pool_ready", poolSize = "pool_size", ramResidentMiB = "ram_resident_mib"
     }
     public var handler: String
     public var ready: Bool
@@ -191,4 +191,7 @@ public struct TemplateStatus: Sendable, Encodable {
     public var buildMs: Double?
     public var poolReady: Int
     public var poolSize: Int
+    /// The template's RAM memfd as the host holds it (shmem in no process's RSS): every pod of the
+    /// handler shares it, and it is held while the template is loaded.
+    public var ramResidentMiB: Int64?
 }

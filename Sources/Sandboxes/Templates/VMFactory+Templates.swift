@@ -23,6 +23,13 @@ final class LoadedTemplate: Sendable {
     }
 
     deinit { close(ramFD) }
+
+    /// How much of the host's memory the memfd holds (shmem; its pages stay while the template is
+    /// loaded, whether or not a clone maps them), in bytes.
+    var residentBytes: Int64 {
+        var st = stat()
+        return fstat(ramFD, &st) == 0 ? Int64(st.st_blocks) * 512 : 0
+    }
 }
 
 /// Templates (`start = "template"`): one VM per handler booted to a ready agent, paused and saved

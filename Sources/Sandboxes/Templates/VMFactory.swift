@@ -132,12 +132,13 @@ actor VMFactory {
     /// Every template handler's template and pool.
     func status() -> [TemplateStatus] {
         config.handlers.sorted(by: { $0.key < $1.key }).filter { $0.value.start == .template }.map { name, handler in
-            let t = templates[name]?.manifest
+            let loaded = templates[name]
+            let t = loaded?.manifest
             return TemplateStatus(
                 handler: name, ready: t != nil, building: work[name] != nil && t == nil, key: t?.key,
                 vcpus: t?.vcpus, memoryMiB: t?.memoryMiB, ramDataMiB: t.map { $0.ramDataBytes >> 20 },
                 buildMs: t.map { ($0.buildMs * 10).rounded() / 10 }, poolReady: pools[name]?.count ?? 0,
-                poolSize: handler.poolSize)
+                poolSize: handler.poolSize, ramResidentMiB: loaded.map { $0.residentBytes >> 20 })
         }
     }
 }
