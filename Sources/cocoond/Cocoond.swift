@@ -69,10 +69,15 @@ struct Cocoond: AsyncParsableCommand {
         let server = Self.makeServer(
             cfg, sandboxes: manager, containers: containers, images: images, streaming: streaming)
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
-        try await Self.serve(
-            server, streaming: streaming, sandboxes: manager, containers: containers, signals: signals,
-            socketAccess: socketAccess, socketPath: socketPath, stateRootPath: cfg.stateRoot, handlers: cfg.handlers,
-            logger: logger)
+        let systemd = SystemdNotifier()
+        try await withThrowingTaskGroup(of: Void.self) { watchdog in
+            watchdog.addTask { await systemd.watchdog() }  // until serving ends
+            try await Self.serve(
+                server, streaming: streaming, sandboxes: manager, containers: containers, signals: signals,
+                socketAccess: socketAccess, socketPath: socketPath, stateRootPath: cfg.stateRoot,
+                handlers: cfg.handlers, systemd: systemd, logger: logger)
+            watchdog.cancelAll()
+        }
         signals.cancel()
         await manager.detachAll()
         await images.shutdown()
@@ -168,7 +173,7 @@ struct Cocoond: AsyncParsableCommand {
     private static func serve(
         _ server: GRPCServer<HTTP2ServerTransport.Posix>, streaming: StreamingServer, sandboxes manager: SandboxManager,
         containers: ContainerManager, signals: SignalWatcher, socketAccess: SocketAccess, socketPath: String,
-        stateRootPath: String, handlers: [String: RuntimeHandler], logger: Logger
+        stateRootPath: String, handlers: [String: RuntimeHandler], systemd: SystemdNotifier, logger: Logger
     ) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -190,11 +195,13 @@ struct Cocoond: AsyncParsableCommand {
                     try socketAccess.apply(to: socketPath)
                     logger.info(
                         "cocoond serving CRI v1", metadata: ["address": "\(address)", "state_root": "\(stateRootPath)"])
+                    systemd.notify("READY=1\nSTATUS=serving CRI v1 on \(socketPath)\nMAINPID=\(getpid())")
                 }
             }
             group.addTask {
                 for await signal in signals.stream {
                     logger.info("shutting down; pod VMs keep running", metadata: ["signal": "\(signal)"])
+                    systemd.notify("STOPPING=1\nSTATUS=shutting down; pods keep running")
                     // Endless streams (GetContainerEvents) end first, or the graceful shutdown waits on them forever.
                     containers.endLifecycleEvents()
                     await streaming.close()

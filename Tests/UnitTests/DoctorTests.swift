@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import Hypervisor
 import Testing
 
 @testable import CLI
@@ -33,17 +34,7 @@ import Testing
         let path = dir + "/cri.sock"
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (i, b) in path.utf8.enumerated() { raw[i] = b }
-        }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-            }
-        }
-        #expect(bound == 0)
+        #expect(UnixSocketAddress.bind(fd, path: path))
         chmod(path, 0o600)
         #expect(NodeChecks.socket(path).level == (getuid() == 0 ? .ok : .fail))
         chmod(path, 0o666)
