@@ -27,4 +27,10 @@ public enum CgroupDriver: String, Sendable, Codable, CaseIterable {
     case cgroupfs
     /// A slice name, expanded as systemd does: `a-b-c.slice` is `/a.slice/a-b.slice/a-b-c.slice`.
     case systemd
+
+    /// The driver the kubelet should use: this one, or under `auto` systemd's where systemd runs
+    /// the host (`systemdBooted`: sd_booted's test, /run/systemd/system), cgroupfs otherwise.
+    public func forKubelet(systemdBooted: Bool) -> CgroupDriver {
+        self != .auto ? self : systemdBooted ? .systemd : .cgroupfs
+    }
 }

@@ -32,7 +32,7 @@ struct Doctor: AsyncParsableCommand {
         let (decisions, source) = await kvmDecisions(cfg)
         return [
             HostChecks.kvm(decisions: decisions, source: source), HostChecks.vsock(), HostChecks.qemu(cfg),
-            HostChecks.virtiofsd(cfg), HostChecks.cgroups(), NodeChecks.cni(cfg), HostChecks.iptables(),
+            HostChecks.virtiofsd(cfg), HostChecks.cgroups(cfg.cgroupDriver), NodeChecks.cni(cfg), HostChecks.iptables(),
             NodeChecks.guestImage(cfg), NodeChecks.disk(cfg), NodeChecks.socket(cfg.socket),
         ]
     }

@@ -1,5 +1,6 @@
 import Config
 import Foundation
+import Models
 
 /// What the host offers pod VMs and native pods: KVM (and the daemon's real-boot decision on it),
 /// vhost-vsock, virtiofsd, QEMU, cgroups, iptables.
@@ -82,12 +83,12 @@ enum HostChecks {
     }
 
     /// cgroup v2 with the controllers pods need, or a v1/hybrid host (supported; the kubelet must
-    /// then use the same driver); the kubelet's driver follows the init system.
-    static func cgroups(root: String = "/sys/fs/cgroup", initName: String = HostChecks.initName()) -> DoctorCheck {
-        let driver =
-            initName == "systemd"
-            ? "kubelet cgroupDriver: systemd (systemd is PID 1)"
-            : "kubelet cgroupDriver: cgroupfs (\(initName) is PID 1)"
+    /// then use the same driver); the kubelet's driver is the one cocoond's RuntimeConfig names.
+    static func cgroups(_ configured: CgroupDriver, root: String = "/sys/fs/cgroup") -> DoctorCheck {
+        let booted = FileManager.default.fileExists(atPath: "/run/systemd/system")
+        let why =
+            configured != .auto ? "configured" : booted ? "systemd runs the host" : "systemd does not run the host"
+        let driver = "kubelet cgroupDriver: \(configured.forKubelet(systemdBooted: booted).rawValue) (\(why))"
         if let text = try? String(contentsOfFile: root + "/cgroup.controllers", encoding: .utf8) {
             let controllers = Set(text.split(whereSeparator: \.isWhitespace).map(String.init))
             let missing = ["cpu", "memory", "pids"].filter { !controllers.contains($0) }
@@ -104,12 +105,6 @@ enum HostChecks {
         }
         return .fail(
             "cgroups", "no usable cgroup hierarchy under \(root)", "mount cgroup2 at \(root) (or the v1 controllers)")
-    }
-
-    /// The name of PID 1 (`systemd`, or whatever else runs the host).
-    static func initName() -> String {
-        ((try? String(contentsOfFile: "/proc/1/comm", encoding: .utf8)) ?? "unknown")
-            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// iptables answers (the bridge plugin's masquerade and portmap's rules need it).

@@ -16,11 +16,8 @@ extension RuntimeService {
     }
 
     static func cgroupDriver(_ configured: VMCgroup.Driver) -> Runtime_V1_CgroupDriver {
-        switch configured {
-        case .systemd: .systemd
-        case .cgroupfs: .cgroupfs
         // systemd's own test for "booted with systemd" (sd_booted).
-        case .auto: FileManager.default.fileExists(atPath: "/run/systemd/system") ? .systemd : .cgroupfs
-        }
+        let systemdBooted = FileManager.default.fileExists(atPath: "/run/systemd/system")
+        return configured.forKubelet(systemdBooted: systemdBooted) == .systemd ? .systemd : .cgroupfs
     }
 }
