@@ -121,6 +121,9 @@ int cocoon_spawn_vm(const char *path, char *const argv[], char *const envp[], co
     if (l->isolate) {
         if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) child_fail(out, "unshare(CLONE_NEWNET | CLONE_NEWNS)");
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) child_fail(out, "mount / private");
+        // The copies of pods' network namespace pins would keep those namespaces alive (now
+        // private, the host's unmounts no longer reach them) for as long as this process runs.
+        umount2("/var/run/netns", MNT_DETACH);
         // Its /proc shows its own PID namespace (itself), not the host's processes.
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) child_fail(out, "mount /proc");
     }

@@ -29,7 +29,8 @@ struct cocoon_vm_launch {
     /// RLIMIT_FSIZE in bytes (0: unchanged); SIGXFSZ is ignored, so a write past it fails with EFBIG.
     unsigned long long file_size_limit;
     /// Non-zero: in a network namespace of its own (empty: it needs none, its tap is a descriptor),
-    /// a mount namespace of its own with private propagation (no mount made later reaches it), and a
+    /// a mount namespace of its own with private propagation (no mount made later reaches it; no
+    /// copy of the pods' network namespace pins either), and a
     /// PID namespace of its own whose PID 1 it is, with a /proc of that namespace (no host process
     /// in sight).
     int isolate;
