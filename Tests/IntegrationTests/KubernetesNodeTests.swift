@@ -16,7 +16,7 @@ import Testing
 )
 struct KubernetesNodeTests {
     @Test func theDocumentedNodeServesTheDocumentedHandlers() async throws {
-        let page = try String(contentsOfFile: SystemdUnitTests.repo + "/docs/kubernetes.md", encoding: .utf8)
+        let page = try String(contentsOfFile: SystemdServiceTests.repo + "/docs/kubernetes.md", encoding: .utf8)
         let toml = try #require(
             page.components(separatedBy: "```toml\n").dropFirst().first?.components(separatedBy: "\n```").first)
         let handlers = page.split(separator: "\n").filter { $0.hasPrefix("handler: ") }.map { String($0.dropFirst(9)) }

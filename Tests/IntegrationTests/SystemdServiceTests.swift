@@ -7,7 +7,7 @@ import Testing
 /// systemd's part: a datagram socket in `$NOTIFY_SOCKET`), READY=1 comes once the CRI socket
 /// listens, WATCHDOG=1 keeps coming at half of `$WATCHDOG_USEC`, and SIGTERM brings STOPPING=1.
 @Suite(.serialized, .enabled(if: DaemonHarness.enabled, "needs the built daemon (scripts/test)"))
-struct SystemdUnitTests {
+struct SystemdServiceTests {
     static var repo: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().path
